@@ -1,0 +1,1 @@
+"""Benchmarks: latency, throughput and the hardware floor, side by side with peers."""

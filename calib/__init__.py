@@ -1,0 +1,1 @@
+"""INT8 calibration from a folder of normal images, with accuracy-aware layer selection."""

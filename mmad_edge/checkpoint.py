@@ -1,0 +1,205 @@
+"""Checkpoints: the project's own format, and import of the ones users already have.
+
+Everything is read with ``torch.load(weights_only=True)``: tensors and plain containers only,
+never arbitrary pickled objects. Every error names the file and the first bad key.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from mmad_edge.config import ConfigError, ModelConfig
+from mmad_edge.model.encoder import UNUSED_ENCODER_PREFIXES
+from mmad_edge.model.minimaxad import MiniMaxAD, build_model
+
+FORMAT = "mmad-edge-checkpoint"
+FORMAT_VERSION = 1
+WRAPPER_KEYS = ("models", "model", "state_dict", "module")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, unsafe, or does not fit the model."""
+
+
+@dataclass
+class LoadReport:
+    """What an import did: keys loaded, ignored on purpose, and (never silently) missing."""
+
+    source: str
+    target: str
+    loaded: int = 0
+    ignored: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        text = f"{self.target}: {self.loaded} tensors from {self.source}"
+        if self.ignored:
+            text += f"; ignored {len(self.ignored)} unused keys ({_prefix_summary(self.ignored)})"
+        return text
+
+
+def _prefix_summary(keys: list[str]) -> str:
+    prefixes = sorted({".".join(k.split(".")[:2]) for k in keys})
+    return ", ".join(prefixes[:6]) + (", ..." if len(prefixes) > 6 else "")
+
+
+def read_torch_file(path: str | os.PathLike[str]) -> Any:
+    """``torch.load(weights_only=True)`` with one-line errors for missing and unsafe files."""
+    name = os.fspath(path)
+    if not os.path.isfile(name):
+        raise CheckpointError(f"{name}: no such checkpoint file; check the path")
+    try:
+        return torch.load(name, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"{name}: refused to unpickle non-tensor objects ({first}); re-save it as a plain "
+            "state dict with torch.save(model.state_dict(), path)"
+        ) from None
+    except (RuntimeError, EOFError, OSError) as exc:
+        raise CheckpointError(f"{name}: not a readable PyTorch checkpoint ({exc}); the file may be truncated") from None
+
+
+def unwrap_state_dict(obj: Any, source: str) -> dict[str, torch.Tensor]:
+    """Accept a plain state dict or one wrapped as {"models"|"model"|"state_dict": ...}."""
+    if isinstance(obj, Mapping):
+        for key in WRAPPER_KEYS:
+            if key in obj and isinstance(obj[key], Mapping):
+                return unwrap_state_dict(obj[key], source)
+        tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+        if tensors:
+            return {k.removeprefix("module."): v for k, v in tensors.items()}
+    raise CheckpointError(f"{source}: holds no state dict (expected tensors, or a 'models'/'state_dict' entry)")
+
+
+def load_state(
+    module: nn.Module, state: Mapping[str, torch.Tensor], source: str, target: str,
+    ignore_prefixes: tuple[str, ...] = (),
+) -> LoadReport:
+    """Load ``state`` into ``module`` exactly: zero missing, zero unexpected, equal shapes.
+
+    Keys starting with ``ignore_prefixes`` are dropped and reported. The first bad key is named.
+    """
+    expected = module.state_dict()
+    report = LoadReport(source=source, target=target)
+    kept: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if key.endswith("num_batches_tracked") and key not in expected:
+            continue
+        if key.startswith(ignore_prefixes):
+            report.ignored.append(key)
+            continue
+        if key not in expected:
+            raise CheckpointError(
+                f"{source}: unexpected key {key!r} for the {target}; is this a {target} checkpoint of this architecture?"
+            )
+        if tuple(value.shape) != tuple(expected[key].shape):
+            raise CheckpointError(
+                f"{source}: key {key!r} has shape {tuple(value.shape)} but the {target} expects "
+                f"{tuple(expected[key].shape)}; was it trained with another --variant?"
+            )
+        kept[key] = value
+    missing = [k for k in expected if k not in kept and not k.endswith("num_batches_tracked")]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise CheckpointError(
+            f"{source}: missing key {missing[0]!r}{more} for the {target}; the checkpoint is truncated "
+            "or from another model"
+        )
+    module.load_state_dict(kept, strict=False)
+    report.loaded = len(kept)
+    return report
+
+
+def import_encoder(model: MiniMaxAD, path: str | os.PathLike[str]) -> LoadReport:
+    """UniRepLKNet ImageNet weights into the encoder; the classifier and the unused last
+    stage (downsample_layers.3, stages.3, norm3, norm, head) are ignored and reported."""
+    source = os.fspath(path)
+    state = unwrap_state_dict(read_torch_file(source), source)
+    return load_state(model.encoder, state, source, "encoder", UNUSED_ENCODER_PREFIXES)
+
+
+def import_minimaxad(model: MiniMaxAD, path: str | os.PathLike[str]) -> list[LoadReport]:
+    """A MiniMaxAD training checkpoint {"bn": ..., "decoder": ...} (optionally "encoder")."""
+    source = os.fspath(path)
+    obj = read_torch_file(source)
+    if not isinstance(obj, Mapping) or "bn" not in obj or "decoder" not in obj:
+        found = sorted(obj)[:5] if isinstance(obj, Mapping) else type(obj).__name__
+        raise CheckpointError(
+            f"{source}: not a MiniMaxAD run (expected 'bn' and 'decoder' entries, found {found}); "
+            "pass ImageNet weights with --encoder instead"
+        )
+    reports = [
+        load_state(model.bottleneck, unwrap_state_dict(obj["bn"], f"{source}[bn]"), f"{source}[bn]", "bottleneck"),
+        load_state(model.decoder, unwrap_state_dict(obj["decoder"], f"{source}[decoder]"), f"{source}[decoder]", "decoder"),
+    ]
+    if isinstance(obj.get("encoder"), Mapping):
+        enc = unwrap_state_dict(obj["encoder"], f"{source}[encoder]")
+        reports.append(load_state(model.encoder, enc, f"{source}[encoder]", "encoder", UNUSED_ENCODER_PREFIXES))
+    return reports
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str], model: MiniMaxAD, statistics: dict | None = None,
+    training: dict | None = None, optimizer: dict | None = None, scheduler: dict | None = None,
+) -> Path:
+    """Write the project checkpoint atomically (temp file + rename: never half-written)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "config": model.config.to_dict(),
+        "encoder": model.encoder.state_dict(),
+        "bottleneck": model.bottleneck.state_dict(),
+        "decoder": model.decoder.state_dict(),
+        "statistics": statistics,
+        "training": training or {},
+        "optimizer": optimizer,
+        "scheduler": scheduler,
+    }
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The raw project checkpoint dict, validated for format and config."""
+    source = os.fspath(path)
+    obj = read_torch_file(source)
+    if not isinstance(obj, Mapping) or obj.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{source}: not an mmad-edge checkpoint; convert it with 'mmad-edge import-checkpoint "
+            "--variant V --image-size S --encoder ENC.pth --minimaxad RUN.pth --out checkpoint.pt'"
+        )
+    if obj.get("format_version", 0) > FORMAT_VERSION:
+        raise CheckpointError(f"{source}: written by a newer mmad-edge (format {obj['format_version']}); upgrade mmad-edge")
+    try:
+        ModelConfig.from_dict(dict(obj["config"]))
+    except (ConfigError, TypeError, KeyError) as exc:
+        raise CheckpointError(f"{source}: bad config in checkpoint: {exc}") from None
+    return dict(obj)
+
+
+def load_checkpoint(path: str | os.PathLike[str], config: ModelConfig | None = None) -> tuple[MiniMaxAD, dict[str, Any]]:
+    """Build the model from a project checkpoint (its own config unless one is given)."""
+    source = os.fspath(path)
+    ckpt = read_checkpoint(source)
+    config = config or ModelConfig.from_dict(dict(ckpt["config"]))
+    model = build_model(config)
+    for part in ("encoder", "bottleneck", "decoder"):
+        load_state(getattr(model, part), ckpt[part], source, part)
+    return model.eval(), ckpt

@@ -1,0 +1,184 @@
+"""Anomaly detection metrics in numpy (no scikit-learn at run time).
+
+Image and pixel AUROC, average precision and F1-max come from one sort of the scores:
+cumulative counts are read at the end of every group of tied scores, which is exactly how
+scikit-learn builds its ROC and precision-recall curves. AUPRO uses the same single sort with a
+per-pixel weight ``1 / (regions * region size)``, so the whole PRO curve over every distinct
+threshold costs one sort instead of a loop over thresholds.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+from scipy import ndimage
+
+METRIC_KEYS = (
+    "image_auroc",
+    "image_ap",
+    "image_f1_max",
+    "pixel_auroc",
+    "pixel_ap",
+    "pixel_f1_max",
+    "pixel_aupro",
+)
+EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
+
+
+def _flat_scores(scores: Any) -> np.ndarray:
+    values = np.asarray(scores)
+    values = values.astype(np.float64) if values.dtype.kind != "f" else values
+    values = values.reshape(-1)
+    if np.isnan(values).any():
+        raise ValueError("scores contain NaN; check the model output (NaN weights or inputs)")
+    return values
+
+
+def _tie_cumsums(scores: np.ndarray, columns: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Sort scores descending; return the pixel count and each column's running sum at the
+    last position of every tie group (i.e. at every distinct threshold, highest first)."""
+    order = np.argsort(scores)[::-1]
+    ordered = scores[order]
+    ends = np.flatnonzero(ordered[1:] != ordered[:-1])
+    ends = np.append(ends, ordered.size - 1)
+    sums = [np.cumsum(column[order], dtype=np.float64)[ends] for column in columns]
+    return (ends + 1).astype(np.float64), sums
+
+
+def _trapezoid(y: np.ndarray, x: np.ndarray) -> float:
+    return float(np.sum(np.diff(x) * (y[1:] + y[:-1]) * 0.5))
+
+
+def _curve_metrics(count: np.ndarray, tps: np.ndarray) -> dict[str, float | None]:
+    """AUROC, AP and F1-max from cumulative (count, true positive) pairs; None for one class."""
+    fps = count - tps
+    positives, negatives = tps[-1], fps[-1]
+    if positives == 0 or negatives == 0:
+        return {"auroc": None, "ap": None, "f1_max": None}
+    tpr = np.concatenate(([0.0], tps / positives))
+    fpr = np.concatenate(([0.0], fps / negatives))
+    precision = tps / count
+    recall = tps / positives
+    ap = float(np.sum(np.diff(np.concatenate(([0.0], recall))) * precision))
+    denominator = precision + recall
+    f1 = np.divide(2 * precision * recall, denominator, out=np.zeros_like(denominator), where=denominator > 0)
+    return {"auroc": _trapezoid(tpr, fpr), "ap": ap, "f1_max": float(f1.max())}
+
+
+def binary_metrics(labels: Any, scores: Any) -> dict[str, float | None]:
+    """{"auroc", "ap", "f1_max"} of scores against 0/1 labels (any shape; pixels too), one sort."""
+    truth = np.asarray(labels).reshape(-1).astype(bool)
+    values = _flat_scores(scores)
+    if truth.size != values.size:
+        raise ValueError(f"labels ({truth.size}) and scores ({values.size}) differ in size")
+    if values.size == 0:
+        return {"auroc": None, "ap": None, "f1_max": None}
+    count, (tps,) = _tie_cumsums(values, [truth])
+    return _curve_metrics(count, tps)
+
+
+def auroc(labels: Any, scores: Any) -> float | None:
+    return binary_metrics(labels, scores)["auroc"]
+
+
+def average_precision(labels: Any, scores: Any) -> float | None:
+    """Average precision as scikit-learn defines it: sum of (R_n - R_{n-1}) * P_n."""
+    return binary_metrics(labels, scores)["ap"]
+
+
+def f1_max(labels: Any, scores: Any) -> float | None:
+    """Best F1 over all thresholds of the precision-recall curve."""
+    return binary_metrics(labels, scores)["f1_max"]
+
+
+def _region_weights(masks: np.ndarray) -> np.ndarray | None:
+    """Per-pixel weight 1 / (number of regions * size of the pixel's region); None if no region."""
+    labelled = np.zeros(masks.shape, dtype=np.int64)
+    regions = 0
+    for index, mask in enumerate(masks):
+        components, found = ndimage.label(mask, structure=EIGHT_CONNECTED)
+        labelled[index] = np.where(components > 0, components + regions, 0)
+        regions += found
+    if regions == 0:
+        return None
+    sizes = np.bincount(labelled.reshape(-1), minlength=regions + 1).astype(np.float64)
+    per_region = np.zeros(regions + 1)
+    per_region[1:] = 1.0 / (regions * sizes[1:])
+    return per_region[labelled.reshape(-1)]
+
+
+def aupro(maps: Any, masks: Any, max_fpr: float = 0.3) -> float | None:
+    """Area under the per-region-overlap curve up to ``max_fpr``, divided by ``max_fpr``.
+
+    Regions are 8-connected components of each mask. PRO(t) is the mean over all regions of the
+    fraction of the region at or above t; FPR(t) the fraction of normal pixels at or above t.
+    The curve uses every distinct map value as a threshold and is linearly interpolated at
+    ``max_fpr``. None when there is no region or no normal pixel.
+    """
+    values = _flat_scores(maps)
+    truth = np.asarray(masks).astype(bool)
+    if truth.ndim == 2:
+        truth = truth[None]
+    if truth.size != values.size:
+        raise ValueError(f"maps ({values.size} values) and masks ({truth.size}) differ in size")
+    weights = _region_weights(truth)
+    normal = ~truth.reshape(-1)
+    normals = int(normal.sum())
+    if weights is None or normals == 0:
+        return None
+    _, (false_positives, overlap) = _tie_cumsums(values, [normal, weights])
+    fpr = np.concatenate(([0.0], false_positives / normals))
+    pro = np.concatenate(([0.0], overlap))
+    kept = int(np.searchsorted(fpr, max_fpr, side="right"))
+    x, y = fpr[:kept], pro[:kept]
+    if kept < fpr.size:
+        step = (max_fpr - fpr[kept - 1]) / (fpr[kept] - fpr[kept - 1])
+        x = np.append(x, max_fpr)
+        y = np.append(y, pro[kept - 1] + step * (pro[kept] - pro[kept - 1]))
+    return _trapezoid(y, x) / max_fpr
+
+
+def evaluate_category(
+    scores: Any,
+    labels: Any,
+    maps: Any = None,
+    masks: Any = None,
+    has_mask: Any = None,
+) -> dict[str, float | None]:
+    """All seven metrics of one category (keys in ``METRIC_KEYS``), None where undefined.
+
+    ``scores``/``labels``: (N,); ``maps``/``masks``: (N, H, W); ``has_mask``: (N,) bool, False
+    for defects without a ground-truth mask: those images are left out of pixel metrics (normal
+    images always count, their mask is empty). Pixel metrics are None without maps, or when no
+    evaluated image has defect pixels.
+    """
+    labels = np.asarray(labels).reshape(-1).astype(np.int64)
+    image = binary_metrics(labels, scores)
+    result: dict[str, float | None] = {f"image_{k}": v for k, v in image.items()}
+    result.update({"pixel_auroc": None, "pixel_ap": None, "pixel_f1_max": None, "pixel_aupro": None})
+    if maps is None or masks is None:
+        return result
+    known = np.ones(labels.size, dtype=bool) if has_mask is None else np.asarray(has_mask).reshape(-1).astype(bool)
+    keep = known | (labels == 0)
+    if not keep.any():
+        return result
+    pixel_maps = np.asarray(maps)[keep]
+    pixel_masks = np.asarray(masks).astype(bool)[keep]
+    if pixel_maps.shape != pixel_masks.shape:
+        raise ValueError(f"anomaly maps {pixel_maps.shape} and masks {pixel_masks.shape} differ in shape")
+    pixel = binary_metrics(pixel_masks, pixel_maps)
+    result.update({f"pixel_{k}": v for k, v in pixel.items()})
+    if pixel["auroc"] is not None:
+        result["pixel_aupro"] = aupro(pixel_maps, pixel_masks)
+    return result
+
+
+def summarize(per_category: Mapping[str, Mapping[str, float | None]]) -> dict[str, Any]:
+    """{"categories": {...}, "mean": {...}}: each metric averaged over the categories that have it."""
+    keys = list(METRIC_KEYS) + sorted({k for m in per_category.values() for k in m} - set(METRIC_KEYS))
+    mean: dict[str, float | None] = {}
+    for key in keys:
+        values = [m[key] for m in per_category.values() if m.get(key) is not None]
+        mean[key] = float(np.mean(values)) if values else None
+    return {"categories": {name: dict(m) for name, m in per_category.items()}, "mean": mean}

@@ -1,0 +1,1 @@
+"""MiniMaxAD network: UniRepLKNet encoder, multi-scale bottleneck, mirrored decoder."""

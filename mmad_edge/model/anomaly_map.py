@@ -1,0 +1,85 @@
+"""From encoder/decoder features to the anomaly map and image score (the evaluation protocol).
+
+The same module runs in evaluation and inside the exported graph, so the deployed score is
+the evaluated score.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mmad_edge.config import ModelConfig
+
+
+def cosine_distance(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """1 - cosine similarity over channels of two (B, C, H, W) tensors -> (B, H, W)."""
+    dot = (a * b).sum(1)
+    norms = (a * a).sum(1) * (b * b).sum(1)
+    return 1.0 - dot / torch.sqrt(torch.clamp(norms, min=eps * eps))
+
+
+def gaussian_kernel1d(kernel: int, sigma: float) -> torch.Tensor:
+    x = torch.arange(kernel, dtype=torch.float64) - (kernel - 1) / 2
+    w = torch.exp(-(x * x) / (2 * sigma * sigma))
+    return (w / w.sum()).float()
+
+
+class AnomalyHead(nn.Module):
+    """Per-scale 1 - cosine maps -> bilinear (align_corners) to S x S -> mean/sum -> Gaussian
+    smoothing (reflect padding, separable) -> map; score = mean of the top-k pixels or max."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.combine = config.map_combine
+        self.score_mode = config.score_mode
+        self.top_percent = config.top_percent
+        self.kernel = config.smoothing_kernel
+        if self.kernel:
+            self.register_buffer(
+                "gauss", gaussian_kernel1d(self.kernel, config.smoothing_sigma), persistent=False
+            )
+
+    def maps(self, enc: list[torch.Tensor], dec: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+        total = None
+        for e, d in zip(enc, dec):
+            m = cosine_distance(e, d).unsqueeze(1)
+            m = F.interpolate(m, size=size, mode="bilinear", align_corners=True)
+            total = m if total is None else total + m
+        if self.combine == "mean":
+            total = total / len(enc)
+        return total
+
+    def smooth(self, m: torch.Tensor) -> torch.Tensor:
+        if not self.kernel:
+            return m
+        pad = self.kernel // 2
+        m = F.pad(m, (pad, pad, pad, pad), mode="reflect")
+        m = F.conv2d(m, self.gauss.view(1, 1, 1, -1))
+        return F.conv2d(m, self.gauss.view(1, 1, -1, 1))
+
+    def score(self, m: torch.Tensor) -> torch.Tensor:
+        flat = m.flatten(1)
+        if self.score_mode == "max":
+            return flat.max(dim=1).values
+        k = max(1, int(round(flat.shape[1] * self.top_percent / 100.0)))
+        return flat.topk(k, dim=1).values.mean(dim=1)
+
+    def forward(
+        self, enc: list[torch.Tensor], dec: list[torch.Tensor], size: tuple[int, int]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        m = self.smooth(self.maps(enc, dec, size))
+        return m.squeeze(1), self.score(m)
+
+
+def top_k_count(height: int, width: int, top_percent: float) -> int:
+    """How many pixels the top-percent score averages (shared with the export checks)."""
+    return max(1, int(round(height * width * top_percent / 100.0)))
+
+
+def gaussian_support(sigma: float, truncate: float = 4.0) -> int:
+    """Odd kernel size covering +-truncate sigma (scipy's convention), for users who want it."""
+    return 2 * int(math.floor(truncate * sigma + 0.5)) + 1

@@ -1,0 +1,91 @@
+"""Score statistics of held-out normal images: the default threshold and normalisation.
+
+The result is the ``statistics`` section of the checkpoint and export metadata (see
+docs/contracts.md) and feeds ``mmad_edge.runtime.scoring.normalize_score``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+
+SCORE_QUANTILES = (0.5, 0.9, 0.95, 0.99, 1.0)
+MAP_QUANTILES = (0.5, 0.9, 0.95, 0.99, 0.999, 1.0)
+MAX_MAP_SAMPLES = 1_000_000
+SMALL_SAMPLE = 20
+SMALL_SAMPLE_MARGIN = 0.1
+_MEAN_STD = re.compile(r"^mean\+(\d+(?:\.\d+)?)std$")
+_QUANTILE = re.compile(r"^quantile:(\d*\.?\d+)$")
+
+
+def rule_threshold(scores: np.ndarray, rule: str) -> float:
+    """The threshold a rule gives: ``mean+Kstd`` (sample std, ddof=1) or ``quantile:Q`` (0 < Q <= 1)."""
+    text = rule.replace(" ", "").lower()
+    match = _MEAN_STD.match(text)
+    if match:
+        std = float(scores.std(ddof=1)) if scores.size > 1 else 0.0
+        return float(scores.mean()) + float(match.group(1)) * std
+    match = _QUANTILE.match(text)
+    if match and 0.0 < float(match.group(1)) <= 1.0:
+        return float(np.quantile(scores, float(match.group(1))))
+    raise ValueError(f"unknown threshold rule {rule!r}; use e.g. 'mean+3std' or 'quantile:0.99'")
+
+
+def _quantiles(values: np.ndarray, levels: tuple[float, ...]) -> dict[str, float]:
+    return {str(q): float(v) for q, v in zip(levels, np.quantile(values, levels))}
+
+
+def map_quantiles(normal_maps: Any, seed: int = 0) -> dict[str, float]:
+    """Quantiles of anomaly-map values, from at most ``MAX_MAP_SAMPLES`` seeded random pixels."""
+    values = np.asarray(normal_maps, dtype=np.float32).reshape(-1)
+    if values.size > MAX_MAP_SAMPLES:
+        values = values[np.random.default_rng(seed).integers(0, values.size, MAX_MAP_SAMPLES)]
+    return _quantiles(values, MAP_QUANTILES)
+
+
+def score_statistics(
+    normal_scores: Any, normal_maps: Any = None, rule: str = "mean+3std", seed: int = 0
+) -> dict[str, Any]:
+    """Threshold and normalisation from scores of held-out normal images.
+
+    The threshold is the rule's value (``mean+3std`` or ``quantile:Q``), with two guards:
+
+    * fewer than 20 normals: neither 3 std nor a high quantile of so few samples says much
+      about the tail, and the sample maximum underestimates it, so the threshold is at least
+      ``max + 0.1 * (max - median)``: no held-out normal is flagged, with a margin;
+    * the threshold is always above the median (``low``), so normalisation never divides by
+      zero: when every score is equal it is ``median + max(1e-6, 1e-3 * |median|)``.
+
+    ``normalization`` is ``{"low": median, "high": threshold}``. ``map_values`` holds quantiles
+    of ``normal_maps`` (None when no maps are given).
+    """
+    scores = np.asarray(normal_scores, dtype=np.float64).reshape(-1)
+    if scores.size == 0:
+        raise ValueError("no held-out normal scores; hold out some normal training images (e.g. 10 %)")
+    if not np.isfinite(scores).all():
+        raise ValueError("held-out normal scores contain NaN or inf; check the model output")
+    threshold = rule_threshold(scores, rule)
+    median, highest = float(np.median(scores)), float(scores.max())
+    note = f"{rule} of {scores.size} held-out normal scores"
+    if scores.size < SMALL_SAMPLE:
+        floor = highest + SMALL_SAMPLE_MARGIN * (highest - median)
+        if floor > threshold:
+            threshold = floor
+            note += f"; raised to max + {SMALL_SAMPLE_MARGIN:g} * (max - median) (fewer than {SMALL_SAMPLE} normals)"
+    if threshold <= median:
+        threshold = median + max(1e-6, 1e-3 * abs(median))
+        note += "; raised just above the median (all scores equal)"
+    return {
+        "threshold": float(threshold),
+        "normalization": {"low": median, "high": float(threshold)},
+        "threshold_rule": note,
+        "normal_scores": {
+            "count": int(scores.size),
+            "mean": float(scores.mean()),
+            "std": float(scores.std(ddof=1)) if scores.size > 1 else 0.0,
+            "quantiles": _quantiles(scores, SCORE_QUANTILES),
+        },
+        "map_values": None if normal_maps is None else {"quantiles": map_quantiles(normal_maps, seed)},
+    }

@@ -1,0 +1,15 @@
+"""Error types the runtime raises, so callers can tell a bad artifact from a missing GPU."""
+
+from __future__ import annotations
+
+
+class ArtifactError(ValueError):
+    """An artifact (ONNX, engine, sidecar, metadata) that is missing, malformed or mismatched."""
+
+
+class BackendUnavailableError(RuntimeError):
+    """The requested backend cannot run here (package, driver or GPU missing)."""
+
+
+class SourceError(RuntimeError):
+    """A frame source (camera, URL, video, folder) that cannot be opened or keeps failing."""

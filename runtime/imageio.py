@@ -1,0 +1,63 @@
+"""Read any image a camera or a dataset produces as uint8 BGR, or fail naming the file."""
+
+from __future__ import annotations
+
+import os
+from typing import Union
+
+import cv2
+import numpy as np
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+class ImageReadError(ValueError):
+    """An image file that is missing, unreadable or not an image."""
+
+
+def to_bgr_uint8(image: np.ndarray, source: str = "frame") -> np.ndarray:
+    """Convert grayscale, BGRA and 16-bit/float images to H x W x 3 uint8 BGR."""
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
+        raise ImageReadError(f"{source}: expected an H x W, H x W x 1, x3 or x4 image, got shape {image.shape}")
+    if image.dtype == np.uint16:
+        image = (image.astype(np.uint32) * 255 + 32767) // 65535
+        image = image.astype(np.uint8)
+    elif image.dtype in (np.float32, np.float64):
+        scale = 255.0 if float(np.nanmax(image)) <= 1.0 else 1.0
+        image = np.clip(np.nan_to_num(image) * scale + 0.5, 0, 255).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        raise ImageReadError(f"{source}: unsupported pixel type {image.dtype}; save it as 8- or 16-bit")
+    channels = image.shape[2]
+    if channels == 1:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if channels == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    return np.ascontiguousarray(image)
+
+
+def read_image(path: PathLike) -> np.ndarray:
+    """Read an image file as H x W x 3 uint8 BGR (grayscale, RGBA and 16-bit converted)."""
+    name = os.fspath(path)
+    if not os.path.isfile(name):
+        raise ImageReadError(f"{name}: no such image file; check the path")
+    data = np.fromfile(name, dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if image is None:
+        raise ImageReadError(f"{name}: cannot decode image (corrupt or not an image); replace or remove the file")
+    return to_bgr_uint8(image, name)
+
+
+def read_mask(path: PathLike) -> np.ndarray:
+    """Read a ground-truth mask as H x W bool (any non-zero pixel is defect)."""
+    name = os.fspath(path)
+    if not os.path.isfile(name):
+        raise ImageReadError(f"{name}: no such mask file; check the ground_truth folder")
+    data = np.fromfile(name, dtype=np.uint8)
+    mask = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if mask is None:
+        raise ImageReadError(f"{name}: cannot decode mask (corrupt or not an image); replace the file")
+    if mask.ndim == 3:
+        mask = mask.max(axis=2)
+    return mask > 0

@@ -1,0 +1,108 @@
+"""Run an exported ONNX artifact with ONNX Runtime (TensorRT / CUDA provider when present, else CPU)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .errors import ArtifactError, BackendUnavailableError
+from .metadata import METADATA_FILE, METADATA_KEY, ArtifactInfo, parse_metadata, read_metadata_file
+
+INPUT_NAME = "image"
+OUTPUT_NAMES = ("anomaly_map", "score")
+GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+
+
+def _import_onnxruntime() -> Any:
+    try:
+        import onnxruntime
+    except ImportError:
+        raise BackendUnavailableError(
+            "the ONNX backend needs onnxruntime: pip install onnxruntime (Jetson: the onnxruntime-gpu wheel for your JetPack)"
+        ) from None
+    return onnxruntime
+
+
+def gpu_provider_available() -> bool:
+    """True when this onnxruntime build offers a GPU execution provider."""
+    try:
+        available = _import_onnxruntime().get_available_providers()
+    except BackendUnavailableError:
+        return False
+    return any(name in available for name in GPU_PROVIDERS)
+
+
+def default_providers(available: Sequence[str], cache_dir: Path) -> List[Any]:
+    """TensorRT EP (engine cache next to the model), then CUDA EP, then CPU: whichever exist."""
+    providers: List[Any] = []
+    if "TensorrtExecutionProvider" in available:
+        options = {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache_dir)}
+        providers.append(("TensorrtExecutionProvider", options))
+    if "CUDAExecutionProvider" in available:
+        providers.append("CUDAExecutionProvider")
+    providers.append("CPUExecutionProvider")
+    return providers
+
+
+class OnnxRuntimeBackend:
+    """One InferenceSession; batch limits from the graph (fixed dim) or the metadata profile."""
+
+    name = "onnxruntime"
+
+    def __init__(self, path: "str | os.PathLike[str]", providers: Optional[Sequence[Any]] = None) -> None:
+        ort = _import_onnxruntime()
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ArtifactError(f"{self.path}: no such ONNX file; export one with mmad-edge export")
+        if providers is None:
+            providers = default_providers(ort.get_available_providers(), self.path.parent / "ort_trt_cache")
+        try:
+            self._session = ort.InferenceSession(str(self.path), providers=list(providers))
+        except Exception as exc:  # onnxruntime raises several private exception types
+            raise ArtifactError(f"{self.path}: onnxruntime cannot load it ({str(exc).splitlines()[0]}); re-export the model") from None
+        self.providers = self._session.get_providers()
+        self.info = self._read_info()
+        self._check_io()
+
+    def _read_info(self) -> ArtifactInfo:
+        text = self._session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+        if text is not None:
+            return parse_metadata(text, f"{self.path} ({METADATA_KEY})")
+        sibling = self.path.parent / METADATA_FILE
+        if sibling.is_file():
+            return read_metadata_file(sibling)
+        raise ArtifactError(
+            f"{self.path}: no '{METADATA_KEY}' metadata and no {METADATA_FILE} beside it; export with mmad-edge export"
+        )
+
+    def _check_io(self) -> None:
+        inputs = self._session.get_inputs()
+        outputs = {o.name for o in self._session.get_outputs()}
+        if len(inputs) != 1 or inputs[0].name != INPUT_NAME or not set(OUTPUT_NAMES) <= outputs:
+            names = [i.name for i in inputs]
+            raise ArtifactError(
+                f"{self.path}: expected input '{INPUT_NAME}' and outputs {list(OUTPUT_NAMES)}, got {names} -> "
+                f"{sorted(outputs)}; export with mmad-edge export"
+            )
+        if inputs[0].type != "tensor(uint8)":
+            raise ArtifactError(f"{self.path}: input must be uint8 NHWC BGR, got {inputs[0].type}; re-export")
+        shape = inputs[0].shape
+        self.image_size = self.info.image_size
+        if isinstance(shape[1], int) and isinstance(shape[2], int) and (shape[1], shape[2]) != self.image_size:
+            raise ArtifactError(f"{self.path}: input is {shape[1]}x{shape[2]} but metadata says {self.image_size}; re-export")
+        if isinstance(shape[0], int):
+            self.batch_min = self.batch_max = shape[0]
+        else:
+            self.batch_min, self.batch_max = 1, self.info.batch_max
+
+    def run(self, images: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """Maps (B, S, S) and scores (B,) for a uint8 (B, S, S, 3) batch."""
+        maps, scores = self._session.run(list(OUTPUT_NAMES), {INPUT_NAME: images})
+        return maps, scores
+
+    def close(self) -> None:
+        """Drop the session (ONNX Runtime frees its arenas with it)."""
+        self._session = None

@@ -1,0 +1,16 @@
+"""Shared test helpers: randomised weights so equivalence tests exercise every folded term."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def reference_keys() -> dict:
+    """Key names and shapes of the reference variant-n checkpoints (copied from the reference)."""
+    return json.loads((FIXTURES / "official_state_dict_keys_variant_n.json").read_text())
