@@ -236,7 +236,9 @@ def _parse_metadata_text(text: str, source: str) -> dict[str, Any]:
     try:
         metadata = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise MetadataError(f"{source} is not valid JSON ({exc.msg} at line {exc.lineno}); re-export the model") from None
+        raise MetadataError(
+            f"{source} is not valid JSON ({exc.msg} at line {exc.lineno}); re-export the model"
+        ) from None
     try:
         validate_metadata(metadata)
     except MetadataError as exc:

@@ -21,9 +21,9 @@ from typing import Any
 
 from mmad_edge.export.metadata import (
     INPUT_NAME,
-    MetadataError,
     engine_metadata,
     metadata_for_onnx,
+    validate_metadata,
     write_bytes_atomic,
     write_json_atomic,
 )
@@ -117,10 +117,10 @@ def load_tensorrt() -> ModuleType:
         trt = None
     if trt is None or not hasattr(trt, "Builder"):
         if _importable("tensorrt_lean"):
-            raise TensorRTUnavailable(
-                "TensorRT's builder is not installed here (only tensorrt_lean, which runs engines but cannot build them)"
-            )
-        raise TensorRTUnavailable("TensorRT is not installed here (pip install 'mmad-edge[trt]'; JetPack ships it on Jetson)")
+            raise TensorRTUnavailable("TensorRT's builder is not installed here "
+                                      "(only tensorrt_lean, which runs engines but cannot build them)")
+        raise TensorRTUnavailable("TensorRT is not installed here "
+                                  "(pip install 'mmad-edge[trt]'; JetPack ships it on Jetson)")
     found = _version_tuple(trt.__version__)
     if found < MIN_TENSORRT:
         raise TensorRTUnavailable(
@@ -160,7 +160,7 @@ def build_engine(
     dla_core: int | None = None,
     verbose: bool = False,
     *,
-    trt: ModuleType | Any = None,
+    trt: Any = None,
     device_info: DeviceInfo | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -177,7 +177,10 @@ def build_engine(
     except TensorRTUnavailable as exc:
         command = build_command(onnx_path, profile, version_compatible, dla_core)
         raise TensorRTUnavailable(f"{exc}; build the engine on the target device with: {command}") from None
-    metadata = metadata if metadata is not None else metadata_for_onnx(onnx_path)
+    if metadata is None:
+        metadata = metadata_for_onnx(onnx_path)
+    else:
+        validate_metadata(metadata)
 
     started = time.perf_counter()
     logger = trt.Logger(trt.Logger.VERBOSE if verbose else trt.Logger.WARNING)
@@ -200,7 +203,8 @@ def build_engine(
     plan = builder.build_serialized_network(network, config)
     if plan is None:
         raise EngineBuildError(
-            f"TensorRT failed to build an engine from {onnx_path}; rerun with verbose=True (--verbose) for the builder log"
+            f"TensorRT failed to build an engine from {onnx_path}; "
+            "rerun with verbose=True (--verbose) for the builder log"
         )
     sidecar = engine_metadata(metadata, str(trt.__version__), gpu_name, capability, profile,
                               version_compatible, dla_core)

@@ -2,9 +2,9 @@
 
 Image and pixel AUROC, average precision and F1-max come from one sort of the scores:
 cumulative counts are read at the end of every group of tied scores, which is exactly how
-scikit-learn builds its ROC and precision-recall curves. AUPRO uses the same single sort with a
-per-pixel weight ``1 / (regions * region size)``, so the whole PRO curve over every distinct
-threshold costs one sort instead of a loop over thresholds.
+scikit-learn builds its ROC and precision-recall curves. Pixel AUPRO shares that one sort: a
+per-pixel weight ``1 / (regions * region size)`` summed the same way gives the PRO curve at every
+distinct threshold, with no loop over thresholds.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def f1_max(labels: Any, scores: Any) -> float | None:
 
 def _region_weights(masks: np.ndarray) -> np.ndarray | None:
     """Per-pixel weight 1 / (number of regions * size of the pixel's region); None if no region."""
-    labelled = np.zeros(masks.shape, dtype=np.int64)
+    labelled = np.zeros(masks.shape, dtype=np.int32)
     regions = 0
     for index, mask in enumerate(masks):
         components, found = ndimage.label(mask, structure=EIGHT_CONNECTED)
@@ -108,27 +108,9 @@ def _region_weights(masks: np.ndarray) -> np.ndarray | None:
     return per_region[labelled.reshape(-1)]
 
 
-def aupro(maps: Any, masks: Any, max_fpr: float = 0.3) -> float | None:
-    """Area under the per-region-overlap curve up to ``max_fpr``, divided by ``max_fpr``.
-
-    Regions are 8-connected components of each mask. PRO(t) is the mean over all regions of the
-    fraction of the region at or above t; FPR(t) the fraction of normal pixels at or above t.
-    The curve uses every distinct map value as a threshold and is linearly interpolated at
-    ``max_fpr``. None when there is no region or no normal pixel.
-    """
-    values = _flat_scores(maps)
-    truth = np.asarray(masks).astype(bool)
-    if truth.ndim == 2:
-        truth = truth[None]
-    if truth.size != values.size:
-        raise ValueError(f"maps ({values.size} values) and masks ({truth.size}) differ in size")
-    weights = _region_weights(truth)
-    normal = ~truth.reshape(-1)
-    normals = int(normal.sum())
-    if weights is None or normals == 0:
-        return None
-    _, (false_positives, overlap) = _tie_cumsums(values, [normal, weights])
-    fpr = np.concatenate(([0.0], false_positives / normals))
+def _pro_area(false_positives: np.ndarray, overlap: np.ndarray, max_fpr: float) -> float:
+    """Trapezoid area under (FPR, PRO) from (0, 0) up to ``max_fpr`` (interpolated there), / max_fpr."""
+    fpr = np.concatenate(([0.0], false_positives / false_positives[-1]))
     pro = np.concatenate(([0.0], overlap))
     kept = int(np.searchsorted(fpr, max_fpr, side="right"))
     x, y = fpr[:kept], pro[:kept]
@@ -137,6 +119,34 @@ def aupro(maps: Any, masks: Any, max_fpr: float = 0.3) -> float | None:
         x = np.append(x, max_fpr)
         y = np.append(y, pro[kept - 1] + step * (pro[kept] - pro[kept - 1]))
     return _trapezoid(y, x) / max_fpr
+
+
+def pixel_metrics(maps: Any, masks: Any, max_fpr: float = 0.3) -> dict[str, float | None]:
+    """{"auroc", "ap", "f1_max", "aupro"} of anomaly maps (N, H, W) against bool masks, one sort.
+
+    AUPRO: regions are 8-connected components of each mask; PRO(t) is the mean over all regions
+    of the fraction of the region at or above t, FPR(t) the fraction of normal pixels at or
+    above t. The curve uses every distinct map value as a threshold, is linearly interpolated
+    at ``max_fpr`` and its area is divided by ``max_fpr``. All None without both pixel classes.
+    """
+    values = _flat_scores(maps)
+    truth = np.asarray(masks).astype(bool)
+    truth = truth[None] if truth.ndim == 2 else truth
+    if truth.size != values.size:
+        raise ValueError(f"maps ({values.size} values) and masks ({truth.size}) differ in size")
+    weights = _region_weights(truth)
+    flat_truth = truth.reshape(-1)
+    if weights is None or flat_truth.all():
+        return {"auroc": None, "ap": None, "f1_max": None, "aupro": None}
+    count, (tps, overlap) = _tie_cumsums(values, [flat_truth, weights])
+    result: dict[str, float | None] = dict(_curve_metrics(count, tps))
+    result["aupro"] = _pro_area(count - tps, overlap, max_fpr)
+    return result
+
+
+def aupro(maps: Any, masks: Any, max_fpr: float = 0.3) -> float | None:
+    """Normalised area under the per-region-overlap curve up to ``max_fpr`` (see ``pixel_metrics``)."""
+    return pixel_metrics(maps, masks, max_fpr)["aupro"]
 
 
 def evaluate_category(
@@ -167,10 +177,7 @@ def evaluate_category(
     pixel_masks = np.asarray(masks).astype(bool)[keep]
     if pixel_maps.shape != pixel_masks.shape:
         raise ValueError(f"anomaly maps {pixel_maps.shape} and masks {pixel_masks.shape} differ in shape")
-    pixel = binary_metrics(pixel_masks, pixel_maps)
-    result.update({f"pixel_{k}": v for k, v in pixel.items()})
-    if pixel["auroc"] is not None:
-        result["pixel_aupro"] = aupro(pixel_maps, pixel_masks)
+    result.update({f"pixel_{k}": v for k, v in pixel_metrics(pixel_maps, pixel_masks).items()})
     return result
 
 

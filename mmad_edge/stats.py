@@ -16,6 +16,7 @@ MAP_QUANTILES = (0.5, 0.9, 0.95, 0.99, 0.999, 1.0)
 MAX_MAP_SAMPLES = 1_000_000
 SMALL_SAMPLE = 20
 SMALL_SAMPLE_MARGIN = 0.1
+MIN_GAP = 1e-6
 _MEAN_STD = re.compile(r"^mean\+(\d+(?:\.\d+)?)std$")
 _QUANTILE = re.compile(r"^quantile:(\d*\.?\d+)$")
 
@@ -56,7 +57,7 @@ def score_statistics(
       about the tail, and the sample maximum underestimates it, so the threshold is at least
       ``max + 0.1 * (max - median)``: no held-out normal is flagged, with a margin;
     * the threshold is always above the median (``low``), so normalisation never divides by
-      zero: when every score is equal it is ``median + max(1e-6, 1e-3 * |median|)``.
+      zero: it is at least ``median + max(1e-6 * |median|, 1e-9)`` (all scores equal).
 
     ``normalization`` is ``{"low": median, "high": threshold}``. ``map_values`` holds quantiles
     of ``normal_maps`` (None when no maps are given).
@@ -74,9 +75,10 @@ def score_statistics(
         if floor > threshold:
             threshold = floor
             note += f"; raised to max + {SMALL_SAMPLE_MARGIN:g} * (max - median) (fewer than {SMALL_SAMPLE} normals)"
-    if threshold <= median:
-        threshold = median + max(1e-6, 1e-3 * abs(median))
-        note += "; raised just above the median (all scores equal)"
+    gap = max(MIN_GAP * abs(median), 1e-9)
+    if threshold < median + gap:
+        threshold = median + gap
+        note += "; raised just above the median (normal scores (nearly) all equal)"
     return {
         "threshold": float(threshold),
         "normalization": {"low": median, "high": float(threshold)},

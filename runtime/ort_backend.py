@@ -26,13 +26,15 @@ def _import_onnxruntime() -> Any:
     return onnxruntime
 
 
-def gpu_provider_available() -> bool:
-    """True when this onnxruntime build offers a GPU execution provider."""
-    try:
-        available = _import_onnxruntime().get_available_providers()
-    except BackendUnavailableError:
-        return False
-    return any(name in available for name in GPU_PROVIDERS)
+def runs_on_gpu(providers: Optional[Sequence[Any]] = None) -> bool:
+    """True when ``providers`` (default: what this onnxruntime build offers) include a GPU one."""
+    if providers is None:
+        try:
+            providers = _import_onnxruntime().get_available_providers()
+        except BackendUnavailableError:
+            return False
+    names = [p[0] if isinstance(p, (tuple, list)) else p for p in providers]
+    return any(name in GPU_PROVIDERS for name in names)
 
 
 def default_providers(available: Sequence[str], cache_dir: Path) -> List[Any]:

@@ -65,7 +65,7 @@ class AnomalyHead(nn.Module):
         flat = m.flatten(1)
         if self.score_mode == "max":
             return flat.max(dim=1).values
-        k = max(1, int(round(flat.shape[1] * self.top_percent / 100.0)))
+        k = top_k_count(int(m.shape[-2]), int(m.shape[-1]), self.top_percent)
         return flat.topk(k, dim=1).values.mean(dim=1)
 
     def forward(

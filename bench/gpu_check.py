@@ -1,0 +1,319 @@
+"""One prepared GPU benchmark run: MiniMaxAD's PyTorch CUDA paths and the peers, with floors.
+
+Usage on a CUDA machine (fits a 10-minute slot with the defaults)::
+
+    python -m mmad_edge.bench.gpu_check --out gpu_out
+
+Rows (paper protocol: normalised float input already on the GPU, forward only, CUDA events):
+MiniMaxAD features (encoder + bottleneck + decoder) in training form FP32 (the baseline
+``torch-eager-trainform``), reparameterised FP32, FP16 channels-last, FP16 CUDA graph and
+FP16 ``torch.compile`` (time-limited); the full detector (uint8 frames -> map + score) FP32;
+each peer FP32 and FP16 channels-last. Every row gets a roofline floor from the measured peak
+of its precision. Writes ``gpu_check.json``, ``gpu_check.md`` and ``gpu_check.png`` to
+``--out``. A case that fails or would overrun ``--budget-s`` is listed under ``skipped``.
+
+``--dry-run`` runs the same flow on the CPU (FP32 eager only, tiny peak measurement) so it can
+be tested without a GPU. The MiniMaxAD model is imported by name only when needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+BASELINE = "torch-eager-trainform"
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m mmad_edge.bench.gpu_check",
+        description="Time MiniMaxAD's PyTorch CUDA paths and the peer detectors; write JSON + Markdown.",
+    )
+    parser.add_argument("--out", required=True, type=Path, help="output folder for gpu_check.json/.md/.png")
+    parser.add_argument("--variant", default="n", help="MiniMaxAD variant (default n, the paper's)")
+    parser.add_argument("--image-size", type=int, default=256)
+    parser.add_argument("--batch", default="1,16", help="comma-separated batch sizes (default 1,16)")
+    parser.add_argument("--warmup", type=int, default=50)
+    parser.add_argument("--iters", type=int, default=500)
+    parser.add_argument("--model", choices=("minimaxad", "none"), default="minimaxad")
+    parser.add_argument("--peers", default="all", help="'all', 'none' or comma-separated peer names")
+    parser.add_argument("--patchcore-bank", type=int, default=16384, help="PatchCore memory-bank entries")
+    parser.add_argument("--compile-mode", default="max-autotune-no-cudagraphs",
+                        help="torch.compile mode (e.g. reduce-overhead); 'off' skips compile rows")
+    parser.add_argument("--compile-timeout", type=float, default=150.0, help="seconds allowed per compilation")
+    parser.add_argument("--budget-s", type=float, default=480.0, help="skip cases once this much time has passed")
+    parser.add_argument("--dry-run", action="store_true", help="CPU, FP32 eager only: checks the flow without a GPU")
+    return parser.parse_args(argv)
+
+
+def parse_batches(text: str) -> list[int]:
+    try:
+        batches = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise SystemExit(f"--batch must be comma-separated integers like 1,16, got {text!r}") from None
+    if not batches or min(batches) < 1:
+        raise SystemExit(f"--batch needs positive sizes, got {text!r}")
+    return batches
+
+
+def parse_peers(text: str) -> list[str]:
+    from .peers import PEERS
+
+    if text == "all":
+        return list(PEERS)
+    if text == "none":
+        return []
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [name for name in names if name not in PEERS]
+    if unknown:
+        raise SystemExit(f"unknown peer(s) {', '.join(unknown)}; choose from {', '.join(PEERS)}, 'all' or 'none'")
+    return names
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    """Raise TimeoutError in the main thread after ``seconds`` (SIGALRM; a no-op elsewhere)."""
+
+    def expire(signum: int, frame: Any) -> None:
+        raise TimeoutError(f"exceeded the {seconds:.0f} s limit")
+
+    if not hasattr(signal, "setitimer"):
+        yield
+        return
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def cuda_graph(net: Any, x: Any) -> Callable[[], Any]:
+    """Capture ``net(x)`` once (after side-stream warm-up) and return the graph's replay."""
+    import torch
+
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(3):
+            net(x)
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        net(x)
+    return graph.replay
+
+
+def compiled(mode: str, timeout_s: float) -> Callable[[Any, Any], Callable[[], Any]]:
+    """A ``wrap`` that compiles the module and runs it once (the compilation) under a time limit."""
+
+    def wrap(net: Any, x: Any) -> Callable[[], Any]:
+        import torch
+
+        fast = torch.compile(net, mode=mode)
+        try:
+            with time_limit(timeout_s):
+                fast(x)
+                torch.cuda.synchronize()
+        except BaseException:
+            torch._dynamo.reset()
+            raise
+        return lambda: fast(x)
+
+    return wrap
+
+
+def minimaxad_factories(variant: str, image_size: int) -> tuple[Callable[[], Any], Callable[[], Any], type]:
+    """(training-form factory, reparameterised factory, features-only wrapper class), imported by name."""
+    import torch
+    from torch import nn
+
+    from mmad_edge.config import ModelConfig
+
+    minimaxad = importlib.import_module("mmad_edge.model.minimaxad")
+    reparam = importlib.import_module("mmad_edge.model.reparam")
+    config = ModelConfig(variant=variant, image_size=image_size)
+
+    class FeaturesOnly(nn.Module):
+        """The paper's timed forward: encoder + bottleneck + decoder, no map, no smoothing."""
+
+        def __init__(self, model: nn.Module) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, x: torch.Tensor) -> Any:
+            return self.model.features(x)
+
+    def trainform() -> nn.Module:
+        return minimaxad.build_model(config).eval()
+
+    def deployed() -> nn.Module:
+        return reparam.reparameterize(trainform())
+
+    return trainform, deployed, FeaturesOnly
+
+
+def plan(args: argparse.Namespace, device: str, model: tuple | None) -> list[tuple[Any, Callable[[], Any], bool]]:
+    """(case, module factory for the floor count, frames input?) for every row to run.
+
+    ``model`` is ``minimaxad_factories(...)``, or None to time the peers alone.
+    """
+    from .peers import build_peer
+    from .runner import torch_module_case
+
+    batches = parse_batches(args.batch)
+    size = args.image_size
+    gpu = not args.dry_run
+    entries: list[tuple[Any, Callable[[], Any], bool]] = []
+
+    def add(name: str, factory: Callable[[], Any], batch: int, precision: str = "fp32",
+            channels_last: bool = False, frames: bool = False, wrap: Any = None) -> None:
+        case = torch_module_case(name, factory, batch, size, device=device, precision=precision,
+                                 channels_last=channels_last, frames=frames, wrap=wrap)
+        entries.append((case, factory, frames))
+
+    if model is not None:
+        trainform, deployed, features = model
+        for batch in batches:
+            add(BASELINE, lambda: features(trainform()), batch)
+            add("torch-eager", lambda: features(deployed()), batch)
+            add("torch-full-map", deployed, batch, frames=True)
+            if gpu:
+                add("torch-eager-fp16-cl", lambda: features(deployed()), batch, "fp16", True)
+                add("torch-cudagraph-fp16-cl", lambda: features(deployed()), batch, "fp16", True, wrap=cuda_graph)
+                if args.compile_mode != "off":
+                    add("torch-compile-fp16-cl", lambda: features(deployed()), batch, "fp16", True,
+                        wrap=compiled(args.compile_mode, args.compile_timeout))
+    for peer in parse_peers(args.peers):
+        options = {"bank_size": args.patchcore_bank} if peer == "patchcore-wrn50" else {}
+
+        def factory(peer: str = peer, options: dict = options) -> Any:
+            return build_peer(peer, size, **options)
+
+        for batch in batches:
+            add(peer, factory, batch)
+            if gpu:
+                add(f"{peer}-fp16-cl", factory, batch, "fp16", True)
+    return entries
+
+
+def module_cost(factory: Callable[[], Any], shape: tuple[int, ...], frames: bool, device: str) -> Any:
+    """Count one call's work on the meta device (free), else for real on ``device``."""
+    import torch
+
+    from .floor import count_module_cost
+
+    dtype = torch.uint8 if frames else torch.float32
+    try:
+        with torch.device("meta"):
+            return count_module_cost(factory(), torch.empty(shape, dtype=dtype))
+    except (RuntimeError, NotImplementedError):  # data-dependent ops (.item()) have no meta form
+        net = factory().to(device)
+        example = torch.zeros(shape, dtype=dtype, device=device)
+        return count_module_cost(net, example)
+
+
+def row_floor(factory: Callable[[], Any], batch: int, size: int, frames: bool, peak: Any, device: str) -> float | None:
+    """Roofline floor (ms per call) of one row; None (with a note) if its work cannot be counted."""
+    from .floor import floor_ms
+
+    shape = (batch, size, size, 3) if frames else (batch, 3, size, size)
+    try:
+        return floor_ms(module_cost(factory, shape, frames, device), peak)
+    except Exception as exc:  # a row without a floor is still a result
+        print(f"  (no floor for this row: {type(exc).__name__}: {exc})", file=sys.stderr)
+        return None
+
+
+def model_floor(factory: Callable[[], Any], size: int, peak: Any, device: str) -> dict[str, Any] | None:
+    """The report's floor section for the deployed MiniMaxAD features at batch 1 (FP32 peak)."""
+    from .floor import floor_summary
+
+    try:
+        return floor_summary(module_cost(factory, (1, 3, size, size), False, device), peak)
+    except Exception as exc:
+        print(f"no floor section: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return None
+
+
+def measure_peaks(device: str, dry_run: bool) -> dict[str, Any]:
+    from .floor import measure_peak
+
+    if dry_run:
+        return {"fp32": measure_peak("cpu", size=256, copy_mb=8)}
+    return {precision: measure_peak(device, precision) for precision in ("fp32", "tf32", "fp16", "bf16")}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.monotonic()
+    import torch
+
+    from .machine import machine_info
+    from .report import add_roofline, build_report, write_json, write_markdown, write_plot
+    from .runner import format_row, run_case
+
+    if not args.dry_run and not torch.cuda.is_available():
+        raise SystemExit("no CUDA device here; run on the GPU machine, or pass --dry-run to check the flow on the CPU")
+    device = "cpu" if args.dry_run else "cuda"
+    warmup, iters = (1, 2) if args.dry_run else (args.warmup, args.iters)
+    peaks = measure_peaks(device, args.dry_run)
+    rows: list[dict[str, Any]] = []
+    skipped: list[dict[str, str]] = []
+    model = None
+    if args.model == "minimaxad":
+        try:
+            model = minimaxad_factories(args.variant, args.image_size)
+        except Exception as exc:  # written in parallel: time the peers even if it does not import
+            skipped.append({"case": "minimaxad", "reason": f"import failed: {type(exc).__name__}: {exc}"})
+            print(f"MiniMaxAD unavailable ({type(exc).__name__}: {exc}); timing the peers only", file=sys.stderr)
+    entries = plan(args, device, model)
+    for index, (case, factory, frames) in enumerate(entries, 1):
+        prefix = f"[{index}/{len(entries)}] {case.label}"
+        if time.monotonic() - started > args.budget_s:
+            skipped.append({"case": case.label, "reason": f"time budget of {args.budget_s:.0f} s spent"})
+            print(f"{prefix}: skipped (budget)", file=sys.stderr, flush=True)
+            continue
+        try:
+            row = run_case(case, warmup, iters)
+        except Exception as exc:
+            skipped.append({"case": case.label, "reason": f"{type(exc).__name__}: {exc}"})
+            print(f"{prefix}: FAILED ({type(exc).__name__}: {exc})", file=sys.stderr, flush=True)
+            continue
+        peak = peaks.get(case.precision, peaks["fp32"])
+        floor = row_floor(factory, case.batch, args.image_size, frames, peak, device)
+        rows.append(add_roofline(row, floor) if floor is not None else row)
+        print(f"{prefix}: {format_row(row)}", file=sys.stderr, flush=True)
+
+    floor_section = None
+    if model is not None:
+        _, deployed, features = model
+        floor_section = model_floor(lambda: features(deployed()), args.image_size, peaks["fp32"], device)
+    report = build_report(
+        rows,
+        floor_section,
+        machine_info(),
+        peaks={precision: vars(peak) for precision, peak in peaks.items()},
+        skipped=skipped,
+        settings={k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+        | {"warmup": warmup, "iters": iters, "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32},
+    )
+    out = args.out
+    write_json(out / "gpu_check.json", report)
+    write_markdown(out / "gpu_check.md", report)
+    if rows:
+        write_plot(out / "gpu_check.png", report)
+    print(f"wrote {out}/gpu_check.json, .md ({len(rows)} rows, {len(skipped)} skipped) "
+          f"in {time.monotonic() - started:.0f} s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

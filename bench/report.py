@@ -1,0 +1,174 @@
+"""Benchmark reports: the JSON document, a Markdown table and a bar plot, from result rows.
+
+JSON layout: ``{"results": [row, ...], "floor": {...} | null, "machine": {...}}`` where a row
+holds ``RESULT_KEYS`` (plus ``stages``, stage -> mean ms per call, for e2e rows, usually
+among ``STAGES``; optionally ``floor_ms`` / ``roofline_pct``) and the floor holds ``FLOOR_KEYS``. Speed-ups are relative to the row named
+``BASELINE`` at the same batch (same protocol preferred).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Iterable
+
+RESULT_KEYS = (
+    "name", "backend", "precision", "protocol", "batch", "p50_ms", "p90_ms", "p99_ms",
+    "images_per_s", "mean_ms", "min_ms", "std_ms",
+)
+FLOOR_KEYS = (
+    "gflop_per_image", "peak_gflops", "floor_ms_per_image", "bytes_per_image", "peak_gb_per_s", "peak_source",
+)
+STAGES = ("preprocess", "copy_in", "inference", "copy_out", "postprocess")
+PROTOCOLS = ("paper", "e2e")
+BASELINE = "torch-eager-trainform"
+
+
+class ReportError(ValueError):
+    """A result row or report that does not follow the benchmark JSON layout."""
+
+
+def add_roofline(row: dict[str, Any], floor_ms: float) -> dict[str, Any]:
+    """A copy of ``row`` with ``floor_ms`` (for its whole batch) and ``roofline_pct`` = floor / p50."""
+    return {**row, "floor_ms": floor_ms, "roofline_pct": 100.0 * floor_ms / row["p50_ms"]}
+
+
+def validate_row(row: dict[str, Any]) -> None:
+    missing = [key for key in RESULT_KEYS if key not in row]
+    if missing:
+        raise ReportError(f"result row {row.get('name', '?')!r} lacks {', '.join(missing)}; build rows with run_cases")
+    if row["protocol"] not in PROTOCOLS:
+        raise ReportError(f"row {row['name']!r}: protocol {row['protocol']!r} is not one of {PROTOCOLS}")
+    if row["protocol"] == "e2e":
+        stages = row.get("stages")
+        if not isinstance(stages, dict) or not all(isinstance(ms, (int, float)) for ms in stages.values()):
+            raise ReportError(f"e2e row {row['name']!r} needs a 'stages' dict of stage -> mean ms, got {stages!r}")
+
+
+def build_report(
+    results: Iterable[dict[str, Any]],
+    floor: dict[str, Any] | None = None,
+    machine: dict[str, Any] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """Assemble and check the report document; ``extra`` keys (e.g. ``skipped``) ride along."""
+    rows = list(results)
+    for row in rows:
+        validate_row(row)
+    if floor is not None:
+        missing = [key for key in FLOOR_KEYS if key not in floor]
+        if missing:
+            raise ReportError(f"floor section lacks {', '.join(missing)}; build it with floor.floor_summary")
+    return {"results": rows, "floor": floor, "machine": machine or {}, **extra}
+
+
+def write_json(path: str | Path, report: dict[str, Any]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+    return path
+
+
+def speedups(rows: list[dict[str, Any]], baseline: str = BASELINE) -> list[float | None]:
+    """images/s of each row over the baseline row's at the same batch; None without a baseline."""
+    out: list[float | None] = []
+    for row in rows:
+        candidates = [r for r in rows if r["name"] == baseline and r["batch"] == row["batch"]]
+        candidates.sort(key=lambda r: r["protocol"] != row["protocol"])
+        out.append(row["images_per_s"] / candidates[0]["images_per_s"] if candidates else None)
+    return out
+
+
+def _fmt(value: Any, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def markdown(report: dict[str, Any], baseline: str = BASELINE) -> str:
+    """Results table (plus per-stage table for e2e rows, the floor and the machine) as Markdown."""
+    rows = report["results"]
+    lines = [
+        "| name | backend | precision | protocol | batch | p50 ms | p90 ms | p99 ms | images/s "
+        f"| floor ms | % of roofline | speedup vs {baseline} |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row, speedup in zip(rows, speedups(rows, baseline)):
+        cells = [
+            row["name"], row["backend"], row["precision"], row["protocol"], row["batch"],
+            _fmt(row["p50_ms"], 3), _fmt(row["p90_ms"], 3), _fmt(row["p99_ms"], 3), _fmt(row["images_per_s"], 1),
+            _fmt(row.get("floor_ms"), 3), _fmt(row.get("roofline_pct"), 1),
+            "-" if speedup is None else f"{speedup:.2f}x",
+        ]
+        lines.append("| " + " | ".join(str(cell) for cell in cells) + " |")
+    e2e = [row for row in rows if row["protocol"] == "e2e"]
+    if e2e:
+        seen = {stage for row in e2e for stage in row["stages"]}
+        columns = [s for s in STAGES if s in seen] + sorted(seen - set(STAGES))
+        lines += ["", "Per-stage mean ms per call (e2e):", "", "| name | batch | " + " | ".join(columns) + " |"]
+        lines.append("|---|---:|" + "---:|" * len(columns))
+        for row in e2e:
+            stages = [_fmt(row["stages"].get(stage), 3) for stage in columns]
+            lines.append(f"| {row['name']} | {row['batch']} | " + " | ".join(stages) + " |")
+    floor = report.get("floor")
+    if floor:
+        lines += [
+            "",
+            f"Floor: {floor['gflop_per_image']:.2f} GFLOP and {floor['bytes_per_image'] / 1e6:.1f} MB per image; "
+            f"peak {floor['peak_gflops']:.0f} GFLOP/s, {floor['peak_gb_per_s']:.1f} GB/s ({floor['peak_source']}); "
+            f"floor {floor['floor_ms_per_image']:.3f} ms per image.",
+        ]
+    machine = report.get("machine") or {}
+    if machine:
+        libraries = ", ".join(f"{k} {v}" for k, v in (machine.get("libraries") or {}).items())
+        gpu = (machine.get("gpu") or {}).get("name")
+        lines += [
+            "",
+            f"Machine: {machine.get('cpu_model', '?')}, {machine.get('logical_cores', '?')} cores"
+            + (f", GPU {gpu}" if gpu else "")
+            + (f"; {libraries}" if libraries else "")
+            + ".",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def write_markdown(path: str | Path, report: dict[str, Any], baseline: str = BASELINE) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(markdown(report, baseline), encoding="utf-8")
+    return path
+
+
+def row_label(row: dict[str, Any]) -> str:
+    return f"{row['name']} ({row['backend']} {row['precision']}, {row['protocol']}, b{row['batch']})"
+
+
+def write_plot(path: str | Path, report: dict[str, Any]) -> Path:
+    """PNG with two horizontal bar charts: p50 latency (ms) and throughput (images/s) per row."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = report["results"]
+    if not rows:
+        raise ReportError("no result rows to plot; run at least one case")
+    labels = [row_label(row) for row in rows]
+    positions = list(range(len(rows)))
+    fig, (latency, throughput) = plt.subplots(
+        1, 2, figsize=(12, 1.0 + 0.4 * len(rows)), sharey=True, constrained_layout=True
+    )
+    latency.barh(positions, [row["p50_ms"] for row in rows], color="tab:blue")
+    latency.set_xlabel("p50 latency per call (ms)")
+    latency.set_yticks(positions, labels)
+    latency.invert_yaxis()
+    throughput.barh(positions, [row["images_per_s"] for row in rows], color="tab:green")
+    throughput.set_xlabel("throughput (images/s)")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,99 @@
+"""Activation ranges of the FP32 graph over the calibration images (ONNX Runtime's
+calibrators), looked up in the cache first."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from onnxruntime.quantization import CalibrationMethod, create_calibrator
+
+from mmad_edge.calib.cache import Ranges, cache_key, cache_path, load_ranges, save_ranges
+from mmad_edge.calib.reader import CalibrationDataError, FrameReader, load_frames
+
+METHODS = {
+    "minmax": CalibrationMethod.MinMax,
+    "entropy": CalibrationMethod.Entropy,
+    "percentile": CalibrationMethod.Percentile,
+}
+# Histogram calibrators keep every intermediate tensor of a collect_data call in memory, so
+# images are fed in chunks; ranges and histograms merge across calls.
+CHUNK = 8
+
+
+@dataclass(frozen=True)
+class CalibrationSettings:
+    """What determines the ranges (and so the cache key), besides the model and the images."""
+
+    method: str = "minmax"
+    count: int = 200
+    seed: int = 0
+    percentile: float = 99.999
+    image_size: int = 256
+    op_types: tuple[str, ...] = ("Conv", "ConvTranspose")
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise CalibrationDataError(
+                f"unknown calibration method {self.method!r}; choose one of {', '.join(METHODS)}"
+            )
+        if not 0.0 < self.percentile <= 100.0:
+            raise CalibrationDataError(f"percentile must be in (0, 100], got {self.percentile}")
+
+    def key_fields(self) -> dict:
+        fields = {"method": self.method, "count": self.count, "image_size": self.image_size,
+                  "op_types": sorted(self.op_types)}
+        if self.method == "percentile":
+            fields["percentile"] = self.percentile
+        return fields
+
+
+def collect_ranges(fp32_onnx: Path, frames: np.ndarray, settings: CalibrationSettings) -> Ranges:
+    """Run ONNX Runtime's calibrator for ``settings.method`` and return ``{tensor: (min, max)}``."""
+    options = {"percentile": settings.percentile} if settings.method == "percentile" else {}
+    with tempfile.TemporaryDirectory(prefix="mmad-calib-") as tmp:
+        calibrator = create_calibrator(
+            Path(fp32_onnx),
+            list(settings.op_types),
+            augmented_model_path=str(Path(tmp) / "augmented.onnx"),
+            calibrate_method=METHODS[settings.method],
+            extra_options=options,
+        )
+        for start in range(0, len(frames), CHUNK):
+            calibrator.collect_data(FrameReader(frames[start : start + CHUNK]))
+        data = calibrator.compute_data()
+        del calibrator  # its session holds the augmented model file open
+    return {name: (float(td.range_value[0]), float(td.range_value[1])) for name, td in data.items()}
+
+
+@dataclass(frozen=True)
+class CalibrationRun:
+    """Ranges plus how they were obtained (for the report)."""
+
+    ranges: Ranges
+    cache_hit: bool
+    cache_file: Path
+    images: tuple[Path, ...]
+
+
+def calibrated_ranges(
+    fp32_onnx: Path,
+    model_sha256: str,
+    images: Sequence[Path],
+    folder: Path,
+    settings: CalibrationSettings,
+    cache_dir: Path,
+) -> CalibrationRun:
+    """Cached ranges for these exact inputs, else calibrate (and cache) them."""
+    key = cache_key(model_sha256, images, settings.key_fields())
+    path = cache_path(cache_dir, key)
+    cached = load_ranges(path)
+    if cached is not None:
+        return CalibrationRun(cached, True, path, tuple(images))
+    used, frames = load_frames(images, settings.image_size, folder)
+    ranges = collect_ranges(fp32_onnx, frames, settings)
+    save_ranges(path, ranges, {**settings.key_fields(), "seed": settings.seed, "images": len(used)})
+    return CalibrationRun(ranges, False, path, tuple(used))

@@ -1,0 +1,39 @@
+"""Evaluate a checkpoint on a test split: per-category metrics, mean, a table and JSON."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+from mmad_edge.checkpoint import load_checkpoint
+from mmad_edge.data.dataset import build_dataset
+from mmad_edge.inference import Predictions, predict
+from mmad_edge.metrics import METRIC_KEYS, evaluate_category, summarize
+
+
+def metrics_of(predictions: Predictions) -> dict[str, Any]:
+    """{"categories": {name: metrics}, "mean": metrics} with None where a metric has no data."""
+    per_category = {}
+    for category in sorted(set(predictions.categories)):
+        p = predictions.select(category)
+        per_category[category] = evaluate_category(p.scores, p.labels, p.maps, p.masks, p.has_mask)
+    return summarize(per_category)
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path, data: str | Path, layout: str = "mvtec", categories: Sequence[str] | None = None,
+    batch_size: int = 16, device: str = "cpu", workers: int = 0, progress: bool = True,
+) -> dict[str, Any]:
+    model, _ = load_checkpoint(checkpoint)
+    dataset = build_dataset(data, layout, categories, "test", model.config.image_size)
+    return metrics_of(predict(model, dataset, batch_size, device, workers, progress, desc="eval"))
+
+
+def format_table(metrics: dict[str, Any]) -> str:
+    """A fixed-width table: one row per category plus the mean; '-' where a metric has no data."""
+    short = [k.replace("image_", "img_").replace("pixel_", "px_") for k in METRIC_KEYS]
+    rows = [["category", *short]]
+    for name, values in [*metrics["categories"].items(), ("mean", metrics["mean"])]:
+        rows.append([name, *("-" if values.get(k) is None else f"{100 * values[k]:.1f}" for k in METRIC_KEYS)])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows)

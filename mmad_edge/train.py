@@ -1,0 +1,219 @@
+"""Training with the reference recipe: frozen encoder, AdamW + ExponentialLR on bottleneck and
+decoder, ADCLoss or global cosine loss. Resumable (a checkpoint per epoch, written atomically),
+seeded per epoch so a resumed run ends with the same weights, multi-GPU through torchrun.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Subset
+from tqdm import tqdm
+
+from mmad_edge.checkpoint import import_encoder, read_checkpoint, save_checkpoint, load_state
+from mmad_edge.config import ModelConfig
+from mmad_edge.data.dataset import build_dataset
+from mmad_edge.data.split import hold_out_split
+from mmad_edge.inference import predict
+from mmad_edge.losses import adc_loss, global_cosine_loss
+from mmad_edge.model.minimaxad import MiniMaxAD, build_model
+from mmad_edge.stats import score_statistics
+
+LOSSES = ("adc", "global")
+
+
+@dataclass
+class TrainOptions:
+    """Command-line options of ``mmad-edge train`` (defaults: the reference recipe)."""
+
+    data: Path
+    out: Path
+    layout: str = "mvtec"
+    categories: Sequence[str] | None = None
+    variant: str = "a"
+    image_size: int = 256
+    epochs: int = 10
+    max_steps: int | None = None
+    batch_size: int = 16
+    loss: str = "adc"
+    pretrained: Path | None = None
+    device: str = "cpu"
+    seed: int = 111
+    resume: bool = False
+    lr: float = 5e-3
+    weight_decay: float = 1e-5
+    lr_gamma: float = 0.995
+    holdout: float = 0.1
+    threshold_rule: str = "mean+3std"
+    augment: bool = False
+    workers: int = 0
+    amp: bool = True
+    progress: bool = True
+    model_options: dict = field(default_factory=dict)
+
+
+class LossModule(nn.Module):
+    """Frames in, training loss out (one module so DistributedDataParallel can wrap it)."""
+
+    def __init__(self, model: MiniMaxAD, loss: str) -> None:
+        super().__init__()
+        self.model = model
+        self.loss = loss
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        x = self.model.preprocess(frames)
+        enc, dec = self.model.features(x)
+        if self.loss == "global":
+            return global_cosine_loss(enc, dec)
+        return adc_loss(enc, dec, (x.shape[2], x.shape[3]))
+
+
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device: str) -> tuple[DistInfo, str]:
+    """torchrun sets WORLD_SIZE/RANK/LOCAL_RANK; one process per GPU, NCCL (gloo on CPU)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo(), device
+    info = DistInfo(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    if device.startswith("cuda"):
+        torch.cuda.set_device(info.local_rank)
+        device = f"cuda:{info.local_rank}"
+    dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    return info, device
+
+
+def _log(message: str, info: DistInfo) -> None:
+    if info.main:
+        print(message, file=sys.stderr, flush=True)
+
+
+def _validate(opts: TrainOptions) -> None:
+    if opts.loss not in LOSSES:
+        raise ValueError(f"unknown loss {opts.loss!r}; choose adc or global")
+    if opts.epochs < 1 or opts.batch_size < 1:
+        raise ValueError("--epochs and --batch-size must be at least 1")
+    if opts.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("--device cuda but no CUDA GPU is visible to PyTorch; use --device cpu")
+
+
+def train(opts: TrainOptions, on_epoch_end: Callable[[int, dict], None] | None = None) -> Path:
+    """Train and write ``opts.out/checkpoint.pt`` (every epoch, and final with statistics)."""
+    _validate(opts)
+    info, device = setup_distributed(opts.device)
+    ckpt_path = Path(opts.out) / "checkpoint.pt"
+    config = ModelConfig(variant=opts.variant, image_size=opts.image_size, **opts.model_options)
+    full = build_dataset(opts.data, opts.layout, opts.categories, "train", opts.image_size, augment=opts.augment)
+    plain = build_dataset(opts.data, opts.layout, opts.categories, "train", opts.image_size)
+    train_idx, holdout_idx = hold_out_split(len(full), opts.holdout, opts.seed)
+    train_set, holdout_set = Subset(full, train_idx.tolist()), Subset(plain, holdout_idx.tolist())
+
+    torch.manual_seed(opts.seed)
+    model = build_model(config)
+    if opts.pretrained:
+        _log(import_encoder(model, opts.pretrained).summary(), info)
+    else:
+        _log("warning: no --pretrained encoder weights; the frozen encoder is random (fine for smoke tests, "
+             "useless on real data: pass UniRepLKNet ImageNet weights)", info)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=opts.lr, betas=(0.9, 0.999), weight_decay=opts.weight_decay)
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=opts.lr_gamma)
+    state = {"epoch": 0, "step": 0, "history": [], "seed": opts.seed, "completed": False,
+             "options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(opts).items()},
+             "train_images": len(train_set), "holdout_images": len(holdout_set)}
+    if opts.resume and ckpt_path.exists():
+        state = _resume(ckpt_path, model, optimizer, scheduler, state)
+        _log(f"resumed from {ckpt_path} at epoch {state['epoch']} (step {state['step']})", info)
+
+    model.to(device).train()
+    step_module: nn.Module = LossModule(model, opts.loss)
+    if info.world > 1:
+        step_module = nn.parallel.DistributedDataParallel(step_module, device_ids=[info.local_rank] if device.startswith("cuda") else None)
+    use_amp = opts.amp and device.startswith("cuda")
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+
+    while state["epoch"] < opts.epochs and not _done(state, opts):
+        epoch = state["epoch"]
+        torch.manual_seed(opts.seed + epoch)  # augmentation and order depend on (seed, epoch) only
+        generator = torch.Generator().manual_seed(opts.seed + epoch)
+        if info.world > 1:
+            sampler = DistributedSampler(train_set, info.world, info.rank, shuffle=True, seed=opts.seed)
+            sampler.set_epoch(epoch)
+        else:
+            sampler = RandomSampler(train_set, generator=generator)
+        batches = DataLoader(train_set, batch_size=opts.batch_size, sampler=sampler, num_workers=opts.workers, drop_last=False)
+        losses, seen, start = [], 0, time.perf_counter()
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{opts.epochs}", disable=not (opts.progress and info.main), leave=False)
+        for batch in bar:
+            frames = batch["image"].to(device, non_blocking=True)
+            with torch.autocast("cuda", dtype=amp_dtype, enabled=use_amp):
+                loss = step_module(frames)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            losses.append(float(loss.detach()))
+            seen += frames.shape[0]
+            state["step"] += 1
+            bar.set_postfix(loss=f"{losses[-1]:.4f}", img_s=f"{seen * info.world / (time.perf_counter() - start):.1f}")
+            if _done(state, opts):
+                break
+        scheduler.step()
+        state["epoch"] = epoch + 1
+        record = {"epoch": epoch + 1, "loss": sum(losses) / max(len(losses), 1), "seconds": time.perf_counter() - start,
+                  "lr": scheduler.get_last_lr()[0]}
+        state["history"].append(record)
+        _log(f"epoch {epoch + 1}/{opts.epochs}  loss {record['loss']:.4f}  {record['seconds']:.1f}s", info)
+        if info.main:
+            save_checkpoint(ckpt_path, model, None, state, optimizer.state_dict(), scheduler.state_dict())
+        if on_epoch_end:
+            on_epoch_end(epoch + 1, state)
+
+    if info.main:
+        statistics = None
+        if len(holdout_set):
+            held = predict(model, holdout_set, opts.batch_size, device, progress=opts.progress, desc="hold-out")
+            statistics = score_statistics(held.scores, held.maps, opts.threshold_rule, seed=opts.seed)
+            _log(f"threshold {statistics['threshold']:.4f} from {len(holdout_set)} held-out normal images", info)
+        state["completed"] = True
+        save_checkpoint(ckpt_path, model.cpu(), statistics, state, optimizer.state_dict(), scheduler.state_dict())
+    if info.world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return ckpt_path
+
+
+def _done(state: dict, opts: TrainOptions) -> bool:
+    return opts.max_steps is not None and state["step"] >= opts.max_steps
+
+
+def _resume(path: Path, model: MiniMaxAD, optimizer, scheduler, state: dict) -> dict:
+    ckpt = read_checkpoint(path)
+    if ckpt["config"] != model.config.to_dict():
+        raise ValueError(f"{path}: was trained with {ckpt['config']}, not these options; use another --out or matching options")
+    for part in ("encoder", "bottleneck", "decoder"):
+        load_state(getattr(model, part), ckpt[part], str(path), part)
+    if ckpt.get("optimizer"):
+        optimizer.load_state_dict(ckpt["optimizer"])
+    if ckpt.get("scheduler"):
+        scheduler.load_state_dict(ckpt["scheduler"])
+    resumed = dict(ckpt.get("training") or {})
+    return {**state, **{k: resumed[k] for k in ("epoch", "step", "history") if k in resumed}}

@@ -1,0 +1,69 @@
+"""Pick the artifact to run from an export folder.
+
+Order (first that exists and can run here wins):
+
+1. ``model.<p>.engine`` for p in fp16, fp32, int8 -- only when the backend is "auto" or
+   "tensorrt", TensorRT and a GPU are usable and the engine's sidecar matches this device;
+2. ``model.<p>.onnx`` -- with a GPU execution provider fp16, fp32, int8; on CPU fp32, fp16,
+   int8 (fp16 is emulated on CPUs, so fp32 is both faster there and the reference).
+
+INT8 comes last everywhere because it trades accuracy for speed: ask for it with
+``precision="int8"``. Engines that cannot run here are reported on stderr with the reason.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, List, Optional, Sequence
+
+from .errors import ArtifactError
+from .log import report
+
+BACKENDS = ("auto", "tensorrt", "onnxruntime")
+PRECISIONS = ("fp32", "fp16", "int8")
+GPU_ORDER = ("fp16", "fp32", "int8")
+CPU_ORDER = ("fp32", "fp16", "int8")
+
+
+def _order(precision: Optional[str], default: Sequence[str]) -> Sequence[str]:
+    if precision is None:
+        return default
+    if precision not in PRECISIONS:
+        raise ArtifactError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    return (precision,)
+
+
+def select_artifact(
+    folder: Path,
+    backend: str,
+    precision: Optional[str],
+    engine_problem: Callable[[Path], Optional[str]],
+    onnx_on_gpu: bool,
+) -> Path:
+    """The file to load from ``folder`` (see the module docstring for the order)."""
+    if backend not in BACKENDS:
+        raise ArtifactError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    skipped: List[str] = []
+    if backend in ("auto", "tensorrt"):
+        for name in _order(precision, GPU_ORDER):
+            engine = folder / f"model.{name}.engine"
+            if not engine.is_file():
+                continue
+            problem = engine_problem(engine)
+            if problem is None:
+                return engine
+            if backend == "tensorrt":
+                raise ArtifactError(problem)
+            skipped.append(f"{engine.name}: {problem}")
+        if backend == "tensorrt":
+            raise ArtifactError(
+                f"{folder}: no model.<precision>.engine here; build one with mmad-edge build-engine {folder}/model.fp16.onnx"
+            )
+    for name in _order(precision, GPU_ORDER if onnx_on_gpu else CPU_ORDER):
+        candidate = folder / f"model.{name}.onnx"
+        if candidate.is_file():
+            for line in skipped:
+                report(f"skipping {line}")
+            return candidate
+    wanted = f"model.{precision}.onnx" if precision else "model.<fp32|fp16|int8>.onnx or .engine"
+    raise ArtifactError(f"{folder}: no {wanted} in this folder; point at an mmad-edge export folder")

@@ -1,0 +1,181 @@
+"""The detector: frames of any size in, scores, decisions and anomaly maps out.
+
+Backends (TensorRT, ONNX Runtime) are imported only in ``Detector.load``, so importing the
+runtime costs nothing on a machine that has just one of them.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterable, List, Optional, Protocol, Sequence, Tuple, Union
+
+import cv2
+import numpy as np
+
+from .artifacts import BACKENDS, select_artifact
+from .errors import ArtifactError
+from .imageio import to_bgr_uint8
+from .metadata import ArtifactInfo
+from .preprocess import resize_frame
+from .result import Result
+from .scoring import normalize_score
+
+MAP_SIZES = ("model", "frame")
+Frames = Union[np.ndarray, Iterable[np.ndarray]]
+
+
+class Backend(Protocol):
+    """What a backend gives the detector: metadata, batch limits and one batched run."""
+
+    name: str
+    info: ArtifactInfo
+    image_size: Tuple[int, int]
+    batch_min: int
+    batch_max: int
+
+    def run(self, images: np.ndarray) -> Tuple[np.ndarray, np.ndarray]: ...
+
+    def close(self) -> None: ...
+
+
+def _check_frame(frame: Any) -> np.ndarray:
+    if frame is None:
+        raise ValueError("frame is None: the camera or video read failed; check the source")
+    if not isinstance(frame, np.ndarray) or frame.size == 0:
+        raise ValueError(f"frame must be a non-empty numpy image (H x W [x C]), got {type(frame).__name__}")
+    return to_bgr_uint8(frame, "frame")
+
+
+class Detector:
+    """Runs an exported artifact; use ``Detector.load`` and close it (or use ``with``)."""
+
+    def __init__(self, backend: Backend, threshold: Optional[float] = None, max_batch: Optional[int] = None) -> None:
+        self.backend = backend
+        self.info = backend.info
+        self.threshold = threshold if threshold is not None else self.info.threshold
+        self.batch_min = backend.batch_min
+        self.batch_max = backend.batch_max if max_batch is None else min(int(max_batch), backend.batch_max)
+        if self.batch_max < self.batch_min:
+            raise ValueError(f"max_batch {max_batch} is below the artifact's fixed/min batch {self.batch_min}")
+
+    @classmethod
+    def load(
+        cls,
+        path: "str | os.PathLike[str]",
+        backend: str = "auto",
+        threshold: Optional[float] = None,
+        providers: Optional[Sequence[Any]] = None,
+        precision: Optional[str] = None,
+        max_batch: Optional[int] = None,
+        use_cuda_graph: bool = True,
+    ) -> "Detector":
+        """Load a ``.engine`` (TensorRT), a ``.onnx`` (ONNX Runtime) or an export folder.
+
+        ``backend``: "auto", "tensorrt" or "onnxruntime". ``providers``: ONNX Runtime providers
+        (default: TensorRT EP, CUDA EP, CPU, whichever exist). ``precision`` picks
+        ``model.<precision>.*`` from a folder. ``threshold`` overrides the metadata's.
+        """
+        from .ort_backend import OnnxRuntimeBackend, runs_on_gpu
+        from .trt_backend import TensorRTBackend, engine_problem
+
+        if backend not in BACKENDS:
+            raise ArtifactError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        path = Path(path)
+        if path.is_dir():
+            path = select_artifact(path, backend, precision, engine_problem, runs_on_gpu(providers))
+        elif not path.exists():
+            raise ArtifactError(f"{path}: no such artifact; pass a .onnx, a .engine or an export folder")
+        impl: Backend
+        if path.suffix == ".engine":
+            if backend == "onnxruntime":
+                raise ArtifactError(f"{path}: backend='onnxruntime' needs a .onnx file, not an engine")
+            impl = TensorRTBackend(path, use_cuda_graph=use_cuda_graph)
+        elif path.suffix == ".onnx":
+            if backend == "tensorrt":
+                raise ArtifactError(f"{path}: backend='tensorrt' runs engines; build one with mmad-edge build-engine {path}")
+            impl = OnnxRuntimeBackend(path, providers)
+        else:
+            raise ArtifactError(f"{path}: expected a .onnx file, a .engine file or an export folder")
+        try:
+            return cls(impl, threshold=threshold, max_batch=max_batch)
+        except BaseException:
+            impl.close()
+            raise
+
+    @property
+    def image_size(self) -> Tuple[int, int]:
+        """Model input (height, width)."""
+        return self.info.image_size
+
+    @property
+    def normalization(self) -> Optional[Tuple[float, float]]:
+        """(low, high) for ``normalize_score``; None when the export had no statistics."""
+        return self.info.normalization
+
+    def __call__(self, frame: np.ndarray, threshold: Optional[float] = None, map_size: str = "model") -> Result:
+        """Score one BGR (or grayscale / BGRA) frame of any size."""
+        return self.predict([frame], threshold=threshold, map_size=map_size)[0]
+
+    def predict(self, frames: Frames, threshold: Optional[float] = None, map_size: str = "model") -> List[Result]:
+        """Score a list of frames (mixed sizes allowed) or an (N, H, W, C) array, in order."""
+        if map_size not in MAP_SIZES:
+            raise ValueError(f"map_size must be 'model' or 'frame', got {map_size!r}")
+        if isinstance(frames, np.ndarray):
+            if frames.ndim != 4:
+                raise ValueError(f"predict takes a list of frames or an (N, H, W, C) array, got shape {frames.shape}; use detector(frame) for one frame")
+            frames = list(frames)
+        frames = list(frames)
+        limit = self.threshold if threshold is None else float(threshold)
+        results: List[Result] = []
+        for start in range(0, len(frames), self.batch_max):
+            results.extend(self._run_chunk(frames[start : start + self.batch_max], limit, map_size))
+        return results
+
+    def _run_chunk(self, frames: List[Any], threshold: Optional[float], map_size: str) -> List[Result]:
+        """One backend run: padded up to the artifact's min batch, padding dropped after."""
+        count = len(frames)
+        height, width = self.image_size
+        started = time.perf_counter()
+        batch = np.zeros((max(count, self.batch_min), height, width, 3), dtype=np.uint8)
+        shapes = []
+        for index, frame in enumerate(frames):
+            image = _check_frame(frame)
+            shapes.append(image.shape[:2])
+            batch[index] = resize_frame(image, (height, width))
+        preprocessed = time.perf_counter()
+        maps, scores = self.backend.run(batch)
+        inferred = time.perf_counter()
+        results = [self._result(maps[i], float(scores[i]), shapes[i], threshold, map_size) for i in range(count)]
+        finished = time.perf_counter()
+        timings = {
+            "preprocess": (preprocessed - started) * 1000.0 / count,
+            "inference": (inferred - preprocessed) * 1000.0 / count,
+            "postprocess": (finished - inferred) * 1000.0 / count,
+        }
+        for result in results:
+            result.timings = dict(timings)
+        return results
+
+    def _result(self, anomaly_map: np.ndarray, score: float, shape: Tuple[int, int], threshold: Optional[float], map_size: str) -> Result:
+        norm = self.normalization
+        if map_size == "frame" and anomaly_map.shape != shape:
+            anomaly_map = cv2.resize(anomaly_map, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+        return Result(
+            score=score,
+            score_normalized=None if norm is None else float(normalize_score(score, *norm)),
+            is_anomaly=None if threshold is None else bool(score > threshold),
+            threshold=threshold,
+            anomaly_map=np.ascontiguousarray(anomaly_map, dtype=np.float32),
+        )
+
+    def close(self) -> None:
+        """Free the backend (GPU buffers, sessions); the detector is unusable afterwards."""
+        self.backend.close()
+
+    def __enter__(self) -> "Detector":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,90 @@
+"""Where stream results go: JSON lines, saved anomalies, an OpenCV window."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import IO, Optional, Tuple
+
+import cv2
+import numpy as np
+
+from .log import report
+from .overlay import map_image, render_overlay
+from .result import Result
+from .sources import SourceId
+
+QUIT_KEYS = (ord("q"), 27)
+
+
+def frame_record(source_id: SourceId, index: int, result: Result) -> dict:
+    """The JSON object for one frame: where it came from plus ``result.to_json()``."""
+    return {"source": source_id, "index": index, **result.to_json()}
+
+
+class JsonlWriter:
+    """One JSON object per line, flushed per line so a reader (or a crash) loses nothing."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+
+    def write(self, record: dict) -> None:
+        self._stream.write(json.dumps(record) + "\n")
+        self._stream.flush()
+
+
+class AnomalySaver:
+    """For each anomalous frame: the frame, its overlay and map PNGs, a line in results.jsonl.
+
+    results.jsonl is appended to; file names start with the run's start time so a restarted
+    run never overwrites the images an earlier line points at.
+    """
+
+    def __init__(self, folder: Path, normalization: Optional[Tuple[float, float]]) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._normalization = normalization
+        self._lines = (self.folder / "results.jsonl").open("a", encoding="utf-8")
+        self._log = JsonlWriter(self._lines)
+        self._run = time.strftime("%Y%m%d-%H%M%S")
+
+    def save(self, frame: np.ndarray, result: Result, record: dict) -> None:
+        stem = f"{self._run}_{record['index']:06d}"
+        if isinstance(record["source"], str):
+            stem += "_" + Path(record["source"]).stem
+        images = {
+            "frame": frame,
+            "overlay": render_overlay(frame, result, self._normalization),
+            "map": map_image(result.anomaly_map, self._normalization),
+        }
+        files = {}
+        for kind, image in images.items():
+            name = f"{stem}.png" if kind == "frame" else f"{stem}_{kind}.png"
+            if not cv2.imwrite(str(self.folder / name), image):
+                report(f"could not write {self.folder / name}; check free space and permissions")
+            files[kind] = name
+        self._log.write({**record, "files": files})
+
+    def close(self) -> None:
+        self._lines.close()
+
+
+class Viewer:
+    """An OpenCV window; ``show`` returns False once the user pressed q or Esc."""
+
+    def __init__(self, title: str = "mmad-edge") -> None:
+        self.title = title
+        try:
+            cv2.namedWindow(title, cv2.WINDOW_NORMAL)
+        except cv2.error:
+            raise RuntimeError(
+                "--show needs OpenCV with GUI support: pip install opencv-python (not -headless), or drop --show"
+            ) from None
+
+    def show(self, canvas: np.ndarray) -> bool:
+        cv2.imshow(self.title, canvas)
+        return (cv2.waitKey(1) & 0xFF) not in QUIT_KEYS
+
+    def close(self) -> None:
+        cv2.destroyWindow(self.title)

@@ -1,0 +1,37 @@
+"""What the detector returns for one frame."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, Optional
+
+import numpy as np
+
+
+@dataclass
+class Result:
+    """One frame's verdict.
+
+    ``score`` is the raw model score; ``score_normalized`` puts the normal median at 0 and the
+    threshold at 0.5 (None without export statistics); ``is_anomaly`` is ``score > threshold``
+    (None when no threshold is known). ``anomaly_map`` is float32 at the model size, or at the
+    frame size when asked for with ``map_size="frame"``. ``timings`` are per-frame milliseconds
+    (batch stages are shared equally among the batch's frames).
+    """
+
+    score: float
+    score_normalized: Optional[float]
+    is_anomaly: Optional[bool]
+    threshold: Optional[float]
+    anomaly_map: np.ndarray = field(repr=False)
+    timings: Dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        """A JSON-ready dict of everything but the map."""
+        return {
+            "score": self.score,
+            "score_normalized": self.score_normalized,
+            "is_anomaly": self.is_anomaly,
+            "threshold": self.threshold,
+            "timings": {stage: round(ms, 3) for stage, ms in self.timings.items()},
+        }

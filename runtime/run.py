@@ -1,0 +1,115 @@
+"""``mmad-edge run``: detect on a live or recorded source until it ends, stops or is interrupted."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO, Any, Optional, Sequence, Union
+
+from .detector import Detector
+from .log import report
+from .outputs import AnomalySaver, JsonlWriter, Viewer, frame_record
+from .overlay import render_overlay
+from .sources import FrameSource, open_source
+from .stream import DetectionStream
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def run_stream(
+    artifact: Union[PathLike, Detector],
+    source: Union[int, PathLike, FrameSource],
+    show: bool = False,
+    save_dir: Optional[PathLike] = None,
+    jsonl: bool = False,
+    threshold: Optional[float] = None,
+    backend: str = "auto",
+    batch: int = 1,
+    max_frames: Optional[int] = None,
+    providers: Optional[Sequence[Any]] = None,
+    precision: Optional[str] = None,
+    progress_every_s: float = 10.0,
+    stdout: Optional[IO[str]] = None,
+    stop_event: Optional[threading.Event] = None,
+) -> dict:
+    """Run the detector over ``source`` and return a summary dict.
+
+    ``source``: camera index, URL, video file, image folder (or a FrameSource). ``jsonl``:
+    stdout gets exactly one JSON object per frame; otherwise anomalies are printed as text.
+    Progress and messages go to stderr. ``save_dir``: anomalous frames with overlay and map
+    PNGs and DIR/results.jsonl. ``show``: an OpenCV window (q / Esc quits). Ctrl-C or
+    ``stop_event`` end the run cleanly (summary ``"interrupted"`` / ``"stopped"`` is true).
+    """
+    out = stdout if stdout is not None else sys.stdout
+    owns_detector = not isinstance(artifact, Detector)
+    detector = Detector.load(artifact, backend, threshold, providers, precision) if owns_detector else artifact
+    viewer: Optional[Viewer] = None
+    saver: Optional[AnomalySaver] = None
+    try:
+        frames_source = open_source(source)
+        limit = threshold if threshold is not None else detector.threshold
+        if save_dir is not None and limit is None:
+            report("--save keeps anomalous frames only, but no threshold is known (no export statistics); pass --threshold")
+        stream = DetectionStream(detector, frames_source, batch=batch, threshold=threshold)
+        viewer = Viewer() if show else None
+        saver = AnomalySaver(Path(save_dir), detector.normalization) if save_dir is not None else None
+        writer = JsonlWriter(out) if jsonl else None
+        anomalies, interrupted, quit_by_user = 0, False, False
+        next_progress = time.perf_counter() + progress_every_s
+        results = iter(stream)
+        try:
+            for source_id, frame, result in results:
+                record = frame_record(source_id, stream.frames - 1, result)
+                if writer is not None:
+                    writer.write(record)
+                if result.is_anomaly:
+                    anomalies += 1
+                    if writer is None:
+                        out.write(f"anomaly: {source_id} score {result.score:.5f}\n")
+                        out.flush()
+                    if saver is not None:
+                        saver.save(frame, result, record)
+                if viewer is not None and not viewer.show(render_overlay(frame, result, detector.normalization)):
+                    quit_by_user = True
+                    break
+                if time.perf_counter() >= next_progress:
+                    next_progress += progress_every_s
+                    report(_progress(stream))
+                if (max_frames is not None and stream.frames >= max_frames) or (stop_event is not None and stop_event.is_set()):
+                    break
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            results.close()
+        summary = {
+            "artifact": str(getattr(detector.backend, "path", "")),
+            "backend": detector.backend.name,
+            "source": frames_source.name,
+            "frames": stream.frames,
+            "anomalies": anomalies,
+            "dropped": stream.dropped,
+            **frames_source.counters,
+            "elapsed_s": round(stream.elapsed_s(), 3),
+            "fps": round(stream.frames / stream.elapsed_s(), 2) if stream.elapsed_s() > 0 else 0.0,
+            "threshold": limit,
+            "interrupted": interrupted,
+            "stopped": quit_by_user or (stop_event is not None and stop_event.is_set()),
+        }
+        report(f"done: {_progress(stream)}, {anomalies} anomalous")
+        return summary
+    finally:
+        if saver is not None:
+            saver.close()
+        if viewer is not None:
+            viewer.close()
+        if owns_detector:
+            detector.close()
+
+
+def _progress(stream: DetectionStream) -> str:
+    elapsed = stream.elapsed_s()
+    fps = stream.frames / elapsed if elapsed > 0 else 0.0
+    return f"{stream.frames} frames in {elapsed:.1f} s ({fps:.1f} fps), {stream.dropped} dropped"

@@ -1,0 +1,202 @@
+"""Detector on the stand-in ONNX with ONNX Runtime (CPU): numbers, batching, inputs, errors."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from runtime_fixtures import reference, standin_metadata, write_export_dir, write_standin
+
+from mmad_edge.runtime import ArtifactError, Detector
+from mmad_edge.runtime.preprocess import resize_frame
+from mmad_edge.runtime.scoring import normalize_score
+
+RUNTIME_DIR = Path(__file__).resolve().parents[1] / "runtime"
+SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory) -> Path:
+    return write_export_dir(tmp_path_factory.mktemp("export"), SIZE, precisions=("fp32", "fp16"))
+
+
+@pytest.fixture(scope="module")
+def detector(export_dir):
+    with Detector.load(export_dir) as det:
+        yield det
+
+
+def _frames(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    shapes = [(64, 64, 3), (48, 80, 3), (300, 200, 3), (31, 31, 3), (64, 64, 3), (128, 96, 3), (90, 90, 3)]
+    return [rng.integers(0, 256, shape, dtype=np.uint8) for shape in shapes]
+
+
+def test_scores_match_the_reference_computation(detector):
+    frame = np.random.default_rng(1).integers(0, 256, (200, 150, 3), dtype=np.uint8)
+    result = detector(frame)
+    expected_map, expected_score = reference(resize_frame(frame, SIZE))
+    assert result.anomaly_map.shape == (SIZE, SIZE) and result.anomaly_map.dtype == np.float32
+    np.testing.assert_allclose(result.anomaly_map, expected_map, rtol=1e-6)
+    assert result.score == pytest.approx(expected_score, rel=1e-6)
+    assert result.score_normalized == pytest.approx(normalize_score(result.score, 0.5, 0.6))
+    assert result.is_anomaly == (result.score > 0.6)
+    assert set(result.timings) == {"preprocess", "inference", "postprocess"}
+
+
+def test_batch_and_single_frame_results_agree_exactly(detector):
+    frames = _frames()
+    assert detector.batch_max == 4  # 7 frames -> chunks of 4 and 3
+    batched = detector.predict(frames)
+    single = [detector(frame) for frame in frames]
+    assert len(batched) == len(frames)
+    for one, many in zip(single, batched):
+        assert one.score == many.score
+        assert np.array_equal(one.anomaly_map, many.anomaly_map)
+    same_size = np.stack([cv2.resize(f, (64, 64)) for f in frames])
+    from_array = detector.predict(same_size)
+    assert [r.score for r in from_array] == [detector(f).score for f in same_size]
+
+
+def test_grayscale_bgra_and_frame_sized_maps(detector):
+    rng = np.random.default_rng(2)
+    gray = rng.integers(0, 256, (120, 90), dtype=np.uint8)
+    as_bgr = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
+    assert detector(gray).score == detector(gray[:, :, None]).score == detector(as_bgr).score
+    bgra = cv2.cvtColor(as_bgr, cv2.COLOR_BGR2BGRA)
+    assert detector(bgra).score == detector(as_bgr).score
+    full = detector(gray, map_size="frame")
+    assert full.anomaly_map.shape == (120, 90)
+    assert full.score == detector(gray).score
+
+
+def test_threshold_override_per_detector_and_call(export_dir, detector):
+    frame = np.full((64, 64, 3), 170, dtype=np.uint8)  # map 0.667 everywhere
+    assert detector(frame).is_anomaly is True
+    assert detector(frame, threshold=0.9).is_anomaly is False
+    with Detector.load(export_dir, threshold=0.95) as strict:
+        result = strict(frame)
+        assert result.is_anomaly is False and result.threshold == 0.95
+    record = result.to_json()
+    assert "anomaly_map" not in record and json.loads(json.dumps(record))["score"] == pytest.approx(170 / 255, rel=1e-6)
+
+
+def test_no_statistics_means_no_threshold(tmp_path):
+    path = write_standin(tmp_path / "m.onnx", SIZE, metadata=standin_metadata(SIZE, statistics=False))
+    with Detector.load(path) as det:
+        result = det(np.zeros((10, 10, 3), np.uint8))
+        assert result.is_anomaly is None and result.score_normalized is None and result.threshold is None
+        assert det(np.zeros((10, 10, 3), np.uint8), threshold=-1.0).is_anomaly is True
+
+
+def test_fixed_batch_is_padded_and_padding_dropped(tmp_path):
+    path = write_standin(tmp_path / "fixed.onnx", SIZE, batch=3, metadata=standin_metadata(SIZE, batch=3))
+    frames = _frames(3)[:5]
+    with Detector.load(path) as det:
+        assert (det.batch_min, det.batch_max) == (3, 3)
+        results = det.predict(frames)  # chunks 3 + 2 (padded to 3)
+        assert len(results) == 5
+        for frame, result in zip(frames, results):
+            assert result.score == pytest.approx(reference(resize_frame(frame, SIZE))[1], rel=1e-6)
+        assert det(frames[0]).score == results[0].score
+
+
+def test_folder_order_and_precision_choice(export_dir, tmp_path, capsys):
+    with Detector.load(export_dir) as det:
+        assert det.backend.path.name == "model.fp32.onnx"  # CPU order: fp32 first
+    with Detector.load(export_dir, precision="fp16") as det:
+        assert det.backend.path.name == "model.fp16.onnx"
+    only_fp16 = write_export_dir(tmp_path / "half", SIZE, precisions=("fp16",))
+    (only_fp16 / "model.fp16.engine").write_bytes(b"not an engine")
+    with Detector.load(only_fp16) as det:
+        assert det.backend.path.name == "model.fp16.onnx"
+    assert "skipping model.fp16.engine" in capsys.readouterr().err
+    with pytest.raises(ArtifactError, match="no model.int8.onnx"):
+        Detector.load(export_dir, precision="int8")
+
+
+def test_metadata_falls_back_to_metadata_json(tmp_path):
+    folder = tmp_path / "exp"
+    folder.mkdir()
+    write_standin(folder / "model.fp32.onnx", SIZE, embed=False)
+    with pytest.raises(ArtifactError, match="no 'mmad_edge.metadata' metadata"):
+        Detector.load(folder / "model.fp32.onnx")
+    (folder / "metadata.json").write_text(json.dumps(standin_metadata(SIZE, threshold=0.3, low=0.1)))
+    with Detector.load(folder / "model.fp32.onnx") as det:
+        assert det.threshold == 0.3 and det.normalization == (0.1, 0.3)
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda d: d(None), "frame is None"),
+        (lambda d: d(np.zeros((4, 4, 5), np.uint8)), r"expected an H x W"),
+        (lambda d: d.predict(np.zeros((4, 4, 3), np.uint8)), r"use detector\(frame\)"),
+        (lambda d: d(np.zeros((4, 4, 3), np.uint8), map_size="big"), "map_size"),
+    ],
+)
+def test_bad_frames_get_one_line_errors(detector, call, message):
+    with pytest.raises(ValueError, match=message):
+        call(detector)
+
+
+def test_bad_artifacts_get_one_line_errors(tmp_path, export_dir):
+    with pytest.raises(ArtifactError, match="no such artifact"):
+        Detector.load(tmp_path / "missing.onnx")
+    (tmp_path / "model.txt").write_text("x")
+    with pytest.raises(ArtifactError, match="expected a .onnx file"):
+        Detector.load(tmp_path / "model.txt")
+    with pytest.raises(ArtifactError, match="backend must be one of"):
+        Detector.load(export_dir, backend="openvino")
+    with pytest.raises(ArtifactError, match="backend='tensorrt' runs engines"):
+        Detector.load(export_dir / "model.fp32.onnx", backend="tensorrt")
+    (tmp_path / "broken.onnx").write_bytes(b"garbage")
+    with pytest.raises(ArtifactError, match="onnxruntime cannot load it"):
+        Detector.load(tmp_path / "broken.onnx")
+    bad = standin_metadata(SIZE)
+    bad["schema_version"] = 7
+    write_standin(tmp_path / "v7.onnx", SIZE, metadata=bad)
+    with pytest.raises(ArtifactError, match="schema_version 7 is not supported"):
+        Detector.load(tmp_path / "v7.onnx")
+
+
+def test_runtime_sources_parse_as_python_310():
+    files = sorted(RUNTIME_DIR.glob("*.py"))
+    assert len(files) >= 10
+    for path in files:
+        ast.parse(path.read_text(encoding="utf-8"), filename=str(path), feature_version=(3, 10))
+
+
+def test_runtime_imports_no_backend_eagerly():
+    code = "import sys, mmad_edge.runtime as r; r.Detector; r.run_stream; print(sorted(m for m in ('onnxruntime', 'tensorrt', 'tensorrt_lean', 'torch', 'onnx', 'cuda') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_detector_runs_where_torch_and_onnx_cannot_be_imported(export_dir):
+    code = textwrap.dedent(
+        f"""
+        import sys
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in ("torch", "onnx"):
+                    raise ImportError("blocked for this test: " + name)
+        sys.meta_path.insert(0, Block())
+        import mmad_edge, mmad_edge.runtime
+        from mmad_edge.runtime import Detector
+        import numpy as np
+        with Detector.load({str(export_dir)!r}) as det:
+            print(det(np.full((50, 70, 3), 51, np.uint8)).score)
+        assert not any(m.split(".")[0] in ("torch", "onnx") for m in sys.modules)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert float(out.stdout) == pytest.approx(0.2, rel=1e-6)
