@@ -63,6 +63,10 @@ class FloorError(ValueError):
     """A graph whose work cannot be counted, or a peak that cannot be measured."""
 
 
+class _UnknownShape(FloorError):
+    """A counted node whose shapes shape inference could not resolve."""
+
+
 @dataclass(frozen=True)
 class GraphCost:
     """Work and compulsory traffic of one graph run at a given batch."""
@@ -84,15 +88,48 @@ class Peak:
     measurements: dict[str, float] = field(default_factory=dict)
 
 
-def count_graph_cost(model: onnx.ModelProto, batch: int = 1) -> GraphCost:
-    """FLOPs and compulsory bytes of ``model`` at ``batch`` (see the module docstring)."""
-    if batch < 1:
+def count_graph_cost(model: onnx.ModelProto, batch: int | None = None) -> GraphCost:
+    """FLOPs and compulsory bytes of ``model`` at ``batch`` (see the module docstring).
+
+    The leading dimension of the graph inputs is the batch: a symbolic one is set to ``batch``
+    (1 when None); a fixed one must equal ``batch`` unless ``batch`` is None.
+    """
+    if batch is not None and batch < 1:
         raise FloorError(f"batch must be >= 1, got {batch}")
-    model = _with_batch(model, batch)
+    model, batch = _with_batch(model, batch)
     try:
-        inferred = shape_inference.infer_shapes(model, strict_mode=False)
+        return _count(_inferred(model), batch)
+    except _UnknownShape as exc:
+        simplified = _simplified(model)
+        if simplified is None:
+            raise FloorError(f"{exc}; install onnxsim (or simplify the graph) so every shape is static") from None
+        try:
+            return _count(_inferred(simplified), batch)
+        except _UnknownShape as again:
+            raise FloorError(f"{again} even after onnxsim; give the graph static sizes") from None
+
+
+def _inferred(model: onnx.ModelProto) -> onnx.ModelProto:
+    try:
+        return shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
     except Exception as exc:  # onnx raises several unrelated types here
         raise FloorError(f"ONNX shape inference failed ({exc}); simplify the graph with onnxsim first") from exc
+
+
+def _simplified(model: onnx.ModelProto) -> onnx.ModelProto | None:
+    """onnxsim's constant-folded copy (resolves computed Resize/Pad sizes), or None without it."""
+    try:
+        import onnxsim
+    except ImportError:
+        return None
+    try:
+        simplified, ok = onnxsim.simplify(model)
+    except Exception:  # onnxsim fails on graphs it cannot fold; the caller reports the shape
+        return None
+    return simplified if ok else None
+
+
+def _count(inferred: onnx.ModelProto, batch: int) -> GraphCost:
     graph = inferred.graph
     shapes = _known_shapes(graph)
     by_op: dict[str, float] = {}
@@ -130,8 +167,7 @@ def count_module_cost(module: Any, example: Any) -> GraphCost:
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
         output = module(example)
-    tensors = [t for t in torch.utils._pytree.tree_leaves(output) if isinstance(t, torch.Tensor)]
-    state = [*module.parameters(), *module.buffers(), example, *tensors]
+    state = [*module.parameters(), *module.buffers(), example, *_tensors(output)]
     by_op = {str(op): flops / 1e9 for op, flops in counter.get_flop_counts().get("Global", {}).items()}
     return GraphCost(
         gflop=counter.get_total_flops() / 1e9,
@@ -139,6 +175,15 @@ def count_module_cost(module: Any, example: Any) -> GraphCost:
         batch=int(example.shape[0]),
         by_op=by_op,
     )
+
+
+def _tensors(value: Any) -> list[Any]:
+    """The tensors in a module's output (a tensor, or nested tuples / lists / dicts of them)."""
+    if isinstance(value, (tuple, list)):
+        return [t for item in value for t in _tensors(item)]
+    if isinstance(value, dict):
+        return [t for item in value.values() for t in _tensors(item)]
+    return [value] if hasattr(value, "element_size") else []
 
 
 def floor_ms(cost: GraphCost, peak: Peak) -> float:
@@ -190,28 +235,28 @@ def best_seconds(fn: Callable[[], object], repeats: int) -> float:
     return best
 
 
-def _with_batch(model: onnx.ModelProto, batch: int) -> onnx.ModelProto:
-    """A copy whose graph inputs have ``batch`` in a symbolic leading dimension."""
+def _with_batch(model: onnx.ModelProto, batch: int | None) -> tuple[onnx.ModelProto, int]:
+    """A copy whose graph inputs have the batch in their leading dimension, and that batch."""
     out = onnx.ModelProto()
     out.CopyFrom(model)
     weights = {init.name for init in out.graph.initializer}
+    found = None
     for value in out.graph.input:
-        if value.name in weights:
-            continue
         dims = value.type.tensor_type.shape.dim
-        if not dims:
+        if value.name in weights or not dims:
             continue
         first = dims[0]
         if first.HasField("dim_value") and first.dim_value > 0:
-            if first.dim_value != batch:
+            if batch is not None and first.dim_value != batch:
                 raise FloorError(
                     f"input {value.name!r} has a fixed batch of {first.dim_value}, not {batch}; "
                     "export with a dynamic batch or count at the fixed batch"
                 )
+            found = first.dim_value if found is None else found
             continue
         first.Clear()
-        first.dim_value = batch
-    return out
+        first.dim_value = batch or 1
+    return out, batch or found or 1
 
 
 def _known_shapes(graph: onnx.GraphProto) -> dict[str, tuple[int | None, ...]]:
@@ -228,10 +273,7 @@ def _known_shapes(graph: onnx.GraphProto) -> dict[str, tuple[int | None, ...]]:
 def _shape(shapes: dict[str, tuple[int | None, ...]], name: str, node: onnx.NodeProto) -> tuple[int, ...]:
     shape = shapes.get(name)
     if shape is None or any(d is None for d in shape):
-        raise FloorError(
-            f"cannot count {node.op_type} node {node.name or '(unnamed)'}: shape of {name!r} is unknown "
-            f"({shape}); fix the input sizes or run onnxsim so every shape is static"
-        )
+        raise _UnknownShape(f"cannot count {node.op_type} node {node.name or '(unnamed)'}: shape of {name!r} is unknown ({shape})")
     return shape  # type: ignore[return-value]
 
 

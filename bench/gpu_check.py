@@ -7,9 +7,9 @@ Usage on a CUDA machine (fits a 10-minute slot with the defaults)::
 Rows (paper protocol: normalised float input already on the GPU, forward only, CUDA events):
 MiniMaxAD features (encoder + bottleneck + decoder) in training form FP32 (the baseline
 ``torch-eager-trainform``), reparameterised FP32, FP16 channels-last, FP16 CUDA graph and
-FP16 ``torch.compile`` (time-limited); the full detector (uint8 frames -> map + score) FP32;
-each peer FP32 and FP16 channels-last. Every row gets a roofline floor from the measured peak
-of its precision. Writes ``gpu_check.json``, ``gpu_check.md`` and ``gpu_check.png`` to
+FP16 ``torch.compile`` (time-limited, run last); the full detector (uint8 frames -> map +
+score) FP32; each peer FP32 and FP16 channels-last. Every row gets a roofline floor from the
+measured peak of its precision. Writes ``gpu_check.json``, ``gpu_check.md`` and ``gpu_check.png`` to
 ``--out``. A case that fails or would overrun ``--budget-s`` is listed under ``skipped``.
 
 ``--dry-run`` runs the same flow on the CPU (FP32 eager only, tiny peak measurement) so it can
@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-BASELINE = "torch-eager-trainform"
+from .report import BASELINE
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -44,9 +44,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model", choices=("minimaxad", "none"), default="minimaxad")
     parser.add_argument("--peers", default="all", help="'all', 'none' or comma-separated peer names")
     parser.add_argument("--patchcore-bank", type=int, default=16384, help="PatchCore memory-bank entries")
-    parser.add_argument("--compile-mode", default="max-autotune-no-cudagraphs",
-                        help="torch.compile mode (e.g. reduce-overhead); 'off' skips compile rows")
-    parser.add_argument("--compile-timeout", type=float, default=150.0, help="seconds allowed per compilation")
+    parser.add_argument("--compile-mode", default="reduce-overhead",
+                        help="torch.compile mode (e.g. max-autotune-no-cudagraphs, slower to build); 'off' skips")
+    parser.add_argument("--compile-timeout", type=float, default=120.0, help="seconds allowed per compilation")
     parser.add_argument("--budget-s", type=float, default=480.0, help="skip cases once this much time has passed")
     parser.add_argument("--dry-run", action="store_true", help="CPU, FP32 eager only: checks the flow without a GPU")
     return parser.parse_args(argv)
@@ -188,9 +188,6 @@ def plan(args: argparse.Namespace, device: str, model: tuple | None) -> list[tup
             if gpu:
                 add("torch-eager-fp16-cl", lambda: features(deployed()), batch, "fp16", True)
                 add("torch-cudagraph-fp16-cl", lambda: features(deployed()), batch, "fp16", True, wrap=cuda_graph)
-                if args.compile_mode != "off":
-                    add("torch-compile-fp16-cl", lambda: features(deployed()), batch, "fp16", True,
-                        wrap=compiled(args.compile_mode, args.compile_timeout))
     for peer in parse_peers(args.peers):
         options = {"bank_size": args.patchcore_bank} if peer == "patchcore-wrn50" else {}
 
@@ -201,32 +198,38 @@ def plan(args: argparse.Namespace, device: str, model: tuple | None) -> list[tup
             add(peer, factory, batch)
             if gpu:
                 add(f"{peer}-fp16-cl", factory, batch, "fp16", True)
+    if model is not None and gpu and args.compile_mode != "off":  # last: compilation may eat the budget
+        for batch in batches:
+            add("torch-compile-fp16-cl", lambda: features(deployed()), batch, "fp16", True,
+                wrap=compiled(args.compile_mode, args.compile_timeout))
     return entries
 
 
-def module_cost(factory: Callable[[], Any], shape: tuple[int, ...], frames: bool, device: str) -> Any:
-    """Count one call's work on the meta device (free), else for real on ``device``."""
+def module_cost(factory: Callable[[], Any], shape: tuple[int, ...], frames: bool, device: str,
+                precision: str = "fp32") -> Any:
+    """Count one call's work in ``precision`` on the meta device (free), else for real on ``device``."""
     import torch
 
     from .floor import count_module_cost
+    from .runner import TORCH_DTYPES
 
-    dtype = torch.uint8 if frames else torch.float32
+    dtype = getattr(torch, TORCH_DTYPES[precision])
+    input_dtype = torch.uint8 if frames else dtype
     try:
         with torch.device("meta"):
-            return count_module_cost(factory(), torch.empty(shape, dtype=dtype))
+            return count_module_cost(factory().to(dtype), torch.empty(shape, dtype=input_dtype))
     except (RuntimeError, NotImplementedError):  # data-dependent ops (.item()) have no meta form
-        net = factory().to(device)
-        example = torch.zeros(shape, dtype=dtype, device=device)
-        return count_module_cost(net, example)
+        net = factory().to(device=device, dtype=dtype)
+        return count_module_cost(net, torch.zeros(shape, dtype=input_dtype, device=device))
 
 
-def row_floor(factory: Callable[[], Any], batch: int, size: int, frames: bool, peak: Any, device: str) -> float | None:
+def row_floor(case: Any, factory: Callable[[], Any], size: int, frames: bool, peak: Any, device: str) -> float | None:
     """Roofline floor (ms per call) of one row; None (with a note) if its work cannot be counted."""
     from .floor import floor_ms
 
-    shape = (batch, size, size, 3) if frames else (batch, 3, size, size)
+    shape = (case.batch, size, size, 3) if frames else (case.batch, 3, size, size)
     try:
-        return floor_ms(module_cost(factory, shape, frames, device), peak)
+        return floor_ms(module_cost(factory, shape, frames, device, case.precision), peak)
     except Exception as exc:  # a row without a floor is still a result
         print(f"  (no floor for this row: {type(exc).__name__}: {exc})", file=sys.stderr)
         return None
@@ -288,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{prefix}: FAILED ({type(exc).__name__}: {exc})", file=sys.stderr, flush=True)
             continue
         peak = peaks.get(case.precision, peaks["fp32"])
-        floor = row_floor(factory, case.batch, args.image_size, frames, peak, device)
+        floor = row_floor(case, factory, args.image_size, frames, peak, device)
         rows.append(add_roofline(row, floor) if floor is not None else row)
         print(f"{prefix}: {format_row(row)}", file=sys.stderr, flush=True)
 

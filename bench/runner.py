@@ -25,6 +25,8 @@ import numpy as np
 from .timing import measure
 
 StageTimes = Mapping[str, float]
+# Precision names -> torch dtype attribute names (torch is imported only by the torch cases).
+TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 
 @dataclass
@@ -130,13 +132,12 @@ def torch_module_case(
     """
     import torch
 
-    dtypes = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-    if precision not in dtypes:
-        raise ValueError(f"precision must be one of {', '.join(dtypes)}, got {precision!r}")
+    if precision not in TORCH_DTYPES:
+        raise ValueError(f"precision must be one of {', '.join(TORCH_DTYPES)}, got {precision!r}")
     cuda = device.startswith("cuda")
     if precision == "fp16" and not cuda:
         raise ValueError("fp16 convolutions are not supported on the CPU; use precision='fp32' or 'bf16'")
-    dtype = dtypes[precision]
+    dtype = getattr(torch, TORCH_DTYPES[precision])
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     state: dict[str, Any] = {}
 

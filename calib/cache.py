@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -60,11 +59,10 @@ def save_ranges(path: Path, ranges: Ranges, settings: dict[str, Any]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     data = {"format": CACHE_FORMAT, "settings": settings, "ranges": {k: [lo, hi] for k, (lo, hi) in ranges.items()}}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".ranges_", suffix=".tmp")
+    staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle)
-        os.replace(tmp, path)
+        staging.write_text(json.dumps(data))
+        os.replace(staging, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        staging.unlink(missing_ok=True)
         raise

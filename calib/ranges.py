@@ -66,7 +66,12 @@ def collect_ranges(fp32_onnx: Path, frames: np.ndarray, settings: CalibrationSet
             calibrator.collect_data(FrameReader(frames[start : start + CHUNK]))
         data = calibrator.compute_data()
         del calibrator  # its session holds the augmented model file open
-    return {name: (float(td.range_value[0]), float(td.range_value[1])) for name, td in data.items()}
+    return {name: (_scalar(td.range_value[0]), _scalar(td.range_value[1])) for name, td in data.items()}
+
+
+def _scalar(value: object) -> float:
+    """ORT stores ranges as numpy scalars or 1-element arrays, depending on the method."""
+    return float(np.asarray(value).reshape(-1)[0])
 
 
 @dataclass(frozen=True)

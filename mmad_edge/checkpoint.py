@@ -203,3 +203,22 @@ def load_checkpoint(path: str | os.PathLike[str], config: ModelConfig | None = N
     for part in ("encoder", "bottleneck", "decoder"):
         load_state(getattr(model, part), ckpt[part], source, part)
     return model.eval(), ckpt
+
+
+def import_checkpoint(
+    config: ModelConfig, out: str | os.PathLike[str], encoder: str | os.PathLike[str] | None = None,
+    minimaxad: str | os.PathLike[str] | None = None,
+) -> tuple[Path, list[LoadReport]]:
+    """Build a project checkpoint from ImageNet encoder weights and/or a MiniMaxAD run.
+
+    Everything is checked before anything is written; parts not given keep their fresh init.
+    """
+    if encoder is None and minimaxad is None:
+        raise CheckpointError("nothing to import: pass --encoder ENCODER.pth and/or --minimaxad RUN.pth")
+    model = build_model(config)
+    reports = [import_encoder(model, encoder)] if encoder is not None else []
+    if minimaxad is not None:
+        reports += import_minimaxad(model, minimaxad)
+    sources = {"encoder": os.fspath(encoder) if encoder else None, "minimaxad": os.fspath(minimaxad) if minimaxad else None}
+    path = save_checkpoint(out, model, None, {"imported_from": sources, "completed": True})
+    return path, reports

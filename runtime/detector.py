@@ -49,7 +49,11 @@ def _check_frame(frame: Any) -> np.ndarray:
 
 
 class Detector:
-    """Runs an exported artifact; use ``Detector.load`` and close it (or use ``with``)."""
+    """Runs an exported artifact; use ``Detector.load`` and close it (or use ``with``).
+
+    Not thread-safe: use it from one thread (``run_stream`` reads frames on another thread
+    but detects on the caller's).
+    """
 
     def __init__(self, backend: Backend, threshold: Optional[float] = None, max_batch: Optional[int] = None) -> None:
         self.backend = backend
@@ -124,7 +128,10 @@ class Detector:
             raise ValueError(f"map_size must be 'model' or 'frame', got {map_size!r}")
         if isinstance(frames, np.ndarray):
             if frames.ndim != 4:
-                raise ValueError(f"predict takes a list of frames or an (N, H, W, C) array, got shape {frames.shape}; use detector(frame) for one frame")
+                raise ValueError(
+                    f"predict takes a list of frames or an (N, H, W, C) array, got shape {frames.shape}; "
+                    "use detector(frame) for one frame"
+                )
             frames = list(frames)
         frames = list(frames)
         limit = self.threshold if threshold is None else float(threshold)
@@ -158,7 +165,9 @@ class Detector:
             result.timings = dict(timings)
         return results
 
-    def _result(self, anomaly_map: np.ndarray, score: float, shape: Tuple[int, int], threshold: Optional[float], map_size: str) -> Result:
+    def _result(
+        self, anomaly_map: np.ndarray, score: float, shape: Tuple[int, int], threshold: Optional[float], map_size: str
+    ) -> Result:
         norm = self.normalization
         if map_size == "frame" and anomaly_map.shape != shape:
             anomaly_map = cv2.resize(anomaly_map, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)

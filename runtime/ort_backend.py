@@ -64,7 +64,8 @@ class OnnxRuntimeBackend:
         try:
             self._session = ort.InferenceSession(str(self.path), providers=list(providers))
         except Exception as exc:  # onnxruntime raises several private exception types
-            raise ArtifactError(f"{self.path}: onnxruntime cannot load it ({str(exc).splitlines()[0]}); re-export the model") from None
+            reason = str(exc).splitlines()[0]
+            raise ArtifactError(f"{self.path}: onnxruntime cannot load it ({reason}); re-export the model") from None
         self.providers = self._session.get_providers()
         self.info = self._read_info()
         self._check_io()

@@ -47,7 +47,8 @@ def render_overlay(
         text += f"  ({result.score_normalized:.2f})"
     color = RED if result.is_anomaly else GREEN
     scale = max(0.4, width / 900.0)
-    cv2.putText(canvas, text, (8, int(24 * scale) + 6), cv2.FONT_HERSHEY_SIMPLEX, scale, color, max(1, int(2 * scale)), cv2.LINE_AA)
+    origin = (8, int(24 * scale) + 6)
+    cv2.putText(canvas, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, color, max(1, int(2 * scale)), cv2.LINE_AA)
     if result.is_anomaly:
         border = max(3, width // 100)
         cv2.rectangle(canvas, (0, 0), (width - 1, height - 1), RED, border)

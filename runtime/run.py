@@ -45,13 +45,16 @@ def run_stream(
     """
     out = stdout if stdout is not None else sys.stdout
     owns_detector = not isinstance(artifact, Detector)
-    detector = Detector.load(artifact, backend, threshold, providers, precision) if owns_detector else artifact
+    if owns_detector:
+        detector = Detector.load(artifact, backend=backend, threshold=threshold, providers=providers, precision=precision)
+    else:
+        detector = artifact
     viewer: Optional[Viewer] = None
     saver: Optional[AnomalySaver] = None
     try:
         frames_source = open_source(source)
-        limit = threshold if threshold is not None else detector.threshold
-        if save_dir is not None and limit is None:
+        effective_threshold = threshold if threshold is not None else detector.threshold
+        if save_dir is not None and effective_threshold is None:
             report("--save keeps anomalous frames only, but no threshold is known (no export statistics); pass --threshold")
         stream = DetectionStream(detector, frames_source, batch=batch, threshold=threshold)
         viewer = Viewer() if show else None
@@ -94,7 +97,7 @@ def run_stream(
             **frames_source.counters,
             "elapsed_s": round(stream.elapsed_s(), 3),
             "fps": round(stream.frames / stream.elapsed_s(), 2) if stream.elapsed_s() > 0 else 0.0,
-            "threshold": limit,
+            "threshold": effective_threshold,
             "interrupted": interrupted,
             "stopped": quit_by_user or (stop_event is not None and stop_event.is_set()),
         }

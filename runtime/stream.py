@@ -64,12 +64,10 @@ class FrameReader:
                 self._cond.notify_all()
 
     def take(self, count: int) -> List[Frame]:
-        """Up to ``count`` frames (files: exactly ``count`` until the end); [] when finished."""
+        """Up to ``count`` frames (files: as many as the buffer holds, until the end); [] when finished."""
+        wanted = 1 if self.source.live else min(count, self.capacity)
         with self._cond:
-            while True:
-                enough = len(self._items) >= (count if not self.source.live else 1)
-                if enough or self._done:
-                    break
+            while len(self._items) < wanted and not self._done:
                 self._cond.wait(_POLL_S)
             if not self._items and self._error is not None:
                 raise self._error

@@ -119,7 +119,8 @@ class TensorRTBackend:
 
     def _deserialize(self) -> Any:
         trt = self._trt
-        self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        self._logger = trt.Logger(trt.Logger.WARNING)
+        self._runtime = trt.Runtime(self._logger)
         if self.info.tensorrt.get("version_compatible"):
             self._runtime.engine_host_code_allowed = True
         engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
@@ -135,7 +136,9 @@ class TensorRTBackend:
         names = {engine.get_tensor_name(i) for i in range(engine.num_io_tensors)}
         missing = [n for n in (INPUT_NAME, *OUTPUT_NAMES) if n not in names]
         if missing or engine.get_tensor_mode(INPUT_NAME) != trt.TensorIOMode.INPUT:
-            raise ArtifactError(f"{self.path}: engine tensors {sorted(names)} lack {missing or [INPUT_NAME]}; rebuild from the exported ONNX")
+            raise ArtifactError(
+                f"{self.path}: engine tensors {sorted(names)} lack {missing or [INPUT_NAME]}; rebuild from the exported ONNX"
+            )
         if engine.get_tensor_dtype(INPUT_NAME) != trt.DataType.UINT8:
             raise ArtifactError(f"{self.path}: engine input must be uint8 NHWC; rebuild from the exported ONNX")
         shape = tuple(engine.get_tensor_shape(INPUT_NAME))
@@ -146,14 +149,18 @@ class TensorRTBackend:
             self.batch_min = self.batch_max = int(shape[0])
         self.image_size = (int(shape[1]), int(shape[2]))
         if self.image_size != self.info.image_size:
-            raise ArtifactError(f"{self.path}: engine input {self.image_size} differs from its sidecar {self.info.image_size}; rebuild")
+            raise ArtifactError(
+                f"{self.path}: engine input {self.image_size} differs from its sidecar {self.info.image_size}; rebuild"
+            )
         self._context = engine.create_execution_context()
         self._host: Dict[str, np.ndarray] = {}
         self._device: Dict[str, int] = {}
         for name in (INPUT_NAME, *OUTPUT_NAMES):
             sample = tuple(int(d) for d in engine.get_tensor_shape(name)[1:])
             if any(d < 0 for d in sample):
-                raise ArtifactError(f"{self.path}: tensor {name} has dynamic non-batch dims {sample}; rebuild from the exported ONNX")
+                raise ArtifactError(
+                    f"{self.path}: tensor {name} has dynamic non-batch dims {sample}; rebuild from the exported ONNX"
+                )
             dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(name)))
             self._host[name] = self._cuda.host_array((self.batch_max, *sample), dtype)
             self._device[name] = self._cuda.device_buffer(self._host[name].nbytes)

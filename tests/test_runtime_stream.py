@@ -38,7 +38,7 @@ def video(tmp_path_factory) -> Path:
     assert writer.isOpened()
     for index in range(FRAMES):
         frame = np.full((60, 80, 3), 10 * index, np.uint8)
-        frame[10:20, 10:30] = 255 - 10 * index
+        frame[10:20, 10:30] = 10 * index + 5
         writer.write(frame)
     writer.release()
     return path
@@ -70,7 +70,7 @@ def test_video_every_frame_in_order_with_expected_json(detector, video):
     for line, result in zip(lines, expected):
         assert {"source", "score", "score_normalized", "is_anomaly"} <= set(line)
         assert line["score"] == result.score and line["is_anomaly"] == result.is_anomaly
-    assert summary["anomalies"] == sum(r.is_anomaly for r in expected) > 0
+    assert 0 < summary["anomalies"] == sum(r.is_anomaly for r in expected) < FRAMES
     assert summary["interrupted"] is False and summary["fps"] > 0
 
 
@@ -170,7 +170,8 @@ def test_save_dir_keeps_anomalies_with_pngs_and_one_line_each(detector, video, t
         for name in record["files"].values():
             image = cv2.imread(str(tmp_path / "saved" / name), cv2.IMREAD_UNCHANGED)
             assert image is not None
-        assert cv2.imread(str(tmp_path / "saved" / record["files"]["overlay"])).shape == (60, 80, 3)
+        overlay = cv2.imread(str(tmp_path / "saved" / record["files"]["overlay"]))
+        assert overlay.shape == (60, 80, 3) and tuple(overlay[0, 0]) == (0, 0, 255)  # red border
     assert out.getvalue().count("anomaly:") == summary["anomalies"]
 
 
@@ -215,3 +216,15 @@ def test_source_spec_errors():
     assert open_source("0").live and open_source("rtsp://cam/stream").live
     with pytest.raises(SourceError, match="cannot open video"):
         list(CaptureSource(__file__, live=False).frames())
+
+
+def test_show_without_gui_opencv_says_how_to_fix(detector, video):
+    try:
+        cv2.namedWindow("probe")
+    except cv2.error:
+        pass
+    else:
+        cv2.destroyWindow("probe")
+        pytest.skip("this OpenCV has a GUI")
+    with pytest.raises(RuntimeError, match="--show needs OpenCV with GUI support"):
+        run_stream(detector, video, show=True, stdout=io.StringIO())

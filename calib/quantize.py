@@ -1,0 +1,226 @@
+"""``export_int8``: FP32 ONNX + a folder of normal images -> a verified INT8 ONNX and its report.
+
+Calibrate (cached) -> build the Q/DQ graph for the target -> measure it against FP32 on
+held-out images -> when the accuracy target is missed, keep the most sensitive blocks in float
+(``sensitivity.search``) -> for the cpu target pick the faster ORT format by timing -> write
+the artifact atomically (nothing is left at ``out_path`` if anything fails).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+import onnx
+
+from mmad_edge.calib.cache import default_cache_dir, file_sha256
+from mmad_edge.calib.compare import compare_outputs, held_out_set, labelled_set, run_outputs
+from mmad_edge.calib.graph import QUANTIZED_OPS, conv_blocks, head_nodes, input_size
+from mmad_edge.calib.int8_graph import CPU_FORMATS, TARGETS, QuantizationError, build_int8_graph
+from mmad_edge.calib.qdq import with_float_nodes
+from mmad_edge.calib.ranges import CalibrationRun, CalibrationSettings, calibrated_ranges
+from mmad_edge.calib.reader import CalibrationWarning, find_images, select_images
+from mmad_edge.calib.result import Int8Result
+from mmad_edge.calib.sensitivity import AccuracyTarget, SearchResult, search
+from mmad_edge.calib.timing import median_latency_ms
+
+ALWAYS_FLOAT_REASON = (
+    "only Conv/ConvTranspose are quantised: GRN (L2 reduction and normalisation), LayerNorm "
+    "statistics, SE gates, GELU and residual adds run in float, and Q/DQ sit only on convolution "
+    "inputs{outputs}, so no reduction or normalisation sees INT8 values"
+)
+HEAD_REASON = "cosine maps, upsampling, Gaussian smoothing and top-k score stay FP32 (they are the score)"
+
+
+@contextlib.contextmanager
+def _collected_warnings(messages: list[str]) -> Iterator[None]:
+    """Record calibration warnings for the report and still show them to the caller."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", CalibrationWarning)
+        yield
+    for item in caught:
+        if issubclass(item.category, CalibrationWarning):
+            messages.append(str(item.message))
+        warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
+
+
+def _check_exclude(exclude: Iterable[str], known: set[str]) -> set[str]:
+    names = set(exclude)
+    unknown = sorted(names - known)
+    if unknown:
+        raise QuantizationError(
+            f"nodes to exclude not found among the quantisable convolutions: {', '.join(unknown)}; "
+            "use Conv/ConvTranspose node names of the FP32 ONNX (e.g. /decoder/stages.0/stages.0.1/pw2/Conv)"
+        )
+    return names
+
+
+def export_int8(
+    fp32_onnx: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    calib_dir: str | os.PathLike[str],
+    target: str = "tensorrt",
+    method: str = "minmax",
+    count: int = 200,
+    seed: int = 0,
+    exclude: Iterable[str] = (),
+    *,
+    percentile: float = 99.999,
+    eval_dir: str | os.PathLike[str] | None = None,
+    eval_count: int = 24,
+    sensitivity: bool = True,
+    spearman_min: float = 0.99,
+    auroc_drop_max: float = 0.005,
+    max_attempts: int = 8,
+    cpu_format: str = "auto",
+    cache_dir: str | os.PathLike[str] | None = None,
+    timing_runs: int = 5,
+) -> Int8Result:
+    """Calibrate on ``calib_dir`` and write the INT8 graph of ``fp32_onnx`` to ``out_path``.
+
+    ``target``: ``tensorrt`` (symmetric INT8 Q/DQ) or ``cpu`` (ONNX Runtime, u8/s8).
+    ``method``: ``minmax``, ``entropy`` or ``percentile`` (``percentile``). ``exclude``: conv
+    node names always kept in float. ``eval_dir``: an MVTec-style category folder (test/good,
+    test/<defect>) for AUROC; otherwise held-out normal images of ``calib_dir`` are used.
+    ``sensitivity``: search for blocks to keep in float when the target (``spearman_min``,
+    ``auroc_drop_max``) is missed, within ``max_attempts`` graphs after the block ranking.
+    ``cpu_format``: ``auto`` (time Q/DQ and QOperator, keep the faster), ``qdq``, ``qoperator``.
+    """
+    fp32_onnx, out_path, calib_dir = Path(fp32_onnx), Path(out_path), Path(calib_dir)
+    if not fp32_onnx.is_file():
+        raise QuantizationError(f"{fp32_onnx}: FP32 ONNX not found; export the FP32 model first")
+    if target not in TARGETS:
+        raise QuantizationError(f"unknown INT8 target {target!r}; choose one of {', '.join(TARGETS)}")
+    if cpu_format not in ("auto", *CPU_FORMATS):
+        raise QuantizationError(f"unknown CPU INT8 format {cpu_format!r}; choose auto, {', '.join(CPU_FORMATS)}")
+    model = onnx.load(str(fp32_onnx))
+    size = input_size(model)
+    blocks = conv_blocks(model)
+    user_float = _check_exclude(exclude, {n for nodes in blocks.values() for n in nodes})
+    blocks = {b: [n for n in nodes if n not in user_float] for b, nodes in blocks.items()}
+    blocks = {b: nodes for b, nodes in blocks.items() if nodes}
+    settings = CalibrationSettings(method, count, seed, percentile, size, QUANTIZED_OPS)
+    accuracy = AccuracyTarget(spearman_min, auroc_drop_max)
+    notes: list[str] = []
+
+    with _collected_warnings(notes):
+        all_images = find_images(calib_dir)
+        chosen = select_images(all_images, count, seed, calib_dir)
+        calibration = calibrated_ranges(
+            fp32_onnx, file_sha256(fp32_onnx), chosen, calib_dir, settings,
+            Path(cache_dir) if cache_dir is not None else default_cache_dir(),
+        )
+        if eval_dir is not None:
+            evaluation = labelled_set(Path(eval_dir), eval_count, seed, size)
+        else:
+            evaluation = held_out_set(all_images, calibration.images, calib_dir, eval_count, seed, size)
+
+    reference = run_outputs(fp32_onnx, evaluation.frames)
+    emulate = target == "tensorrt"
+
+    def build(path: Path, float_nodes: Iterable[str], fmt: str = "qdq") -> list[str]:
+        return build_int8_graph(fp32_onnx, path, calibration.ranges, method, target, set(float_nodes) | user_float, fmt)
+
+    with tempfile.TemporaryDirectory(prefix="mmad-trial-") as tmp:
+        trial_path = Path(tmp) / "trial.onnx"
+        build(trial_path, ())
+        all_int8 = onnx.load(str(trial_path))
+
+        def trial(float_nodes: frozenset[str]) -> dict[str, float | None]:
+            onnx.save(with_float_nodes(all_int8, model, set(float_nodes)), str(trial_path))
+            return compare_outputs(reference, run_outputs(trial_path, evaluation.frames, emulate), evaluation.labels)
+
+        if sensitivity:
+            found = search(trial, blocks, accuracy, max_attempts)
+        else:
+            metrics = trial(frozenset())
+            met = not accuracy.shortfalls(metrics)
+            found = SearchResult([], metrics, met, 1, "sensitivity search off" + ("" if met else ": target missed"))
+
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=f".{out_path.name}.") as tmp:
+        frame = evaluation.frames[0]
+        formats = [cpu_format] if cpu_format != "auto" else list(CPU_FORMATS)
+        candidates = {fmt: Path(tmp) / f"{fmt}.onnx" for fmt in (formats if target == "cpu" else ["qdq"])}
+        quantized: list[str] = []
+        timings = {}
+        for fmt, path in candidates.items():
+            quantized = build(path, found.float_nodes, fmt)
+            timings[fmt] = median_latency_ms(path, frame, timing_runs)
+        best = min(timings, key=timings.get)
+        metrics = compare_outputs(reference, run_outputs(candidates[best], evaluation.frames, emulate), evaluation.labels)
+        latency = _latency(fp32_onnx, frame, timing_runs, timings, best, target)
+        os.replace(candidates[best], out_path)
+
+    return Int8Result(
+        path=out_path,
+        target=target,
+        metrics=metrics,
+        accuracy_target={"spearman_min": spearman_min, "auroc_drop_max": auroc_drop_max},
+        target_met=not accuracy.shortfalls(metrics),
+        search={"enabled": sensitivity, "attempts": found.attempts, "max_attempts": max_attempts,
+                "message": found.message,
+                "ranking": [{"block": r["block"], "gain": r["gain"]} for r in found.ranking]},
+        float_blocks=found.float_blocks,
+        always_float=_always_float(model, target, user_float),
+        quantized_nodes=len(quantized),
+        calibration=_calibration_report(settings, calib_dir, calibration, target, best),
+        eval_source=evaluation.source,
+        latency_ms=latency,
+        warnings=notes,
+    )
+
+
+def _latency(fp32: Path, frame: np.ndarray, runs: int, timings: dict[str, float], best: str, target: str) -> dict[str, Any]:
+    fp32_ms = median_latency_ms(fp32, frame, runs)
+    report = {"fp32": fp32_ms, "int8": timings[best], "speedup": fp32_ms / timings[best], "batch": 1,
+              "runs": runs, "provider": "CPUExecutionProvider"}
+    if target == "cpu":
+        report["int8_by_format"] = dict(timings)
+    else:
+        report["note"] = "ONNX Runtime runs the TensorRT Q/DQ graph unfused on the CPU; time TensorRT with the bench"
+    return report
+
+
+def _always_float(model: onnx.ModelProto, target: str, user_float: set[str]) -> list[dict[str, Any]]:
+    head = head_nodes(model)
+    head_convs = sorted(n.name for n in model.graph.node if n.name in head and n.op_type in QUANTIZED_OPS)
+    entries = [
+        {"what": "head", "nodes": head_convs, "reason": HEAD_REASON},
+        {"what": "GRN, LayerNorm, SE, GELU, residual adds", "nodes": [],
+         "reason": ALWAYS_FLOAT_REASON.format(outputs=" and outputs" if target == "cpu" else "")},
+    ]
+    if user_float:
+        entries.append({"what": "caller", "nodes": sorted(user_float), "reason": "excluded by the caller"})
+    return entries
+
+
+def _calibration_report(
+    settings: CalibrationSettings, folder: Path, run: CalibrationRun, target: str, fmt: str
+) -> dict[str, Any]:
+    report = {
+        "library": "onnxruntime.quantization (quantize_static, QDQ)",
+        "method": settings.method,
+        "count": settings.count,
+        "images_used": len(run.images),
+        "seed": settings.seed,
+        "images_folder": str(folder),
+        "cache_hit": run.cache_hit,
+        "cache_file": str(run.cache_file),
+    }
+    if settings.method == "percentile":
+        report["percentile"] = settings.percentile
+    if target == "tensorrt":
+        report["activations"] = "int8 symmetric per-tensor (zero point 0), Q/DQ on conv inputs"
+        report["weights"] = "int8 symmetric per-channel (Conv axis 0; ConvTranspose axis 0, TensorRT's convention)"
+        report["bias"] = "float (TensorRT quantises it itself)"
+    else:
+        report["format"] = fmt
+        report["activations"] = "uint8 asymmetric per-tensor"
+        report["weights"] = "int8 symmetric per-channel"
+    return report

@@ -1,0 +1,315 @@
+"""`mmad-edge export`: checkpoint -> verified model.<precision>.onnx + metadata.json + report.json.
+
+All artifacts are written into a temporary folder next to the output folder and moved into
+place only once every precision has exported and passed verification, so a failed export
+leaves no partial files and never touches what the output folder already held. Engines (when
+asked) are built after that, from the ONNX files in place: a machine without TensorRT keeps
+the verified ONNX and gets the command to build the engine on the target.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from mmad_edge.checkpoint import load_checkpoint, read_checkpoint
+from mmad_edge.config import IMAGENET_MEAN, IMAGENET_STD, ModelConfig
+from mmad_edge.export.fp16 import convert_fp16
+from mmad_edge.export.metadata import (
+    METADATA_FILENAME,
+    METADATA_KEY,
+    PRECISIONS,
+    build_metadata,
+    write_json_atomic,
+    write_onnx_metadata,
+)
+from mmad_edge.export.onnx_export import DEFAULT_OPSET, INPUT_FORMATS, ExportError, export_detector
+from mmad_edge.export import tensorrt as trt_build
+from mmad_edge.export.trt_ops import check_tensorrt_compat
+from mmad_edge.export.verify import (
+    VerificationResult,
+    dataset_frames,
+    format_results,
+    generated_frames,
+    torch_outputs,
+    verify_onnx,
+)
+from mmad_edge.model.minimaxad import MiniMaxAD
+
+REPORT_FILENAME = "report.json"
+GENERATED_FRAMES = 12
+
+
+class VerificationFailed(RuntimeError):
+    """An exported graph does not reproduce the PyTorch model within tolerance."""
+
+
+def onnx_filename(precision: str) -> str:
+    return f"model.{precision}.onnx"
+
+
+def parse_precisions(precisions: str | Sequence[str]) -> list[str]:
+    """"fp32,fp16" or a sequence -> ordered unique list; one-line error for unknown names."""
+    names = precisions.split(",") if isinstance(precisions, str) else list(precisions)
+    chosen: list[str] = []
+    for name in (n.strip().lower() for n in names):
+        if name and name not in chosen:
+            if name not in PRECISIONS:
+                raise ExportError(f"unknown precision {name!r}; use a comma-separated subset of {','.join(PRECISIONS)}")
+            chosen.append(name)
+    if not chosen:
+        raise ExportError(f"no precision given; use e.g. --precision fp32,fp16 (choices: {','.join(PRECISIONS)})")
+    return chosen
+
+
+def load_for_export(
+    checkpoint: str | os.PathLike[str], image_size: int | None, variant: str | None,
+) -> tuple[MiniMaxAD, dict[str, Any]]:
+    """The training-form model at the export size, and the checkpoint dict (one-line errors)."""
+    raw = read_checkpoint(checkpoint)
+    config = dict(raw["config"])
+    if variant is not None and config["variant"] != variant:
+        raise ExportError(f"{checkpoint} holds variant {config['variant']!r} but variant {variant!r} was asked; "
+                          f"pass the variant-{variant} checkpoint or drop the variant option")
+    if image_size is not None:
+        config["image_size"] = int(image_size)
+    return load_checkpoint(checkpoint, ModelConfig.from_dict(config))
+
+
+def export_checkpoint(
+    checkpoint: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    precisions: str | Sequence[str] = ("fp32", "fp16"),
+    batch: str | int | tuple[int, int, int] = "1",
+    opset: int = DEFAULT_OPSET,
+    image_size: int | None = None,
+    input_format: str = "uint8_bgr_nhwc",
+    engine: bool = False,
+    data: str | os.PathLike[str] | None = None,
+    layout: str = "mvtec",
+    categories: str | Sequence[str] | None = None,
+    calib_data: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+    variant: str | None = None,
+    max_images: int | None = None,
+) -> dict[str, Any]:
+    """Export, verify and place the artifacts; returns the report (also written as report.json).
+
+    Raises ExportError/CheckpointError/ConfigError/DatasetError (ValueErrors, bad input),
+    VerificationFailed, and with ``engine`` TensorRTUnavailable or EngineBuildError after the
+    ONNX artifacts are in place.
+    """
+    chosen = parse_precisions(precisions)
+    try:
+        profile = trt_build.parse_batch(batch)
+    except ValueError as exc:
+        raise ExportError(str(exc)) from None
+    if input_format not in INPUT_FORMATS:
+        raise ExportError(f"unknown input format {input_format!r}; choose one of {', '.join(INPUT_FORMATS)}")
+    if "int8" in chosen and calib_data is None:
+        raise ExportError("int8 needs calibration images: add --calib-data FOLDER (normal images of the product)")
+    model, ckpt = load_for_export(checkpoint, image_size, variant)
+    size = model.config.image_size
+    say = _printer(progress)
+    frames, labels, source = _verification_frames(data, layout, categories, size, max_images)
+    say(f"reference: PyTorch model on {len(frames)} {source} frames at {size}x{size}")
+    reference = torch_outputs(model, frames)
+    strict = bool(ckpt.get("training"))
+
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.export-", dir=out_dir.parent))
+    try:
+        exported = export_detector(model, staging / onnx_filename("fp32"), profile, opset, input_format)
+        say(f"fp32 graph: {exported.simplification}")
+        graphs = {"fp32": onnx.load(str(exported.path))}
+        if "fp16" in chosen:
+            graphs["fp16"] = convert_fp16(graphs["fp32"])
+            onnx.save(graphs["fp16"], str(staging / onnx_filename("fp16")))
+        int8_info = None
+        if "int8" in chosen:
+            say("int8: calibrating (mmad_edge.calib)")
+            int8_info = _export_int8(exported.path, staging / onnx_filename("int8"), calib_data, data, categories)
+            graphs["int8"] = onnx.load(str(staging / onnx_filename("int8")))
+        results = {}
+        for precision in chosen:
+            say(f"verifying {precision} with ONNX Runtime (CPU)")
+            results[precision] = verify_onnx(staging / onnx_filename(precision), model, frames, precision,
+                                             labels, strict, source, reference)
+        table = format_results(list(results.values()))
+        if not all(r.passed for r in results.values()):
+            raise VerificationFailed(f"verification failed; nothing was written to {out_dir}:\n{table}")
+        metadata = _base_metadata(model.config, opset, profile, ckpt.get("statistics"), checkpoint, input_format)
+        for precision in chosen:
+            _embed_metadata(graphs[precision], dict(metadata, precision=precision), input_format)
+            onnx.save(graphs[precision], str(staging / onnx_filename(precision)))
+        if "fp32" not in chosen:
+            exported.path.unlink()
+        write_json_atomic(staging / METADATA_FILENAME, dict(metadata, precision=chosen[0]))
+        report = _report(checkpoint, out_dir, chosen, profile, opset, input_format, size, exported.simplification,
+                         results, graphs, int8_info, strict)
+        write_json_atomic(staging / REPORT_FILENAME, report)
+        _move_into_place(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    say(table)
+    say(f"wrote {', '.join(onnx_filename(p) for p in chosen)}, {METADATA_FILENAME}, {REPORT_FILENAME} to {out_dir}")
+    if engine:
+        _build_engines(out_dir, chosen, profile, report, say)
+    return report
+
+
+def _printer(progress: bool):
+    def say(text: str) -> None:
+        if progress:
+            print(text, flush=True)
+    return say
+
+
+def _verification_frames(
+    data: str | os.PathLike[str] | None, layout: str, categories: str | Sequence[str] | None, size: int,
+    max_images: int | None,
+) -> tuple[np.ndarray, np.ndarray | None, str]:
+    if data is None:
+        return generated_frames(GENERATED_FRAMES, size), None, "generated"
+    frames, labels = dataset_frames(data, layout, categories, size, max_images)
+    return frames, labels, f"{layout}:{data}" + (f" ({categories})" if categories else "")
+
+
+def _base_metadata(
+    config: ModelConfig, opset: int, profile: tuple[int, int, int], statistics: dict | None,
+    checkpoint: str | os.PathLike[str], input_format: str,
+) -> dict[str, Any]:
+    metadata = build_metadata(config.to_dict(), "fp32", opset, dict(zip(("min", "opt", "max"), profile)),
+                              statistics, checkpoint)
+    if input_format == "float_rgb_nchw":
+        size = config.image_size
+        metadata["input"] = {"name": "image", "layout": "NCHW", "dtype": "float32", "channel_order": "RGB",
+                             "height": size, "width": size,
+                             "normalization": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}}
+    return metadata
+
+
+def _embed_metadata(model: onnx.ModelProto, metadata: dict[str, Any], input_format: str) -> None:
+    """The schema (and so write_onnx_metadata) describes uint8 input only; a float-input graph
+    carries its true input description, which the uint8-only runtime will refuse by name."""
+    if input_format == "uint8_bgr_nhwc":
+        write_onnx_metadata(model, metadata)
+        return
+    onnx.helper.set_model_props(model, {METADATA_KEY: json.dumps(metadata)})
+
+
+def _report(
+    checkpoint: str | os.PathLike[str], out_dir: Path, precisions: list[str], profile: tuple[int, int, int],
+    opset: int, input_format: str, size: int, simplification: str, results: dict[str, VerificationResult],
+    graphs: dict[str, onnx.ModelProto], int8_info: Any, strict: bool,
+) -> dict[str, Any]:
+    return {
+        "checkpoint": str(checkpoint),
+        "out_dir": str(out_dir),
+        "precisions": precisions,
+        "files": {p: onnx_filename(p) for p in precisions},
+        "image_size": size,
+        "batch": dict(zip(("min", "opt", "max"), profile)),
+        "opset": opset,
+        "input_format": input_format,
+        "simplification": simplification,
+        "trained_weights": strict,
+        "verification": {p: r.to_dict() for p, r in results.items()},
+        "tensorrt_compat": {p: [asdict(i) for i in check_tensorrt_compat(graphs[p])] for p in precisions},
+        "int8": int8_info,
+        "engines": None,
+    }
+
+
+def _move_into_place(staging: Path, out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for item in sorted(staging.iterdir(), key=lambda p: p.name == REPORT_FILENAME):
+        os.replace(item, out_dir / item.name)  # the report last: its presence means the rest is there
+
+
+def _export_int8(
+    fp32_onnx: Path, int8_onnx: Path, calib_data: str | os.PathLike[str], data: str | os.PathLike[str] | None,
+    categories: str | Sequence[str] | None,
+) -> dict[str, Any]:
+    """Hook into the INT8 calibrator (``mmad_edge.calib.quantize.export_int8``), imported lazily
+    so FP32/FP16 exports never need it. It writes ``int8_onnx`` (TensorRT Q/DQ form); its
+    report goes into ours. With ``--data`` and one category, that category's test split is its
+    accuracy set."""
+    try:
+        from mmad_edge.calib.quantize import export_int8
+    except ImportError as exc:
+        raise ExportError(f"INT8 export is not available in this install ({exc}); export fp32,fp16 only") from None
+    eval_dir = None
+    if data is not None and isinstance(categories, str) and categories and "," not in categories:
+        eval_dir = Path(data) / categories
+    return export_int8(fp32_onnx, int8_onnx, calib_data, target="tensorrt", eval_dir=eval_dir).to_report()
+
+
+def _build_engines(out_dir: Path, precisions: list[str], profile: tuple[int, int, int], report: dict[str, Any],
+                   say) -> None:
+    """One engine per exported precision; the report records what was built (or why not)."""
+    engines: dict[str, Any] = {}
+    try:
+        for precision in precisions:
+            onnx_path = out_dir / onnx_filename(precision)
+            say(f"building TensorRT engine for {onnx_path.name}")
+            engines[precision] = trt_build.build_engine(onnx_path, trt_build.default_engine_path(onnx_path), batch=profile)
+    except (trt_build.TensorRTUnavailable, trt_build.EngineBuildError) as exc:
+        engines["error"] = str(exc)
+        raise
+    finally:
+        report["engines"] = engines
+        write_json_atomic(out_dir / REPORT_FILENAME, report)
+
+
+def export_cli(
+    checkpoint: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    precision: str = "fp32,fp16",
+    calib_data: str | os.PathLike[str] | None = None,
+    batch: str = "1",
+    engine: bool = False,
+    data: str | os.PathLike[str] | None = None,
+    layout: str = "mvtec",
+    category: str | None = None,
+    opset: int = DEFAULT_OPSET,
+    image_size: int | None = None,
+    input_format: str = "uint8_bgr_nhwc",
+    json_path: str | os.PathLike[str] | None = None,
+    variant: str | None = None,
+) -> int:
+    """`mmad-edge export`: run the export and return the exit code: 0 ok, 1 verification or engine
+    build failed, 2 bad input, 3 TensorRT/GPU unavailable for --engine (ONNX files are in place)."""
+    report = None
+    try:
+        report = export_checkpoint(checkpoint, out, precision, batch, opset, image_size, input_format, engine,
+                                   data, layout, category, calib_data, progress=True, variant=variant)
+        code = trt_build.EXIT_OK
+    except trt_build.TensorRTUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        code = trt_build.EXIT_UNAVAILABLE
+    except (VerificationFailed, trt_build.EngineBuildError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        code = trt_build.EXIT_BUILD_FAILED
+    except (ValueError, OSError) as exc:  # CheckpointError, ConfigError, ExportError, DatasetError, files
+        print(f"error: {exc}", file=sys.stderr)
+        return trt_build.EXIT_BAD_INPUT
+    if json_path is not None:
+        write_json_atomic(json_path, report if report is not None else _report_on_disk(Path(out)))
+    return code
+
+
+def _report_on_disk(out_dir: Path) -> Any:
+    path = out_dir / REPORT_FILENAME
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None

@@ -1,0 +1,220 @@
+"""Does the exported graph compute what the PyTorch model computes? Checked on the same uint8 frames.
+
+The reference is the training-form PyTorch model with its own post-processing (map and score);
+the candidate is the ONNX run by ONNX Runtime on the CPU. Errors are relative to the reference:
+map: max|a - b| / max|b| over all pixels of all images; score: max over images of |a - b| / |b|.
+Score ranking is compared with Spearman's rho and, when labels exist, image AUROC.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+import onnx
+import torch
+
+from mmad_edge.export.onnx_export import numpy_input
+from mmad_edge.export.ort_cpu import cpu_session, run_batched
+from mmad_edge.metrics import auroc
+from mmad_edge.model.minimaxad import MiniMaxAD
+
+FP32_RELATIVE = 1e-4
+FP16_SPEARMAN = 0.999
+FP16_AUROC_DELTA = 0.002
+INT8_SPEARMAN = 0.99
+INT8_AUROC_DELTA = 0.01
+
+Outputs = tuple[np.ndarray, np.ndarray]  # (maps (N, S, S), scores (N,))
+
+
+@dataclass
+class Check:
+    """One pass/fail test; ``enforced`` False means it is reported but does not fail the export."""
+
+    name: str
+    value: float | None
+    limit: float
+    at_most: bool
+    enforced: bool = True
+
+    @property
+    def passed(self) -> bool | None:
+        if self.value is None:
+            return None
+        return self.value <= self.limit if self.at_most else self.value >= self.limit
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "passed": self.passed}
+
+
+@dataclass
+class VerificationResult:
+    """Errors and rank agreement of one exported precision against the PyTorch model."""
+
+    precision: str
+    images: int
+    source: str
+    metrics: dict[str, float | None]
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        """True unless an enforced check failed (a check with no value, e.g. AUROC without labels, is skipped)."""
+        return all(c.passed is not False for c in self.checks if c.enforced)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"precision": self.precision, "images": self.images, "source": self.source,
+                "passed": self.passed, "metrics": dict(self.metrics), "checks": [c.to_dict() for c in self.checks]}
+
+
+def generated_frames(count: int, size: int, seed: int = 0) -> np.ndarray:
+    """``count`` seeded smooth random textures, uint8 BGR (count, size, size, 3).
+
+    Each is a sum of colour noise octaves upsampled bicubically, so the frames have structure
+    at several scales (as real images do) and give the network non-trivial features.
+    """
+    rng = np.random.default_rng(seed)
+    frames = np.empty((count, size, size, 3), dtype=np.uint8)
+    for index in range(count):
+        image = np.zeros((size, size, 3), dtype=np.float32)
+        for octave, weight in ((4, 1.0), (8, 0.5), (16, 0.25), (32, 0.125)):
+            noise = rng.standard_normal((octave, octave, 3)).astype(np.float32)
+            image += weight * cv2.resize(noise, (size, size), interpolation=cv2.INTER_CUBIC)
+        image = (image - image.min()) / max(float(image.max() - image.min()), 1e-6)
+        frames[index] = np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return frames
+
+
+def dataset_frames(
+    root: str | os.PathLike[str], layout: str, category: str | None, size: int, max_images: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Test images of a dataset category as model-size uint8 frames, and their 0/1 labels."""
+    from mmad_edge.data.dataset import build_dataset
+    from mmad_edge.runtime.imageio import read_image
+    from mmad_edge.runtime.preprocess import resize_frame
+
+    records = build_dataset(root, layout, category, "test", size).records
+    if max_images is not None and len(records) > max_images:
+        keep = np.linspace(0, len(records) - 1, max_images).round().astype(int)
+        records = [records[i] for i in keep]
+    frames = np.stack([resize_frame(read_image(r.image), size) for r in records])
+    return frames, np.array([r.label for r in records], dtype=np.int64)
+
+
+@torch.no_grad()
+def torch_outputs(model: MiniMaxAD, frames: np.ndarray, batch: int = 8) -> Outputs:
+    """The training-form model's map and score (its own post-processing) for uint8 BGR frames."""
+    model = model.eval()
+    maps, scores = [], []
+    for start in range(0, len(frames), batch):
+        anomaly_map, score = model(torch.from_numpy(np.ascontiguousarray(frames[start:start + batch])))
+        maps.append(anomaly_map.float().numpy())
+        scores.append(score.float().numpy())
+    return np.concatenate(maps), np.concatenate(scores)
+
+
+def onnx_outputs(model: onnx.ModelProto | str | os.PathLike[str], frames: np.ndarray, batch: int = 8) -> Outputs:
+    """The ONNX graph's map and score on ORT CPU; float-input graphs get normalised frames."""
+    session = cpu_session(model)
+    input_format = "uint8_bgr_nhwc" if session.get_inputs()[0].type == "tensor(uint8)" else "float_rgb_nchw"
+    return run_batched(session, numpy_input(frames, input_format), batch)
+
+
+def spearman(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float | None:
+    """Spearman's rank correlation (ties get average ranks); None for < 2 values or a constant side."""
+    ra, rb = average_ranks(np.asarray(a, dtype=np.float64)), average_ranks(np.asarray(b, dtype=np.float64))
+    if ra.size < 2 or np.ptp(ra) == 0 or np.ptp(rb) == 0:
+        return None
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    return float(np.sum(ra * rb) / np.sqrt(np.sum(ra * ra) * np.sum(rb * rb)))
+
+
+def average_ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks; tied values share the mean of their ranks."""
+    order = np.argsort(values, kind="mergesort")
+    ordered = values[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    ends = np.r_[starts[1:], ordered.size]
+    ranks = np.empty(values.size, dtype=np.float64)
+    for start, end in zip(starts, ends):
+        ranks[order[start:end]] = (start + end + 1) / 2.0
+    return ranks
+
+
+def error_metrics(reference: Outputs, candidate: Outputs, labels: np.ndarray | None = None) -> dict[str, float | None]:
+    """Map / score errors, rank correlation and (with labels) both AUROCs."""
+    ref_map, ref_score = (np.asarray(x, dtype=np.float64) for x in reference)
+    map_, score = (np.asarray(x, dtype=np.float64) for x in candidate)
+    if map_.shape != ref_map.shape or score.shape != ref_score.shape:
+        raise ValueError(f"output shapes differ: map {map_.shape} vs {ref_map.shape}, score {score.shape} vs "
+                         f"{ref_score.shape}; the ONNX was exported for another image size")
+    tiny = np.finfo(np.float32).tiny
+    map_abs = float(np.max(np.abs(map_ - ref_map)))
+    metrics: dict[str, float | None] = {
+        "map_max_abs": map_abs,
+        "map_relative": map_abs / max(float(np.max(np.abs(ref_map))), tiny),
+        "score_relative": float(np.max(np.abs(score - ref_score) / np.maximum(np.abs(ref_score), tiny))),
+        "spearman": spearman(score, ref_score),
+        "auroc_reference": None,
+        "auroc": None,
+    }
+    if labels is not None and len(np.unique(labels)) == 2:
+        metrics["auroc_reference"] = auroc(labels, ref_score)
+        metrics["auroc"] = auroc(labels, score)
+    return metrics
+
+
+def default_checks(precision: str, metrics: dict[str, float | None], strict: bool = True) -> list[Check]:
+    """FP32: map and score within 1e-4 relative. FP16 (INT8): Spearman >= 0.999 (0.99) and AUROC
+    within 0.002 (0.01) of the PyTorch model, enforced only when ``strict`` (trained weights)."""
+    if precision == "fp32":
+        return [Check("map_relative", metrics["map_relative"], FP32_RELATIVE, True),
+                Check("score_relative", metrics["score_relative"], FP32_RELATIVE, True)]
+    rho, delta = (FP16_SPEARMAN, FP16_AUROC_DELTA) if precision == "fp16" else (INT8_SPEARMAN, INT8_AUROC_DELTA)
+    auroc_gap = None
+    if metrics["auroc"] is not None and metrics["auroc_reference"] is not None:
+        auroc_gap = abs(metrics["auroc"] - metrics["auroc_reference"])
+    return [Check("spearman", metrics["spearman"], rho, False, strict),
+            Check("auroc_delta", auroc_gap, delta, True, strict)]
+
+
+def verify_onnx(
+    onnx_model: onnx.ModelProto | str | os.PathLike[str],
+    model: MiniMaxAD,
+    frames: np.ndarray,
+    precision: str = "fp32",
+    labels: np.ndarray | None = None,
+    strict: bool = True,
+    source: str = "generated",
+    reference: Outputs | None = None,
+) -> VerificationResult:
+    """Compare an exported graph with ``model`` on ``frames``; pass ``reference`` (``torch_outputs``)
+    to reuse the PyTorch run across precisions."""
+    reference = reference if reference is not None else torch_outputs(model, frames)
+    metrics = error_metrics(reference, onnx_outputs(onnx_model, frames), labels)
+    return VerificationResult(precision, len(frames), source, metrics, default_checks(precision, metrics, strict))
+
+
+def format_results(results: Sequence[VerificationResult]) -> str:
+    """A short fixed-width table, one row per precision."""
+    columns = ("map_max_abs", "map_relative", "score_relative", "spearman", "auroc_reference", "auroc")
+    header = f"{'precision':<9} {'images':>6} " + " ".join(f"{c:>15}" for c in columns) + "  result"
+    rows = [header]
+    for result in results:
+        values = " ".join(f"{_number(result.metrics.get(c)):>15}" for c in columns)
+        failed = [c.name for c in result.checks if c.enforced and c.passed is False]
+        unchecked = [c.name for c in result.checks if not c.enforced]
+        verdict = "FAIL (" + ", ".join(failed) + ")" if failed else "pass"
+        if unchecked:
+            verdict += " (reported only: " + ", ".join(unchecked) + ")"
+        rows.append(f"{result.precision:<9} {result.images:>6} {values}  {verdict}")
+    return "\n".join(rows)
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}" if abs(value) < 1e-2 else f"{value:.4f}"

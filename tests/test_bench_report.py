@@ -1,0 +1,111 @@
+"""Report JSON layout, Markdown rows and speed-ups, and the plot file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mmad_edge.bench.report import (
+    FLOOR_KEYS,
+    RESULT_KEYS,
+    ReportError,
+    add_roofline,
+    build_report,
+    markdown,
+    speedups,
+    write_json,
+    write_markdown,
+    write_plot,
+)
+
+
+def row(name: str, batch: int, images_per_s: float, protocol: str = "paper", **extra) -> dict:
+    mean = batch * 1000.0 / images_per_s
+    return {
+        "name": name, "backend": "torch", "precision": "fp32", "protocol": protocol, "batch": batch,
+        "p50_ms": mean, "p90_ms": mean * 1.1, "p99_ms": mean * 1.2, "images_per_s": images_per_s,
+        "mean_ms": mean, "min_ms": mean * 0.9, "std_ms": 0.1, **extra,
+    }
+
+
+FLOOR = {
+    "gflop_per_image": 14.0, "peak_gflops": 460.0, "floor_ms_per_image": 0.03, "bytes_per_image": 1e6,
+    "peak_gb_per_s": 20.0, "peak_source": "onnxruntime fp32 GEMM",
+}
+
+
+def sample_rows() -> list[dict]:
+    return [
+        row("torch-eager-trainform", 1, 100.0),
+        row("torch-eager", 1, 250.0),
+        row("torch-eager-trainform", 16, 400.0),
+        row("tensorrt-fp16", 16, 1600.0),
+        row("e2e-ort", 4, 50.0, protocol="e2e", stages={"preprocess": 1.5, "inference": 70.0, "postprocess": 8.5}),
+        row("peer-only-b8", 8, 10.0),
+    ]
+
+
+def test_json_layout(tmp_path: Path) -> None:
+    report = build_report(sample_rows(), FLOOR, {"cpu_model": "test"}, skipped=[])
+    path = write_json(tmp_path / "out" / "bench.json", report)
+    data = json.loads(path.read_text())
+    assert set(data) == {"results", "floor", "machine", "skipped"}
+    assert all(set(RESULT_KEYS) <= set(r) for r in data["results"])
+    assert set(FLOOR_KEYS) == set(data["floor"])
+    assert data["results"][4]["stages"]["inference"] == 70.0
+    assert data["machine"] == {"cpu_model": "test"}
+
+
+def test_rows_and_floor_are_checked() -> None:
+    bad = row("x", 1, 1.0)
+    del bad["p99_ms"]
+    with pytest.raises(ReportError, match="'x' lacks p99_ms"):
+        build_report([bad])
+    with pytest.raises(ReportError, match="protocol 'fast'"):
+        build_report([row("x", 1, 1.0, protocol="fast")])
+    with pytest.raises(ReportError, match="needs a 'stages' dict"):
+        build_report([row("x", 1, 1.0, protocol="e2e")])
+    with pytest.raises(ReportError, match="floor section lacks peak_source"):
+        build_report([], {k: 1.0 for k in FLOOR_KEYS if k != "peak_source"})
+
+
+def test_roofline_fields() -> None:
+    out = add_roofline(row("a", 1, 100.0), floor_ms=2.5)  # p50 10 ms
+    assert out["floor_ms"] == 2.5
+    assert out["roofline_pct"] == pytest.approx(25.0)
+
+
+def test_speedups_match_batch_and_prefer_protocol() -> None:
+    rows = sample_rows()
+    assert speedups(rows) == [1.0, 2.5, 1.0, 4.0, None, None]
+    mixed = [row("torch-eager-trainform", 4, 10.0), row("torch-eager-trainform", 4, 20.0, protocol="e2e", stages={}),
+             row("e2e", 4, 40.0, protocol="e2e", stages={})]
+    assert speedups(mixed)[2] == pytest.approx(2.0)  # against the e2e baseline
+
+
+def test_markdown_has_every_row(tmp_path: Path) -> None:
+    rows = [add_roofline(r, 1.0) if r["name"] == "tensorrt-fp16" else r for r in sample_rows()]
+    report = build_report(rows, FLOOR, {"cpu_model": "EPYC", "logical_cores": 2, "libraries": {"torch": "2.13"}})
+    text = write_markdown(tmp_path / "bench.md", report).read_text()
+    table = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line]
+    assert len(table) == 1 + len(rows) + 2  # header, rows, e2e stage header + row
+    for r in rows:
+        assert f"| {r['name']} | torch | fp32 | {r['protocol']} | {r['batch']} |" in text
+    assert "| tensorrt-fp16 | torch | fp32 | paper | 16 | 10.000 | 11.000 | 12.000 | 1600.0 | 1.000 | 10.0 | 4.00x |" in text
+    assert "| e2e-ort | 4 | 1.500 | 70.000 | 8.500 |" in text
+    assert "speedup vs torch-eager-trainform" in text
+    assert "peak 460 GFLOP/s" in text and "Machine: EPYC, 2 cores; torch 2.13." in text
+
+
+def test_markdown_without_floor_or_machine() -> None:
+    text = markdown(build_report([row("solo", 1, 10.0)]))
+    assert "| solo |" in text and "Floor" not in text and "Machine" not in text
+
+
+def test_plot_is_a_png(tmp_path: Path) -> None:
+    path = write_plot(tmp_path / "bench.png", build_report(sample_rows()))
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ReportError, match="no result rows"):
+        write_plot(tmp_path / "empty.png", build_report([]))

@@ -1,0 +1,230 @@
+"""export_int8 end to end on a small random MiniMaxAD (variant a, 64 px): the Q/DQ graph
+TensorRT needs, the CPU graph, the sensitivity search, the range cache, clear errors and no
+partial artifacts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from onnx import numpy_helper
+
+import mmad_edge.calib.quantize as quantize_module
+import mmad_edge.calib.ranges as ranges_module
+from mmad_edge.calib.graph import block_of
+from mmad_edge.calib.int8_graph import QuantizationError
+from mmad_edge.calib.quantize import export_int8
+from mmad_edge.calib.reader import CalibrationDataError, CalibrationWarning
+from mmad_edge.config import ModelConfig
+from mmad_edge.export.onnx_export import export_onnx
+from mmad_edge.model.minimaxad import MiniMaxAD
+from tests.model_utils import randomize
+
+SIZE = 64
+SENSITIVE = "encoder.stages.2.0"
+
+
+def write_textures(folder: Path, count: int, seed: int, size: int = 80) -> None:
+    """Smooth random colour textures (bicubic-upsampled noise), as PNGs."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        coarse = rng.normal(128, 45, (6, 6, 3)).astype(np.float32)
+        image = cv2.resize(coarse, (size, size), interpolation=cv2.INTER_CUBIC) + rng.normal(0, 5, (size, size, 3))
+        cv2.imwrite(str(folder / f"{i:03d}.png"), np.clip(image, 0, 255).astype(np.uint8))
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("calib")
+
+
+@pytest.fixture(scope="module")
+def fp32(work: Path) -> Path:
+    """Random weights, plus one outlier channel in encoder stage 2 block 0: its FFN hidden
+    channel 0 is 1000x larger (compensated in the second linear), so per-tensor INT8 of that
+    block's activations wrecks it; the search has to find that block."""
+    model = randomize(MiniMaxAD(ModelConfig(variant="a", image_size=SIZE))).eval()
+    block = model.encoder.stages[2][0]
+    with torch.no_grad():
+        block.pwconv1[1].weight[0] *= 1000
+        block.pwconv1[1].bias[0] *= 1000
+        block.pwconv2[0].weight[:, 0] /= 1000
+    return export_onnx(model, work / "model.fp32.onnx")
+
+
+@pytest.fixture(scope="module")
+def images(work: Path) -> Path:
+    write_textures(work / "normal", 20, seed=1)
+    return work / "normal"
+
+
+@pytest.fixture(scope="module")
+def trt(fp32: Path, images: Path, work: Path):
+    return export_int8(fp32, work / "out" / "model.int8.onnx", images, count=8, eval_count=12,
+                       cache_dir=work / "cache")
+
+
+def tensors(model: onnx.ModelProto) -> dict[str, np.ndarray]:
+    return {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
+
+
+def readers(model: onnx.ModelProto) -> dict[str, list[onnx.NodeProto]]:
+    found: dict[str, list[onnx.NodeProto]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            found.setdefault(name, []).append(node)
+    return found
+
+
+def run(path: Path, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return tuple(np.concatenate(x) for x in zip(*(session.run(None, {"image": f[None]}) for f in frames)))
+
+
+def test_tensorrt_graph_is_symmetric_int8_per_channel(trt) -> None:
+    model = onnx.load(str(trt.path))
+    values = tensors(model)
+    qdq = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    assert qdq and max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 13
+    for node in qdq:
+        zero_point = values[node.input[2]]
+        assert zero_point.dtype == np.int8 and not zero_point.any(), node.name
+    users = readers(model)
+    weights = [n for n in qdq if n.op_type == "DequantizeLinear" and n.input[0] in values]
+    kinds = set()
+    for node in weights:
+        (conv,) = users[node.output[0]]
+        kinds.add(conv.op_type)
+        axis = next(a.i for a in node.attribute if a.name == "axis")
+        assert axis == 0  # Conv: output channels; ConvTranspose: TensorRT's per-input-channel
+        assert values[node.input[1]].shape == (values[node.input[0]].shape[0],)
+        assert values[node.input[0]].dtype == np.int8
+    assert kinds == {"Conv", "ConvTranspose"}
+    activations = [n for n in qdq if n.op_type == "QuantizeLinear"]
+    assert all(values[n.input[1]].size == 1 for n in activations)  # per-tensor
+    assert len(trt.to_report()["calibration"]) and trt.quantized_nodes > 100
+
+
+def test_qdq_only_on_convolution_inputs(trt) -> None:
+    """No Q/DQ reaches GRN, LayerNorm, residual adds or the head: every DequantizeLinear feeds
+    convolutions only, the head's (Gaussian) convolutions read float, and so does the block
+    the search kept in float."""
+    model = onnx.load(str(trt.path))
+    users = readers(model)
+    dq_outputs = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    for name in dq_outputs:
+        assert {u.op_type for u in users[name]} <= {"Conv", "ConvTranspose"}
+    for node in model.graph.node:
+        if node.name.startswith("/head/") or block_of(node.name) == SENSITIVE:
+            assert not set(node.input) & dq_outputs, node.name
+    head = trt.always_float[0]
+    assert head["what"] == "head" and len(head["nodes"]) == 2
+
+
+def test_sensitivity_search_keeps_the_outlier_block_in_float(trt) -> None:
+    report = trt.to_report()
+    excluded = report["excluded_layers"]
+    assert excluded[0]["block"] == SENSITIVE
+    assert len(excluded) < len(report["search"]["ranking"]) / 4
+    assert excluded[0]["before"]["spearman"] < 0.99 <= excluded[0]["after"]["spearman"]
+    assert report["passed"] and report["metrics"]["spearman"] >= 0.99
+    assert all(n.startswith("/encoder/stages.2/stages.2.0/") for n in excluded[0]["nodes"])
+
+
+def test_tensorrt_graph_runs_on_cpu_close_to_fp32(trt, fp32: Path, work: Path) -> None:
+    frames = np.stack([cv2.resize(cv2.imread(str(p)), (SIZE, SIZE)) for p in sorted((work / "normal").glob("*.png"))[:4]])
+    maps, scores = run(trt.path, frames)
+    ref_maps, ref_scores = run(fp32, frames)
+    assert maps.shape == (4, SIZE, SIZE) and scores.shape == (4,)
+    assert np.isfinite(maps).all()
+    assert np.abs(maps - ref_maps).max() < 0.05 * np.abs(ref_maps).max()
+    report = trt.to_report()
+    assert report["latency_ms"]["fp32"] > 0 and report["latency_ms"]["int8"] > 0
+    assert report["calibration"]["method"] == "minmax" and report["calibration"]["images_used"] == 8
+
+
+def test_second_export_reuses_cached_ranges(trt, fp32: Path, images: Path, work: Path, monkeypatch) -> None:
+    def no_calibration(*args, **kwargs):
+        raise AssertionError("calibration ran despite a cache entry")
+
+    monkeypatch.setattr(ranges_module, "collect_ranges", no_calibration)
+    again = export_int8(fp32, work / "again.int8.onnx", images, count=8, eval_count=6,
+                        cache_dir=work / "cache", sensitivity=False)
+    assert not trt.calibration["cache_hit"] and again.calibration["cache_hit"]
+    assert again.calibration["cache_file"] == trt.calibration["cache_file"]
+    with pytest.raises(AssertionError, match="calibration ran"):
+        export_int8(fp32, work / "again.int8.onnx", images, method="percentile", count=8, eval_count=6,
+                    cache_dir=work / "cache", sensitivity=False)
+
+
+def test_cpu_target_uint8_activations_with_labelled_evaluation(fp32: Path, images: Path, work: Path) -> None:
+    category = work / "bottle"
+    write_textures(category / "test" / "good", 4, seed=7)
+    write_textures(category / "test" / "crack", 4, seed=8)
+    result = export_int8(fp32, work / "cpu.int8.onnx", images, target="cpu", count=8, eval_count=4,
+                         eval_dir=category, cache_dir=work / "cache", sensitivity=False, timing_runs=2)
+    model = onnx.load(str(result.path))
+    values = tensors(model)
+    activation_q = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
+    assert activation_q and all(values[n.input[2]].dtype == np.uint8 for n in activation_q)
+    assert set(result.latency_ms["int8_by_format"]) == {"qdq", "qoperator"}
+    assert result.calibration["format"] in ("qdq", "qoperator")
+    assert result.metrics["auroc"] is not None and result.metrics["auroc_reference"] is not None
+    assert "4 good, 4 defective" in result.eval_source
+    maps, scores = run(result.path, np.zeros((1, SIZE, SIZE, 3), np.uint8))
+    assert np.isfinite(maps).all() and np.isfinite(scores).all()
+
+
+def test_small_folder_warns_and_reuses_calibration_images(fp32: Path, work: Path) -> None:
+    write_textures(work / "few", 3, seed=9)
+    with pytest.warns(CalibrationWarning) as caught:
+        result = export_int8(fp32, work / "few.int8.onnx", work / "few", count=50, eval_count=3,
+                             cache_dir=work / "cache", sensitivity=False, timing_runs=1)
+    messages = [str(w.message) for w in caught]
+    assert any("3 images found, 50 requested" in m for m in messages)
+    assert any("judged on calibration images" in m for m in messages)
+    assert result.warnings == [m for m in messages if m in result.warnings] and len(result.warnings) == 2
+    assert "calibration images reused" in result.eval_source
+
+
+def test_failure_leaves_no_partial_artifact(fp32: Path, images: Path, work: Path, monkeypatch) -> None:
+    def broken_timer(*args, **kwargs):
+        raise RuntimeError("timer failed")
+
+    monkeypatch.setattr(quantize_module, "median_latency_ms", broken_timer)
+    out = work / "partial" / "model.int8.onnx"
+    with pytest.raises(RuntimeError, match="timer failed"):
+        export_int8(fp32, out, images, count=8, eval_count=3, cache_dir=work / "cache", sensitivity=False)
+    assert list(out.parent.iterdir()) == []
+
+
+def test_clear_errors(fp32: Path, images: Path, work: Path) -> None:
+    (work / "empty").mkdir()
+    with pytest.raises(CalibrationDataError, match=r"empty: no images found"):
+        export_int8(fp32, work / "x.onnx", work / "empty", cache_dir=work / "cache")
+    with pytest.raises(QuantizationError, match=r"missing\.onnx: FP32 ONNX not found"):
+        export_int8(work / "missing.onnx", work / "x.onnx", images)
+    with pytest.raises(QuantizationError, match=r"not found among the quantisable convolutions: /no/Conv"):
+        export_int8(fp32, work / "x.onnx", images, exclude=["/no/Conv"])
+    with pytest.raises(QuantizationError, match=r"unknown INT8 target 'gpu'"):
+        export_int8(fp32, work / "x.onnx", images, target="gpu")
+    assert not (work / "x.onnx").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "block"),
+    [
+        ("/encoder/stages.2/stages.2.3/pw1/Conv", "encoder.stages.2.3"),
+        ("/decoder/upsample_layers.0/upsample_layers.0.0/ConvTranspose", "decoder.upsample_layers.0"),
+        ("/bottleneck/conv4/Conv", "bottleneck.conv4"),
+        ("Conv_12", "Conv_12"),
+    ],
+)
+def test_blocks_follow_the_torch_scopes(name: str, block: str) -> None:
+    assert block_of(name) == block
