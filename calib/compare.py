@@ -56,7 +56,8 @@ def labelled_set(eval_dir: Path, count: int, seed: int, size: int) -> EvalSet:
     bad = set(anomalous)
     used, frames = load_frames(chosen, size, Path(eval_dir))
     labels = np.array([int(p in bad) for p in used])
-    return EvalSet(frames, labels, f"{eval_dir} (test split: {int((labels == 0).sum())} good, {int(labels.sum())} defective)")
+    counts = f"{int((labels == 0).sum())} good, {int(labels.sum())} defective"
+    return EvalSet(frames, labels, f"{eval_dir} (test split: {counts})")
 
 
 def held_out_set(

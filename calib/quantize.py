@@ -39,14 +39,18 @@ HEAD_REASON = "cosine maps, upsampling, Gaussian smoothing and top-k score stay 
 
 @contextlib.contextmanager
 def _collected_warnings(messages: list[str]) -> Iterator[None]:
-    """Record calibration warnings for the report and still show them to the caller."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", CalibrationWarning)
-        yield
-    for item in caught:
-        if issubclass(item.category, CalibrationWarning):
-            messages.append(str(item.message))
-        warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
+    """Record calibration warnings for the report and still show them to the caller (also when
+    the block fails, so a warning that explains the failure is not lost)."""
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", CalibrationWarning)
+            yield
+    finally:
+        for item in caught:
+            if issubclass(item.category, CalibrationWarning):
+                messages.append(str(item.message))
+            warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
 
 
 def _check_exclude(exclude: Iterable[str], known: set[str]) -> set[str]:
@@ -122,14 +126,21 @@ def export_int8(
 
     reference = run_outputs(fp32_onnx, evaluation.frames)
     emulate = target == "tensorrt"
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=f".{out_path.name}.") as tmp:
+        built: dict[tuple[frozenset[str], str], tuple[Path, int]] = {}
 
-    def build(path: Path, float_nodes: Iterable[str], fmt: str = "qdq") -> list[str]:
-        return build_int8_graph(fp32_onnx, path, calibration.ranges, method, target, set(float_nodes) | user_float, fmt)
+        def build(float_nodes: Iterable[str], fmt: str = "qdq") -> tuple[Path, int]:
+            """A quantize_static graph (path, quantised node count), built once per setting."""
+            key = (frozenset(float_nodes), fmt)
+            if key not in built:
+                path = Path(tmp) / f"graph{len(built)}.onnx"
+                nodes = build_int8_graph(fp32_onnx, path, calibration.ranges, method, target, key[0] | user_float, fmt)
+                built[key] = (path, len(nodes))
+            return built[key]
 
-    with tempfile.TemporaryDirectory(prefix="mmad-trial-") as tmp:
+        all_int8 = onnx.load(str(build(())[0]))
         trial_path = Path(tmp) / "trial.onnx"
-        build(trial_path, ())
-        all_int8 = onnx.load(str(trial_path))
 
         def trial(float_nodes: frozenset[str]) -> dict[str, float | None]:
             onnx.save(with_float_nodes(all_int8, model, set(float_nodes)), str(trial_path))
@@ -142,20 +153,15 @@ def export_int8(
             met = not accuracy.shortfalls(metrics)
             found = SearchResult([], metrics, met, 1, "sensitivity search off" + ("" if met else ": target missed"))
 
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=f".{out_path.name}.") as tmp:
         frame = evaluation.frames[0]
-        formats = [cpu_format] if cpu_format != "auto" else list(CPU_FORMATS)
-        candidates = {fmt: Path(tmp) / f"{fmt}.onnx" for fmt in (formats if target == "cpu" else ["qdq"])}
-        quantized: list[str] = []
-        timings = {}
-        for fmt, path in candidates.items():
-            quantized = build(path, found.float_nodes, fmt)
-            timings[fmt] = median_latency_ms(path, frame, timing_runs)
-        best = min(timings, key=timings.get)
-        metrics = compare_outputs(reference, run_outputs(candidates[best], evaluation.frames, emulate), evaluation.labels)
+        formats = (list(CPU_FORMATS) if cpu_format == "auto" else [cpu_format]) if target == "cpu" else ["qdq"]
+        candidates = {fmt: build(found.float_nodes, fmt) for fmt in formats}
+        timings = {fmt: median_latency_ms(path, frame, timing_runs) for fmt, (path, _) in candidates.items()}
+        best = min(timings, key=timings.__getitem__)
+        final, quantized = candidates[best]
+        metrics = compare_outputs(reference, run_outputs(final, evaluation.frames, emulate), evaluation.labels)
         latency = _latency(fp32_onnx, frame, timing_runs, timings, best, target)
-        os.replace(candidates[best], out_path)
+        os.replace(final, out_path)
 
     return Int8Result(
         path=out_path,
@@ -168,7 +174,7 @@ def export_int8(
                 "ranking": [{"block": r["block"], "gain": r["gain"]} for r in found.ranking]},
         float_blocks=found.float_blocks,
         always_float=_always_float(model, target, user_float),
-        quantized_nodes=len(quantized),
+        quantized_nodes=quantized,
         calibration=_calibration_report(settings, calib_dir, calibration, target, best),
         eval_source=evaluation.source,
         latency_ms=latency,
@@ -176,7 +182,9 @@ def export_int8(
     )
 
 
-def _latency(fp32: Path, frame: np.ndarray, runs: int, timings: dict[str, float], best: str, target: str) -> dict[str, Any]:
+def _latency(
+    fp32: Path, frame: np.ndarray, runs: int, timings: dict[str, float], best: str, target: str
+) -> dict[str, Any]:
     fp32_ms = median_latency_ms(fp32, frame, runs)
     report = {"fp32": fp32_ms, "int8": timings[best], "speedup": fp32_ms / timings[best], "batch": 1,
               "runs": runs, "provider": "CPUExecutionProvider"}

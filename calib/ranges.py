@@ -3,10 +3,12 @@ calibrators), looked up in the cache first."""
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from onnxruntime.quantization import CalibrationMethod, create_calibrator
@@ -43,7 +45,7 @@ class CalibrationSettings:
         if not 0.0 < self.percentile <= 100.0:
             raise CalibrationDataError(f"percentile must be in (0, 100], got {self.percentile}")
 
-    def key_fields(self) -> dict:
+    def key_fields(self) -> dict[str, Any]:
         fields = {"method": self.method, "count": self.count, "image_size": self.image_size,
                   "op_types": sorted(self.op_types)}
         if self.method == "percentile":
@@ -62,9 +64,10 @@ def collect_ranges(fp32_onnx: Path, frames: np.ndarray, settings: CalibrationSet
             calibrate_method=METHODS[settings.method],
             extra_options=options,
         )
-        for start in range(0, len(frames), CHUNK):
-            calibrator.collect_data(FrameReader(frames[start : start + CHUNK]))
-        data = calibrator.compute_data()
+        with contextlib.redirect_stdout(sys.stderr):  # ORT prints progress; stdout may carry JSON
+            for start in range(0, len(frames), CHUNK):
+                calibrator.collect_data(FrameReader(frames[start : start + CHUNK]))
+            data = calibrator.compute_data()
         del calibrator  # its session holds the augmented model file open
     return {name: (_scalar(td.range_value[0]), _scalar(td.range_value[1])) for name, td in data.items()}
 

@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import onnx
@@ -102,6 +102,7 @@ def export_checkpoint(
     progress: bool = True,
     variant: str | None = None,
     max_images: int | None = None,
+    int8_options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Export, verify and place the artifacts; returns the report (also written as report.json).
 
@@ -139,7 +140,8 @@ def export_checkpoint(
         int8_info = None
         if "int8" in chosen:
             say("int8: calibrating (mmad_edge.calib)")
-            int8_info = _export_int8(exported.path, staging / onnx_filename("int8"), calib_data, data, categories)
+            int8_info = _export_int8(exported.path, staging / onnx_filename("int8"), calib_data, data, categories,
+                                     int8_options or {})
             graphs["int8"] = onnx.load(str(staging / onnx_filename("int8")))
         results = {}
         for precision in chosen:
@@ -240,12 +242,12 @@ def _move_into_place(staging: Path, out_dir: Path) -> None:
 
 def _export_int8(
     fp32_onnx: Path, int8_onnx: Path, calib_data: str | os.PathLike[str], data: str | os.PathLike[str] | None,
-    categories: str | Sequence[str] | None,
+    categories: str | Sequence[str] | None, options: Mapping[str, Any],
 ) -> dict[str, Any]:
     """Hook into the INT8 calibrator (``mmad_edge.calib.quantize.export_int8``), imported lazily
     so FP32/FP16 exports never need it. It writes ``int8_onnx`` (TensorRT Q/DQ form); its
     report goes into ours. With ``--data`` and one category, that category's test split is its
-    accuracy set."""
+    accuracy set. ``options`` pass through (target, method, count, seed, thresholds...)."""
     try:
         from mmad_edge.calib.quantize import export_int8
     except ImportError as exc:
@@ -253,7 +255,7 @@ def _export_int8(
     eval_dir = None
     if data is not None and isinstance(categories, str) and categories and "," not in categories:
         eval_dir = Path(data) / categories
-    return export_int8(fp32_onnx, int8_onnx, calib_data, target="tensorrt", eval_dir=eval_dir).to_report()
+    return export_int8(fp32_onnx, int8_onnx, calib_data, eval_dir=eval_dir, **{"target": "tensorrt", **options}).to_report()
 
 
 def _build_engines(out_dir: Path, precisions: list[str], profile: tuple[int, int, int], report: dict[str, Any],
@@ -288,13 +290,15 @@ def export_cli(
     input_format: str = "uint8_bgr_nhwc",
     json_path: str | os.PathLike[str] | None = None,
     variant: str | None = None,
+    int8_options: Mapping[str, Any] | None = None,
 ) -> int:
     """`mmad-edge export`: run the export and return the exit code: 0 ok, 1 verification or engine
     build failed, 2 bad input, 3 TensorRT/GPU unavailable for --engine (ONNX files are in place)."""
     report = None
     try:
         report = export_checkpoint(checkpoint, out, precision, batch, opset, image_size, input_format, engine,
-                                   data, layout, category, calib_data, progress=True, variant=variant)
+                                   data, layout, category, calib_data, progress=True, variant=variant,
+                                   int8_options=int8_options)
         code = trt_build.EXIT_OK
     except trt_build.TensorRTUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)

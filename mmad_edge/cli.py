@@ -134,12 +134,20 @@ def export(
     variant: Optional[str] = typer.Option(None, "--variant", help="Fail unless the checkpoint is this variant."),
     input_format: str = typer.Option("uint8_bgr_nhwc", "--input-format", help="uint8_bgr_nhwc or float_rgb_nchw."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the report here."),
+    target: str = typer.Option("tensorrt", "--target", help="INT8 form: tensorrt (symmetric Q/DQ) or cpu (ONNX Runtime VNNI)."),
+    calib_method: str = typer.Option("minmax", "--calib-method", help="minmax, entropy or percentile."),
+    calib_count: int = typer.Option(200, "--calib-count", help="Calibration images (random, seeded)."),
+    calib_seed: int = typer.Option(0, "--calib-seed"),
+    int8_spearman: float = typer.Option(0.99, "--int8-spearman", help="INT8 target: score rank correlation vs FP32."),
+    int8_auroc_drop: float = typer.Option(0.005, "--int8-auroc-drop", help="INT8 target: max image-AUROC drop."),
 ) -> None:
     """Export a checkpoint to verified ONNX (FP32/FP16/INT8) and optionally TensorRT engines."""
     from mmad_edge.export.pipeline import export_cli
 
     raise typer.Exit(export_cli(checkpoint, out, precision, calib_data, batch, engine, data, layout, category,
-                                opset, image_size, input_format, json_path, variant))
+                                opset, image_size, input_format, json_path, variant,
+                                {"target": target, "method": calib_method, "count": calib_count, "seed": calib_seed,
+                                 "spearman_min": int8_spearman, "auroc_drop_max": int8_auroc_drop}))
 
 
 @app.command("build-engine")
@@ -190,6 +198,45 @@ def run(
     write_json(json_path, summary)
     if summary.get("interrupted"):
         raise typer.Exit(130)
+
+
+@app.command()
+@guarded
+def bench(
+    artifacts: Optional[List[Path]] = typer.Argument(None, help="Export folders or .onnx/.engine files; none: the built-in default."),
+    backend: str = typer.Option("auto", "--backend", help="auto, tensorrt, onnxruntime or torch."),
+    batch: str = typer.Option("1,16", "--batch", help="Comma list of batch sizes."),
+    protocol: str = typer.Option("paper,e2e", "--protocol", help="paper, e2e or both."),
+    warmup: int = typer.Option(10, "--warmup"),
+    iters: int = typer.Option(50, "--iters"),
+    json_path: Optional[Path] = typer.Option(None, "--json"),
+    markdown_path: Optional[Path] = typer.Option(None, "--markdown"),
+    plot_path: Optional[Path] = typer.Option(None, "--plot"),
+    peers: bool = typer.Option(True, "--peers/--no-peers", help="Time EfficientAD, RD4AD and PatchCore too."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Weights for the PyTorch rows."),
+    image_size: Optional[int] = typer.Option(None, "--image-size"),
+) -> None:
+    """Latency and throughput side by side (PyTorch, ONNX Runtime, TensorRT, peers) with the hardware floor."""
+    from mmad_edge.bench.suite import bench_cli
+
+    raise typer.Exit(bench_cli(artifacts or [], backend, batch, protocol, warmup, iters, json_path, markdown_path,
+                               plot_path, peers, checkpoint, None, image_size))
+
+
+@app.command()
+@guarded
+def demo(
+    out: Path = typer.Option(Path("demo_out"), "--out", help="Folder for data, run, exports, overlays and the report."),
+    epochs: int = typer.Option(8, "--epochs"),
+    image_size: int = typer.Option(128, "--image-size"),
+    variant: str = typer.Option("a", "--variant"),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the summary here."),
+) -> None:
+    """The whole path on built-in textures: data, train, eval, export, runtime, bench, report."""
+    from mmad_edge.bench.demo import DemoOptions, run_demo
+
+    summary = run_demo(DemoOptions(out=out, epochs=epochs, image_size=image_size, variant=variant))
+    write_json(json_path, summary)
 
 
 def main() -> None:

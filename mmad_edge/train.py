@@ -22,12 +22,15 @@ from mmad_edge.checkpoint import import_encoder, read_checkpoint, save_checkpoin
 from mmad_edge.config import ModelConfig
 from mmad_edge.data.dataset import build_dataset
 from mmad_edge.data.split import hold_out_split
+from mmad_edge.encoder_init import pca_initialize_encoder
 from mmad_edge.inference import predict
 from mmad_edge.losses import adc_loss, global_cosine_loss
 from mmad_edge.model.minimaxad import MiniMaxAD, build_model
 from mmad_edge.stats import score_statistics
 
 LOSSES = ("adc", "global")
+ENCODER_INITS = ("pca", "random")
+PCA_IMAGES = 64
 
 
 @dataclass
@@ -56,6 +59,7 @@ class TrainOptions:
     augment: bool = False
     workers: int = 0
     amp: bool = True
+    encoder_init: str = "pca"
     progress: bool = True
     model_options: dict = field(default_factory=dict)
 
@@ -108,6 +112,8 @@ def _log(message: str, info: DistInfo) -> None:
 def _validate(opts: TrainOptions) -> None:
     if opts.loss not in LOSSES:
         raise ValueError(f"unknown loss {opts.loss!r}; choose adc or global")
+    if opts.encoder_init not in ENCODER_INITS:
+        raise ValueError(f"unknown encoder init {opts.encoder_init!r}; choose pca or random")
     if opts.epochs < 1 or opts.batch_size < 1:
         raise ValueError("--epochs and --batch-size must be at least 1")
     if opts.device.startswith("cuda") and not torch.cuda.is_available():
@@ -129,9 +135,13 @@ def train(opts: TrainOptions, on_epoch_end: Callable[[int, dict], None] | None =
     model = build_model(config)
     if opts.pretrained:
         _log(import_encoder(model, opts.pretrained).summary(), info)
-    else:
-        _log("warning: no --pretrained encoder weights; the frozen encoder is random (fine for smoke tests, "
-             "useless on real data: pass UniRepLKNet ImageNet weights)", info)
+    elif opts.encoder_init == "pca" and not (opts.resume and ckpt_path.exists()):
+        frames = [plain[i]["image"][None] for i in train_idx[:PCA_IMAGES].tolist()]
+        pca_initialize_encoder(model, [torch.cat(frames[i:i + 16]) for i in range(0, len(frames), 16)], seed=opts.seed)
+        _log(f"warning: no --pretrained ImageNet weights; encoder convs set to whitened PCA filters of "
+             f"{len(frames)} training images (a fallback: pass --pretrained for real lines)", info)
+    elif opts.encoder_init != "pca":
+        _log("warning: no --pretrained encoder weights; the frozen encoder is random", info)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=opts.lr, betas=(0.9, 0.999), weight_decay=opts.weight_decay)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=opts.lr_gamma)

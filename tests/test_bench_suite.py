@@ -1,0 +1,294 @@
+"""`mmad-edge bench` orchestration: default-artifact cache, JSON contract, filtering, claims, budget.
+
+Everything runs on a tiny default (variant a at 64 px) with a fixed fake peak; no assertion
+depends on how fast anything ran.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from mmad_edge.bench import suite
+from mmad_edge.bench.floor import Peak
+from mmad_edge.bench.peers import PEERS
+from mmad_edge.bench.report import BASELINE, FLOOR_KEYS, RESULT_KEYS
+from mmad_edge.bench.runner import BenchCase
+from mmad_edge.checkpoint import save_checkpoint
+from mmad_edge.config import ModelConfig
+from mmad_edge.export.metadata import metadata_for_onnx
+from mmad_edge.model.minimaxad import build_model
+
+TINY = ModelConfig(variant="a", image_size=64)
+FAKE_PEAK = Peak(100.0, 10.0, "fake peak for tests")
+
+
+@pytest.fixture(scope="module")
+def cache_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("bench-cache")
+    suite.default_artifacts(TINY, root, progress=False)
+    return root
+
+
+@pytest.fixture
+def tiny_default(monkeypatch: pytest.MonkeyPatch, cache_root: Path) -> Path:
+    """The default model shrunk to variant a, the peak fixed; returns the cache root."""
+    monkeypatch.setattr(suite, "DEFAULT_VARIANT", "a")
+    monkeypatch.setattr(suite, "measure_peak", lambda device="cpu": FAKE_PEAK)
+    return cache_root
+
+
+def test_default_artifacts_exported_once_then_reused(cache_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = cache_root / suite.cache_key(TINY)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(suite.DEFAULT_FILES)
+    assert metadata_for_onnx(folder / "model.fp16.onnx")["precision"] == "fp16"
+    assert metadata_for_onnx(folder / "model.fp32.onnx")["model"]["variant"] == "a"
+
+    def no_export(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("re-exported although the cache holds the artifacts")
+
+    monkeypatch.setattr(suite, "export_onnx", no_export)
+    assert suite.default_artifacts(TINY, cache_root, progress=False) == folder
+    assert "0.1" in suite.cache_key(TINY) and "a-64px" in suite.cache_key(TINY)
+
+
+def test_bench_cli_json_contract(tiny_default: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "out"
+    fp32 = tiny_default / suite.cache_key(TINY) / "model.fp32.onnx"
+    code = suite.bench_cli(
+        [fp32], batches="1", warmup=1, iters=2, peers=False,
+        json_path=out / "bench.json", markdown_path=out / "bench.md", progress=True,
+    )
+    assert code == 0
+    report = json.loads((out / "bench.json").read_text())
+    assert {"results", "floor", "machine", "speed_claim"} <= set(report)
+    rows = report["results"]
+    for row in rows:
+        assert set(RESULT_KEYS) <= set(row)
+        assert row["iters"] == 2 and row["warmup"] >= 1
+    names = {(r["name"], r["backend"], r["protocol"]) for r in rows}
+    assert {(BASELINE, "torch", "paper"), (suite.REPARAM, "torch", "paper"), ("onnx-fp32", "onnxruntime", "paper"),
+            ("onnx-fp32", "onnxruntime", "e2e")} == names
+    paper_fp32 = next(r for r in rows if r["name"] == "onnx-fp32" and r["protocol"] == "paper")
+    assert paper_fp32["graph"] == suite.FLOAT_NCHW_NAME
+    for row in (r for r in rows if r["protocol"] == "e2e"):
+        assert {"preprocess", "inference", "postprocess"} <= set(row["stages"])
+    floor = report["floor"]
+    assert set(FLOOR_KEYS) <= set(floor) and floor["peak_gflops"] == 100.0
+    expected = max(floor["gflop_per_image"] / 100.0, floor["bytes_per_image"] / 10e9) * 1000.0
+    assert floor["floor_ms_per_image"] == pytest.approx(expected)
+    for row in rows:
+        assert row["floor_ms"] == pytest.approx(expected * row["batch"])
+        assert row["roofline_pct"] == pytest.approx(100.0 * row["floor_ms"] / row["p50_ms"])
+    machine = report["machine"]
+    assert machine["torch_threads"] == machine["ort_intra_op_threads"] >= 1
+    claim = report["speed_claim"]
+    assert claim["paper"]["reported_images_per_s"] == 906.0 and "differ" in claim["paper"]["note"]
+    assert isinstance(claim["e2e_onnx_fp32_vs_trainform"]["passed"], bool)
+    assert claim["batch16_within_floor"]["passed"] is None  # only batch 1 ran
+    assert claim["int8_faster_than_fp32"]["passed"] is None
+    assert "random" in report["settings"]["weights"]["torch"]
+    assert report["settings"]["artifacts"] == [str(fp32)] and report["settings"]["default_artifacts"] is None
+    printed = capsys.readouterr()
+    assert BASELINE in printed.out and "% roofline" in printed.out and "1.00x" in printed.out
+    assert printed.err.count("] ") >= len(rows)  # one progress line per case
+    assert "Speed claims" in (out / "bench.md").read_text()
+
+
+def _plan(folder: Path, backend: str, protocols: tuple[str, ...] = ("paper", "e2e"), peers: bool = True) -> suite.Plan:
+    artifacts = suite.find_artifacts([folder])
+    return suite.plan_cases(TINY, lambda: build_model(TINY), artifacts, backend, [1, 16], protocols, peers, threads=1)
+
+
+def test_backend_filter(cache_root: Path) -> None:
+    folder = cache_root / suite.cache_key(TINY)
+    torch_plan = _plan(folder, "torch")
+    assert {c.backend for c in torch_plan.cases} == {"torch"}
+    assert {c.protocol for c in torch_plan.cases} == {"paper"}
+    assert {c.name for c in torch_plan.cases} == {BASELINE, suite.REPARAM, *PEERS}
+    ort_plan = _plan(folder, "onnxruntime")
+    assert {c.backend for c in ort_plan.cases} == {"onnxruntime"}
+    assert len(ort_plan.cases) == 2 * 2 * 2  # fp32 + fp16, paper + e2e, batch 1 + 16
+    auto = _plan(folder, "auto", peers=False)
+    assert {c.name for c in auto.cases} == {BASELINE, suite.REPARAM, "onnx-fp32", "onnx-fp16"}
+    assert _plan(folder, "torch", ("e2e",)).cases == []
+
+
+def test_engine_without_tensorrt_is_a_skip_row(cache_root: Path, tmp_path: Path) -> None:
+    folder = cache_root / suite.cache_key(TINY)
+    path = tmp_path / "model.fp16.engine"
+    engine = suite.Artifact(path, "fp16", TINY.to_dict(), (1, 16), path)
+    plan = suite.plan_cases(TINY, lambda: build_model(TINY), [engine, *suite.find_artifacts([folder])], "tensorrt",
+                            [1], ("paper", "e2e"), True, threads=1)
+    assert plan.cases == []
+    assert {(s["name"], s["protocol"]) for s in plan.skipped} == {("trt-fp16", "paper"), ("trt-fp16", "e2e")}
+    assert all(s["reason"] for s in plan.skipped)
+
+
+def test_nothing_to_run_is_an_error(tiny_default: Path) -> None:
+    with pytest.raises(suite.BenchError, match="nothing to run for --backend tensorrt"):
+        suite.run_bench([], backend="tensorrt", cache_dir=tiny_default, image_size=64, progress=False)
+    with pytest.raises(suite.BenchError, match="paper protocol only"):
+        suite.run_bench([], backend="torch", protocols="e2e", cache_dir=tiny_default, image_size=64, progress=False)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"backend": "cuda"}, "--backend must be one of auto, tensorrt, onnxruntime, torch"),
+        ({"batches": "1,x"}, "--batch must be comma-separated integers"),
+        ({"batches": "0"}, "positive batch sizes"),
+        ({"protocols": "fast"}, "--protocol takes paper and/or e2e"),
+        ({"iters": 0}, "--iters >= 1"),
+        ({"artifacts": ["/nonexistent/model.onnx"]}, "no such file or folder"),
+    ],
+)
+def test_bad_input_one_line_errors(kwargs: dict, message: str) -> None:
+    with pytest.raises(suite.BenchError, match=message):
+        suite.run_bench(**{"progress": False, **kwargs})
+
+
+def test_folder_without_models_and_wrong_size(cache_root: Path, tmp_path: Path) -> None:
+    with pytest.raises(suite.BenchError, match="no model.<fp32|fp16|int8>.onnx or .engine here"):
+        suite.find_artifacts([tmp_path])
+    artifacts = suite.find_artifacts([cache_root / suite.cache_key(TINY)])
+    with pytest.raises(suite.BenchError, match="the artifacts are 64x64, not 256"):
+        suite.model_config(artifacts, None, 256)
+
+
+def test_checkpoint_weights_for_torch_rows(tmp_path: Path, cache_root: Path) -> None:
+    model = build_model(TINY)
+    with torch.no_grad():
+        next(model.decoder.parameters()).fill_(0.25)
+    checkpoint = save_checkpoint(tmp_path / "ckpt.pt", model)
+    config = suite.model_config([], checkpoint, None)
+    assert (config.variant, config.image_size) == ("a", 64)
+    loaded = suite.torch_model(config, checkpoint)()
+    assert torch.all(next(loaded.decoder.parameters()) == 0.25)
+    other = save_checkpoint(tmp_path / "f.pt", build_model(ModelConfig(variant="f", image_size=64)))
+    artifacts = suite.find_artifacts([cache_root / suite.cache_key(TINY)])
+    with pytest.raises(suite.BenchError, match="holds variant 'f' but the artifacts are variant 'a'"):
+        suite.model_config(artifacts, other, None)
+
+
+def test_e2e_detector_uses_explicit_threads(cache_root: Path) -> None:
+    detector = suite.cpu_detector_loader(1)(cache_root / suite.cache_key(TINY) / "model.fp32.onnx")
+    try:
+        assert detector.backend._session.get_session_options().intra_op_num_threads == 1
+        assert detector.backend._session.get_providers() == ["CPUExecutionProvider"]
+    finally:
+        detector.close()
+
+
+def _row(name: str, backend: str, precision: str, protocol: str, batch: int, p50: float, ips: float,
+         **extra: Any) -> dict[str, Any]:
+    return {"name": name, "backend": backend, "precision": precision, "protocol": protocol, "batch": batch,
+            "p50_ms": p50, "images_per_s": ips, "family": "minimaxad", **extra}
+
+
+MACHINE = {"cpu_model": "Test CPU", "logical_cores": 2, "gpu": None}
+FLOOR = {"floor_ms_per_image": 1.0}
+
+
+def test_speed_claims_from_given_numbers() -> None:
+    rows = [
+        _row(BASELINE, "torch", "fp32", "paper", 1, 100.0, 10.0),
+        _row("onnx-fp32", "onnxruntime", "fp32", "e2e", 1, 40.0, 25.0),
+        _row(suite.REPARAM, "torch", "fp32", "paper", 16, 32.0, 453.0, floor_ms=16.0),
+        _row("onnx-fp32", "onnxruntime", "fp32", "e2e", 16, 25.0, 800.0, floor_ms=16.0),
+        _row("onnx-int8", "onnxruntime", "int8", "e2e", 16, 20.0, 1000.0, floor_ms=16.0),
+    ]
+    claims = suite.speed_claim(rows, FLOOR, MACHINE, TINY)
+    e2e = claims["e2e_onnx_fp32_vs_trainform"]
+    assert e2e["passed"] is True and e2e["speedup"] == pytest.approx(2.5)
+    floor = claims["batch16_within_floor"]
+    assert floor["row"] == "onnx-int8" and floor["ratio"] == pytest.approx(1.0) and floor["passed"] is True
+    int8 = claims["int8_faster_than_fp32"]
+    assert int8["passed"] is True and int8["comparisons"][0]["speedup"] == pytest.approx(1.25)
+    paper = claims["paper"]
+    assert paper["measured_row"] == suite.REPARAM and paper["ratio_to_reported"] == pytest.approx(0.5)
+    assert paper["this_device"] == "CPU Test CPU (2 cores)" and paper["this_model"] == "variant a, 64x64"
+
+
+def test_speed_claims_fail_or_unknown() -> None:
+    rows = [
+        _row(BASELINE, "torch", "fp32", "paper", 1, 100.0, 10.0),
+        _row("onnx-fp32", "onnxruntime", "fp32", "e2e", 1, 60.0, 16.7),
+        _row("onnx-fp32", "onnxruntime", "fp32", "e2e", 16, 40.0, 400.0, floor_ms=16.0),
+        _row("onnx-int8", "onnxruntime", "int8", "e2e", 16, 50.0, 320.0, floor_ms=16.0),
+    ]
+    claims = suite.speed_claim(rows, FLOOR, MACHINE, TINY)
+    assert claims["e2e_onnx_fp32_vs_trainform"]["passed"] is False
+    assert claims["e2e_onnx_fp32_vs_trainform"]["speedup"] == pytest.approx(100.0 / 60.0)
+    assert claims["batch16_within_floor"]["passed"] is False
+    assert claims["batch16_within_floor"]["ratio"] == pytest.approx(2.5)
+    assert claims["int8_faster_than_fp32"]["passed"] is False
+    empty = suite.speed_claim([], None, MACHINE, TINY)
+    assert all(empty[key]["passed"] is None and empty[key]["reason"] for key in empty if key != "paper")
+    assert empty["paper"]["measured_images_per_s"] is None
+    assert "n/a" in suite.format_claims(empty) and "FAIL" in suite.format_claims(claims)
+
+
+def test_floor_goes_to_minimaxad_rows_of_a_measured_device() -> None:
+    rows = [
+        _row("onnx-fp32", "onnxruntime", "fp32", "e2e", 4, 8.0, 500.0),
+        _row("trt-fp16", "tensorrt", "fp16", "e2e", 4, 2.0, 2000.0),
+        {**_row("efficientad-s", "torch", "fp32", "paper", 4, 8.0, 500.0), "family": "peer"},
+    ]
+    cpu_only = suite.attach_floor(rows, {"cpu": 0.5})
+    assert cpu_only[0]["floor_ms"] == 2.0 and cpu_only[0]["roofline_pct"] == pytest.approx(25.0)
+    assert "floor_ms" not in cpu_only[1] and "floor_ms" not in cpu_only[2]
+    assert suite.attach_floor(rows, {"cpu": 0.5, "cuda": 0.25})[1]["floor_ms"] == 1.0
+
+
+class FakeClock:
+    """perf_counter advancing ``tick`` seconds per call, so the probe 'takes' one tick."""
+
+    def __init__(self, tick: float) -> None:
+        self.now, self.tick = 0.0, tick
+
+    def perf_counter(self) -> float:
+        self.now += self.tick
+        return self.now
+
+
+@pytest.mark.parametrize(("tick", "iters", "warmup", "steps"), [(1.0, 3, 1, 4), (0.001, 50, 10, 60)])
+def test_case_budget_cuts_slow_cases(monkeypatch: pytest.MonkeyPatch, tick: float, iters: int, warmup: int,
+                                     steps: int) -> None:
+    log = {"setup": 0, "step": 0, "teardown": 0}
+    case = BenchCase(
+        name="slow", backend="fake", precision="fp32", protocol="paper", batch=2,
+        step=lambda: log.__setitem__("step", log["step"] + 1),
+        setup=lambda: log.__setitem__("setup", log["setup"] + 1) or {"backend": "resolved"},
+        teardown=lambda: log.__setitem__("teardown", log["teardown"] + 1),
+    )
+    monkeypatch.setattr(suite, "time", FakeClock(tick))
+    row = suite.run_budgeted(case, warmup=10, iters=50, budget_s=2.5)
+    assert (row["iters"], row["warmup"]) == (iters, warmup)
+    assert log == {"setup": 1, "step": steps, "teardown": 1}
+    assert row["backend"] == "resolved"
+
+
+def test_failing_case_becomes_a_skip(capsys: pytest.CaptureFixture) -> None:
+    def broken() -> None:
+        raise ImportError("No module named 'faiss'")
+
+    plan = suite.Plan([BenchCase(name="peer-x", backend="torch", precision="fp32", protocol="paper", batch=1,
+                                 step=broken)])
+    assert suite.run_plan(plan, warmup=1, iters=2, budget_s=1.0, progress=True) == []
+    (skip,) = plan.skipped
+    assert skip["name"] == "peer-x" and "optional package" in skip["reason"] and "faiss" in skip["reason"]
+    assert "skipped" in capsys.readouterr().err
+
+
+def test_no_fp32_graph_means_no_floor_and_says_why(tmp_path: Path) -> None:
+    path = tmp_path / "model.fp16.engine"
+    plan = suite.Plan()
+    engine_only = [suite.Artifact(path, "fp16", TINY.to_dict(), (1, 1), path)]
+    floor, floors = suite.measure_floors(engine_only, FAKE_PEAK, [], plan)
+    assert floor is None and floors == {}
+    assert "no model.fp32.onnx" in plan.skipped[0]["reason"]
