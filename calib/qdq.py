@@ -69,7 +69,8 @@ def with_float_nodes(quantized: onnx.ModelProto, fp32: onnx.ModelProto, nodes: s
     model = onnx.ModelProto()
     model.CopyFrom(quantized)
     originals = {n.name: n for n in fp32.graph.node if n.name in nodes}
-    present = {i.name for i in model.graph.initializer}
+    # A quantised bias (cpu target) is dequantised under its original name: reuse that output.
+    present = {i.name for i in model.graph.initializer} | {o for n in model.graph.node for o in n.output}
     fp32_weights = {i.name: i for i in fp32.graph.initializer}
     for node in model.graph.node:
         source = originals.get(node.name)

@@ -18,6 +18,8 @@ from torch import nn
 
 from mmad_edge.model.minimaxad import MiniMaxAD
 
+WHITEN = 1.0
+
 
 def _strided_convs(model: MiniMaxAD) -> list[nn.Conv2d]:
     stem = model.encoder.downsample_layers[0]
@@ -33,8 +35,11 @@ def _patches(x: torch.Tensor, conv: nn.Conv2d, limit: int, generator: torch.Gene
 
 
 @torch.no_grad()
-def _fit_conv(conv: nn.Conv2d, patches: torch.Tensor, generator: torch.Generator, eps: float = 1e-3) -> None:
-    """Whitened top principal components as filters; the bias centres the patches."""
+def _fit_conv(
+    conv: nn.Conv2d, patches: torch.Tensor, generator: torch.Generator, whiten: float = WHITEN, eps: float = 1e-3
+) -> None:
+    """Top principal components as filters, scaled by variance^(-whiten/2) (1: full whitening,
+    0: plain projection, the dominant structure stays dominant); the bias centres the patches."""
     mean = patches.mean(0)
     centred = patches - mean
     cov = centred.T @ centred / max(centred.shape[0] - 1, 1)
@@ -43,7 +48,8 @@ def _fit_conv(conv: nn.Conv2d, patches: torch.Tensor, generator: torch.Generator
     values, vectors = values[order], vectors[:, order]
     out = conv.out_channels
     k = min(out, vectors.shape[1])
-    filters = vectors[:, :k].T / torch.sqrt(values[:k].clamp_min(0) + eps * values[0].clamp_min(1e-12))[:, None]
+    scale = (values[:k].clamp_min(0) + eps * values[0].clamp_min(1e-12)) ** (-whiten / 2)
+    filters = vectors[:, :k].T * (scale / scale[0])[:, None] / values[0].clamp_min(1e-12).sqrt()
     if k < out:  # more filters than patch dimensions: random mixtures of the whitened components
         mix = torch.randn(out - k, k, generator=generator, dtype=filters.dtype) / k**0.5
         filters = torch.cat([filters, mix @ filters])
