@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 import cv2
 import numpy as np
+import torch
 
 from mmad_edge.data.dataset import build_dataset
 from mmad_edge.data.demo import make_demo_dataset
@@ -147,10 +148,52 @@ def _bench(opts: DemoOptions, export_dirs: list[Path], checkpoint: Path) -> dict
     return report
 
 
+class FeaturesOnly(torch.nn.Module):
+    """The network part of a MiniMaxAD (no map, no score): what the GMACs count."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> Any:
+        return self.net.features(x)
+
+
+def model_summary(variant: str, image_size: int = 256) -> dict[str, Any]:
+    """Parameters, GMACs at ``image_size`` and the reparameterisation's equivalence error."""
+    from mmad_edge.bench.floor import count_module_cost
+    from mmad_edge.config import ModelConfig
+    from mmad_edge.model.minimaxad import build_model
+    from mmad_edge.model.reparam import reparameterize
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(variant=variant, image_size=image_size)).eval()
+    for block in model.modules():  # a non-trivial layer scale, so the check exercises every folded term
+        if hasattr(block, "gamma") and block.gamma.dim() == 1:
+            block.gamma.data.fill_(0.5)
+    deployed = reparameterize(model)
+    x = torch.randn(1, 3, image_size, image_size)
+    with torch.no_grad():
+        enc, dec = model.features(x)
+        enc2, dec2 = deployed.features(x)
+    error = max(float((a - b).norm() / b.norm()) for a, b in zip(enc2 + dec2, enc + dec))
+    cost = count_module_cost(FeaturesOnly(deployed), x)
+    params = {part: sum(p.numel() for p in getattr(model, part).parameters())
+              for part in ("encoder", "bottleneck", "decoder")}
+    summary = {"variant": variant, "image_size": image_size, "parameters": params,
+               "deployed_parameters": sum(p.numel() for p in deployed.parameters()),
+               "gmac_per_image": round(cost.gflop / 2, 3), "reparam_relative_l2_error": error}
+    print(f"variant {variant}: parameters {params} ; {summary['gmac_per_image']} GMAC per {image_size}px image "
+          f"(reparameterised); reparameterisation error {error:.1e} (relative L2)", file=sys.stderr)
+    return summary
+
+
 def run_demo(opts: DemoOptions) -> dict[str, Any]:
     """Run every step and write ``opts.out/report.md`` (+ JSON and PNG); returns the summary."""
     opts.out.mkdir(parents=True, exist_ok=True)
-    steps = Steps(8, opts.timings)
+    steps = Steps(9, opts.timings)
+    model_info = steps.run("model: parameters, GMACs at 256x256, reparameterisation error",
+                           lambda: model_summary(opts.variant))
     data = steps.run("build the demo texture dataset", lambda: _dataset(opts))
     checkpoint = steps.run(f"train variant {opts.variant} at {opts.image_size}px for {opts.epochs} epochs",
                            lambda: _train(opts, data))
@@ -174,7 +217,7 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
     accuracy = steps.run("run the lean runtime over the test images", runtime_all)
     bench = steps.run("bench (end-to-end, batch 1 and 16)", lambda: _bench(opts, [export_dir, cpu_dir], checkpoint))
     summary = {"options": {k: str(v) if isinstance(v, Path) else v for k, v in vars(opts).items() if k != "timings"},
-               "metrics": metrics, "runtime_auroc": accuracy, "export": exported, "export_int8_cpu": exported_cpu,
+               "model": model_info, "metrics": metrics, "runtime_auroc": accuracy, "export": exported, "export_int8_cpu": exported_cpu,
                "bench": bench, "timings_s": opts.timings}
     steps.run("write the report", lambda: write_report(opts.out, summary))
     return summary
@@ -213,8 +256,12 @@ def write_report(out: Path, summary: dict[str, Any]) -> Path:
         aurocs.append(acc or 0.0)
         latencies.append(b1.get("p50_ms", float("nan")))
         lines.append(f"| {name} | {acc:.3f} | {b1.get('p50_ms', float('nan')):.1f} | {b16.get('images_per_s', float('nan')):.1f} |")
-    mean = summary["metrics"]["mean"]
-    lines += ["", "## PyTorch evaluation (mean over categories)", "",
+    mean, info = summary["metrics"]["mean"], summary["model"]
+    lines += ["", "## Model", "",
+              f"- parameters: {info['parameters']} (deployed form: {info['deployed_parameters']})",
+              f"- {info['gmac_per_image']} GMAC per {info['image_size']}x{info['image_size']} image (reparameterised)",
+              f"- reparameterisation error: {info['reparam_relative_l2_error']:.1e} relative L2 (float32)",
+              "", "## PyTorch evaluation (mean over categories)", "",
               *(f"- {k}: {'-' if v is None else f'{v:.3f}'}" for k, v in mean.items()),
               "", "## Step durations (s)", "", *(f"- {k}: {v}" for k, v in summary["timings_s"].items()),
               "", "Overlays of the frames flagged anomalous (FP32 runtime) are in `overlays/`; "

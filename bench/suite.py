@@ -514,7 +514,8 @@ def _e2e_claim(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 def _floor_claim(rows: Sequence[dict[str, Any]], floor: dict[str, Any] | None) -> dict[str, Any]:
     claim = f"batch-{FLOOR_CLAIM_BATCH} throughput within {FLOOR_RATIO_TARGET:g}x of the roofline floor"
-    candidates = [r for r in rows if r["batch"] == FLOOR_CLAIM_BATCH and r.get("floor_ms")]
+    # The floor is FP32 work at the FP32 peak: only FP32 rows are judged against it.
+    candidates = [r for r in rows if r["batch"] == FLOOR_CLAIM_BATCH and r.get("floor_ms") and r["precision"] == "fp32"]
     if floor is None or not candidates:
         reason = "no floor was counted" if floor is None else f"no batch-{FLOOR_CLAIM_BATCH} MiniMaxAD row ran"
         return {"claim": claim, "passed": None, "reason": reason}

@@ -112,21 +112,25 @@ def layernorm_statistics(index: GraphIndex) -> list[list[onnx.NodeProto]]:
 
 
 def grn_statistics(index: GraphIndex) -> list[list[onnx.NodeProto]]:
-    """Per GRN: [square, ReduceSum over H,W, Sqrt, ReduceMean over C, Add eps, Div]."""
+    """Per GRN: the L2 norm over H,W (ReduceL2, or square + ReduceSum + Sqrt), ReduceMean over C,
+    Add eps, Div."""
     found = []
     for total in index.graph.node:
-        if total.op_type != "ReduceSum" or index.reduce_axes(total) != (2, 3):
+        if total.op_type not in ("ReduceSum", "ReduceL2") or index.reduce_axes(total) != (2, 3):
             continue
-        square = index.producer.get(total.input[0])
-        if not _is_square(square, index):
-            continue
-        chain = _follow(index, total, ("Sqrt", "ReduceMean", "Add"))
+        if total.op_type == "ReduceL2":
+            head, chain = [], _follow(index, total, ("ReduceMean", "Add"))
+        else:
+            square = index.producer.get(total.input[0])
+            if not _is_square(square, index):
+                continue
+            head, chain = [square], _follow(index, total, ("Sqrt", "ReduceMean", "Add"))
         if chain is None:
             continue
-        root, add = chain[1], chain[3]
+        root, add = chain[-3], chain[-1]
         divide = index.consumer(add.output[0], "Div", (root.output[0], add.output[0]))
         if divide is not None:
-            found.append([square, *chain, divide])
+            found.append([*head, *chain, divide])
     return found
 
 

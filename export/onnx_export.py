@@ -31,7 +31,7 @@ INPUT_NAME = "image"
 OUTPUT_NAMES = ("anomaly_map", "score")
 BATCH_DIM = "batch"
 INPUT_FORMATS = ("uint8_bgr_nhwc", "float_rgb_nchw")
-DEFAULT_OPSET = 17
+DEFAULT_OPSET = 20  # native Gelu (one fused kernel in ONNX Runtime); TensorRT 10.3+ parses 9..20
 MIN_OPSET = 13
 
 BatchRange = tuple[int, int, int]
@@ -76,7 +76,7 @@ def check_export_request(model: MiniMaxAD, batch: BatchRange, opset: int, input_
     if not 1 <= low <= opt <= high:
         raise ExportError(f"batch range {low}:{opt}:{high} must satisfy 1 <= MIN <= OPT <= MAX")
     if opset < MIN_OPSET:
-        raise ExportError(f"opset {opset} is too old; use --opset {MIN_OPSET} or newer (17 recommended)")
+        raise ExportError(f"opset {opset} is too old; use --opset {MIN_OPSET} or newer (20 recommended)")
     if config.score_mode == "top_percent":
         k = top_k_count(config.image_size, config.image_size, config.top_percent)
         if k > TOPK_MAX_K:

@@ -36,7 +36,7 @@ def guarded(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (ValueError, FileNotFoundError) as exc:
+        except (ValueError, FileNotFoundError, FloatingPointError) as exc:
             fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)
@@ -52,6 +52,7 @@ def import_checkpoint_cmd(
     image_size: int = typer.Option(256, "--image-size"),
     encoder: Optional[Path] = typer.Option(None, "--encoder", help="UniRepLKNet ImageNet weights (.pth)."),
     minimaxad: Optional[Path] = typer.Option(None, "--minimaxad", help='MiniMaxAD run {"bn", "decoder"} (.pth).'),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Write what was loaded and ignored as JSON."),
 ) -> None:
     """Convert UniRepLKNet / MiniMaxAD checkpoints into one project checkpoint."""
     from mmad_edge.checkpoint import import_checkpoint
@@ -61,6 +62,7 @@ def import_checkpoint_cmd(
     for report in reports:
         typer.echo(report.summary())
     typer.echo(f"wrote {path}")
+    write_json(json_path, {"checkpoint": str(path), "imports": [vars(r) for r in reports]})
 
 
 @app.command()
@@ -86,6 +88,8 @@ def train(
     augment: bool = typer.Option(False, "--augment", help="Random resized crop + flip (AeBAD-S recipe)."),
     workers: int = typer.Option(0, "--workers"),
     score: str = typer.Option("top_percent", "--score", help="top_percent (mean of top 1%) or max."),
+    encoder_init: str = typer.Option("pca", "--encoder-init", help="Without --pretrained: pca (data-driven) or random."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Write a training summary as JSON."),
 ) -> None:
     """Train MiniMaxAD (frozen encoder; bottleneck + decoder learn)."""
     from mmad_edge.train import TrainOptions, train as run_training
@@ -94,9 +98,18 @@ def train(
         data=data, out=out, layout=layout, categories=category or None, variant=variant, image_size=image_size,
         epochs=epochs, max_steps=max_steps, batch_size=batch_size, loss=loss, pretrained=pretrained, device=device,
         seed=seed, resume=resume, lr=lr, holdout=holdout, threshold_rule=threshold_rule, augment=augment,
-        workers=workers, model_options={"score_mode": score},
+        workers=workers, model_options={"score_mode": score}, encoder_init=encoder_init,
     )
-    typer.echo(f"wrote {run_training(opts)}")
+    path = run_training(opts)
+    from mmad_edge.checkpoint import read_checkpoint
+
+    ckpt = read_checkpoint(path)
+    training, stats = ckpt["training"], ckpt["statistics"]
+    last = training["history"][-1]["loss"] if training.get("history") else None
+    threshold = f", threshold {stats['threshold']:.4f}" if stats else ", no held-out statistics"
+    typer.echo(f"wrote {path}: {training['epoch']} epochs, {training['step']} steps, final loss "
+               f"{'-' if last is None else f'{last:.4f}'}{threshold}")
+    write_json(json_path, {"checkpoint": str(path), "config": ckpt["config"], "training": training, "statistics": stats})
 
 
 @app.command("eval")
@@ -129,7 +142,7 @@ def export(
     data: Optional[Path] = typer.Option(None, "--data", help="Dataset root for the verification report."),
     layout: str = typer.Option("mvtec", "--layout"),
     category: Optional[str] = typer.Option(None, "--category"),
-    opset: int = typer.Option(17, "--opset"),
+    opset: int = typer.Option(20, "--opset", help="ONNX opset (20: native Gelu; TensorRT 10.3+ parses up to 20)."),
     image_size: Optional[int] = typer.Option(None, "--image-size"),
     variant: Optional[str] = typer.Option(None, "--variant", help="Fail unless the checkpoint is this variant."),
     input_format: str = typer.Option("uint8_bgr_nhwc", "--input-format", help="uint8_bgr_nhwc or float_rgb_nchw."),
@@ -215,12 +228,15 @@ def bench(
     peers: bool = typer.Option(True, "--peers/--no-peers", help="Time EfficientAD, RD4AD and PatchCore too."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Weights for the PyTorch rows."),
     image_size: Optional[int] = typer.Option(None, "--image-size"),
+    case_budget: float = typer.Option(6.0, "--case-budget", help="Seconds of timing per row before iterations are cut."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Where the default export is kept."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress lines on stderr."),
 ) -> None:
     """Latency and throughput side by side (PyTorch, ONNX Runtime, TensorRT, peers) with the hardware floor."""
     from mmad_edge.bench.suite import bench_cli
 
     raise typer.Exit(bench_cli(artifacts or [], backend, batch, protocol, warmup, iters, json_path, markdown_path,
-                               plot_path, peers, checkpoint, None, image_size))
+                               plot_path, peers, checkpoint, cache_dir, image_size, not quiet, case_budget))
 
 
 @app.command()

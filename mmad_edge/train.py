@@ -176,6 +176,11 @@ def train(opts: TrainOptions, on_epoch_end: Callable[[int, dict], None] | None =
             frames = batch["image"].to(device, non_blocking=True)
             with torch.autocast("cuda", dtype=amp_dtype, enabled=use_amp):
                 loss = step_module(frames)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"training loss became {float(loss)} at step {state['step'] + 1} (epoch {epoch + 1}); the last "
+                    f"good checkpoint is {ckpt_path}: lower --lr and continue with --resume"
+                )
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)

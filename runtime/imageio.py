@@ -37,27 +37,27 @@ def to_bgr_uint8(image: np.ndarray, source: str = "frame") -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-def read_image(path: PathLike) -> np.ndarray:
-    """Read an image file as H x W x 3 uint8 BGR (grayscale, RGBA and 16-bit converted)."""
+def _decode(path: PathLike, what: str, fix: str) -> "tuple[str, np.ndarray]":
+    """The file decoded as stored (any depth and channel count), or a one-line error."""
     name = os.fspath(path)
     if not os.path.isfile(name):
-        raise ImageReadError(f"{name}: no such image file; check the path")
+        raise ImageReadError(f"{name}: no such {what} file; {fix}")
     data = np.fromfile(name, dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if image is None:
-        raise ImageReadError(f"{name}: cannot decode image (corrupt or not an image); replace or remove the file")
+    decoded = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if decoded is None:
+        raise ImageReadError(f"{name}: cannot decode {what} (corrupt or not an image); replace or remove the file")
+    return name, decoded
+
+
+def read_image(path: PathLike) -> np.ndarray:
+    """Read an image file as H x W x 3 uint8 BGR (grayscale, RGBA and 16-bit converted)."""
+    name, image = _decode(path, "image", "check the path")
     return to_bgr_uint8(image, name)
 
 
 def read_mask(path: PathLike) -> np.ndarray:
     """Read a ground-truth mask as H x W bool (any non-zero pixel is defect)."""
-    name = os.fspath(path)
-    if not os.path.isfile(name):
-        raise ImageReadError(f"{name}: no such mask file; check the ground_truth folder")
-    data = np.fromfile(name, dtype=np.uint8)
-    mask = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if mask is None:
-        raise ImageReadError(f"{name}: cannot decode mask (corrupt or not an image); replace the file")
+    _, mask = _decode(path, "mask", "check the ground_truth folder")
     if mask.ndim == 3:
         mask = mask.max(axis=2)
     return mask > 0

@@ -206,7 +206,8 @@ def test_speed_claims_from_given_numbers() -> None:
     e2e = claims["e2e_onnx_fp32_vs_trainform"]
     assert e2e["passed"] is True and e2e["speedup"] == pytest.approx(2.5)
     floor = claims["batch16_within_floor"]
-    assert floor["row"] == "onnx-int8" and floor["ratio"] == pytest.approx(1.0) and floor["passed"] is True
+    # judged on FP32 rows only (the floor is FP32 work at the FP32 peak): onnx-fp32, 1.25 ms vs 1 ms
+    assert floor["row"] == "onnx-fp32" and floor["ratio"] == pytest.approx(1.25) and floor["passed"] is True
     int8 = claims["int8_faster_than_fp32"]
     assert int8["passed"] is True and int8["comparisons"][0]["speedup"] == pytest.approx(1.25)
     paper = claims["paper"]

@@ -42,7 +42,7 @@ class GRN(nn.Module):
         self.beta = nn.Parameter(torch.zeros(1, 1, 1, channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        g = torch.sqrt((x * x).sum(dim=(1, 2), keepdim=True))
+        g = torch.linalg.vector_norm(x, ord=2, dim=(1, 2), keepdim=True)  # subgradient 0 at 0, not NaN
         n = g / (g.mean(dim=-1, keepdim=True) + 1e-6)
         return (self.gamma * n + 1.0) * x + self.beta
 

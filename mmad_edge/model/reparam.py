@@ -84,7 +84,7 @@ class FusedBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.gelu(self.pw1(self.se(self.dw(x))))
         if self.grn_gamma is not None:
-            g = torch.sqrt((y * y).sum(dim=(2, 3), keepdim=True))
+            g = torch.linalg.vector_norm(y, ord=2, dim=(2, 3), keepdim=True)  # one ReduceL2 pass in ONNX
             n = g / (g.mean(dim=1, keepdim=True) + 1e-6)
             y = (self.grn_gamma * n + 1.0) * y
         return x + self.pw2(y)
