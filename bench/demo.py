@@ -125,8 +125,9 @@ def _runtime_pass(opts: DemoOptions, artifact: Path, images, overlays: Path | No
             frame = read_image(path)
             result = detector(frame)
             scores.append(result.score)
-            if overlays is not None and result.is_anomaly:
-                name = f"{category}_{Path(path).parent.name}_{Path(path).stem}.png"
+            if overlays is not None:
+                verdict = "anomaly" if result.is_anomaly else "normal"
+                name = f"{verdict}_{category}_{Path(path).parent.name}_{Path(path).stem}.png"
                 cv2.imwrite(str(overlays / name), render_overlay(frame, result, detector.normalization))
     labels = np.array([label for _, label, _ in images])
     cats = np.array([c for _, _, c in images])
@@ -256,6 +257,8 @@ def write_report(out: Path, summary: dict[str, Any]) -> Path:
         aurocs.append(acc or 0.0)
         latencies.append(b1.get("p50_ms", float("nan")))
         lines.append(f"| {name} | {acc:.3f} | {b1.get('p50_ms', float('nan')):.1f} | {b16.get('images_per_s', float('nan')):.1f} |")
+    lines += ["", "`int8` is the TensorRT form (symmetric Q/DQ on convolution inputs only): TensorRT fuses it, "
+              "ONNX Runtime on a CPU only emulates it. `int8-cpu` is the form made for ONNX Runtime on CPUs.", ""]
     mean, info = summary["metrics"]["mean"], summary["model"]
     lines += ["", "## Model", "",
               f"- parameters: {info['parameters']} (deployed form: {info['deployed_parameters']})",
@@ -264,7 +267,7 @@ def write_report(out: Path, summary: dict[str, Any]) -> Path:
               "", "## PyTorch evaluation (mean over categories)", "",
               *(f"- {k}: {'-' if v is None else f'{v:.3f}'}" for k, v in mean.items()),
               "", "## Step durations (s)", "", *(f"- {k}: {v}" for k, v in summary["timings_s"].items()),
-              "", "Overlays of the frames flagged anomalous (FP32 runtime) are in `overlays/`; "
+              "", "Overlays of every test frame (FP32 runtime; file names start with the verdict) are in `overlays/`; "
               "the export reports in `export/report.json` and `export-int8-cpu/report.json`; "
               "the bench in `bench.md`.", ""]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))

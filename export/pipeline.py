@@ -165,6 +165,9 @@ def export_checkpoint(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     say(table)
+    if int8_info is not None and not int8_info.get("passed", True):
+        print(f"warning: INT8 missed its accuracy target ({int8_info['search'].get('message', '')}); "
+              "see the int8 section of report.json, or deploy fp16", file=sys.stderr)
     say(f"wrote {', '.join(onnx_filename(p) for p in chosen)}, {METADATA_FILENAME}, {REPORT_FILENAME} to {out_dir}")
     if engine:
         _build_engines(out_dir, chosen, profile, report, say)

@@ -170,8 +170,10 @@ def error_metrics(reference: Outputs, candidate: Outputs, labels: np.ndarray | N
 
 
 def default_checks(precision: str, metrics: dict[str, float | None], strict: bool = True) -> list[Check]:
-    """FP32: map and score within 1e-4 relative. FP16 (INT8): Spearman >= 0.999 (0.99) and AUROC
-    within 0.002 (0.01) of the PyTorch model, enforced only when ``strict`` (trained weights)."""
+    """FP32: map and score within 1e-4 relative. FP16: Spearman >= 0.999 and AUROC within 0.002 of
+    the PyTorch model, enforced only when ``strict`` (trained weights). INT8 (Spearman >= 0.99,
+    AUROC within 0.01) is reported here, never enforced: its accuracy target and the search that
+    meets it belong to the calibrator, whose verdict the export report carries."""
     if precision == "fp32":
         return [Check("map_relative", metrics["map_relative"], FP32_RELATIVE, True),
                 Check("score_relative", metrics["score_relative"], FP32_RELATIVE, True)]
@@ -179,8 +181,9 @@ def default_checks(precision: str, metrics: dict[str, float | None], strict: boo
     auroc_gap = None
     if metrics["auroc"] is not None and metrics["auroc_reference"] is not None:
         auroc_gap = abs(metrics["auroc"] - metrics["auroc_reference"])
-    return [Check("spearman", metrics["spearman"], rho, False, strict),
-            Check("auroc_delta", auroc_gap, delta, True, strict)]
+    enforced = strict and precision != "int8"
+    return [Check("spearman", metrics["spearman"], rho, False, enforced),
+            Check("auroc_delta", auroc_gap, delta, True, enforced)]
 
 
 def verify_onnx(
