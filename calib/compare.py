@@ -15,12 +15,11 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from scipy.stats import spearmanr
 
 from mmad_edge.calib.reader import CalibrationDataError, CalibrationWarning, load_frames
 from mmad_edge.calib.timing import cpu_session
 from mmad_edge.data.layouts import test_records
-from mmad_edge.metrics import auroc
+from mmad_edge.metrics import auroc, spearman
 
 Outputs = tuple[np.ndarray, np.ndarray]  # maps (N, S, S), scores (N,)
 
@@ -93,13 +92,6 @@ def run_outputs(path: Path, frames: np.ndarray, emulate_qdq: bool = False) -> Ou
     return np.concatenate(maps), np.concatenate(scores)
 
 
-def rank_correlation(a: np.ndarray, b: np.ndarray) -> float | None:
-    """Spearman's rho; None when undefined (fewer than 3 images or constant scores)."""
-    if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
-        return None
-    return float(spearmanr(a, b)[0])
-
-
 def compare_outputs(reference: Outputs, candidate: Outputs, labels: np.ndarray | None) -> dict[str, float | None]:
     ref_map, ref_score = (np.asarray(x, dtype=np.float64) for x in reference)
     cand_map, cand_score = (np.asarray(x, dtype=np.float64) for x in candidate)
@@ -112,7 +104,7 @@ def compare_outputs(reference: Outputs, candidate: Outputs, labels: np.ndarray |
         "map_relative": map_abs / max(float(np.max(np.abs(ref_map))), tiny),
         "score_relative": float(np.max(np.abs(score_diff) / np.maximum(np.abs(ref_score), tiny))),
         "score_error": float(np.sqrt(np.mean(score_diff**2)) / spread),
-        "spearman": rank_correlation(cand_score, ref_score),
+        "spearman": spearman(cand_score, ref_score),
         "auroc_reference": None,
         "auroc": None,
         "auroc_drop": None,

@@ -20,7 +20,7 @@ import torch
 
 from mmad_edge.export.onnx_export import numpy_input
 from mmad_edge.export.ort_cpu import cpu_session, run_batched
-from mmad_edge.metrics import auroc
+from mmad_edge.metrics import auroc, spearman
 from mmad_edge.model.minimaxad import MiniMaxAD
 
 FP32_RELATIVE = 1e-4
@@ -123,27 +123,6 @@ def onnx_outputs(model: onnx.ModelProto | str | os.PathLike[str], frames: np.nda
     session = cpu_session(model)
     input_format = "uint8_bgr_nhwc" if session.get_inputs()[0].type == "tensor(uint8)" else "float_rgb_nchw"
     return run_batched(session, numpy_input(frames, input_format), batch)
-
-
-def spearman(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float | None:
-    """Spearman's rank correlation (ties get average ranks); None for < 2 values or a constant side."""
-    ra, rb = average_ranks(np.asarray(a, dtype=np.float64)), average_ranks(np.asarray(b, dtype=np.float64))
-    if ra.size < 2 or np.ptp(ra) == 0 or np.ptp(rb) == 0:
-        return None
-    ra, rb = ra - ra.mean(), rb - rb.mean()
-    return float(np.sum(ra * rb) / np.sqrt(np.sum(ra * ra) * np.sum(rb * rb)))
-
-
-def average_ranks(values: np.ndarray) -> np.ndarray:
-    """1-based ranks; tied values share the mean of their ranks."""
-    order = np.argsort(values, kind="mergesort")
-    ordered = values[order]
-    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-    ends = np.r_[starts[1:], ordered.size]
-    ranks = np.empty(values.size, dtype=np.float64)
-    for start, end in zip(starts, ends):
-        ranks[order[start:end]] = (start + end + 1) / 2.0
-    return ranks
 
 
 def error_metrics(reference: Outputs, candidate: Outputs, labels: np.ndarray | None = None) -> dict[str, float | None]:

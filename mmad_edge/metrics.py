@@ -189,3 +189,24 @@ def summarize(per_category: Mapping[str, Mapping[str, float | None]]) -> dict[st
         values = [m[key] for m in per_category.values() if m.get(key) is not None]
         mean[key] = float(np.mean(values)) if values else None
     return {"categories": {name: dict(m) for name, m in per_category.items()}, "mean": mean}
+
+
+def spearman(a: Any, b: Any) -> float | None:
+    """Spearman's rank correlation (ties get average ranks); None for < 2 values or a constant side."""
+    ra, rb = average_ranks(np.asarray(a, dtype=np.float64)), average_ranks(np.asarray(b, dtype=np.float64))
+    if ra.size < 2 or np.ptp(ra) == 0 or np.ptp(rb) == 0:
+        return None
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    return float(np.sum(ra * rb) / np.sqrt(np.sum(ra * ra) * np.sum(rb * rb)))
+
+
+def average_ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks; tied values share the mean of their ranks."""
+    order = np.argsort(values, kind="mergesort")
+    ordered = values[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    ends = np.r_[starts[1:], ordered.size]
+    ranks = np.empty(values.size, dtype=np.float64)
+    for start, end in zip(starts, ends):
+        ranks[order[start:end]] = (start + end + 1) / 2.0
+    return ranks

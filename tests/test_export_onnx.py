@@ -9,7 +9,8 @@ import torch
 
 from mmad_edge.config import ModelConfig
 from mmad_edge.export.onnx_export import ExportError, export_detector, export_onnx
-from mmad_edge.export.verify import average_ranks, generated_frames, spearman, torch_outputs, verify_onnx
+from mmad_edge.export.verify import generated_frames, torch_outputs, verify_onnx
+from mmad_edge.metrics import average_ranks, spearman
 from mmad_edge.model.minimaxad import build_model
 from model_utils import randomize
 
