@@ -105,6 +105,10 @@ def load_state(
                 f"{source}: key {key!r} has shape {tuple(value.shape)} but the {target} expects "
                 f"{tuple(expected[key].shape)}; was it trained with another --variant?"
             )
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise CheckpointError(f"{source}: key {key!r} holds NaN or inf values; the checkpoint is corrupt")
+        if key.endswith("running_var") and bool((value < 0).any()):
+            raise CheckpointError(f"{source}: key {key!r} has negative variances; the checkpoint is corrupt")
         kept[key] = value
     missing = [k for k in expected if k not in kept and not k.endswith("num_batches_tracked")]
     if missing:

@@ -12,7 +12,8 @@ from mmad_edge.model.minimaxad import build_model
 
 def state_from_shapes(shapes: dict, seed: int = 0) -> dict:
     g = torch.Generator().manual_seed(seed)
-    return {k: torch.randn(*s, generator=g) for k, s in shapes.items()}
+    state = {k: torch.randn(*s, generator=g) for k, s in shapes.items()}
+    return {k: v.abs() if k.endswith("running_var") else v for k, v in state.items()}
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +63,19 @@ def test_mismatched_variant_names_the_first_bad_key(tmp_path, reference_keys):
     first = next(iter(reference_keys["bn"]))
     with pytest.raises(CheckpointError, match=rf"key '{first}' has shape .* expects .*--variant"):
         import_minimaxad(build_model(ModelConfig(variant="a")), path)
+
+
+def test_corrupt_values_are_named(tmp_path, reference_keys, model_n):
+    bn, dec = state_from_shapes(reference_keys["bn"]), state_from_shapes(reference_keys["decoder"])
+    bn["bn2.running_var"][3] = -1.0
+    torch.save({"bn": bn, "decoder": dec}, tmp_path / "neg.pth")
+    with pytest.raises(CheckpointError, match=r"'bn2.running_var' has negative variances"):
+        import_minimaxad(model_n, tmp_path / "neg.pth")
+    bn["bn2.running_var"][3] = 1.0
+    dec["upsample_layers.0.0.weight"][0, 0, 0, 0] = float("nan")
+    torch.save({"bn": bn, "decoder": dec}, tmp_path / "nan.pth")
+    with pytest.raises(CheckpointError, match=r"'upsample_layers.0.0.weight' holds NaN"):
+        import_minimaxad(model_n, tmp_path / "nan.pth")
 
 
 def test_untrusted_pickle_is_refused(tmp_path):
