@@ -37,9 +37,9 @@ class DemoOptions:
     out: Path
     variant: str = "a"
     image_size: int = 128
-    epochs: int = 8
+    epochs: int = 40
     batch_size: int = 16
-    loss: str = "adc"
+    loss: str = "global"  # the PCA fallback encoder gives feature-poor maps: the paper's choice there
     categories: tuple[str, ...] = CATEGORIES
     n_train: int = 60
     n_test_good: int = 10

@@ -5,6 +5,7 @@ Heavy modules are imported inside each command so `mmad-edge run` starts without
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
@@ -30,7 +31,6 @@ def write_json(path: Optional[Path], obj: dict) -> None:
 
 def guarded(fn):
     """Turn the library's input errors (ValueError, FileNotFoundError) into one-line exits."""
-    import functools
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -243,15 +243,17 @@ def bench(
 @guarded
 def demo(
     out: Path = typer.Option(Path("demo_out"), "--out", help="Folder for data, run, exports, overlays and the report."),
-    epochs: int = typer.Option(8, "--epochs"),
+    epochs: int = typer.Option(40, "--epochs"),
     image_size: int = typer.Option(128, "--image-size"),
     variant: str = typer.Option("a", "--variant"),
+    loss: str = typer.Option("global", "--loss", help="global (default here: the fallback encoder's features are "
+                                                      "feature-poor) or adc."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the summary here."),
 ) -> None:
     """The whole path on built-in textures: data, train, eval, export, runtime, bench, report."""
     from mmad_edge.bench.demo import DemoOptions, run_demo
 
-    summary = run_demo(DemoOptions(out=out, epochs=epochs, image_size=image_size, variant=variant))
+    summary = run_demo(DemoOptions(out=out, epochs=epochs, image_size=image_size, variant=variant, loss=loss))
     write_json(json_path, summary)
 
 
