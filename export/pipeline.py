@@ -35,7 +35,7 @@ from mmad_edge.export.metadata import (
 )
 from mmad_edge.export.onnx_export import DEFAULT_OPSET, INPUT_FORMATS, ExportError, export_detector
 from mmad_edge.export import tensorrt as trt_build
-from mmad_edge.export.trt_ops import check_tensorrt_compat
+from mmad_edge.export.trt_ops import Issue, check_tensorrt_compat, format_issues
 from mmad_edge.export.verify import (
     VerificationResult,
     dataset_frames,
@@ -165,6 +165,10 @@ def export_checkpoint(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     say(table)
+    for precision, issues in report["tensorrt_compat"].items():
+        if issues:
+            print(f"warning: model.{precision}.onnx may not build with TensorRT:\n"
+                  + format_issues([Issue(**i) for i in issues]), file=sys.stderr)
     if int8_info is not None and not int8_info.get("passed", True):
         print(f"warning: INT8 missed its accuracy target ({int8_info['search'].get('message', '')}); "
               "see the int8 section of report.json, or deploy fp16", file=sys.stderr)

@@ -98,12 +98,6 @@ class ModelConfig:
     def spec(self) -> VariantSpec:
         return VARIANTS[self.variant]
 
-    def top_k(self, height: int | None = None, width: int | None = None) -> int:
-        """Pixels averaged for the image score at a given map size (default: image size)."""
-        h = height or self.image_size
-        w = width or self.image_size
-        return max(1, int(round(h * w * self.top_percent / 100.0)))
-
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -6,8 +6,6 @@ the evaluated score.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -78,8 +76,3 @@ class AnomalyHead(nn.Module):
 def top_k_count(height: int, width: int, top_percent: float) -> int:
     """How many pixels the top-percent score averages (shared with the export checks)."""
     return max(1, int(round(height * width * top_percent / 100.0)))
-
-
-def gaussian_support(sigma: float, truncate: float = 4.0) -> int:
-    """Odd kernel size covering +-truncate sigma (scipy's convention), for users who want it."""
-    return 2 * int(math.floor(truncate * sigma + 0.5)) + 1
