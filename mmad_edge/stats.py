@@ -54,8 +54,9 @@ def score_statistics(
     The threshold is the rule's value (``mean+3std`` or ``quantile:Q``), with two guards:
 
     * fewer than 20 normals: neither 3 std nor a high quantile of so few samples says much
-      about the tail, and the sample maximum underestimates it, so the threshold is at least
-      ``max + 0.1 * (max - median)``: no held-out normal is flagged, with a margin;
+      about the tail (a quantile sits below the maximum; the std of a few scores pooled over
+      several categories can put mean + 3 std far above every defect), so the threshold is
+      ``max + 0.1 * (max - median)`` instead: no held-out normal is flagged, with a margin;
     * the threshold is always above the median (``low``), so normalisation never divides by
       zero: it is at least ``median + max(1e-6 * |median|, 1e-9)`` (all scores equal).
 
@@ -71,10 +72,9 @@ def score_statistics(
     median, highest = float(np.median(scores)), float(scores.max())
     note = f"{rule} of {scores.size} held-out normal scores"
     if scores.size < SMALL_SAMPLE:
-        floor = highest + SMALL_SAMPLE_MARGIN * (highest - median)
-        if floor > threshold:
-            threshold = floor
-            note += f"; raised to max + {SMALL_SAMPLE_MARGIN:g} * (max - median) (fewer than {SMALL_SAMPLE} normals)"
+        threshold = highest + SMALL_SAMPLE_MARGIN * (highest - median)
+        note = (f"max + {SMALL_SAMPLE_MARGIN:g} * (max - median) of {scores.size} held-out normal scores "
+                f"(fewer than {SMALL_SAMPLE} normals: {rule} not used)")
     gap = max(MIN_GAP * abs(median), 1e-9)
     if threshold < median + gap:
         threshold = median + gap

@@ -38,6 +38,9 @@ def test_few_normals_never_flag_a_held_out_normal() -> None:
     stats = score_statistics(scores, rule="quantile:0.9")
     assert stats["threshold"] == pytest.approx(10.0 + 0.1 * (10.0 - 3.0))
     assert "fewer than 20 normals" in stats["threshold_rule"]
+    # mean + 3 std of a few scores pooled from two categories would sit far above the maximum.
+    pooled = score_statistics([0.05, 0.06, 0.5, 0.6])
+    assert pooled["threshold"] == pytest.approx(0.6 + 0.1 * (0.6 - 0.28))
     # With 20 or more normals the rule stands even below the maximum.
     many = np.r_[np.linspace(0.0, 1.0, 24), 5.0]
     assert score_statistics(many, rule="quantile:0.9")["threshold"] == pytest.approx(np.quantile(many, 0.9))
