@@ -259,26 +259,12 @@ def _features(net: MiniMaxAD, x: torch.Tensor) -> Callable[[], Any]:
 
 
 def cpu_detector_loader(threads: int) -> Callable[[Path], Any]:
-    """``Detector.load`` on ONNX Runtime's CPU provider with ``threads`` intra-op threads.
-
-    ``Detector.load`` takes no session options, so the backend's session (``_session`` of the
-    runtime's OnnxRuntimeBackend) is rebuilt with an explicit thread count.
-    """
+    """``Detector.load`` on ONNX Runtime's CPU provider with ``threads`` intra-op threads."""
 
     def load(path: Path) -> Any:
-        import onnxruntime as ort
-
         from mmad_edge.runtime.detector import Detector
 
-        detector = Detector.load(path, backend="onnxruntime", providers=CPU_PROVIDERS)
-        if not hasattr(detector.backend, "_session"):
-            detector.close()
-            raise RuntimeError("the runtime's ONNX backend no longer keeps '_session'; "
-                               "update bench.suite.cpu_detector_loader")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        detector.backend._session = ort.InferenceSession(str(path), options, providers=CPU_PROVIDERS)
-        return detector
+        return Detector.load(path, backend="onnxruntime", providers=CPU_PROVIDERS, threads=threads)
 
     return load
 

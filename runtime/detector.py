@@ -74,12 +74,14 @@ class Detector:
         precision: Optional[str] = None,
         max_batch: Optional[int] = None,
         use_cuda_graph: bool = True,
+        threads: Optional[int] = None,
     ) -> "Detector":
         """Load a ``.engine`` (TensorRT), a ``.onnx`` (ONNX Runtime) or an export folder.
 
         ``backend``: "auto", "tensorrt" or "onnxruntime". ``providers``: ONNX Runtime providers
         (default: TensorRT EP, CUDA EP, CPU, whichever exist). ``precision`` picks
         ``model.<precision>.*`` from a folder. ``threshold`` overrides the metadata's.
+        ``threads``: ONNX Runtime intra-op threads (CPU provider; default all cores).
         """
         from .ort_backend import OnnxRuntimeBackend, runs_on_gpu
         from .trt_backend import TensorRTBackend, engine_problem
@@ -99,7 +101,7 @@ class Detector:
         elif path.suffix == ".onnx":
             if backend == "tensorrt":
                 raise ArtifactError(f"{path}: backend='tensorrt' runs engines; build one with mmad-edge build-engine {path}")
-            impl = OnnxRuntimeBackend(path, providers)
+            impl = OnnxRuntimeBackend(path, providers, threads)
         else:
             raise ArtifactError(f"{path}: expected a .onnx file, a .engine file or an export folder")
         try:

@@ -54,15 +54,23 @@ class OnnxRuntimeBackend:
 
     name = "onnxruntime"
 
-    def __init__(self, path: "str | os.PathLike[str]", providers: Optional[Sequence[Any]] = None) -> None:
+    def __init__(
+        self, path: "str | os.PathLike[str]", providers: Optional[Sequence[Any]] = None, threads: Optional[int] = None
+    ) -> None:
+        """``threads``: ONNX Runtime intra-op threads (default: its own choice, all cores)."""
         ort = _import_onnxruntime()
         self.path = Path(path)
         if not self.path.is_file():
             raise ArtifactError(f"{self.path}: no such ONNX file; export one with mmad-edge export")
         if providers is None:
             providers = default_providers(ort.get_available_providers(), self.path.parent / "ort_trt_cache")
+        options = ort.SessionOptions()
+        if threads is not None:
+            if threads < 1:
+                raise ValueError(f"threads must be at least 1, got {threads}")
+            options.intra_op_num_threads = int(threads)
         try:
-            self._session = ort.InferenceSession(str(self.path), providers=list(providers))
+            self._session = ort.InferenceSession(str(self.path), options, providers=list(providers))
         except Exception as exc:  # onnxruntime raises several private exception types
             reason = str(exc).splitlines()[0]
             raise ArtifactError(f"{self.path}: onnxruntime cannot load it ({reason}); re-export the model") from None
