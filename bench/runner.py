@@ -87,26 +87,36 @@ def format_row(row: Mapping[str, Any]) -> str:
 
 
 def run_cases(
-    cases: Sequence[BenchCase], warmup: int, iters: int, progress: bool = True, skip_failures: bool = False
+    cases: Sequence[BenchCase],
+    warmup: int,
+    iters: int,
+    progress: bool = True,
+    skip_failures: bool = False,
+    run: Callable[[BenchCase, int, int], dict[str, Any]] = run_case,
+    on_failure: Callable[[BenchCase, Exception], str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Run every case in order; one progress line per case on stderr.
+    """Run every case in order with ``run`` (``run_case``, or a budgeted variant); one progress
+    line per case on stderr.
 
-    With ``skip_failures`` a failing case is reported on stderr and left out of the rows, so one
-    broken backend does not lose the others' numbers.
+    With ``skip_failures`` a failing case is left out of the rows and reported on stderr, so one
+    broken backend does not lose the others' numbers; ``on_failure(case, exc)`` may record it
+    elsewhere and returns the message to print.
     """
     rows = []
     for index, case in enumerate(cases, 1):
         prefix = f"[{index}/{len(cases)}] {case.label}"
         try:
-            row = run_case(case, warmup, iters)
+            row = run(case, warmup, iters)
         except Exception as exc:
             if not skip_failures:
                 raise
-            print(f"{prefix}: FAILED ({type(exc).__name__}: {exc})", file=sys.stderr, flush=True)
+            note = on_failure(case, exc) if on_failure is not None else f"FAILED ({type(exc).__name__}: {exc})"
+            print(f"{prefix}: {note}", file=sys.stderr, flush=True)
             continue
         rows.append(row)
         if progress:
-            print(f"{prefix}: {format_row(row)}", file=sys.stderr, flush=True)
+            calls = f" ({row['iters']} timed calls)" if "iters" in row else ""
+            print(f"{prefix}: {format_row(row)}{calls}", file=sys.stderr, flush=True)
     return rows
 
 

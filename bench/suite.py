@@ -61,7 +61,8 @@ from .floor import Peak, count_graph_cost, floor_summary, measure_peak
 from .machine import machine_info
 from .peers import PEERS
 from .report import BASELINE, PROTOCOLS, add_roofline, build_report, markdown, speedups, write_json, write_plot
-from .runner import BenchCase, e2e_detector_case, format_row, ort_session_case, peer_case, run_case, torch_module_case
+from .runner import (BenchCase, e2e_detector_case, ort_session_case, peer_case, run_case, run_cases,
+                     torch_module_case)
 
 BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
 DEFAULT_VARIANT = "n"
@@ -170,7 +171,7 @@ def default_artifacts(config: ModelConfig, cache_root: Path, progress: bool = Tr
     try:
         torch.manual_seed(0)
         model = build_model(config).eval()
-        fp32 = onnx.load(str(export_onnx(model, staging / onnx_filename("fp32"), DEFAULT_BATCH_RANGE)))
+        fp32 = onnx.load(str(export_onnx(model, staging / onnx_filename("fp32"), DEFAULT_BATCH_RANGE).path))
         export_onnx(model, staging / FLOAT_NCHW_NAME, DEFAULT_BATCH_RANGE, input_format="float_rgb_nchw")
         batch = dict(zip(("min", "opt", "max"), DEFAULT_BATCH_RANGE))
         metadata = build_metadata(config.to_dict(), "fp32", DEFAULT_OPSET, batch, None, None)
@@ -387,22 +388,17 @@ def run_budgeted(case: BenchCase, warmup: int, iters: int, budget_s: float) -> d
 
 
 def run_plan(plan: Plan, warmup: int, iters: int, budget_s: float, progress: bool) -> list[dict[str, Any]]:
-    """Run every case; one stderr line per case; a failing case becomes a skip with its reason."""
-    rows = []
-    for index, case in enumerate(plan.cases, 1):
-        prefix = f"[{index}/{len(plan.cases)}] {case.label}"
-        try:
-            row = run_budgeted(case, warmup, iters, budget_s)
-        except Exception as exc:  # one broken backend must not lose the other rows
-            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            if isinstance(exc, ImportError):
-                reason = f"needs an optional package ({exc}); install it to time this row"
-            plan.skip(case.name, case.backend, case.protocol, reason, case.batch)
-            _say(progress, f"{prefix}: skipped ({reason})")
-            continue
-        rows.append(row)
-        _say(progress, f"{prefix}: {format_row(row)} ({row['iters']} timed calls)")
-    return rows
+    """Run every case within its budget; a failing case becomes a skip with its reason."""
+
+    def skip(case: BenchCase, exc: Exception) -> str:
+        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        if isinstance(exc, ImportError):
+            reason = f"needs an optional package ({exc}); install it to time this row"
+        plan.skip(case.name, case.backend, case.protocol, reason, case.batch)
+        return f"skipped ({reason})"
+
+    return run_cases(plan.cases, warmup, iters, progress, skip_failures=True,
+                     run=lambda case, w, i: run_budgeted(case, w, i, budget_s), on_failure=skip)
 
 
 def fp32_graph(artifacts: Sequence[Artifact]) -> Path | None:

@@ -116,19 +116,9 @@ def export_onnx(
     batch: BatchRange = (1, 1, 1),
     opset: int = DEFAULT_OPSET,
     input_format: str = "uint8_bgr_nhwc",
-) -> Path:
-    """Export ``model`` (training form) as one simplified, checked ONNX graph; returns the path."""
-    return export_detector(model, path, batch, opset, input_format).path
-
-
-def export_detector(
-    model: MiniMaxAD,
-    path: str | os.PathLike[str],
-    batch: BatchRange = (1, 1, 1),
-    opset: int = DEFAULT_OPSET,
-    input_format: str = "uint8_bgr_nhwc",
 ) -> ExportedOnnx:
-    """``export_onnx`` that also reports what simplification did."""
+    """Export ``model`` (training form) as one simplified, checked ONNX graph at ``path``; the
+    result says where it went and what simplification did."""
     batch = tuple(int(b) for b in batch)  # type: ignore[assignment]
     check_export_request(model, batch, opset, input_format)
     size = model.config.image_size

@@ -33,7 +33,7 @@ from mmad_edge.export.metadata import (
     write_json_atomic,
     write_onnx_metadata,
 )
-from mmad_edge.export.onnx_export import DEFAULT_OPSET, INPUT_FORMATS, ExportError, export_detector
+from mmad_edge.export.onnx_export import DEFAULT_OPSET, INPUT_FORMATS, ExportError, export_onnx
 from mmad_edge.export import tensorrt as trt_build
 from mmad_edge.export.trt_ops import Issue, check_tensorrt_compat, format_issues
 from mmad_edge.export.verify import (
@@ -131,7 +131,7 @@ def export_checkpoint(
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.export-", dir=out_dir.parent))
     try:
-        exported = export_detector(model, staging / onnx_filename("fp32"), profile, opset, input_format)
+        exported = export_onnx(model, staging / onnx_filename("fp32"), profile, opset, input_format)
         say(f"fp32 graph: {exported.simplification}")
         graphs = {"fp32": onnx.load(str(exported.path))}
         if "fp16" in chosen:

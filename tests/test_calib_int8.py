@@ -57,7 +57,7 @@ def fp32(work: Path) -> Path:
         block.pwconv1[1].bias[0] = 1000.0
         block.pwconv2[0].weight[:, 0] = 0.0
         block.gamma.fill_(3.0)
-    return export_onnx(model, work / "model.fp32.onnx")
+    return export_onnx(model, work / "model.fp32.onnx").path
 
 
 @pytest.fixture(scope="module")

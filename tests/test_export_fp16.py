@@ -23,7 +23,7 @@ FLOAT, FLOAT16 = onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16
 def graphs(tmp_path_factory):
     torch.manual_seed(2)
     model = randomize(build_model(ModelConfig(variant="a", image_size=64)), seed=2).eval()
-    path = export_onnx(model, tmp_path_factory.mktemp("fp16") / "m.onnx", batch=(1, 2, 4))
+    path = export_onnx(model, tmp_path_factory.mktemp("fp16") / "m.onnx", batch=(1, 2, 4)).path
     fp32 = onnx.load(str(path))
     return model, fp32, convert_fp16(fp32)
 

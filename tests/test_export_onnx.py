@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mmad_edge.config import ModelConfig
-from mmad_edge.export.onnx_export import ExportError, export_detector, export_onnx
+from mmad_edge.export.onnx_export import ExportError, export_onnx
 from mmad_edge.export.verify import generated_frames, torch_outputs, verify_onnx
 from mmad_edge.metrics import average_ranks, spearman
 from mmad_edge.model.minimaxad import build_model
@@ -39,7 +39,7 @@ def _io(path):
 
 def test_fixed_batch_uint8_graph_matches_torch(model, frames_and_reference, tmp_path):
     frames, reference = frames_and_reference
-    path = export_onnx(model, tmp_path / "m.onnx", batch=(4, 4, 4))
+    path = export_onnx(model, tmp_path / "m.onnx", batch=(4, 4, 4)).path
     inputs, outputs = _io(path)
     assert inputs == {"image": (onnx.TensorProto.UINT8, [4, SIZE, SIZE, 3])}
     assert outputs == {"anomaly_map": (onnx.TensorProto.FLOAT, [4, SIZE, SIZE]), "score": (onnx.TensorProto.FLOAT, [4])}
@@ -51,7 +51,7 @@ def test_fixed_batch_uint8_graph_matches_torch(model, frames_and_reference, tmp_
 
 def test_float_rgb_nchw_graph_matches_torch(model, frames_and_reference, tmp_path):
     frames, reference = frames_and_reference
-    exported = export_detector(model, tmp_path / "f.onnx", batch=(1, 2, 4), input_format="float_rgb_nchw")
+    exported = export_onnx(model, tmp_path / "f.onnx", batch=(1, 2, 4), input_format="float_rgb_nchw")
     inputs, outputs = _io(exported.path)
     assert inputs == {"image": (onnx.TensorProto.FLOAT, ["batch", 3, SIZE, SIZE])}
     assert outputs["anomaly_map"] == (onnx.TensorProto.FLOAT, ["batch", SIZE, SIZE])

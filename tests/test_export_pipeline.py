@@ -145,7 +145,7 @@ def test_failure_mid_export_leaves_no_partial_artifacts(tmp_path, prior_output, 
         path.write_bytes(b"half a graph")
         raise RuntimeError("simulated crash while exporting")
 
-    monkeypatch.setattr(pipeline, "export_detector", broken)
+    monkeypatch.setattr(pipeline, "export_onnx", broken)
     checkpoint = _checkpoint(tmp_path / "ckpt.pt")
     with pytest.raises(RuntimeError, match="simulated crash"):
         export_checkpoint(checkpoint, prior_output, progress=False)
