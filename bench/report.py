@@ -104,6 +104,12 @@ def markdown(report: dict[str, Any], baseline: str = BASELINE) -> str:
             "-" if speedup is None else f"{speedup:.2f}x",
         ]
         lines.append("| " + " | ".join(str(cell) for cell in cells) + " |")
+    split = sorted({(row["batch"], row["micro_batch"]) for row in rows
+                    if row.get("micro_batch") and row["micro_batch"] < row["batch"]})
+    if split:
+        runs = ", ".join(f"batch {batch} as runs of {count}" for batch, count in split)
+        lines += ["", f"ONNX Runtime CPU rows run a batch in cache-sized runs, as the runtime does ({runs}); "
+                      "`--micro-batch 0` times whole-batch runs."]
     e2e = [row for row in rows if row["protocol"] == "e2e"]
     if e2e:
         seen = {stage for row in e2e for stage in row["stages"]}

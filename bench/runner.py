@@ -260,12 +260,18 @@ def ort_session_case(
     providers: Sequence[Any] | None = None,
     threads: int | None = None,
     precision: str | None = None,
+    micro_batch: int | None = None,
 ) -> BenchCase:
     """Paper-protocol case for an ONNX model run by ONNX Runtime (``session.run`` on host arrays).
 
     Every input gets random data of its declared type; a dynamic leading dim becomes ``batch``,
     other dynamic dims ``image_size``. Default providers: CPU; ``threads`` sets intra-op threads.
+    ``micro_batch``: the batch runs as consecutive runs of at most this many items (what the
+    runtime's ONNX Runtime backend does on the CPU); None runs it whole. A fixed-batch graph
+    always runs whole. The row records the count it used.
     """
+    if micro_batch is not None and micro_batch < 1:
+        raise ValueError(f"micro_batch must be >= 1 or None, got {micro_batch}")
     state: dict[str, Any] = {}
 
     def setup() -> dict[str, Any]:
@@ -276,9 +282,13 @@ def ort_session_case(
             options.intra_op_num_threads = threads
         source = model if isinstance(model, bytes) else str(model)
         session = ort.InferenceSession(source, options, providers=list(providers or ["CPUExecutionProvider"]))
-        feeds = {i.name: random_feed(i.name, i.type, i.shape, batch, image_size) for i in session.get_inputs()}
-        state["run"] = lambda: session.run(None, feeds)
-        return {"providers": session.get_providers()}
+        inputs = session.get_inputs()
+        feeds = {i.name: random_feed(i.name, i.type, i.shape, batch, image_size) for i in inputs}
+        dynamic = all(not isinstance(i.shape[0], int) for i in inputs)
+        step = micro_batch if dynamic and micro_batch is not None and micro_batch < batch else batch
+        chunks = [{name: value[start:start + step] for name, value in feeds.items()} for start in range(0, batch, step)]
+        state["run"] = lambda: [session.run(None, chunk) for chunk in chunks]
+        return {"providers": session.get_providers(), "micro_batch": step}
 
     def step() -> None:
         state["run"]()
@@ -335,6 +345,9 @@ def e2e_detector_case(
             found["backend"] = backend_name
         if precision:
             found["precision"] = precision
+        micro_batch = getattr(getattr(detector, "backend", None), "micro_batch", "unknown")
+        if micro_batch != "unknown":
+            found["micro_batch"] = min(micro_batch or batch, batch)
         return found
 
     def step() -> dict[str, float]:

@@ -56,6 +56,7 @@ from mmad_edge.export.pipeline import load_for_export, onnx_filename
 from mmad_edge.model.minimaxad import MiniMaxAD, build_model
 from mmad_edge.model.reparam import reparameterize
 from mmad_edge.runtime.metadata import sidecar_path
+from mmad_edge.runtime.ort_backend import check_micro_batch, cpu_micro_batch
 
 from .floor import Peak, count_graph_cost, floor_summary, measure_peak
 from .machine import machine_info
@@ -259,13 +260,15 @@ def _features(net: MiniMaxAD, x: torch.Tensor) -> Callable[[], Any]:
     return lambda: net.features(x)
 
 
-def cpu_detector_loader(threads: int) -> Callable[[Path], Any]:
-    """``Detector.load`` on ONNX Runtime's CPU provider with ``threads`` intra-op threads."""
+def cpu_detector_loader(threads: int, micro_batch: int | None = None) -> Callable[[Path], Any]:
+    """``Detector.load`` on ONNX Runtime's CPU provider with ``threads`` intra-op threads and the
+    runtime's ``micro_batch`` policy (None: automatic, 0: whole batches)."""
 
     def load(path: Path) -> Any:
         from mmad_edge.runtime.detector import Detector
 
-        return Detector.load(path, backend="onnxruntime", providers=CPU_PROVIDERS, threads=threads)
+        return Detector.load(path, backend="onnxruntime", providers=CPU_PROVIDERS, threads=threads,
+                             micro_batch=micro_batch)
 
     return load
 
@@ -284,27 +287,31 @@ def plan_cases(
     protocols: Sequence[str],
     peers: bool,
     threads: int,
+    micro_batch: int | None = None,
 ) -> Plan:
     """Every row the request asks for, in run order (paper rows, then e2e), or a skip with the reason.
 
     ``backend`` filters: "torch" keeps the torch rows and the peers, "onnxruntime" the ONNX
-    Runtime rows, "tensorrt" the engine rows, "auto" all of them.
+    Runtime rows, "tensorrt" the engine rows, "auto" all of them. ``micro_batch``: the ONNX
+    Runtime CPU rows' images per run (None: the runtime's automatic choice, 0: whole batches),
+    the same for the paper and the e2e protocol.
     """
     plan = Plan()
     wants = {name: backend in ("auto", name) for name in ("torch", "onnxruntime", "tensorrt")}
     named = list(zip(artifacts, _unique_names(artifacts)))
     if "paper" in protocols:
         for batch in batches:
-            _plan_paper(plan, config.image_size, model, named, wants, batch, peers, threads)
+            _plan_paper(plan, config.image_size, model, named, wants, batch, peers, threads, micro_batch)
     if "e2e" in protocols:
-        _plan_e2e(plan, config.image_size, named, wants, batches, threads)
+        _plan_e2e(plan, config.image_size, named, wants, batches, threads, micro_batch)
     return plan
 
 
 def _plan_paper(
     plan: Plan, size: int, model: Callable[[], MiniMaxAD], named: list[tuple[Artifact, str]], wants: dict[str, bool],
-    batch: int, peers: bool, threads: int,
+    batch: int, peers: bool, threads: int, micro_batch: int | None,
 ) -> None:
+    per_run = cpu_micro_batch((size, size)) if micro_batch is None else (micro_batch or None)
     if wants["torch"]:
         plan.cases.append(_tag(torch_module_case(BASELINE, model, batch, size, wrap=_features), "minimaxad"))
         deployed = torch_module_case(REPARAM, lambda: reparameterize(model()), batch, size, wrap=_features)
@@ -317,7 +324,7 @@ def _plan_paper(
             low, high = artifact.batch_range
             if low <= batch <= high:
                 case = ort_session_case(name, artifact.paper_graph, batch, image_size=size, threads=threads,
-                                        precision=artifact.precision, providers=CPU_PROVIDERS)
+                                        precision=artifact.precision, providers=CPU_PROVIDERS, micro_batch=per_run)
                 plan.cases.append(_tag(case, "minimaxad", graph=artifact.paper_graph.name))
             else:
                 limits = f"{artifact.paper_graph.name} takes batch {low}..{high}"
@@ -328,7 +335,7 @@ def _plan_paper(
 
 def _plan_e2e(
     plan: Plan, size: int, named: list[tuple[Artifact, str]], wants: dict[str, bool], batches: Sequence[int],
-    threads: int,
+    threads: int, micro_batch: int | None,
 ) -> None:
     from mmad_edge.runtime.trt_backend import engine_problem
 
@@ -345,7 +352,7 @@ def _plan_e2e(
                     plan.skip(name, "tensorrt", "e2e", problem, batch)
         elif not artifact.engine and wants["onnxruntime"]:
             for batch in batches:
-                case = e2e_detector_case(artifact.path, batch, frames, name=name, loader=cpu_detector_loader(threads))
+                case = e2e_detector_case(artifact.path, batch, frames, name=name, loader=cpu_detector_loader(threads, micro_batch))
                 plan.cases.append(_tag(case, "minimaxad", artifact=str(artifact.path)))
 
 
@@ -567,18 +574,24 @@ def run_bench(
     image_size: int | None = None,
     progress: bool = True,
     case_budget_s: float = DEFAULT_CASE_BUDGET_S,
+    micro_batch: int | None = None,
 ) -> dict[str, Any]:
     """Plan, run and assemble the report dict (``report.build_report`` layout + speed_claim).
 
     ``image_size``: the checkpoint's, else 256 (artifacts fix their own). ``cache_dir``: where
-    the default export is kept (default ~/.cache/mmad-edge/bench). Raises BenchError (and the
-    checkpoint / metadata ValueErrors) with a one-line message for bad input.
+    the default export is kept (default ~/.cache/mmad-edge/bench). ``micro_batch``: images per
+    ONNX Runtime CPU run (None: the runtime's automatic choice, 0: whole batches). Raises
+    BenchError (and the checkpoint / metadata ValueErrors) with a one-line message for bad input.
     """
     if backend not in BACKENDS:
         raise BenchError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if warmup < 0 or iters < 1 or case_budget_s <= 0:
         raise BenchError(f"need --warmup >= 0, --iters >= 1 and a positive case budget; "
                          f"got {warmup}, {iters}, {case_budget_s}")
+    try:
+        check_micro_batch(micro_batch)
+    except ValueError as exc:
+        raise BenchError(f"--micro-batch: {exc}") from None
     batch_list, protocol_list = parse_batches(batches), parse_protocols(protocols)
     checkpoint = Path(checkpoint) if checkpoint is not None else None
     found = find_artifacts(artifacts)
@@ -591,7 +604,7 @@ def run_bench(
         found = find_artifacts([default_folder])
     threads = os.cpu_count() or 1
     model = torch_model(config, checkpoint)
-    plan = plan_cases(config, model, found, backend, batch_list, protocol_list, peers, threads)
+    plan = plan_cases(config, model, found, backend, batch_list, protocol_list, peers, threads, micro_batch)
     if not plan.cases:
         reasons = "; ".join(f"{s['name']} {s['protocol']}: {s['reason']}" for s in plan.skipped[:3])
         raise BenchError(f"nothing to run for --backend {backend} --protocol {','.join(protocol_list)}"
@@ -611,6 +624,7 @@ def run_bench(
     random_weights = "random (seed 0): speed only, scores meaningless"
     settings = {"backend": backend, "batches": batch_list, "protocols": protocol_list, "warmup": warmup,
                 "iters": iters, "case_budget_s": case_budget_s, "min_iters": MIN_ITERS, "peers": peers,
+                "micro_batch": "auto" if micro_batch is None else micro_batch,
                 "artifacts": [str(a.path) for a in found], "default_artifacts": default_folder,
                 "model": config.to_dict(),
                 "weights": {"torch": str(checkpoint) if checkpoint else random_weights,
@@ -635,13 +649,14 @@ def bench_cli(
     image_size: int | None = None,
     progress: bool = True,
     case_budget_s: float = DEFAULT_CASE_BUDGET_S,
+    micro_batch: int | None = None,
 ) -> int:
     """`mmad-edge bench`: run, print the table and the claims (stdout), write the files asked for.
 
     Returns 0 when at least one row was timed, 1 when every case failed.
     """
     report = run_bench(artifacts, backend, batches, protocols, warmup, iters, peers, checkpoint, cache_dir,
-                       image_size, progress, case_budget_s)
+                       image_size, progress, case_budget_s, micro_batch)
     rows = report["results"]
     print(format_table(rows))
     for skipped in report["skipped"]:

@@ -231,12 +231,16 @@ def bench(
     case_budget: float = typer.Option(6.0, "--case-budget", help="Seconds of timing per row before iterations are cut."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Where the default export is kept."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress lines on stderr."),
+    micro_batch: Optional[int] = typer.Option(
+        None, "--micro-batch", help="Images per ONNX Runtime CPU run of a batch (default: the runtime's "
+                                    "cache-sized choice; 0: one run per batch)."),
 ) -> None:
     """Latency and throughput side by side (PyTorch, ONNX Runtime, TensorRT, peers) with the hardware floor."""
     from mmad_edge.bench.suite import bench_cli
 
     raise typer.Exit(bench_cli(artifacts or [], backend, batch, protocol, warmup, iters, json_path, markdown_path,
-                               plot_path, peers, checkpoint, cache_dir, image_size, not quiet, case_budget))
+                               plot_path, peers, checkpoint, cache_dir, image_size, not quiet, case_budget,
+                               micro_batch))
 
 
 @app.command()

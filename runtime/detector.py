@@ -75,6 +75,7 @@ class Detector:
         max_batch: Optional[int] = None,
         use_cuda_graph: bool = True,
         threads: Optional[int] = None,
+        micro_batch: Optional[int] = None,
     ) -> "Detector":
         """Load a ``.engine`` (TensorRT), a ``.onnx`` (ONNX Runtime) or an export folder.
 
@@ -82,6 +83,8 @@ class Detector:
         (default: TensorRT EP, CUDA EP, CPU, whichever exist). ``precision`` picks
         ``model.<precision>.*`` from a folder. ``threshold`` overrides the metadata's.
         ``threads``: ONNX Runtime intra-op threads (CPU provider; default all cores).
+        ``micro_batch``: ONNX Runtime images per run of a larger batch (default: automatic, a
+        cache-sized count on the CPU; 0: one run per batch). Results are the same either way.
         """
         from .ort_backend import OnnxRuntimeBackend, runs_on_gpu
         from .trt_backend import TensorRTBackend, engine_problem
@@ -101,7 +104,7 @@ class Detector:
         elif path.suffix == ".onnx":
             if backend == "tensorrt":
                 raise ArtifactError(f"{path}: backend='tensorrt' runs engines; build one with mmad-edge build-engine {path}")
-            impl = OnnxRuntimeBackend(path, providers, threads)
+            impl = OnnxRuntimeBackend(path, providers, threads, micro_batch)
         else:
             raise ArtifactError(f"{path}: expected a .onnx file, a .engine file or an export folder")
         try:

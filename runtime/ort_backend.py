@@ -14,6 +14,12 @@ from .metadata import METADATA_FILE, METADATA_KEY, ArtifactInfo, parse_metadata,
 INPUT_NAME = "image"
 OUTPUT_NAMES = ("anomaly_map", "score")
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+# Input pixels per ONNX Runtime CPU run. A bigger batch runs as consecutive sub-batches of this
+# size, so that more of each intermediate tensor stays in the CPU's caches. Measured on a 2-core
+# Zen 5 (32 MiB L3), variant n, interleaved in one process: at 256x256, runs of 4 images take
+# 48.9 ms/image against 50.6 for one run of 16 (3-10 % over several sessions; INT8 31 vs 34);
+# at 128x128 one run of 16 is as good as any split, which this budget gives.
+CPU_PIXELS_PER_RUN = 4 * 256 * 256
 
 
 def _import_onnxruntime() -> Any:
@@ -49,15 +55,35 @@ def default_providers(available: Sequence[str], cache_dir: Path) -> List[Any]:
     return providers
 
 
+def cpu_micro_batch(image_size: Tuple[int, int]) -> int:
+    """Images per CPU run for this input size (at least 1): ``CPU_PIXELS_PER_RUN`` worth."""
+    height, width = image_size
+    return max(1, CPU_PIXELS_PER_RUN // (int(height) * int(width)))
+
+
+def check_micro_batch(micro_batch: Optional[int]) -> None:
+    """None (automatic), 0 (one run per batch) or a positive count; anything else is refused."""
+    if micro_batch is not None and (isinstance(micro_batch, bool) or not isinstance(micro_batch, int) or micro_batch < 0):
+        raise ValueError(f"micro_batch must be None (automatic), 0 (whole batch) or a positive int, got {micro_batch!r}")
+
+
 class OnnxRuntimeBackend:
     """One InferenceSession; batch limits from the graph (fixed dim) or the metadata profile."""
 
     name = "onnxruntime"
 
     def __init__(
-        self, path: "str | os.PathLike[str]", providers: Optional[Sequence[Any]] = None, threads: Optional[int] = None
+        self,
+        path: "str | os.PathLike[str]",
+        providers: Optional[Sequence[Any]] = None,
+        threads: Optional[int] = None,
+        micro_batch: Optional[int] = None,
     ) -> None:
-        """``threads``: ONNX Runtime intra-op threads (default: its own choice, all cores)."""
+        """``threads``: ONNX Runtime intra-op threads (default: its own choice, all cores).
+        ``micro_batch``: images per run of a larger batch; None picks ``cpu_micro_batch`` when
+        the session runs on the CPU only (whole batches on a GPU provider), 0 always runs the
+        whole batch. Graphs with a fixed batch always run whole."""
+        check_micro_batch(micro_batch)
         ort = _import_onnxruntime()
         self.path = Path(path)
         if not self.path.is_file():
@@ -77,6 +103,14 @@ class OnnxRuntimeBackend:
         self.providers = self._session.get_providers()
         self.info = self._read_info()
         self._check_io()
+        self.micro_batch = self._micro_batch(micro_batch)
+
+    def _micro_batch(self, requested: Optional[int]) -> Optional[int]:
+        if self.batch_min == self.batch_max or requested == 0:
+            return None
+        if requested is None:
+            return cpu_micro_batch(self.image_size) if not runs_on_gpu(self.providers) else None
+        return requested
 
     def _read_info(self) -> ArtifactInfo:
         text = self._session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
@@ -110,9 +144,14 @@ class OnnxRuntimeBackend:
             self.batch_min, self.batch_max = 1, self.info.batch_max
 
     def run(self, images: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        """Maps (B, S, S) and scores (B,) for a uint8 (B, S, S, 3) batch."""
-        maps, scores = self._session.run(list(OUTPUT_NAMES), {INPUT_NAME: images})
-        return maps, scores
+        """Maps (B, S, S) and scores (B,) for a uint8 (B, S, S, 3) batch (in ``micro_batch`` runs)."""
+        step = self.micro_batch or len(images)
+        if len(images) <= step:
+            maps, scores = self._session.run(list(OUTPUT_NAMES), {INPUT_NAME: images})
+            return maps, scores
+        parts = [self._session.run(list(OUTPUT_NAMES), {INPUT_NAME: images[i:i + step]})
+                 for i in range(0, len(images), step)]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def close(self) -> None:
         """Drop the session (ONNX Runtime frees its arenas with it)."""

@@ -131,6 +131,15 @@ def test_ort_session_case(tmp_path: Path) -> None:
     assert ort_session_case("mem", relu_model_bytes(), 1, image_size=8).precision == "fp32"
 
 
+def test_ort_session_case_micro_batches(tmp_path: Path) -> None:
+    row = run_case(ort_session_case("ort", relu_model_bytes(), 5, image_size=8, micro_batch=2), 0, 1)
+    assert row["micro_batch"] == 2 and row["batch"] == 5
+    assert run_case(ort_session_case("ort", relu_model_bytes(), 2, image_size=8, micro_batch=4), 0, 1)["micro_batch"] == 2
+    assert run_case(ort_session_case("ort", relu_model_bytes(), 3, image_size=8), 0, 1)["micro_batch"] == 3
+    with pytest.raises(ValueError, match="micro_batch must be >= 1 or None, got 0"):
+        ort_session_case("ort", relu_model_bytes(), 2, micro_batch=0)
+
+
 def test_random_feed_shapes_and_errors() -> None:
     feed = random_feed("image", "tensor(uint8)", ["batch", "h", "w", 3], 4, 32)
     assert feed.shape == (4, 32, 32, 3) and feed.dtype == np.uint8

@@ -16,8 +16,8 @@ import torch
 from mmad_edge.bench import suite
 from mmad_edge.bench.floor import Peak
 from mmad_edge.bench.peers import PEERS
-from mmad_edge.bench.report import BASELINE, FLOOR_KEYS, RESULT_KEYS
-from mmad_edge.bench.runner import BenchCase
+from mmad_edge.bench.report import BASELINE, FLOOR_KEYS, RESULT_KEYS, markdown
+from mmad_edge.bench.runner import BenchCase, run_case
 from mmad_edge.checkpoint import save_checkpoint
 from mmad_edge.config import ModelConfig
 from mmad_edge.export.metadata import metadata_for_onnx
@@ -176,12 +176,28 @@ def test_checkpoint_weights_for_torch_rows(tmp_path: Path, cache_root: Path) -> 
 
 
 def test_e2e_detector_uses_explicit_threads(cache_root: Path) -> None:
-    detector = suite.cpu_detector_loader(1)(cache_root / suite.cache_key(TINY) / "model.fp32.onnx")
+    detector = suite.cpu_detector_loader(1, micro_batch=3)(cache_root / suite.cache_key(TINY) / "model.fp32.onnx")
     try:
         assert detector.backend._session.get_session_options().intra_op_num_threads == 1
         assert detector.backend._session.get_providers() == ["CPUExecutionProvider"]
+        assert detector.backend.micro_batch == 3
     finally:
         detector.close()
+
+
+def test_micro_batch_reaches_both_protocols(cache_root: Path) -> None:
+    artifacts = suite.find_artifacts([cache_root / suite.cache_key(TINY) / "model.fp32.onnx"])
+    plan = suite.plan_cases(TINY, lambda: build_model(TINY), artifacts, "onnxruntime", [16], ("paper", "e2e"),
+                            False, threads=1, micro_batch=4)
+    rows = [run_case(case, 0, 1) for case in plan.cases]
+    assert [(r["protocol"], r["micro_batch"]) for r in rows] == [("paper", 4), ("e2e", 4)]
+    note = markdown({"results": rows})
+    assert "batch 16 as runs of 4" in note and "`--micro-batch 0`" in note
+    auto = suite.plan_cases(TINY, lambda: build_model(TINY), artifacts, "onnxruntime", [16], ("paper",), False,
+                            threads=1)
+    assert run_case(auto.cases[0], 0, 1)["micro_batch"] == 16  # 64x64: the automatic choice (32) exceeds 16
+    with pytest.raises(suite.BenchError, match="--micro-batch: micro_batch must be None"):
+        suite.run_bench(micro_batch=-2, progress=False)
 
 
 def _row(name: str, backend: str, precision: str, protocol: str, batch: int, p50: float, ips: float,

@@ -56,18 +56,19 @@ def test_existing_folder_needs_overwrite(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("kind", DEFECT_KINDS)
 def test_defects_change_only_and_mostly_their_mask(kind: str) -> None:
-    source = texture("grass")
+    source, foreign = texture("grass"), texture("gravel")
     rng = np.random.default_rng(11)
     for _ in range(6):
         clean = normal_crop(source, 128, rng)
-        damaged, mask = add_defect(clean, kind, rng, source)
+        damaged, mask = add_defect(clean, kind, rng, foreign)
         changed = (damaged != clean).any(axis=2)
         assert mask.dtype == bool and mask.sum() >= 10
         assert not (changed & ~mask).any()
         assert changed[mask].mean() > 0.8
-        # Clearly visible: a mean absolute change inside the mask of at least 10 grey levels.
+        # Clearly visible: a mean absolute change inside the mask of at least 25 grey levels
+        # (15 for stains, whose soft edges fade out but whose colour shift is the cue).
         difference = np.abs(damaged.astype(int) - clean.astype(int)).max(axis=2)
-        assert difference[mask].mean() > 10
+        assert difference[mask].mean() > (15 if kind == "stain" else 25)
 
 
 def test_unknown_defect_kind() -> None:

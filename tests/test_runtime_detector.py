@@ -201,3 +201,27 @@ def test_detector_runs_where_torch_and_onnx_cannot_be_imported(export_dir):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert float(out.stdout) == pytest.approx(0.2, rel=1e-6)
+
+
+def test_cpu_micro_batch_splits_a_batch_without_changing_results(export_dir, tmp_path):
+    from mmad_edge.runtime.ort_backend import cpu_micro_batch
+
+    assert [cpu_micro_batch((s, s)) for s in (128, 256, 320, 1024)] == [16, 4, 2, 1]
+    frames = np.stack([cv2.resize(f, (SIZE, SIZE)) for f in _frames(5)[:4]])
+    with Detector.load(export_dir, precision="fp32", micro_batch=0) as whole, \
+            Detector.load(export_dir, precision="fp32", micro_batch=3) as split:
+        assert whole.backend.micro_batch is None and split.backend.micro_batch == 3
+        calls = []
+        run = split.backend._session.run
+        split.backend._session.run = lambda names, feeds: calls.append(len(feeds["image"])) or run(names, feeds)
+        expected, got = whole.predict(frames), split.predict(frames)
+        assert calls == [3, 1]  # 4 frames -> runs of 3 and 1
+        for a, b in zip(expected, got):
+            assert a.score == b.score and np.array_equal(a.anomaly_map, b.anomaly_map)
+    with Detector.load(export_dir, precision="fp32") as auto:  # CPU: 4 x 256^2 pixels per run
+        assert auto.backend.micro_batch == cpu_micro_batch((SIZE, SIZE))
+    fixed = write_standin(tmp_path / "fixed.onnx", SIZE, batch=3, metadata=standin_metadata(SIZE, batch=3))
+    with Detector.load(fixed, micro_batch=1) as det:
+        assert det.backend.micro_batch is None  # a fixed-batch graph always runs whole
+    with pytest.raises(ValueError, match=r"micro_batch must be None \(automatic\), 0 \(whole batch\) or a positive int"):
+        Detector.load(export_dir, micro_batch=-1)

@@ -1,8 +1,9 @@
 """Synthetic surface defects with exact masks, for the demo dataset.
 
 Every defect changes pixels only inside its mask, at a random size, place and contrast:
-scratches (thin polylines), stains (soft ellipses of shifted colour), holes (dark irregular
-blobs) and cut-and-paste patches (a rotated disc of texture from elsewhere).
+scratches (polylines of exposed base material), stains (soft ellipses of shifted colour),
+holes (dark, almost flat irregular blobs) and cut-and-paste patches (a magnified, rotated disc
+of foreign texture). Each is drawn to stay visible at half the generated resolution.
 """
 
 from __future__ import annotations
@@ -36,11 +37,11 @@ def scratch(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np
         points.append(points[-1] + step * np.array([np.cos(heading), np.sin(heading)]))
     canvas = np.zeros(image.shape[:2], dtype=np.uint8)
     line = np.clip(np.rint(points), 0, size - 1).astype(np.int32)
-    cv2.polylines(canvas, [line], False, 255, thickness=int(rng.integers(1, 4)), lineType=cv2.LINE_8)
+    cv2.polylines(canvas, [line], False, 255, thickness=int(rng.integers(2, 5)), lineType=cv2.LINE_8)
     mask = canvas > 0
-    brighten = image[mask].mean() < 128
-    delta = rng.uniform(45, 90) * (1 if brighten else -1)
-    return _shift(image, mask, np.float32(delta)), mask
+    tone = 235.0 if image[mask].mean() < 128 else 20.0  # exposed base material: bright on dark, dark on bright
+    alpha = rng.uniform(0.55, 0.9)
+    return _shift(image, mask, np.float32(alpha) * (tone - image.astype(np.float32))), mask
 
 
 def stain(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -67,17 +68,23 @@ def hole(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.nd
     canvas = np.zeros(image.shape[:2], dtype=np.uint8)
     cv2.fillPoly(canvas, [np.rint(polygon).astype(np.int32)], 255)
     mask = canvas > 0
-    darkness = rng.uniform(0.1, 0.3)
-    delta = image.astype(np.float32) * (darkness - 1.0) + 6.0
-    return _shift(image, mask, delta), mask
+    # Seen through: an almost flat dark fill with a faint trace of the texture and a little noise.
+    base = rng.uniform(8.0, 30.0)
+    noise = rng.normal(0.0, 2.0, image.shape[:2])[..., None]
+    target = base + 0.08 * image.astype(np.float32) + noise
+    return _shift(image, mask, target - image.astype(np.float32)), mask
 
 
 def patch(image: np.ndarray, rng: np.random.Generator, source: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A disc cut from ``source`` (the full texture), rotated off-axis and rescaled in brightness."""
+    """A disc cut from ``source`` (another texture: foreign material), magnified, rotated off-axis
+    and rescaled in brightness. Not the product's own texture: a same-scale piece of an isotropic
+    texture (gravel, grass) is indistinguishable from its surroundings at any angle."""
     size = image.shape[0]
     side = max(8, int(rng.uniform(0.12, 0.25) * size))
-    top, left = rng.integers(0, source.shape[0] - side + 1), rng.integers(0, source.shape[1] - side + 1)
-    piece = np.ascontiguousarray(source[top : top + side, left : left + side])
+    cut = max(4, int(round(side / rng.uniform(1.8, 2.6))))
+    top, left = rng.integers(0, source.shape[0] - cut + 1), rng.integers(0, source.shape[1] - cut + 1)
+    piece = cv2.resize(np.ascontiguousarray(source[top : top + cut, left : left + cut]), (side, side),
+                       interpolation=cv2.INTER_LINEAR)
     angle = float(rng.uniform(15, 75) + 90 * rng.integers(0, 2))
     rotation = cv2.getRotationMatrix2D(((side - 1) / 2.0, (side - 1) / 2.0), angle, 1.0)
     piece = cv2.warpAffine(piece, rotation, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
@@ -96,7 +103,9 @@ def patch(image: np.ndarray, rng: np.random.Generator, source: np.ndarray) -> tu
 def add_defect(
     image: np.ndarray, kind: str, rng: np.random.Generator, source: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(defective copy of a square uint8 BGR image, bool mask of the pixels the defect covers)."""
+    """(defective copy of a square uint8 BGR image, bool mask of the pixels the defect covers).
+
+    ``source``: the texture "patch" cuts from (foreign material; default: the image itself)."""
     if kind == "scratch":
         return scratch(image, rng)
     if kind == "stain":

@@ -59,6 +59,8 @@ def _make_category(
 ) -> None:
     rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
     source = texture(name)
+    others = [other for other in TINTS if other != name]
+    foreign = texture(others[zlib.crc32(name.encode()) % len(others)])  # what "patch" defects paste in
     for index in range(n_train):
         _write(folder / "train" / "good" / f"{index:03d}.png", normal_crop(source, size, rng))
     for index in range(n_test_good):
@@ -66,7 +68,7 @@ def _make_category(
     for index in range(n_test_defect):
         kind = DEFECT_KINDS[index % len(DEFECT_KINDS)]
         stem = f"{index // len(DEFECT_KINDS):03d}"
-        image, mask = add_defect(normal_crop(source, size, rng), kind, rng, source)
+        image, mask = add_defect(normal_crop(source, size, rng), kind, rng, foreign)
         _write(folder / "test" / kind / f"{stem}.png", image)
         _write(folder / "ground_truth" / kind / f"{stem}_mask.png", mask.astype(np.uint8) * 255)
 
