@@ -51,22 +51,6 @@ class ExportedOnnx:
     input_format: str
 
 
-class _FloatInputDetector(nn.Module):
-    """Deployed network fed ImageNet-normalised float RGB NCHW (no preprocessing in the graph)."""
-
-    def __init__(self, deployed: MiniMaxAD) -> None:
-        super().__init__()
-        self.encoder = deployed.encoder
-        self.bottleneck = deployed.bottleneck
-        self.decoder = deployed.decoder
-        self.head = deployed.head
-
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        enc = self.encoder(image)
-        dec = self.decoder(self.bottleneck(enc))
-        return self.head(enc, dec, (image.shape[2], image.shape[3]))
-
-
 def check_export_request(model: MiniMaxAD, batch: BatchRange, opset: int, input_format: str) -> None:
     """Raise ExportError (one line) for a request TensorRT or ONNX could not take."""
     config = model.config
@@ -99,7 +83,9 @@ def deployment_module(model: MiniMaxAD, input_format: str) -> nn.Module:
     """The reparameterised network with the input handling ``input_format`` asks for."""
     if input_format == "uint8_bgr_nhwc":
         return reparameterize(model, fold_input=True)
-    return _FloatInputDetector(reparameterize(model, fold_input=False)).eval()
+    deployed = reparameterize(model, fold_input=False)  # a copy: swapping its preprocessing is safe
+    deployed.preprocess = nn.Identity()  # fed ImageNet-normalised float RGB NCHW directly
+    return deployed
 
 
 def example_input(size: int, batch: int, input_format: str, seed: int = 0) -> torch.Tensor:
