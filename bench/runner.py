@@ -339,15 +339,15 @@ def e2e_detector_case(
         detector = load(path, **load_kwargs)
         state["detector"] = detector
         found: dict[str, Any] = {}
-        backend_name = getattr(getattr(detector, "backend", None), "name", None)
+        backend = getattr(detector, "backend", None)
+        backend_name = getattr(backend, "name", None)
         precision = getattr(getattr(detector, "info", None), "precision", None)
         if backend_name:
             found["backend"] = backend_name
         if precision:
             found["precision"] = precision
-        micro_batch = getattr(getattr(detector, "backend", None), "micro_batch", "unknown")
-        if micro_batch != "unknown":
-            found["micro_batch"] = min(micro_batch or batch, batch)
+        if hasattr(backend, "micro_batch"):
+            found["micro_batch"] = min(backend.micro_batch or batch, batch)
         return found
 
     def step() -> dict[str, float]:

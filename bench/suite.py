@@ -56,7 +56,7 @@ from mmad_edge.export.pipeline import load_for_export, onnx_filename
 from mmad_edge.model.minimaxad import MiniMaxAD, build_model
 from mmad_edge.model.reparam import reparameterize
 from mmad_edge.runtime.metadata import sidecar_path
-from mmad_edge.runtime.ort_backend import check_micro_batch, cpu_micro_batch
+from mmad_edge.runtime.ort_backend import check_micro_batch, resolve_micro_batch
 
 from .floor import Peak, count_graph_cost, floor_summary, measure_peak
 from .machine import machine_info
@@ -311,7 +311,7 @@ def _plan_paper(
     plan: Plan, size: int, model: Callable[[], MiniMaxAD], named: list[tuple[Artifact, str]], wants: dict[str, bool],
     batch: int, peers: bool, threads: int, micro_batch: int | None,
 ) -> None:
-    per_run = cpu_micro_batch((size, size)) if micro_batch is None else (micro_batch or None)
+    per_run = resolve_micro_batch(micro_batch, (size, size))
     if wants["torch"]:
         plan.cases.append(_tag(torch_module_case(BASELINE, model, batch, size, wrap=_features), "minimaxad"))
         deployed = torch_module_case(REPARAM, lambda: reparameterize(model()), batch, size, wrap=_features)

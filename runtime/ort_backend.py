@@ -67,6 +67,16 @@ def check_micro_batch(micro_batch: Optional[int]) -> None:
         raise ValueError(f"micro_batch must be None (automatic), 0 (whole batch) or a positive int, got {micro_batch!r}")
 
 
+def resolve_micro_batch(requested: Optional[int], image_size: Tuple[int, int], on_cpu: bool = True) -> Optional[int]:
+    """Images per run for a ``micro_batch`` request, None meaning whole batches: None (automatic)
+    gives ``cpu_micro_batch`` on the CPU and whole batches elsewhere, 0 whole batches, n >= 1 n.
+    Anything else is refused (``check_micro_batch``)."""
+    check_micro_batch(requested)
+    if requested is None:
+        return cpu_micro_batch(image_size) if on_cpu else None
+    return requested or None
+
+
 class OnnxRuntimeBackend:
     """One InferenceSession; batch limits from the graph (fixed dim) or the metadata profile."""
 
@@ -103,14 +113,8 @@ class OnnxRuntimeBackend:
         self.providers = self._session.get_providers()
         self.info = self._read_info()
         self._check_io()
-        self.micro_batch = self._micro_batch(micro_batch)
-
-    def _micro_batch(self, requested: Optional[int]) -> Optional[int]:
-        if self.batch_min == self.batch_max or requested == 0:
-            return None
-        if requested is None:
-            return cpu_micro_batch(self.image_size) if not runs_on_gpu(self.providers) else None
-        return requested
+        fixed = self.batch_min == self.batch_max
+        self.micro_batch = None if fixed else resolve_micro_batch(micro_batch, self.image_size, not runs_on_gpu(self.providers))
 
     def _read_info(self) -> ArtifactInfo:
         text = self._session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)

@@ -204,9 +204,11 @@ def test_detector_runs_where_torch_and_onnx_cannot_be_imported(export_dir):
 
 
 def test_cpu_micro_batch_splits_a_batch_without_changing_results(export_dir, tmp_path):
-    from mmad_edge.runtime.ort_backend import cpu_micro_batch
+    from mmad_edge.runtime.ort_backend import cpu_micro_batch, resolve_micro_batch
 
     assert [cpu_micro_batch((s, s)) for s in (128, 256, 320, 1024)] == [16, 4, 2, 1]
+    assert resolve_micro_batch(None, (256, 256)) == 4 and resolve_micro_batch(None, (256, 256), on_cpu=False) is None
+    assert resolve_micro_batch(0, (256, 256)) is None and resolve_micro_batch(3, (256, 256), on_cpu=False) == 3
     frames = np.stack([cv2.resize(f, (SIZE, SIZE)) for f in _frames(5)[:4]])
     with Detector.load(export_dir, precision="fp32", micro_batch=0) as whole, \
             Detector.load(export_dir, precision="fp32", micro_batch=3) as split:
