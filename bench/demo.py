@@ -149,29 +149,14 @@ def _bench(opts: DemoOptions, export_dirs: list[Path], checkpoint: Path) -> dict
     return report
 
 
-class FeaturesOnly(torch.nn.Module):
-    """The network part of a MiniMaxAD (no map, no score): what the GMACs count."""
-
-    def __init__(self, net: torch.nn.Module) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(self, x: torch.Tensor) -> Any:
-        return self.net.features(x)
-
-
 def model_summary(variant: str, image_size: int = 256) -> dict[str, Any]:
     """Parameters, GMACs at ``image_size`` and the reparameterisation's equivalence error."""
     from mmad_edge.bench.floor import count_module_cost
+    from mmad_edge.bench.models import FeaturesOnly, random_model
     from mmad_edge.config import ModelConfig
-    from mmad_edge.model.minimaxad import build_model
     from mmad_edge.model.reparam import reparameterize
 
-    torch.manual_seed(0)
-    model = build_model(ModelConfig(variant=variant, image_size=image_size)).eval()
-    for block in model.modules():  # a non-trivial layer scale, so the check exercises every folded term
-        if hasattr(block, "gamma") and block.gamma.dim() == 1:
-            block.gamma.data.fill_(0.5)
+    model = random_model(ModelConfig(variant=variant, image_size=image_size))  # every folded term non-zero
     deployed = reparameterize(model)
     x = torch.randn(1, 3, image_size, image_size)
     with torch.no_grad():

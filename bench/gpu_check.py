@@ -132,32 +132,19 @@ def compiled(mode: str, timeout_s: float) -> Callable[[Any, Any], Callable[[], A
 
 def minimaxad_factories(variant: str, image_size: int) -> tuple[Callable[[], Any], Callable[[], Any], type]:
     """(training-form factory, reparameterised factory, features-only wrapper class), imported by name."""
-    import torch
-    from torch import nn
-
     from mmad_edge.config import ModelConfig
 
-    minimaxad = importlib.import_module("mmad_edge.model.minimaxad")
+    models = importlib.import_module("mmad_edge.bench.models")
     reparam = importlib.import_module("mmad_edge.model.reparam")
     config = ModelConfig(variant=variant, image_size=image_size)
 
-    class FeaturesOnly(nn.Module):
-        """The paper's timed forward: encoder + bottleneck + decoder, no map, no smoothing."""
+    def trainform() -> Any:
+        return models.random_model(config)
 
-        def __init__(self, model: nn.Module) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, x: torch.Tensor) -> Any:
-            return self.model.features(x)
-
-    def trainform() -> nn.Module:
-        return minimaxad.build_model(config).eval()
-
-    def deployed() -> nn.Module:
+    def deployed() -> Any:
         return reparam.reparameterize(trainform())
 
-    return trainform, deployed, FeaturesOnly
+    return trainform, deployed, models.FeaturesOnly
 
 
 def plan(args: argparse.Namespace, device: str, model: tuple | None) -> list[tuple[Any, Callable[[], Any], bool]]:

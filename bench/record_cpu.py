@@ -2,7 +2,8 @@
 
     python -m mmad_edge.bench.record_cpu [--out bench/results] [--iters 30]
 
-Random weights (speed does not depend on them, as long as GRN is non-zero as in real checkpoints): a variant-n checkpoint is exported to ONNX
+Random trained-like weights (``bench.models.random_model``; speed does not depend on their values): a
+variant-n checkpoint is exported to ONNX
 FP32, FP16 and INT8 for CPUs (calibrated on the demo textures, accuracy search off: random
 weights have no accuracy to keep), then `run_bench` times the PyTorch rows, the artifacts
 (paper and e2e protocols) and the peers, with the floor, and writes JSON, Markdown and a plot.
@@ -16,28 +17,13 @@ from pathlib import Path
 
 import torch
 
+from mmad_edge.bench.models import random_model
 from mmad_edge.bench.report import write_json, write_markdown, write_plot
 from mmad_edge.bench.suite import format_claims, format_table, run_bench
 from mmad_edge.checkpoint import save_checkpoint
 from mmad_edge.config import ModelConfig
 from mmad_edge.data.demo import make_demo_dataset
 from mmad_edge.export.pipeline import export_checkpoint
-from mmad_edge.model.layers import GRN, UniRepLKNetBlock
-from mmad_edge.model.minimaxad import build_model
-
-
-@torch.no_grad()
-def randomize_trained_terms(model: torch.nn.Module) -> torch.nn.Module:
-    """Give GRN gamma/beta and layer scale trained-like non-zero values: at their init (gamma 0)
-    the export would drop GRN entirely and the bench would time a smaller graph than any real
-    checkpoint has."""
-    for module in model.modules():
-        if isinstance(module, GRN):
-            module.gamma.normal_(0, 0.5)
-            module.beta.normal_(0, 0.2)
-        elif isinstance(module, UniRepLKNetBlock):
-            module.gamma.uniform_(0.2, 0.8)
-    return model
 
 
 def main() -> None:
@@ -50,8 +36,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="mmad-bench-") as tmp:
         work = Path(tmp)
-        torch.manual_seed(0)
-        model = randomize_trained_terms(build_model(ModelConfig(variant="n", image_size=256)))
+        model = random_model(ModelConfig(variant="n", image_size=256))
         checkpoint = save_checkpoint(work / "checkpoint.pt", model)
         data = make_demo_dataset(work / "data", ("brick",), n_train=64, n_test_good=2, n_test_defect=2)
         export_checkpoint(checkpoint, work / "export", ("fp32", "fp16", "int8"), batch="1:16:16",

@@ -58,6 +58,7 @@ from mmad_edge.model.reparam import reparameterize
 from mmad_edge.runtime.metadata import sidecar_path
 from mmad_edge.runtime.ort_backend import check_micro_batch, resolve_micro_batch
 
+from .models import random_model
 from .floor import Peak, count_graph_cost, floor_summary, measure_peak
 from .machine import machine_info
 from .peers import PEERS
@@ -153,7 +154,7 @@ def default_cache_root() -> Path:
 
 def cache_key(config: ModelConfig) -> str:
     """What the default graphs depend on: variant, size and the exporter's version."""
-    return f"{config.variant}-{config.image_size}px-mmad-edge-{mmad_edge.__version__}"
+    return f"{config.variant}-{config.image_size}px-trained-like-mmad-edge-{mmad_edge.__version__}"
 
 
 def default_artifacts(config: ModelConfig, cache_root: Path, progress: bool = True) -> Path:
@@ -170,8 +171,7 @@ def default_artifacts(config: ModelConfig, cache_root: Path, progress: bool = Tr
     cache_root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=cache_root))
     try:
-        torch.manual_seed(0)
-        model = build_model(config).eval()
+        model = random_model(config)
         fp32 = onnx.load(str(export_onnx(model, staging / onnx_filename("fp32"), DEFAULT_BATCH_RANGE).path))
         export_onnx(model, staging / FLOAT_NCHW_NAME, DEFAULT_BATCH_RANGE, input_format="float_rgb_nchw")
         batch = dict(zip(("min", "opt", "max"), DEFAULT_BATCH_RANGE))
@@ -248,8 +248,7 @@ def torch_model(config: ModelConfig, checkpoint: Path | None) -> Callable[[], Mi
     @functools.cache
     def build() -> MiniMaxAD:
         if checkpoint is None:
-            torch.manual_seed(0)
-            return build_model(config).eval()
+            return random_model(config)
         return load_for_export(checkpoint, config.image_size, config.variant)[0]
 
     return build

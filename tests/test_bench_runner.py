@@ -131,9 +131,16 @@ def test_ort_session_case(tmp_path: Path) -> None:
     assert ort_session_case("mem", relu_model_bytes(), 1, image_size=8).precision == "fp32"
 
 
-def test_ort_session_case_micro_batches(tmp_path: Path) -> None:
+def test_ort_session_case_micro_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    import onnxruntime as ort
+
+    runs: list[int] = []
+    real_run = ort.InferenceSession.run
+    monkeypatch.setattr(ort.InferenceSession, "run",
+                        lambda self, names, feeds: runs.append(len(feeds["image"])) or real_run(self, names, feeds))
     row = run_case(ort_session_case("ort", relu_model_bytes(), 5, image_size=8, micro_batch=2), 0, 1)
     assert row["micro_batch"] == 2 and row["batch"] == 5
+    assert runs == [2, 2, 1]  # one timed call: the batch of 5 as runs of 2, 2 and 1
     assert run_case(ort_session_case("ort", relu_model_bytes(), 2, image_size=8, micro_batch=4), 0, 1)["micro_batch"] == 2
     assert run_case(ort_session_case("ort", relu_model_bytes(), 3, image_size=8), 0, 1)["micro_batch"] == 3
     with pytest.raises(ValueError, match="micro_batch must be >= 1 or None, got 0"):

@@ -195,7 +195,7 @@ def test_micro_batch_reaches_both_protocols(cache_root: Path) -> None:
     assert "batch 16 as runs of 4" in note and "`--micro-batch 0`" in note
     auto = suite.plan_cases(TINY, lambda: build_model(TINY), artifacts, "onnxruntime", [16], ("paper",), False,
                             threads=1)
-    assert run_case(auto.cases[0], 0, 1)["micro_batch"] == 16  # 64x64: the automatic choice (32) exceeds 16
+    assert run_case(auto.cases[0], 0, 1)["micro_batch"] == 16  # 64x64: the automatic choice (64) exceeds 16
     with pytest.raises(suite.BenchError, match="--micro-batch: micro_batch must be None"):
         suite.run_bench(micro_batch=-2, progress=False)
 
