@@ -5,7 +5,7 @@
 Random trained-like weights (``bench.models.random_model``; speed does not depend on their values): a
 variant-n checkpoint is exported to ONNX
 FP32, FP16 and INT8 for CPUs (calibrated on the demo textures, accuracy search off: random
-weights have no accuracy to keep), then `run_bench` times the PyTorch rows, the artifacts
+weights have no accuracy to keep), then `bench_cli` times the PyTorch rows, the artifacts
 (paper and e2e protocols) and the peers, with the floor, and writes JSON, Markdown and a plot.
 """
 
@@ -15,11 +15,9 @@ import argparse
 import tempfile
 from pathlib import Path
 
-import torch
 
 from mmad_edge.bench.models import random_model
-from mmad_edge.bench.report import write_json, write_markdown, write_plot
-from mmad_edge.bench.suite import format_claims, format_table, run_bench
+from mmad_edge.bench.suite import bench_cli
 from mmad_edge.checkpoint import save_checkpoint
 from mmad_edge.config import ModelConfig
 from mmad_edge.data.demo import make_demo_dataset
@@ -42,16 +40,9 @@ def main() -> None:
         export_checkpoint(checkpoint, work / "export", ("fp32", "fp16", "int8"), batch="1:16:16",
                           calib_data=data / "brick" / "train" / "good",
                           int8_options={"target": "cpu", "count": 64, "sensitivity": False})
-        report = run_bench([work / "export"], batches="1,16", protocols="paper,e2e", warmup=args.warmup,
-                           iters=args.iters, peers=not args.no_peers, checkpoint=checkpoint)
-    print(format_table(report["results"]))
-    print(format_claims(report["speed_claim"]))
-    write_json(args.out / f"{args.name}.json", report)
-    markdown = write_markdown(args.out / f"{args.name}.md", report)
-    claims = "\n".join(f"- {line}" for line in format_claims(report["speed_claim"]).splitlines())
-    markdown.write_text(markdown.read_text() + "\nSpeed claims:\n\n" + claims + "\n")
-    write_plot(args.out / f"{args.name}.png", report)
-
+        bench_cli([work / "export"], batches="1,16", protocols="paper,e2e", warmup=args.warmup, iters=args.iters,
+                  json_path=args.out / f"{args.name}.json", markdown_path=args.out / f"{args.name}.md",
+                  plot_path=args.out / f"{args.name}.png", peers=not args.no_peers, checkpoint=checkpoint)
 
 if __name__ == "__main__":
     main()

@@ -80,7 +80,8 @@ def speedups(rows: list[dict[str, Any]], baseline: str = BASELINE) -> list[float
     return out
 
 
-def _fmt(value: Any, digits: int = 2) -> str:
+def format_value(value: Any, digits: int = 2) -> str:
+    """A table cell: "-" for None / NaN, floats to ``digits`` places."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     if isinstance(value, float):
@@ -99,8 +100,8 @@ def markdown(report: dict[str, Any], baseline: str = BASELINE) -> str:
     for row, speedup in zip(rows, speedups(rows, baseline)):
         cells = [
             row["name"], row["backend"], row["precision"], row["protocol"], row["batch"],
-            _fmt(row["p50_ms"], 3), _fmt(row["p90_ms"], 3), _fmt(row["p99_ms"], 3), _fmt(row["images_per_s"], 1),
-            _fmt(row.get("floor_ms"), 3), _fmt(row.get("roofline_pct"), 1),
+            format_value(row["p50_ms"], 3), format_value(row["p90_ms"], 3), format_value(row["p99_ms"], 3), format_value(row["images_per_s"], 1),
+            format_value(row.get("floor_ms"), 3), format_value(row.get("roofline_pct"), 1),
             "-" if speedup is None else f"{speedup:.2f}x",
         ]
         lines.append("| " + " | ".join(str(cell) for cell in cells) + " |")
@@ -117,7 +118,7 @@ def markdown(report: dict[str, Any], baseline: str = BASELINE) -> str:
         lines += ["", "Per-stage mean ms per call (e2e):", "", "| name | batch | " + " | ".join(columns) + " |"]
         lines.append("|---|---:|" + "---:|" * len(columns))
         for row in e2e:
-            stages = [_fmt(row["stages"].get(stage), 3) for stage in columns]
+            stages = [format_value(row["stages"].get(stage), 3) for stage in columns]
             lines.append(f"| {row['name']} | {row['batch']} | " + " | ".join(stages) + " |")
     floor = report.get("floor")
     if floor:

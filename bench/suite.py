@@ -62,7 +62,8 @@ from .models import random_model
 from .floor import Peak, count_graph_cost, floor_summary, measure_peak
 from .machine import machine_info
 from .peers import PEERS
-from .report import BASELINE, PROTOCOLS, add_roofline, build_report, markdown, speedups, write_json, write_plot
+from .report import (BASELINE, PROTOCOLS, add_roofline, build_report, format_value, markdown, speedups, write_json,
+                     write_plot)
 from .runner import (BenchCase, e2e_detector_case, ort_session_case, peer_case, run_case, run_cases,
                      torch_module_case)
 
@@ -529,10 +530,6 @@ def _int8_claim(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return {"claim": claim, "passed": all(p["speedup"] > 1.0 for p in pairs), "comparisons": pairs}
 
 
-def _fmt(value: float | None, digits: int) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
     """Plain-text results table with the speed-up over the baseline at the same batch."""
     header = ["name", "backend", "precision", "protocol", "batch", "p50 ms", "images/s", "floor ms", "% roofline",
@@ -540,8 +537,9 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
     lines = [header]
     for row, speedup in zip(rows, speedups(list(rows))):
         lines.append([row["name"], row["backend"], row["precision"], row["protocol"], str(row["batch"]),
-                      _fmt(row["p50_ms"], 2), _fmt(row["images_per_s"], 1), _fmt(row.get("floor_ms"), 2),
-                      _fmt(row.get("roofline_pct"), 1), "-" if speedup is None else f"{speedup:.2f}x"])
+                      format_value(row["p50_ms"], 2), format_value(row["images_per_s"], 1),
+                      format_value(row.get("floor_ms"), 2), format_value(row.get("roofline_pct"), 1),
+                      "-" if speedup is None else f"{speedup:.2f}x"])
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in lines)
 
@@ -550,7 +548,7 @@ def format_claims(claims: dict[str, Any]) -> str:
     """One line per claim: PASS / FAIL / n/a and its numbers; the paper figure as context."""
     paper = claims["paper"]
     lines = [f"paper: {paper['reported']}; this run ({paper['this_model']}, {paper['this_device']}): "
-             f"{_fmt(paper['measured_images_per_s'], 1)} images/s ({paper['note']})"]
+             f"{format_value(paper['measured_images_per_s'], 1)} images/s ({paper['note']})"]
     for key, claim in claims.items():
         if key == "paper":
             continue
