@@ -21,6 +21,11 @@ from .imageio import ImageReadError, read_image
 from .log import report
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def is_image_file(path: Path) -> bool:
+    """An image file by suffix, not a hidden one (``._x.png`` from macOS copies is not an image)."""
+    return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
 SourceId = Union[int, str]
 Frame = Tuple[SourceId, np.ndarray]
 OpenCapture = Callable[[Union[int, str]], Any]
@@ -130,7 +135,7 @@ class ImageFolderSource(FrameSource):
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.name = str(folder)
-        self.files: List[Path] = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+        self.files: List[Path] = sorted(p for p in folder.iterdir() if is_image_file(p))
         if not self.files:
             raise SourceError(f"{folder}: no images ({', '.join(IMAGE_EXTENSIONS)}) in this folder")
         self.skipped = 0

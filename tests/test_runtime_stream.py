@@ -152,6 +152,7 @@ def test_folder_with_a_corrupt_image_reports_it_and_continues(detector, tmp_path
         cv2.imwrite(str(folder / name), np.full((40, 40, 3), value, np.uint8))
     (folder / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     (folder / "notes.txt").write_text("ignored")
+    (folder / "._a.png").write_bytes(b"AppleDouble")  # hidden copy metadata, not an image
     summary = run_stream(detector, str(folder), jsonl=True)
     captured = capsys.readouterr()
     lines = json_lines(captured.out)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+from mmad_edge.runtime.sources import IMAGE_EXTENSIONS as IMAGE_SUFFIXES
+from mmad_edge.runtime.sources import is_image_file
 
 
 class DatasetError(ValueError):
@@ -28,16 +29,12 @@ class Record:
         return self.label == 0 or self.mask is not None
 
 
-def is_image(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
-
-
 def list_images(folder: Path, recursive: bool = False) -> list[Path]:
     """Image files in ``folder`` (sorted, so every run sees the same order)."""
     if not folder.is_dir():
         return []
     candidates = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(p for p in candidates if is_image(p))
+    return sorted(p for p in candidates if is_image_file(p))
 
 
 def list_subfolders(folder: Path) -> list[str]:
