@@ -53,13 +53,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def parse_batches(text: str) -> list[int]:
+    """``--batch`` for this script: the bench's rule, with argparse-style exits."""
+    from .runner import parse_batches as parse
+
     try:
-        batches = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise SystemExit(f"--batch must be comma-separated integers like 1,16, got {text!r}") from None
-    if not batches or min(batches) < 1:
-        raise SystemExit(f"--batch needs positive sizes, got {text!r}")
-    return batches
+        return parse(text)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def parse_peers(text: str) -> list[str]:

@@ -224,6 +224,18 @@ def _numpy_dtype(onnx_type: str) -> np.dtype:
     return np.dtype(types[onnx_type])
 
 
+def parse_batches(batches: str | Sequence[int]) -> list[int]:
+    """"1,16" or a sequence -> distinct positive batch sizes in order; ValueError (one line) otherwise."""
+    parts = batches.split(",") if isinstance(batches, str) else batches
+    try:
+        values = [int(part) for part in parts if str(part).strip()]
+    except ValueError:
+        raise ValueError(f"--batch must be comma-separated integers like 1,16, got {batches!r}") from None
+    if not values or min(values) < 1:
+        raise ValueError(f"--batch needs positive batch sizes like 1,16, got {batches!r}")
+    return list(dict.fromkeys(values))
+
+
 def random_feed(name: str, onnx_type: str, shape: Sequence[Any], batch: int, image_size: int | None) -> np.ndarray:
     """A random input for one session input: leading symbolic dim = batch, others = image size."""
     dims = []

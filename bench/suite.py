@@ -64,7 +64,7 @@ from .machine import machine_info
 from .peers import PEERS
 from .report import (BASELINE, PROTOCOLS, add_roofline, build_report, format_value, markdown, speedups, write_json,
                      write_plot)
-from .runner import (BenchCase, e2e_detector_case, ort_session_case, peer_case, run_case, run_cases,
+from .runner import (BenchCase, e2e_detector_case, ort_session_case, parse_batches, peer_case, run_case, run_cases,
                      torch_module_case)
 
 BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
@@ -127,18 +127,6 @@ class Plan:
 def _say(progress: bool, text: str) -> None:
     if progress:
         print(text, file=sys.stderr, flush=True)
-
-
-def parse_batches(batches: str | Sequence[int]) -> list[int]:
-    """"1,16" or a sequence -> positive batch sizes; one-line error otherwise."""
-    parts = batches.split(",") if isinstance(batches, str) else batches
-    try:
-        values = [int(part) for part in parts if str(part).strip()]
-    except ValueError:
-        raise BenchError(f"--batch must be comma-separated integers like 1,16, got {batches!r}") from None
-    if not values or min(values) < 1:
-        raise BenchError(f"--batch needs positive batch sizes like 1,16, got {batches!r}")
-    return list(dict.fromkeys(values))
 
 
 def parse_protocols(protocols: str | Sequence[str]) -> list[str]:
@@ -589,7 +577,11 @@ def run_bench(
         check_micro_batch(micro_batch)
     except ValueError as exc:
         raise BenchError(f"--micro-batch: {exc}") from None
-    batch_list, protocol_list = parse_batches(batches), parse_protocols(protocols)
+    try:
+        batch_list = parse_batches(batches)
+    except ValueError as exc:
+        raise BenchError(str(exc)) from None
+    protocol_list = parse_protocols(protocols)
     checkpoint = Path(checkpoint) if checkpoint is not None else None
     found = find_artifacts(artifacts)
     config = model_config(found, checkpoint, image_size)

@@ -51,7 +51,7 @@ def test_gpu_run_without_gpu_says_how_to_proceed(tmp_path: Path) -> None:
 def test_argument_errors() -> None:
     with pytest.raises(SystemExit, match="--batch must be comma-separated integers"):
         gpu_check.parse_batches("1,x")
-    with pytest.raises(SystemExit, match="positive sizes"):
+    with pytest.raises(SystemExit, match="positive batch sizes"):
         gpu_check.parse_batches("0")
     with pytest.raises(SystemExit, match="unknown peer\\(s\\) padim"):
         gpu_check.parse_peers("padim,rd4ad-wrn50")
