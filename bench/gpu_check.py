@@ -241,6 +241,10 @@ def measure_peaks(device: str, dry_run: bool) -> dict[str, Any]:
     return {precision: measure_peak(device, precision) for precision in ("fp32", "tf32", "fp16", "bf16")}
 
 
+class BudgetSpent(RuntimeError):
+    """The script's time budget ran out before this row (it is listed as skipped)."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.monotonic()
@@ -248,14 +252,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from .machine import machine_info
     from .report import add_roofline, build_report, write_json, write_markdown, write_plot
-    from .runner import format_row, run_case
+    from .runner import run_case, run_cases
 
     if not args.dry_run and not torch.cuda.is_available():
         raise SystemExit("no CUDA device here; run on the GPU machine, or pass --dry-run to check the flow on the CPU")
     device = "cpu" if args.dry_run else "cuda"
     warmup, iters = (1, 2) if args.dry_run else (args.warmup, args.iters)
     peaks = measure_peaks(device, args.dry_run)
-    rows: list[dict[str, Any]] = []
     skipped: list[dict[str, str]] = []
     model = None
     if args.model == "minimaxad":
@@ -265,22 +268,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             skipped.append({"case": "minimaxad", "reason": f"import failed: {type(exc).__name__}: {exc}"})
             print(f"MiniMaxAD unavailable ({type(exc).__name__}: {exc}); timing the peers only", file=sys.stderr)
     entries = plan(args, device, model)
-    for index, (case, factory, frames) in enumerate(entries, 1):
-        prefix = f"[{index}/{len(entries)}] {case.label}"
+    inputs = {id(case): (factory, frames) for case, factory, frames in entries}
+
+    def run(case: Any, warmup: int, iters: int) -> dict[str, Any]:
         if time.monotonic() - started > args.budget_s:
-            skipped.append({"case": case.label, "reason": f"time budget of {args.budget_s:.0f} s spent"})
-            print(f"{prefix}: skipped (budget)", file=sys.stderr, flush=True)
-            continue
-        try:
-            row = run_case(case, warmup, iters)
-        except Exception as exc:
-            skipped.append({"case": case.label, "reason": f"{type(exc).__name__}: {exc}"})
-            print(f"{prefix}: FAILED ({type(exc).__name__}: {exc})", file=sys.stderr, flush=True)
-            continue
-        peak = peaks.get(case.precision, peaks["fp32"])
-        floor = row_floor(case, factory, args.image_size, frames, peak, device)
-        rows.append(add_roofline(row, floor) if floor is not None else row)
-        print(f"{prefix}: {format_row(row)}", file=sys.stderr, flush=True)
+            raise BudgetSpent(f"time budget of {args.budget_s:.0f} s spent")
+        row = run_case(case, warmup, iters)
+        factory, frames = inputs[id(case)]
+        floor = row_floor(case, factory, args.image_size, frames, peaks.get(case.precision, peaks["fp32"]), device)
+        return add_roofline(row, floor) if floor is not None else row
+
+    def failed(case: Any, exc: Exception) -> str:
+        budget = isinstance(exc, BudgetSpent)
+        skipped.append({"case": case.label, "reason": str(exc) if budget else f"{type(exc).__name__}: {exc}"})
+        return "skipped (budget)" if budget else f"FAILED ({type(exc).__name__}: {exc})"
+
+    rows = run_cases([case for case, _, _ in entries], warmup, iters, skip_failures=True, run=run, on_failure=failed)
 
     floor_section = None
     if model is not None:

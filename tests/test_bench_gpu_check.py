@@ -64,3 +64,12 @@ def test_time_limit_interrupts() -> None:
     with pytest.raises(TimeoutError, match="0 s limit"):
         with gpu_check.time_limit(0.05):
             time.sleep(2)
+
+
+def test_spent_budget_skips_the_remaining_cases(tmp_path: Path) -> None:
+    args = ["--dry-run", "--out", str(tmp_path), "--model", "none", "--peers", "patchcore-wrn50", "--image-size", "32",
+            "--batch", "1,2", "--patchcore-bank", "8", "--budget-s", "0"]
+    assert gpu_check.main(args) == 0
+    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert report["results"] == []
+    assert [s["reason"] for s in report["skipped"]] == ["time budget of 0 s spent"] * 2
