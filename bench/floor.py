@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper, shape_inference
+from onnx import helper, shape_inference
 
 ELEMENTWISE = frozenset(
     {

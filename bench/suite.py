@@ -48,12 +48,12 @@ from mmad_edge.export.metadata import (
     build_metadata,
     metadata_for_onnx,
     read_metadata_json,
-    write_json_atomic,
     write_onnx_metadata,
 )
 from mmad_edge.export.onnx_export import DEFAULT_OPSET, export_onnx
 from mmad_edge.export.pipeline import load_for_export, onnx_filename
-from mmad_edge.model.minimaxad import MiniMaxAD, build_model
+from mmad_edge.fileio import write_json_atomic
+from mmad_edge.model.minimaxad import MiniMaxAD
 from mmad_edge.model.reparam import reparameterize
 from mmad_edge.runtime.metadata import sidecar_path
 from mmad_edge.runtime.ort_backend import check_micro_batch, resolve_micro_batch

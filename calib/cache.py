@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any, Sequence
+
+from mmad_edge.fileio import write_bytes_atomic
 
 CACHE_FORMAT = 1
 Ranges = dict[str, tuple[float, float]]
@@ -19,14 +20,6 @@ Ranges = dict[str, tuple[float, float]]
 
 def default_cache_dir() -> Path:
     return Path.home() / ".cache" / "mmad-edge" / "calib"
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def cache_key(model_sha256: str, images: Sequence[Path], settings: dict[str, Any]) -> str:
@@ -55,14 +48,6 @@ def load_ranges(path: Path) -> Ranges | None:
 
 
 def save_ranges(path: Path, ranges: Ranges, settings: dict[str, Any]) -> None:
-    """Write atomically (temp file + rename) so a crash never leaves half a cache entry."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Written atomically, so a crash never leaves half a cache entry."""
     data = {"format": CACHE_FORMAT, "settings": settings, "ranges": {k: [lo, hi] for k, (lo, hi) in ranges.items()}}
-    staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        staging.write_text(json.dumps(data))
-        os.replace(staging, path)
-    except BaseException:
-        staging.unlink(missing_ok=True)
-        raise
+    write_bytes_atomic(path, json.dumps(data).encode("utf-8"))

@@ -1,24 +1,26 @@
-"""INT8 against FP32 on the detector's own outputs (map and score), not on tensors.
+"""A candidate graph against its reference on the detector's own outputs (map and score), not on
+tensors: INT8 against FP32 here, every exported precision against PyTorch in export.verify.
 
-Metric names match the export verification table: ``map_max_abs``, ``map_relative`` (max abs
-error / max |FP32 map|), ``score_relative`` (max over images of |Δscore| / |score|),
-``spearman``, ``auroc_reference`` (FP32), ``auroc`` (INT8); plus ``auroc_drop`` and
-``score_error`` (RMS score error in units of the FP32 scores' spread, the continuous measure
-the sensitivity search ranks layers by).
+Metrics: ``map_max_abs``, ``map_relative`` (max abs error / max |reference map|),
+``score_relative`` (max over images of |Δscore| / |score|), ``spearman``, ``auroc_reference``,
+``auroc`` and ``auroc_drop`` (with labels of both classes), and ``score_error`` (RMS score error
+in units of the reference scores' spread, the continuous measure the sensitivity search ranks
+layers by).
 """
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import onnx
 
-from mmad_edge.calib.reader import CalibrationDataError, CalibrationWarning, load_frames
-from mmad_edge.calib.timing import cpu_session
-from mmad_edge.data.layouts import test_records
+from mmad_edge.calib.reader import CalibrationDataError, CalibrationWarning, load_frames, seeded_pick
+from mmad_edge.calib.session import cpu_session, run_batched
 from mmad_edge.metrics import auroc, spearman
 
 Outputs = tuple[np.ndarray, np.ndarray]  # maps (N, S, S), scores (N,)
@@ -34,29 +36,27 @@ class EvalSet:
     source: str
 
 
-def _sample(items: Sequence[Path], count: int, rng: np.random.Generator) -> list[Path]:
-    if len(items) <= count:
-        return list(items)
-    return sorted(items[i] for i in rng.choice(len(items), size=count, replace=False))
+def labelled_set(
+    root: Path, layout: str, categories: str | Sequence[str] | None, count: int, seed: int, size: int
+) -> EvalSet:
+    """Up to ``count`` normal and ``count`` anomalous images of a dataset's test split, in any
+    layout ``build_dataset`` reads (mvtec, aebad, realiad, folder)."""
+    from mmad_edge.data.dataset import build_dataset  # needs torch; the rest of calib does not
 
-
-def labelled_set(eval_dir: Path, count: int, seed: int, size: int) -> EvalSet:
-    """Up to ``count`` normal and ``count`` anomalous images of an MVTec-style category folder
-    (``test/good``, ``test/<defect>``)."""
-    records = test_records(Path(eval_dir), Path(eval_dir).name)
+    records = build_dataset(root, layout, categories, "test", size).records
     normal = [r.image for r in records if r.label == 0]
     anomalous = [r.image for r in records if r.label == 1]
     if not normal or not anomalous:
         raise CalibrationDataError(
-            f"{eval_dir}: the labelled folder needs test/good and at least one test/<defect> folder with images"
+            f"{root}: the {layout} test split has {len(normal)} normal and {len(anomalous)} defective images; "
+            "INT8 accuracy needs both: pass --data/--layout/--category of a labelled test split"
         )
-    rng = np.random.default_rng(seed)
-    chosen = _sample(normal, count, rng) + _sample(anomalous, count, rng)
+    chosen = seeded_pick(normal, count, seed) + seeded_pick(anomalous, count, seed + 1)
     bad = set(anomalous)
-    used, frames = load_frames(chosen, size, Path(eval_dir))
+    used, frames = load_frames(chosen, size, Path(root))
     labels = np.array([int(p in bad) for p in used])
     counts = f"{int((labels == 0).sum())} good, {int(labels.sum())} defective"
-    return EvalSet(frames, labels, f"{eval_dir} (test split: {counts})")
+    return EvalSet(frames, labels, f"{layout}:{root} (test split: {counts})")
 
 
 def held_out_set(
@@ -66,35 +66,34 @@ def held_out_set(
     themselves (with a warning) when none are left."""
     used = set(calibration)
     rest = [p for p in all_images if p not in used]
-    rng = np.random.default_rng(seed + 1)
     if rest:
-        kept, frames = load_frames(_sample(rest, count, rng), size, folder)
+        kept, frames = load_frames(seeded_pick(rest, count, seed + 1), size, folder)
         return EvalSet(frames, None, f"{folder} ({len(kept)} held-out normal images)")
     warnings.warn(
         f"{folder}: every image was used for calibration, so INT8 is judged on calibration images; "
-        "add more images or pass a labelled evaluation folder",
+        "add more images or pass a labelled test split (eval_data; export: --data)",
         CalibrationWarning,
         stacklevel=2,
     )
-    kept, frames = load_frames(_sample(list(calibration), count, rng), size, folder)
+    kept, frames = load_frames(seeded_pick(list(calibration), count, seed + 1), size, folder)
     return EvalSet(frames, None, f"{folder} ({len(kept)} calibration images reused: no held-out images)")
 
 
-def run_outputs(path: Path, frames: np.ndarray, emulate_qdq: bool = False) -> Outputs:
-    """Map and score of every frame (batch 1, so any exported batch profile works)."""
-    session = cpu_session(path, emulate_qdq)
-    name = session.get_inputs()[0].name
-    maps, scores = [], []
-    for frame in frames:
-        anomaly_map, score = session.run(None, {name: frame[None]})
-        maps.append(anomaly_map)
-        scores.append(score)
-    return np.concatenate(maps), np.concatenate(scores)
+def run_outputs(
+    model: onnx.ModelProto | str | os.PathLike[str], frames: np.ndarray, emulate_qdq: bool = False
+) -> Outputs:
+    """Map and score of every frame on the ORT CPU (in the graph's fixed batch, if it has one)."""
+    return run_batched(cpu_session(model, emulate_qdq), frames)
 
 
-def compare_outputs(reference: Outputs, candidate: Outputs, labels: np.ndarray | None) -> dict[str, float | None]:
+def error_metrics(reference: Outputs, candidate: Outputs, labels: np.ndarray | None = None) -> dict[str, float | None]:
+    """Map / score errors, rank correlation and, when ``labels`` hold both classes, both AUROCs
+    and their difference (None otherwise: AUROC needs normal and defective images)."""
     ref_map, ref_score = (np.asarray(x, dtype=np.float64) for x in reference)
     cand_map, cand_score = (np.asarray(x, dtype=np.float64) for x in candidate)
+    if cand_map.shape != ref_map.shape or cand_score.shape != ref_score.shape:
+        raise ValueError(f"output shapes differ: map {cand_map.shape} vs {ref_map.shape}, score {cand_score.shape} "
+                         f"vs {ref_score.shape}; the ONNX was exported for another image size")
     tiny = np.finfo(np.float32).tiny
     map_abs = float(np.max(np.abs(cand_map - ref_map)))
     score_diff = cand_score - ref_score
@@ -109,8 +108,8 @@ def compare_outputs(reference: Outputs, candidate: Outputs, labels: np.ndarray |
         "auroc": None,
         "auroc_drop": None,
     }
-    if labels is not None:
-        metrics["auroc_reference"] = auroc(labels, ref_score)
-        metrics["auroc"] = auroc(labels, cand_score)
-        metrics["auroc_drop"] = metrics["auroc_reference"] - metrics["auroc"]
+    if labels is not None and len(np.unique(labels)) == 2:
+        reference_auroc, candidate_auroc = auroc(labels, ref_score), auroc(labels, cand_score)
+        metrics.update(auroc_reference=reference_auroc, auroc=candidate_auroc,
+                       auroc_drop=reference_auroc - candidate_auroc)
     return metrics

@@ -13,7 +13,8 @@ from collections import defaultdict
 
 import onnx
 
-from mmad_edge.calib.reader import CalibrationDataError, INPUT_NAME
+from mmad_edge.calib.reader import CalibrationDataError
+from mmad_edge.runtime.ort_backend import INPUT_NAME
 
 QUANTIZED_OPS = ("Conv", "ConvTranspose")
 HEAD_SCOPE = "/head/"
@@ -21,13 +22,14 @@ _STAGE = re.compile(r"^stages\.(\d+)$")
 _STAGE_BLOCK = re.compile(r"^stages\.(\d+)\.(\d+)$")
 
 
-def input_size(model: onnx.ModelProto) -> int:
-    """The square frame size of the ``image`` input (uint8 B x S x S x 3)."""
+def input_shape(model: onnx.ModelProto) -> tuple[int | None, int]:
+    """The fixed batch (None when dynamic) and square frame size of the ``image`` input (uint8
+    B x S x S x 3): a fixed-batch graph accepts nothing but that batch."""
     for value in model.graph.input:
         if value.name == INPUT_NAME:
             dims = [d.dim_value for d in value.type.tensor_type.shape.dim]
             if len(dims) == 4 and dims[1] > 0 and dims[1] == dims[2] and dims[3] == 3:
-                return dims[1]
+                return dims[0] or None, dims[1]
             raise CalibrationDataError(
                 f"input {INPUT_NAME!r} has shape {dims}; expected a static (B, S, S, 3) frame "
                 "(export with a fixed image size)"

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
-import os
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -37,7 +36,7 @@ from onnxruntime.quantization import (
 )
 
 from mmad_edge.calib.cache import Ranges
-from mmad_edge.calib.graph import QUANTIZED_OPS, head_nodes, quantizable_convs
+from mmad_edge.calib.graph import QUANTIZED_OPS, quantizable_convs
 from mmad_edge.calib.qdq import keep_float_inputs
 from mmad_edge.calib.ranges import METHODS
 
@@ -107,7 +106,8 @@ def build_int8_graph(
     exclude: Iterable[str] = (),
     cpu_format: str = "qdq",
 ) -> list[str]:
-    """Write the INT8 graph to ``out_path`` (atomically) and return the quantised node names.
+    """Write the INT8 graph to ``out_path`` and return the quantised node names (the caller
+    writes into a staging folder that is moved into place, so no partial file is ever seen).
 
     ``exclude``: convolution node names kept in float (beyond the head, always float).
     ``cpu_format``: ``qdq`` or ``qoperator``, for the cpu target only.
@@ -117,12 +117,12 @@ def build_int8_graph(
     operators = target == "cpu" and cpu_format == "qoperator"
     model = onnx.load(str(fp32_onnx))
     _check(model, target)
-    excluded = set(exclude) | head_nodes(model)
-    quantized = [n.name for n in quantizable_convs(model) if n.name not in excluded]
+    excluded = set(exclude)
+    quantized = [n.name for n in quantizable_convs(model) if n.name not in excluded]  # the head never is
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     if not quantized:  # quantize_static reads an empty node list as "quantise everything"
-        _save_atomic(model, out_path)
+        onnx.save(model, str(out_path))
         return quantized
     with tempfile.TemporaryDirectory(prefix="mmad-int8-") as tmp:
         cache = Path(tmp) / "ranges.json"
@@ -143,7 +143,7 @@ def build_int8_graph(
         result = onnx.load(str(raw))
         if not operators:  # QLinearConv nodes leave other consumers of their input in float
             keep_float_inputs(result, set(quantized), output_qdq=target == "cpu")
-    _save_atomic(result, out_path)
+    onnx.save(result, str(out_path))
     return quantized
 
 
@@ -163,14 +163,3 @@ def _quiet_preprocess_hint() -> Iterator[None]:
         yield
     finally:
         root.removeFilter(hint)
-
-
-def _save_atomic(model: onnx.ModelProto, path: Path) -> None:
-    """Save through a temp file in the same folder and rename: no half-written artifact."""
-    staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        onnx.save(model, staging)
-        os.replace(staging, path)
-    except BaseException:
-        Path(staging).unlink(missing_ok=True)
-        raise

@@ -24,6 +24,9 @@ def keep_float_inputs(model: onnx.ModelProto, quantized: set[str], output_qdq: b
     graph = model.graph
     producer = {out: node for node in graph.node for out in node.output}
     outputs = {v.name for v in graph.output}
+    # Built once and kept current: a rewired input moves to ``source``'s readers. Each DQ output
+    # is looked up once, so its own (stale) entry is never read again.
+    users = consumers(model)
     restored = 0
     for dq in [n for n in graph.node if n.op_type == "DequantizeLinear"]:
         q = producer.get(dq.input[0])
@@ -33,12 +36,13 @@ def keep_float_inputs(model: onnx.ModelProto, quantized: set[str], output_qdq: b
         origin = producer.get(source)
         if origin is None or (output_qdq and origin.name in quantized):
             continue  # a graph input/initializer, or a fused conv output
-        for node in consumers(model).get(dq.output[0], []):
+        for node in users.get(dq.output[0], []):
             if node.name in quantized:
                 continue
             for i, name in enumerate(node.input):
                 if name == dq.output[0]:
                     node.input[i] = source
+                    users.setdefault(source, []).append(node)
                     restored += 1
     _drop_unused(model, {"DequantizeLinear", "QuantizeLinear"}, outputs)
     return restored

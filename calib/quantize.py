@@ -13,14 +13,14 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import onnx
 
-from mmad_edge.calib.cache import default_cache_dir, file_sha256
-from mmad_edge.calib.compare import compare_outputs, held_out_set, labelled_set, run_outputs
-from mmad_edge.calib.graph import QUANTIZED_OPS, conv_blocks, head_nodes, input_size
+from mmad_edge.calib.cache import default_cache_dir
+from mmad_edge.calib.compare import error_metrics, held_out_set, labelled_set, run_outputs
+from mmad_edge.calib.graph import QUANTIZED_OPS, conv_blocks, head_nodes, input_shape
 from mmad_edge.calib.int8_graph import CPU_FORMATS, TARGETS, QuantizationError, build_int8_graph
 from mmad_edge.calib.qdq import with_float_nodes
 from mmad_edge.calib.ranges import CalibrationRun, CalibrationSettings, calibrated_ranges
@@ -28,6 +28,7 @@ from mmad_edge.calib.reader import CalibrationWarning, find_images, select_image
 from mmad_edge.calib.result import Int8Result
 from mmad_edge.calib.sensitivity import AccuracyTarget, SearchResult, search
 from mmad_edge.calib.timing import median_latency_ms
+from mmad_edge.fileio import file_sha256
 
 ALWAYS_FLOAT_REASON = (
     "only Conv/ConvTranspose are quantised: GRN (L2 reduction and normalisation), LayerNorm "
@@ -75,7 +76,9 @@ def export_int8(
     exclude: Iterable[str] = (),
     *,
     percentile: float = 99.999,
-    eval_dir: str | os.PathLike[str] | None = None,
+    eval_data: str | os.PathLike[str] | None = None,
+    eval_layout: str = "mvtec",
+    eval_categories: str | Sequence[str] | None = None,
     eval_count: int = 24,
     sensitivity: bool = True,
     spearman_min: float = 0.99,
@@ -89,8 +92,9 @@ def export_int8(
 
     ``target``: ``tensorrt`` (symmetric INT8 Q/DQ) or ``cpu`` (ONNX Runtime, u8/s8).
     ``method``: ``minmax``, ``entropy`` or ``percentile`` (``percentile``). ``exclude``: conv
-    node names always kept in float. ``eval_dir``: an MVTec-style category folder (test/good,
-    test/<defect>) for AUROC; otherwise held-out normal images of ``calib_dir`` are used.
+    node names always kept in float. ``eval_data``: a dataset root whose test split
+    (``eval_layout``: mvtec, aebad, realiad or folder; ``eval_categories``: None for all) gives
+    normal and defective images for AUROC; otherwise held-out normal images of ``calib_dir``.
     ``sensitivity``: search for blocks to keep in float when the target (``spearman_min``,
     ``auroc_drop_max``) is missed, within ``max_attempts`` graphs after the block ranking.
     ``cpu_format``: ``auto`` (time Q/DQ and QOperator, keep the faster), ``qdq``, ``qoperator``.
@@ -103,7 +107,7 @@ def export_int8(
     if cpu_format not in ("auto", *CPU_FORMATS):
         raise QuantizationError(f"unknown CPU INT8 format {cpu_format!r}; choose auto, {', '.join(CPU_FORMATS)}")
     model = onnx.load(str(fp32_onnx))
-    size = input_size(model)
+    batch, size = input_shape(model)
     blocks = conv_blocks(model)
     user_float = _check_exclude(exclude, {n for nodes in blocks.values() for n in nodes})
     blocks = {b: [n for n in nodes if n not in user_float] for b, nodes in blocks.items()}
@@ -117,10 +121,10 @@ def export_int8(
         chosen = select_images(all_images, count, seed, calib_dir)
         calibration = calibrated_ranges(
             fp32_onnx, file_sha256(fp32_onnx), chosen, calib_dir, settings,
-            Path(cache_dir) if cache_dir is not None else default_cache_dir(),
+            Path(cache_dir) if cache_dir is not None else default_cache_dir(), batch or 1,
         )
-        if eval_dir is not None:
-            evaluation = labelled_set(Path(eval_dir), eval_count, seed, size)
+        if eval_data is not None:
+            evaluation = labelled_set(Path(eval_data), eval_layout, eval_categories, eval_count, seed, size)
         else:
             evaluation = held_out_set(all_images, calibration.images, calib_dir, eval_count, seed, size)
 
@@ -140,11 +144,10 @@ def export_int8(
             return built[key]
 
         all_int8 = onnx.load(str(build(())[0]))
-        trial_path = Path(tmp) / "trial.onnx"
 
         def trial(float_nodes: frozenset[str]) -> dict[str, float | None]:
-            onnx.save(with_float_nodes(all_int8, model, set(float_nodes)), str(trial_path))
-            return compare_outputs(reference, run_outputs(trial_path, evaluation.frames, emulate), evaluation.labels)
+            candidate = with_float_nodes(all_int8, model, set(float_nodes))
+            return error_metrics(reference, run_outputs(candidate, evaluation.frames, emulate), evaluation.labels)
 
         if sensitivity:
             found = search(trial, blocks, accuracy, max_attempts)
@@ -153,14 +156,14 @@ def export_int8(
             met = not accuracy.shortfalls(metrics)
             found = SearchResult([], metrics, met, 1, "sensitivity search off" + ("" if met else ": target missed"))
 
-        frame = evaluation.frames[0]
+        probe = np.repeat(evaluation.frames[:1], batch or 1, axis=0)
         formats = (list(CPU_FORMATS) if cpu_format == "auto" else [cpu_format]) if target == "cpu" else ["qdq"]
         candidates = {fmt: build(found.float_nodes, fmt) for fmt in formats}
-        timings = {fmt: median_latency_ms(path, frame, timing_runs) for fmt, (path, _) in candidates.items()}
+        timings = {fmt: median_latency_ms(path, probe, timing_runs) for fmt, (path, _) in candidates.items()}
         best = min(timings, key=timings.__getitem__)
         final, quantized = candidates[best]
-        metrics = compare_outputs(reference, run_outputs(final, evaluation.frames, emulate), evaluation.labels)
-        latency = _latency(fp32_onnx, frame, timing_runs, timings, best, target)
+        metrics = error_metrics(reference, run_outputs(final, evaluation.frames, emulate), evaluation.labels)
+        latency = _latency(fp32_onnx, probe, timing_runs, timings, best, target)
         os.replace(final, out_path)
 
     return Int8Result(
@@ -183,10 +186,10 @@ def export_int8(
 
 
 def _latency(
-    fp32: Path, frame: np.ndarray, runs: int, timings: dict[str, float], best: str, target: str
+    fp32: Path, probe: np.ndarray, runs: int, timings: dict[str, float], best: str, target: str
 ) -> dict[str, Any]:
-    fp32_ms = median_latency_ms(fp32, frame, runs)
-    report = {"fp32": fp32_ms, "int8": timings[best], "speedup": fp32_ms / timings[best], "batch": 1,
+    fp32_ms = median_latency_ms(fp32, probe, runs)
+    report = {"fp32": fp32_ms, "int8": timings[best], "speedup": fp32_ms / timings[best], "batch": len(probe),
               "runs": runs, "provider": "CPUExecutionProvider"}
     if target == "cpu":
         report["int8_by_format"] = dict(timings)

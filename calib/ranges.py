@@ -22,7 +22,8 @@ METHODS = {
     "percentile": CalibrationMethod.Percentile,
 }
 # Histogram calibrators keep every intermediate tensor of a collect_data call in memory, so
-# images are fed in chunks; ranges and histograms merge across calls.
+# images are fed in chunks (of about this many, a multiple of the graph's fixed batch); ranges
+# and histograms merge across calls.
 CHUNK = 8
 
 
@@ -53,8 +54,10 @@ class CalibrationSettings:
         return fields
 
 
-def collect_ranges(fp32_onnx: Path, frames: np.ndarray, settings: CalibrationSettings) -> Ranges:
-    """Run ONNX Runtime's calibrator for ``settings.method`` and return ``{tensor: (min, max)}``."""
+def collect_ranges(fp32_onnx: Path, frames: np.ndarray, settings: CalibrationSettings, batch: int) -> Ranges:
+    """Run ONNX Runtime's calibrator for ``settings.method`` and return ``{tensor: (min, max)}``;
+    ``batch``: the graph's fixed batch (1 for a dynamic one)."""
+    chunk = batch * max(1, CHUNK // batch)
     options = {"percentile": settings.percentile} if settings.method == "percentile" else {}
     with tempfile.TemporaryDirectory(prefix="mmad-calib-") as tmp:
         calibrator = create_calibrator(
@@ -65,8 +68,8 @@ def collect_ranges(fp32_onnx: Path, frames: np.ndarray, settings: CalibrationSet
             extra_options=options,
         )
         with contextlib.redirect_stdout(sys.stderr):  # ORT prints progress; stdout may carry JSON
-            for start in range(0, len(frames), CHUNK):
-                calibrator.collect_data(FrameReader(frames[start : start + CHUNK]))
+            for start in range(0, len(frames), chunk):
+                calibrator.collect_data(FrameReader(frames[start : start + chunk], batch))
             data = calibrator.compute_data()
         del calibrator  # its session holds the augmented model file open
     return {name: (_scalar(td.range_value[0]), _scalar(td.range_value[1])) for name, td in data.items()}
@@ -94,14 +97,16 @@ def calibrated_ranges(
     folder: Path,
     settings: CalibrationSettings,
     cache_dir: Path,
+    batch: int,
 ) -> CalibrationRun:
-    """Cached ranges for these exact inputs, else calibrate (and cache) them."""
+    """Cached ranges for these exact inputs, else calibrate (and cache) them; ``batch``: the
+    graph's fixed batch (1 for a dynamic one; part of the model, so of its key too)."""
     key = cache_key(model_sha256, images, settings.key_fields())
     path = cache_path(cache_dir, key)
     cached = load_ranges(path)
     if cached is not None:
         return CalibrationRun(cached, True, path, tuple(images))
     used, frames = load_frames(images, settings.image_size, folder)
-    ranges = collect_ranges(fp32_onnx, frames, settings)
+    ranges = collect_ranges(fp32_onnx, frames, settings, batch)
     save_ranges(path, ranges, {**settings.key_fields(), "seed": settings.seed, "images": len(used)})
     return CalibrationRun(ranges, False, path, tuple(used))

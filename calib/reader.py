@@ -13,11 +13,11 @@ from typing import Iterator, Sequence
 import numpy as np
 from onnxruntime.quantization import CalibrationDataReader
 
+from mmad_edge.calib.session import padded_batches
 from mmad_edge.data.records import IMAGE_SUFFIXES, list_images
 from mmad_edge.runtime.imageio import ImageReadError, read_image
+from mmad_edge.runtime.ort_backend import INPUT_NAME
 from mmad_edge.runtime.preprocess import resize_frame
-
-INPUT_NAME = "image"
 
 
 class CalibrationDataError(ValueError):
@@ -49,16 +49,21 @@ def select_images(images: Sequence[Path], count: int, seed: int, folder: Path) -
     when the folder holds fewer."""
     if count < 1:
         raise CalibrationDataError(f"calibration count must be at least 1, got {count}")
-    if len(images) <= count:
-        if len(images) < count:
-            warnings.warn(
-                f"{folder}: {len(images)} images found, {count} requested; calibrating on all {len(images)}",
-                CalibrationWarning,
-                stacklevel=2,
-            )
-        return sorted(images)
-    chosen = np.random.default_rng(seed).choice(len(images), size=count, replace=False)
-    return sorted(images[i] for i in chosen)
+    if len(images) < count:
+        warnings.warn(
+            f"{folder}: {len(images)} images found, {count} requested; calibrating on all {len(images)}",
+            CalibrationWarning,
+            stacklevel=2,
+        )
+    return seeded_pick(images, count, seed)
+
+
+def seeded_pick(items: Sequence[Path], count: int, seed: int) -> list[Path]:
+    """``count`` of ``items`` drawn at random (seeded), in sorted order; all of them when fewer."""
+    if len(items) <= count:
+        return sorted(items)
+    chosen = np.random.default_rng(seed).choice(len(items), size=count, replace=False)
+    return sorted(items[i] for i in chosen)
 
 
 def load_frames(paths: Sequence[Path], size: int, folder: Path) -> tuple[list[Path], np.ndarray]:
@@ -85,20 +90,13 @@ def load_frames(paths: Sequence[Path], size: int, folder: Path) -> tuple[list[Pa
 
 
 class FrameReader(CalibrationDataReader):
-    """Feeds uint8 BGR NHWC frames to an ONNX Runtime calibrator in batches of ``batch``."""
+    """Feeds uint8 BGR NHWC frames to an ONNX Runtime calibrator in batches of ``batch`` (the
+    graph's fixed batch, or 1). The last batch is padded by repeating its final frame, which
+    then counts a few times more in histogram calibration; min/max ranges are unaffected."""
 
     def __init__(self, frames: np.ndarray, batch: int = 1) -> None:
-        self.frames = frames
-        self.batch = batch
-        self._batches: Iterator[np.ndarray] = iter(())
-        self.rewind()
+        self._batches: Iterator[tuple[np.ndarray, int]] = padded_batches(frames, batch, pad=True)
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         chunk = next(self._batches, None)
-        return None if chunk is None else {INPUT_NAME: chunk}
-
-    def rewind(self) -> None:
-        self._batches = (self.frames[i : i + self.batch] for i in range(0, len(self.frames), self.batch))
-
-    def __len__(self) -> int:
-        return -(-len(self.frames) // self.batch)
+        return None if chunk is None else {INPUT_NAME: chunk[0]}

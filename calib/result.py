@@ -14,7 +14,8 @@ class Int8Result:
     ``metrics``: INT8 vs FP32 ONNX on ``eval_source`` (same names as the export verification
     table). ``float_blocks``: blocks the sensitivity search kept in float, each
     ``{block, nodes, reason, before, after, gain}``. ``always_float``: what never goes INT8 and
-    why. ``latency_ms``: ORT CPU, batch 1, median of a few runs, on this machine.
+    why. ``latency_ms``: ORT CPU, median of a few runs of one batch (1, or the graph's fixed
+    batch), on this machine.
     """
 
     path: Path

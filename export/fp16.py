@@ -200,7 +200,6 @@ class _MixedPrecision:
     FP32_ONLY_INPUTS = {"Resize": (1, 2)}
 
     def __init__(self, model: onnx.ModelProto, keep_fp32: set[str]) -> None:
-        self.source = model
         self.keep = keep_fp32
         self.float_tensors = {name for name, kind in tensor_types(model).items() if kind == FLOAT}
         self.model = onnx.ModelProto()

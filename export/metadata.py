@@ -7,18 +7,17 @@ with nothing but TensorRT installed. The schema is fixed in docs/contracts.md.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import math
 import os
 import re
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import mmad_edge
 from mmad_edge.config import ModelConfig
+from mmad_edge.fileio import file_sha256
 
 SCHEMA_VERSION = 1
 METADATA_KEY = "mmad_edge.metadata"
@@ -33,15 +32,6 @@ _ONNX_NAME = re.compile(r"^model\.(fp32|fp16|int8)\.onnx$")
 
 class MetadataError(ValueError):
     """Metadata that is missing, unreadable or does not follow the schema."""
-
-
-def file_sha256(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file, read in chunks so multi-GB checkpoints need no memory."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(chunk_size), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def build_metadata(
@@ -168,27 +158,6 @@ def metadata_for_onnx(onnx_path: str | os.PathLike[str]) -> dict[str, Any]:
     if named:
         metadata["precision"] = named.group(1)
     return metadata
-
-
-def write_bytes_atomic(path: str | os.PathLike[str], data: bytes | bytearray | memoryview) -> None:
-    """Write a file through a temp file in the same folder + rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
-    try:
-        with handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
-
-
-def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
-    """Write JSON (2-space indent, trailing newline) atomically."""
-    write_bytes_atomic(path, (json.dumps(obj, indent=2) + "\n").encode("utf-8"))
 
 
 def validate_metadata(metadata: Mapping[str, Any]) -> None:

@@ -21,13 +21,13 @@ import torch
 from torch import nn
 
 from mmad_edge.config import IMAGENET_MEAN, IMAGENET_STD
+from mmad_edge.export.metadata import INPUT_NAME
 from mmad_edge.export.simplify import simplify_checked
 from mmad_edge.export.trt_ops import TOPK_MAX_K
 from mmad_edge.model.anomaly_map import top_k_count
 from mmad_edge.model.minimaxad import MiniMaxAD
 from mmad_edge.model.reparam import reparameterize
 
-INPUT_NAME = "image"
 OUTPUT_NAMES = ("anomaly_map", "score")
 BATCH_DIM = "batch"
 INPUT_FORMATS = ("uint8_bgr_nhwc", "float_rgb_nchw")
@@ -43,12 +43,12 @@ class ExportError(ValueError):
 
 @dataclass(frozen=True)
 class ExportedOnnx:
-    """Where the graph went and what simplification did ("simplified: ..." or "kept unsimplified: ...")."""
+    """Where the graph went, the graph itself (so callers need not load it back) and what
+    simplification did ("simplified: ..." or "kept unsimplified: ...")."""
 
     path: Path
+    graph: onnx.ModelProto
     simplification: str
-    batch: BatchRange
-    input_format: str
 
 
 def check_export_request(model: MiniMaxAD, batch: BatchRange, opset: int, input_format: str) -> None:
@@ -104,7 +104,7 @@ def export_onnx(
     input_format: str = "uint8_bgr_nhwc",
 ) -> ExportedOnnx:
     """Export ``model`` (training form) as one simplified, checked ONNX graph at ``path``; the
-    result says where it went and what simplification did."""
+    result holds the path, the graph and what simplification did."""
     batch = tuple(int(b) for b in batch)  # type: ignore[assignment]
     check_export_request(model, batch, opset, input_format)
     size = model.config.image_size
@@ -121,7 +121,7 @@ def export_onnx(
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(graph, str(target))
-    return ExportedOnnx(target, status, batch, input_format)
+    return ExportedOnnx(target, graph, status)
 
 
 def _trace_to_onnx(module: nn.Module, example: torch.Tensor, opset: int, dynamic: bool) -> onnx.ModelProto:

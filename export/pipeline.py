@@ -22,7 +22,7 @@ from typing import Any, Mapping
 import numpy as np
 import onnx
 
-from mmad_edge.checkpoint import load_checkpoint, read_checkpoint
+from mmad_edge.checkpoint import model_from_checkpoint, read_checkpoint
 from mmad_edge.config import IMAGENET_MEAN, IMAGENET_STD, ModelConfig
 from mmad_edge.export.fp16 import convert_fp16
 from mmad_edge.export.metadata import (
@@ -30,10 +30,9 @@ from mmad_edge.export.metadata import (
     METADATA_KEY,
     PRECISIONS,
     build_metadata,
-    write_json_atomic,
     write_onnx_metadata,
 )
-from mmad_edge.export.onnx_export import DEFAULT_OPSET, INPUT_FORMATS, ExportError, export_onnx
+from mmad_edge.export.onnx_export import DEFAULT_OPSET, ExportError, export_onnx
 from mmad_edge.export import tensorrt as trt_build
 from mmad_edge.export.trt_ops import Issue, check_tensorrt_compat, format_issues
 from mmad_edge.export.verify import (
@@ -44,14 +43,28 @@ from mmad_edge.export.verify import (
     torch_outputs,
     verify_onnx,
 )
+from mmad_edge.fileio import write_json_atomic
 from mmad_edge.model.minimaxad import MiniMaxAD
 
 REPORT_FILENAME = "report.json"
 GENERATED_FRAMES = 12
 
 
-class VerificationFailed(RuntimeError):
-    """An exported graph does not reproduce the PyTorch model within tolerance."""
+class ExportFailed(RuntimeError):
+    """An export that failed after its report was built: ``report`` is this run's report (what
+    --json gets, never an older one from the output folder), ``exit_code`` the CLI's code."""
+
+    def __init__(self, message: str, report: dict[str, Any], exit_code: int) -> None:
+        super().__init__(message)
+        self.report = report
+        self.exit_code = exit_code
+
+
+class VerificationFailed(ExportFailed):
+    """An exported graph does not reproduce the PyTorch model within tolerance; nothing was written."""
+
+    def __init__(self, message: str, report: dict[str, Any]) -> None:
+        super().__init__(message, report, trt_build.EXIT_BUILD_FAILED)
 
 
 def onnx_filename(precision: str) -> str:
@@ -83,7 +96,7 @@ def load_for_export(
                           f"pass the variant-{variant} checkpoint or drop the variant option")
     if image_size is not None:
         config["image_size"] = int(image_size)
-    return load_checkpoint(checkpoint, ModelConfig.from_dict(config))
+    return model_from_checkpoint(raw, os.fspath(checkpoint), ModelConfig.from_dict(config)), raw
 
 
 def export_checkpoint(
@@ -107,16 +120,17 @@ def export_checkpoint(
     """Export, verify and place the artifacts; returns the report (also written as report.json).
 
     Raises ExportError/CheckpointError/ConfigError/DatasetError (ValueErrors, bad input),
-    VerificationFailed, and with ``engine`` TensorRTUnavailable or EngineBuildError after the
-    ONNX artifacts are in place.
+    VerificationFailed (nothing written), and with ``engine`` ExportFailed when no engine could
+    be built (the ONNX artifacts are in place; the report's ``engines.error`` says why).
     """
     chosen = parse_precisions(precisions)
     try:
         profile = trt_build.parse_batch(batch)
     except ValueError as exc:
         raise ExportError(str(exc)) from None
-    if input_format not in INPUT_FORMATS:
-        raise ExportError(f"unknown input format {input_format!r}; choose one of {', '.join(INPUT_FORMATS)}")
+    if engine and input_format == "float_rgb_nchw":
+        raise ExportError("TensorRT engines take uint8 BGR NHWC frames only; drop --engine or export with "
+                          "--input-format uint8_bgr_nhwc")
     if "int8" in chosen and calib_data is None:
         raise ExportError("int8 needs calibration images: add --calib-data FOLDER (normal images of the product)")
     model, ckpt = load_for_export(checkpoint, image_size, variant)
@@ -133,24 +147,26 @@ def export_checkpoint(
     try:
         exported = export_onnx(model, staging / onnx_filename("fp32"), profile, opset, input_format)
         say(f"fp32 graph: {exported.simplification}")
-        graphs = {"fp32": onnx.load(str(exported.path))}
+        graphs = {"fp32": exported.graph}  # in memory from here on; only INT8 calibration reads the file
         if "fp16" in chosen:
-            graphs["fp16"] = convert_fp16(graphs["fp32"])
-            onnx.save(graphs["fp16"], str(staging / onnx_filename("fp16")))
+            graphs["fp16"] = convert_fp16(exported.graph)
         int8_info = None
         if "int8" in chosen:
             say("int8: calibrating (mmad_edge.calib)")
             int8_info = _export_int8(exported.path, staging / onnx_filename("int8"), calib_data, data, categories,
-                                     int8_options or {})
+                                     int8_options or {}, layout=layout)
             graphs["int8"] = onnx.load(str(staging / onnx_filename("int8")))
         results = {}
         for precision in chosen:
             say(f"verifying {precision} with ONNX Runtime (CPU)")
-            results[precision] = verify_onnx(staging / onnx_filename(precision), model, frames, precision,
-                                             labels, strict, source, reference)
+            results[precision] = verify_onnx(graphs[precision], model, frames, precision, labels, strict, source,
+                                             reference)
         table = format_results(list(results.values()))
+        report = _report(checkpoint, out_dir, chosen, profile, opset, input_format, size, exported.simplification,
+                         results, graphs, int8_info, strict)
         if not all(r.passed for r in results.values()):
-            raise VerificationFailed(f"verification failed; nothing was written to {out_dir}:\n{table}")
+            raise VerificationFailed(f"verification failed; nothing was written to {out_dir}:\n{table}",
+                                     dict(report, files={}))  # no file was written
         metadata = _base_metadata(model.config, opset, profile, ckpt.get("statistics"), checkpoint, input_format)
         for precision in chosen:
             _embed_metadata(graphs[precision], dict(metadata, precision=precision), input_format)
@@ -158,8 +174,6 @@ def export_checkpoint(
         if "fp32" not in chosen:
             exported.path.unlink()
         write_json_atomic(staging / METADATA_FILENAME, dict(metadata, precision=chosen[0]))
-        report = _report(checkpoint, out_dir, chosen, profile, opset, input_format, size, exported.simplification,
-                         results, graphs, int8_info, strict)
         write_json_atomic(staging / REPORT_FILENAME, report)
         _move_into_place(staging, out_dir)
     finally:
@@ -249,37 +263,43 @@ def _move_into_place(staging: Path, out_dir: Path) -> None:
 
 def _export_int8(
     fp32_onnx: Path, int8_onnx: Path, calib_data: str | os.PathLike[str], data: str | os.PathLike[str] | None,
-    categories: str | Sequence[str] | None, options: Mapping[str, Any],
+    categories: str | Sequence[str] | None, options: Mapping[str, Any], *, layout: str,
 ) -> dict[str, Any]:
-    """Hook into the INT8 calibrator (``mmad_edge.calib.quantize.export_int8``), imported lazily
-    so FP32/FP16 exports never need it. It writes ``int8_onnx`` (TensorRT Q/DQ form); its
-    report goes into ours. With ``--data`` and one category, that category's test split is its
-    accuracy set. ``options`` pass through (target, method, count, seed, thresholds...)."""
-    try:
-        from mmad_edge.calib.quantize import export_int8
-    except ImportError as exc:
-        raise ExportError(f"INT8 export is not available in this install ({exc}); export fp32,fp16 only") from None
-    eval_dir = None
-    if data is not None and isinstance(categories, str) and categories and "," not in categories:
-        eval_dir = Path(data) / categories
-    return export_int8(fp32_onnx, int8_onnx, calib_data, eval_dir=eval_dir, **{"target": "tensorrt", **options}).to_report()
+    """Run the INT8 calibrator (``mmad_edge.calib.quantize.export_int8``). It writes
+    ``int8_onnx`` (TensorRT Q/DQ form); its report goes into ours. With ``--data``, the test split
+    of ``categories`` in ``layout`` (any layout) is its accuracy set; without, held-out images of
+    ``calib_data``. ``options`` pass through (target, method, count, seed, thresholds...)."""
+    from mmad_edge.calib.quantize import export_int8  # only INT8 exports need the calibrator
+
+    return export_int8(fp32_onnx, int8_onnx, calib_data, eval_data=data, eval_layout=layout,
+                       eval_categories=categories, **{"target": "tensorrt", **options}).to_report()
 
 
 def _build_engines(out_dir: Path, precisions: list[str], profile: tuple[int, int, int], report: dict[str, Any],
                    say) -> None:
-    """One engine per exported precision; the report records what was built (or why not)."""
+    """One engine per exported precision; the report in ``out_dir`` records what was built (or why
+    not). A failure raises ExportFailed carrying that report, so --json gets it too."""
     engines: dict[str, Any] = {}
+    report["engines"] = engines
     try:
         for precision in precisions:
             onnx_path = out_dir / onnx_filename(precision)
             say(f"building TensorRT engine for {onnx_path.name}")
             engines[precision] = trt_build.build_engine(onnx_path, trt_build.default_engine_path(onnx_path), batch=profile)
-    except (trt_build.TensorRTUnavailable, trt_build.EngineBuildError) as exc:
+    except (trt_build.TensorRTUnavailable, trt_build.EngineBuildError, ValueError, OSError) as exc:
         engines["error"] = str(exc)
-        raise
+        raise ExportFailed(str(exc), report, _engine_exit_code(exc)) from exc
     finally:
-        report["engines"] = engines
         write_json_atomic(out_dir / REPORT_FILENAME, report)
+
+
+def _engine_exit_code(exc: Exception) -> int:
+    """The codes `mmad-edge build-engine` uses: 3 no TensorRT/GPU, 1 build failed, 2 bad input."""
+    if isinstance(exc, trt_build.TensorRTUnavailable):
+        return trt_build.EXIT_UNAVAILABLE
+    if isinstance(exc, trt_build.EngineBuildError):
+        return trt_build.EXIT_BUILD_FAILED
+    return trt_build.EXIT_BAD_INPUT
 
 
 def export_cli(
@@ -300,27 +320,19 @@ def export_cli(
     int8_options: Mapping[str, Any] | None = None,
 ) -> int:
     """`mmad-edge export`: run the export and return the exit code: 0 ok, 1 verification or engine
-    build failed, 2 bad input, 3 TensorRT/GPU unavailable for --engine (ONNX files are in place)."""
-    report = None
+    build failed, 2 bad input, 3 TensorRT/GPU unavailable for --engine (ONNX files are in place).
+    ``json_path`` gets this run's report, also when verification or the engine build failed."""
     try:
         report = export_checkpoint(checkpoint, out, precision, batch, opset, image_size, input_format, engine,
                                    data, layout, category, calib_data, progress=True, variant=variant,
                                    int8_options=int8_options)
         code = trt_build.EXIT_OK
-    except trt_build.TensorRTUnavailable as exc:
+    except ExportFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
-        code = trt_build.EXIT_UNAVAILABLE
-    except (VerificationFailed, trt_build.EngineBuildError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        code = trt_build.EXIT_BUILD_FAILED
+        report, code = exc.report, exc.exit_code
     except (ValueError, OSError) as exc:  # CheckpointError, ConfigError, ExportError, DatasetError, files
         print(f"error: {exc}", file=sys.stderr)
         return trt_build.EXIT_BAD_INPUT
     if json_path is not None:
-        write_json_atomic(json_path, report if report is not None else _report_on_disk(Path(out)))
+        write_json_atomic(json_path, report)
     return code
-
-
-def _report_on_disk(out_dir: Path) -> Any:
-    path = out_dir / REPORT_FILENAME
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None

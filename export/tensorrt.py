@@ -19,14 +19,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from mmad_edge.export.metadata import (
-    INPUT_NAME,
-    engine_metadata,
-    metadata_for_onnx,
-    validate_metadata,
-    write_bytes_atomic,
-    write_json_atomic,
-)
+from mmad_edge.export.metadata import INPUT_NAME, engine_metadata, metadata_for_onnx
+from mmad_edge.fileio import write_bytes_atomic, write_json_atomic
 
 MIN_TENSORRT = (10, 3)
 DEFAULT_WORKSPACE_GIB = 4.0
@@ -162,7 +156,6 @@ def build_engine(
     *,
     trt: Any = None,
     device_info: DeviceInfo | None = None,
-    metadata: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Build `engine_path` and its `.json` sidecar from `onnx_path`; returns a summary of the build.
 
@@ -177,10 +170,7 @@ def build_engine(
     except TensorRTUnavailable as exc:
         command = build_command(onnx_path, profile, version_compatible, dla_core)
         raise TensorRTUnavailable(f"{exc}; build the engine on the target device with: {command}") from None
-    if metadata is None:
-        metadata = metadata_for_onnx(onnx_path)
-    else:
-        validate_metadata(metadata)
+    metadata = metadata_for_onnx(onnx_path)
 
     started = time.perf_counter()
     logger = trt.Logger(trt.Logger.VERBOSE if verbose else trt.Logger.WARNING)

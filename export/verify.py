@@ -18,9 +18,9 @@ import numpy as np
 import onnx
 import torch
 
+from mmad_edge.calib.compare import Outputs, error_metrics
+from mmad_edge.calib.session import cpu_session, run_batched
 from mmad_edge.export.onnx_export import numpy_input
-from mmad_edge.export.ort_cpu import cpu_session, run_batched
-from mmad_edge.metrics import auroc, spearman
 from mmad_edge.model.minimaxad import MiniMaxAD
 
 FP32_RELATIVE = 1e-4
@@ -28,8 +28,6 @@ FP16_SPEARMAN = 0.999
 FP16_AUROC_DELTA = 0.002
 INT8_SPEARMAN = 0.99
 INT8_AUROC_DELTA = 0.01
-
-Outputs = tuple[np.ndarray, np.ndarray]  # (maps (N, S, S), scores (N,))
 
 
 @dataclass
@@ -123,29 +121,6 @@ def onnx_outputs(model: onnx.ModelProto | str | os.PathLike[str], frames: np.nda
     session = cpu_session(model)
     input_format = "uint8_bgr_nhwc" if session.get_inputs()[0].type == "tensor(uint8)" else "float_rgb_nchw"
     return run_batched(session, numpy_input(frames, input_format), batch)
-
-
-def error_metrics(reference: Outputs, candidate: Outputs, labels: np.ndarray | None = None) -> dict[str, float | None]:
-    """Map / score errors, rank correlation and (with labels) both AUROCs."""
-    ref_map, ref_score = (np.asarray(x, dtype=np.float64) for x in reference)
-    map_, score = (np.asarray(x, dtype=np.float64) for x in candidate)
-    if map_.shape != ref_map.shape or score.shape != ref_score.shape:
-        raise ValueError(f"output shapes differ: map {map_.shape} vs {ref_map.shape}, score {score.shape} vs "
-                         f"{ref_score.shape}; the ONNX was exported for another image size")
-    tiny = np.finfo(np.float32).tiny
-    map_abs = float(np.max(np.abs(map_ - ref_map)))
-    metrics: dict[str, float | None] = {
-        "map_max_abs": map_abs,
-        "map_relative": map_abs / max(float(np.max(np.abs(ref_map))), tiny),
-        "score_relative": float(np.max(np.abs(score - ref_score) / np.maximum(np.abs(ref_score), tiny))),
-        "spearman": spearman(score, ref_score),
-        "auroc_reference": None,
-        "auroc": None,
-    }
-    if labels is not None and len(np.unique(labels)) == 2:
-        metrics["auroc_reference"] = auroc(labels, ref_score)
-        metrics["auroc"] = auroc(labels, score)
-    return metrics
 
 
 def default_checks(precision: str, metrics: dict[str, float | None], strict: bool = True) -> list[Check]:

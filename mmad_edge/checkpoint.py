@@ -198,15 +198,26 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     return dict(obj)
 
 
+def model_from_checkpoint(ckpt: Mapping[str, Any], source: str, config: ModelConfig | None = None) -> MiniMaxAD:
+    """The model built from an already-read project checkpoint (its own config unless one is
+    given), so a caller that needs the dict too reads the file once; ``source`` names it in errors."""
+    model = build_model(config or ModelConfig.from_dict(dict(ckpt["config"])))
+    load_parts(model, ckpt, source)
+    return model.eval()
+
+
+def load_parts(model: MiniMaxAD, ckpt: Mapping[str, Any], source: str) -> None:
+    """Encoder, bottleneck and decoder weights of a read checkpoint into ``model``, in place
+    (resuming keeps the parameters the optimizer holds)."""
+    for part in ("encoder", "bottleneck", "decoder"):
+        load_state(getattr(model, part), ckpt[part], source, part)
+
+
 def load_checkpoint(path: str | os.PathLike[str], config: ModelConfig | None = None) -> tuple[MiniMaxAD, dict[str, Any]]:
     """Build the model from a project checkpoint (its own config unless one is given)."""
     source = os.fspath(path)
     ckpt = read_checkpoint(source)
-    config = config or ModelConfig.from_dict(dict(ckpt["config"]))
-    model = build_model(config)
-    for part in ("encoder", "bottleneck", "decoder"):
-        load_state(getattr(model, part), ckpt[part], source, part)
-    return model.eval(), ckpt
+    return model_from_checkpoint(ckpt, source, config), ckpt
 
 
 def import_checkpoint(

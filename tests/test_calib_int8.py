@@ -16,7 +16,8 @@ from onnx import numpy_helper
 
 import mmad_edge.calib.quantize as quantize_module
 import mmad_edge.calib.ranges as ranges_module
-from mmad_edge.calib.graph import block_of
+from mmad_edge.calib.compare import error_metrics
+from mmad_edge.calib.graph import block_of, consumers
 from mmad_edge.calib.int8_graph import QuantizationError
 from mmad_edge.calib.quantize import export_int8
 from mmad_edge.calib.reader import CalibrationDataError, CalibrationWarning
@@ -77,14 +78,6 @@ def tensors(model: onnx.ModelProto) -> dict[str, np.ndarray]:
     return {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
 
 
-def readers(model: onnx.ModelProto) -> dict[str, list[onnx.NodeProto]]:
-    found: dict[str, list[onnx.NodeProto]] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            found.setdefault(name, []).append(node)
-    return found
-
-
 def run(path: Path, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     return tuple(np.concatenate(x) for x in zip(*(session.run(None, {"image": f[None]}) for f in frames)))
@@ -98,7 +91,7 @@ def test_tensorrt_graph_is_symmetric_int8_per_channel(trt) -> None:
     for node in qdq:
         zero_point = values[node.input[2]]
         assert zero_point.dtype == np.int8 and not zero_point.any(), node.name
-    users = readers(model)
+    users = consumers(model)
     weights = [n for n in qdq if n.op_type == "DequantizeLinear" and n.input[0] in values]
     kinds = set()
     for node in weights:
@@ -111,7 +104,10 @@ def test_tensorrt_graph_is_symmetric_int8_per_channel(trt) -> None:
     assert kinds == {"Conv", "ConvTranspose"}
     activations = [n for n in qdq if n.op_type == "QuantizeLinear"]
     assert all(values[n.input[1]].size == 1 for n in activations)  # per-tensor
-    assert len(trt.to_report()["calibration"]) and trt.quantized_nodes > 100
+    calibration = trt.to_report()["calibration"]
+    assert calibration["method"] == "minmax" and calibration["images_used"] == 8 and calibration["seed"] == 0
+    assert calibration["activations"].startswith("int8 symmetric per-tensor") and "format" not in calibration
+    assert trt.quantized_nodes > 100
 
 
 def test_qdq_only_on_convolution_inputs(trt) -> None:
@@ -119,7 +115,7 @@ def test_qdq_only_on_convolution_inputs(trt) -> None:
     convolutions only, the head's (Gaussian) convolutions read float, and so does the block
     the search kept in float."""
     model = onnx.load(str(trt.path))
-    users = readers(model)
+    users = consumers(model)
     dq_outputs = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
     for name in dq_outputs:
         assert {u.op_type for u in users[name]} <= {"Conv", "ConvTranspose"}
@@ -170,11 +166,12 @@ def test_second_export_reuses_cached_ranges(trt, fp32: Path, images: Path, work:
 
 
 def test_cpu_target_uint8_activations_with_labelled_evaluation(fp32: Path, images: Path, work: Path) -> None:
-    category = work / "bottle"
+    category = work / "mvtec" / "bottle"
     write_textures(category / "test" / "good", 4, seed=7)
     write_textures(category / "test" / "crack", 4, seed=8)
     result = export_int8(fp32, work / "cpu.int8.onnx", images, target="cpu", count=8, eval_count=4,
-                         eval_dir=category, cache_dir=work / "cache", sensitivity=False, timing_runs=2)
+                         eval_data=work / "mvtec", eval_categories="bottle", cache_dir=work / "cache",
+                         sensitivity=False, timing_runs=2)
     model = onnx.load(str(result.path))
     values = tensors(model)
     activation_q = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
@@ -185,6 +182,54 @@ def test_cpu_target_uint8_activations_with_labelled_evaluation(fp32: Path, image
     assert "4 good, 4 defective" in result.eval_source
     maps, scores = run(result.path, np.zeros((1, SIZE, SIZE, 3), np.uint8))
     assert np.isfinite(maps).all() and np.isfinite(scores).all()
+
+
+def test_labelled_evaluation_in_the_aebad_layout(fp32: Path, images: Path, work: Path) -> None:
+    """AeBAD-S keeps test images one level deeper (test/<good|defect>/<domain>/): the labelled
+    set comes from the dataset reader of that layout, not from MVTec's test/good."""
+    base = work / "aebad" / "AeBAD_S"
+    for domain, seed in (("same", 20), ("view", 30)):
+        write_textures(base / "test" / "good" / domain, 2, seed=seed)
+        write_textures(base / "test" / "ablation" / domain, 2, seed=seed + 1)
+    result = export_int8(fp32, work / "aebad.int8.onnx", images, count=8, eval_count=4, eval_data=work / "aebad",
+                         eval_layout="aebad", eval_categories="AeBAD_S", cache_dir=work / "cache",
+                         sensitivity=False, timing_runs=1)
+    assert "aebad:" in result.eval_source and "4 good, 4 defective" in result.eval_source
+    assert result.metrics["auroc"] is not None and result.metrics["auroc_drop"] is not None
+
+
+def test_labelled_evaluation_without_defects_is_a_clear_error(fp32: Path, images: Path, work: Path) -> None:
+    write_textures(work / "nodefect" / "screw" / "test" / "good", 2, seed=40)
+    with pytest.raises(CalibrationDataError, match=r"2 normal and 0 defective images; INT8 accuracy needs both"):
+        export_int8(fp32, work / "nodefect.int8.onnx", images, count=8, eval_data=work / "nodefect",
+                    eval_categories="screw", cache_dir=work / "cache", sensitivity=False, timing_runs=1)
+    assert not (work / "nodefect.int8.onnx").exists()
+
+
+def test_fixed_batch_graph_is_calibrated_and_judged_in_its_batch(images: Path, work: Path) -> None:
+    """A graph exported with a fixed batch of 3 only accepts 3 frames: calibration (8 images),
+    evaluation (5) and timing feed batches of 3, the last one padded."""
+    model = randomize(MiniMaxAD(ModelConfig(variant="a", image_size=SIZE)), seed=2).eval()
+    fixed = export_onnx(model, work / "fixed" / "model.fp32.onnx", (3, 3, 3)).path
+    result = export_int8(fixed, work / "fixed" / "model.int8.onnx", images, count=8, eval_count=5,
+                         cache_dir=work / "cache", sensitivity=False, timing_runs=1)
+    assert result.latency_ms["batch"] == 3 and result.calibration["images_used"] == 8
+    assert "5 held-out normal images" in result.eval_source and result.metrics["spearman"] is not None
+    assert [d.dim_value for d in onnx.load(str(result.path)).graph.input[0].type.tensor_type.shape.dim] == [3, SIZE, SIZE, 3]
+
+
+def test_error_metrics_guard_shapes_and_single_class_labels() -> None:
+    """No readable defect image leaves one class: AUROC and its drop are None, not a TypeError."""
+    rng = np.random.default_rng(0)
+    reference = (rng.random((4, 8, 8)), rng.random(4))
+    candidate = (reference[0] + 0.01, reference[1] + 0.02)
+    metrics = error_metrics(reference, candidate, np.zeros(4, dtype=int))
+    assert metrics["auroc"] is None and metrics["auroc_reference"] is None and metrics["auroc_drop"] is None
+    assert metrics["spearman"] == pytest.approx(1.0) and metrics["map_max_abs"] == pytest.approx(0.01)
+    labelled = error_metrics(reference, candidate, np.array([0, 0, 1, 1]))
+    assert labelled["auroc_drop"] == pytest.approx(labelled["auroc_reference"] - labelled["auroc"])
+    with pytest.raises(ValueError, match=r"output shapes differ: map \(4, 4, 4\) vs \(4, 8, 8\)"):
+        error_metrics(reference, (candidate[0][:, :4, :4], candidate[1]), None)
 
 
 def test_small_folder_warns_and_reuses_calibration_images(fp32: Path, work: Path) -> None:

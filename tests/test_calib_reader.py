@@ -89,11 +89,12 @@ def test_no_readable_image_is_an_error(tmp_path: Path) -> None:
         load_frames([broken], 32, tmp_path)
 
 
-def test_reader_feeds_uint8_nhwc_batches_named_image() -> None:
-    frames = np.zeros((5, 8, 8, 3), dtype=np.uint8)
+def test_reader_feeds_uint8_nhwc_batches_named_image_padding_the_last() -> None:
+    """A fixed-batch graph takes nothing but its batch: the last batch repeats its final frame."""
+    frames = np.arange(5, dtype=np.uint8).reshape(5, 1, 1, 1).repeat(8, axis=1).repeat(8, axis=2).repeat(3, axis=3)
     reader = FrameReader(frames, batch=2)
     batches = [reader.get_next() for _ in range(4)]
-    assert [b["image"].shape[0] for b in batches[:3]] == [2, 2, 1] and batches[3] is None
-    assert len(reader) == 3
-    reader.rewind()
-    assert reader.get_next()["image"].dtype == np.uint8
+    assert batches[3] is None and all(b["image"].dtype == np.uint8 for b in batches[:3])
+    assert [b["image"].shape for b in batches[:3]] == [(2, 8, 8, 3)] * 3
+    assert [int(b["image"][i, 0, 0, 0]) for b in batches[:3] for i in range(2)] == [0, 1, 2, 3, 4, 4]
+    assert [b["image"].shape[0] for b in iter(FrameReader(frames))] == [1] * 5

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from mmad_edge.checkpoint import (
-    CheckpointError, import_encoder, import_minimaxad, load_checkpoint, read_checkpoint, save_checkpoint,
+    CheckpointError, import_encoder, import_minimaxad, load_checkpoint, model_from_checkpoint, read_checkpoint,
+    save_checkpoint,
 )
 from mmad_edge.config import ModelConfig
 from mmad_edge.model.minimaxad import build_model
@@ -114,3 +115,17 @@ def test_checkpoint_of_other_variant_than_config(tmp_path):
     path = save_checkpoint(tmp_path / "a.pt", build_model(ModelConfig(variant="a")))
     with pytest.raises(CheckpointError, match="--variant"):
         load_checkpoint(path, ModelConfig(variant="f"))
+
+
+def test_model_from_an_already_read_checkpoint(tmp_path):
+    model = build_model(ModelConfig(variant="a", image_size=64))
+    torch.nn.init.normal_(model.decoder.upsample_layers[0][0].weight)
+    path = save_checkpoint(tmp_path / "a.pt", model)
+    ckpt = read_checkpoint(path)
+    built = model_from_checkpoint(ckpt, str(path), ModelConfig(variant="a", image_size=96))
+    assert built.config.image_size == 96 and not built.training
+    for a, b in zip(built.state_dict().values(), model.state_dict().values()):
+        assert torch.equal(a, b)
+    ckpt["decoder"] = {k: v for k, v in ckpt["decoder"].items() if not k.startswith("upsample_layers.0.")}
+    with pytest.raises(CheckpointError, match=r"a\.pt: missing key 'upsample_layers\.0"):
+        model_from_checkpoint(ckpt, str(path))

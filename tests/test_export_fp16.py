@@ -10,7 +10,7 @@ import torch
 from mmad_edge.config import ModelConfig
 from mmad_edge.export.fp16 import convert_fp16, fp32_regions, tensor_types
 from mmad_edge.export.onnx_export import export_onnx
-from mmad_edge.export.verify import generated_frames, torch_outputs, verify_onnx
+from mmad_edge.export.verify import FP16_AUROC_DELTA, FP16_SPEARMAN, generated_frames, torch_outputs, verify_onnx
 from mmad_edge.model.layers import LayerNorm2d
 from mmad_edge.model.minimaxad import build_model
 from mmad_edge.model.reparam import FusedBlock, reparameterize
@@ -28,7 +28,7 @@ def graphs(tmp_path_factory):
     return model, fp32, convert_fp16(fp32)
 
 
-def _float_types(graph, node, types):
+def _float_types(node, types):
     return {types[name] for name in [*node.input, *node.output] if types.get(name) in (FLOAT, FLOAT16)}
 
 
@@ -52,12 +52,12 @@ def test_statistics_head_and_input_stay_fp32_and_convs_are_fp16(graphs):
     regions = fp32_regions(fp32)
     for region in ("grn", "layernorm", "head", "input"):
         for name in regions[region]:
-            assert _float_types(fp16.graph, nodes[name], types) <= {FLOAT}, (region, name)
+            assert _float_types(nodes[name], types) <= {FLOAT}, (region, name)
     head = set(regions["head"])
     convs = [n for n in fp16.graph.node if n.op_type in ("Conv", "ConvTranspose") and n.name not in head]
     assert len(convs) > 100
     for conv in convs:
-        assert _float_types(fp16.graph, conv, types) == {FLOAT16}, conv.name
+        assert _float_types(conv, types) == {FLOAT16}, conv.name
     assert {types[v.name] for v in fp16.graph.output} == {FLOAT}
     assert [types[v.name] for v in fp16.graph.input] == [onnx.TensorProto.UINT8]
     assert not any(n.op_type == "Cast" and n.input[0] in ("anomaly_map", "score") for n in fp16.graph.node)
@@ -68,6 +68,8 @@ def test_fp16_graph_runs_on_cpu_and_tracks_fp32(graphs):
     frames = generated_frames(4, 64, seed=4)
     reference = torch_outputs(model, frames)
     result = verify_onnx(fp16, model, frames, "fp16", labels=np.array([0, 0, 1, 1]), strict=False, reference=reference)
-    assert not any(c.enforced for c in result.checks) and result.passed
+    assert not any(c.enforced for c in result.checks)  # random weights: reported, so assert the promise here
+    assert result.metrics["spearman"] >= FP16_SPEARMAN
+    assert abs(result.metrics["auroc"] - result.metrics["auroc_reference"]) <= FP16_AUROC_DELTA
     assert result.metrics["map_relative"] < 1e-2
     assert result.metrics["score_relative"] < 1e-2

@@ -20,15 +20,13 @@ from mmad_edge.export.metadata import (
     MetadataError,
     build_metadata,
     engine_metadata,
-    file_sha256,
     metadata_for_onnx,
     read_metadata_json,
     read_onnx_metadata,
     validate_metadata,
-    write_bytes_atomic,
-    write_json_atomic,
     write_onnx_metadata,
 )
+from mmad_edge.fileio import file_sha256, write_bytes_atomic, write_json_atomic
 
 STATS = {"threshold": 0.12, "normalization": {"low": 0.05, "high": 0.12}, "threshold_rule": "max_normal",
          "normal_scores": {"count": 6, "mean": 0.06, "std": 0.01, "quantiles": {"0.5": 0.05}}}

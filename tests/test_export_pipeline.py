@@ -15,9 +15,9 @@ from mmad_edge.checkpoint import save_checkpoint
 from mmad_edge.config import ModelConfig
 from mmad_edge.export import tensorrt
 from mmad_edge.export.metadata import METADATA_KEY
-from mmad_edge.export.ort_cpu import cpu_session
+from mmad_edge.calib.session import cpu_session
 from mmad_edge.export.pipeline import export_checkpoint, export_cli
-from mmad_edge.export.verify import generated_frames
+from mmad_edge.export.verify import generated_frames, verify_onnx
 from mmad_edge.model.minimaxad import build_model
 from model_utils import randomize
 
@@ -152,3 +152,45 @@ def test_failure_mid_export_leaves_no_partial_artifacts(tmp_path, prior_output, 
     assert sorted(p.name for p in prior_output.iterdir()) == ["model.fp32.onnx"]
     assert (prior_output / "model.fp32.onnx").read_text() == "old"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_failed_export_never_hands_json_an_older_report(tmp_path, monkeypatch, capsys):
+    from mmad_edge.export import pipeline
+    from mmad_edge.export.verify import Check
+
+    def failing(*args, **kwargs):
+        result = verify_onnx(*args, **kwargs)
+        result.checks.append(Check("forced", 1.0, 0.0, True))
+        return result
+
+    out = tmp_path / "out"
+    out.mkdir()
+    old = {"verification": {"fp32": {"passed": True}}, "note": "an earlier export"}
+    (out / "report.json").write_text(json.dumps(old))
+    monkeypatch.setattr(pipeline, "verify_onnx", failing)
+    code = export_cli(_checkpoint(tmp_path / "ckpt.pt"), out, "fp32", json_path=tmp_path / "r.json")
+    assert code == tensorrt.EXIT_BUILD_FAILED
+    assert "verification failed" in capsys.readouterr().err
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert "note" not in report and report["verification"]["fp32"]["passed"] is False
+    assert report["files"] == {}
+    assert json.loads((out / "report.json").read_text()) == old  # the folder is untouched
+
+
+def test_engine_with_float_input_is_refused_before_any_work(tmp_path, prior_output, capsys):
+    checkpoint = _checkpoint(tmp_path / "ckpt.pt")
+    code = export_cli(checkpoint, prior_output, input_format="float_rgb_nchw", engine=True)
+    _assert_failed_cleanly(capsys, code, "--input-format uint8_bgr_nhwc", prior_output, tmp_path)
+
+
+def test_load_for_export_reads_the_checkpoint_once(tmp_path, monkeypatch):
+    from mmad_edge import checkpoint as checkpoint_module
+    from mmad_edge.export.pipeline import load_for_export
+
+    path = _checkpoint(tmp_path / "ckpt.pt")
+    reads = []
+    real = checkpoint_module.read_torch_file
+    monkeypatch.setattr(checkpoint_module, "read_torch_file", lambda p: reads.append(p) or real(p))
+    model, ckpt = load_for_export(path, 96, "a")
+    assert len(reads) == 1
+    assert model.config.image_size == 96 and ckpt["statistics"] == STATISTICS
