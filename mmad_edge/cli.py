@@ -13,6 +13,8 @@ from typing import List, Optional
 
 import typer
 
+from mmad_edge.runtime.errors import BackendUnavailableError, SourceError
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Train MiniMaxAD and deploy it to TensorRT / ONNX Runtime.")
 
 
@@ -29,15 +31,23 @@ def write_json(path: Optional[Path], obj: dict) -> None:
     typer.echo(f"wrote {path}", err=True)
 
 
+def _one_line(exc: BaseException) -> str:
+    """The first line of an error; OS errors name their file (``[Errno 20] ...`` tells a user nothing)."""
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.filename}: {exc.strerror}; check the path and its permissions"
+    text = str(exc)
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def guarded(fn):
-    """Turn the library's input errors (ValueError, FileNotFoundError) into one-line exits."""
+    """Turn bad input, unusable files, missing backends and dead sources into one-line exits (code 2)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (ValueError, FileNotFoundError, FloatingPointError) as exc:
-            fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        except (ValueError, OSError, FloatingPointError, BackendUnavailableError, SourceError) as exc:
+            fail(_one_line(exc))
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)
             raise typer.Exit(130)
@@ -164,6 +174,7 @@ def export(
 
 
 @app.command("build-engine")
+@guarded
 def build_engine_cmd(
     onnx_path: Path = typer.Argument(..., help="DIR/model.<precision>.onnx"),
     batch: str = typer.Option("1", "--batch", help="N or MIN:OPT:MAX."),
@@ -173,15 +184,23 @@ def build_engine_cmd(
     workspace_gib: float = typer.Option(4.0, "--workspace-gib"),
     timing_cache: Optional[Path] = typer.Option(None, "--timing-cache"),
     optimization_level: int = typer.Option(3, "--optimization-level"),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Write the engine, its size and its sidecar as JSON."),
 ) -> None:
     """Build a TensorRT engine from an exported ONNX (needs only TensorRT; run it on the target)."""
-    from mmad_edge.export.tensorrt import build_engine_cli
+    from mmad_edge.export.tensorrt import EXIT_OK, build_engine_cli, default_engine_path, sidecar_path
 
-    raise typer.Exit(build_engine_cli(onnx_path, batch, version_compatible, dla_core, workspace_gib, out,
-                                      timing_cache, optimization_level))
+    code = build_engine_cli(onnx_path, batch, version_compatible, dla_core, workspace_gib, out, timing_cache,
+                            optimization_level)
+    if code == EXIT_OK and json_path is not None:
+        engine = out if out is not None else default_engine_path(onnx_path)
+        sidecar = sidecar_path(engine)
+        write_json(json_path, {"engine": str(engine), "engine_bytes": engine.stat().st_size, "sidecar": str(sidecar),
+                               "metadata": json.loads(sidecar.read_text())})
+    raise typer.Exit(code)
 
 
 @app.command()
+@guarded
 def run(
     artifact: Path = typer.Argument(..., help="model.<precision>.onnx, model.<precision>.engine, or an export folder."),
     source: str = typer.Option(..., "--source", help="Camera index (0), rtsp://..., video file or image folder."),
@@ -196,14 +215,10 @@ def run(
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the run summary as JSON."),
 ) -> None:
     """Score every frame of a camera, stream, video or folder (no torch needed)."""
-    from mmad_edge.runtime import ArtifactError, BackendUnavailableError, SourceError
     from mmad_edge.runtime.run import run_stream
 
-    try:
-        summary = run_stream(str(artifact), source, show=show, save_dir=save, jsonl=jsonl, threshold=threshold,
-                             backend=backend, batch=batch, max_frames=max_frames, precision=precision)
-    except (ArtifactError, BackendUnavailableError, SourceError, ValueError, FileNotFoundError) as exc:
-        fail(str(exc).splitlines()[0])
+    summary = run_stream(str(artifact), source, show=show, save_dir=save, jsonl=jsonl, threshold=threshold,
+                         backend=backend, batch=batch, max_frames=max_frames, precision=precision)
     typer.echo(
         f"{summary['frames']} frames, {summary['anomalies']} anomalous, {summary.get('dropped', 0)} dropped, "
         f"{summary['fps']:.1f} FPS ({summary['backend']})", err=True,

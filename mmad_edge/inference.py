@@ -22,19 +22,13 @@ class Predictions:
     masks: np.ndarray
     has_mask: np.ndarray
     categories: list[str]
-    paths: list[str]
 
     def select(self, category: str) -> "Predictions":
         idx = np.array([c == category for c in self.categories])
         return Predictions(
             self.scores[idx], self.maps[idx], self.labels[idx], self.masks[idx], self.has_mask[idx],
-            [c for c, k in zip(self.categories, idx) if k], [p for p, k in zip(self.paths, idx) if k],
+            [c for c, k in zip(self.categories, idx) if k],
         )
-
-
-def loader(dataset: Dataset, batch_size: int, workers: int = 0, shuffle: bool = False, **kwargs) -> DataLoader:
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers,
-                      persistent_workers=workers > 0, **kwargs)
 
 
 @torch.inference_mode()
@@ -44,8 +38,9 @@ def predict(
 ) -> Predictions:
     """Anomaly maps and scores of every item, in dataset order."""
     model = model.to(device).eval()
-    out: dict[str, list] = {k: [] for k in ("scores", "maps", "labels", "masks", "has_mask", "categories", "paths")}
-    for batch in tqdm(loader(dataset, batch_size, workers), desc=desc, disable=not progress, leave=False):
+    out: dict[str, list] = {k: [] for k in ("scores", "maps", "labels", "masks", "has_mask", "categories")}
+    batches = DataLoader(dataset, batch_size=batch_size, num_workers=workers)
+    for batch in tqdm(batches, desc=desc, disable=not progress, leave=False):
         maps, scores = model(batch["image"].to(device))
         out["scores"].append(scores.float().cpu().numpy())
         out["maps"].append(maps.float().cpu().numpy())
@@ -53,10 +48,9 @@ def predict(
         out["masks"].append(batch["mask"].numpy())
         out["has_mask"].append(np.asarray(batch["has_mask"], dtype=bool))
         out["categories"] += list(batch["category"])
-        out["paths"] += list(batch["path"])
     if not out["scores"]:
         raise ValueError("nothing to predict: the dataset is empty")
     return Predictions(
         np.concatenate(out["scores"]), np.concatenate(out["maps"]), np.concatenate(out["labels"]),
-        np.concatenate(out["masks"]), np.concatenate(out["has_mask"]), out["categories"], out["paths"],
+        np.concatenate(out["masks"]), np.concatenate(out["has_mask"]), out["categories"],
     )

@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 import numpy as np
 from scipy import ndimage
+from scipy.stats import rankdata
 
 METRIC_KEYS = (
     "image_auroc",
@@ -193,20 +194,9 @@ def summarize(per_category: Mapping[str, Mapping[str, float | None]]) -> dict[st
 
 def spearman(a: Any, b: Any) -> float | None:
     """Spearman's rank correlation (ties get average ranks); None for < 2 values or a constant side."""
-    ra, rb = average_ranks(np.asarray(a, dtype=np.float64)), average_ranks(np.asarray(b, dtype=np.float64))
+    ra = rankdata(np.asarray(a, dtype=np.float64), method="average")
+    rb = rankdata(np.asarray(b, dtype=np.float64), method="average")
     if ra.size < 2 or np.ptp(ra) == 0 or np.ptp(rb) == 0:
         return None
     ra, rb = ra - ra.mean(), rb - rb.mean()
     return float(np.sum(ra * rb) / np.sqrt(np.sum(ra * ra) * np.sum(rb * rb)))
-
-
-def average_ranks(values: np.ndarray) -> np.ndarray:
-    """1-based ranks; tied values share the mean of their ranks."""
-    order = np.argsort(values, kind="mergesort")
-    ordered = values[order]
-    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-    ends = np.r_[starts[1:], ordered.size]
-    ranks = np.empty(values.size, dtype=np.float64)
-    for start, end in zip(starts, ends):
-        ranks[order[start:end]] = (start + end + 1) / 2.0
-    return ranks

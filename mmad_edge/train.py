@@ -18,9 +18,9 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Subset
 from tqdm import tqdm
 
-from mmad_edge.checkpoint import import_encoder, read_checkpoint, save_checkpoint, load_state
+from mmad_edge.checkpoint import import_encoder, load_parts, read_checkpoint, save_checkpoint
 from mmad_edge.config import ModelConfig
-from mmad_edge.data.dataset import build_dataset
+from mmad_edge.data.dataset import AnomalyDataset, build_dataset
 from mmad_edge.data.split import hold_out_split
 from mmad_edge.encoder_init import pca_initialize_encoder
 from mmad_edge.inference import predict
@@ -116,6 +116,8 @@ def _validate(opts: TrainOptions) -> None:
         raise ValueError(f"unknown encoder init {opts.encoder_init!r}; choose pca or random")
     if opts.epochs < 1 or opts.batch_size < 1:
         raise ValueError("--epochs and --batch-size must be at least 1")
+    if Path(opts.out).exists() and not Path(opts.out).is_dir():
+        raise ValueError(f"--out {opts.out} is a file; pass a folder (RUN_DIR/checkpoint.pt is written inside it)")
     if opts.device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError("--device cuda but no CUDA GPU is visible to PyTorch; use --device cpu")
 
@@ -127,7 +129,7 @@ def train(opts: TrainOptions, on_epoch_end: Callable[[int, dict], None] | None =
     ckpt_path = Path(opts.out) / "checkpoint.pt"
     config = ModelConfig(variant=opts.variant, image_size=opts.image_size, **opts.model_options)
     full = build_dataset(opts.data, opts.layout, opts.categories, "train", opts.image_size, augment=opts.augment)
-    plain = build_dataset(opts.data, opts.layout, opts.categories, "train", opts.image_size)
+    plain = AnomalyDataset(full.records, opts.image_size)  # the same images, never augmented: one folder scan
     train_idx, holdout_idx = hold_out_split(len(full), opts.holdout, opts.seed)
     train_set, holdout_set = Subset(full, train_idx.tolist()), Subset(plain, holdout_idx.tolist())
 
@@ -224,8 +226,7 @@ def _resume(path: Path, model: MiniMaxAD, optimizer, scheduler, state: dict) -> 
     ckpt = read_checkpoint(path)
     if ckpt["config"] != model.config.to_dict():
         raise ValueError(f"{path}: was trained with {ckpt['config']}, not these options; use another --out or matching options")
-    for part in ("encoder", "bottleneck", "decoder"):
-        load_state(getattr(model, part), ckpt[part], str(path), part)
+    load_parts(model, ckpt, str(path))
     if ckpt.get("optimizer"):
         optimizer.load_state_dict(ckpt["optimizer"])
     if ckpt.get("scheduler"):

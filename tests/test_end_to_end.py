@@ -43,7 +43,13 @@ def test_trained_export_meets_tolerances_for_every_precision(exported):
     assert fp16["spearman"] >= 0.999
     assert abs(fp16["auroc"] - fp16["auroc_reference"]) <= 0.002
     assert all(c["enforced"] for p in ("fp32", "fp16") for c in verification[p]["checks"])  # trained: strict
-    assert report["int8"]["passed"] in (True, False) and "search" in report["int8"]
+    int8, target = report["int8"], report["int8"]["accuracy_target"]
+    assert int8["passed"] is True and int8["search"]["enabled"], int8["search"]
+    assert int8["metrics"]["spearman"] >= target["spearman_min"] == 0.99
+    assert int8["metrics"]["auroc_drop"] <= target["auroc_drop_max"] == 0.005
+    int8_verified = verification["int8"]["metrics"]
+    assert int8_verified["spearman"] >= 0.99 and int8_verified["map_relative"] <= 0.01
+    assert all(c["passed"] for c in verification["int8"]["checks"])
     assert report["tensorrt_compat"] == {"fp32": [], "fp16": [], "int8": []}
     assert "excluded_layers" in report["int8"]
 

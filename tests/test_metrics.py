@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scipy import ndimage
+from scipy.stats import spearmanr
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
-from mmad_edge.metrics import METRIC_KEYS, aupro, binary_metrics, evaluate_category, summarize
+from mmad_edge.metrics import METRIC_KEYS, aupro, binary_metrics, evaluate_category, spearman, summarize
 
 
 def sklearn_f1_max(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -151,3 +152,17 @@ def test_summarize_means_over_categories_that_have_the_metric() -> None:
     assert summary["mean"]["image_auroc"] == pytest.approx(0.7)
     assert summary["mean"]["pixel_aupro"] == pytest.approx(0.8)
     assert summarize({})["mean"]["image_auroc"] is None
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_spearman_matches_scipy_with_ties(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    a = np.round(rng.normal(size=50), 1)  # ties in both sides
+    b = np.round(a + rng.normal(scale=0.5, size=50), 1)
+    assert spearman(a, b) == pytest.approx(spearmanr(a, b).statistic, abs=1e-12)
+
+
+def test_spearman_is_none_without_a_ranking() -> None:
+    assert spearman([1.0], [2.0]) is None
+    assert spearman([1, 1, 1], [1, 2, 3]) is None
+    assert spearman([1, 2, 3], [5, 5, 5]) is None

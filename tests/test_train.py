@@ -5,7 +5,9 @@ import torch
 from typer.testing import CliRunner
 
 from mmad_edge.checkpoint import load_checkpoint, read_checkpoint
+import mmad_edge.train as train_module
 from mmad_edge.cli import app
+from mmad_edge.data.dataset import build_dataset
 from mmad_edge.data.demo import make_demo_dataset
 from mmad_edge.data.records import DatasetError
 from mmad_edge.train import TrainOptions, train
@@ -46,10 +48,18 @@ def test_interrupted_training_resumes_to_identical_weights(tiny_data, tmp_path):
     assert ckpt_a["training"]["holdout_images"] == 1
 
 
-def test_max_steps_and_global_loss(tiny_data, tmp_path):
-    path = train(options(tiny_data, tmp_path / "g", loss="global", max_steps=1, epochs=5))
+def test_max_steps_and_global_loss_with_one_dataset_scan(tiny_data, tmp_path, monkeypatch):
+    scans = []
+
+    def counted(*args, **kwargs):
+        scans.append(args)
+        return build_dataset(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "build_dataset", counted)
+    path = train(options(tiny_data, tmp_path / "g", loss="global", max_steps=1, epochs=5, augment=True))
     training = read_checkpoint(path)["training"]
     assert training["step"] == 1 and training["epoch"] == 1
+    assert len(scans) == 1  # the un-augmented hold-out / PCA view reuses the scanned records
 
 
 def test_bad_inputs_fail_with_one_line_errors(tiny_data, tmp_path):
@@ -57,7 +67,7 @@ def test_bad_inputs_fail_with_one_line_errors(tiny_data, tmp_path):
         train(options(tmp_path / "missing", tmp_path / "o"))
     empty = tmp_path / "empty" / "thing"
     (empty / "train" / "good").mkdir(parents=True)
-    with pytest.raises(DatasetError, match="no"):
+    with pytest.raises(DatasetError, match=r"thing/train/good: no train images found \(\.png, .*check the --layout"):
         train(options(tmp_path / "empty", tmp_path / "o", categories=["thing"]))
     with pytest.raises(ValueError, match="unknown loss"):
         train(options(tiny_data, tmp_path / "o", loss="l2"))
@@ -81,3 +91,22 @@ def test_cli_train_then_eval_json_schema(tiny_data, tmp_path):
     assert 0.0 <= metrics["mean"]["image_auroc"] <= 1.0
     result = runner.invoke(app, ["eval", str(tmp_path / "nope.pt"), "--data", str(tiny_data)])
     assert result.exit_code == 2 and "no such checkpoint file" in result.output
+
+
+def test_cli_train_and_eval_report_unusable_paths_in_one_line(tiny_data, tmp_path):
+    runner = CliRunner()
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    result = runner.invoke(app, ["train", "--data", str(tiny_data), "--category", "brick", "--variant", "a",
+                                 "--image-size", "64", "--epochs", "1", "--out", str(blocker)])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines() == [f"error: --out {blocker} is a file; pass a folder "
+                                                  "(RUN_DIR/checkpoint.pt is written inside it)"]
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    run = tmp_path / "run"
+    train(options(tiny_data, run, epochs=1, max_steps=1))
+    result = runner.invoke(app, ["eval", str(run / "checkpoint.pt"), "--data", str(tiny_data), "--category", "brick",
+                                 "--json", str(blocker / "metrics.json")])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines()[-1].startswith(f"error: {blocker}: ")
+    assert "check the path and its permissions" in result.output
