@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
 from mmad_edge.model.minimaxad import MiniMaxAD
+from mmad_edge.progress import progress_bar
 
 
 @dataclass
@@ -40,7 +40,7 @@ def predict(
     model = model.to(device).eval()
     out: dict[str, list] = {k: [] for k in ("scores", "maps", "labels", "masks", "has_mask", "categories")}
     batches = DataLoader(dataset, batch_size=batch_size, num_workers=workers)
-    for batch in tqdm(batches, desc=desc, disable=not progress, leave=False):
+    for batch in progress_bar(batches, desc, progress):
         maps, scores = model(batch["image"].to(device))
         out["scores"].append(scores.float().cpu().numpy())
         out["maps"].append(maps.float().cpu().numpy())

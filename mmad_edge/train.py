@@ -16,7 +16,6 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Subset
-from tqdm import tqdm
 
 from mmad_edge.checkpoint import import_encoder, load_parts, read_checkpoint, save_checkpoint
 from mmad_edge.config import ModelConfig
@@ -26,6 +25,7 @@ from mmad_edge.encoder_init import pca_initialize_encoder
 from mmad_edge.inference import predict
 from mmad_edge.losses import adc_loss, global_cosine_loss
 from mmad_edge.model.minimaxad import MiniMaxAD, build_model
+from mmad_edge.progress import progress_bar
 from mmad_edge.stats import score_statistics
 
 LOSSES = ("adc", "global")
@@ -173,7 +173,7 @@ def train(opts: TrainOptions, on_epoch_end: Callable[[int, dict], None] | None =
             sampler = RandomSampler(train_set, generator=generator)
         batches = DataLoader(train_set, batch_size=opts.batch_size, sampler=sampler, num_workers=opts.workers, drop_last=False)
         losses, seen, start = [], 0, time.perf_counter()
-        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{opts.epochs}", disable=not (opts.progress and info.main), leave=False)
+        bar = progress_bar(batches, f"epoch {epoch + 1}/{opts.epochs}", opts.progress and info.main)
         for batch in bar:
             frames = batch["image"].to(device, non_blocking=True)
             with torch.autocast("cuda", dtype=amp_dtype, enabled=use_amp):
