@@ -1,8 +1,9 @@
 """A cache of calibrated activation ranges, so re-exports and the sensitivity search never
 re-run calibration for the same model, images and method.
 
-Key: sha256 over the FP32 ONNX bytes, the sorted image list (path, size, mtime), the count,
-the method (+ percentile) and the model input size. Value: JSON ``{tensor: [min, max]}``.
+Key: sha256 over the FP32 ONNX bytes, the contents of the chosen images (in path order, so a
+copied or moved folder still hits), the count, the method (+ percentile) and the model input
+size. Value: JSON ``{tensor: [min, max]}``.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
-from mmad_edge.fileio import write_bytes_atomic
+from mmad_edge.fileio import file_sha256, write_bytes_atomic
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 Ranges = dict[str, tuple[float, float]]
 
 
@@ -23,11 +24,8 @@ def default_cache_dir() -> Path:
 
 
 def cache_key(model_sha256: str, images: Sequence[Path], settings: dict[str, Any]) -> str:
-    """Key of one calibration: the model, the exact image files and the calibration settings."""
-    files = []
-    for path in sorted(Path(p) for p in images):
-        stat = path.stat()
-        files.append([str(path.resolve()), stat.st_size, stat.st_mtime_ns])
+    """Key of one calibration: the model, the image contents and the calibration settings."""
+    files = [file_sha256(path) for path in sorted(Path(p) for p in images)]
     payload = {"format": CACHE_FORMAT, "model": model_sha256, "images": files, "settings": settings}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 

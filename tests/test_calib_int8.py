@@ -4,6 +4,7 @@ partial artifacts."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import cv2
@@ -162,6 +163,16 @@ def test_second_export_reuses_cached_ranges(trt, fp32: Path, images: Path, work:
     assert again.calibration["cache_file"] == trt.calibration["cache_file"]
     with pytest.raises(AssertionError, match="calibration ran"):
         export_int8(fp32, work / "again.int8.onnx", images, method="percentile", count=8, eval_count=3,
+                    cache_dir=work / "cache", sensitivity=False, timing_runs=1)
+    # The key is the images' content: a copied folder hits, changed pixels miss.
+    copy = work / "copied"
+    shutil.copytree(images, copy)
+    moved = export_int8(fp32, work / "moved.int8.onnx", copy, count=8, eval_count=3,
+                        cache_dir=work / "cache", sensitivity=False, timing_runs=1)
+    assert moved.calibration["cache_file"] == trt.calibration["cache_file"]
+    write_textures(copy, 20, seed=99)  # same names, new pixels
+    with pytest.raises(AssertionError, match="calibration ran"):
+        export_int8(fp32, work / "moved.int8.onnx", copy, count=8, eval_count=3,
                     cache_dir=work / "cache", sensitivity=False, timing_runs=1)
 
 
