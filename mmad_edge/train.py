@@ -190,7 +190,8 @@ def train(opts: TrainOptions, on_epoch_end: Callable[[int, dict], None] | None =
             losses.append(float(loss.detach()))
             seen += frames.shape[0]
             state["step"] += 1
-            bar.set_postfix(loss=f"{losses[-1]:.4f}", img_s=f"{seen * info.world / (time.perf_counter() - start):.1f}")
+            bar.set_postfix(loss=f"{losses[-1]:.4f}", img_s=f"{seen * info.world / (time.perf_counter() - start):.1f}",
+                            refresh=False)  # shown at the bar's own pace (throttled in logs)
             if _done(state, opts):
                 break
         scheduler.step()

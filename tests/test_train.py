@@ -110,3 +110,12 @@ def test_cli_train_and_eval_report_unusable_paths_in_one_line(tiny_data, tmp_pat
     assert result.exit_code == 2, result.output
     assert result.output.strip().splitlines()[-1].startswith(f"error: {blocker}: ")
     assert "check the path and its permissions" in result.output
+
+
+def test_progress_in_a_log_is_not_one_line_per_step(tiny_data, tmp_path, capsys, monkeypatch):
+    """stderr is not a terminal under pytest: the bar must not redraw (or print its postfix) per step."""
+    monkeypatch.setattr("mmad_edge.progress.LOG_INTERVAL_S", 1e6)  # a slow machine must not make this flaky
+    train(options(tiny_data, tmp_path / "log", epochs=2, batch_size=2, progress=True))
+    err = capsys.readouterr().err
+    assert err.count("epoch 1/2") >= 1 and "loss" in err  # the per-epoch summary lines are there
+    assert err.count("img_s=") <= 2  # at most one bar draw per epoch, not one per step (4 steps)
