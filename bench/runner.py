@@ -22,6 +22,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from mmad_edge.runtime.ort_backend import check_micro_batch, resolve_micro_batch
+
 from .timing import measure
 
 StageTimes = Mapping[str, float]
@@ -278,12 +280,13 @@ def ort_session_case(
 
     Every input gets random data of its declared type; a dynamic leading dim becomes ``batch``,
     other dynamic dims ``image_size``. Default providers: CPU; ``threads`` sets intra-op threads.
-    ``micro_batch``: the batch runs as consecutive runs of at most this many items (what the
-    runtime's ONNX Runtime backend does on the CPU); None runs it whole. A fixed-batch graph
-    always runs whole. The row records the count it used.
+    ``micro_batch``: the runtime's rule (``runtime.resolve_micro_batch``): None automatic (on a
+    CPU-only session, consecutive runs of ``CPU_PIXELS_PER_RUN`` input pixels, the image size being
+    the two largest per-item dims of the first input; whole batches on other providers), 0 the
+    whole batch in one run, n runs of at most n. A fixed-batch graph always runs whole. The row
+    records the count it used.
     """
-    if micro_batch is not None and micro_batch < 1:
-        raise ValueError(f"micro_batch must be >= 1 or None, got {micro_batch}")
+    check_micro_batch(micro_batch)
     state: dict[str, Any] = {}
 
     def setup() -> dict[str, Any]:
@@ -297,7 +300,9 @@ def ort_session_case(
         inputs = session.get_inputs()
         feeds = {i.name: random_feed(i.name, i.type, i.shape, batch, image_size) for i in inputs}
         dynamic = all(not isinstance(i.shape[0], int) for i in inputs)
-        step = micro_batch if dynamic and micro_batch is not None and micro_batch < batch else batch
+        height, width = sorted(next(iter(feeds.values())).shape[1:])[-2:]
+        on_cpu = session.get_providers() == ["CPUExecutionProvider"]
+        step = min(resolve_micro_batch(micro_batch, (height, width), on_cpu) or batch, batch) if dynamic else batch
         chunks = [{name: value[start:start + step] for name, value in feeds.items()} for start in range(0, batch, step)]
         state["run"] = lambda: [session.run(None, chunk) for chunk in chunks]
         return {"providers": session.get_providers(), "micro_batch": step}

@@ -56,7 +56,7 @@ from mmad_edge.fileio import write_json_atomic
 from mmad_edge.model.minimaxad import MiniMaxAD
 from mmad_edge.model.reparam import reparameterize
 from mmad_edge.runtime.metadata import sidecar_path
-from mmad_edge.runtime.ort_backend import check_micro_batch, resolve_micro_batch
+from mmad_edge.runtime.ort_backend import check_micro_batch
 
 from .models import random_model
 from .floor import Peak, count_graph_cost, floor_summary, measure_peak
@@ -299,7 +299,6 @@ def _plan_paper(
     plan: Plan, size: int, model: Callable[[], MiniMaxAD], named: list[tuple[Artifact, str]], wants: dict[str, bool],
     batch: int, peers: bool, threads: int, micro_batch: int | None,
 ) -> None:
-    per_run = resolve_micro_batch(micro_batch, (size, size))
     if wants["torch"]:
         plan.cases.append(_tag(torch_module_case(BASELINE, model, batch, size, wrap=_features), "minimaxad"))
         deployed = torch_module_case(REPARAM, lambda: reparameterize(model()), batch, size, wrap=_features)
@@ -312,7 +311,7 @@ def _plan_paper(
             low, high = artifact.batch_range
             if low <= batch <= high:
                 case = ort_session_case(name, artifact.paper_graph, batch, image_size=size, threads=threads,
-                                        precision=artifact.precision, providers=CPU_PROVIDERS, micro_batch=per_run)
+                                        precision=artifact.precision, providers=CPU_PROVIDERS, micro_batch=micro_batch)
                 plan.cases.append(_tag(case, "minimaxad", graph=artifact.paper_graph.name))
             else:
                 limits = f"{artifact.paper_graph.name} takes batch {low}..{high}"

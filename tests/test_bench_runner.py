@@ -24,6 +24,7 @@ from mmad_edge.bench.runner import (
     run_cases,
     torch_module_case,
 )
+from mmad_edge.runtime.ort_backend import cpu_micro_batch
 
 
 def counting_case(name: str = "count", fail: bool = False) -> tuple[BenchCase, dict]:
@@ -142,9 +143,16 @@ def test_ort_session_case_micro_batches(monkeypatch: pytest.MonkeyPatch) -> None
     assert row["micro_batch"] == 2 and row["batch"] == 5
     assert runs == [2, 2, 1]  # one timed call: the batch of 5 as runs of 2, 2 and 1
     assert run_case(ort_session_case("ort", relu_model_bytes(), 2, image_size=8, micro_batch=4), 0, 1)["micro_batch"] == 2
+    # The runtime's rule: None is automatic (tiny images: the whole batch fits one run), 0 whole.
     assert run_case(ort_session_case("ort", relu_model_bytes(), 3, image_size=8), 0, 1)["micro_batch"] == 3
-    with pytest.raises(ValueError, match="micro_batch must be >= 1 or None, got 0"):
-        ort_session_case("ort", relu_model_bytes(), 2, micro_batch=0)
+    runs.clear()
+    assert run_case(ort_session_case("ort", relu_model_bytes(), 5, image_size=8, micro_batch=0), 0, 1)["micro_batch"] == 5
+    assert runs == [5]
+    runs.clear()
+    auto = run_case(ort_session_case("ort", relu_model_bytes(), 5, image_size=256), 0, 1)
+    assert auto["micro_batch"] == cpu_micro_batch((256, 256)) == 4 and runs == [4, 1]
+    with pytest.raises(ValueError, match="micro_batch must be None"):
+        ort_session_case("ort", relu_model_bytes(), 2, micro_batch=-1)
 
 
 def test_random_feed_shapes_and_errors() -> None:
