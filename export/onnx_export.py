@@ -51,9 +51,8 @@ class ExportedOnnx:
     simplification: str
 
 
-def check_export_request(model: MiniMaxAD, batch: BatchRange, opset: int, input_format: str) -> None:
-    """Raise ExportError (one line) for a request TensorRT or ONNX could not take."""
-    config = model.config
+def check_request_options(batch: BatchRange, opset: int, input_format: str) -> None:
+    """The checks that need no model, so a bad option fails before a checkpoint is read."""
     if input_format not in INPUT_FORMATS:
         raise ExportError(f"unknown input format {input_format!r}; choose one of {', '.join(INPUT_FORMATS)}")
     low, opt, high = batch
@@ -61,6 +60,12 @@ def check_export_request(model: MiniMaxAD, batch: BatchRange, opset: int, input_
         raise ExportError(f"batch range {low}:{opt}:{high} must satisfy 1 <= MIN <= OPT <= MAX")
     if opset < MIN_OPSET:
         raise ExportError(f"opset {opset} is too old; use --opset {MIN_OPSET} or newer (20 recommended)")
+
+
+def check_export_request(model: MiniMaxAD, batch: BatchRange, opset: int, input_format: str) -> None:
+    """Raise ExportError (one line) for a request TensorRT or ONNX could not take."""
+    check_request_options(batch, opset, input_format)
+    config = model.config
     if config.score_mode == "top_percent":
         k = top_k_count(config.image_size, config.image_size, config.top_percent)
         if k > TOPK_MAX_K:

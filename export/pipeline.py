@@ -32,7 +32,7 @@ from mmad_edge.export.metadata import (
     build_metadata,
     write_onnx_metadata,
 )
-from mmad_edge.export.onnx_export import DEFAULT_OPSET, ExportError, export_onnx
+from mmad_edge.export.onnx_export import DEFAULT_OPSET, ExportError, check_request_options, export_onnx
 from mmad_edge.export import tensorrt as trt_build
 from mmad_edge.export.trt_ops import Issue, check_tensorrt_compat, format_issues
 from mmad_edge.export.verify import (
@@ -128,6 +128,7 @@ def export_checkpoint(
         profile = trt_build.parse_batch(batch)
     except ValueError as exc:
         raise ExportError(str(exc)) from None
+    check_request_options(profile, opset, input_format)
     if engine and input_format == "float_rgb_nchw":
         raise ExportError("TensorRT engines take uint8 BGR NHWC frames only; drop --engine or export with "
                           "--input-format uint8_bgr_nhwc")

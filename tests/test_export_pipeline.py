@@ -194,3 +194,11 @@ def test_load_for_export_reads_the_checkpoint_once(tmp_path, monkeypatch):
     model, ckpt = load_for_export(path, 96, "a")
     assert len(reads) == 1
     assert model.config.image_size == 96 and ckpt["statistics"] == STATISTICS
+
+
+@pytest.mark.parametrize(("option", "message"), [({"input_format": "rgb"}, "unknown input format"),
+                                                 ({"opset": 11}, "opset 11 is too old")])
+def test_bad_options_are_refused_before_the_checkpoint_is_read(tmp_path, prior_output, capsys, option, message):
+    missing = tmp_path / "not-there.pt"  # were it read, the error would name the missing file instead
+    code = export_cli(missing, prior_output, **option)
+    _assert_failed_cleanly(capsys, code, message, prior_output, tmp_path)
