@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -118,17 +119,21 @@ def _test_images(opts: DemoOptions, data: Path) -> list[tuple[str, int, str]]:
 
 
 def _runtime_pass(opts: DemoOptions, artifact: Path, images, overlays: Path | None) -> dict[str, Any]:
-    """Score every test image through the deployed runtime; AUROC per category and mean."""
+    """Score every test image through the deployed runtime (each texture with its own threshold,
+    as a line that makes one product would run it); AUROC per category and mean."""
     scores = []
-    with Detector.load(artifact, backend="onnxruntime") as detector:
+    with ExitStack() as stack:
+        pooled = stack.enter_context(Detector.load(artifact, backend="onnxruntime"))
+        detectors = {c: stack.enter_context(Detector.load(artifact, backend="onnxruntime", category=c))
+                     if c in pooled.info.categories else pooled for c in opts.categories}
         for path, label, category in images:
             frame = read_image(path)
-            result = detector(frame)
+            result = detectors[category](frame)
             scores.append(result.score)
             if overlays is not None:
                 verdict = "anomaly" if result.is_anomaly else "normal"
                 name = f"{verdict}_{category}_{Path(path).parent.name}_{Path(path).stem}.png"
-                cv2.imwrite(str(overlays / name), render_overlay(frame, result, detector.normalization))
+                cv2.imwrite(str(overlays / name), render_overlay(frame, result, detectors[category].normalization))
     labels = np.array([label for _, label, _ in images])
     cats = np.array([c for _, _, c in images])
     values = np.array(scores)

@@ -212,13 +212,14 @@ def run(
     batch: int = typer.Option(1, "--batch"),
     max_frames: Optional[int] = typer.Option(None, "--max-frames"),
     precision: Optional[str] = typer.Option(None, "--precision", help="Pick fp32/fp16/int8 from an export folder."),
+    category: Optional[str] = typer.Option(None, "--category", help="Threshold of this training category (unified models)."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the run summary as JSON."),
 ) -> None:
     """Score every frame of a camera, stream, video or folder (no torch needed)."""
     from mmad_edge.runtime.run import run_stream
 
     summary = run_stream(str(artifact), source, show=show, save_dir=save, jsonl=jsonl, threshold=threshold,
-                         backend=backend, batch=batch, max_frames=max_frames, precision=precision)
+                         backend=backend, batch=batch, max_frames=max_frames, precision=precision, category=category)
     typer.echo(
         f"{summary['frames']} frames, {summary['anomalies']} anomalous, {summary.get('dropped', 0)} dropped, "
         f"{summary['fps']:.1f} FPS ({summary['backend']})", err=True,

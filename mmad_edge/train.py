@@ -26,7 +26,7 @@ from mmad_edge.inference import predict
 from mmad_edge.losses import adc_loss, global_cosine_loss
 from mmad_edge.model.minimaxad import MiniMaxAD, build_model
 from mmad_edge.progress import progress_bar
-from mmad_edge.stats import score_statistics
+from mmad_edge.stats import statistics_by_category
 
 LOSSES = ("adc", "global")
 ENCODER_INITS = ("pca", "random")
@@ -209,8 +209,11 @@ def train(opts: TrainOptions, on_epoch_end: Callable[[int, dict], None] | None =
         statistics = None
         if len(holdout_set):
             held = predict(model, holdout_set, opts.batch_size, device, progress=opts.progress, desc="hold-out")
-            statistics = score_statistics(held.scores, held.maps, opts.threshold_rule, seed=opts.seed)
-            _log(f"threshold {statistics['threshold']:.4f} from {len(holdout_set)} held-out normal images", info)
+            statistics = statistics_by_category(held.scores, held.maps, held.categories, opts.threshold_rule, seed=opts.seed)
+            per_category = statistics["categories"]
+            detail = "" if len(per_category) < 2 else " (per category: " + ", ".join(
+                f"{name} {stats['threshold']:.4f}" for name, stats in per_category.items()) + ")"
+            _log(f"threshold {statistics['threshold']:.4f} from {len(holdout_set)} held-out normal images{detail}", info)
         state["completed"] = True
         save_checkpoint(ckpt_path, model.cpu(), statistics, state, optimizer.state_dict(), scheduler.state_dict())
     if info.world > 1:

@@ -55,10 +55,21 @@ class Detector:
     but detects on the caller's).
     """
 
-    def __init__(self, backend: Backend, threshold: Optional[float] = None, max_batch: Optional[int] = None) -> None:
+    def __init__(
+        self, backend: Backend, threshold: Optional[float] = None, max_batch: Optional[int] = None,
+        category: Optional[str] = None,
+    ) -> None:
         self.backend = backend
         self.info = backend.info
-        self.threshold = threshold if threshold is not None else self.info.threshold
+        self.category = category
+        default, self._normalization = self.info.threshold, self.info.normalization
+        if category is not None:
+            if category not in self.info.categories:
+                known = ", ".join(sorted(self.info.categories)) or "none (exported from an older checkpoint)"
+                raise ArtifactError(f"the artifact has no statistics for category {category!r}; categories with "
+                                    f"statistics: {known}. Pass one of them, or --threshold")
+            default, self._normalization = self.info.categories[category]
+        self.threshold = threshold if threshold is not None else default
         self.batch_min = backend.batch_min
         self.batch_max = backend.batch_max if max_batch is None else min(int(max_batch), backend.batch_max)
         if self.batch_max < self.batch_min:
@@ -76,6 +87,7 @@ class Detector:
         use_cuda_graph: bool = True,
         threads: Optional[int] = None,
         micro_batch: Optional[int] = None,
+        category: Optional[str] = None,
     ) -> "Detector":
         """Load a ``.engine`` (TensorRT), a ``.onnx`` (ONNX Runtime) or an export folder.
 
@@ -85,6 +97,8 @@ class Detector:
         ``threads``: ONNX Runtime intra-op threads (CPU provider; default all cores).
         ``micro_batch``: ONNX Runtime images per run of a larger batch (default: automatic, a
         cache-sized count on the CPU; 0: one run per batch). Results are the same either way.
+        ``category``: take the threshold and normalisation of this training category (a unified
+        model's score scale differs by category) instead of the pooled ones.
         """
         from .ort_backend import OnnxRuntimeBackend, runs_on_gpu
         from .trt_backend import TensorRTBackend, engine_problem
@@ -108,7 +122,7 @@ class Detector:
         else:
             raise ArtifactError(f"{path}: expected a .onnx file, a .engine file or an export folder")
         try:
-            return cls(impl, threshold=threshold, max_batch=max_batch)
+            return cls(impl, threshold=threshold, max_batch=max_batch, category=category)
         except BaseException:
             impl.close()
             raise
@@ -120,8 +134,9 @@ class Detector:
 
     @property
     def normalization(self) -> Optional[Tuple[float, float]]:
-        """(low, high) for ``normalize_score``; None when the export had no statistics."""
-        return self.info.normalization
+        """(low, high) for ``normalize_score`` (the category's, when one was chosen); None when the
+        export had no statistics."""
+        return self._normalization
 
     def __call__(self, frame: np.ndarray, threshold: Optional[float] = None, map_size: str = "model") -> Result:
         """Score one BGR (or grayscale / BGRA) frame of any size."""

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from .errors import ArtifactError
 
@@ -30,6 +30,7 @@ class ArtifactInfo:
     batch_min: int
     batch_max: int
     precision: str
+    categories: Dict[str, "Statistics"] = field(default_factory=dict)  # per-category (threshold, normalization)
 
     @property
     def tensorrt(self) -> dict:
@@ -43,7 +44,10 @@ def _number(value: Any, what: str, source: str) -> float:
     return float(value)
 
 
-def _statistics(stats: Any, source: str) -> Tuple[Optional[float], Optional[Tuple[float, float]]]:
+Statistics = Tuple[Optional[float], Optional[Tuple[float, float]]]
+
+
+def _statistics(stats: Any, source: str) -> Statistics:
     if stats is None:
         return None, None
     if not isinstance(stats, dict):
@@ -56,6 +60,16 @@ def _statistics(stats: Any, source: str) -> Tuple[Optional[float], Optional[Tupl
     low = _number(norm.get("low"), "statistics.normalization.low", source)
     high = _number(norm.get("high"), "statistics.normalization.high", source)
     return threshold, (low, high)
+
+
+def _category_statistics(stats: Any, source: str) -> Dict[str, Statistics]:
+    """``statistics.categories`` (absent in exports of older checkpoints: no entries)."""
+    per_category = stats.get("categories") if isinstance(stats, dict) else None
+    if per_category is None:
+        return {}
+    if not isinstance(per_category, dict) or not all(isinstance(v, dict) for v in per_category.values()):
+        raise ArtifactError(f"{source}: metadata statistics.categories must map names to objects; re-export the model")
+    return {str(name): _statistics(value, f"{source} (category {name})") for name, value in per_category.items()}
 
 
 def parse_metadata(data: Any, source: str) -> ArtifactInfo:
@@ -84,6 +98,7 @@ def parse_metadata(data: Any, source: str) -> ArtifactInfo:
         raise ArtifactError(f"{source}: metadata batch min {batch_min} / max {batch_max} is invalid; re-export")
     threshold, normalization = _statistics(data.get("statistics"), source)
     return ArtifactInfo(
+        categories=_category_statistics(data.get("statistics"), source),
         raw=data,
         image_size=size,
         threshold=threshold,

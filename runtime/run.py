@@ -31,6 +31,7 @@ def run_stream(
     max_frames: Optional[int] = None,
     providers: Optional[Sequence[Any]] = None,
     precision: Optional[str] = None,
+    category: Optional[str] = None,
     progress_every_s: float = 10.0,
     stdout: Optional[IO[str]] = None,
     stop_event: Optional[threading.Event] = None,
@@ -42,11 +43,13 @@ def run_stream(
     Progress and messages go to stderr. ``save_dir``: anomalous frames with overlay and map
     PNGs and DIR/results.jsonl. ``show``: an OpenCV window (q / Esc quits). Ctrl-C or
     ``stop_event`` end the run cleanly (summary ``"interrupted"`` / ``"stopped"`` is true).
+    ``category``: use that training category's threshold and normalisation (unified models).
     """
     out = stdout if stdout is not None else sys.stdout
     owns_detector = not isinstance(artifact, Detector)
     if owns_detector:
-        detector = Detector.load(artifact, backend=backend, threshold=threshold, providers=providers, precision=precision)
+        detector = Detector.load(artifact, backend=backend, threshold=threshold, providers=providers, precision=precision,
+                                 category=category)
     else:
         detector = artifact
     viewer: Optional[Viewer] = None
@@ -98,6 +101,7 @@ def run_stream(
             "elapsed_s": round(stream.elapsed_s(), 3),
             "fps": round(stream.frames / stream.elapsed_s(), 2) if stream.elapsed_s() > 0 else 0.0,
             "threshold": effective_threshold,
+            "category": detector.category,
             "interrupted": interrupted,
             "stopped": quit_by_user or (stop_event is not None and stop_event.is_set()),
         }

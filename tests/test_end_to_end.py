@@ -70,3 +70,19 @@ def test_runtime_matches_the_export_verification(exported):
     np.testing.assert_allclose([r.score for r in single], scores, rtol=1e-5)
     stats = json.loads((exported["out"] / "metadata.json").read_text())["statistics"]
     assert batch[0].is_anomaly == (batch[0].score > stats["threshold"])
+
+
+def test_category_statistics_flow_from_training_to_run(exported, tmp_path):
+    """train records per-category statistics, export carries them, `run --category` applies them."""
+    stats = json.loads((exported["out"] / "metadata.json").read_text())["statistics"]
+    brick = stats["categories"]["brick"]
+    assert brick["threshold"] == stats["threshold"] and brick["normal_scores"] == stats["normal_scores"]  # one category
+    summary = tmp_path / "run.json"
+    result = CliRunner().invoke(app, ["run", str(exported["out"]), "--precision", "fp32", "--category", "brick",
+                                      "--source", str(exported["data"] / "brick" / "test" / "good"), "--json", str(summary)])
+    assert result.exit_code == 0, result.output
+    record = json.loads(summary.read_text())
+    assert record["category"] == "brick" and record["threshold"] == brick["threshold"] and record["frames"] == 4
+    result = CliRunner().invoke(app, ["run", str(exported["out"]), "--category", "grass",
+                                      "--source", str(exported["data"] / "brick" / "test" / "good")])
+    assert result.exit_code != 0 and "no statistics for category 'grass'; categories with statistics: brick" in result.output

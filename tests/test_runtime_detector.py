@@ -227,3 +227,30 @@ def test_cpu_micro_batch_splits_a_batch_without_changing_results(export_dir, tmp
         assert det.backend.micro_batch is None  # a fixed-batch graph always runs whole
     with pytest.raises(ValueError, match=r"micro_batch must be None \(automatic\), 0 \(whole batch\) or a positive int"):
         Detector.load(export_dir, micro_batch=-1)
+
+
+def test_category_threshold_and_normalisation(tmp_path):
+    """A unified model's metadata carries per-category numbers; category= picks them."""
+    meta = standin_metadata(SIZE)  # pooled: threshold 0.6, low 0.5
+    meta["statistics"]["categories"] = {
+        "gravel": {"threshold": 0.2, "normalization": {"low": 0.1, "high": 0.2}},
+        "brick": {"threshold": 0.9, "normalization": {"low": 0.7, "high": 0.9}},
+    }
+    path = write_standin(tmp_path / "m.onnx", SIZE, metadata=meta)
+    frame = np.full((64, 64, 3), 102, dtype=np.uint8)  # score 0.4
+    with Detector.load(path) as pooled, Detector.load(path, category="gravel") as gravel:
+        assert pooled(frame).is_anomaly is False and pooled.category is None
+        result = gravel(frame)
+        assert result.is_anomaly is True and result.threshold == 0.2 and gravel.normalization == (0.1, 0.2)
+        assert result.score_normalized == pytest.approx(normalize_score(0.4, 0.1, 0.2))
+    with Detector.load(path, category="brick", threshold=0.3) as brick:  # an explicit threshold still wins
+        assert brick.threshold == 0.3 and brick.normalization == (0.7, 0.9)
+    with pytest.raises(ArtifactError, match="no statistics for category 'grass'; categories with statistics: brick, gravel"):
+        Detector.load(path, category="grass")
+    old = write_standin(tmp_path / "old.onnx", SIZE, metadata=standin_metadata(SIZE))
+    with pytest.raises(ArtifactError, match="none \\(exported from an older checkpoint\\)"):
+        Detector.load(old, category="gravel")
+    bad = standin_metadata(SIZE)
+    bad["statistics"]["categories"] = ["gravel"]
+    with pytest.raises(ArtifactError, match="statistics.categories must map names to objects"):
+        Detector.load(write_standin(tmp_path / "bad.onnx", SIZE, metadata=bad))

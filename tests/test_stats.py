@@ -83,3 +83,21 @@ def test_bad_input_errors() -> None:
         score_statistics([1.0, 2.0], rule="quantile:1.5")
     with pytest.raises(ValueError, match="NaN or inf"):
         score_statistics([1.0, float("nan")])
+
+
+def test_statistics_by_category_match_each_category_alone() -> None:
+    from mmad_edge.stats import statistics_by_category
+
+    rng = np.random.default_rng(0)
+    gravel, brick = rng.normal(0.06, 0.005, 30), rng.normal(0.6, 0.05, 25)
+    maps = rng.random((55, 4, 4)).astype(np.float32)
+    names = ["gravel"] * 30 + ["brick"] * 25
+    stats = statistics_by_category(np.r_[gravel, brick], maps, names)
+    assert stats["threshold"] == pytest.approx(score_statistics(np.r_[gravel, brick])["threshold"])
+    assert list(stats["categories"]) == ["brick", "gravel"]
+    assert stats["categories"]["gravel"] == score_statistics(gravel, maps[:30])
+    assert stats["categories"]["brick"]["threshold"] == pytest.approx(brick.mean() + 3 * brick.std(ddof=1))
+    assert stats["categories"]["gravel"]["threshold"] < 0.1 < stats["threshold"]  # the pooled one misses gravel
+    json.dumps(stats)  # plain JSON, as checkpoint and metadata need
+    with pytest.raises(ValueError, match="2 categories for 3 held-out scores"):
+        statistics_by_category([1.0, 2.0, 3.0], None, ["a", "b"])
