@@ -219,3 +219,16 @@ def test_hold_out_split() -> None:
     assert len(hold_out_split(10, 0.0)[1]) == 0
     with pytest.raises(ValueError, match="0 <= fraction < 1"):
         hold_out_split(10, 1.0)
+
+
+def test_hold_out_split_per_category() -> None:
+    groups = ["brick"] * 30 + ["grass"] * 20 + ["gravel"] * 5
+    train, held = hold_out_split(55, 0.1, seed=4, groups=groups)
+    names = np.asarray(groups)
+    assert [int((names[held] == g).sum()) for g in ("brick", "grass", "gravel")] == [3, 2, 1]  # each its own 10 %
+    assert sorted(np.r_[train, held].tolist()) == list(range(55))
+    assert np.array_equal(hold_out_split(55, 0.1, seed=4, groups=groups)[1], held)
+    one = hold_out_split(40, 0.1, seed=4, groups=["bottle"] * 40)
+    assert all(np.array_equal(a, b) for a, b in zip(one, hold_out_split(40, 0.1, seed=4)))  # one category: unchanged
+    with pytest.raises(ValueError, match="2 group labels for 3 items"):
+        hold_out_split(3, 0.1, groups=["a", "b"])
