@@ -11,7 +11,6 @@ import json
 import os
 import sys
 import time
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -122,10 +121,10 @@ def _runtime_pass(opts: DemoOptions, artifact: Path, images, overlays: Path | No
     """Score every test image through the deployed runtime (each texture with its own threshold,
     as a line that makes one product would run it); AUROC per category and mean."""
     scores = []
-    with ExitStack() as stack:
-        pooled = stack.enter_context(Detector.load(artifact, backend="onnxruntime"))
-        detectors = {c: stack.enter_context(Detector.load(artifact, backend="onnxruntime", category=c))
-                     if c in pooled.info.categories else pooled for c in opts.categories}
+    with Detector.load(artifact, backend="onnxruntime") as pooled:
+        # One session; per texture only the threshold and normalisation differ.
+        detectors = {c: Detector(pooled.backend, category=c) if c in pooled.info.categories else pooled
+                     for c in opts.categories}
         for path, label, category in images:
             frame = read_image(path)
             result = detectors[category](frame)
