@@ -98,9 +98,9 @@ def statistics_by_category(
 ) -> dict[str, Any]:
     """``score_statistics`` of all held-out normals, plus ``categories``: the same per category.
 
-    A unified model's score scale differs by category (on the demo textures, normal scores of
-    0.06 on gravel against 0.6 on brick), so the pooled threshold can sit far above one
-    category's defects; the runtime picks a category's own numbers when told which it sees.
+    A unified model's score scale differs by category (in one demo run, normal scores near 0.06
+    on gravel against 0.6 on brick), so the pooled threshold can sit far above one category's
+    defects; the runtime picks a category's own numbers when told which it sees.
     """
     scores = np.asarray(normal_scores, dtype=np.float64).reshape(-1)
     names = np.asarray(list(categories))
