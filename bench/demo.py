@@ -123,8 +123,7 @@ def _runtime_pass(opts: DemoOptions, artifact: Path, images, overlays: Path | No
     scores = []
     with Detector.load(artifact, backend="onnxruntime") as pooled:
         # One session; per texture only the threshold and normalisation differ.
-        detectors = {c: Detector(pooled.backend, category=c) if c in pooled.info.categories else pooled
-                     for c in opts.categories}
+        detectors = {c: Detector(pooled.backend, category=c) for c in opts.categories}
         for path, label, category in images:
             frame = read_image(path)
             result = detectors[category](frame)

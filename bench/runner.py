@@ -22,7 +22,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from mmad_edge.runtime.ort_backend import check_micro_batch, resolve_micro_batch
+from mmad_edge.runtime.ort_backend import check_micro_batch, resolve_micro_batch, runs_on_gpu
 
 from .timing import measure
 
@@ -113,7 +113,7 @@ def run_cases(
             if not skip_failures:
                 raise
             note = on_failure(case, exc) if on_failure is not None else f"FAILED ({type(exc).__name__}: {exc})"
-            print(f"{prefix}: {note}", file=sys.stderr, flush=True)
+            print(f"{prefix}: {note}", file=sys.stderr, flush=True)  # even when quiet: a lost row is news
             continue
         rows.append(row)
         if progress:
@@ -281,10 +281,10 @@ def ort_session_case(
     Every input gets random data of its declared type; a dynamic leading dim becomes ``batch``,
     other dynamic dims ``image_size``. Default providers: CPU; ``threads`` sets intra-op threads.
     ``micro_batch``: the runtime's rule (``runtime.resolve_micro_batch``): None automatic (on a
-    CPU-only session, consecutive runs of ``CPU_PIXELS_PER_RUN`` input pixels, the image size being
-    the two largest per-item dims of the first input; whole batches on other providers), 0 the
-    whole batch in one run, n runs of at most n. A fixed-batch graph always runs whole. The row
-    records the count it used.
+    CPU-only session, consecutive runs of ``CPU_PIXELS_PER_RUN`` input pixels, for images of
+    ``image_size`` or else of the two largest per-item dims of the first input; whole batches on
+    GPU providers), 0 the whole batch in one run, n runs of at most n. A fixed-batch graph always
+    runs whole. The row records the count it used.
     """
     check_micro_batch(micro_batch)
     state: dict[str, Any] = {}
@@ -300,12 +300,12 @@ def ort_session_case(
         inputs = session.get_inputs()
         feeds = {i.name: random_feed(i.name, i.type, i.shape, batch, image_size) for i in inputs}
         dynamic = all(not isinstance(i.shape[0], int) for i in inputs)
-        height, width = sorted(next(iter(feeds.values())).shape[1:])[-2:]
-        on_cpu = session.get_providers() == ["CPUExecutionProvider"]
-        step = min(resolve_micro_batch(micro_batch, (height, width), on_cpu) or batch, batch) if dynamic else batch
-        chunks = [{name: value[start:start + step] for name, value in feeds.items()} for start in range(0, batch, step)]
+        size = (image_size, image_size) if image_size else tuple(sorted(next(iter(feeds.values())).shape[1:])[-2:])
+        on_cpu = not runs_on_gpu(session.get_providers())
+        per_run = min(resolve_micro_batch(micro_batch, size, on_cpu) or batch, batch) if dynamic else batch
+        chunks = [{name: value[start:start + per_run] for name, value in feeds.items()} for start in range(0, batch, per_run)]
         state["run"] = lambda: [session.run(None, chunk) for chunk in chunks]
-        return {"providers": session.get_providers(), "micro_batch": step}
+        return {"providers": session.get_providers(), "micro_batch": per_run}
 
     def step() -> None:
         state["run"]()
