@@ -14,9 +14,10 @@ import numpy as np
 from onnxruntime.quantization import CalibrationDataReader
 
 from mmad_edge.calib.session import padded_batches
-from mmad_edge.data.records import IMAGE_SUFFIXES, list_images
+from mmad_edge.data.records import list_images
 from mmad_edge.runtime.imageio import ImageReadError, read_image
 from mmad_edge.runtime.ort_backend import INPUT_NAME
+from mmad_edge.runtime.sources import IMAGE_EXTENSIONS
 from mmad_edge.runtime.preprocess import resize_frame
 
 
@@ -38,7 +39,7 @@ def find_images(folder: Path) -> list[Path]:
     images = list_images(folder, recursive=True)
     if not images:
         raise CalibrationDataError(
-            f"{folder}: no images found ({', '.join(IMAGE_SUFFIXES)}); "
+            f"{folder}: no images found ({', '.join(IMAGE_EXTENSIONS)}); "
             "put a few hundred normal images there (e.g. the training set's train/good)"
         )
     return images

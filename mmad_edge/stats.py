@@ -108,8 +108,12 @@ def statistics_by_category(
         raise ValueError(f"{names.size} categories for {scores.size} held-out scores; pass one per image")
     maps = None if normal_maps is None else np.asarray(normal_maps)
     pooled = score_statistics(scores, maps, rule, seed)
+    groups = sorted(set(names.tolist()))
+    if len(groups) == 1:  # one category: its numbers are the pooled ones
+        pooled["categories"] = {str(groups[0]): dict(pooled)}
+        return pooled
     pooled["categories"] = {
         str(name): score_statistics(scores[names == name], None if maps is None else maps[names == name], rule, seed)
-        for name in sorted(set(names.tolist()))
+        for name in groups
     }
     return pooled

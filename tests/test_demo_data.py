@@ -10,7 +10,7 @@ import pytest
 
 from mmad_edge.data import DatasetError, build_dataset, make_demo_dataset
 from mmad_edge.data.defects import DEFECT_KINDS, add_defect
-from mmad_edge.data.demo import normal_crop, texture
+from mmad_edge.data.demo import TINTS, normal_crop, texture
 
 SMALL = dict(categories=("brick", "gravel"), n_train=3, n_test_good=2, n_test_defect=4, size=64)
 
@@ -74,3 +74,15 @@ def test_defects_change_only_and_mostly_their_mask(kind: str) -> None:
 def test_unknown_defect_kind() -> None:
     with pytest.raises(ValueError, match="unknown defect kind 'dent'"):
         add_defect(np.zeros((32, 32, 3), np.uint8), "dent", np.random.default_rng(0))
+
+
+def test_patch_defects_paste_a_foreign_texture(tmp_path: Path) -> None:
+    """A patch is another texture (its own tint), not a piece of the product itself."""
+    root = make_demo_dataset(tmp_path, ("grass",), n_train=1, n_test_good=0, n_test_defect=4, size=128)
+    image = cv2.imread(str(root / "grass" / "test" / "patch" / "000.png")).astype(np.float64)
+    mask = cv2.imread(str(root / "grass" / "ground_truth" / "patch" / "000_mask.png"), cv2.IMREAD_GRAYSCALE) > 0
+    blue_over_green = image[mask, 0].mean() / image[mask, 1].mean()
+    own = TINTS["grass"][0] / TINTS["grass"][1]
+    others = [TINTS[name][0] / TINTS[name][1] for name in ("brick", "gravel")]
+    assert abs(blue_over_green - own) > 0.08
+    assert min(abs(blue_over_green - ratio) for ratio in others) < 0.03

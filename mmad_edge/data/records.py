@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmad_edge.runtime.sources import IMAGE_EXTENSIONS as IMAGE_SUFFIXES
+from mmad_edge.runtime.sources import IMAGE_EXTENSIONS
 from mmad_edge.runtime.sources import is_image_file
 
 
@@ -52,7 +52,7 @@ def require_folder(folder: Path, what: str, hint: str) -> Path:
 def require_images(records: list[Record], where: Path, split: str) -> list[Record]:
     if not records:
         raise DatasetError(
-            f"{where}: no {split} images found ({', '.join(IMAGE_SUFFIXES)}); "
+            f"{where}: no {split} images found ({', '.join(IMAGE_EXTENSIONS)}); "
             f"add images there or check the --layout"
         )
     return records
