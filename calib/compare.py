@@ -21,6 +21,7 @@ import onnx
 
 from mmad_edge.calib.reader import CalibrationDataError, CalibrationWarning, load_frames, seeded_pick
 from mmad_edge.calib.session import cpu_session, run_batched
+from mmad_edge.data.dataset import build_dataset
 from mmad_edge.metrics import auroc, spearman
 
 Outputs = tuple[np.ndarray, np.ndarray]  # maps (N, S, S), scores (N,)
@@ -41,7 +42,6 @@ def labelled_set(
 ) -> EvalSet:
     """Up to ``count`` normal and ``count`` anomalous images of a dataset's test split, in any
     layout ``build_dataset`` reads (mvtec, aebad, realiad, folder)."""
-    from mmad_edge.data.dataset import build_dataset  # needs torch; the rest of calib does not
 
     records = build_dataset(root, layout, categories, "test", size).records
     normal = [r.image for r in records if r.label == 0]

@@ -132,9 +132,7 @@ def default_checks(precision: str, metrics: dict[str, float | None], strict: boo
         return [Check("map_relative", metrics["map_relative"], FP32_RELATIVE, True),
                 Check("score_relative", metrics["score_relative"], FP32_RELATIVE, True)]
     rho, delta = (FP16_SPEARMAN, FP16_AUROC_DELTA) if precision == "fp16" else (INT8_SPEARMAN, INT8_AUROC_DELTA)
-    auroc_gap = None
-    if metrics["auroc"] is not None and metrics["auroc_reference"] is not None:
-        auroc_gap = abs(metrics["auroc"] - metrics["auroc_reference"])
+    auroc_gap = None if metrics["auroc_drop"] is None else abs(metrics["auroc_drop"])
     enforced = strict and precision != "int8"
     return [Check("spearman", metrics["spearman"], rho, False, enforced),
             Check("auroc_delta", auroc_gap, delta, True, enforced)]
