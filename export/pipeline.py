@@ -289,18 +289,9 @@ def _build_engines(out_dir: Path, precisions: list[str], profile: tuple[int, int
             engines[precision] = trt_build.build_engine(onnx_path, trt_build.default_engine_path(onnx_path), batch=profile)
     except (trt_build.TensorRTUnavailable, trt_build.EngineBuildError, ValueError, OSError) as exc:
         engines["error"] = str(exc)
-        raise ExportFailed(str(exc), report, _engine_exit_code(exc)) from exc
+        raise ExportFailed(str(exc), report, trt_build.exit_code_for(exc)) from exc
     finally:
         write_json_atomic(out_dir / REPORT_FILENAME, report)
-
-
-def _engine_exit_code(exc: Exception) -> int:
-    """The codes `mmad-edge build-engine` uses: 3 no TensorRT/GPU, 1 build failed, 2 bad input."""
-    if isinstance(exc, trt_build.TensorRTUnavailable):
-        return trt_build.EXIT_UNAVAILABLE
-    if isinstance(exc, trt_build.EngineBuildError):
-        return trt_build.EXIT_BUILD_FAILED
-    return trt_build.EXIT_BAD_INPUT
 
 
 def export_cli(

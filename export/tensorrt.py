@@ -10,6 +10,7 @@ the GPU query can be injected, which is how the tests drive it without a GPU.
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import shlex
 import sys
@@ -216,6 +217,16 @@ def build_engine(
     }
 
 
+def exit_code_for(exc: BaseException) -> int:
+    """The exit code `mmad-edge build-engine` (and an export with --engine) gives a failure:
+    3 no TensorRT / GPU, 1 the build failed, 2 bad input (missing file, bad batch, bad metadata)."""
+    if isinstance(exc, TensorRTUnavailable):
+        return EXIT_UNAVAILABLE
+    if isinstance(exc, EngineBuildError):
+        return EXIT_BUILD_FAILED
+    return EXIT_BAD_INPUT
+
+
 def build_engine_cli(
     onnx_path: str | os.PathLike[str],
     batch: str = "1",
@@ -225,8 +236,10 @@ def build_engine_cli(
     out: str | os.PathLike[str] | None = None,
     timing_cache: str | os.PathLike[str] | None = None,
     optimization_level: int = DEFAULT_OPTIMIZATION_LEVEL,
+    json_path: str | os.PathLike[str] | None = None,
 ) -> int:
-    """`mmad-edge build-engine`: build, print one line, return the exit code (0 ok, 1 build, 2 input, 3 no TRT)."""
+    """`mmad-edge build-engine`: build, print one line, return the exit code (0 ok, 1 build, 2 input, 3 no TRT).
+    ``json_path``: also write the build summary with the engine's sidecar metadata there."""
     onnx_path = Path(onnx_path)
     engine_path = Path(out) if out is not None else default_engine_path(onnx_path)
     cache_path = Path(timing_cache) if timing_cache is not None else onnx_path.parent / TIMING_CACHE_NAME
@@ -235,19 +248,15 @@ def build_engine_cli(
         info = build_engine(onnx_path, engine_path, batch=profile, workspace_gib=workspace_gib,
                             timing_cache=cache_path, optimization_level=optimization_level,
                             version_compatible=version_compatible, dla_core=dla_core)
-    except TensorRTUnavailable as exc:
+    except (TensorRTUnavailable, EngineBuildError, ValueError, OSError) as exc:  # MetadataError is a ValueError
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
-    except (ValueError, OSError) as exc:  # MetadataError is a ValueError; OSError: missing/unwritable files
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except EngineBuildError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BUILD_FAILED
+        return exit_code_for(exc)
     section = info["tensorrt"]
     print(f"wrote {info['engine']} ({info['engine_bytes'] / 1e6:.1f} MB; TensorRT {section['version']} on "
           f"{section['gpu']} (sm {section['compute_capability']}); batch {format_batch(profile)}) "
           f"in {info['build_seconds']:.1f} s")
+    if json_path is not None:
+        write_json_atomic(Path(json_path), {**info, "metadata": json.loads(Path(info["sidecar"]).read_text())})
     return EXIT_OK
 
 

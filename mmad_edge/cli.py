@@ -187,16 +187,10 @@ def build_engine_cmd(
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the engine, its size and its sidecar as JSON."),
 ) -> None:
     """Build a TensorRT engine from an exported ONNX (needs only TensorRT; run it on the target)."""
-    from mmad_edge.export.tensorrt import EXIT_OK, build_engine_cli, default_engine_path, sidecar_path
+    from mmad_edge.export.tensorrt import build_engine_cli
 
-    code = build_engine_cli(onnx_path, batch, version_compatible, dla_core, workspace_gib, out, timing_cache,
-                            optimization_level)
-    if code == EXIT_OK and json_path is not None:
-        engine = out if out is not None else default_engine_path(onnx_path)
-        sidecar = sidecar_path(engine)
-        write_json(json_path, {"engine": str(engine), "engine_bytes": engine.stat().st_size, "sidecar": str(sidecar),
-                               "metadata": json.loads(sidecar.read_text())})
-    raise typer.Exit(code)
+    raise typer.Exit(build_engine_cli(onnx_path, batch, version_compatible, dla_core, workspace_gib, out, timing_cache,
+                                      optimization_level, json_path))
 
 
 @app.command()
