@@ -37,7 +37,7 @@ class DemoOptions:
     out: Path
     variant: str = "a"
     image_size: int = 128
-    epochs: int = 20  # measured for the README; keeps `make demo` near ten minutes on a slow 2-core CPU
+    epochs: int = 40
     batch_size: int = 16
     loss: str = "global"  # the PCA fallback encoder gives feature-poor maps: the paper's choice there
     categories: tuple[str, ...] = CATEGORIES

@@ -257,7 +257,7 @@ def bench(
 @guarded
 def demo(
     out: Path = typer.Option(Path("demo_out"), "--out", help="Folder for data, run, exports, overlays and the report."),
-    epochs: int = typer.Option(20, "--epochs"),
+    epochs: int = typer.Option(40, "--epochs"),
     image_size: int = typer.Option(128, "--image-size"),
     variant: str = typer.Option("a", "--variant"),
     loss: str = typer.Option("global", "--loss", help="global (default here: the fallback encoder's features are "

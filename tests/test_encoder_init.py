@@ -1,5 +1,4 @@
-"""The PCA fallback encoder: whitened, centred, deterministic filters fitted on normal images,
-each stage carrying its leading components and their pooled energy."""
+"""The PCA fallback encoder: whitened, centred, deterministic filters fitted on normal images."""
 
 import numpy as np
 import pytest
@@ -8,10 +7,8 @@ import torch.nn.functional as F
 
 from mmad_edge.config import ModelConfig
 from mmad_edge.data.demo import normal_crop, texture
-from mmad_edge.encoder_init import ENERGY_SIGMA, _strided_convs, make_energy_stage, pca_initialize_encoder
-from mmad_edge.model.anomaly_map import gaussian_kernel1d
+from mmad_edge.encoder_init import _strided_convs, pca_initialize_encoder
 from mmad_edge.model.minimaxad import build_model
-from mmad_edge.train import spread
 
 
 @pytest.fixture(scope="module")
@@ -76,56 +73,3 @@ def test_same_seed_same_encoder_and_no_images_refused(frames):
         assert torch.equal(x, y)
     with pytest.raises(ValueError, match="no images"):
         pca_initialize_encoder(build_model(ModelConfig(variant="a", image_size=64)), [])
-
-
-def test_convs_feeding_a_stage_repeat_their_components(frames):
-    convs = _strided_convs(fitted(frames))
-    assert not torch.equal(convs[0].weight[:10], convs[0].weight[10:])  # the stem's first conv: all components
-    for conv in convs[1:]:
-        half = conv.out_channels // 2
-        assert torch.equal(conv.weight[:half], conv.weight[half:]) and torch.equal(conv.bias[:half], conv.bias[half:])
-    for conv in convs[2:]:  # after an energy stage only its components feed on
-        assert conv.weight[:, conv.in_channels // 2 :].abs().max() == 0
-        assert conv.weight[:, : conv.in_channels // 2].abs().max() > 0
-
-
-def _pooled_energy(x: torch.Tensor, kernel: int) -> torch.Tensor:
-    """Reference: x erf(x / sqrt 2), then the Gaussian of ENERGY_SIGMA cut to ``kernel`` taps, zero padding."""
-    size = min(kernel, 2 * round(2 * ENERGY_SIGMA) + 1)
-    g = gaussian_kernel1d(size, ENERGY_SIGMA).double()
-    k = torch.outer(g, g)
-    k = (k / k.sum()).float().expand(x.shape[1], 1, size, size).contiguous()
-    return F.conv2d(x * torch.erf(x / 2**0.5), k, padding=size // 2, groups=x.shape[1])
-
-
-@pytest.mark.parametrize("variant", ["a", "t"])  # t: a kernel-3 block pools in stage 2
-def test_energy_stage_keeps_components_and_pools_their_energy(variant):
-    torch.manual_seed(0)
-    model = build_model(ModelConfig(variant=variant, image_size=64)).eval()
-    for stage in model.encoder.stages:
-        make_energy_stage(stage)
-        channels = stage[0].gamma.numel()
-        half = channels // 2
-        x = torch.randn(2, channels, 12, 12)
-        with torch.no_grad():
-            y = stage(x)
-        assert torch.equal(y[:, :half], x[:, :half])  # components pass unchanged
-        expected = _pooled_energy(x[:, half:], stage[1].kernel)
-        assert (y[:, half:] - expected).abs().max() < 1e-5
-        # Smooth: the energy half varies far less from pixel to pixel than the components.
-        assert y[:, half:].diff(dim=-1).std() < 0.5 * x[:, :half].diff(dim=-1).std()
-
-
-def test_energy_stage_needs_two_blocks():
-    with pytest.raises(ValueError, match="two blocks"):
-        make_energy_stage(build_model(ModelConfig(variant="a", image_size=64)).encoder.stages[0][:1])
-
-
-def test_encoder_images_spread_over_every_category():
-    # Training indices are sorted, category by category: a prefix would see the first ones only.
-    train_idx = np.arange(162)  # three categories of 54
-    chosen = spread(train_idx, 64)
-    assert len(chosen) == 64 and len(set(chosen.tolist())) == 64
-    counts = [int(((chosen >= lo) & (chosen < lo + 54)).sum()) for lo in (0, 54, 108)]
-    assert sorted(counts) == [21, 21, 22]  # the old prefix took 54 / 10 / 0
-    assert np.array_equal(spread(np.arange(10), 64), np.arange(10))
