@@ -83,6 +83,7 @@ def export_int8(
     sensitivity: bool = True,
     spearman_min: float = 0.99,
     auroc_drop_max: float = 0.005,
+    score_error_max: float = 0.1,
     max_attempts: int = 8,
     cpu_format: str = "auto",
     cache_dir: str | os.PathLike[str] | None = None,
@@ -96,7 +97,7 @@ def export_int8(
     (``eval_layout``: mvtec, aebad, realiad or folder; ``eval_categories``: None for all) gives
     normal and defective images for AUROC; otherwise held-out normal images of ``calib_dir``.
     ``sensitivity``: search for blocks to keep in float when the target (``spearman_min``,
-    ``auroc_drop_max``) is missed, within ``max_attempts`` graphs after the block ranking.
+    ``auroc_drop_max``, ``score_error_max``) is missed, within ``max_attempts`` graphs after the block ranking.
     ``cpu_format``: ``auto`` (time Q/DQ and QOperator, keep the faster), ``qdq``, ``qoperator``.
     """
     fp32_onnx, out_path, calib_dir = Path(fp32_onnx), Path(out_path), Path(calib_dir)
@@ -113,7 +114,7 @@ def export_int8(
     blocks = {b: [n for n in nodes if n not in user_float] for b, nodes in blocks.items()}
     blocks = {b: nodes for b, nodes in blocks.items() if nodes}
     settings = CalibrationSettings(method, count, seed, percentile, size, QUANTIZED_OPS)
-    accuracy = AccuracyTarget(spearman_min, auroc_drop_max)
+    accuracy = AccuracyTarget(spearman_min, auroc_drop_max, score_error_max)
     notes: list[str] = []
 
     with _collected_warnings(notes):
@@ -170,7 +171,8 @@ def export_int8(
         path=out_path,
         target=target,
         metrics=metrics,
-        accuracy_target={"spearman_min": spearman_min, "auroc_drop_max": auroc_drop_max},
+        accuracy_target={"spearman_min": spearman_min, "auroc_drop_max": auroc_drop_max,
+                         "score_error_max": score_error_max},
         target_met=not accuracy.shortfalls(metrics),
         search={"enabled": sensitivity, "attempts": found.attempts, "max_attempts": max_attempts,
                 "message": found.message,

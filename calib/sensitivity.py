@@ -23,10 +23,14 @@ Trial = Callable[[frozenset[str]], Metrics]
 
 @dataclass(frozen=True)
 class AccuracyTarget:
-    """INT8 vs FP32: score ranking (Spearman) and, with labels, the image AUROC drop."""
+    """INT8 vs FP32: score ranking (Spearman), score shift (RMS score error over the FP32 scores'
+    spread: the threshold carried from FP32 statistics must still mean the same) and, with
+    labels, the image AUROC drop. Rank metrics alone pass a graph whose every score moved by
+    half a spread as long as the few evaluation images keep their order."""
 
     spearman_min: float = 0.99
     auroc_drop_max: float = 0.005
+    score_error_max: float = 0.1
 
     def shortfalls(self, metrics: Metrics) -> list[str]:
         """The unmet conditions, worded for the report; empty when the target is met. A metric
@@ -38,6 +42,9 @@ class AccuracyTarget:
         drop = metrics.get("auroc_drop")
         if drop is not None and drop > self.auroc_drop_max:
             missed.append(f"AUROC drop {drop:.4f} > {self.auroc_drop_max}")
+        error = metrics.get("score_error")
+        if error is not None and error > self.score_error_max:
+            missed.append(f"score error {error:.4f} > {self.score_error_max} of the FP32 score spread")
         return missed
 
 

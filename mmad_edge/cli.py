@@ -163,6 +163,8 @@ def export(
     calib_seed: int = typer.Option(0, "--calib-seed"),
     int8_spearman: float = typer.Option(0.99, "--int8-spearman", help="INT8 target: score rank correlation vs FP32."),
     int8_auroc_drop: float = typer.Option(0.005, "--int8-auroc-drop", help="INT8 target: max image-AUROC drop."),
+    int8_score_error: float = typer.Option(
+        0.1, "--int8-score-error", help="INT8 target: max RMS score shift, in units of the FP32 scores' spread."),
 ) -> None:
     """Export a checkpoint to verified ONNX (FP32/FP16/INT8) and optionally TensorRT engines."""
     from mmad_edge.export.pipeline import export_cli
@@ -170,7 +172,8 @@ def export(
     raise typer.Exit(export_cli(checkpoint, out, precision, calib_data, batch, engine, data, layout, category,
                                 opset, image_size, input_format, json_path, variant,
                                 {"target": target, "method": calib_method, "count": calib_count, "seed": calib_seed,
-                                 "spearman_min": int8_spearman, "auroc_drop_max": int8_auroc_drop}))
+                                 "spearman_min": int8_spearman, "auroc_drop_max": int8_auroc_drop,
+                                 "score_error_max": int8_score_error}))
 
 
 @app.command("build-engine")
@@ -257,7 +260,7 @@ def bench(
 @guarded
 def demo(
     out: Path = typer.Option(Path("demo_out"), "--out", help="Folder for data, run, exports, overlays and the report."),
-    epochs: int = typer.Option(40, "--epochs"),
+    epochs: int = typer.Option(4, "--epochs"),
     image_size: int = typer.Option(128, "--image-size"),
     variant: str = typer.Option("a", "--variant"),
     loss: str = typer.Option("global", "--loss", help="global (default here: the fallback encoder's features are "

@@ -25,7 +25,7 @@ class FakeDetector:
 
 def test_target_met_without_search_builds_one_graph() -> None:
     detector = FakeDetector()
-    result = search(detector, BLOCKS, AccuracyTarget(spearman_min=0.9), max_attempts=8)
+    result = search(detector, BLOCKS, AccuracyTarget(spearman_min=0.9, score_error_max=1.0), max_attempts=8)
     assert result.met and result.float_blocks == [] and detector.calls == 1
     assert "every convolution in INT8" in result.message
 
@@ -55,3 +55,14 @@ def test_auroc_drop_counts_when_labels_exist() -> None:
     target = AccuracyTarget(spearman_min=0.9, auroc_drop_max=0.005)
     assert target.shortfalls({"spearman": 0.95, "auroc_drop": 0.01}) == ["AUROC drop 0.0100 > 0.005"]
     assert target.shortfalls({"spearman": None, "auroc_drop": None}) == []
+
+
+def test_score_shift_counts_even_when_the_ranking_holds() -> None:
+    # Spearman is met all-INT8 (0.912 >= 0.9), but scores moved by 0.88 of their spread: the FP32
+    # threshold would no longer mean the same, so the search keeps block3 and block7 in float.
+    target = AccuracyTarget(spearman_min=0.9, score_error_max=0.1)
+    assert target.shortfalls({"spearman": 0.95, "score_error": 0.25}) == [
+        "score error 0.2500 > 0.1 of the FP32 score spread"]
+    result = search(FakeDetector(), BLOCKS, target, max_attempts=8)
+    assert result.met and [b["block"] for b in result.float_blocks] == ["block3", "block7"]
+    assert result.metrics["score_error"] == pytest.approx(0.08)

@@ -43,6 +43,14 @@ def test_same_seed_same_files(tmp_path: Path) -> None:
     assert first != files(make_demo_dataset(tmp_path / "c", **SMALL, seed=4))
 
 
+def test_test_split_does_not_depend_on_the_training_count(tmp_path: Path) -> None:
+    few = files(make_demo_dataset(tmp_path / "few", **SMALL))
+    more = files(make_demo_dataset(tmp_path / "more", **{**SMALL, "n_train": 7}))
+    assert {k: v for k, v in few.items() if "/train/" not in k} == {k: v for k, v in more.items() if "/train/" not in k}
+    assert all(few[k] == more[k] for k in few if "/train/" in k)  # the first training images too
+    assert len(more) == len(few) + 2 * 4
+
+
 def test_existing_folder_needs_overwrite(tmp_path: Path) -> None:
     make_demo_dataset(tmp_path, **SMALL)
     with pytest.raises(DatasetError, match=r"brick: already exists"):

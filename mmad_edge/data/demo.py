@@ -57,18 +57,20 @@ def _write(path: Path, image: np.ndarray) -> None:
 def _make_category(
     folder: Path, name: str, n_train: int, n_test_good: int, n_test_defect: int, size: int, seed: int
 ) -> None:
-    rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
+    # Separate streams for the training and the test images: the test split stays the same
+    # whatever the training count, so results with more or fewer training images compare.
+    train_rng, test_rng = (np.random.default_rng([seed, zlib.crc32(name.encode()), split]) for split in (0, 1))
     source = texture(name)
     others = [other for other in TINTS if other != name]
     foreign = texture(others[zlib.crc32(name.encode()) % len(others)])  # what "patch" defects paste in
     for index in range(n_train):
-        _write(folder / "train" / "good" / f"{index:03d}.png", normal_crop(source, size, rng))
+        _write(folder / "train" / "good" / f"{index:03d}.png", normal_crop(source, size, train_rng))
     for index in range(n_test_good):
-        _write(folder / "test" / "good" / f"{index:03d}.png", normal_crop(source, size, rng))
+        _write(folder / "test" / "good" / f"{index:03d}.png", normal_crop(source, size, test_rng))
     for index in range(n_test_defect):
         kind = DEFECT_KINDS[index % len(DEFECT_KINDS)]
         stem = f"{index // len(DEFECT_KINDS):03d}"
-        image, mask = add_defect(normal_crop(source, size, rng), kind, rng, foreign)
+        image, mask = add_defect(normal_crop(source, size, test_rng), kind, test_rng, foreign)
         _write(folder / "test" / kind / f"{stem}.png", image)
         _write(folder / "ground_truth" / kind / f"{stem}_mask.png", mask.astype(np.uint8) * 255)
 
