@@ -48,6 +48,7 @@ from mmad_edge.model.minimaxad import MiniMaxAD
 
 REPORT_FILENAME = "report.json"
 GENERATED_FRAMES = 12
+COMPAT_LINES = 10  # TensorRT issues listed on stderr per graph; report.json has all
 
 
 class ExportFailed(RuntimeError):
@@ -180,10 +181,7 @@ def export_checkpoint(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     say(table)
-    for precision, issues in report["tensorrt_compat"].items():
-        if issues:
-            print(f"warning: model.{precision}.onnx may not build with TensorRT:\n"
-                  + format_issues([Issue(**i) for i in issues]), file=sys.stderr)
+    _warn_tensorrt_compat(report["tensorrt_compat"], int8_info)
     if int8_info is not None and not int8_info.get("passed", True):
         print(f"warning: INT8 missed its accuracy target ({int8_info['search'].get('message', '')}); "
               "see the int8 section of report.json, or deploy fp16", file=sys.stderr)
@@ -254,6 +252,20 @@ def _report(
         "int8": int8_info,
         "engines": None,
     }
+
+
+def _warn_tensorrt_compat(compat: Mapping[str, list[dict]], int8_info: Mapping[str, Any] | None) -> None:
+    """Issues on stderr, a few lines per graph; none for an INT8 graph made for CPUs (``--target
+    cpu``), which is not meant for TensorRT: one line says so, report.json keeps the list."""
+    for precision, issues in compat.items():
+        if not issues:
+            continue
+        if precision == "int8" and int8_info is not None and int8_info.get("target") == "cpu":
+            print(f"note: model.int8.onnx is the CPU form (--target cpu), not for TensorRT ({len(issues)} "
+                  "TensorRT issues in report.json); export with --target tensorrt for an engine", file=sys.stderr)
+            continue
+        print(f"warning: model.{precision}.onnx may not build with TensorRT:\n"
+              + format_issues([Issue(**i) for i in issues], limit=COMPAT_LINES), file=sys.stderr)
 
 
 def _move_into_place(staging: Path, out_dir: Path) -> None:

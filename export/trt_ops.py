@@ -83,15 +83,19 @@ def check_tensorrt_compat(model: onnx.ModelProto, min_version: str = "10.3") -> 
     return issues
 
 
-def format_issues(issues: Iterable[Issue]) -> str:
-    """A readable report: one line per issue, or a line saying there are none."""
+def format_issues(issues: Iterable[Issue], limit: int | None = None) -> str:
+    """A readable report: one line per issue (the first ``limit``, then how many more), or a
+    line saying there are none."""
     issues = list(issues)
     if not issues:
         return "no TensorRT compatibility issues found"
     lines = [f"{len(issues)} TensorRT compatibility issue(s):"]
-    for issue in issues:
+    shown = issues if limit is None else issues[:limit]
+    for issue in shown:
         where = f"{issue.node} ({issue.op_type})" if issue.op_type else issue.node
         lines.append(f"  - {where}: {issue.message}")
+    if len(shown) < len(issues):
+        lines.append(f"  ... and {len(issues) - len(shown)} more (all of them under tensorrt_compat in report.json)")
     return "\n".join(lines)
 
 

@@ -5,7 +5,7 @@ import json
 from mmad_edge.bench.demo import DemoOptions, run_demo
 
 
-def test_demo_writes_report_with_accuracy_and_latency_per_precision(tmp_path):
+def test_demo_writes_report_with_accuracy_and_latency_per_precision(tmp_path, capfd):
     opts = DemoOptions(out=tmp_path / "demo", image_size=64, epochs=1, batch_size=8, categories=("brick",),
                        n_train=10, n_test_good=3, n_test_defect=3, calib_count=8, bench_iters=1, progress=False)
     summary = run_demo(opts)
@@ -20,3 +20,7 @@ def test_demo_writes_report_with_accuracy_and_latency_per_precision(tmp_path):
     assert len(list((tmp_path / "demo" / "overlays").glob("*.png"))) == 6
     assert (tmp_path / "demo" / "accuracy_latency.png").stat().st_size > 0
     assert summary["metrics"]["mean"]["image_auroc"] is not None
+    # The CPU-form INT8 graph is not meant for TensorRT: one note, not its issue list.
+    err = capfd.readouterr().err
+    assert "model.int8.onnx is the CPU form (--target cpu), not for TensorRT" in err
+    assert err.count("may not build with TensorRT") == 0 and "TensorRT needs signed INT8" not in err

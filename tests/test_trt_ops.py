@@ -191,6 +191,14 @@ def test_format_issues_lists_every_issue():
     assert text.splitlines() == ["2 TensorRT compatibility issue(s):", "  - a (TopK): too big", "  - graph: old opset"]
 
 
+def test_format_issues_limit_counts_the_rest():
+    issues = [Issue(f"n{i}", "Conv", "bad") for i in range(5)]
+    lines = format_issues(issues, limit=2).splitlines()
+    assert lines[:3] == ["5 TensorRT compatibility issue(s):", "  - n0 (Conv): bad", "  - n1 (Conv): bad"]
+    assert lines[3] == "  ... and 3 more (all of them under tensorrt_compat in report.json)" and len(lines) == 4
+    assert format_issues(issues, limit=5) == format_issues(issues)
+
+
 @pytest.mark.parametrize("version", ["8.6", "ten"])
 def test_bad_min_version_is_rejected(version):
     with pytest.raises(ValueError, match="min_version"):
