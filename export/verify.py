@@ -93,13 +93,13 @@ def dataset_frames(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Test images of a dataset category as model-size uint8 frames, and their 0/1 labels."""
     from mmad_edge.data.dataset import build_dataset
+    from mmad_edge.data.split import evenly_spaced
     from mmad_edge.runtime.imageio import read_image
     from mmad_edge.runtime.preprocess import resize_frame
 
     records = build_dataset(root, layout, category, "test", size).records
-    if max_images is not None and len(records) > max_images:
-        keep = np.linspace(0, len(records) - 1, max_images).round().astype(int)
-        records = [records[i] for i in keep]
+    if max_images is not None:
+        records = [records[i] for i in evenly_spaced(np.arange(len(records)), max_images)]
     frames = np.stack([resize_frame(read_image(r.image), size) for r in records])
     return frames, np.array([r.label for r in records], dtype=np.int64)
 

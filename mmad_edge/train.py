@@ -12,7 +12,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -21,7 +20,7 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Subs
 from mmad_edge.checkpoint import import_encoder, load_parts, read_checkpoint, save_checkpoint
 from mmad_edge.config import ModelConfig
 from mmad_edge.data.dataset import AnomalyDataset, build_dataset
-from mmad_edge.data.split import hold_out_split
+from mmad_edge.data.split import evenly_spaced, hold_out_split
 from mmad_edge.encoder_init import pca_initialize_encoder
 from mmad_edge.inference import predict
 from mmad_edge.losses import adc_loss, global_cosine_loss
@@ -139,7 +138,7 @@ def train(opts: TrainOptions, on_epoch_end: Callable[[int, dict], None] | None =
     if opts.pretrained:
         _log(import_encoder(model, opts.pretrained).summary(), info)
     elif opts.encoder_init == "pca" and not (opts.resume and ckpt_path.exists()):
-        frames = [plain[i]["image"][None] for i in spread(train_idx, PCA_IMAGES).tolist()]
+        frames = [plain[i]["image"][None] for i in evenly_spaced(train_idx, PCA_IMAGES).tolist()]
         pca_initialize_encoder(model, [torch.cat(frames[i:i + 16]) for i in range(0, len(frames), 16)], seed=opts.seed)
         _log(f"warning: no --pretrained ImageNet weights; encoder convs set to whitened PCA filters of "
              f"{len(frames)} training images (a fallback: pass --pretrained for real lines)", info)
@@ -221,14 +220,6 @@ def train(opts: TrainOptions, on_epoch_end: Callable[[int, dict], None] | None =
         dist.barrier()
         dist.destroy_process_group()
     return ckpt_path
-
-
-def spread(indices: np.ndarray, count: int) -> np.ndarray:
-    """``count`` items evenly spaced over ``indices`` (all when fewer). Training indices are
-    sorted, so category by category: a prefix would fit the encoder to the first categories."""
-    if len(indices) <= count:
-        return indices
-    return indices[np.linspace(0, len(indices) - 1, count).round().astype(int)]
 
 
 def _done(state: dict, opts: TrainOptions) -> bool:

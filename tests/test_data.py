@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from mmad_edge.data import DatasetError, build_dataset, hold_out_split
+from mmad_edge.data.split import evenly_spaced
 from mmad_edge.runtime.imageio import ImageReadError
 
 
@@ -232,3 +233,13 @@ def test_hold_out_split_per_category() -> None:
     assert all(np.array_equal(a, b) for a, b in zip(one, hold_out_split(40, 0.1, seed=4)))  # one category: unchanged
     with pytest.raises(ValueError, match="2 group labels for 3 items"):
         hold_out_split(3, 0.1, groups=["a", "b"])
+
+
+def test_evenly_spaced_covers_every_category() -> None:
+    # Training indices are sorted, category by category: a prefix would see the first ones only.
+    train_idx = np.arange(162)  # three categories of 54
+    chosen = evenly_spaced(train_idx, 64)
+    assert len(chosen) == 64 and len(set(chosen.tolist())) == 64 and chosen[0] == 0 and chosen[-1] == 161
+    counts = [int(((chosen >= lo) & (chosen < lo + 54)).sum()) for lo in (0, 54, 108)]
+    assert sorted(counts) == [21, 21, 22]  # the old prefix took 54 / 10 / 0
+    assert np.array_equal(evenly_spaced(np.arange(10), 64), np.arange(10))

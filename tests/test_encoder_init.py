@@ -9,7 +9,6 @@ from mmad_edge.config import ModelConfig
 from mmad_edge.data.demo import normal_crop, texture
 from mmad_edge.encoder_init import _strided_convs, pca_initialize_encoder
 from mmad_edge.model.minimaxad import build_model
-from mmad_edge.train import spread
 
 
 @pytest.fixture(scope="module")
@@ -75,12 +74,3 @@ def test_same_seed_same_encoder_and_no_images_refused(frames):
     with pytest.raises(ValueError, match="no images"):
         pca_initialize_encoder(build_model(ModelConfig(variant="a", image_size=64)), [])
 
-
-def test_encoder_images_spread_over_every_category():
-    # Training indices are sorted, category by category: a prefix would see the first ones only.
-    train_idx = np.arange(162)  # three categories of 54
-    chosen = spread(train_idx, 64)
-    assert len(chosen) == 64 and len(set(chosen.tolist())) == 64
-    counts = [int(((chosen >= lo) & (chosen < lo + 54)).sum()) for lo in (0, 54, 108)]
-    assert sorted(counts) == [21, 21, 22]  # the old prefix took 54 / 10 / 0
-    assert np.array_equal(spread(np.arange(10), 64), np.arange(10))

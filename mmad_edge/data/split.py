@@ -1,4 +1,5 @@
-"""Hold out a few training normals to measure score statistics (threshold, normalisation)."""
+"""Hold out a few training normals to measure score statistics (threshold, normalisation), and
+thin a sorted list evenly without losing any part of it."""
 
 from __future__ import annotations
 
@@ -37,3 +38,11 @@ def hold_out_split(
         train.append(members[count:])
     empty = np.zeros(0, dtype=int)
     return np.sort(np.concatenate(train or [empty])), np.sort(np.concatenate(held or [empty]))
+
+
+def evenly_spaced(indices: np.ndarray, count: int) -> np.ndarray:
+    """``count`` items evenly spaced over ``indices``, first and last included (all when fewer).
+    Records are sorted, category by category: a prefix would see only the first categories."""
+    if len(indices) <= count:
+        return indices
+    return indices[np.linspace(0, len(indices) - 1, count).round().astype(int)]
