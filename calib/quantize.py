@@ -12,6 +12,7 @@ import contextlib
 import os
 import tempfile
 import warnings
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -81,9 +82,9 @@ def export_int8(
     eval_categories: str | Sequence[str] | None = None,
     eval_count: int = 24,
     sensitivity: bool = True,
-    spearman_min: float = 0.99,
-    auroc_drop_max: float = 0.005,
-    score_error_max: float = 0.1,
+    spearman_min: float = AccuracyTarget.spearman_min,
+    auroc_drop_max: float = AccuracyTarget.auroc_drop_max,
+    score_error_max: float = AccuracyTarget.score_error_max,
     max_attempts: int = 8,
     cpu_format: str = "auto",
     cache_dir: str | os.PathLike[str] | None = None,
@@ -171,8 +172,7 @@ def export_int8(
         path=out_path,
         target=target,
         metrics=metrics,
-        accuracy_target={"spearman_min": spearman_min, "auroc_drop_max": auroc_drop_max,
-                         "score_error_max": score_error_max},
+        accuracy_target=asdict(accuracy),
         target_met=not accuracy.shortfalls(metrics),
         search={"enabled": sensitivity, "attempts": found.attempts, "max_attempts": max_attempts,
                 "message": found.message,

@@ -13,6 +13,7 @@ from typing import List, Optional
 
 import typer
 
+from mmad_edge.calib.sensitivity import AccuracyTarget  # pure Python: the INT8 target's defaults
 from mmad_edge.runtime.errors import BackendUnavailableError, SourceError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Train MiniMaxAD and deploy it to TensorRT / ONNX Runtime.")
@@ -161,10 +162,12 @@ def export(
     calib_method: str = typer.Option("minmax", "--calib-method", help="minmax, entropy or percentile."),
     calib_count: int = typer.Option(200, "--calib-count", help="Calibration images (random, seeded)."),
     calib_seed: int = typer.Option(0, "--calib-seed"),
-    int8_spearman: float = typer.Option(0.99, "--int8-spearman", help="INT8 target: score rank correlation vs FP32."),
-    int8_auroc_drop: float = typer.Option(0.005, "--int8-auroc-drop", help="INT8 target: max image-AUROC drop."),
-    int8_score_error: float = typer.Option(
-        0.1, "--int8-score-error", help="INT8 target: max RMS score shift, in units of the FP32 scores' spread."),
+    int8_spearman: float = typer.Option(AccuracyTarget.spearman_min, "--int8-spearman",
+                                        help="INT8 target: score rank correlation vs FP32."),
+    int8_auroc_drop: float = typer.Option(AccuracyTarget.auroc_drop_max, "--int8-auroc-drop",
+                                          help="INT8 target: max image-AUROC drop."),
+    int8_score_error: float = typer.Option(AccuracyTarget.score_error_max, "--int8-score-error",
+                                           help="INT8 target: max RMS score shift, in units of the FP32 scores' spread."),
 ) -> None:
     """Export a checkpoint to verified ONNX (FP32/FP16/INT8) and optionally TensorRT engines."""
     from mmad_edge.export.pipeline import export_cli
