@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import onnx
 
-from mmad_edge.calib.graph import consumers
+from mmad_edge.calib.graph import QUANTIZED_OPS, consumers
 
 
 def keep_float_inputs(model: onnx.ModelProto, quantized: set[str], output_qdq: bool) -> int:
@@ -65,26 +65,37 @@ def _drop_unused(model: onnx.ModelProto, op_types: set[str], outputs: set[str]) 
 
 def with_float_nodes(quantized: onnx.ModelProto, fp32: onnx.ModelProto, nodes: set[str]) -> onnx.ModelProto:
     """A copy of ``quantized`` in which ``nodes`` read their FP32 inputs (weights, bias and
-    activations) again, i.e. run in float; Q/DQ nobody reads any more are dropped.
+    activations) again, i.e. run in float; the float consumers of their outputs read the float
+    tensor again (the cpu target quantises conv outputs too); Q/DQ nobody reads are dropped.
 
-    For Q/DQ on conv inputs only (the tensorrt target) this is exactly the graph quantising
-    without those nodes, at the cost of a graph edit instead of a quantisation run.
+    This is the graph quantising without those nodes, at the cost of a graph edit instead of a
+    quantisation run (exactly so for the tensorrt target's Q/DQ on conv inputs only).
     """
     model = onnx.ModelProto()
     model.CopyFrom(quantized)
     originals = {n.name: n for n in fp32.graph.node if n.name in nodes}
-    # A quantised bias (cpu target) is dequantised under its original name: reuse that output.
-    present = {i.name for i in model.graph.initializer} | {o for n in model.graph.node for o in n.output}
+    initializers = {i.name for i in model.graph.initializer}
+    produced = {o for n in model.graph.node for o in n.output}
     fp32_weights = {i.name: i for i in fp32.graph.initializer}
     for node in model.graph.node:
         source = originals.get(node.name)
         if source is None:
             continue
         del node.input[:]
-        node.input.extend(source.input)
         for name in source.input:
-            if name in fp32_weights and name not in present:
-                model.graph.initializer.append(fp32_weights[name])
-                present.add(name)
-    _drop_unused(model, {"DequantizeLinear", "QuantizeLinear"}, {v.name for v in model.graph.output})
+            if name in fp32_weights and name not in initializers:
+                # Absent, or (a cpu-target bias) the output of its DequantizeLinear: the FP32 copy.
+                copy = onnx.TensorProto()
+                copy.CopyFrom(fp32_weights[name])
+                copy.name = f"{name}_float" if name in produced else name
+                model.graph.initializer.append(copy)
+                initializers.add(copy.name)
+                name = copy.name
+            elif f"{name}_float" in initializers:
+                name = f"{name}_float"
+            node.input.append(name)
+    producer = {out: node for node in model.graph.node for out in node.output}
+    still = {n.name for n in model.graph.node if n.op_type in QUANTIZED_OPS and n.input[1] in producer
+             and producer[n.input[1]].op_type == "DequantizeLinear"}  # convs whose weights stay INT8
+    keep_float_inputs(model, still, output_qdq=True)  # also drops the Q/DQ left unread
     return model

@@ -176,7 +176,7 @@ def export_int8(
         target_met=not accuracy.shortfalls(metrics),
         search={"enabled": sensitivity, "attempts": found.attempts, "max_attempts": max_attempts,
                 "message": found.message,
-                "ranking": [{"block": r["block"], "gain": r["gain"]} for r in found.ranking]},
+                "ranking": [{"block": r["block"], "error_alone": r["error_alone"]} for r in found.ranking]},
         float_blocks=found.float_blocks,
         always_float=_always_float(model, target, user_float),
         quantized_nodes=quantized,

@@ -13,7 +13,8 @@ class Int8Result:
 
     ``metrics``: INT8 vs FP32 ONNX on ``eval_source`` (same names as the export verification
     table). ``float_blocks``: blocks the sensitivity search kept in float, each
-    ``{block, nodes, reason, before, after, gain}``. ``always_float``: what never goes INT8 and
+    ``{block, nodes, reason, error_alone, alone}`` (the score error and metrics
+    with that block alone in INT8). ``always_float``: what never goes INT8 and
     why. ``latency_ms``: ORT CPU, median of a few runs of one batch (1, or the graph's fixed
     batch), on this machine.
     """
@@ -44,7 +45,7 @@ class Int8Result:
             "eval_source": self.eval_source,
             "search": dict(self.search),
             "excluded_layers": [
-                {k: b[k] for k in ("block", "nodes", "reason", "before", "after")} for b in self.float_blocks
+                {k: b[k] for k in ("block", "nodes", "reason", "error_alone", "alone")} for b in self.float_blocks
             ],
             "always_float": list(self.always_float),
             "quantized_nodes": self.quantized_nodes,

@@ -2,9 +2,10 @@
 as many as the accuracy target needs.
 
 1. Measure the all-INT8 graph. Target met: done.
-2. Rank blocks: for each block, quantise everything but that block and measure how much the
-   score error (RMS score difference over the FP32 scores' spread, a continuous stand-in for
-   the rank metrics) drops.
+2. Rank blocks: for each block, quantise that block alone (everything else float) and measure
+   the score error it causes (RMS score difference over the FP32 scores' spread, a continuous
+   stand-in for the rank metrics). Alone, not left out of an all-INT8 graph: there one block
+   that wrecks the scores (an input stage, a whitening layer) hides every other block's share.
 3. Keep the top-k ranked blocks in float, searching k by doubling then bisection, within
    ``max_attempts`` graphs; the smallest k that meets the target wins.
 
@@ -80,14 +81,14 @@ def search(
     attempts = 1
     if not target.shortfalls(base):
         return SearchResult([], base, True, attempts, "target met with every convolution in INT8")
+    every = frozenset(n for nodes in blocks.values() for n in nodes)
     ranking = []
     for name, nodes in blocks.items():
-        alone = trial(frozenset(nodes))
+        alone = trial(every - frozenset(nodes))
         attempts += 1
-        gain = base["score_error"] - alone["score_error"]
-        ranking.append({"block": name, "nodes": list(nodes), "gain": gain, "before": _summary(base),
-                        "after": _summary(alone)})
-    ranking.sort(key=lambda r: r["gain"], reverse=True)
+        ranking.append({"block": name, "nodes": list(nodes), "error_alone": alone["score_error"],
+                        "alone": _summary(alone)})
+    ranking.sort(key=lambda r: r["error_alone"], reverse=True)
     tried: dict[int, Metrics] = {0: base}
 
     def run(k: int) -> bool:
@@ -115,7 +116,7 @@ def search(
         chosen = min(tried, key=lambda i: (len(target.shortfalls(tried[i])), tried[i]["score_error"]))
         met = False
         message = _not_met(target, tried, failing, len(ranking), max_attempts)
-    why = "kept in float (ranked by score error when left out of INT8) to meet the accuracy target"
+    why = "kept in float (ranked by the score error it causes alone in INT8) to meet the accuracy target"
     float_blocks = [{**r, "reason": why} for r in ranking[:chosen]]
     return SearchResult(float_blocks, tried[chosen], met, attempts, message, ranking)
 

@@ -37,8 +37,8 @@ def test_most_sensitive_blocks_kept_in_float_until_target_met() -> None:
     assert [b["block"] for b in result.float_blocks] == ["block3", "block7"]
     assert result.float_nodes == frozenset(BLOCKS["block3"] + BLOCKS["block7"])
     first = result.float_blocks[0]
-    assert first["before"]["spearman"] == pytest.approx(0.912)
-    assert first["after"]["spearman"] == pytest.approx(0.962)
+    assert first["error_alone"] == pytest.approx(0.5)  # block3 alone in INT8
+    assert first["alone"]["spearman"] == pytest.approx(0.95)
     assert "accuracy target" in first["reason"]
     assert result.metrics["spearman"] >= 0.99
 
@@ -49,6 +49,24 @@ def test_budget_exhausted_says_so_and_keeps_the_best_graph() -> None:
     assert "not met within 2 attempts" in result.message and "Spearman" in result.message
     assert result.attempts == 1 + len(BLOCKS) + 2
     assert [b["block"] for b in result.float_blocks] == ["block3", "block7"]
+
+
+class MaskingDetector(FakeDetector):
+    """An input stage (block0) that wrecks every score when in INT8, whatever else is: left out
+    of an all-INT8 graph one at a time, no other block shows any effect."""
+
+    def __call__(self, float_nodes: frozenset[str]) -> dict:
+        result = super().__call__(float_nodes)
+        if BLOCKS["block0"][0] not in float_nodes:
+            result = {**result, "score_error": 5.0, "spearman": 0.2}
+        return result
+
+
+def test_ranking_by_each_block_alone_sees_past_a_block_that_masks_the_rest() -> None:
+    result = search(MaskingDetector(), BLOCKS, AccuracyTarget(spearman_min=0.99), max_attempts=8)
+    assert result.met
+    assert [b["block"] for b in result.float_blocks] == ["block0", "block3", "block7"]
+    assert [r["block"] for r in result.ranking[:3]] == ["block0", "block3", "block7"]
 
 
 def test_auroc_drop_counts_when_labels_exist() -> None:
