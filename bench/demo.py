@@ -37,9 +37,9 @@ class DemoOptions:
     out: Path
     variant: str = "a"
     image_size: int = 128
-    epochs: int = 4  # with 200 training images per texture: ~4 minutes of training on 2 CPU cores
+    epochs: int = 4  # with 200 training images per texture: ~1.5 minutes of training on 2 CPU cores
     batch_size: int = 16
-    loss: str = "global"  # the PCA fallback encoder gives feature-poor maps: the paper's choice there
+    loss: str = "global"  # textures are feature-poor data: the paper's choice there
     categories: tuple[str, ...] = CATEGORIES
     n_train: int = 200  # more distinct images beat more epochs on few (README, demo results)
     n_test_good: int = 60  # 60 normal and 120 defective test images per category: a category's AUROC

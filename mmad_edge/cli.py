@@ -99,7 +99,7 @@ def train(
     augment: bool = typer.Option(False, "--augment", help="Random resized crop + flip (AeBAD-S recipe)."),
     workers: int = typer.Option(0, "--workers"),
     score: str = typer.Option("top_percent", "--score", help="top_percent (mean of top 1%) or max."),
-    encoder_init: str = typer.Option("pca", "--encoder-init", help="Without --pretrained: pca (data-driven) or random."),
+    encoder_init: str = typer.Option("texture", "--encoder-init", help="Without --pretrained: texture (statistics fitted on the training images) or random."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write a training summary as JSON."),
 ) -> None:
     """Train MiniMaxAD (frozen encoder; bottleneck + decoder learn)."""
@@ -266,8 +266,8 @@ def demo(
     epochs: int = typer.Option(4, "--epochs"),
     image_size: int = typer.Option(128, "--image-size"),
     variant: str = typer.Option("a", "--variant"),
-    loss: str = typer.Option("global", "--loss", help="global (default here: the fallback encoder's features are "
-                                                      "feature-poor) or adc."),
+    loss: str = typer.Option("global", "--loss", help="global (default here: textures are "
+                                                      "feature-poor data) or adc."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the summary here."),
 ) -> None:
     """The whole path on built-in textures: data, train, eval, export, runtime, bench, report."""

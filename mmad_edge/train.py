@@ -21,16 +21,16 @@ from mmad_edge.checkpoint import import_encoder, load_parts, read_checkpoint, sa
 from mmad_edge.config import ModelConfig
 from mmad_edge.data.dataset import AnomalyDataset, build_dataset
 from mmad_edge.data.split import evenly_spaced, hold_out_split
-from mmad_edge.encoder_init import pca_initialize_encoder
 from mmad_edge.inference import predict
 from mmad_edge.losses import adc_loss, global_cosine_loss
 from mmad_edge.model.minimaxad import MiniMaxAD, build_model
 from mmad_edge.progress import progress_bar
 from mmad_edge.stats import statistics_by_category
+from mmad_edge.texture_encoder import fit_texture_encoder
 
 LOSSES = ("adc", "global")
-ENCODER_INITS = ("pca", "random")
-PCA_IMAGES = 64
+ENCODER_INITS = ("texture", "random")
+FIT_IMAGES = 128  # normal images the texture encoder is fitted on, spread over every category
 
 
 @dataclass
@@ -59,7 +59,7 @@ class TrainOptions:
     augment: bool = False
     workers: int = 0
     amp: bool = True
-    encoder_init: str = "pca"
+    encoder_init: str = "texture"
     progress: bool = True
     model_options: dict = field(default_factory=dict)
 
@@ -113,7 +113,7 @@ def _validate(opts: TrainOptions) -> None:
     if opts.loss not in LOSSES:
         raise ValueError(f"unknown loss {opts.loss!r}; choose adc or global")
     if opts.encoder_init not in ENCODER_INITS:
-        raise ValueError(f"unknown encoder init {opts.encoder_init!r}; choose pca or random")
+        raise ValueError(f"unknown encoder init {opts.encoder_init!r}; choose texture or random")
     if opts.epochs < 1 or opts.batch_size < 1:
         raise ValueError("--epochs and --batch-size must be at least 1")
     if Path(opts.out).exists() and not Path(opts.out).is_dir():
@@ -137,12 +137,14 @@ def train(opts: TrainOptions, on_epoch_end: Callable[[int, dict], None] | None =
     model = build_model(config)
     if opts.pretrained:
         _log(import_encoder(model, opts.pretrained).summary(), info)
-    elif opts.encoder_init == "pca" and not (opts.resume and ckpt_path.exists()):
-        frames = [plain[i]["image"][None] for i in evenly_spaced(train_idx, PCA_IMAGES).tolist()]
-        pca_initialize_encoder(model, [torch.cat(frames[i:i + 16]) for i in range(0, len(frames), 16)], seed=opts.seed)
-        _log(f"warning: no --pretrained ImageNet weights; encoder convs set to whitened PCA filters of "
-             f"{len(frames)} training images (a fallback: pass --pretrained for real lines)", info)
-    elif opts.encoder_init != "pca":
+    elif opts.encoder_init == "texture" and not (opts.resume and ckpt_path.exists()):
+        picks = evenly_spaced(train_idx, FIT_IMAGES).tolist()
+        frames = torch.stack([torch.as_tensor(plain[i]["image"]) for i in picks])
+        sizes = fit_texture_encoder(model, frames, [full.records[i].category for i in picks])
+        _log(f"warning: no --pretrained ImageNet weights; the frozen encoder computes texture statistics "
+             f"({'/'.join(map(str, sizes))} per scale) fitted on {len(picks)} training images "
+             f"(a fallback: pass --pretrained for real lines)", info)
+    elif opts.encoder_init == "random":
         _log("warning: no --pretrained encoder weights; the frozen encoder is random", info)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=opts.lr, betas=(0.9, 0.999), weight_decay=opts.weight_decay)
