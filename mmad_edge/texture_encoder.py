@@ -228,7 +228,7 @@ def _fit_stage(
     pool = gaussian_kernel(first.kernel, sigma)
     pools = {2 + j: pool for j, kind in enumerate(signals.kinds) if kind != "band"} if sigma > 0 else {}
     rectify = [2 + j for j, kind in enumerate(signals.kinds) if kind == "band"]
-    pool_rectify_block(first, channels, pools, rectify, design.gain)
+    pool_rectify_block(first, pools, rectify, design.gain)
     for block in stage[1:]:
         silence_block(block)
     kinds = [kind if kind != "band" else "energy" for kind in signals.kinds]

@@ -40,7 +40,7 @@ def test_pool_rectify_block_pools_rectifies_and_passes(kernel):
     b = block(6, kernel)
     pool = torch.rand(kernel, kernel, generator=g, dtype=torch.float64)
     pool /= pool.sum()
-    pool_rectify_block(b, 6, {1: pool, 4: pool}, [2, 3], gain=3.0)
+    pool_rectify_block(b, {1: pool, 4: pool}, [2, 3], gain=3.0)
     x = torch.randn(2, 6, 15, 15, generator=g)
     with torch.no_grad():
         out = b(x)

@@ -101,11 +101,11 @@ def affine_block(block: UniRepLKNetBlock, matrix: torch.Tensor, shift: torch.Ten
 
 
 def pool_rectify_block(
-    block: UniRepLKNetBlock, channels: int, pools: Mapping[int, torch.Tensor], rectify: Sequence[int], gain: float
+    block: UniRepLKNetBlock, pools: Mapping[int, torch.Tensor], rectify: Sequence[int], gain: float
 ) -> None:
     """Channels in ``pools`` become their depthwise filtering by the given (k, k) kernel; channels
     in ``rectify`` become y erf(gain y / sqrt 2), a smooth |y|; the others pass unchanged."""
-    size = block.kernel
+    size, channels = block.kernel, block.gamma.numel()
     eye = torch.eye(channels, dtype=torch.float64)
     depthwise = torch.stack([delta_kernel(size)] * channels)
     rows, cols = [], []
