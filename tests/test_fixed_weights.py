@@ -54,9 +54,9 @@ def test_pool_rectify_block_pools_rectifies_and_passes(kernel):
 
 
 def test_block_program_wider_than_the_ffn_is_refused():
-    b = block(2, 3)
-    with pytest.raises(ValueError, match="needs 9 hidden units, the block has 8"):
-        program_block(b, torch.zeros(2, 3, 3), torch.zeros(9, 2), torch.zeros(9), torch.zeros(2, 9))
+    b = block(4, 3)
+    with pytest.raises(ValueError, match="needs 17 hidden units, the block has 16"):
+        program_block(b, torch.zeros(4, 3, 3), torch.zeros(17, 4), torch.zeros(17), torch.zeros(4, 17))
 
 
 def test_layernorm_behind_a_constant_passes_its_targets_through():
