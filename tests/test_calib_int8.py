@@ -18,10 +18,13 @@ from onnx import numpy_helper
 import mmad_edge.calib.quantize as quantize_module
 import mmad_edge.calib.ranges as ranges_module
 from mmad_edge.calib.compare import error_metrics
-from mmad_edge.calib.graph import block_of, consumers
-from mmad_edge.calib.int8_graph import QuantizationError
+from mmad_edge.calib.graph import block_of, consumers, quantizable_convs
+from mmad_edge.calib.int8_graph import QuantizationError, build_int8_graph
+from mmad_edge.calib.qdq import with_float_nodes
 from mmad_edge.calib.quantize import export_int8
-from mmad_edge.calib.reader import CalibrationDataError, CalibrationWarning
+from mmad_edge.calib.ranges import CalibrationSettings
+from mmad_edge.calib.reader import CalibrationDataError, CalibrationWarning, find_images, select_images
+from mmad_edge.fileio import file_sha256
 from mmad_edge.config import ModelConfig
 from mmad_edge.export.onnx_export import export_onnx
 from mmad_edge.model.minimaxad import MiniMaxAD
@@ -295,10 +298,6 @@ def test_blocks_follow_the_torch_scopes(name: str, block: str) -> None:
 def test_float_nodes_edit_equals_quantising_without_them_on_the_cpu_target(fp32: Path, images: Path, work: Path) -> None:
     """The search judges graphs made by editing the all-INT8 graph; on the cpu target (Q/DQ on
     conv outputs too, biases in int32) the edit must equal a quantisation run without the nodes."""
-    from mmad_edge.calib.graph import quantizable_convs
-    from mmad_edge.calib.int8_graph import build_int8_graph
-    from mmad_edge.calib.qdq import with_float_nodes
-
     result = export_int8(fp32, work / "cpu-qdq.int8.onnx", images, target="cpu", count=8, eval_count=3,
                          cache_dir=work / "cache", sensitivity=False, cpu_format="qdq", timing_runs=1)
     reference, all_int8 = onnx.load(str(fp32)), onnx.load(str(result.path))
@@ -314,15 +313,11 @@ def test_float_nodes_edit_equals_quantising_without_them_on_the_cpu_target(fp32:
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     block = {n for n in convs if n.startswith("/encoder/stages.1/")}
     edited = outputs(with_float_nodes(all_int8, reference, block), "edited.onnx")
-    calibration = quantize_module.calibrated_ranges  # the cached ranges of the export above
-    del calibration
-    built_path = work / "built.onnx"
-    from mmad_edge.calib.ranges import CalibrationSettings
-    from mmad_edge.calib.reader import find_images, select_images
-    from mmad_edge.fileio import file_sha256
+    built_path = work / "built.onnx"  # quantised without the block, from the export's cached ranges
     settings = CalibrationSettings("minmax", 8, 0, 99.999, SIZE, ("Conv", "ConvTranspose"))
     chosen = select_images(find_images(images), 8, 0, images)
     ranges = ranges_module.calibrated_ranges(fp32, file_sha256(fp32), chosen, images, settings, work / "cache", 1)
+    assert ranges.cache_hit
     build_int8_graph(fp32, built_path, ranges.ranges, "minmax", "cpu", block, "qdq")
     for got, want in zip(edited, run(built_path, frames)):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
