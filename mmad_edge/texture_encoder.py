@@ -17,7 +17,7 @@ stays put in a normal texture and moves at a defect, in the manner of a scatteri
 All of it is written into the UniRepLKNet weights (``fixed_weights``): the stem and downsample
 convs filter and pool, their LayerNorms are made transparent, each stage's first block rectifies
 and pools, its last block whitens, the other blocks are off. Filter gains and whitening come from
-the images; nothing is random. On the demo textures this reaches image AUROC ~0.95 (the README).
+the images; nothing is random. On the demo textures this reaches image AUROC ~0.99 (the README).
 """
 
 from __future__ import annotations
