@@ -18,6 +18,7 @@ _EXPORTS = {
     "open_source": "sources",
     "ArtifactError": "errors",
     "BackendUnavailableError": "errors",
+    "DetectorClosedError": "errors",
     "SourceError": "errors",
 }
 

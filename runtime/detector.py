@@ -15,12 +15,12 @@ import cv2
 import numpy as np
 
 from .artifacts import BACKENDS, select_artifact
-from .errors import ArtifactError
+from .errors import ArtifactError, DetectorClosedError
 from .imageio import to_bgr_uint8
 from .metadata import ArtifactInfo
 from .preprocess import resize_frame
 from .result import Result
-from .scoring import normalize_score
+from .scoring import check_threshold, normalize_score
 
 MAP_SIZES = ("model", "frame")
 Frames = Union[np.ndarray, Iterable[np.ndarray]]
@@ -38,6 +38,12 @@ class Backend(Protocol):
     def run(self, images: np.ndarray) -> Tuple[np.ndarray, np.ndarray]: ...
 
     def close(self) -> None: ...
+
+
+def check_map_size(map_size: str) -> None:
+    """"model" (maps at the model's input size) or "frame" (resized to each frame)."""
+    if map_size not in MAP_SIZES:
+        raise ValueError(f"map_size must be 'model' or 'frame', got {map_size!r}; pass --map-size model or frame")
 
 
 def _check_frame(frame: Any) -> np.ndarray:
@@ -69,7 +75,8 @@ class Detector:
                 raise ArtifactError(f"the artifact has no statistics for category {category!r}; categories with "
                                     f"statistics: {known}. Pass one of them, or --threshold")
             default, self._normalization = self.info.categories[category]
-        self.threshold = threshold if threshold is not None else default
+        self.threshold = check_threshold(threshold) if threshold is not None else default
+        self.closed = False
         self.batch_min = backend.batch_min
         self.batch_max = backend.batch_max if max_batch is None else min(int(max_batch), backend.batch_max)
         if self.batch_max < self.batch_min:
@@ -144,8 +151,10 @@ class Detector:
 
     def predict(self, frames: Frames, threshold: Optional[float] = None, map_size: str = "model") -> List[Result]:
         """Score a list of frames (mixed sizes allowed) or an (N, H, W, C) array, in order."""
-        if map_size not in MAP_SIZES:
-            raise ValueError(f"map_size must be 'model' or 'frame', got {map_size!r}")
+        if self.closed:
+            raise DetectorClosedError("this Detector is closed; load it again with Detector.load(...) "
+                                      "(or keep using it inside its with-block)")
+        check_map_size(map_size)
         if isinstance(frames, np.ndarray):
             if frames.ndim != 4:
                 raise ValueError(
@@ -154,7 +163,7 @@ class Detector:
                 )
             frames = list(frames)
         frames = list(frames)
-        limit = self.threshold if threshold is None else float(threshold)
+        limit = self.threshold if threshold is None else check_threshold(threshold)
         results: List[Result] = []
         for start in range(0, len(frames), self.batch_max):
             results.extend(self._run_chunk(frames[start : start + self.batch_max], limit, map_size))
@@ -200,8 +209,10 @@ class Detector:
         )
 
     def close(self) -> None:
-        """Free the backend (GPU buffers, sessions); the detector is unusable afterwards."""
-        self.backend.close()
+        """Free the backend (GPU buffers, sessions); later calls raise DetectorClosedError. Idempotent."""
+        if not self.closed:
+            self.closed = True
+            self.backend.close()
 
     def __enter__(self) -> "Detector":
         return self

@@ -13,3 +13,7 @@ class BackendUnavailableError(RuntimeError):
 
 class SourceError(RuntimeError):
     """A frame source (camera, URL, video, folder) that cannot be opened or keeps failing."""
+
+
+class DetectorClosedError(ValueError):
+    """A Detector used after ``close()`` (like Python's closed files, a ValueError)."""

@@ -7,16 +7,21 @@ threshold, score normalisation and batch profile (docs/contracts.md).
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from .errors import ArtifactError
+from .log import report
 
 METADATA_KEY = "mmad_edge.metadata"
 SCHEMA_VERSION = 1
 METADATA_FILE = "metadata.json"
+# Fields that describe the graph itself: metadata.json may not contradict the graph on these.
+STRUCTURAL_FIELDS = ("input", "outputs", "batch", "model")
+_ABSENT = "(absent)"
 
 
 @dataclass(frozen=True)
@@ -39,9 +44,20 @@ class ArtifactInfo:
 
 
 def _number(value: Any, what: str, source: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ArtifactError(f"{source}: metadata {what} must be a number, got {value!r}; re-export the model")
+    """A finite number: a NaN threshold would call every frame normal, an infinite one likewise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ArtifactError(f"{source}: metadata {what} must be a finite number, got {value!r}; "
+                            "fix it in metadata.json or re-export the model")
     return float(value)
+
+
+def _integer(value: Any, what: str, source: str) -> int:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ArtifactError(f"{source}: metadata {what} must be an integer, got {value!r}; "
+                            "fix it in metadata.json or re-export the model")
+    return value
 
 
 Statistics = Tuple[Optional[float], Optional[Tuple[float, float]]]
@@ -57,6 +73,9 @@ def _statistics(stats: Any, source: str) -> Statistics:
     norm = stats.get("normalization")
     if norm is None:
         return threshold, None
+    if not isinstance(norm, dict):
+        raise ArtifactError(f"{source}: metadata statistics.normalization must be an object "
+                            f'{{"low": ..., "high": ...}}, got {norm!r}; fix it in metadata.json or re-export the model')
     low = _number(norm.get("low"), "statistics.normalization.low", source)
     high = _number(norm.get("high"), "statistics.normalization.high", source)
     return threshold, (low, high)
@@ -93,7 +112,9 @@ def parse_metadata(data: Any, source: str) -> ArtifactInfo:
     except (KeyError, TypeError, ValueError):
         raise ArtifactError(f"{source}: metadata lacks input.height/input.width; re-export the model") from None
     batch = data.get("batch") or {}
-    batch_min, batch_max = int(batch.get("min", 1)), int(batch.get("max", 1))
+    if not isinstance(batch, dict):
+        raise ArtifactError(f"{source}: metadata batch must be an object with min/opt/max, got {batch!r}; re-export the model")
+    batch_min, batch_max = (_integer(batch.get(key, 1), f"batch.{key}", source) for key in ("min", "max"))
     if not 1 <= batch_min <= batch_max:
         raise ArtifactError(f"{source}: metadata batch min {batch_min} / max {batch_max} is invalid; re-export")
     threshold, normalization = _statistics(data.get("statistics"), source)
@@ -123,3 +144,39 @@ def sidecar_path(engine: "str | os.PathLike[str]") -> Path:
     """The JSON file that describes an engine: ``model.fp16.engine`` -> ``model.fp16.engine.json``."""
     engine = Path(engine)
     return engine.with_name(engine.name + ".json")
+
+
+def _differences(ours: Any, theirs: Any, path: str) -> List[Tuple[str, Any, Any]]:
+    """The leaf paths (``a.b``) at which two JSON values differ, with both values."""
+    if isinstance(ours, dict) and isinstance(theirs, dict):
+        found: List[Tuple[str, Any, Any]] = []
+        for key in [*ours, *(k for k in theirs if k not in ours)]:
+            found += _differences(ours.get(key, _ABSENT), theirs.get(key, _ABSENT), f"{path}.{key}" if path else str(key))
+        return found
+    return [] if ours == theirs else [(path, ours, theirs)]
+
+
+def _show(value: Any) -> str:
+    return value if value is _ABSENT else json.dumps(value)
+
+
+def reconcile(graph: ArtifactInfo, beside: ArtifactInfo, source: str) -> ArtifactInfo:
+    """The graph's metadata, with the statistics of the ``metadata.json`` beside it (team decision).
+
+    Users edit metadata.json (the threshold, above all), so its statistics win and the change is
+    reported in one line; structural fields (input, outputs, batch profile, model settings) describe
+    the graph itself, so a disagreement there means the file belongs to another export and fails.
+    """
+    for name in STRUCTURAL_FIELDS:
+        for path, ours, theirs in _differences(graph.raw.get(name), beside.raw.get(name), name)[:1]:
+            raise ArtifactError(
+                f"{source}: {METADATA_FILE} beside it disagrees with the graph's metadata on {path} (graph "
+                f"{_show(ours)}, {METADATA_FILE} {_show(theirs)}); restore {METADATA_FILE} from the export or re-export"
+            )
+    changes = _differences(graph.raw.get("statistics"), beside.raw.get("statistics"), "")
+    if not changes:
+        return graph
+    shown = ", ".join(f"{path or 'statistics'} {_show(ours)} -> {_show(theirs)}" for path, ours, theirs in changes[:3])
+    more = f" and {len(changes) - 3} more" if len(changes) > 3 else ""
+    report(f"{METADATA_FILE} overrides the graph's statistics: {shown}{more}")
+    return parse_metadata({**graph.raw, "statistics": beside.raw.get("statistics")}, source)

@@ -9,7 +9,7 @@ from typing import Any, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .errors import ArtifactError, BackendUnavailableError
-from .metadata import METADATA_FILE, METADATA_KEY, ArtifactInfo, parse_metadata, read_metadata_file
+from .metadata import METADATA_FILE, METADATA_KEY, ArtifactInfo, parse_metadata, read_metadata_file, reconcile
 
 INPUT_NAME = "image"
 OUTPUT_NAMES = ("anomaly_map", "score")
@@ -30,6 +30,24 @@ def _import_onnxruntime() -> Any:
             "the ONNX backend needs onnxruntime: pip install onnxruntime (Jetson: the onnxruntime-gpu wheel for your JetPack)"
         ) from None
     return onnxruntime
+
+
+def open_session(path: "str | os.PathLike[str]", options: Any = None, providers: Optional[Sequence[Any]] = None) -> Any:
+    """An InferenceSession, or an ArtifactError of one line naming the file (also for the bench).
+
+    onnxruntime raises several private exception types with multi-line texts; this keeps the
+    first line and drops its ``[ONNXRuntimeError] : 7 : INVALID_PROTOBUF : Load model from ...``
+    preamble.
+    """
+    ort = _import_onnxruntime()
+    try:
+        return ort.InferenceSession(os.fspath(path), options, providers=list(providers or ["CPUExecutionProvider"]))
+    except Exception as exc:  # noqa: BLE001 -- onnxruntime's exception types are private
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+        reason = reason.split(" failed:", 1)[-1].strip() or reason
+        raise ArtifactError(
+            f"{path}: not a loadable ONNX model ({reason}); pass a model.<precision>.onnx written by mmad-edge export"
+        ) from None
 
 
 def runs_on_gpu(providers: Optional[Sequence[Any]] = None) -> bool:
@@ -105,11 +123,7 @@ class OnnxRuntimeBackend:
             if threads < 1:
                 raise ValueError(f"threads must be at least 1, got {threads}")
             options.intra_op_num_threads = int(threads)
-        try:
-            self._session = ort.InferenceSession(str(self.path), options, providers=list(providers))
-        except Exception as exc:  # onnxruntime raises several private exception types
-            reason = str(exc).splitlines()[0]
-            raise ArtifactError(f"{self.path}: onnxruntime cannot load it ({reason}); re-export the model") from None
+        self._session = open_session(self.path, options, providers)
         self.providers = self._session.get_providers()
         self.info = self._read_info()
         self._check_io()
@@ -117,15 +131,18 @@ class OnnxRuntimeBackend:
         self.micro_batch = None if fixed else resolve_micro_batch(micro_batch, self.image_size, not runs_on_gpu(self.providers))
 
     def _read_info(self) -> ArtifactInfo:
+        """The graph's embedded metadata, reconciled with a metadata.json beside it (``reconcile``)."""
         text = self._session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
-        if text is not None:
-            return parse_metadata(text, f"{self.path} ({METADATA_KEY})")
         sibling = self.path.parent / METADATA_FILE
-        if sibling.is_file():
-            return read_metadata_file(sibling)
-        raise ArtifactError(
-            f"{self.path}: no '{METADATA_KEY}' metadata and no {METADATA_FILE} beside it; export with mmad-edge export"
-        )
+        beside = read_metadata_file(sibling) if sibling.is_file() else None
+        if text is None:
+            if beside is None:
+                raise ArtifactError(
+                    f"{self.path}: no '{METADATA_KEY}' metadata and no {METADATA_FILE} beside it; export with mmad-edge export"
+                )
+            return beside
+        embedded = parse_metadata(text, f"{self.path} ({METADATA_KEY})")
+        return embedded if beside is None else reconcile(embedded, beside, str(self.path))
 
     def _check_io(self) -> None:
         inputs = self._session.get_inputs()
@@ -140,12 +157,30 @@ class OnnxRuntimeBackend:
             raise ArtifactError(f"{self.path}: input must be uint8 NHWC BGR, got {inputs[0].type}; re-export")
         shape = inputs[0].shape
         self.image_size = self.info.image_size
+        self._check_outputs()
         if isinstance(shape[1], int) and isinstance(shape[2], int) and (shape[1], shape[2]) != self.image_size:
             raise ArtifactError(f"{self.path}: input is {shape[1]}x{shape[2]} but metadata says {self.image_size}; re-export")
         if isinstance(shape[0], int):
             self.batch_min = self.batch_max = shape[0]
         else:
             self.batch_min, self.batch_max = 1, self.info.batch_max
+
+    def _check_outputs(self) -> None:
+        """float32 ``anomaly_map`` (B, H, W) and ``score`` (B,), the sizes where the graph fixes them."""
+        height, width = self.image_size
+        expected = {"anomaly_map": ["B", height, width], "score": ["B"]}
+        for output in self._session.get_outputs():
+            want = expected.get(output.name)
+            if want is None:
+                continue
+            shape = list(output.shape)
+            fits = len(shape) == len(want) and all(not isinstance(d, int) or not isinstance(w, int) or d == w
+                                                   for d, w in zip(shape, want))
+            if output.type != "tensor(float)" or not fits:
+                raise ArtifactError(
+                    f"{self.path}: output '{output.name}' is {output.type} {shape}, expected tensor(float) {want}; "
+                    "export with mmad-edge export"
+                )
 
     def run(self, images: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """Maps (B, S, S) and scores (B,) for a uint8 (B, S, S, 3) batch (in ``micro_batch`` runs)."""
