@@ -205,25 +205,28 @@ def run(
     artifact: Path = typer.Argument(..., help="model.<precision>.onnx, model.<precision>.engine, or an export folder."),
     source: str = typer.Option(..., "--source", help="Camera index (0), rtsp://..., video file or image folder."),
     show: bool = typer.Option(False, "--show", help="Window with heat-map overlay and score."),
-    save: Optional[Path] = typer.Option(None, "--save", help="Folder for anomalous frames, maps and results.jsonl."),
-    jsonl: bool = typer.Option(False, "--jsonl", help="One JSON object per frame on stdout."),
-    threshold: Optional[float] = typer.Option(None, "--threshold", help="Override the artifact's threshold."),
+    save: Optional[Path] = typer.Option(
+        None, "--save", help="Folder that keeps the anomalous frames only: each as frame, overlay and map PNGs plus a "
+                             "line in results.jsonl (maps at model size; at frame size with --map-size frame)."),
+    map_size: str = typer.Option("model", "--map-size", help="Anomaly maps at the model's size or each frame's: model or frame."),
+    jsonl: bool = typer.Option(False, "--jsonl", help="One strict-JSON object per frame on stdout."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="Override the artifact's threshold (finite)."),
     backend: str = typer.Option("auto", "--backend", help="auto, tensorrt or onnxruntime."),
     batch: int = typer.Option(1, "--batch"),
-    max_frames: Optional[int] = typer.Option(None, "--max-frames"),
+    max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Stop after N >= 1 frames (default: until the source ends)."),
+    retry_seconds: Optional[float] = typer.Option(
+        None, "--retry-seconds", help="How long to keep reopening a camera, stream or video that gives no frames "
+                                      "(default 15; 0: fail at once)."),
     precision: Optional[str] = typer.Option(None, "--precision", help="Pick fp32/fp16/int8 from an export folder."),
     category: Optional[str] = typer.Option(None, "--category", help="Threshold of this training category (unified models)."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the run summary as JSON."),
 ) -> None:
-    """Score every frame of a camera, stream, video or folder (no torch needed)."""
+    """Score every frame of a camera, stream, video or folder (no torch needed); one summary line at the end."""
     from mmad_edge.runtime.run import run_stream
 
     summary = run_stream(str(artifact), source, show=show, save_dir=save, jsonl=jsonl, threshold=threshold,
-                         backend=backend, batch=batch, max_frames=max_frames, precision=precision, category=category)
-    typer.echo(
-        f"{summary['frames']} frames, {summary['anomalies']} anomalous, {summary.get('dropped', 0)} dropped, "
-        f"{summary['fps']:.1f} FPS ({summary['backend']})", err=True,
-    )
+                         backend=backend, batch=batch, max_frames=max_frames, precision=precision, category=category,
+                         retry_s=retry_seconds, map_size=map_size)
     write_json(json_path, summary)
     if summary.get("interrupted"):
         raise typer.Exit(130)

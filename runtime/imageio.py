@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import os
-from typing import Union
+import threading
+from contextlib import contextmanager
+from typing import Iterator, Union
 
 import cv2
 import numpy as np
 
 PathLike = Union[str, "os.PathLike[str]"]
+_quiet_lock = threading.Lock()
+_quiet_depth = 0
+_saved_level = 0
 
 
 class ImageReadError(ValueError):
@@ -37,13 +42,35 @@ def to_bgr_uint8(image: np.ndarray, source: str = "frame") -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
+@contextmanager
+def opencv_quiet() -> Iterator[None]:
+    """Silence OpenCV's own log while we decode files or open captures: it prints its internal
+    WARN/ERROR lines for every corrupt file and every failed camera open, and we already say
+    what failed in one line. Nested and concurrent uses restore the level once, at the end."""
+    global _quiet_depth, _saved_level
+    logging = cv2.utils.logging
+    with _quiet_lock:
+        if _quiet_depth == 0:
+            _saved_level = logging.getLogLevel()
+            logging.setLogLevel(logging.LOG_LEVEL_SILENT)
+        _quiet_depth += 1
+    try:
+        yield
+    finally:
+        with _quiet_lock:
+            _quiet_depth -= 1
+            if _quiet_depth == 0:
+                logging.setLogLevel(_saved_level)
+
+
 def _decode(path: PathLike, what: str, fix: str) -> "tuple[str, np.ndarray]":
     """The file decoded as stored (any depth and channel count), or a one-line error."""
     name = os.fspath(path)
     if not os.path.isfile(name):
         raise ImageReadError(f"{name}: no such {what} file; {fix}")
     data = np.fromfile(name, dtype=np.uint8)
-    decoded = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    with opencv_quiet():
+        decoded = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if decoded is None:
         raise ImageReadError(f"{name}: cannot decode {what} (corrupt or not an image); replace or remove the file")
     return name, decoded

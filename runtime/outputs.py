@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
-from typing import IO, Optional, Tuple
+from typing import IO, Any, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -13,29 +14,46 @@ import numpy as np
 from .log import report
 from .overlay import map_image, render_overlay
 from .result import Result
-from .sources import SourceId
+from .sources import FramePosition, SourceId
 
 QUIT_KEYS = (ord("q"), 27)
 
 
-def frame_record(source_id: SourceId, index: int, result: Result) -> dict:
-    """The JSON object for one frame: where it came from plus ``result.to_json()``."""
-    return {"source": source_id, "index": index, **result.to_json()}
+def frame_record(source_name: str, source_id: SourceId, index: int, result: Result) -> dict:
+    """The JSON object for one frame: where it came from (the file; or the source's name with the
+    frame index and time), its place in the run (``index``) and ``result.to_json()``."""
+    where = {"source": source_name, **source_id.to_json()} if isinstance(source_id, FramePosition) else {"source": source_id}
+    return {**where, "index": index, **result.to_json()}
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every NaN / infinity replaced by None: strict JSON has no such numbers, and a
+    bare ``NaN`` in a line breaks the readers (jq, browsers, most languages) that consume it."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    return value
 
 
 class JsonlWriter:
-    """One JSON object per line, flushed per line so a reader (or a crash) loses nothing."""
+    """One strict-JSON object per line, flushed per line so a reader (or a crash) loses nothing."""
 
     def __init__(self, stream: IO[str]) -> None:
         self._stream = stream
 
     def write(self, record: dict) -> None:
-        self._stream.write(json.dumps(record) + "\n")
+        self._stream.write(json.dumps(json_safe(record), allow_nan=False) + "\n")
         self._stream.flush()
 
 
 class AnomalySaver:
     """For each anomalous frame: the frame, its overlay and map PNGs, a line in results.jsonl.
+
+    The map PNG has the size of ``result.anomaly_map``: the model's, or the frame's when the
+    stream runs with ``map_size="frame"`` (``mmad-edge run --save DIR --map-size frame``).
 
     results.jsonl is appended to; file names start with the run's start time so a restarted
     run never overwrites the images an earlier line points at.
@@ -49,10 +67,10 @@ class AnomalySaver:
         self._log = JsonlWriter(self._lines)
         self._run = time.strftime("%Y%m%d-%H%M%S")
 
-    def save(self, frame: np.ndarray, result: Result, record: dict) -> None:
+    def save(self, source_id: SourceId, frame: np.ndarray, result: Result, record: dict) -> None:
         stem = f"{self._run}_{record['index']:06d}"
-        if isinstance(record["source"], str):
-            stem += "_" + Path(record["source"]).stem
+        if isinstance(source_id, str):
+            stem += "_" + Path(source_id).stem
         images = {
             "frame": frame,
             "overlay": render_overlay(frame, result, self._normalization),

@@ -13,7 +13,9 @@ class Result:
     """One frame's verdict.
 
     ``score`` is the raw model score; ``score_normalized`` puts the normal median at 0 and the
-    threshold at 0.5 (None without export statistics); ``is_anomaly`` is ``score > threshold``
+    threshold at 0.5, clipped to [0, 1] (scores at or below the median read 0, scores at twice the
+    threshold's distance from the median or more read 1; None without export statistics);
+    ``is_anomaly`` is ``score > threshold``
     (None when no threshold is known). ``anomaly_map`` is float32 at the model size, or at the
     frame size when asked for with ``map_size="frame"``. ``timings`` are per-frame milliseconds
     (batch stages are shared equally among the batch's frames).
@@ -27,11 +29,11 @@ class Result:
     timings: Dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict:
-        """A JSON-ready dict of everything but the map."""
+        """A JSON-ready dict of everything but the map; timings in milliseconds, named ``<stage>_ms``."""
         return {
             "score": self.score,
             "score_normalized": self.score_normalized,
             "is_anomaly": self.is_anomaly,
             "threshold": self.threshold,
-            "timings": {stage: round(ms, 3) for stage, ms in self.timings.items()},
+            "timings": {f"{stage}_ms": round(ms, 3) for stage, ms in self.timings.items()},
         }

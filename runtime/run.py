@@ -13,7 +13,8 @@ from .detector import Detector
 from .log import report
 from .outputs import AnomalySaver, JsonlWriter, Viewer, frame_record
 from .overlay import render_overlay
-from .sources import FrameSource, open_source
+from .scoring import check_threshold
+from .sources import FrameSource, check_retry_s, open_source
 from .stream import DetectionStream
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -35,16 +36,26 @@ def run_stream(
     progress_every_s: float = 10.0,
     stdout: Optional[IO[str]] = None,
     stop_event: Optional[threading.Event] = None,
+    retry_s: Optional[float] = None,
+    map_size: str = "model",
 ) -> dict:
     """Run the detector over ``source`` and return a summary dict.
 
     ``source``: camera index, URL, video file, image folder (or a FrameSource). ``jsonl``:
-    stdout gets exactly one JSON object per frame; otherwise anomalies are printed as text.
-    Progress and messages go to stderr. ``save_dir``: anomalous frames with overlay and map
-    PNGs and DIR/results.jsonl. ``show``: an OpenCV window (q / Esc quits). Ctrl-C or
-    ``stop_event`` end the run cleanly (summary ``"interrupted"`` / ``"stopped"`` is true).
-    ``category``: use that training category's threshold and normalisation (unified models).
+    stdout gets exactly one strict-JSON object per frame; otherwise anomalies are printed as
+    text. Progress and messages go to stderr, ending with one summary line (processed /
+    anomalous / skipped / dropped). ``save_dir``: anomalous frames only, with overlay and map
+    PNGs and DIR/results.jsonl. ``map_size``: "model" or "frame" (maps resized to each frame,
+    also in the saved PNGs). ``show``: an OpenCV window (q / Esc quits). ``max_frames``: stop
+    after that many frames (>= 1). ``retry_s``: how long a camera, stream or video that gives no
+    frames is reopened before giving up (0: at once; None: 15 s, ``sources.DEFAULT_RETRY_S``). Ctrl-C or ``stop_event`` end the run
+    cleanly (summary ``"interrupted"`` / ``"stopped"`` is true). ``category``: use that training
+    category's threshold and normalisation (unified models).
     """
+    if max_frames is not None and (isinstance(max_frames, bool) or not isinstance(max_frames, int) or max_frames < 1):
+        raise ValueError(f"max frames must be at least 1, got {max_frames!r}; pass --max-frames N with N >= 1, "
+                         "or leave it out to run until the source ends")
+    threshold, retry_s = check_threshold(threshold), check_retry_s(retry_s)
     out = stdout if stdout is not None else sys.stdout
     owns_detector = not isinstance(artifact, Detector)
     if owns_detector:
@@ -55,11 +66,11 @@ def run_stream(
     viewer: Optional[Viewer] = None
     saver: Optional[AnomalySaver] = None
     try:
-        frames_source = open_source(source)
+        frames_source = open_source(source, retry_s=retry_s)
         effective_threshold = threshold if threshold is not None else detector.threshold
         if save_dir is not None and effective_threshold is None:
             report("--save keeps anomalous frames only, but no threshold is known (no export statistics); pass --threshold")
-        stream = DetectionStream(detector, frames_source, batch=batch, threshold=threshold)
+        stream = DetectionStream(detector, frames_source, batch=batch, threshold=threshold, map_size=map_size)
         viewer = Viewer() if show else None
         saver = AnomalySaver(Path(save_dir), detector.normalization) if save_dir is not None else None
         writer = JsonlWriter(out) if jsonl else None
@@ -68,7 +79,7 @@ def run_stream(
         results = iter(stream)
         try:
             for source_id, frame, result in results:
-                record = frame_record(source_id, stream.frames - 1, result)
+                record = frame_record(frames_source.name, source_id, stream.frames - 1, result)
                 if writer is not None:
                     writer.write(record)
                 if result.is_anomaly:
@@ -77,13 +88,13 @@ def run_stream(
                         out.write(f"anomaly: {source_id} score {result.score:.5f}\n")
                         out.flush()
                     if saver is not None:
-                        saver.save(frame, result, record)
+                        saver.save(source_id, frame, result, record)
                 if viewer is not None and not viewer.show(render_overlay(frame, result, detector.normalization)):
                     quit_by_user = True
                     break
                 if time.perf_counter() >= next_progress:
                     next_progress += progress_every_s
-                    report(_progress(stream))
+                    report(f"{stream.frames} processed, {_progress(stream)}")
                 if (max_frames is not None and stream.frames >= max_frames) or (stop_event is not None and stop_event.is_set()):
                     break
         except KeyboardInterrupt:
@@ -97,6 +108,7 @@ def run_stream(
             "frames": stream.frames,
             "anomalies": anomalies,
             "dropped": stream.dropped,
+            "skipped": 0,
             **frames_source.counters,
             "elapsed_s": round(stream.elapsed_s(), 3),
             "fps": round(stream.frames / stream.elapsed_s(), 2) if stream.elapsed_s() > 0 else 0.0,
@@ -105,7 +117,8 @@ def run_stream(
             "interrupted": interrupted,
             "stopped": quit_by_user or (stop_event is not None and stop_event.is_set()),
         }
-        report(f"done: {_progress(stream)}, {anomalies} anomalous")
+        report(f"done: {stream.frames} processed, {anomalies} anomalous, {summary['skipped']} skipped, "
+               f"{_progress(stream)} ({detector.backend.name})")
         return summary
     finally:
         if saver is not None:
@@ -119,4 +132,4 @@ def run_stream(
 def _progress(stream: DetectionStream) -> str:
     elapsed = stream.elapsed_s()
     fps = stream.frames / elapsed if elapsed > 0 else 0.0
-    return f"{stream.frames} frames in {elapsed:.1f} s ({fps:.1f} fps), {stream.dropped} dropped"
+    return f"{stream.dropped} dropped, {elapsed:.1f} s at {fps:.1f} fps"

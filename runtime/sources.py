@@ -1,15 +1,17 @@
 """Frame sources: camera index, stream URL, video file, image folder.
 
-Each yields ``(source_id, frame)``: the frame index for cameras, URLs and videos, the file path
-for folders. Live sources (cameras, URLs) and videos that fail mid-stream are reopened with
-bounded retries and exponential backoff; a video is reopened at the next frame index. A corrupt
-image in a folder is reported on stderr and skipped.
+Each yields ``(source_id, frame)``: a ``FramePosition`` (frame index and time) for cameras, URLs
+and videos, the file path for folders. Live sources (cameras, URLs) and videos that fail are
+reopened with exponential backoff for up to ``retry_s`` seconds (said once on stderr); a video is
+reopened at the next frame index. A corrupt image in a folder is reported on stderr and skipped.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, List, Optional, Tuple, Union
 
@@ -17,7 +19,7 @@ import cv2
 import numpy as np
 
 from .errors import SourceError
-from .imageio import ImageReadError, read_image
+from .imageio import ImageReadError, opencv_quiet, read_image
 from .log import report
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -26,7 +28,40 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 def is_image_file(path: Path) -> bool:
     """An image file by suffix, not a hidden one (``._x.png`` from macOS copies is not an image)."""
     return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
-SourceId = Union[int, str]
+
+
+# Reopen a failing capture for this long by default (backoff 0.5, 1, 2, 4, 8 s: five attempts).
+DEFAULT_RETRY_S = 15.0
+
+
+def check_retry_s(retry_s: Optional[float]) -> float:
+    """Seconds to keep reopening a capture: None gives ``DEFAULT_RETRY_S``; negative or NaN is refused."""
+    if retry_s is None:
+        return DEFAULT_RETRY_S
+    if isinstance(retry_s, bool) or not isinstance(retry_s, (int, float)) or not math.isfinite(retry_s) or retry_s < 0:
+        raise ValueError(f"retry seconds must be a number >= 0, got {retry_s!r}; pass e.g. --retry-seconds 15 "
+                         "(0: fail at once)")
+    return float(retry_s)
+
+
+@dataclass(frozen=True)
+class FramePosition:
+    """Where a capture frame sits: its index in the source and, for a video file, its time in the
+    video (``timestamp_ms``) or, for a camera or stream, the Unix time it was read (``captured_at``)."""
+
+    index: int
+    timestamp_ms: Optional[float] = None
+    captured_at: Optional[float] = None
+
+    def to_json(self) -> dict:
+        times = {"timestamp_ms": self.timestamp_ms, "captured_at": self.captured_at}
+        return {"frame_index": self.index, **{key: value for key, value in times.items() if value is not None}}
+
+    def __str__(self) -> str:
+        return f"frame {self.index}"
+
+
+SourceId = Union[FramePosition, str]
 Frame = Tuple[SourceId, np.ndarray]
 OpenCapture = Callable[[Union[int, str]], Any]
 
@@ -54,17 +89,21 @@ class CaptureSource(FrameSource):
         target: Union[int, str],
         live: bool,
         open_capture: OpenCapture = cv2.VideoCapture,
-        retries: int = 5,
+        retry_s: Optional[float] = None,
         backoff_s: float = 0.5,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``retry_s``: how long to keep reopening a capture that gives no frames (0: give up at once;
+        None: ``DEFAULT_RETRY_S``)."""
         self.target = target
         self.live = live
         self.name = f"camera {target}" if isinstance(target, int) else str(target)
         self._open_capture = open_capture
-        self._retries = retries
+        self._retry_s = check_retry_s(retry_s)
         self._backoff_s = backoff_s
         self._sleep = sleep
+        self._clock = clock
         self.reopened = 0
 
     @property
@@ -72,7 +111,8 @@ class CaptureSource(FrameSource):
         return {"reopened": self.reopened}
 
     def _open(self, index: int) -> Optional[Any]:
-        capture = self._open_capture(self.target)
+        with opencv_quiet():
+            capture = self._open_capture(self.target)
         if not capture.isOpened():
             capture.release()
             return None
@@ -97,32 +137,49 @@ class CaptureSource(FrameSource):
         total = capture.get(cv2.CAP_PROP_FRAME_COUNT)
         return total <= 0 or index >= total
 
+    def _position(self, capture: Any, index: int) -> FramePosition:
+        if self.live:
+            return FramePosition(index, captured_at=round(time.time(), 3))
+        return FramePosition(index, timestamp_ms=round(float(capture.get(cv2.CAP_PROP_POS_MSEC)), 3))
+
+    def _give_up(self, index: int, attempts: int) -> None:
+        """Live: raise. Video: say where it stopped (the frames so far stand)."""
+        tried = f"after {attempts} reopen attempts in {self._retry_s:g} s" if attempts else "(--retry-seconds 0: no reopening)"
+        if self.live:
+            raise SourceError(f"{self.name}: no frames {tried}; check the camera/URL, or wait longer with --retry-seconds")
+        report(f"{self.name}: giving up at frame {index} {tried}")
+
     def frames(self) -> Iterator[Frame]:
         capture = self._open(0)
         if capture is None and not self.live:
             raise SourceError(f"{self.name}: cannot open video (missing file or unsupported codec); check the path")
-        index, failures = 0, 0
+        index, attempts, deadline = 0, 0, None
         try:
             while True:
                 frame = self._read(capture)
                 if frame is not None:
-                    failures = 0
-                    yield index, frame
+                    if deadline is not None:
+                        report(f"{self.name}: frames again after {attempts} reopen attempt(s)")
+                    attempts, deadline = 0, None
+                    yield self._position(capture, index), frame
                     index += 1
                     continue
                 if self._finished(capture, index):
                     return
-                failures += 1
-                if failures > self._retries:
-                    if self.live:
-                        raise SourceError(f"{self.name}: no frames after {self._retries} reopen attempts; check the camera/URL")
-                    report(f"{self.name}: giving up at frame {index} after {self._retries} reopen attempts")
+                now = self._clock()
+                if deadline is None:
+                    deadline = now + self._retry_s
+                    if self._retry_s > 0:
+                        report(f"{self.name}: read failed at frame {index}; reopening for up to {self._retry_s:g} s "
+                               "(--retry-seconds)")
+                if now >= deadline:
+                    self._give_up(index, attempts)
                     return
-                report(f"{self.name}: read failed at frame {index}; reopening (attempt {failures}/{self._retries})")
                 if capture is not None:
                     capture.release()
-                self._sleep(min(self._backoff_s * 2 ** (failures - 1), 10.0))
+                self._sleep(min(self._backoff_s * 2**attempts, 10.0, deadline - now))
                 capture = self._open(index)
+                attempts += 1
                 self.reopened += 1
         finally:
             if capture is not None:
@@ -156,7 +213,9 @@ class ImageFolderSource(FrameSource):
 
 
 def open_source(spec: "Union[int, str, os.PathLike[str], FrameSource]", **capture_options: Any) -> FrameSource:
-    """A camera index (0 or "0"), a URL (rtsp://, http://, ...), a video file or an image folder."""
+    """A camera index (0 or "0"), a URL (rtsp://, http://, ...), a video file or an image folder.
+
+    ``capture_options`` go to ``CaptureSource`` (e.g. ``retry_s``) and are ignored for folders."""
     if isinstance(spec, FrameSource):
         return spec
     if isinstance(spec, int) or (isinstance(spec, str) and spec.isdigit()):

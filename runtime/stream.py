@@ -14,7 +14,7 @@ from typing import Deque, Iterator, List, Optional, Tuple
 
 import numpy as np
 
-from .detector import Detector
+from .detector import Detector, check_map_size
 from .result import Result
 from .sources import Frame, FrameSource, SourceId
 
@@ -98,6 +98,7 @@ class DetectionStream:
     ) -> None:
         if batch < 1:
             raise ValueError(f"batch must be at least 1, got {batch}")
+        check_map_size(map_size)
         self.detector = detector
         self.source = source
         self.batch = batch

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from pathlib import Path
 
 import cv2
@@ -56,8 +57,13 @@ def decoded(video: Path) -> list:
     return frames
 
 
+def _reject(constant: str):
+    raise ValueError(f"not strict JSON: {constant}")
+
+
 def json_lines(text: str) -> list:
-    return [json.loads(line) for line in text.splitlines()]
+    """Every line parsed by a strict parser (NaN / Infinity are refused, as jq or a browser would)."""
+    return [json.loads(line, parse_constant=_reject) for line in text.splitlines()]
 
 
 def test_video_every_frame_in_order_with_expected_json(detector, video):
@@ -66,10 +72,13 @@ def test_video_every_frame_in_order_with_expected_json(detector, video):
     lines = json_lines(out.getvalue())
     expected = detector.predict(decoded(video))
     assert summary["frames"] == len(lines) == FRAMES and summary["dropped"] == 0
-    assert [line["source"] for line in lines] == list(range(FRAMES))
+    assert [line["frame_index"] for line in lines] == [line["index"] for line in lines] == list(range(FRAMES))
+    assert [line["timestamp_ms"] for line in lines] == pytest.approx([100.0 * i for i in range(FRAMES)])  # 10 fps
+    assert {line["source"] for line in lines} == {str(video)}
     for line, result in zip(lines, expected):
         assert {"source", "score", "score_normalized", "is_anomaly"} <= set(line)
         assert line["score"] == result.score and line["is_anomaly"] == result.is_anomaly
+        assert set(line["timings"]) == {"preprocess_ms", "inference_ms", "postprocess_ms"}
     assert 0 < summary["anomalies"] == sum(r.is_anomaly for r in expected) < FRAMES
     assert summary["interrupted"] is False and summary["fps"] > 0
 
@@ -99,10 +108,13 @@ def test_video_failing_mid_way_is_reopened_at_the_next_frame(detector, video, ca
     out = io.StringIO()
     summary = run_stream(detector, source, jsonl=True, stdout=out)
     lines = json_lines(out.getvalue())
-    assert [line["source"] for line in lines] == list(range(FRAMES))
+    assert [line["frame_index"] for line in lines] == list(range(FRAMES))
+    assert [line["timestamp_ms"] for line in lines] == pytest.approx([100.0 * i for i in range(FRAMES)])
     assert [line["score"] for line in lines] == [r.score for r in detector.predict(decoded(video))]
     assert summary["reopened"] == 2
-    assert "read failed at frame 10; reopening (attempt 1/5)" in capsys.readouterr().err
+    err = capsys.readouterr().err.splitlines()
+    assert err[:2] == ["mmad-edge: ramp.avi: read failed at frame 10; reopening for up to 15 s (--retry-seconds)"
+                       .replace("ramp.avi", str(video)), f"mmad-edge: {video}: frames again after 2 reopen attempt(s)"]
 
 
 class FakeCamera:
@@ -134,15 +146,52 @@ class FakeCamera:
         pass
 
 
-def test_live_source_recovers_then_gives_up_with_a_clear_error(detector):
+class FakeClock:
+    """Time that passes only when the source sleeps."""
+
+    def __init__(self):
+        self.now, self.sleeps = 1000.0, []
+
+    def sleep(self, seconds):
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def test_live_source_recovers_then_gives_up_with_a_clear_error(detector, capsys):
     FakeCamera.reads = FakeCamera.opens = 0
     source = CaptureSource(0, live=True, open_capture=lambda t: FakeCamera(t, fail={5, 6}), sleep=lambda s: None)
-    summary = run_stream(detector, source, max_frames=20, stdout=io.StringIO())
+    out = io.StringIO()
+    summary = run_stream(detector, source, max_frames=20, stdout=out, jsonl=True)
     assert summary["frames"] == 20 and summary["reopened"] == 2 and FakeCamera.opens == 3
+    lines = json_lines(out.getvalue())
+    indices = [line["frame_index"] for line in lines]  # live: stale frames are dropped, so gaps are expected
+    assert indices == sorted(set(indices)) and [line["index"] for line in lines] == list(range(20))
+    assert {line["source"] for line in lines} == {"camera 0"}
+    assert all(abs(line["captured_at"] - time.time()) < 600 for line in lines)  # Unix time of the read
+    capsys.readouterr()
     FakeCamera.reads = 0
-    dead = CaptureSource(0, live=True, retries=2, open_capture=lambda t: FakeCamera(t, limit=3), sleep=lambda s: None)
-    with pytest.raises(SourceError, match="camera 0: no frames after 2 reopen attempts"):
+    clock = FakeClock()
+    dead = CaptureSource(0, live=True, retry_s=2, open_capture=lambda t: FakeCamera(t, limit=3), sleep=clock.sleep,
+                         clock=lambda: clock.now)
+    with pytest.raises(SourceError) as caught:
         run_stream(detector, dead, stdout=io.StringIO())
+    assert str(caught.value) == ("camera 0: no frames after 3 reopen attempts in 2 s; check the camera/URL, "
+                                 "or wait longer with --retry-seconds")
+    assert clock.sleeps == [0.5, 1.0, 0.5]  # backoff, cut to the 2 s budget
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["mmad-edge: camera 0: read failed at frame 3; reopening for up to 2 s (--retry-seconds)"]
+
+
+def test_retry_seconds_zero_fails_at_once():
+    FakeCamera.reads = FakeCamera.opens = 0
+    clock = FakeClock()
+    dead = CaptureSource(0, live=True, retry_s=0, open_capture=lambda t: FakeCamera(t, limit=0), sleep=clock.sleep,
+                         clock=lambda: clock.now)
+    with pytest.raises(SourceError, match=r"^camera 0: no frames \(--retry-seconds 0: no reopening\)"):
+        list(dead.frames())
+    assert FakeCamera.opens == 1 and clock.sleeps == []
+    with pytest.raises(ValueError, match="retry seconds must be a number >= 0, got -1"):
+        CaptureSource(0, live=True, retry_s=-1)
 
 
 def test_folder_with_a_corrupt_image_reports_it_and_continues(detector, tmp_path, capsys):
@@ -153,12 +202,16 @@ def test_folder_with_a_corrupt_image_reports_it_and_continues(detector, tmp_path
     (folder / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     (folder / "notes.txt").write_text("ignored")
     (folder / "._a.png").write_bytes(b"AppleDouble")  # hidden copy metadata, not an image
-    summary = run_stream(detector, str(folder), jsonl=True)
-    captured = capsys.readouterr()
-    lines = json_lines(captured.out)
-    assert [Path(line["source"]).name for line in lines] == ["a.png", "c.png", "d.jpg"]
-    assert summary["skipped"] == 1 and summary["frames"] == 3
-    assert "skipping" in captured.err and "b.png" in captured.err and "cannot decode" in captured.err
+    for batch in (1, 2):
+        summary = run_stream(detector, str(folder), jsonl=True, batch=batch)
+        captured = capsys.readouterr()
+        lines = json_lines(captured.out)
+        assert [Path(line["source"]).name for line in lines] == ["a.png", "c.png", "d.jpg"]
+        assert summary["skipped"] == 1 and summary["frames"] == 3
+        err = captured.err.splitlines()
+        assert err[0] == (f"mmad-edge: skipping {folder / 'b.png'}: cannot decode image (corrupt or not an image); "
+                          "replace or remove the file")  # OpenCV's own WARN/ERROR lines are silenced
+        assert len(err) == 2 and err[1].startswith("mmad-edge: done: 3 processed, 1 anomalous, 1 skipped, 0 dropped, ")
 
 
 def test_save_dir_keeps_anomalies_with_pngs_and_one_line_each(detector, video, tmp_path):
@@ -174,6 +227,13 @@ def test_save_dir_keeps_anomalies_with_pngs_and_one_line_each(detector, video, t
         overlay = cv2.imread(str(tmp_path / "saved" / record["files"]["overlay"]))
         assert overlay.shape == (60, 80, 3) and tuple(overlay[0, 0]) == (0, 0, 255)  # red border
     assert out.getvalue().count("anomaly:") == summary["anomalies"]
+    framed = run_stream(detector, video, save_dir=tmp_path / "framed", stdout=io.StringIO(), map_size="frame")
+    records = json_lines((tmp_path / "framed" / "results.jsonl").read_text())
+    assert len(records) == framed["anomalies"] == summary["anomalies"]
+    for record in records:
+        saved_map = cv2.imread(str(tmp_path / "framed" / record["files"]["map"]), cv2.IMREAD_UNCHANGED)
+        assert saved_map.shape == (60, 80)  # the frame's size, not the model's 32 x 32
+        assert record["files"]["map"].endswith(f"_{record['index']:06d}_map.png")
 
 
 class CountingSource(FrameSource):
@@ -229,3 +289,52 @@ def test_show_without_gui_opencv_says_how_to_fix(detector, video):
         pytest.skip("this OpenCV has a GUI")
     with pytest.raises(RuntimeError, match="--show needs OpenCV with GUI support"):
         run_stream(detector, video, show=True, stdout=io.StringIO())
+
+
+class NonFiniteBackend:
+    """Wraps a backend; scores of frames whose first pixel is 1 or 2 come out NaN or +inf."""
+
+    def __init__(self, backend):
+        self._backend = backend
+
+    def __getattr__(self, name):
+        return getattr(self._backend, name)
+
+    def run(self, images):
+        maps, scores = self._backend.run(images)
+        scores = scores.copy()
+        scores[images[:, 0, 0, 0] == 1] = np.nan
+        scores[images[:, 0, 0, 0] == 2] = np.inf
+        return maps, scores
+
+
+def test_jsonl_is_strict_json_even_for_non_finite_scores(export_dir, tmp_path):
+    with Detector.load(export_dir) as det:
+        det.backend = NonFiniteBackend(det.backend)
+        out = io.StringIO()
+        frames = [np.full((16, 16, 3), value, np.uint8) for value in (1, 200, 2, 0)]
+        run_stream(det, ListSource(frames), jsonl=True, stdout=out, save_dir=tmp_path / "saved")
+    lines = json_lines(out.getvalue())
+    assert [line["score"] for line in lines][::2] == [None, None]
+    assert lines[1]["score"] == pytest.approx(200 / 255, rel=1e-6) and lines[3]["score"] == 0.0
+    saved = json_lines((tmp_path / "saved" / "results.jsonl").read_text())
+    assert [record["index"] for record in saved] == [1, 2]  # +inf is above any threshold; written as null
+    assert saved[1]["score"] is None and saved[1]["score_normalized"] == 1.0 and lines[0]["score_normalized"] is None
+
+
+class ListSource(FrameSource):
+    def __init__(self, frames):
+        self.items, self.name = frames, "list"
+
+    def frames(self):
+        for index, frame in enumerate(self.items):
+            yield str(index), frame
+
+
+@pytest.mark.parametrize("max_frames", [0, -1])
+def test_max_frames_below_one_is_refused_before_any_frame(detector, max_frames):
+    source = CountingSource(5, live=False)
+    out = io.StringIO()
+    with pytest.raises(ValueError, match=f"^max frames must be at least 1, got {max_frames}; pass --max-frames N"):
+        run_stream(detector, source, jsonl=True, stdout=out, max_frames=max_frames)
+    assert out.getvalue() == ""
