@@ -52,8 +52,6 @@ def _number(value: Any, what: str, source: str) -> float:
 
 
 def _integer(value: Any, what: str, source: str) -> int:
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise ArtifactError(f"{source}: metadata {what} must be an integer, got {value!r}; "
                             "fix it in metadata.json or re-export the model")

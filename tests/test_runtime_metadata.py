@@ -45,12 +45,6 @@ def test_bad_statistics_and_batch_fields_are_refused_naming_the_field(tmp_path, 
     assert "\n" not in str(caught.value) and str(caught.value).startswith(str(path))
 
 
-def test_integral_float_batch_is_read_as_an_integer(tmp_path):
-    path = write_standin(tmp_path / "m.onnx", SIZE, metadata=_with(lambda m: m["batch"].update(max=4.0)))
-    with Detector.load(path) as det:
-        assert det.batch_max == 4
-
-
 def test_metadata_json_statistics_override_the_graphs_and_say_so_once(tmp_path, capsys):
     folder = write_export_dir(tmp_path / "export", SIZE, precisions=("fp32", "fp16"))  # threshold 0.6 everywhere
     with Detector.load(folder) as det:
