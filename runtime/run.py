@@ -48,9 +48,9 @@ def run_stream(
     PNGs and DIR/results.jsonl. ``map_size``: "model" or "frame" (maps resized to each frame,
     also in the saved PNGs). ``show``: an OpenCV window (q / Esc quits). ``max_frames``: stop
     after that many frames (>= 1). ``retry_s``: how long a camera, stream or video that gives no
-    frames is reopened before giving up (0: at once; None: 15 s, ``sources.DEFAULT_RETRY_S``). Ctrl-C or ``stop_event`` end the run
-    cleanly (summary ``"interrupted"`` / ``"stopped"`` is true). ``category``: use that training
-    category's threshold and normalisation (unified models).
+    frames is reopened before giving up (0: at once; None: ``sources.DEFAULT_RETRY_S``). Ctrl-C
+    or ``stop_event`` end the run cleanly (summary ``"interrupted"`` / ``"stopped"`` is true).
+    ``category``: use that training category's threshold and normalisation (unified models).
     """
     if max_frames is not None and (isinstance(max_frames, bool) or not isinstance(max_frames, int) or max_frames < 1):
         raise ValueError(f"max frames must be at least 1, got {max_frames!r}; pass --max-frames N with N >= 1, "
