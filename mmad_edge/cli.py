@@ -319,6 +319,7 @@ def run(
 
 @app.command()
 @guarded
+@needs("export")
 def bench(
     artifacts: Optional[List[Path]] = typer.Argument(None, help="Export folders or .onnx/.engine files; none: the built-in default."),
     backend: str = typer.Option("auto", "--backend", help="auto, tensorrt, onnxruntime or torch."),

@@ -32,3 +32,20 @@ def test_bench_given_a_file_that_is_not_onnx(tmp_path):
     line = one_line_error(["bench", str(fake), "--no-peers", "--quiet"])
     assert line == (f"error: {fake}: not an ONNX model (it does not parse); pass a model.<precision>.onnx "
                     "written by mmad-edge export")
+
+
+def test_show_without_a_gui_opencv_names_the_package(tmp_path, monkeypatch):
+    import cv2
+    import numpy as np
+
+    from runtime_fixtures import write_export_dir
+
+    def no_gui(*args, **kwargs):
+        raise cv2.error("The function is not implemented. Rebuild the library with GUI support")
+
+    monkeypatch.setattr(cv2, "namedWindow", no_gui)
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    cv2.imwrite(str(frames / "a.png"), np.full((64, 64, 3), 128, np.uint8))
+    line = one_line_error(["run", str(write_export_dir(tmp_path / "export")), "--source", str(frames), "--show"])
+    assert "pip install opencv-python" in line and "opencv-python-headless" in line

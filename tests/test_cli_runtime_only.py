@@ -48,3 +48,10 @@ def test_training_commands_name_the_extra(args, extra, tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and f'pip install ".[{extra}]"' in lines[0] and ("needs torch" in lines[0] or "needs onnx" in lines[0]), lines
     assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_bench_names_the_extra_for_now(tmp_path):
+    result = runtime_only("bench", str(tmp_path))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        'error: mmad-edge bench needs onnx, which this install lacks; pip install ".[export]" from the mmad-edge checkout']
