@@ -153,27 +153,49 @@ def row_label(row: dict[str, Any]) -> str:
     return f"{row['name']} ({row['backend']} {row['precision']}, {row['protocol']}, b{row['batch']})"
 
 
-def write_plot(path: str | Path, report: dict[str, Any]) -> Path:
-    """PNG with two horizontal bar charts: p50 latency (ms) and throughput (images/s) per row."""
+def plot_figure(report: dict[str, Any]) -> Any:
+    """Two horizontal bar charts on log axes (rows span 100x): p50 latency per call and throughput.
+
+    Rows with a roofline floor get it drawn as a black tick: the floor latency of their batch on
+    the left, the throughput it would allow on the right, so each bar's distance to it shows.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     rows = report["results"]
     if not rows:
         raise ReportError("no result rows to plot; run at least one case")
-    labels = [row_label(row) for row in rows]
     positions = list(range(len(rows)))
     fig, (latency, throughput) = plt.subplots(
-        1, 2, figsize=(12, 1.0 + 0.4 * len(rows)), sharey=True, constrained_layout=True
+        1, 2, figsize=(12, 1.4 + 0.4 * len(rows)), sharey=True, constrained_layout=True
     )
     latency.barh(positions, [row["p50_ms"] for row in rows], color="tab:blue")
-    latency.set_xlabel("p50 latency per call (ms)")
-    latency.set_yticks(positions, labels)
-    latency.invert_yaxis()
     throughput.barh(positions, [row["images_per_s"] for row in rows], color="tab:green")
-    throughput.set_xlabel("throughput (images/s)")
+    floored = [(i, row) for i, row in enumerate(rows) if row.get("floor_ms")]
+    if floored:
+        ticks = [i for i, _ in floored]
+        latency.scatter([row["floor_ms"] for _, row in floored], ticks, marker="|", s=300, color="black",
+                        zorder=3, label="roofline floor")
+        throughput.scatter([1000.0 * row["batch"] / row["floor_ms"] for _, row in floored], ticks, marker="|",
+                           s=300, color="black", zorder=3, label="roofline floor")
+        fig.legend(handles=latency.collections[-1:], loc="outside upper right")
+    for axis, label in ((latency, "p50 latency per call (ms, log)"), (throughput, "throughput (images/s, log)")):
+        axis.set_xscale("log")
+        axis.xaxis.set_minor_formatter(NullFormatter())  # decade labels only: minor ones collide on short spans
+        axis.set_xlabel(label)
+    latency.set_yticks(positions, [row_label(row) for row in rows])
+    latency.invert_yaxis()
+    return fig
+
+
+def write_plot(path: str | Path, report: dict[str, Any]) -> Path:
+    """``plot_figure`` as a PNG (needs matplotlib, in the train extra)."""
+    import matplotlib.pyplot as plt
+
+    fig = plot_figure(report)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)

@@ -36,6 +36,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import onnx
+from google.protobuf.message import DecodeError
 import torch
 
 import mmad_edge
@@ -181,7 +182,11 @@ def read_artifact(path: Path) -> Artifact:
     if path.suffix == ".engine":
         metadata = read_metadata_json(sidecar_path(path))
     elif path.suffix == ".onnx":
-        metadata = metadata_for_onnx(path)
+        try:
+            metadata = metadata_for_onnx(path)
+        except DecodeError:
+            raise BenchError(f"{path}: not an ONNX model (it does not parse); pass a model.<precision>.onnx "
+                             "written by mmad-edge export") from None
     else:
         raise BenchError(f"{path}: not a .onnx, a .engine or an export folder; pass what mmad-edge export wrote")
     twin = path.with_name(FLOAT_NCHW_NAME)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import List, Optional
 
@@ -55,12 +56,92 @@ def guarded(fn):
     return wrapper
 
 
+# What each install extra brings (top-level module names): a command that needs one of them says
+# which extra to install instead of a traceback on a runtime-only install.
+EXTRA_MODULES = {
+    "train": frozenset({"torch", "scipy", "sklearn", "skimage", "matplotlib"}),
+    "export": frozenset({"torch", "scipy", "sklearn", "skimage", "matplotlib", "onnx", "onnxsim", "onnxruntime"}),
+}
+
+
+def needs(extra: str) -> Callable:
+    """Stop with the extra to install when the command's stack is missing (e.g. torch under ".[ort]")."""
+
+    def decorate(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except ModuleNotFoundError as exc:
+                module = (exc.name or "").split(".")[0]
+                if module not in EXTRA_MODULES[extra]:
+                    raise
+                command = fn.__name__.removesuffix("_cmd").replace("_", "-")
+                fail(f"mmad-edge {command} needs {module}, which this install lacks; "
+                     f'pip install ".[{extra}]" from the mmad-edge checkout')
+        return wrapper
+    return decorate
+
+
+# Options shared by several commands: one name, one meaning, one default, one help text.
+def variant_option(default: Optional[str] = "a", note: str = "") -> str:
+    return typer.Option(default, "--variant", help=f"Model size: a, f, p, n, t or s{note}.")
+
+
+def image_size_option(default: Optional[int] = 256, note: str = "") -> int:
+    return typer.Option(default, "--image-size", help=f"Square input size in pixels, a multiple of 32{note}.")
+
+
+def category_option(text: str = "Dataset category; repeat for several (default: all).") -> Optional[List[str]]:
+    return typer.Option(None, "--category", help=text)
+
+
+def data_option(required: bool = True) -> Optional[Path]:
+    return typer.Option(... if required else None, "--data", help="Dataset root (see --layout).")
+
+
+def layout_option() -> str:
+    return typer.Option("mvtec", "--layout", help="Dataset layout: mvtec, aebad, realiad or folder.")
+
+
+def device_option() -> str:
+    return typer.Option("cpu", "--device", help="PyTorch device: cpu or cuda.")
+
+
+def batch_size_option(default: int = 16) -> int:
+    return typer.Option(default, "--batch-size", help="Images per forward pass.")
+
+
+def loss_option(default: Optional[str] = "adc", note: str = "") -> str:
+    return typer.Option(default, "--loss", help=f"adc (feature-rich data) or global (feature-poor data){note}.")
+
+
+def epochs_option(default: Optional[int] = 10, note: str = "") -> int:
+    return typer.Option(default, "--epochs", help=f"Training epochs{note}.")
+
+
+def profile_option() -> str:
+    return typer.Option("1", "--batch", help="Batch profile of the graph or engine: N (fixed) or MIN:OPT:MAX (dynamic).")
+
+
+DEMO_PRESET = " (default: the demo's preset, {})"
+
+
+def refuse_export(checkpoint: Path) -> None:
+    """`eval` scores a PyTorch checkpoint; an export folder or graph is scored by `run`."""
+    if checkpoint.is_dir() or checkpoint.suffix in (".onnx", ".engine"):
+        fail(f"{checkpoint}: eval takes a training checkpoint (RUN_DIR/checkpoint.pt), not an export; "
+             f"score an export with 'mmad-edge run {checkpoint} --source TEST_IMAGES --jsonl' "
+             "(its report.json holds the export's accuracy)")
+
+
 @app.command("import-checkpoint")
 @guarded
+@needs("train")
 def import_checkpoint_cmd(
     out: Path = typer.Option(..., "--out", help="Project checkpoint to write (e.g. RUN_DIR/checkpoint.pt)."),
-    variant: str = typer.Option("n", "--variant", help="a, f, p, n, t or s."),
-    image_size: int = typer.Option(256, "--image-size"),
+    variant: str = typer.Option(..., "--variant", help="Model size: a, f, p, n, t or s (the one the weights are for)."),
+    image_size: int = image_size_option(),
     encoder: Optional[Path] = typer.Option(None, "--encoder", help="UniRepLKNet ImageNet weights (.pth)."),
     minimaxad: Optional[Path] = typer.Option(None, "--minimaxad", help='MiniMaxAD run {"bn", "decoder"} (.pth).'),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write what was loaded and ignored as JSON."),
@@ -78,26 +159,27 @@ def import_checkpoint_cmd(
 
 @app.command()
 @guarded
+@needs("train")
 def train(
-    data: Path = typer.Option(..., "--data", help="Dataset root."),
+    data: Path = data_option(),
     out: Path = typer.Option(..., "--out", help="Run folder; RUN_DIR/checkpoint.pt is written each epoch."),
-    layout: str = typer.Option("mvtec", "--layout", help="mvtec, aebad, realiad or folder."),
-    category: Optional[List[str]] = typer.Option(None, "--category", help="Repeat for unified training; default: all."),
-    variant: str = typer.Option("a", "--variant"),
-    image_size: int = typer.Option(256, "--image-size"),
-    epochs: int = typer.Option(10, "--epochs"),
-    max_steps: Optional[int] = typer.Option(None, "--max-steps"),
-    batch_size: int = typer.Option(16, "--batch-size"),
-    loss: str = typer.Option("adc", "--loss", help="adc (feature-rich data) or global (feature-poor)."),
+    layout: str = layout_option(),
+    category: Optional[List[str]] = category_option("Dataset category; repeat for one unified model (default: all)."),
+    variant: str = variant_option(),
+    image_size: int = image_size_option(),
+    epochs: int = epochs_option(),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many optimiser steps."),
+    batch_size: int = batch_size_option(),
+    loss: str = loss_option(),
     pretrained: Optional[Path] = typer.Option(None, "--pretrained", help="UniRepLKNet ImageNet weights for the encoder."),
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
-    seed: int = typer.Option(111, "--seed"),
-    resume: bool = typer.Option(False, "--resume", help="Continue from RUN_DIR/checkpoint.pt."),
-    lr: float = typer.Option(5e-3, "--lr"),
+    device: str = device_option(),
+    seed: int = typer.Option(111, "--seed", help="Seed of the weights, data order and hold-out split."),
+    resume: bool = typer.Option(False, "--resume/--no-resume", help="Continue from RUN_DIR/checkpoint.pt."),
+    lr: float = typer.Option(5e-3, "--lr", help="AdamW learning rate."),
     holdout: float = typer.Option(0.1, "--holdout", help="Fraction of good train images kept for score statistics."),
     threshold_rule: str = typer.Option("mean+3std", "--threshold-rule", help="mean+Kstd or quantile:Q."),
-    augment: bool = typer.Option(False, "--augment", help="Random resized crop + flip (AeBAD-S recipe)."),
-    workers: int = typer.Option(0, "--workers"),
+    augment: bool = typer.Option(False, "--augment/--no-augment", help="Random resized crop + flip (AeBAD-S recipe)."),
+    workers: int = typer.Option(0, "--workers", help="Data-loading processes (0: in the main process)."),
     score: str = typer.Option("top_percent", "--score", help="top_percent (mean of top 1%) or max."),
     encoder_init: str = typer.Option("texture", "--encoder-init", help="Without --pretrained: texture (statistics fitted on the training images) or random."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write a training summary as JSON."),
@@ -125,16 +207,18 @@ def train(
 
 @app.command("eval")
 @guarded
+@needs("train")
 def eval_cmd(
-    checkpoint: Path = typer.Argument(..., help="RUN_DIR/checkpoint.pt"),
-    data: Path = typer.Option(..., "--data"),
-    layout: str = typer.Option("mvtec", "--layout"),
-    category: Optional[List[str]] = typer.Option(None, "--category"),
-    batch_size: int = typer.Option(16, "--batch-size"),
-    device: str = typer.Option("cpu", "--device"),
+    checkpoint: Path = typer.Argument(..., help="RUN_DIR/checkpoint.pt (a training checkpoint, not an export)."),
+    data: Path = data_option(),
+    layout: str = layout_option(),
+    category: Optional[List[str]] = category_option(),
+    batch_size: int = batch_size_option(),
+    device: str = device_option(),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the metrics as JSON."),
 ) -> None:
     """Image and pixel AUROC / AP / F1-max and AUPRO per category, and their mean."""
+    refuse_export(checkpoint)
     from mmad_edge.evaluate import evaluate_checkpoint, format_table
 
     metrics = evaluate_checkpoint(checkpoint, data, layout, category or None, batch_size, device)
@@ -143,25 +227,28 @@ def eval_cmd(
 
 
 @app.command()
+@guarded
+@needs("export")
 def export(
     checkpoint: Path = typer.Argument(..., help="RUN_DIR/checkpoint.pt"),
     out: Path = typer.Option(..., "--out", help="Export folder (written atomically)."),
     precision: str = typer.Option("fp32,fp16", "--precision", help="Comma list of fp32, fp16, int8."),
     calib_data: Optional[Path] = typer.Option(None, "--calib-data", help="Folder of normal images for INT8."),
-    batch: str = typer.Option("1", "--batch", help="N (fixed) or MIN:OPT:MAX (dynamic)."),
-    engine: bool = typer.Option(False, "--engine", help="Also build TensorRT engines (needs TensorRT + GPU)."),
-    data: Optional[Path] = typer.Option(None, "--data", help="Dataset root for the verification report."),
-    layout: str = typer.Option("mvtec", "--layout"),
-    category: Optional[str] = typer.Option(None, "--category"),
+    batch: str = profile_option(),
+    engine: bool = typer.Option(False, "--engine/--no-engine", help="Also build TensorRT engines (needs TensorRT + GPU)."),
+    data: Optional[Path] = data_option(required=False),
+    layout: str = layout_option(),
+    category: Optional[List[str]] = category_option("Test category of --data for the verification report; "
+                                                    "repeat for several (default: all)."),
     opset: int = typer.Option(20, "--opset", help="ONNX opset (20: native Gelu; TensorRT 10.3+ parses up to 20)."),
-    image_size: Optional[int] = typer.Option(None, "--image-size"),
-    variant: Optional[str] = typer.Option(None, "--variant", help="Fail unless the checkpoint is this variant."),
+    image_size: Optional[int] = image_size_option(None, " (default: the checkpoint's)"),
+    variant: Optional[str] = variant_option(None, " (default: the checkpoint's; given, the checkpoint must match)"),
     input_format: str = typer.Option("uint8_bgr_nhwc", "--input-format", help="uint8_bgr_nhwc or float_rgb_nchw."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the report here."),
     target: str = typer.Option("tensorrt", "--target", help="INT8 form: tensorrt (symmetric Q/DQ) or cpu (ONNX Runtime VNNI)."),
     calib_method: str = typer.Option("minmax", "--calib-method", help="minmax, entropy or percentile."),
     calib_count: int = typer.Option(200, "--calib-count", help="Calibration images (random, seeded)."),
-    calib_seed: int = typer.Option(0, "--calib-seed"),
+    calib_seed: int = typer.Option(0, "--calib-seed", help="Seed of the calibration image draw."),
     int8_spearman: float = typer.Option(AccuracyTarget.spearman_min, "--int8-spearman",
                                         help="INT8 target: score rank correlation vs FP32."),
     int8_auroc_drop: float = typer.Option(AccuracyTarget.auroc_drop_max, "--int8-auroc-drop",
@@ -172,7 +259,7 @@ def export(
     """Export a checkpoint to verified ONNX (FP32/FP16/INT8) and optionally TensorRT engines."""
     from mmad_edge.export.pipeline import export_cli
 
-    raise typer.Exit(export_cli(checkpoint, out, precision, calib_data, batch, engine, data, layout, category,
+    raise typer.Exit(export_cli(checkpoint, out, precision, calib_data, batch, engine, data, layout, category or None,
                                 opset, image_size, input_format, json_path, variant,
                                 {"target": target, "method": calib_method, "count": calib_count, "seed": calib_seed,
                                  "spearman_min": int8_spearman, "auroc_drop_max": int8_auroc_drop,
@@ -183,13 +270,14 @@ def export(
 @guarded
 def build_engine_cmd(
     onnx_path: Path = typer.Argument(..., help="DIR/model.<precision>.onnx"),
-    batch: str = typer.Option("1", "--batch", help="N or MIN:OPT:MAX."),
-    version_compatible: bool = typer.Option(False, "--version-compatible", help="Plan runnable by newer TensorRT / the lean runtime."),
+    batch: str = profile_option(),
+    version_compatible: bool = typer.Option(False, "--version-compatible/--no-version-compatible",
+                                            help="Plan runnable by newer TensorRT / the lean runtime."),
     dla_core: Optional[int] = typer.Option(None, "--dla-core", help="Jetson DLA core (GPU fallback on)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Engine path (default DIR/model.<precision>.engine)."),
-    workspace_gib: float = typer.Option(4.0, "--workspace-gib"),
-    timing_cache: Optional[Path] = typer.Option(None, "--timing-cache"),
-    optimization_level: int = typer.Option(3, "--optimization-level"),
+    workspace_gib: float = typer.Option(4.0, "--workspace-gib", help="Builder workspace limit (GiB)."),
+    timing_cache: Optional[Path] = typer.Option(None, "--timing-cache", help="Timing cache file, read and updated."),
+    optimization_level: int = typer.Option(3, "--optimization-level", help="Builder optimisation level, 0-5."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the engine, its size and its sidecar as JSON."),
 ) -> None:
     """Build a TensorRT engine from an exported ONNX (needs only TensorRT; run it on the target)."""
@@ -204,15 +292,15 @@ def build_engine_cmd(
 def run(
     artifact: Path = typer.Argument(..., help="model.<precision>.onnx, model.<precision>.engine, or an export folder."),
     source: str = typer.Option(..., "--source", help="Camera index (0), rtsp://..., video file or image folder."),
-    show: bool = typer.Option(False, "--show", help="Window with heat-map overlay and score."),
+    show: bool = typer.Option(False, "--show/--no-show", help="Window with heat-map overlay and score (needs opencv-python, not -headless)."),
     save: Optional[Path] = typer.Option(
         None, "--save", help="Folder that keeps the anomalous frames only: each as frame, overlay and map PNGs plus a "
                              "line in results.jsonl (maps at model size; at frame size with --map-size frame)."),
     map_size: str = typer.Option("model", "--map-size", help="Anomaly maps at the model's size or each frame's: model or frame."),
-    jsonl: bool = typer.Option(False, "--jsonl", help="One strict-JSON object per frame on stdout."),
+    jsonl: bool = typer.Option(False, "--jsonl/--no-jsonl", help="One strict-JSON object per frame on stdout."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Override the artifact's threshold (finite)."),
     backend: str = typer.Option("auto", "--backend", help="auto, tensorrt or onnxruntime."),
-    batch: int = typer.Option(1, "--batch"),
+    batch_size: int = batch_size_option(1),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Stop after N >= 1 frames (default: until the source ends)."),
     retry_seconds: Optional[float] = typer.Option(
         None, "--retry-seconds", help="How long to keep reopening a camera, stream or video that gives no frames "
@@ -225,8 +313,8 @@ def run(
     from mmad_edge.runtime.run import run_stream
 
     summary = run_stream(str(artifact), source, show=show, save_dir=save, jsonl=jsonl, threshold=threshold,
-                         backend=backend, batch=batch, max_frames=max_frames, precision=precision, category=category,
-                         retry_s=retry_seconds, map_size=map_size)
+                         backend=backend, batch=batch_size, max_frames=max_frames, precision=precision,
+                         category=category, retry_s=retry_seconds, map_size=map_size)
     write_json(json_path, summary)
     if summary.get("interrupted"):
         raise typer.Exit(130)
@@ -234,22 +322,23 @@ def run(
 
 @app.command()
 @guarded
+@needs("export")
 def bench(
     artifacts: Optional[List[Path]] = typer.Argument(None, help="Export folders or .onnx/.engine files; none: the built-in default."),
     backend: str = typer.Option("auto", "--backend", help="auto, tensorrt, onnxruntime or torch."),
-    batch: str = typer.Option("1,16", "--batch", help="Comma list of batch sizes."),
-    protocol: str = typer.Option("paper,e2e", "--protocol", help="paper, e2e or both."),
-    warmup: int = typer.Option(10, "--warmup"),
-    iters: int = typer.Option(50, "--iters"),
-    json_path: Optional[Path] = typer.Option(None, "--json"),
-    markdown_path: Optional[Path] = typer.Option(None, "--markdown"),
-    plot_path: Optional[Path] = typer.Option(None, "--plot"),
+    batch_size: str = typer.Option("1,16", "--batch-size", help="Images per forward pass; a comma list times each."),
+    protocol: str = typer.Option("paper,e2e", "--protocol", help="Comma list of paper and/or e2e."),
+    warmup: int = typer.Option(10, "--warmup", help="Untimed calls per row (cut to the case budget)."),
+    iters: int = typer.Option(50, "--iters", help="Timed calls per row (cut to the case budget)."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Write the report as JSON."),
+    markdown_path: Optional[Path] = typer.Option(None, "--markdown", help="Write the table and claims as Markdown."),
+    plot_path: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG plot (log axes, floor drawn; needs matplotlib)."),
     peers: bool = typer.Option(True, "--peers/--no-peers", help="Time EfficientAD, RD4AD and PatchCore too."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Weights for the PyTorch rows."),
-    image_size: Optional[int] = typer.Option(None, "--image-size"),
+    image_size: Optional[int] = image_size_option(None, " (default: the checkpoint's, else 256; artifacts fix it)"),
     case_budget: float = typer.Option(6.0, "--case-budget", help="Seconds of timing per row before iterations are cut."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Where the default export is kept."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress lines on stderr."),
+    quiet: bool = typer.Option(False, "--quiet/--no-quiet", help="No progress lines on stderr."),
     micro_batch: Optional[int] = typer.Option(
         None, "--micro-batch", help="Images per ONNX Runtime CPU run of a batch (default: the runtime's "
                                     "cache-sized choice; 0: one run per batch)."),
@@ -257,26 +346,27 @@ def bench(
     """Latency and throughput side by side (PyTorch, ONNX Runtime, TensorRT, peers) with the hardware floor."""
     from mmad_edge.bench.suite import bench_cli
 
-    raise typer.Exit(bench_cli(artifacts or [], backend, batch, protocol, warmup, iters, json_path, markdown_path,
+    raise typer.Exit(bench_cli(artifacts or [], backend, batch_size, protocol, warmup, iters, json_path, markdown_path,
                                plot_path, peers, checkpoint, cache_dir, image_size, not quiet, case_budget,
                                micro_batch))
 
 
 @app.command()
 @guarded
+@needs("export")
 def demo(
     out: Path = typer.Option(Path("demo_out"), "--out", help="Folder for data, run, exports, overlays and the report."),
-    epochs: int = typer.Option(4, "--epochs"),
-    image_size: int = typer.Option(128, "--image-size"),
-    variant: str = typer.Option("a", "--variant"),
-    loss: str = typer.Option("global", "--loss", help="global (default here: textures are "
-                                                      "feature-poor data) or adc."),
+    epochs: Optional[int] = epochs_option(None, DEMO_PRESET.format(4)),
+    image_size: Optional[int] = image_size_option(None, DEMO_PRESET.format(128)),
+    variant: Optional[str] = variant_option(None, DEMO_PRESET.format("a")),
+    loss: Optional[str] = loss_option(None, DEMO_PRESET.format("global: textures are feature-poor")),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the summary here."),
 ) -> None:
     """The whole path on built-in textures: data, train, eval, export, runtime, bench, report."""
     from mmad_edge.bench.demo import DemoOptions, run_demo
 
-    summary = run_demo(DemoOptions(out=out, epochs=epochs, image_size=image_size, variant=variant, loss=loss))
+    given = {"epochs": epochs, "image_size": image_size, "variant": variant, "loss": loss}
+    summary = run_demo(DemoOptions(out=out, **{name: value for name, value in given.items() if value is not None}))
     write_json(json_path, summary)
 
 

@@ -11,6 +11,7 @@ from typing import IO, Any, Optional, Tuple
 import cv2
 import numpy as np
 
+from .errors import BackendUnavailableError
 from .log import report
 from .overlay import map_image, render_overlay
 from .result import Result
@@ -96,8 +97,9 @@ class Viewer:
         try:
             cv2.namedWindow(title, cv2.WINDOW_NORMAL)
         except cv2.error:
-            raise RuntimeError(
-                "--show needs OpenCV with GUI support: pip install opencv-python (not -headless), or drop --show"
+            raise BackendUnavailableError(
+                "--show needs OpenCV with GUI support, which opencv-python-headless lacks; "
+                "pip uninstall -y opencv-python-headless && pip install opencv-python, or drop --show"
             ) from None
 
     def show(self, canvas: np.ndarray) -> bool:

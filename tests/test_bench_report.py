@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from mmad_edge.bench.report import (
@@ -109,3 +110,16 @@ def test_plot_is_a_png(tmp_path: Path) -> None:
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ReportError, match="no result rows"):
         write_plot(tmp_path / "empty.png", build_report([]))
+
+
+def test_plot_uses_log_axes_and_draws_the_floor() -> None:
+    from mmad_edge.bench.report import plot_figure
+
+    rows = [add_roofline(r, 0.5 * r["batch"]) if r["name"] != "peer-only-b8" else r for r in sample_rows()]
+    fig = plot_figure(build_report(rows))
+    latency, throughput = fig.axes[:2]
+    assert latency.get_xscale() == throughput.get_xscale() == "log"
+    floors = [axis.collections[-1].get_offsets() for axis in (latency, throughput)]
+    ms = [r["floor_ms"] for r in rows if "floor_ms" in r]
+    assert np.allclose(floors[0][:, 0], ms) and np.allclose(floors[1][:, 0], [2000.0] * len(ms))
+    assert list(floors[0][:, 1]) == [0, 1, 2, 3, 4]  # the peer row (no floor) gets no tick

@@ -254,4 +254,8 @@ def test_e2e_detector_case_with_the_real_runtime(tmp_path: Path) -> None:
     row = run_case(case, warmup=1, iters=2)
     assert (row["backend"], row["precision"], row["batch"]) == ("onnxruntime", "fp32", 2)
     assert {"preprocess", "inference", "postprocess"} <= set(row["stages"])
-    assert all(ms >= 0 for ms in row["stages"].values())
+    assert all(ms > 0 for ms in row["stages"].values())
+    assert 0 < row["min_ms"] <= row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"]
+    # The stages are parts of one call: together they fit within its mean time.
+    assert sum(row["stages"].values()) <= row["mean_ms"] * 1.05
+    assert row["images_per_s"] == pytest.approx(2 * 1000.0 / row["mean_ms"])

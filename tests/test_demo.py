@@ -13,13 +13,15 @@ def test_demo_writes_report_with_accuracy_and_latency_per_precision(tmp_path, ca
     for name in ("fp32", "fp16", "int8", "int8-cpu"):
         row = next(line for line in report.splitlines() if line.startswith(f"| {name} |"))
         auroc, latency, throughput = (float(cell) for cell in row.strip("|").split("|")[1:4])
-        assert 0.0 <= auroc <= 1.0 and latency > 0 and throughput > 0
+        # 3 normal x 3 defective images: chance is 0.5, 0.75 allows two of the nine pairs misordered
+        # (the texture encoder reaches 1.0 here).
+        assert auroc >= 0.75 and latency > 0 and throughput > 0, (name, auroc)
     saved = json.loads((tmp_path / "demo" / "summary.json").read_text())
     assert set(saved["runtime_auroc"]) == {"fp32", "fp16", "int8", "int8-cpu"}
     assert saved["model"]["reparam_relative_l2_error"] < 1e-5
     assert len(list((tmp_path / "demo" / "overlays").glob("*.png"))) == 6
     assert (tmp_path / "demo" / "accuracy_latency.png").stat().st_size > 0
-    assert summary["metrics"]["mean"]["image_auroc"] is not None
+    assert summary["metrics"]["mean"]["image_auroc"] >= 0.75 and summary["metrics"]["mean"]["pixel_auroc"] >= 0.8
     # The CPU-form INT8 graph is not meant for TensorRT: no TensorRT check, no issue list on stderr;
     # the TensorRT-form graphs are checked and clean.
     err = capfd.readouterr().err

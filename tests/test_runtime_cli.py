@@ -80,7 +80,7 @@ def test_run_errors_are_one_line_exit_2_and_keep_earlier_files(setup, tmp_path, 
 
 @pytest.mark.parametrize("batch", ["1", "2"])
 def test_run_prints_one_summary_line_and_names_a_corrupt_file(setup, tmp_path, batch):
-    result = CliRunner().invoke(app, ["run", str(setup["export"]), "--source", str(setup["frames"]), "--batch", batch,
+    result = CliRunner().invoke(app, ["run", str(setup["export"]), "--source", str(setup["frames"]), "--batch-size", batch,
                                       "--json", str(tmp_path / "run.json")])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
