@@ -61,19 +61,41 @@ def import_checkpoint_cmd(
     out: Path = typer.Option(..., "--out", help="Project checkpoint to write (e.g. RUN_DIR/checkpoint.pt)."),
     variant: str = typer.Option("n", "--variant", help="a, f, p, n, t or s."),
     image_size: int = typer.Option(256, "--image-size"),
-    encoder: Optional[Path] = typer.Option(None, "--encoder", help="UniRepLKNet ImageNet weights (.pth)."),
+    encoder: Optional[str] = typer.Option(None, "--encoder", help="UniRepLKNet ImageNet weights: a name from "
+                                                                  "`mmad-edge weights` or a .pth file."),
     minimaxad: Optional[Path] = typer.Option(None, "--minimaxad", help='MiniMaxAD run {"bn", "decoder"} (.pth).'),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write what was loaded and ignored as JSON."),
 ) -> None:
     """Convert UniRepLKNet / MiniMaxAD checkpoints into one project checkpoint."""
     from mmad_edge.checkpoint import import_checkpoint
     from mmad_edge.config import ModelConfig
+    from mmad_edge.weights import describe
 
-    path, reports = import_checkpoint(ModelConfig(variant=variant, image_size=image_size), out, encoder, minimaxad)
+    path, reports, record = import_checkpoint(ModelConfig(variant=variant, image_size=image_size), out, encoder,
+                                              minimaxad)
     for report in reports:
         typer.echo(report.summary())
+    typer.echo(f"encoder weights: {describe(record)}")
     typer.echo(f"wrote {path}")
-    write_json(json_path, {"checkpoint": str(path), "imports": [vars(r) for r in reports]})
+    write_json(json_path, {"checkpoint": str(path), "imports": [vars(r) for r in reports], "encoder_weights": record})
+
+
+@app.command()
+@guarded
+def weights(
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Write the list as JSON."),
+) -> None:
+    """The official UniRepLKNet ImageNet weights for --pretrained NAME: variant, file, whether cached."""
+    from mmad_edge.weights import REPO_ID, listing, local_dir
+
+    rows = listing()
+    table = [("name", "variant", "pretraining", "cached")] + [
+        (r["name"], r["variant"], r["pretraining"], r["cached"] or "no") for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(3)]
+    for row in table:
+        typer.echo("  ".join([*(c.ljust(w) for c, w in zip(row, widths)), row[3]]))
+    typer.echo(f"downloaded from the Hugging Face repo {REPO_ID} on first use; offline, put the file in {local_dir()}/")
+    write_json(json_path, {"weights": rows})
 
 
 @app.command()
@@ -89,7 +111,9 @@ def train(
     max_steps: Optional[int] = typer.Option(None, "--max-steps"),
     batch_size: int = typer.Option(16, "--batch-size"),
     loss: str = typer.Option("adc", "--loss", help="adc (feature-rich data) or global (feature-poor)."),
-    pretrained: Optional[Path] = typer.Option(None, "--pretrained", help="UniRepLKNet ImageNet weights for the encoder."),
+    pretrained: Optional[str] = typer.Option(None, "--pretrained", help="UniRepLKNet ImageNet weights for the encoder: "
+                                             "a name from `mmad-edge weights` (downloaded once) or a .pth file. "
+                                             "Default: the variant's ImageNet-1K weights."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     seed: int = typer.Option(111, "--seed"),
     resume: bool = typer.Option(False, "--resume", help="Continue from RUN_DIR/checkpoint.pt."),
@@ -99,7 +123,9 @@ def train(
     augment: bool = typer.Option(False, "--augment", help="Random resized crop + flip (AeBAD-S recipe)."),
     workers: int = typer.Option(0, "--workers"),
     score: str = typer.Option("top_percent", "--score", help="top_percent (mean of top 1%) or max."),
-    encoder_init: str = typer.Option("texture", "--encoder-init", help="Without --pretrained: texture (statistics fitted on the training images) or random."),
+    encoder_init: str = typer.Option("imagenet", "--encoder-init", help="imagenet (default: --pretrained, else the "
+                                     "variant's official weights), texture (statistics fitted on the training images; "
+                                     "the offline choice) or random."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write a training summary as JSON."),
 ) -> None:
     """Train MiniMaxAD (frozen encoder; bottleneck + decoder learn)."""
@@ -113,14 +139,17 @@ def train(
     )
     path = run_training(opts)
     from mmad_edge.checkpoint import read_checkpoint
+    from mmad_edge.weights import describe
 
     ckpt = read_checkpoint(path)
     training, stats = ckpt["training"], ckpt["statistics"]
     last = training["history"][-1]["loss"] if training.get("history") else None
     threshold = f", threshold {stats['threshold']:.4f}" if stats else ", no held-out statistics"
     typer.echo(f"wrote {path}: {training['epoch']} epochs, {training['step']} steps, final loss "
-               f"{'-' if last is None else f'{last:.4f}'}{threshold}")
-    write_json(json_path, {"checkpoint": str(path), "config": ckpt["config"], "training": training, "statistics": stats})
+               f"{'-' if last is None else f'{last:.4f}'}{threshold}; encoder weights: "
+               f"{describe(ckpt.get('encoder_weights'))}")
+    write_json(json_path, {"checkpoint": str(path), "config": ckpt["config"], "training": training, "statistics": stats,
+                           "encoder_weights": ckpt.get("encoder_weights")})
 
 
 @app.command("eval")
@@ -136,9 +165,11 @@ def eval_cmd(
 ) -> None:
     """Image and pixel AUROC / AP / F1-max and AUPRO per category, and their mean."""
     from mmad_edge.evaluate import evaluate_checkpoint, format_table
+    from mmad_edge.weights import describe
 
     metrics = evaluate_checkpoint(checkpoint, data, layout, category or None, batch_size, device)
     typer.echo(format_table(metrics))
+    typer.echo(f"encoder weights: {describe(metrics['encoder_weights'])}")
     write_json(json_path, metrics)
 
 
@@ -217,12 +248,14 @@ def run(
 ) -> None:
     """Score every frame of a camera, stream, video or folder (no torch needed)."""
     from mmad_edge.runtime.run import run_stream
+    from mmad_edge.weights import describe
 
     summary = run_stream(str(artifact), source, show=show, save_dir=save, jsonl=jsonl, threshold=threshold,
                          backend=backend, batch=batch, max_frames=max_frames, precision=precision, category=category)
     typer.echo(
         f"{summary['frames']} frames, {summary['anomalies']} anomalous, {summary.get('dropped', 0)} dropped, "
-        f"{summary['fps']:.1f} FPS ({summary['backend']})", err=True,
+        f"{summary['fps']:.1f} FPS ({summary['backend']}); encoder weights: {describe(summary.get('encoder_weights'))}",
+        err=True,
     )
     write_json(json_path, summary)
     if summary.get("interrupted"):

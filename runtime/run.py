@@ -102,6 +102,7 @@ def run_stream(
             "fps": round(stream.frames / stream.elapsed_s(), 2) if stream.elapsed_s() > 0 else 0.0,
             "threshold": effective_threshold,
             "category": detector.category,
+            "encoder_weights": detector.info.raw.get("encoder_weights"),
             "interrupted": interrupted,
             "stopped": quit_by_user or (stop_event is not None and stop_event.is_set()),
         }

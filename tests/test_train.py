@@ -19,7 +19,8 @@ def tiny_data(tmp_path_factory):
 
 
 def options(data, out, **kw):
-    base = dict(data=data, out=out, variant="a", image_size=64, epochs=2, batch_size=4, progress=False)
+    base = dict(data=data, out=out, variant="a", image_size=64, epochs=2, batch_size=4, progress=False,
+                encoder_init="texture")
     return TrainOptions(**{**base, **kw})
 
 
@@ -79,7 +80,8 @@ def test_cli_train_then_eval_json_schema(tiny_data, tmp_path):
     out = tmp_path / "run"
     result = runner.invoke(app, ["train", "--data", str(tiny_data), "--layout", "mvtec", "--category", "brick",
                                  "--variant", "a", "--image-size", "64", "--epochs", "1", "--batch-size", "4",
-                                 "--loss", "adc", "--device", "cpu", "--seed", "111", "--out", str(out)])
+                                 "--loss", "adc", "--device", "cpu", "--seed", "111", "--encoder-init", "texture",
+                                 "--out", str(out)])
     assert result.exit_code == 0, result.output
     metrics_path = tmp_path / "metrics.json"
     result = runner.invoke(app, ["eval", str(out / "checkpoint.pt"), "--data", str(tiny_data), "--layout", "mvtec",
@@ -98,7 +100,8 @@ def test_cli_train_and_eval_report_unusable_paths_in_one_line(tiny_data, tmp_pat
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
     result = runner.invoke(app, ["train", "--data", str(tiny_data), "--category", "brick", "--variant", "a",
-                                 "--image-size", "64", "--epochs", "1", "--out", str(blocker)])
+                                 "--image-size", "64", "--epochs", "1", "--encoder-init", "texture",
+                                 "--out", str(blocker)])
     assert result.exit_code == 2, result.output
     assert result.output.strip().splitlines() == [f"error: --out {blocker} is a file; pass a folder "
                                                   "(RUN_DIR/checkpoint.pt is written inside it)"]
