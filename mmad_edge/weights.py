@@ -100,7 +100,7 @@ def fetch(name: str, variant: str | None = None) -> Path:
     local = local_dir() / weights.filename
     if local.is_file():
         return local
-    fix = f"download {hub_url(weights)} and put it in {local_dir()}/ (or pass --pretrained PATH)"
+    fix = f"download {hub_url(weights)} and put it in {local_dir()}/ (or pass its path instead of the name)"
     try:
         from huggingface_hub import hf_hub_download
     except ImportError:
