@@ -89,11 +89,11 @@ def weights(
     from mmad_edge.weights import REPO_ID, listing, local_dir
 
     rows = listing()
-    table = [("name", "variant", "pretraining", "cached")] + [
-        (r["name"], r["variant"], r["pretraining"], r["cached"] or "no") for r in rows]
-    widths = [max(len(row[i]) for row in table) for i in range(3)]
+    table = [("name", "variant", "file", "pretraining", "cached")] + [
+        (r["name"], r["variant"], r["file"], r["pretraining"], r["cached"] or "no") for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(4)]
     for row in table:
-        typer.echo("  ".join([*(c.ljust(w) for c, w in zip(row, widths)), row[3]]))
+        typer.echo("  ".join([*(c.ljust(w) for c, w in zip(row, widths)), row[-1]]))
     typer.echo(f"downloaded from the Hugging Face repo {REPO_ID} on first use; offline, put the file in {local_dir()}/")
     write_json(json_path, {"weights": rows})
 

@@ -110,7 +110,9 @@ def fetch(name: str, variant: str | None = None) -> Path:
         return Path(hf_hub_download(REPO_ID, weights.filename, revision=REVISION, cache_dir=_cache_dir(),
                                     endpoint=_endpoint(), local_files_only=offline))
     except OSError as exc:  # huggingface_hub's HTTP, offline and not-found errors are all OSErrors
-        where = "HF_HUB_OFFLINE is set" if offline else f"{_endpoint()} could not be reached ({type(exc).__name__})"
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        where = ("HF_HUB_OFFLINE is set" if offline else f"{_endpoint()} answered HTTP {status}" if status
+                 else f"{_endpoint()} could not be reached")
         raise WeightsError(name, f"{where} and {weights.filename} is not cached", fix) from None
 
 
