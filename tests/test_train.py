@@ -87,7 +87,9 @@ def test_cli_train_then_eval_json_schema(tiny_data, tmp_path):
     result = runner.invoke(app, ["eval", str(out / "checkpoint.pt"), "--data", str(tiny_data), "--layout", "mvtec",
                                  "--category", "brick", "--json", str(metrics_path)])
     assert result.exit_code == 0, result.output
+    assert "encoder weights: texture statistics" in result.output
     metrics = json.loads(metrics_path.read_text())
+    assert metrics["encoder_weights"] == {"kind": "texture", "name": None, "file": None, "sha256": None}
     keys = {"image_auroc", "image_ap", "image_f1_max", "pixel_auroc", "pixel_ap", "pixel_f1_max", "pixel_aupro"}
     assert set(metrics["categories"]["brick"]) == keys and set(metrics["mean"]) == keys
     assert 0.0 <= metrics["mean"]["image_auroc"] <= 1.0
