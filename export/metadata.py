@@ -41,8 +41,10 @@ def build_metadata(
     batch: Mapping[str, int],
     statistics: Mapping[str, Any] | None,
     source_checkpoint: str | os.PathLike[str] | None,
+    encoder_weights: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The metadata dict of one exported ONNX; raises MetadataError on bad values."""
+    """The metadata dict of one exported ONNX; raises MetadataError on bad values.
+    ``encoder_weights``: the checkpoint's record of the frozen encoder's weights (None: unrecorded)."""
     try:
         model = ModelConfig.from_dict(dict(config)).to_dict()
     except (TypeError, ValueError) as exc:
@@ -67,6 +69,7 @@ def build_metadata(
         "batch": {key: batch.get(key) for key in ("min", "opt", "max")},
         "statistics": copy.deepcopy(dict(statistics)) if statistics is not None else None,
         "source_checkpoint": checkpoint,
+        "encoder_weights": copy.deepcopy(dict(encoder_weights)) if encoder_weights is not None else None,
     }
     validate_metadata(metadata)
     return metadata
@@ -191,6 +194,9 @@ def validate_metadata(metadata: Mapping[str, Any]) -> None:
         _field(metadata, "source_checkpoint.path", _is_text, "a path string")
         _field(metadata, "source_checkpoint.sha256", lambda v: isinstance(v, str) and bool(_SHA256.match(v)),
                "64 lowercase hex digits")
+    if metadata.get("encoder_weights") is not None:  # absent or null in exports made before it was recorded
+        _field(metadata, "encoder_weights", _is_mapping, "null or an object")
+        _field(metadata, "encoder_weights.kind", _is_text, "a string (imagenet, file, texture or random)")
     if "tensorrt" in metadata:
         _field(metadata, "tensorrt", _is_mapping, "an object")
         for key in ("version", "gpu", "compute_capability"):

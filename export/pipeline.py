@@ -45,6 +45,7 @@ from mmad_edge.export.verify import (
 )
 from mmad_edge.fileio import write_json_atomic
 from mmad_edge.model.minimaxad import MiniMaxAD
+from mmad_edge.runtime.metadata import describe_encoder_weights as describe_encoder
 
 REPORT_FILENAME = "report.json"
 GENERATED_FRAMES = 12
@@ -139,6 +140,7 @@ def export_checkpoint(
     size = model.config.image_size
     say = _printer(progress)
     frames, labels, source = _verification_frames(data, layout, categories, size, max_images)
+    say(f"encoder weights: {describe_encoder(ckpt.get('encoder_weights'))}")
     say(f"reference: PyTorch model on {len(frames)} {source} frames at {size}x{size}")
     reference = torch_outputs(model, frames)
     strict = bool(ckpt.get("training"))
@@ -169,7 +171,8 @@ def export_checkpoint(
         if not all(r.passed for r in results.values()):
             raise VerificationFailed(f"verification failed; nothing was written to {out_dir}:\n{table}",
                                      dict(report, files={}))  # no file was written
-        metadata = _base_metadata(model.config, opset, profile, ckpt.get("statistics"), checkpoint, input_format)
+        metadata = _base_metadata(model.config, opset, profile, ckpt.get("statistics"), checkpoint, input_format,
+                                  ckpt.get("encoder_weights"))
         for precision in chosen:
             _embed_metadata(graphs[precision], dict(metadata, precision=precision), input_format)
             onnx.save(graphs[precision], str(staging / onnx_filename(precision)))
@@ -213,10 +216,10 @@ def _verification_frames(
 
 def _base_metadata(
     config: ModelConfig, opset: int, profile: tuple[int, int, int], statistics: dict | None,
-    checkpoint: str | os.PathLike[str], input_format: str,
+    checkpoint: str | os.PathLike[str], input_format: str, encoder_weights: dict | None,
 ) -> dict[str, Any]:
     metadata = build_metadata(config.to_dict(), "fp32", opset, dict(zip(("min", "opt", "max"), profile)),
-                              statistics, checkpoint)
+                              statistics, checkpoint, encoder_weights)
     if input_format == "float_rgb_nchw":
         size = config.image_size
         metadata["input"] = {"name": "image", "layout": "NCHW", "dtype": "float32", "channel_order": "RGB",

@@ -16,13 +16,17 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from mmad_edge.config import ConfigError, ModelConfig
-from mmad_edge.model.encoder import UNUSED_ENCODER_PREFIXES
+from mmad_edge import weights
+from mmad_edge.config import VARIANTS, ConfigError, ModelConfig
+from mmad_edge.model.encoder import STAGE_NORM_PREFIXES, UNUSED_ENCODER_PREFIXES
 from mmad_edge.model.minimaxad import MiniMaxAD, build_model
 
 FORMAT = "mmad-edge-checkpoint"
 FORMAT_VERSION = 1
 WRAPPER_KEYS = ("models", "model", "state_dict", "module")
+# First-stage width and depths of the UniRepLKNet variants mmad-edge does not build, so a file of
+# one of them is named instead of failing on its first key.
+UNBUILT_VARIANTS = {"b": (128, (3, 3, 27)), "l": (192, (3, 3, 27)), "xl": (256, (3, 3, 27))}
 
 
 class CheckpointError(ValueError):
@@ -37,16 +41,20 @@ class LoadReport:
     target: str
     loaded: int = 0
     ignored: list[str] = field(default_factory=list)
+    initialised: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         text = f"{self.target}: {self.loaded} tensors from {self.source}"
         if self.ignored:
             text += f"; ignored {len(self.ignored)} unused keys ({_prefix_summary(self.ignored)})"
+        if self.initialised:
+            text += (f"; {_prefix_summary(self.initialised)} not in the file: initialised (weight 1, bias 0) "
+                     "as the reference does")
         return text
 
 
 def _prefix_summary(keys: list[str]) -> str:
-    prefixes = sorted({".".join(k.split(".")[:2]) for k in keys})
+    prefixes = sorted({".".join(k.split(".")[:2 if k.count(".") > 1 else 1]) for k in keys})
     return ", ".join(prefixes[:6]) + (", ..." if len(prefixes) > 6 else "")
 
 
@@ -81,11 +89,13 @@ def unwrap_state_dict(obj: Any, source: str) -> dict[str, torch.Tensor]:
 
 def load_state(
     module: nn.Module, state: Mapping[str, torch.Tensor], source: str, target: str,
-    ignore_prefixes: tuple[str, ...] = (),
+    ignore_prefixes: tuple[str, ...] = (), optional_prefixes: tuple[str, ...] = (),
 ) -> LoadReport:
     """Load ``state`` into ``module`` exactly: zero missing, zero unexpected, equal shapes.
 
-    Keys starting with ``ignore_prefixes`` are dropped and reported. The first bad key is named.
+    Keys starting with ``ignore_prefixes`` are dropped and reported; keys starting with
+    ``optional_prefixes`` may be missing (listed in ``initialised``; the caller sets them). The
+    first bad key is named.
     """
     expected = module.state_dict()
     report = LoadReport(source=source, target=target)
@@ -111,11 +121,13 @@ def load_state(
             raise CheckpointError(f"{source}: key {key!r} has negative variances; the checkpoint is corrupt")
         kept[key] = value
     missing = [k for k in expected if k not in kept and not k.endswith("num_batches_tracked")]
+    report.initialised = [k for k in missing if k.startswith(optional_prefixes)] if optional_prefixes else []
+    missing = [k for k in missing if k not in report.initialised]
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise CheckpointError(
-            f"{source}: missing key {missing[0]!r}{more} for the {target}; the checkpoint is truncated "
-            "or from another model"
+            f"{source}: missing key {missing[0]!r} of shape {tuple(expected[missing[0]].shape)}{more} for the "
+            f"{target}; the checkpoint is truncated or from another model"
         )
     module.load_state_dict(kept, strict=False)
     report.loaded = len(kept)
@@ -123,11 +135,47 @@ def load_state(
 
 
 def import_encoder(model: MiniMaxAD, path: str | os.PathLike[str]) -> LoadReport:
-    """UniRepLKNet ImageNet weights into the encoder; the classifier and the unused last
-    stage (downsample_layers.3, stages.3, norm3, norm, head) are ignored and reported."""
+    """UniRepLKNet ImageNet weights into the encoder, as the reference loads them.
+
+    The classifier and the unused last stage (downsample_layers.3, stages.3, norm3, norm, head)
+    are ignored and reported. The official files hold no per-stage output norms norm0..norm2:
+    those are set to weight 1, bias 0 (they still normalise each pixel over channels) and
+    reported. A file of another variant is named as such.
+    """
     source = os.fspath(path)
     state = unwrap_state_dict(read_torch_file(source), source)
-    return load_state(model.encoder, state, source, "encoder", UNUSED_ENCODER_PREFIXES)
+    _check_variant(state, model.config.variant, source)
+    report = load_state(model.encoder, state, source, "encoder", UNUSED_ENCODER_PREFIXES, STAGE_NORM_PREFIXES)
+    with torch.no_grad():
+        for key in report.initialised:
+            tensor = model.encoder.state_dict()[key]
+            tensor.fill_(1.0 if key.endswith("weight") else 0.0)
+    return report
+
+
+def detect_variant(state: Mapping[str, torch.Tensor]) -> str | None:
+    """The UniRepLKNet variant a state dict was saved from (first-stage width and the depths of
+    stages 0-2), or None when the keys do not say."""
+    stem = state.get("downsample_layers.0.3.weight")
+    if stem is None:
+        return None
+    depths = tuple(len({k.split(".")[2] for k in state if k.startswith(f"stages.{i}.")}) for i in range(3))
+    known = {name: (spec.dims[0], spec.depths[:3]) for name, spec in VARIANTS.items()} | UNBUILT_VARIANTS
+    for name, layout in known.items():
+        if layout == (int(stem.shape[0]), depths):
+            return name
+    return None
+
+
+def _check_variant(state: Mapping[str, torch.Tensor], variant: str, source: str) -> None:
+    found = detect_variant(state)
+    if found is None or found == variant:
+        return
+    if found in UNBUILT_VARIANTS:
+        raise CheckpointError(f"{source}: holds UniRepLKNet-{found} weights, a variant mmad-edge does not build; "
+                              f"use weights of variant {variant} ({weights.default_weights(variant)})")
+    raise CheckpointError(f"{source}: holds UniRepLKNet-{found} weights but the model is variant {variant}; "
+                          f"pass --variant {found}, or the variant-{variant} weights ({weights.default_weights(variant)})")
 
 
 def import_minimaxad(model: MiniMaxAD, path: str | os.PathLike[str]) -> list[LoadReport]:
@@ -153,8 +201,10 @@ def import_minimaxad(model: MiniMaxAD, path: str | os.PathLike[str]) -> list[Loa
 def save_checkpoint(
     path: str | os.PathLike[str], model: MiniMaxAD, statistics: dict | None = None,
     training: dict | None = None, optimizer: dict | None = None, scheduler: dict | None = None,
+    encoder_weights: dict | None = None,
 ) -> Path:
-    """Write the project checkpoint atomically (temp file + rename: never half-written)."""
+    """Write the project checkpoint atomically (temp file + rename: never half-written).
+    ``encoder_weights``: the provenance record of the frozen encoder (mmad_edge.weights)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -168,6 +218,7 @@ def save_checkpoint(
         "training": training or {},
         "optimizer": optimizer,
         "scheduler": scheduler,
+        "encoder_weights": encoder_weights,
     }
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
@@ -223,17 +274,24 @@ def load_checkpoint(path: str | os.PathLike[str], config: ModelConfig | None = N
 def import_checkpoint(
     config: ModelConfig, out: str | os.PathLike[str], encoder: str | os.PathLike[str] | None = None,
     minimaxad: str | os.PathLike[str] | None = None,
-) -> tuple[Path, list[LoadReport]]:
+) -> tuple[Path, list[LoadReport], dict[str, Any]]:
     """Build a project checkpoint from ImageNet encoder weights and/or a MiniMaxAD run.
 
-    Everything is checked before anything is written; parts not given keep their fresh init.
+    ``encoder`` is a weights name (``mmad-edge weights``) or a file. Everything is checked before
+    anything is written; parts not given keep their fresh init.
     """
     if encoder is None and minimaxad is None:
         raise CheckpointError("nothing to import: pass --encoder ENCODER.pth and/or --minimaxad RUN.pth")
     model = build_model(config)
-    reports = [import_encoder(model, encoder)] if encoder is not None else []
+    record = weights.encoder_record("random")
+    reports = []
+    if encoder is not None:
+        encoder_path, record = weights.resolve(os.fspath(encoder), config.variant)
+        reports.append(import_encoder(model, encoder_path))
     if minimaxad is not None:
         reports += import_minimaxad(model, minimaxad)
+        if reports[-1].target == "encoder":
+            record = weights.encoder_record("file", minimaxad)
     sources = {"encoder": os.fspath(encoder) if encoder else None, "minimaxad": os.fspath(minimaxad) if minimaxad else None}
-    path = save_checkpoint(out, model, None, {"imported_from": sources, "completed": True})
-    return path, reports
+    path = save_checkpoint(out, model, None, {"imported_from": sources, "completed": True}, encoder_weights=record)
+    return path, reports, record

@@ -142,19 +142,41 @@ def import_checkpoint_cmd(
     out: Path = typer.Option(..., "--out", help="Project checkpoint to write (e.g. RUN_DIR/checkpoint.pt)."),
     variant: str = typer.Option(..., "--variant", help="Model size: a, f, p, n, t or s (the one the weights are for)."),
     image_size: int = image_size_option(),
-    encoder: Optional[Path] = typer.Option(None, "--encoder", help="UniRepLKNet ImageNet weights (.pth)."),
+    encoder: Optional[str] = typer.Option(None, "--encoder", help="UniRepLKNet ImageNet weights: a name from "
+                                                                  "`mmad-edge weights` or a .pth file."),
     minimaxad: Optional[Path] = typer.Option(None, "--minimaxad", help='MiniMaxAD run {"bn", "decoder"} (.pth).'),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write what was loaded and ignored as JSON."),
 ) -> None:
     """Convert UniRepLKNet / MiniMaxAD checkpoints into one project checkpoint."""
     from mmad_edge.checkpoint import import_checkpoint
     from mmad_edge.config import ModelConfig
+    from mmad_edge.runtime.metadata import describe_encoder_weights as describe
 
-    path, reports = import_checkpoint(ModelConfig(variant=variant, image_size=image_size), out, encoder, minimaxad)
+    path, reports, record = import_checkpoint(ModelConfig(variant=variant, image_size=image_size), out, encoder,
+                                              minimaxad)
     for report in reports:
         typer.echo(report.summary())
+    typer.echo(f"encoder weights: {describe(record)}")
     typer.echo(f"wrote {path}")
-    write_json(json_path, {"checkpoint": str(path), "imports": [vars(r) for r in reports]})
+    write_json(json_path, {"checkpoint": str(path), "imports": [vars(r) for r in reports], "encoder_weights": record})
+
+
+@app.command()
+@guarded
+def weights(
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Write the list as JSON."),
+) -> None:
+    """The official UniRepLKNet ImageNet weights for --pretrained NAME: variant, file, whether cached."""
+    from mmad_edge.weights import REPO_ID, listing, local_dir
+
+    rows = listing()
+    table = [("name", "variant", "file", "pretraining", "cached")] + [
+        (r["name"], r["variant"], r["file"], r["pretraining"], r["cached"] or "no") for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(4)]
+    for row in table:
+        typer.echo("  ".join([*(c.ljust(w) for c, w in zip(row, widths)), row[-1]]))
+    typer.echo(f"downloaded from the Hugging Face repo {REPO_ID} on first use; offline, put the file in {local_dir()}/")
+    write_json(json_path, {"weights": rows})
 
 
 @app.command()
@@ -171,7 +193,9 @@ def train(
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many optimiser steps."),
     batch_size: int = batch_size_option(),
     loss: str = loss_option(),
-    pretrained: Optional[Path] = typer.Option(None, "--pretrained", help="UniRepLKNet ImageNet weights for the encoder."),
+    pretrained: Optional[str] = typer.Option(None, "--pretrained", help="UniRepLKNet ImageNet weights for the encoder: "
+                                             "a name from `mmad-edge weights` (downloaded once) or a .pth file. "
+                                             "Default: the variant's ImageNet-1K weights."),
     device: str = device_option(),
     seed: int = typer.Option(111, "--seed", help="Seed of the weights, data order and hold-out split."),
     resume: bool = typer.Option(False, "--resume/--no-resume", help="Continue from RUN_DIR/checkpoint.pt."),
@@ -181,7 +205,9 @@ def train(
     augment: bool = typer.Option(False, "--augment/--no-augment", help="Random resized crop + flip (AeBAD-S recipe)."),
     workers: int = typer.Option(0, "--workers", help="Data-loading processes (0: in the main process)."),
     score: str = typer.Option("top_percent", "--score", help="top_percent (mean of top 1%) or max."),
-    encoder_init: str = typer.Option("texture", "--encoder-init", help="Without --pretrained: texture (statistics fitted on the training images) or random."),
+    encoder_init: str = typer.Option("imagenet", "--encoder-init", help="imagenet (default: --pretrained, else the "
+                                     "variant's official weights), texture (statistics fitted on the training images; "
+                                     "the offline choice) or random."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write a training summary as JSON."),
 ) -> None:
     """Train MiniMaxAD (frozen encoder; bottleneck + decoder learn)."""
@@ -195,14 +221,17 @@ def train(
     )
     path = run_training(opts)
     from mmad_edge.checkpoint import read_checkpoint
+    from mmad_edge.runtime.metadata import describe_encoder_weights as describe
 
     ckpt = read_checkpoint(path)
     training, stats = ckpt["training"], ckpt["statistics"]
     last = training["history"][-1]["loss"] if training.get("history") else None
     threshold = f", threshold {stats['threshold']:.4f}" if stats else ", no held-out statistics"
     typer.echo(f"wrote {path}: {training['epoch']} epochs, {training['step']} steps, final loss "
-               f"{'-' if last is None else f'{last:.4f}'}{threshold}")
-    write_json(json_path, {"checkpoint": str(path), "config": ckpt["config"], "training": training, "statistics": stats})
+               f"{'-' if last is None else f'{last:.4f}'}{threshold}; encoder weights: "
+               f"{describe(ckpt.get('encoder_weights'))}")
+    write_json(json_path, {"checkpoint": str(path), "config": ckpt["config"], "training": training, "statistics": stats,
+                           "encoder_weights": ckpt.get("encoder_weights")})
 
 
 @app.command("eval")
@@ -220,9 +249,11 @@ def eval_cmd(
     """Image and pixel AUROC / AP / F1-max and AUPRO per category, and their mean."""
     refuse_export(checkpoint)
     from mmad_edge.evaluate import evaluate_checkpoint, format_table
+    from mmad_edge.runtime.metadata import describe_encoder_weights as describe
 
     metrics = evaluate_checkpoint(checkpoint, data, layout, category or None, batch_size, device)
     typer.echo(format_table(metrics))
+    typer.echo(f"encoder weights: {describe(metrics['encoder_weights'])}")
     write_json(json_path, metrics)
 
 

@@ -24,9 +24,10 @@ def evaluate_checkpoint(
     checkpoint: str | Path, data: str | Path, layout: str = "mvtec", categories: Sequence[str] | None = None,
     batch_size: int = 16, device: str = "cpu", workers: int = 0, progress: bool = True,
 ) -> dict[str, Any]:
-    model, _ = load_checkpoint(checkpoint)
+    model, ckpt = load_checkpoint(checkpoint)
     dataset = build_dataset(data, layout, categories, "test", model.config.image_size)
-    return metrics_of(predict(model, dataset, batch_size, device, workers, progress, desc="eval"))
+    metrics = metrics_of(predict(model, dataset, batch_size, device, workers, progress, desc="eval"))
+    return {**metrics, "encoder_weights": ckpt.get("encoder_weights")}
 
 
 def format_table(metrics: dict[str, Any]) -> str:

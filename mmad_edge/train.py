@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -27,9 +28,10 @@ from mmad_edge.model.minimaxad import MiniMaxAD, build_model
 from mmad_edge.progress import progress_bar
 from mmad_edge.stats import statistics_by_category
 from mmad_edge.texture_encoder import fit_texture_encoder
+from mmad_edge.weights import WeightsError, default_weights, encoder_record, resolve
 
 LOSSES = ("adc", "global")
-ENCODER_INITS = ("texture", "random")
+ENCODER_INITS = ("imagenet", "texture", "random")
 FIT_IMAGES = 128  # normal images the texture encoder is fitted on, spread over every category
 
 
@@ -47,7 +49,7 @@ class TrainOptions:
     max_steps: int | None = None
     batch_size: int = 16
     loss: str = "adc"
-    pretrained: Path | None = None
+    pretrained: str | Path | None = None  # a weights name (mmad_edge.weights) or a file
     device: str = "cpu"
     seed: int = 111
     resume: bool = False
@@ -59,7 +61,7 @@ class TrainOptions:
     augment: bool = False
     workers: int = 0
     amp: bool = True
-    encoder_init: str = "texture"
+    encoder_init: str = "imagenet"  # without pretrained: the variant's official ImageNet weights
     progress: bool = True
     model_options: dict = field(default_factory=dict)
 
@@ -113,7 +115,9 @@ def _validate(opts: TrainOptions) -> None:
     if opts.loss not in LOSSES:
         raise ValueError(f"unknown loss {opts.loss!r}; choose adc or global")
     if opts.encoder_init not in ENCODER_INITS:
-        raise ValueError(f"unknown encoder init {opts.encoder_init!r}; choose texture or random")
+        raise ValueError(f"unknown encoder init {opts.encoder_init!r}; choose imagenet, texture or random")
+    if opts.pretrained and opts.encoder_init != "imagenet":
+        raise ValueError(f"--pretrained {opts.pretrained} and --encoder-init {opts.encoder_init} contradict; pass one of them")
     if opts.epochs < 1 or opts.batch_size < 1:
         raise ValueError("--epochs and --batch-size must be at least 1")
     if Path(opts.out).exists() and not Path(opts.out).is_dir():
@@ -135,25 +139,17 @@ def train(opts: TrainOptions, on_epoch_end: Callable[[int, dict], None] | None =
 
     torch.manual_seed(opts.seed)
     model = build_model(config)
-    if opts.pretrained:
-        _log(import_encoder(model, opts.pretrained).summary(), info)
-    elif opts.encoder_init == "texture" and not (opts.resume and ckpt_path.exists()):
-        picks = evenly_spaced(train_idx, FIT_IMAGES).tolist()
-        frames = torch.stack([torch.as_tensor(plain[i]["image"]) for i in picks])
-        sizes = fit_texture_encoder(model, frames, [full.records[i].category for i in picks])
-        _log(f"warning: no --pretrained ImageNet weights; the frozen encoder computes texture statistics "
-             f"({'/'.join(map(str, sizes))} per scale) fitted on {len(picks)} training images "
-             f"(a fallback: pass --pretrained for real lines)", info)
-    elif opts.encoder_init == "random":
-        _log("warning: no --pretrained encoder weights; the frozen encoder is random", info)
+    resuming = opts.resume and ckpt_path.exists()
+    if not resuming:  # a resumed run takes its encoder (and its record) from the checkpoint
+        encoder_weights = _init_encoder(model, opts, info, plain, full, train_idx)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=opts.lr, betas=(0.9, 0.999), weight_decay=opts.weight_decay)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=opts.lr_gamma)
     state = {"epoch": 0, "step": 0, "history": [], "seed": opts.seed, "completed": False,
              "options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(opts).items()},
              "train_images": len(train_set), "holdout_images": len(holdout_set)}
-    if opts.resume and ckpt_path.exists():
-        state = _resume(ckpt_path, model, optimizer, scheduler, state)
+    if resuming:
+        state, encoder_weights = _resume(ckpt_path, model, optimizer, scheduler, state)
         _log(f"resumed from {ckpt_path} at epoch {state['epoch']} (step {state['step']})", info)
 
     model.to(device).train()
@@ -203,7 +199,7 @@ def train(opts: TrainOptions, on_epoch_end: Callable[[int, dict], None] | None =
         state["history"].append(record)
         _log(f"epoch {epoch + 1}/{opts.epochs}  loss {record['loss']:.4f}  {record['seconds']:.1f}s", info)
         if info.main:
-            save_checkpoint(ckpt_path, model, None, state, optimizer.state_dict(), scheduler.state_dict())
+            save_checkpoint(ckpt_path, model, None, state, optimizer.state_dict(), scheduler.state_dict(), encoder_weights)
         if on_epoch_end:
             on_epoch_end(epoch + 1, state)
 
@@ -217,18 +213,48 @@ def train(opts: TrainOptions, on_epoch_end: Callable[[int, dict], None] | None =
                 f"{name} {stats['threshold']:.4f}" for name, stats in per_category.items()) + ")"
             _log(f"threshold {statistics['threshold']:.4f} from {len(holdout_set)} held-out normal images{detail}", info)
         state["completed"] = True
-        save_checkpoint(ckpt_path, model.cpu(), statistics, state, optimizer.state_dict(), scheduler.state_dict())
+        save_checkpoint(ckpt_path, model.cpu(), statistics, state, optimizer.state_dict(), scheduler.state_dict(),
+                        encoder_weights)
     if info.world > 1:
         dist.barrier()
         dist.destroy_process_group()
     return ckpt_path
 
 
+def _init_encoder(
+    model: MiniMaxAD, opts: TrainOptions, info: DistInfo, plain: AnomalyDataset, full: AnomalyDataset,
+    train_idx: np.ndarray,
+) -> dict:
+    """Give the frozen encoder its weights as the options say; returns their provenance record."""
+    if opts.pretrained or opts.encoder_init == "imagenet":
+        spec = str(opts.pretrained or default_weights(opts.variant))
+        try:
+            path, record = resolve(spec, opts.variant)
+        except WeightsError as exc:
+            if opts.pretrained:
+                raise
+            raise WeightsError(f"no --pretrained given, so train uses {spec} (the ImageNet weights of variant "
+                               f"{opts.variant})", exc.reason, "offline, pass --encoder-init texture (fitted on the "
+                               "training images) or --pretrained PATH") from None
+        _log(import_encoder(model, path).summary(), info)
+        return record
+    if opts.encoder_init == "random":
+        _log("warning: no --pretrained encoder weights; the frozen encoder is random", info)
+        return encoder_record("random")
+    picks = evenly_spaced(train_idx, FIT_IMAGES).tolist()
+    frames = torch.stack([torch.as_tensor(plain[i]["image"]) for i in picks])
+    sizes = fit_texture_encoder(model, frames, [full.records[i].category for i in picks])
+    _log(f"warning: no ImageNet weights (--encoder-init texture); the frozen encoder computes texture statistics "
+         f"({'/'.join(map(str, sizes))} per scale) fitted on {len(picks)} training images "
+         f"(a fallback: pass --pretrained for real lines)", info)
+    return encoder_record("texture")
+
+
 def _done(state: dict, opts: TrainOptions) -> bool:
     return opts.max_steps is not None and state["step"] >= opts.max_steps
 
 
-def _resume(path: Path, model: MiniMaxAD, optimizer, scheduler, state: dict) -> dict:
+def _resume(path: Path, model: MiniMaxAD, optimizer, scheduler, state: dict) -> tuple[dict, dict | None]:
     ckpt = read_checkpoint(path)
     if ckpt["config"] != model.config.to_dict():
         raise ValueError(f"{path}: was trained with {ckpt['config']}, not these options; use another --out or matching options")
@@ -238,4 +264,4 @@ def _resume(path: Path, model: MiniMaxAD, optimizer, scheduler, state: dict) -> 
     if ckpt.get("scheduler"):
         scheduler.load_state_dict(ckpt["scheduler"])
     resumed = dict(ckpt.get("training") or {})
-    return {**state, **{k: resumed[k] for k in ("epoch", "step", "history") if k in resumed}}
+    return {**state, **{k: resumed[k] for k in ("epoch", "step", "history") if k in resumed}}, ckpt.get("encoder_weights")

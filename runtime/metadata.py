@@ -11,7 +11,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from .errors import ArtifactError
 from .log import report
@@ -178,3 +178,19 @@ def reconcile(graph: ArtifactInfo, beside: ArtifactInfo, source: str) -> Artifac
     more = f" and {len(changes) - 3} more" if len(changes) > 3 else ""
     report(f"{METADATA_FILE} overrides the graph's statistics: {shown}{more}")
     return parse_metadata({**graph.raw, "statistics": beside.raw.get("statistics")}, source)
+
+
+def describe_encoder_weights(record: Optional[Mapping[str, Any]]) -> str:
+    """One phrase for summaries: which encoder weights a checkpoint or an export holds."""
+    if not record:
+        return "not recorded (saved before mmad-edge recorded encoder weights)"
+    digest = f"sha256 {record['sha256'][:12]}" if record.get("sha256") else ""
+    if record.get("kind") == "imagenet":
+        return f"ImageNet {record.get('name')} ({record.get('file')}, {digest})"
+    if record.get("kind") == "file":
+        return f"{record.get('file')} ({digest})"
+    if record.get("kind") == "texture":
+        return "texture statistics (the offline fallback, no ImageNet weights)"
+    if record.get("kind") == "random":
+        return "random (no ImageNet weights)"
+    return f"unknown kind {record.get('kind')!r}"

@@ -11,6 +11,7 @@ from typing import IO, Any, Optional, Sequence, Union
 
 from .detector import Detector
 from .log import report
+from .metadata import describe_encoder_weights
 from .outputs import AnomalySaver, JsonlWriter, Viewer, frame_record
 from .overlay import render_overlay
 from .scoring import check_threshold
@@ -114,11 +115,13 @@ def run_stream(
             "fps": round(stream.frames / stream.elapsed_s(), 2) if stream.elapsed_s() > 0 else 0.0,
             "threshold": effective_threshold,
             "category": detector.category,
+            "encoder_weights": detector.info.raw.get("encoder_weights"),
             "interrupted": interrupted,
             "stopped": quit_by_user or (stop_event is not None and stop_event.is_set()),
         }
         report(f"done: {stream.frames} processed, {anomalies} anomalous, {summary['skipped']} skipped, "
-               f"{_progress(stream)} ({detector.backend.name})")
+               f"{_progress(stream)} ({detector.backend.name}); encoder weights: "
+               f"{describe_encoder_weights(summary['encoder_weights'])}")
         return summary
     finally:
         if saver is not None:

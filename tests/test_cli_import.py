@@ -67,24 +67,6 @@ def test_import_checkpoint_cli_refuses_a_run_of_another_variant(reference_files,
     assert not (tmp_path / "c.pt").exists()
 
 
-def test_train_pretrained_keeps_the_imagenet_encoder(tmp_path):
-    torch.manual_seed(5)  # not train's seed: these weights differ from any init train would make
-    encoder = dict(build_model(ModelConfig(variant="n", image_size=64)).encoder.state_dict())  # finite in training
-    encoder["head.weight"] = torch.randn(1000, 640)
-    weights = tmp_path / "unireplknet_n.pth"
-    torch.save({"models": encoder}, weights)
-    data = make_demo_dataset(tmp_path / "data", ("brick",), n_train=6, n_test_good=1, n_test_defect=1, size=64)
-    out = tmp_path / "run"
-    result = CliRunner().invoke(app, ["train", "--data", str(data), "--category", "brick", "--variant", "n",
-                                      "--image-size", "64", "--epochs", "1", "--max-steps", "1", "--batch-size", "2",
-                                      "--pretrained", str(weights), "--out", str(out)])
-    assert result.exit_code == 0, result.output
-    assert f"encoder: {len(encoder) - 1} tensors" in result.output and "no --pretrained" not in result.output
-    model, ckpt = load_checkpoint(out / "checkpoint.pt")
-    assert_part_equals(model.encoder, encoder)  # loaded, then frozen: not one value moved
-    assert ckpt["training"]["options"]["pretrained"] == str(weights)
-
-
 def test_build_engine_json_describes_the_engine_and_its_sidecar(tmp_path, monkeypatch):
     onnx_path = _export(tmp_path)
     monkeypatch.setattr(trt_build, "load_tensorrt", lambda: FakeTRT())

@@ -22,7 +22,8 @@ def exported(tmp_path_factory):
     runner = CliRunner()
     run = root / "run"
     result = runner.invoke(app, ["train", "--data", str(data), "--category", "brick", "--variant", "a", "--image-size",
-                                 str(SIZE), "--epochs", "2", "--batch-size", "4", "--out", str(run)])
+                                 str(SIZE), "--epochs", "2", "--batch-size", "4", "--encoder-init", "texture",
+                                 "--out", str(run)])
     assert result.exit_code == 0, result.output
     out = root / "export"
     result = runner.invoke(app, ["export", str(run / "checkpoint.pt"), "--out", str(out), "--precision", "fp32,fp16,int8",

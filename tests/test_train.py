@@ -19,7 +19,8 @@ def tiny_data(tmp_path_factory):
 
 
 def options(data, out, **kw):
-    base = dict(data=data, out=out, variant="a", image_size=64, epochs=2, batch_size=4, progress=False)
+    base = dict(data=data, out=out, variant="a", image_size=64, epochs=2, batch_size=4, progress=False,
+                encoder_init="texture")
     return TrainOptions(**{**base, **kw})
 
 
@@ -79,13 +80,16 @@ def test_cli_train_then_eval_json_schema(tiny_data, tmp_path):
     out = tmp_path / "run"
     result = runner.invoke(app, ["train", "--data", str(tiny_data), "--layout", "mvtec", "--category", "brick",
                                  "--variant", "a", "--image-size", "64", "--epochs", "1", "--batch-size", "4",
-                                 "--loss", "adc", "--device", "cpu", "--seed", "111", "--out", str(out)])
+                                 "--loss", "adc", "--device", "cpu", "--seed", "111", "--encoder-init", "texture",
+                                 "--out", str(out)])
     assert result.exit_code == 0, result.output
     metrics_path = tmp_path / "metrics.json"
     result = runner.invoke(app, ["eval", str(out / "checkpoint.pt"), "--data", str(tiny_data), "--layout", "mvtec",
                                  "--category", "brick", "--json", str(metrics_path)])
     assert result.exit_code == 0, result.output
+    assert "encoder weights: texture statistics" in result.output
     metrics = json.loads(metrics_path.read_text())
+    assert metrics["encoder_weights"] == {"kind": "texture", "name": None, "file": None, "sha256": None}
     keys = {"image_auroc", "image_ap", "image_f1_max", "pixel_auroc", "pixel_ap", "pixel_f1_max", "pixel_aupro"}
     assert set(metrics["categories"]["brick"]) == keys and set(metrics["mean"]) == keys
     assert 0.0 <= metrics["mean"]["image_auroc"] <= 1.0
@@ -98,7 +102,8 @@ def test_cli_train_and_eval_report_unusable_paths_in_one_line(tiny_data, tmp_pat
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
     result = runner.invoke(app, ["train", "--data", str(tiny_data), "--category", "brick", "--variant", "a",
-                                 "--image-size", "64", "--epochs", "1", "--out", str(blocker)])
+                                 "--image-size", "64", "--epochs", "1", "--encoder-init", "texture",
+                                 "--out", str(blocker)])
     assert result.exit_code == 2, result.output
     assert result.output.strip().splitlines() == [f"error: --out {blocker} is a file; pass a folder "
                                                   "(RUN_DIR/checkpoint.pt is written inside it)"]

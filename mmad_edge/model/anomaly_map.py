@@ -1,7 +1,10 @@
 """From encoder/decoder features to the anomaly map and image score (the evaluation protocol).
 
+The reference protocol (MiniMaxAD utils/eval.py): per-scale ``1 - cosine`` maps, bilinear
+(align_corners) to S x S, their mean, one 5x5 Gaussian (sigma 4) convolution padded with zeros,
+and the mean of the top ``int(H * W * 0.01)`` pixels. Published numbers are computed this way.
 The same module runs in evaluation and inside the exported graph, so the deployed score is
-the evaluated score.
+the evaluated score and the two cannot drift.
 """
 
 from __future__ import annotations
@@ -20,15 +23,16 @@ def cosine_distance(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8) -> torc
     return 1.0 - dot / torch.sqrt(torch.clamp(norms, min=eps * eps))
 
 
-def gaussian_kernel1d(kernel: int, sigma: float) -> torch.Tensor:
+def gaussian_kernel2d(kernel: int, sigma: float) -> torch.Tensor:
+    """The reference's 2-D Gaussian, normalised to sum 1 (centre 0.0452, corner 0.0352 at 5/4)."""
     x = torch.arange(kernel, dtype=torch.float64) - (kernel - 1) / 2
-    w = torch.exp(-(x * x) / (2 * sigma * sigma))
+    w = torch.exp(-(x[:, None] ** 2 + x[None, :] ** 2) / (2 * sigma * sigma))
     return (w / w.sum()).float()
 
 
 class AnomalyHead(nn.Module):
     """Per-scale 1 - cosine maps -> bilinear (align_corners) to S x S -> mean/sum -> Gaussian
-    smoothing (reflect padding, separable) -> map; score = mean of the top-k pixels or max."""
+    smoothing (one 2-D convolution, zero padding) -> map; score = mean of the top-k pixels or max."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -38,7 +42,7 @@ class AnomalyHead(nn.Module):
         self.kernel = config.smoothing_kernel
         if self.kernel:
             self.register_buffer(
-                "gauss", gaussian_kernel1d(self.kernel, config.smoothing_sigma), persistent=False
+                "gauss", gaussian_kernel2d(self.kernel, config.smoothing_sigma)[None, None], persistent=False
             )
 
     def maps(self, enc: list[torch.Tensor], dec: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
@@ -54,10 +58,7 @@ class AnomalyHead(nn.Module):
     def smooth(self, m: torch.Tensor) -> torch.Tensor:
         if not self.kernel:
             return m
-        pad = self.kernel // 2
-        m = F.pad(m, (pad, pad, pad, pad), mode="reflect")
-        m = F.conv2d(m, self.gauss.view(1, 1, 1, -1))
-        return F.conv2d(m, self.gauss.view(1, 1, -1, 1))
+        return F.conv2d(m, self.gauss, padding=self.kernel // 2)  # zeros beyond the border, as the reference
 
     def score(self, m: torch.Tensor) -> torch.Tensor:
         flat = m.flatten(1)
@@ -74,5 +75,7 @@ class AnomalyHead(nn.Module):
 
 
 def top_k_count(height: int, width: int, top_percent: float) -> int:
-    """How many pixels the top-percent score averages (shared with the export checks)."""
-    return max(1, int(round(height * width * top_percent / 100.0)))
+    """How many pixels the top-percent score averages: the reference's ``int(H * W * ratio)``
+    (truncated, pixel count first: 655 at 256 px, 501 at 224), at least 1. Shared with the
+    export's TensorRT TopK check."""
+    return max(1, int(height * width * (top_percent / 100.0)))

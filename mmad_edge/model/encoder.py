@@ -11,6 +11,9 @@ from mmad_edge.model.layers import LayerNorm2d, make_stage
 # Keys of ImageNet / MiniMaxAD encoder checkpoints that the 3-stage forward never uses: the
 # last downsample layer, stage 3, its norm and the classifier. They are ignored on import.
 UNUSED_ENCODER_PREFIXES = ("downsample_layers.3.", "stages.3.", "norm3.", "norm.", "head.")
+# The per-stage output LayerNorms MiniMaxAD adds: the ImageNet classifier has none, and the
+# reference keeps them at their initial affine (weight 1, bias 0) when it loads such a file.
+STAGE_NORM_PREFIXES = ("norm0.", "norm1.", "norm2.")
 
 
 def conv3x3_s2(cin: int, cout: int, bias: bool = True) -> nn.Conv2d:
