@@ -226,8 +226,11 @@ def _base_metadata(
 
 
 def _embed_metadata(model: onnx.ModelProto, metadata: dict[str, Any], input_format: str) -> None:
-    """The schema (and so write_onnx_metadata) describes uint8 input only; a float-input graph
-    carries its true input description, which the uint8-only runtime will refuse by name."""
+    """Ours becomes the graph's only metadata_props entry (onnxsim's ~19 bookkeeping entries and
+    the quantiser's ``onnx.infer`` go). The schema (and so write_onnx_metadata) describes uint8
+    input only; a float-input graph carries its true input description, which the uint8-only
+    runtime will refuse by name."""
+    del model.metadata_props[:]
     if input_format == "uint8_bgr_nhwc":
         write_onnx_metadata(model, metadata)
         return

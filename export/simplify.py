@@ -28,15 +28,7 @@ def simplify_checked(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> tu
     difference = output_difference(model, simplified, feeds)
     if difference > RELATIVE_TOLERANCE:
         return model, f"kept unsimplified: simplified graph changed outputs (relative error {difference:.2e})"
-    _keep_metadata_of(model, simplified)
     return simplified, f"simplified: {before} -> {len(simplified.graph.node)} nodes (relative change {difference:.1e})"
-
-
-def _keep_metadata_of(original: onnx.ModelProto, simplified: onnx.ModelProto) -> None:
-    """onnxsim records its options and edits as ~19 ``onnxsim.*`` metadata_props; the artifact
-    carries only the metadata it had before (ours is added at export), so users see one entry."""
-    del simplified.metadata_props[:]
-    simplified.metadata_props.extend(original.metadata_props)
 
 
 def output_difference(reference: onnx.ModelProto, candidate: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> float:
