@@ -287,13 +287,9 @@ def _export_int8(
         finally:  # also when calibration fails: a warning may explain why
             for item in caught:
                 if issubclass(item.category, CalibrationWarning):
-                    print(f"warning: int8 calibration: {_one_line(str(item.message))}", file=sys.stderr)
+                    print(f"warning: int8 calibration: {' '.join(str(item.message).split())}", file=sys.stderr)
                 else:
                     warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
 
 
 def _build_engines(out_dir: Path, precisions: list[str], profile: tuple[int, int, int], report: dict[str, Any],
