@@ -279,17 +279,18 @@ def _export_int8(
     from mmad_edge.calib.quantize import export_int8  # only INT8 exports need the calibrator
     from mmad_edge.calib.reader import CalibrationWarning
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", CalibrationWarning)
-        try:
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", CalibrationWarning)
             return export_int8(fp32_onnx, int8_onnx, calib_data, eval_data=data, eval_layout=layout,
                                eval_categories=categories, **{"target": "tensorrt", **options}).to_report()
-        finally:  # also when calibration fails: a warning may explain why
-            for item in caught:
-                if issubclass(item.category, CalibrationWarning):
-                    print(f"warning: int8 calibration: {' '.join(str(item.message).split())}", file=sys.stderr)
-                else:
-                    warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
+    finally:  # also when calibration fails (a warning may explain why); outside the recording
+        for item in caught:
+            if issubclass(item.category, CalibrationWarning):
+                print(f"warning: int8 calibration: {' '.join(str(item.message).split())}", file=sys.stderr)
+            else:
+                warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
 
 
 def _build_engines(out_dir: Path, precisions: list[str], profile: tuple[int, int, int], report: dict[str, Any],
