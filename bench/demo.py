@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -93,14 +94,19 @@ def _evaluate(opts: DemoOptions, checkpoint: Path, data: Path) -> dict[str, Any]
 
 
 def _calibration_folder(opts: DemoOptions, data: Path) -> Path:
-    """Normal training images of every category in one folder (links, no copies)."""
+    """Normal training images of every category in one folder: relative links (the demo folder
+    can be moved or copied whole), copies where the filesystem has no links. Links of an earlier
+    run (absolute ones included) are made again."""
     folder = opts.out / "calib_images"
     folder.mkdir(parents=True, exist_ok=True)
     for category in opts.categories:
         for image in sorted((data / category / "train" / "good").iterdir()):
             link = folder / f"{category}_{image.name}"
-            if not link.exists():
-                os.symlink(image.resolve(), link)
+            link.unlink(missing_ok=True)
+            try:
+                os.symlink(os.path.relpath(image.resolve(), folder.resolve()), link)
+            except OSError:
+                shutil.copy2(image, link)
     return folder
 
 
@@ -120,7 +126,7 @@ def _test_images(opts: DemoOptions, data: Path) -> list[tuple[str, int, str]]:
 def _runtime_pass(opts: DemoOptions, artifact: Path, images, overlays: Path | None) -> dict[str, Any]:
     """Score every test image through the deployed runtime (each texture with its own threshold,
     as a line that makes one product would run it); AUROC per category and mean."""
-    scores = []
+    scores, flagged = [], []
     with Detector.load(artifact, backend="onnxruntime") as pooled:
         # One session; per texture only the threshold and normalisation differ.
         detectors = {c: Detector(pooled.backend, category=c) for c in opts.categories}
@@ -128,6 +134,7 @@ def _runtime_pass(opts: DemoOptions, artifact: Path, images, overlays: Path | No
             frame = read_image(path)
             result = detectors[category](frame)
             scores.append(result.score)
+            flagged.append(bool(result.is_anomaly))
             if overlays is not None:
                 verdict = "anomaly" if result.is_anomaly else "normal"
                 name = f"{verdict}_{category}_{Path(path).parent.name}_{Path(path).stem}.png"
@@ -137,7 +144,13 @@ def _runtime_pass(opts: DemoOptions, artifact: Path, images, overlays: Path | No
     values = np.array(scores)
     per_cat = {c: auroc(labels[cats == c], values[cats == c]) for c in opts.categories}
     defined = [v for v in per_cat.values() if v is not None]
-    return {"categories": per_cat, "mean": float(np.mean(defined)) if defined else None}
+    verdicts = np.array(flagged)
+    counts = {c: {"threshold": detectors[c].threshold,
+                  "defects_flagged": int(np.sum(verdicts & (labels == 1) & (cats == c))),
+                  "defects": int(np.sum((labels == 1) & (cats == c))),
+                  "normals_flagged": int(np.sum(verdicts & (labels == 0) & (cats == c))),
+                  "normals": int(np.sum((labels == 0) & (cats == c)))} for c in opts.categories}
+    return {"categories": per_cat, "mean": float(np.mean(defined)) if defined else None, "verdicts": counts}
 
 
 def _bench(opts: DemoOptions, export_dirs: list[Path], checkpoint: Path) -> dict[str, Any]:
@@ -221,6 +234,19 @@ def _latency_rows(bench: dict[str, Any]) -> dict[tuple[str, int], dict[str, Any]
     return rows
 
 
+def _verdict_lines(runtime: dict[str, Any]) -> list[str]:
+    """The verdicts of each precision, each texture judged against its own threshold (the one
+    the artifact carries), as a line making one product would run it."""
+    lines = ["## Verdicts per precision (each texture with its own threshold)", "",
+             "| precision | category | threshold | defects flagged | normals flagged |", "|---|---|---|---|---|"]
+    for name, result in runtime.items():
+        for category, v in result["verdicts"].items():
+            threshold = "-" if v["threshold"] is None else f"{v['threshold']:.4g}"
+            lines.append(f"| {name} | {category} | {threshold} | {v['defects_flagged']} of {v['defects']} | "
+                         f"{v['normals_flagged']} of {v['normals']} |")
+    return [*lines, ""]
+
+
 def write_report(out: Path, summary: dict[str, Any]) -> Path:
     """report.md (accuracy next to latency per precision), summary.json and accuracy_latency.png."""
     import matplotlib
@@ -247,6 +273,7 @@ def write_report(out: Path, summary: dict[str, Any]) -> Path:
         lines.append(f"| {name} | {acc:.3f} | {b1.get('p50_ms', float('nan')):.1f} | {b16.get('images_per_s', float('nan')):.1f} |")
     lines += ["", "`int8` is the TensorRT form (symmetric Q/DQ on convolution inputs only): TensorRT fuses it, "
               "ONNX Runtime on a CPU only emulates it. `int8-cpu` is the form made for ONNX Runtime on CPUs.", ""]
+    lines += _verdict_lines(summary["runtime_auroc"])
     mean, info = summary["metrics"]["mean"], summary["model"]
     lines += ["", "## Model", "",
               f"- parameters: {info['parameters']} (deployed form: {info['deployed_parameters']})",

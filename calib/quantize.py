@@ -156,7 +156,7 @@ def export_int8(
         else:
             metrics = trial(frozenset())
             met = not accuracy.shortfalls(metrics)
-            found = SearchResult([], metrics, met, 1, "sensitivity search off" + ("" if met else ": target missed"))
+            found = SearchResult([], metrics, met, 0, 1, "sensitivity search off" + ("" if met else ": target missed"))
 
         probe = np.repeat(evaluation.frames[:1], batch or 1, axis=0)
         formats = (list(CPU_FORMATS) if cpu_format == "auto" else [cpu_format]) if target == "cpu" else ["qdq"]
@@ -175,7 +175,7 @@ def export_int8(
         accuracy_target=asdict(accuracy),
         target_met=not accuracy.shortfalls(metrics),
         search={"enabled": sensitivity, "attempts": found.attempts, "max_attempts": max_attempts,
-                "message": found.message,
+                "graphs_measured": found.graphs, "message": found.message,
                 "ranking": [{"block": r["block"], "error_alone": r["error_alone"]} for r in found.ranking]},
         float_blocks=found.float_blocks,
         always_float=_always_float(model, target, user_float),

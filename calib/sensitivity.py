@@ -51,12 +51,15 @@ class AccuracyTarget:
 
 @dataclass
 class SearchResult:
-    """Which blocks stay in float and why, and the metrics of the chosen graph."""
+    """Which blocks stay in float and why, and the metrics of the chosen graph. ``attempts``:
+    graphs tried after the ranking (what ``max_attempts`` limits); ``graphs``: every graph
+    measured (the all-INT8 one, one per block for the ranking, and the attempts)."""
 
     float_blocks: list[dict[str, Any]]
     metrics: Metrics
     met: bool
     attempts: int
+    graphs: int
     message: str
     ranking: list[dict[str, Any]] = field(default_factory=list)
 
@@ -78,14 +81,12 @@ def search(
 ) -> SearchResult:
     """Smallest set of most sensitive blocks to keep in float so that ``target`` is met."""
     base = trial(frozenset())
-    attempts = 1
     if not target.shortfalls(base):
-        return SearchResult([], base, True, attempts, "target met with every convolution in INT8")
+        return SearchResult([], base, True, 0, 1, "target met with every convolution in INT8")
     every = frozenset(n for nodes in blocks.values() for n in nodes)
     ranking = []
     for name, nodes in blocks.items():
         alone = trial(every - frozenset(nodes))
-        attempts += 1
         ranking.append({"block": name, "nodes": list(nodes), "error_alone": alone["score_error"],
                         "alone": _summary(alone)})
     ranking.sort(key=lambda r: r["error_alone"], reverse=True)
@@ -108,7 +109,7 @@ def search(
             meeting = middle
         else:
             failing = middle
-    attempts += len(tried) - 1
+    attempts = len(tried) - 1
     if meeting is not None:
         chosen, met = meeting, True
         message = f"target met with {chosen} of {len(ranking)} blocks kept in float"
@@ -118,7 +119,7 @@ def search(
         message = _not_met(target, tried, failing, len(ranking), max_attempts)
     why = "kept in float (ranked by the score error it causes alone in INT8) to meet the accuracy target"
     float_blocks = [{**r, "reason": why} for r in ranking[:chosen]]
-    return SearchResult(float_blocks, tried[chosen], met, attempts, message, ranking)
+    return SearchResult(float_blocks, tried[chosen], met, attempts, 1 + len(ranking) + attempts, message, ranking)
 
 
 def _not_met(target: AccuracyTarget, tried: Mapping[int, Metrics], largest: int, blocks: int, budget: int) -> str:

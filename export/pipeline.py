@@ -1,8 +1,9 @@
 """`mmad-edge export`: checkpoint -> verified model.<precision>.onnx + metadata.json + report.json.
 
-All artifacts are written into a temporary folder next to the output folder and moved into
-place only once every precision has exported and passed verification, so a failed export
-leaves no partial files and never touches what the output folder already held. Engines (when
+All artifacts are written into a staging folder inside the output folder (``staging.py``) and
+replace the folder's earlier export only once every precision has exported and passed
+verification, so a failed export leaves no partial files and never touches what the output
+folder already held. Engines (when
 asked) are built after that, from the ONNX files in place: a machine without TensorRT keeps
 the verified ONNX and gets the command to build the engine on the target.
 """
@@ -11,9 +12,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
-import tempfile
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -34,6 +34,7 @@ from mmad_edge.export.metadata import (
 )
 from mmad_edge.export.onnx_export import DEFAULT_OPSET, ExportError, check_request_options, export_onnx
 from mmad_edge.export import tensorrt as trt_build
+from mmad_edge.export.staging import place, staged
 from mmad_edge.export.trt_ops import Issue, check_tensorrt_compat, format_issues
 from mmad_edge.export.verify import (
     VerificationResult,
@@ -136,19 +137,19 @@ def export_checkpoint(
                           "--input-format uint8_bgr_nhwc")
     if "int8" in chosen and calib_data is None:
         raise ExportError("int8 needs calibration images: add --calib-data FOLDER (normal images of the product)")
-    model, ckpt = load_for_export(checkpoint, image_size, variant)
-    size = model.config.image_size
-    say = _printer(progress)
-    frames, labels, source = _verification_frames(data, layout, categories, size, max_images)
-    say(f"encoder weights: {describe_encoder(ckpt.get('encoder_weights'))}")
-    say(f"reference: PyTorch model on {len(frames)} {source} frames at {size}x{size}")
-    reference = torch_outputs(model, frames)
-    strict = bool(ckpt.get("training"))
-
+    if engine and (int8_options or {}).get("target") == "cpu":
+        raise ExportError("--target cpu makes an INT8 graph for ONNX Runtime on CPUs, which TensorRT cannot build; "
+                          "use --target tensorrt with --engine, or drop --engine")
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.export-", dir=out_dir.parent))
-    try:
+    say = _printer(progress)
+    with staged(out_dir) as staging:  # fails here, before any long work, when --out is not writable
+        model, ckpt = load_for_export(checkpoint, image_size, variant)
+        size = model.config.image_size
+        frames, labels, source = _verification_frames(data, layout, categories, size, max_images)
+        say(f"encoder weights: {describe_encoder(ckpt.get('encoder_weights'))}")
+        say(f"reference: PyTorch model on {len(frames)} {source} frames at {size}x{size}")
+        reference = torch_outputs(model, frames)
+        strict = bool(ckpt.get("training"))
         exported = export_onnx(model, staging / onnx_filename("fp32"), profile, opset, input_format)
         say(f"fp32 graph: {exported.simplification}")
         graphs = {"fp32": exported.graph}  # in memory from here on; only INT8 calibration reads the file
@@ -160,6 +161,7 @@ def export_checkpoint(
             int8_info = _export_int8(exported.path, staging / onnx_filename("int8"), calib_data, data, categories,
                                      int8_options or {}, layout=layout)
             graphs["int8"] = onnx.load(str(staging / onnx_filename("int8")))
+            int8_info["path"] = str(out_dir / onnx_filename("int8"))  # where it is once placed
         results = {}
         for precision in chosen:
             say(f"verifying {precision} with ONNX Runtime (CPU)")
@@ -180,9 +182,7 @@ def export_checkpoint(
             exported.path.unlink()
         write_json_atomic(staging / METADATA_FILENAME, dict(metadata, precision=chosen[0]))
         write_json_atomic(staging / REPORT_FILENAME, report)
-        _move_into_place(staging, out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        place(staging, out_dir)
     say(table)
     for precision, issues in report["tensorrt_compat"].items():
         if issues:
@@ -229,8 +229,11 @@ def _base_metadata(
 
 
 def _embed_metadata(model: onnx.ModelProto, metadata: dict[str, Any], input_format: str) -> None:
-    """The schema (and so write_onnx_metadata) describes uint8 input only; a float-input graph
-    carries its true input description, which the uint8-only runtime will refuse by name."""
+    """Ours becomes the graph's only metadata_props entry (onnxsim's ~19 bookkeeping entries and
+    the quantiser's ``onnx.infer`` go). The schema (and so write_onnx_metadata) describes uint8
+    input only; a float-input graph carries its true input description, which the uint8-only
+    runtime will refuse by name."""
+    del model.metadata_props[:]
     if input_format == "uint8_bgr_nhwc":
         write_onnx_metadata(model, metadata)
         return
@@ -268,12 +271,6 @@ def _tensorrt_issues(graph: onnx.ModelProto, precision: str, int8_info: Mapping[
     return [asdict(i) for i in check_tensorrt_compat(graph)]
 
 
-def _move_into_place(staging: Path, out_dir: Path) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for item in sorted(staging.iterdir(), key=lambda p: p.name == REPORT_FILENAME):
-        os.replace(item, out_dir / item.name)  # the report last: its presence means the rest is there
-
-
 def _export_int8(
     fp32_onnx: Path, int8_onnx: Path, calib_data: str | os.PathLike[str], data: str | os.PathLike[str] | None,
     categories: str | Sequence[str] | None, options: Mapping[str, Any], *, layout: str,
@@ -283,9 +280,20 @@ def _export_int8(
     of ``categories`` in ``layout`` (any layout) is its accuracy set; without, held-out images of
     ``calib_data``. ``options`` pass through (target, method, count, seed, thresholds...)."""
     from mmad_edge.calib.quantize import export_int8  # only INT8 exports need the calibrator
+    from mmad_edge.calib.reader import CalibrationWarning
 
-    return export_int8(fp32_onnx, int8_onnx, calib_data, eval_data=data, eval_layout=layout,
-                       eval_categories=categories, **{"target": "tensorrt", **options}).to_report()
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", CalibrationWarning)
+            return export_int8(fp32_onnx, int8_onnx, calib_data, eval_data=data, eval_layout=layout,
+                               eval_categories=categories, **{"target": "tensorrt", **options}).to_report()
+    finally:  # also when calibration fails (a warning may explain why); outside the recording
+        for item in caught:
+            if issubclass(item.category, CalibrationWarning):
+                print(f"warning: int8 calibration: {' '.join(str(item.message).split())}", file=sys.stderr)
+            else:
+                warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
 
 
 def _build_engines(out_dir: Path, precisions: list[str], profile: tuple[int, int, int], report: dict[str, Any],

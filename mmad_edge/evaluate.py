@@ -27,7 +27,18 @@ def evaluate_checkpoint(
     model, ckpt = load_checkpoint(checkpoint)
     dataset = build_dataset(data, layout, categories, "test", model.config.image_size)
     metrics = metrics_of(predict(model, dataset, batch_size, device, workers, progress, desc="eval"))
-    return {**metrics, "encoder_weights": ckpt.get("encoder_weights")}
+    return {**metrics, "encoder_weights": ckpt.get("encoder_weights"),
+            "thresholds": export_thresholds(ckpt.get("statistics"))}
+
+
+def export_thresholds(statistics: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The thresholds an export of this checkpoint carries (its metadata's ``statistics``): pooled
+    and per training category, so a line can check them before deploying; None without statistics."""
+    if not statistics:
+        return None
+    categories = statistics.get("categories") or {}
+    return {"pooled": statistics["threshold"],
+            "categories": {name: entry["threshold"] for name, entry in sorted(categories.items())}}
 
 
 def format_table(metrics: dict[str, Any]) -> str:
@@ -37,4 +48,13 @@ def format_table(metrics: dict[str, Any]) -> str:
     for name, values in [*metrics["categories"].items(), ("mean", metrics["mean"])]:
         rows.append([name, *("-" if values.get(k) is None else f"{100 * values[k]:.1f}" for k in METRIC_KEYS)])
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows)
+    table = "\n".join("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows)
+    return table if "thresholds" not in metrics else f"{table}\n{format_thresholds(metrics['thresholds'])}"
+
+
+def format_thresholds(thresholds: dict[str, Any] | None) -> str:
+    """One line: the pooled threshold and each category's, as an export would carry them."""
+    if thresholds is None:
+        return "thresholds an export would carry: none (the checkpoint has no held-out statistics; pass --threshold to run)"
+    named = "".join(f", {name} {value:.4g}" for name, value in thresholds["categories"].items())
+    return f"thresholds an export would carry: pooled {thresholds['pooled']:.4g}{named}"

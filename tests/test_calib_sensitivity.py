@@ -27,13 +27,16 @@ def test_target_met_without_search_builds_one_graph() -> None:
     detector = FakeDetector()
     result = search(detector, BLOCKS, AccuracyTarget(spearman_min=0.9, score_error_max=1.0), max_attempts=8)
     assert result.met and result.float_blocks == [] and detector.calls == 1
+    assert (result.attempts, result.graphs) == (0, 1)
     assert "every convolution in INT8" in result.message
 
 
 def test_most_sensitive_blocks_kept_in_float_until_target_met() -> None:
     # Error 0.88 all-INT8 (Spearman 0.912); without block3 0.38; without 3 and 7 0.08.
-    result = search(FakeDetector(), BLOCKS, AccuracyTarget(spearman_min=0.99), max_attempts=8)
+    detector = FakeDetector()
+    result = search(detector, BLOCKS, AccuracyTarget(spearman_min=0.99), max_attempts=8)
     assert result.met
+    assert result.attempts == 2 and result.graphs == detector.calls == 1 + len(BLOCKS) + 2  # k = 1, then 2
     assert [b["block"] for b in result.float_blocks] == ["block3", "block7"]
     assert result.float_nodes == frozenset(BLOCKS["block3"] + BLOCKS["block7"])
     first = result.float_blocks[0]
@@ -44,10 +47,12 @@ def test_most_sensitive_blocks_kept_in_float_until_target_met() -> None:
 
 
 def test_budget_exhausted_says_so_and_keeps_the_best_graph() -> None:
-    result = search(FakeDetector(), BLOCKS, AccuracyTarget(spearman_min=0.9999), max_attempts=2)
+    detector = FakeDetector()
+    result = search(detector, BLOCKS, AccuracyTarget(spearman_min=0.9999), max_attempts=2)
     assert not result.met
     assert "not met within 2 attempts" in result.message and "Spearman" in result.message
-    assert result.attempts == 1 + len(BLOCKS) + 2
+    assert result.attempts == 2  # the count the limit and the message speak of
+    assert result.graphs == detector.calls == 1 + len(BLOCKS) + 2
     assert [b["block"] for b in result.float_blocks] == ["block3", "block7"]
 
 

@@ -1,6 +1,11 @@
 """`mmad-edge demo` end to end on a tiny configuration: every step runs and the report is complete."""
 
 import json
+import os
+import re
+import shutil
+
+import pytest
 
 from mmad_edge.bench.demo import DemoOptions, run_demo
 
@@ -30,3 +35,18 @@ def test_demo_writes_report_with_accuracy_and_latency_per_precision(tmp_path, ca
     assert cpu_report["int8"]["target"] == "cpu" and cpu_report["tensorrt_compat"]["int8"] is None
     trt_report = json.loads((tmp_path / "demo" / "export" / "report.json").read_text())
     assert trt_report["tensorrt_compat"] == {"fp32": [], "fp16": [], "int8": []}
+
+    # Verdicts and thresholds per precision; the FP32 counts match the overlays' verdicts.
+    rows = re.findall(r"^\| (fp32|fp16|int8|int8-cpu) \| brick \| ([0-9.e-]+) \| (\d+) of 3 \| (\d+) of 3 \|$",
+                      report, re.MULTILINE)
+    assert [r[0] for r in rows] == ["fp32", "fp16", "int8", "int8-cpu"], report
+    threshold = summary["runtime_auroc"]["fp32"]["verdicts"]["brick"]["threshold"]
+    assert all(float(r[1]) == pytest.approx(threshold, rel=1e-3) for r in rows)  # printed to 4 digits
+    overlays = [p.name for p in (tmp_path / "demo" / "overlays").glob("anomaly_*.png")]
+    flagged = sum(not name.startswith("anomaly_brick_good_") for name in overlays)
+    assert (int(rows[0][2]), int(rows[0][3])) == (flagged, len(overlays) - flagged)
+    # The calibration folder holds relative links: the demo folder survives a move.
+    links = list((tmp_path / "demo" / "calib_images").iterdir())
+    assert len(links) == 10 and all(not os.path.isabs(os.readlink(p)) for p in links if p.is_symlink())
+    shutil.move(tmp_path / "demo", tmp_path / "moved")
+    assert all(p.read_bytes()[:4] == b"\x89PNG" for p in (tmp_path / "moved" / "calib_images").iterdir())

@@ -24,10 +24,10 @@ from model_utils import randomize
 STATISTICS = {"threshold": 0.3, "normalization": {"low": 0.1, "high": 0.3}}
 
 
-def _checkpoint(path, variant="a", size=64):
+def _checkpoint(path, variant="a", size=64, statistics=STATISTICS):
     torch.manual_seed(0)
     model = randomize(build_model(ModelConfig(variant=variant, image_size=size))).eval()
-    return save_checkpoint(path, model, statistics=STATISTICS)
+    return save_checkpoint(path, model, statistics=statistics)
 
 
 def _no_tensorrt():
