@@ -3,9 +3,9 @@
 Why: gradient reductions on the CPU (oneDNN convolutions, MKL GEMMs) round differently with
 another number of threads (1 against 2 threads: the bottleneck weights differ after one epoch).
 PyTorch's own count never changes by itself, but MKL by default (MKL_DYNAMIC=TRUE) may run a call
-on fewer threads than asked for, which it does on busy Intel CPUs; Intel's reproducibility
-conditions require a fixed count with that adjustment off. A resumed run also needs the count
-the run started with.
+on fewer threads than asked for (the likely cause of resumes differing on a busy Intel Xeon);
+Intel's reproducibility conditions require a fixed count with that adjustment off. A resumed run
+also needs the count the run started with.
 """
 
 from __future__ import annotations
