@@ -6,6 +6,7 @@ never arbitrary pickled objects. Every error names the file and the first bad ke
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 from dataclasses import dataclass, field
@@ -175,9 +176,10 @@ def save_checkpoint(
         with staged_write(target) as handle:
             torch.save(payload, handle)
     except OSError as exc:
+        fix = "free space on that disk" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "check its permissions"
         kept = "; the checkpoint already there is unchanged" if existed else ""
-        raise WriteError(f"{target}: could not write the checkpoint ({exc.strerror or exc}); free space on that "
-                         f"disk or write to another folder{kept}") from exc
+        raise WriteError(f"{target}: could not write the checkpoint ({exc.strerror or exc}); {fix} "
+                         f"or write to another folder{kept}") from exc
     return target
 
 
