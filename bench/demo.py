@@ -81,7 +81,8 @@ def _train(opts: DemoOptions, data: Path) -> Path:
 
     return train(TrainOptions(data=data, out=opts.out / "run", categories=list(opts.categories), variant=opts.variant,
                               image_size=opts.image_size, epochs=opts.epochs, batch_size=opts.batch_size,
-                              loss=opts.loss, seed=opts.seed, progress=opts.progress, encoder_init="texture"))
+                              loss=opts.loss, seed=opts.seed, progress=opts.progress, encoder_init="texture",
+                              force=True))
 
 
 def _evaluate(opts: DemoOptions, checkpoint: Path, data: Path) -> dict[str, Any]:

@@ -6,9 +6,9 @@ never arbitrary pickled objects. Every error names the file and the first bad ke
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -18,12 +18,15 @@ from torch import nn
 
 from mmad_edge import weights
 from mmad_edge.config import VARIANTS, ConfigError, ModelConfig
+from mmad_edge.fileio import WriteError, staged_write
 from mmad_edge.model.encoder import STAGE_NORM_PREFIXES, UNUSED_ENCODER_PREFIXES
 from mmad_edge.model.minimaxad import MiniMaxAD, build_model
 
 FORMAT = "mmad-edge-checkpoint"
 FORMAT_VERSION = 1
 WRAPPER_KEYS = ("models", "model", "state_dict", "module")
+PARTS = ("encoder", "bottleneck", "decoder")  # the weights a project checkpoint holds
+
 # First-stage width and depths of the UniRepLKNet variants mmad-edge does not build, so a file of
 # one of them is named instead of failing on its first key.
 UNBUILT_VARIANTS = {"b": (128, (3, 3, 27)), "l": (192, (3, 3, 27)), "xl": (256, (3, 3, 27))}
@@ -203,10 +206,10 @@ def save_checkpoint(
     training: dict | None = None, optimizer: dict | None = None, scheduler: dict | None = None,
     encoder_weights: dict | None = None,
 ) -> Path:
-    """Write the project checkpoint atomically (temp file + rename: never half-written).
+    """Write the project checkpoint atomically (temp file beside it + rename: never half-written;
+    a failed write, e.g. a full disk, leaves the previous file as it was).
     ``encoder_weights``: the provenance record of the frozen encoder (mmad_edge.weights)."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -220,14 +223,15 @@ def save_checkpoint(
         "scheduler": scheduler,
         "encoder_weights": encoder_weights,
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
+    existed = target.is_file()
     try:
-        torch.save(payload, tmp)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        with staged_write(target) as handle:
+            torch.save(payload, handle)
+    except OSError as exc:
+        fix = "free space on that disk" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "check its permissions"
+        kept = "; the checkpoint already there is unchanged" if existed else ""
+        raise WriteError(f"{target}: could not write the checkpoint ({exc.strerror or exc}); {fix} "
+                         f"or write to another folder{kept}") from exc
     return target
 
 
@@ -240,8 +244,16 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"{source}: not an mmad-edge checkpoint; convert it with 'mmad-edge import-checkpoint "
             "--variant V --image-size S --encoder ENC.pth --minimaxad RUN.pth --out checkpoint.pt'"
         )
-    if obj.get("format_version", 0) > FORMAT_VERSION:
-        raise CheckpointError(f"{source}: written by a newer mmad-edge (format {obj['format_version']}); upgrade mmad-edge")
+    version = obj.get("format_version", 0)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise CheckpointError(f"{source}: format_version is {version!r} ({type(version).__name__}), not an integer; "
+                              "the file was edited or written by another tool: re-train or re-import it")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(f"{source}: written by a newer mmad-edge (format {version}); upgrade mmad-edge")
+    for part in PARTS:
+        if not isinstance(obj.get(part), Mapping) or not obj[part]:
+            raise CheckpointError(f"{source}: has no {part} weights (the {part!r} entry is missing or empty); the file is "
+                                  "incomplete: re-train or re-import it")
     try:
         ModelConfig.from_dict(dict(obj["config"]))
     except (ConfigError, TypeError, KeyError) as exc:
@@ -260,7 +272,7 @@ def model_from_checkpoint(ckpt: Mapping[str, Any], source: str, config: ModelCon
 def load_parts(model: MiniMaxAD, ckpt: Mapping[str, Any], source: str) -> None:
     """Encoder, bottleneck and decoder weights of a read checkpoint into ``model``, in place
     (resuming keeps the parameters the optimizer holds)."""
-    for part in ("encoder", "bottleneck", "decoder"):
+    for part in PARTS:
         load_state(getattr(model, part), ckpt[part], source, part)
 
 

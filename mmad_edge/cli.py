@@ -198,7 +198,8 @@ def train(
                                              "Default: the variant's ImageNet-1K weights."),
     device: str = device_option(),
     seed: int = typer.Option(111, "--seed", help="Seed of the weights, data order and hold-out split."),
-    resume: bool = typer.Option(False, "--resume/--no-resume", help="Continue from RUN_DIR/checkpoint.pt."),
+    resume: bool = typer.Option(False, "--resume/--no-resume", help="Continue from RUN_DIR/checkpoint.pt (which must exist)."),
+    force: bool = typer.Option(False, "--force/--no-force", help="Overwrite the run already in --out."),
     lr: float = typer.Option(5e-3, "--lr", help="AdamW learning rate."),
     holdout: float = typer.Option(0.1, "--holdout", help="Fraction of good train images kept for score statistics."),
     threshold_rule: str = typer.Option("mean+3std", "--threshold-rule", help="mean+Kstd or quantile:Q."),
@@ -216,7 +217,7 @@ def train(
     opts = TrainOptions(
         data=data, out=out, layout=layout, categories=category or None, variant=variant, image_size=image_size,
         epochs=epochs, max_steps=max_steps, batch_size=batch_size, loss=loss, pretrained=pretrained, device=device,
-        seed=seed, resume=resume, lr=lr, holdout=holdout, threshold_rule=threshold_rule, augment=augment,
+        seed=seed, resume=resume, force=force, lr=lr, holdout=holdout, threshold_rule=threshold_rule, augment=augment,
         workers=workers, model_options={"score_mode": score}, encoder_init=encoder_init,
     )
     path = run_training(opts)

@@ -1,6 +1,7 @@
 """Training with the reference recipe: frozen encoder, AdamW + ExponentialLR on bottleneck and
 decoder, ADCLoss or global cosine loss. Resumable (a checkpoint per epoch, written atomically),
-seeded per epoch so a resumed run ends with the same weights, multi-GPU through torchrun.
+seeded per epoch and run on a pinned CPU thread count (the resumed run takes the count the run
+started with) so a resumed run ends with the same weights, multi-GPU through torchrun.
 """
 
 from __future__ import annotations
@@ -22,12 +23,14 @@ from mmad_edge.checkpoint import import_encoder, load_parts, read_checkpoint, sa
 from mmad_edge.config import ModelConfig
 from mmad_edge.data.dataset import AnomalyDataset, build_dataset
 from mmad_edge.data.split import evenly_spaced, hold_out_split
+from mmad_edge.fileio import ensure_writable_folder, remove_staging_leftovers
 from mmad_edge.inference import predict
 from mmad_edge.losses import adc_loss, global_cosine_loss
 from mmad_edge.model.minimaxad import MiniMaxAD, build_model
 from mmad_edge.progress import progress_bar
 from mmad_edge.stats import statistics_by_category
 from mmad_edge.texture_encoder import fit_texture_encoder
+from mmad_edge.threads import pinned_threads
 from mmad_edge.weights import WeightsError, default_weights, encoder_record, resolve
 
 LOSSES = ("adc", "global")
@@ -53,6 +56,7 @@ class TrainOptions:
     device: str = "cpu"
     seed: int = 111
     resume: bool = False
+    force: bool = False
     lr: float = 5e-3
     weight_decay: float = 1e-5
     lr_gamma: float = 0.995
@@ -122,8 +126,41 @@ def _validate(opts: TrainOptions) -> None:
         raise ValueError("--epochs and --batch-size must be at least 1")
     if Path(opts.out).exists() and not Path(opts.out).is_dir():
         raise ValueError(f"--out {opts.out} is a file; pass a folder (RUN_DIR/checkpoint.pt is written inside it)")
+    if opts.resume and opts.force:
+        raise ValueError("--resume and --force contradict each other; pass --resume to continue the run in --out "
+                         "or --force to overwrite it")
     if opts.device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError("--device cuda but no CUDA GPU is visible to PyTorch; use --device cpu")
+
+
+def _prepare_out(opts: TrainOptions, ckpt_path: Path) -> dict | None:
+    """Before any data is read: refuse to overwrite a run or to resume nothing, prove --out is
+    writable, clear a killed run's temp files. Returns the checkpoint to resume from."""
+    exists = ckpt_path.is_file()
+    if opts.resume and not exists:
+        raise ValueError(f"--resume: there is no {ckpt_path} to continue; drop --resume to start a new run there")
+    if exists and not (opts.resume or opts.force):
+        raise ValueError(f"--out {opts.out} already holds a run ({ckpt_path}); pass --resume to continue it, "
+                         "--force to overwrite it, or another --out")
+    ensure_writable_folder(opts.out, "--out")
+    remove_staging_leftovers(ckpt_path)
+    return read_checkpoint(ckpt_path) if opts.resume else None
+
+
+def _thread_count(resumed: dict | None, info: DistInfo) -> int:
+    """This process's CPU thread count, or the run's own when resuming (same rounding), unless
+    this machine has fewer cores than that."""
+    current = torch.get_num_threads()
+    started = int((resumed or {}).get("training", {}).get("threads") or current)
+    if started == current:
+        return current
+    if started > (os.cpu_count() or 1):
+        _log(f"warning: the run used {started} CPU threads, this machine has {os.cpu_count()} cores; continuing on "
+             f"{current}, so the weights will differ slightly from an uninterrupted run", info)
+        return current
+    _log(f"resuming on {started} CPU threads as the run started (this process had {current}), so the weights match "
+         "an uninterrupted run", info)
+    return started
 
 
 def train(opts: TrainOptions, on_epoch_end: Callable[[int, dict], None] | None = None) -> Path:
@@ -131,6 +168,15 @@ def train(opts: TrainOptions, on_epoch_end: Callable[[int, dict], None] | None =
     _validate(opts)
     info, device = setup_distributed(opts.device)
     ckpt_path = Path(opts.out) / "checkpoint.pt"
+    resumed = _prepare_out(opts, ckpt_path)
+    with pinned_threads(_thread_count(resumed, info)) as threads:
+        return _train(opts, info, device, ckpt_path, resumed, threads, on_epoch_end)
+
+
+def _train(
+    opts: TrainOptions, info: DistInfo, device: str, ckpt_path: Path, resumed: dict | None, threads: int,
+    on_epoch_end: Callable[[int, dict], None] | None,
+) -> Path:
     config = ModelConfig(variant=opts.variant, image_size=opts.image_size, **opts.model_options)
     full = build_dataset(opts.data, opts.layout, opts.categories, "train", opts.image_size, augment=opts.augment)
     plain = AnomalyDataset(full.records, opts.image_size)  # the same images, never augmented: one folder scan
@@ -139,17 +185,16 @@ def train(opts: TrainOptions, on_epoch_end: Callable[[int, dict], None] | None =
 
     torch.manual_seed(opts.seed)
     model = build_model(config)
-    resuming = opts.resume and ckpt_path.exists()
-    if not resuming:  # a resumed run takes its encoder (and its record) from the checkpoint
+    if resumed is None:  # a resumed run takes its encoder (and its record) from the checkpoint
         encoder_weights = _init_encoder(model, opts, info, plain, full, train_idx)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=opts.lr, betas=(0.9, 0.999), weight_decay=opts.weight_decay)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=opts.lr_gamma)
     state = {"epoch": 0, "step": 0, "history": [], "seed": opts.seed, "completed": False,
              "options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(opts).items()},
-             "train_images": len(train_set), "holdout_images": len(holdout_set)}
-    if resuming:
-        state, encoder_weights = _resume(ckpt_path, model, optimizer, scheduler, state)
+             "train_images": len(train_set), "holdout_images": len(holdout_set), "threads": threads}
+    if resumed is not None:
+        state, encoder_weights = _resume(resumed, ckpt_path, model, optimizer, scheduler, state)
         _log(f"resumed from {ckpt_path} at epoch {state['epoch']} (step {state['step']})", info)
 
     model.to(device).train()
@@ -254,8 +299,7 @@ def _done(state: dict, opts: TrainOptions) -> bool:
     return opts.max_steps is not None and state["step"] >= opts.max_steps
 
 
-def _resume(path: Path, model: MiniMaxAD, optimizer, scheduler, state: dict) -> tuple[dict, dict | None]:
-    ckpt = read_checkpoint(path)
+def _resume(ckpt: dict, path: Path, model: MiniMaxAD, optimizer, scheduler, state: dict) -> tuple[dict, dict | None]:
     if ckpt["config"] != model.config.to_dict():
         raise ValueError(f"{path}: was trained with {ckpt['config']}, not these options; use another --out or matching options")
     load_parts(model, ckpt, str(path))

@@ -2,11 +2,13 @@ import argparse
 
 import pytest
 import torch
+from typer.testing import CliRunner
 
 from mmad_edge.checkpoint import (
     CheckpointError, import_encoder, import_minimaxad, load_checkpoint, model_from_checkpoint, read_checkpoint,
     save_checkpoint,
 )
+from mmad_edge.cli import app
 from mmad_edge.config import ModelConfig
 from mmad_edge.model.minimaxad import build_model
 
@@ -129,3 +131,26 @@ def test_model_from_an_already_read_checkpoint(tmp_path):
     ckpt["decoder"] = {k: v for k, v in ckpt["decoder"].items() if not k.startswith("upsample_layers.0.")}
     with pytest.raises(CheckpointError, match=r"a\.pt: missing key 'upsample_layers\.0"):
         model_from_checkpoint(ckpt, str(path))
+
+
+def test_incomplete_or_edited_checkpoints_fail_in_one_line_through_the_cli(tmp_path):
+    path = save_checkpoint(tmp_path / "a.pt", build_model(ModelConfig(variant="a", image_size=64)))
+    raw = torch.load(path, weights_only=True)
+    cases = {
+        "no_decoder.pt": ({k: v for k, v in raw.items() if k != "decoder"},
+                          "has no decoder weights (the 'decoder' entry is missing or empty); the file is incomplete: "
+                          "re-train or re-import it"),
+        "empty_bottleneck.pt": ({**raw, "bottleneck": {}}, "has no bottleneck weights"),
+        "text_version.pt": ({**raw, "format_version": "1"},
+                            "format_version is '1' (str), not an integer; the file was edited or written by another "
+                            "tool: re-train or re-import it"),
+        "none_version.pt": ({**raw, "format_version": None}, "format_version is None (NoneType), not an integer"),
+    }
+    runner = CliRunner()
+    for name, (obj, message) in cases.items():
+        torch.save(obj, tmp_path / name)
+        result = runner.invoke(app, ["eval", str(tmp_path / name), "--data", str(tmp_path / "unused")])
+        assert result.exit_code == 2, result.output
+        assert "Traceback" not in result.output
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"error: {tmp_path / name}: {message}"), result.output
