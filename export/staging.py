@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from mmad_edge.export.onnx_export import ExportError
+from mmad_edge.fileio import removed_if_left_empty
 
 OWNED = ("model.*", "metadata.json", "report.*")
 LAST = "report.json"  # moved in last: its presence means the rest of the set is there
@@ -33,15 +34,12 @@ def owns(name: str) -> bool:
 def staged(out_dir: Path) -> Iterator[Path]:
     """A fresh staging folder inside ``out_dir`` (created if missing), removed on exit; a
     folder this call created is removed again when it is still empty (a failed first export)."""
-    created = not out_dir.exists()
-    staging = _open(out_dir)
-    try:
-        yield staging
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        if created:
-            with contextlib.suppress(OSError):
-                out_dir.rmdir()  # only succeeds when nothing was placed
+    with removed_if_left_empty(out_dir):
+        staging = _open(out_dir)
+        try:
+            yield staging
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 def _open(out_dir: Path) -> Path:

@@ -8,6 +8,7 @@ run's leftovers.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -87,6 +88,21 @@ def remove_staging_leftovers(path: str | os.PathLike[str]) -> list[Path]:
         leftover.unlink(missing_ok=True)
         removed.append(leftover)
     return removed
+
+
+@contextmanager
+def removed_if_left_empty(folder: str | os.PathLike[str]) -> Iterator[None]:
+    """Run a block that may create ``folder``; if it did and the block then fails with the folder
+    still empty, remove the folder again, so a run that stops on bad input leaves no trace."""
+    folder = Path(folder)
+    created = not folder.exists()
+    try:
+        yield
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only succeeds when nothing was written there
+        raise
 
 
 def ensure_writable_folder(folder: str | os.PathLike[str], what: str) -> Path:

@@ -23,7 +23,7 @@ from mmad_edge.checkpoint import import_encoder, load_parts, read_checkpoint, sa
 from mmad_edge.config import ModelConfig
 from mmad_edge.data.dataset import AnomalyDataset, build_dataset
 from mmad_edge.data.split import evenly_spaced, hold_out_split
-from mmad_edge.fileio import ensure_writable_folder, remove_staging_leftovers
+from mmad_edge.fileio import ensure_writable_folder, remove_staging_leftovers, removed_if_left_empty
 from mmad_edge.inference import predict
 from mmad_edge.losses import adc_loss, global_cosine_loss
 from mmad_edge.model.minimaxad import MiniMaxAD, build_model
@@ -168,9 +168,10 @@ def train(opts: TrainOptions, on_epoch_end: Callable[[int, dict], None] | None =
     _validate(opts)
     info, device = setup_distributed(opts.device)
     ckpt_path = Path(opts.out) / "checkpoint.pt"
-    resumed = _prepare_out(opts, ckpt_path)
-    with pinned_threads(_thread_count(resumed, info)) as threads:
-        return _train(opts, info, device, ckpt_path, resumed, threads, on_epoch_end)
+    with removed_if_left_empty(opts.out):
+        resumed = _prepare_out(opts, ckpt_path)
+        with pinned_threads(_thread_count(resumed, info)) as threads:
+            return _train(opts, info, device, ckpt_path, resumed, threads, on_epoch_end)
 
 
 def _train(

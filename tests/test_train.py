@@ -43,7 +43,7 @@ def options(data, out, **kw):
 
 def train_cli(data, out, *extra):
     args = ["train", "--data", str(data), "--category", "brick", "--variant", "a", "--image-size", "64",
-            "--epochs", "1", "--max-steps", "1", "--batch-size", "4", "--out", str(out), *extra]
+            "--epochs", "1", "--max-steps", "1", "--batch-size", "4", "--out", str(out), "--encoder-init", "texture", *extra]
     return CliRunner().invoke(app, args)
 
 
