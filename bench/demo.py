@@ -146,11 +146,18 @@ def _runtime_pass(opts: DemoOptions, artifact: Path, images, overlays: Path | No
     per_cat = {c: auroc(labels[cats == c], values[cats == c]) for c in opts.categories}
     defined = [v for v in per_cat.values() if v is not None]
     verdicts = np.array(flagged)
+    # The pooled threshold, for comparison: what a unified model's one threshold would decide.
+    pooled_flags = values > pooled.threshold if pooled.threshold is not None else np.zeros_like(verdicts)
     counts = {c: {"threshold": detectors[c].threshold,
+                  "normal_median": (detectors[c].normalization or (None,))[0],
                   "defects_flagged": int(np.sum(verdicts & (labels == 1) & (cats == c))),
                   "defects": int(np.sum((labels == 1) & (cats == c))),
                   "normals_flagged": int(np.sum(verdicts & (labels == 0) & (cats == c))),
-                  "normals": int(np.sum((labels == 0) & (cats == c)))} for c in opts.categories}
+                  "normals": int(np.sum((labels == 0) & (cats == c))),
+                  "pooled_threshold": pooled.threshold,
+                  "defects_flagged_pooled": int(np.sum(pooled_flags & (labels == 1) & (cats == c))),
+                  "normals_flagged_pooled": int(np.sum(pooled_flags & (labels == 0) & (cats == c)))}
+              for c in opts.categories}
     return {"categories": per_cat, "mean": float(np.mean(defined)) if defined else None, "verdicts": counts}
 
 
@@ -239,13 +246,22 @@ def _verdict_lines(runtime: dict[str, Any]) -> list[str]:
     """The verdicts of each precision, each texture judged against its own threshold (the one
     the artifact carries), as a line making one product would run it."""
     lines = ["## Verdicts per precision (each texture with its own threshold)", "",
-             "| precision | category | threshold | defects flagged | normals flagged |", "|---|---|---|---|---|"]
+             "The last two columns judge the same scores against the pooled threshold of all textures, "
+             "which is what a unified model decides without `--category`.", "",
+             "| precision | category | normal median | threshold | defects flagged | normals flagged "
+             "| pooled threshold | defects flagged (pooled) | normals flagged (pooled) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for name, result in runtime.items():
         for category, v in result["verdicts"].items():
-            threshold = "-" if v["threshold"] is None else f"{v['threshold']:.4g}"
-            lines.append(f"| {name} | {category} | {threshold} | {v['defects_flagged']} of {v['defects']} | "
-                         f"{v['normals_flagged']} of {v['normals']} |")
+            lines.append(f"| {name} | {category} | {_number(v.get('normal_median'))} | {_number(v['threshold'])} | "
+                         f"{v['defects_flagged']} of {v['defects']} | {v['normals_flagged']} of {v['normals']} | "
+                         f"{_number(v.get('pooled_threshold'))} | {v.get('defects_flagged_pooled', '-')} of "
+                         f"{v['defects']} | {v.get('normals_flagged_pooled', '-')} of {v['normals']} |")
     return [*lines, ""]
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
 
 
 def write_report(out: Path, summary: dict[str, Any]) -> Path:

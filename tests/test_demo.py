@@ -37,11 +37,18 @@ def test_demo_writes_report_with_accuracy_and_latency_per_precision(tmp_path, ca
     assert trt_report["tensorrt_compat"] == {"fp32": [], "fp16": [], "int8": []}
 
     # Verdicts and thresholds per precision; the FP32 counts match the overlays' verdicts.
-    rows = re.findall(r"^\| (fp32|fp16|int8|int8-cpu) \| brick \| ([0-9.e-]+) \| (\d+) of 3 \| (\d+) of 3 \|$",
-                      report, re.MULTILINE)
+    # Columns: normal median, threshold, defects / normals flagged, then the same against the pooled threshold.
+    number = r"([0-9.e-]+)"
+    rows = re.findall(rf"^\| (fp32|fp16|int8|int8-cpu) \| brick \| {number} \| {number} \| (\d+) of 3 \| (\d+) of 3 \| "
+                      rf"{number} \| (\d+) of 3 \| (\d+) of 3 \|$", report, re.MULTILINE)
     assert [r[0] for r in rows] == ["fp32", "fp16", "int8", "int8-cpu"], report
-    threshold = summary["runtime_auroc"]["fp32"]["verdicts"]["brick"]["threshold"]
-    assert all(float(r[1]) == pytest.approx(threshold, rel=1e-3) for r in rows)  # printed to 4 digits
+    verdicts = summary["runtime_auroc"]["fp32"]["verdicts"]["brick"]
+    threshold = verdicts["threshold"]
+    assert all(float(r[2]) == pytest.approx(threshold, rel=1e-3) for r in rows)  # printed to 4 digits
+    assert float(rows[0][1]) == pytest.approx(verdicts["normal_median"], rel=1e-3) and verdicts["normal_median"] < threshold
+    # One category: its statistics are the pooled ones, so both verdicts agree.
+    assert float(rows[0][5]) == pytest.approx(threshold, rel=1e-3) and rows[0][6:8] == rows[0][3:5]
+    rows = [(r[0], r[2], r[3], r[4]) for r in rows]
     overlays = [p.name for p in (tmp_path / "demo" / "overlays").glob("anomaly_*.png")]
     flagged = sum(not name.startswith("anomaly_brick_good_") for name in overlays)
     assert (int(rows[0][2]), int(rows[0][3])) == (flagged, len(overlays) - flagged)
