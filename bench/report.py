@@ -149,10 +149,10 @@ def _skipped_lines(skipped: list[dict[str, Any]]) -> list[str]:
     if not skipped:
         return []
     lines = ["", "Skipped (not timed here):", "", "| name | backend | protocol | batch | reason |", "|---|---|---|---:|---|"]
-    for item in skipped:
-        batch = format_value(item.get("batch"))
-        reason = str(item["reason"]).replace("|", "\\|")
-        lines.append(f"| {item['name']} | {item['backend']} | {item['protocol']} | {batch} | {reason} |")
+    for item in skipped:  # the bench's entries; gpu_check's name only the case (its label)
+        cells = [item.get("name") or item.get("case"), *(item.get(key) for key in ("backend", "protocol", "batch"))]
+        reason = str(item.get("reason")).replace("|", "\\|")
+        lines.append("| " + " | ".join(format_value(cell) for cell in cells) + f" | {reason} |")
     return lines
 
 
