@@ -153,6 +153,13 @@ def _count(inferred: onnx.ModelProto, batch: int) -> GraphCost:
     )
 
 
+def graph_floor(graph: str | os.PathLike[str], peak: Peak) -> dict[str, Any]:
+    """The bench report's floor section: per-image work of the ONNX file ``graph`` against ``peak``."""
+    cost = count_graph_cost(onnx.load(os.fspath(graph)))
+    return {**floor_summary(cost, peak), "graph": os.fspath(graph), "uncounted_ops": list(cost.uncounted),
+            "peak_measurements": dict(peak.measurements)}
+
+
 def count_module_cost(module: Any, example: Any) -> GraphCost:
     """FLOPs and compulsory bytes of one ``module(example)`` call, counted by torch.
 

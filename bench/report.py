@@ -23,6 +23,7 @@ FLOOR_KEYS = (
 STAGES = ("preprocess", "copy_in", "inference", "copy_out", "postprocess")
 PROTOCOLS = ("paper", "e2e")
 BASELINE = "torch-eager-trainform"
+REPARAM = "torch-reparam"
 
 
 class ReportError(ValueError):
@@ -120,6 +121,7 @@ def markdown(report: dict[str, Any], baseline: str = BASELINE) -> str:
         for row in e2e:
             stages = [format_value(row["stages"].get(stage), 3) for stage in columns]
             lines.append(f"| {row['name']} | {row['batch']} | " + " | ".join(stages) + " |")
+    lines += _skipped_lines(report.get("skipped") or [])
     floor = report.get("floor")
     if floor:
         lines += [
@@ -140,6 +142,18 @@ def markdown(report: dict[str, Any], baseline: str = BASELINE) -> str:
             + ".",
         ]
     return "\n".join(lines) + "\n"
+
+
+def _skipped_lines(skipped: list[dict[str, Any]]) -> list[str]:
+    """The rows that did not run here, each with its reason (e.g. the extra to install)."""
+    if not skipped:
+        return []
+    lines = ["", "Skipped (not timed here):", "", "| name | backend | protocol | batch | reason |", "|---|---|---|---:|---|"]
+    for item in skipped:  # the bench's entries; gpu_check's name only the case (its label)
+        cells = [item.get("name") or item.get("case"), *(item.get(key) for key in ("backend", "protocol", "batch"))]
+        reason = str(item.get("reason")).replace("|", "\\|")
+        lines.append("| " + " | ".join(format_value(cell) for cell in cells) + f" | {reason} |")
+    return lines
 
 
 def write_markdown(path: str | Path, report: dict[str, Any], baseline: str = BASELINE) -> Path:

@@ -83,6 +83,12 @@ def run_case(case: BenchCase, warmup: int, iters: int) -> dict[str, Any]:
     return row
 
 
+def say(progress: bool, text: str) -> None:
+    """A progress line on stderr (stdout holds the results), only when ``progress``."""
+    if progress:
+        print(text, file=sys.stderr, flush=True)
+
+
 def format_row(row: Mapping[str, Any]) -> str:
     """One-line summary of a row for progress output."""
     return f"p50 {row['p50_ms']:.3f} ms, p99 {row['p99_ms']:.3f} ms, {row['images_per_s']:.1f} images/s"

@@ -356,7 +356,9 @@ def run(
 @guarded
 @needs("export")
 def bench(
-    artifacts: Optional[List[Path]] = typer.Argument(None, help="Export folders or .onnx/.engine files; none: the built-in default."),
+    artifacts: Optional[List[Path]] = typer.Argument(
+        None, help="Export folders or .onnx/.engine files (without torch / onnx installed the torch rows and the floor "
+                   "are listed as skipped); none: the built-in default (needs the export extra)."),
     backend: str = typer.Option("auto", "--backend", help="auto, tensorrt, onnxruntime or torch."),
     batch_size: str = typer.Option("1,16", "--batch-size", help="Images per forward pass; a comma list times each."),
     protocol: str = typer.Option("paper,e2e", "--protocol", help="Comma list of paper and/or e2e."),

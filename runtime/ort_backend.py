@@ -95,6 +95,31 @@ def resolve_micro_batch(requested: Optional[int], image_size: Tuple[int, int], o
     return requested or None
 
 
+def read_onnx_info(path: "str | os.PathLike[str]", session: Any = None) -> ArtifactInfo:
+    """The graph's embedded metadata, reconciled with a metadata.json beside it (``reconcile``).
+
+    Without ``session`` a session with graph optimisation off is opened just to read it, which is
+    cheap: the bench lists artifacts this way before it times them.
+    """
+    path = Path(path)
+    if session is None:
+        ort = _import_onnxruntime()
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        session = open_session(path, options)
+    text = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+    sibling = path.parent / METADATA_FILE
+    beside = read_metadata_file(sibling) if sibling.is_file() else None
+    if text is None:
+        if beside is None:
+            raise ArtifactError(
+                f"{path}: no '{METADATA_KEY}' metadata and no {METADATA_FILE} beside it; export with mmad-edge export"
+            )
+        return beside
+    embedded = parse_metadata(text, f"{path} ({METADATA_KEY})")
+    return embedded if beside is None else reconcile(embedded, beside, str(path))
+
+
 class OnnxRuntimeBackend:
     """One InferenceSession; batch limits from the graph (fixed dim) or the metadata profile."""
 
@@ -125,24 +150,10 @@ class OnnxRuntimeBackend:
             options.intra_op_num_threads = int(threads)
         self._session = open_session(self.path, options, providers)
         self.providers = self._session.get_providers()
-        self.info = self._read_info()
+        self.info = read_onnx_info(self.path, self._session)
         self._check_io()
         fixed = self.batch_min == self.batch_max
         self.micro_batch = None if fixed else resolve_micro_batch(micro_batch, self.image_size, not runs_on_gpu(self.providers))
-
-    def _read_info(self) -> ArtifactInfo:
-        """The graph's embedded metadata, reconciled with a metadata.json beside it (``reconcile``)."""
-        text = self._session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
-        sibling = self.path.parent / METADATA_FILE
-        beside = read_metadata_file(sibling) if sibling.is_file() else None
-        if text is None:
-            if beside is None:
-                raise ArtifactError(
-                    f"{self.path}: no '{METADATA_KEY}' metadata and no {METADATA_FILE} beside it; export with mmad-edge export"
-                )
-            return beside
-        embedded = parse_metadata(text, f"{self.path} ({METADATA_KEY})")
-        return embedded if beside is None else reconcile(embedded, beside, str(self.path))
 
     def _check_io(self) -> None:
         inputs = self._session.get_inputs()

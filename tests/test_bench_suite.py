@@ -13,11 +13,15 @@ from typing import Any
 import pytest
 import torch
 
-from mmad_edge.bench import suite
+from mmad_edge.bench import default_export, planning, suite
+from mmad_edge.bench import floor as floor_module
+from mmad_edge.bench.artifacts import FLOAT_NCHW_NAME, Artifact, find_artifacts
+from mmad_edge.bench.claims import format_claims, speed_claim
 from mmad_edge.bench.floor import Peak
 from mmad_edge.bench.peers import PEERS
-from mmad_edge.bench.report import BASELINE, FLOOR_KEYS, RESULT_KEYS, markdown
+from mmad_edge.bench.report import BASELINE, FLOOR_KEYS, REPARAM, RESULT_KEYS, markdown
 from mmad_edge.bench.runner import BenchCase, run_case
+from mmad_edge.bench.torch_rows import torch_model
 from mmad_edge.checkpoint import save_checkpoint
 from mmad_edge.config import ModelConfig
 from mmad_edge.export.metadata import metadata_for_onnx
@@ -25,12 +29,13 @@ from mmad_edge.model.minimaxad import build_model
 
 TINY = ModelConfig(variant="a", image_size=64)
 FAKE_PEAK = Peak(100.0, 10.0, "fake peak for tests")
+TORCH_ROWS = planning.TorchRows(lambda: build_model(TINY), peers=False)
 
 
 @pytest.fixture(scope="module")
 def cache_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("bench-cache")
-    suite.default_artifacts(TINY, root, progress=False)
+    default_export.default_artifacts(TINY, root, progress=False)
     return root
 
 
@@ -38,27 +43,27 @@ def cache_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_default(monkeypatch: pytest.MonkeyPatch, cache_root: Path) -> Path:
     """The default model shrunk to variant a, the peak fixed; returns the cache root."""
     monkeypatch.setattr(suite, "DEFAULT_VARIANT", "a")
-    monkeypatch.setattr(suite, "measure_peak", lambda device="cpu": FAKE_PEAK)
+    monkeypatch.setattr(floor_module, "measure_peak", lambda device="cpu": FAKE_PEAK)
     return cache_root
 
 
 def test_default_artifacts_exported_once_then_reused(cache_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    folder = cache_root / suite.cache_key(TINY)
-    assert sorted(p.name for p in folder.iterdir()) == sorted(suite.DEFAULT_FILES)
+    folder = cache_root / default_export.cache_key(TINY)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(default_export.DEFAULT_FILES)
     assert metadata_for_onnx(folder / "model.fp16.onnx")["precision"] == "fp16"
     assert metadata_for_onnx(folder / "model.fp32.onnx")["model"]["variant"] == "a"
 
     def no_export(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("re-exported although the cache holds the artifacts")
 
-    monkeypatch.setattr(suite, "export_onnx", no_export)
-    assert suite.default_artifacts(TINY, cache_root, progress=False) == folder
-    assert "0.1" in suite.cache_key(TINY) and "a-64px" in suite.cache_key(TINY)
+    monkeypatch.setattr(default_export, "export_onnx", no_export)
+    assert default_export.default_artifacts(TINY, cache_root, progress=False) == folder
+    assert "0.1" in default_export.cache_key(TINY) and "a-64px" in default_export.cache_key(TINY)
 
 
 def test_bench_cli_json_contract(tiny_default: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "out"
-    fp32 = tiny_default / suite.cache_key(TINY) / "model.fp32.onnx"
+    fp32 = tiny_default / default_export.cache_key(TINY) / "model.fp32.onnx"
     code = suite.bench_cli(
         [fp32], batches="1", warmup=1, iters=2, peers=False,
         json_path=out / "bench.json", markdown_path=out / "bench.md", progress=True,
@@ -71,10 +76,10 @@ def test_bench_cli_json_contract(tiny_default: Path, tmp_path: Path, capsys: pyt
         assert set(RESULT_KEYS) <= set(row)
         assert row["iters"] == 2 and row["warmup"] >= 1
     names = {(r["name"], r["backend"], r["protocol"]) for r in rows}
-    assert {(BASELINE, "torch", "paper"), (suite.REPARAM, "torch", "paper"), ("onnx-fp32", "onnxruntime", "paper"),
+    assert {(BASELINE, "torch", "paper"), (REPARAM, "torch", "paper"), ("onnx-fp32", "onnxruntime", "paper"),
             ("onnx-fp32", "onnxruntime", "e2e")} == names
     paper_fp32 = next(r for r in rows if r["name"] == "onnx-fp32" and r["protocol"] == "paper")
-    assert paper_fp32["graph"] == suite.FLOAT_NCHW_NAME
+    assert paper_fp32["graph"] == FLOAT_NCHW_NAME
     for row in (r for r in rows if r["protocol"] == "e2e"):
         assert {"preprocess", "inference", "postprocess"} <= set(row["stages"])
     floor = report["floor"]
@@ -99,31 +104,34 @@ def test_bench_cli_json_contract(tiny_default: Path, tmp_path: Path, capsys: pyt
     assert "Speed claims" in (out / "bench.md").read_text()
 
 
-def _plan(folder: Path, backend: str, protocols: tuple[str, ...] = ("paper", "e2e"), peers: bool = True) -> suite.Plan:
-    artifacts = suite.find_artifacts([folder])
-    return suite.plan_cases(TINY, lambda: build_model(TINY), artifacts, backend, [1, 16], protocols, peers, threads=1)
+def _plan(folder: Path, backend: str, protocols: tuple[str, ...] = ("paper", "e2e"),
+          peers: bool = True) -> planning.Plan:
+    artifacts = find_artifacts([folder])
+    rows = planning.TorchRows(lambda: build_model(TINY), peers=peers)
+    return planning.plan_cases(TINY, rows, artifacts, backend, [1, 16],
+                               protocols, threads=1)
 
 
 def test_backend_filter(cache_root: Path) -> None:
-    folder = cache_root / suite.cache_key(TINY)
+    folder = cache_root / default_export.cache_key(TINY)
     torch_plan = _plan(folder, "torch")
     assert {c.backend for c in torch_plan.cases} == {"torch"}
     assert {c.protocol for c in torch_plan.cases} == {"paper"}
-    assert {c.name for c in torch_plan.cases} == {BASELINE, suite.REPARAM, *PEERS}
+    assert {c.name for c in torch_plan.cases} == {BASELINE, REPARAM, *PEERS}
     ort_plan = _plan(folder, "onnxruntime")
     assert {c.backend for c in ort_plan.cases} == {"onnxruntime"}
     assert len(ort_plan.cases) == 2 * 2 * 2  # fp32 + fp16, paper + e2e, batch 1 + 16
     auto = _plan(folder, "auto", peers=False)
-    assert {c.name for c in auto.cases} == {BASELINE, suite.REPARAM, "onnx-fp32", "onnx-fp16"}
+    assert {c.name for c in auto.cases} == {BASELINE, REPARAM, "onnx-fp32", "onnx-fp16"}
     assert _plan(folder, "torch", ("e2e",)).cases == []
 
 
 def test_engine_without_tensorrt_is_a_skip_row(cache_root: Path, tmp_path: Path) -> None:
-    folder = cache_root / suite.cache_key(TINY)
+    folder = cache_root / default_export.cache_key(TINY)
     path = tmp_path / "model.fp16.engine"
-    engine = suite.Artifact(path, "fp16", TINY.to_dict(), (1, 16), path)
-    plan = suite.plan_cases(TINY, lambda: build_model(TINY), [engine, *suite.find_artifacts([folder])], "tensorrt",
-                            [1], ("paper", "e2e"), True, threads=1)
+    engine = Artifact(path, "fp16", TINY.to_dict(), (1, 16), path)
+    plan = planning.plan_cases(TINY, TORCH_ROWS, [engine, *find_artifacts([folder])], "tensorrt", [1],
+                               ("paper", "e2e"), threads=1)
     assert plan.cases == []
     assert {(s["name"], s["protocol"]) for s in plan.skipped} == {("trt-fp16", "paper"), ("trt-fp16", "e2e")}
     assert all(s["reason"] for s in plan.skipped)
@@ -154,8 +162,8 @@ def test_bad_input_one_line_errors(kwargs: dict, message: str) -> None:
 
 def test_folder_without_models_and_wrong_size(cache_root: Path, tmp_path: Path) -> None:
     with pytest.raises(suite.BenchError, match="no model.<fp32|fp16|int8>.onnx or .engine here"):
-        suite.find_artifacts([tmp_path])
-    artifacts = suite.find_artifacts([cache_root / suite.cache_key(TINY)])
+        find_artifacts([tmp_path])
+    artifacts = find_artifacts([cache_root / default_export.cache_key(TINY)])
     with pytest.raises(suite.BenchError, match="the artifacts are 64x64, not 256"):
         suite.model_config(artifacts, None, 256)
 
@@ -167,16 +175,16 @@ def test_checkpoint_weights_for_torch_rows(tmp_path: Path, cache_root: Path) -> 
     checkpoint = save_checkpoint(tmp_path / "ckpt.pt", model)
     config = suite.model_config([], checkpoint, None)
     assert (config.variant, config.image_size) == ("a", 64)
-    loaded = suite.torch_model(config, checkpoint)()
+    loaded = torch_model(config, checkpoint)()
     assert torch.all(next(loaded.decoder.parameters()) == 0.25)
     other = save_checkpoint(tmp_path / "f.pt", build_model(ModelConfig(variant="f", image_size=64)))
-    artifacts = suite.find_artifacts([cache_root / suite.cache_key(TINY)])
+    artifacts = find_artifacts([cache_root / default_export.cache_key(TINY)])
     with pytest.raises(suite.BenchError, match="holds variant 'f' but the artifacts are variant 'a'"):
         suite.model_config(artifacts, other, None)
 
 
 def test_e2e_detector_uses_explicit_threads(cache_root: Path) -> None:
-    detector = suite.cpu_detector_loader(1, micro_batch=3)(cache_root / suite.cache_key(TINY) / "model.fp32.onnx")
+    detector = planning.cpu_detector_loader(1, micro_batch=3)(cache_root / default_export.cache_key(TINY) / "model.fp32.onnx")
     try:
         assert detector.backend._session.get_session_options().intra_op_num_threads == 1
         assert detector.backend._session.get_providers() == ["CPUExecutionProvider"]
@@ -186,15 +194,14 @@ def test_e2e_detector_uses_explicit_threads(cache_root: Path) -> None:
 
 
 def test_micro_batch_reaches_both_protocols(cache_root: Path) -> None:
-    artifacts = suite.find_artifacts([cache_root / suite.cache_key(TINY) / "model.fp32.onnx"])
-    plan = suite.plan_cases(TINY, lambda: build_model(TINY), artifacts, "onnxruntime", [16], ("paper", "e2e"),
-                            False, threads=1, micro_batch=4)
+    artifacts = find_artifacts([cache_root / default_export.cache_key(TINY) / "model.fp32.onnx"])
+    plan = planning.plan_cases(TINY, TORCH_ROWS, artifacts, "onnxruntime", [16], ("paper", "e2e"), threads=1,
+                               micro_batch=4)
     rows = [run_case(case, 0, 1) for case in plan.cases]
     assert [(r["protocol"], r["micro_batch"]) for r in rows] == [("paper", 4), ("e2e", 4)]
     note = markdown({"results": rows})
     assert "batch 16 as runs of 4" in note and "`--micro-batch 0`" in note
-    auto = suite.plan_cases(TINY, lambda: build_model(TINY), artifacts, "onnxruntime", [16], ("paper",), False,
-                            threads=1)
+    auto = planning.plan_cases(TINY, TORCH_ROWS, artifacts, "onnxruntime", [16], ("paper",), threads=1)
     assert run_case(auto.cases[0], 0, 1)["micro_batch"] == 16  # 64x64: the automatic choice (64) exceeds 16
     with pytest.raises(suite.BenchError, match="--micro-batch: micro_batch must be None"):
         suite.run_bench(micro_batch=-2, progress=False)
@@ -214,11 +221,11 @@ def test_speed_claims_from_given_numbers() -> None:
     rows = [
         _row(BASELINE, "torch", "fp32", "paper", 1, 100.0, 10.0),
         _row("onnx-fp32", "onnxruntime", "fp32", "e2e", 1, 40.0, 25.0),
-        _row(suite.REPARAM, "torch", "fp32", "paper", 16, 32.0, 453.0, floor_ms=16.0),
+        _row(REPARAM, "torch", "fp32", "paper", 16, 32.0, 453.0, floor_ms=16.0),
         _row("onnx-fp32", "onnxruntime", "fp32", "e2e", 16, 25.0, 800.0, floor_ms=16.0),
         _row("onnx-int8", "onnxruntime", "int8", "e2e", 16, 20.0, 1000.0, floor_ms=16.0),
     ]
-    claims = suite.speed_claim(rows, FLOOR, MACHINE, TINY)
+    claims = speed_claim(rows, FLOOR, MACHINE, TINY)
     e2e = claims["e2e_onnx_fp32_vs_trainform"]
     assert e2e["passed"] is True and e2e["speedup"] == pytest.approx(2.5)
     floor = claims["batch16_within_floor"]
@@ -227,7 +234,7 @@ def test_speed_claims_from_given_numbers() -> None:
     int8 = claims["int8_faster_than_fp32"]
     assert int8["passed"] is True and int8["comparisons"][0]["speedup"] == pytest.approx(1.25)
     paper = claims["paper"]
-    assert paper["measured_row"] == suite.REPARAM and paper["ratio_to_reported"] == pytest.approx(0.5)
+    assert paper["measured_row"] == REPARAM and paper["ratio_to_reported"] == pytest.approx(0.5)
     assert paper["this_device"] == "CPU Test CPU (2 cores)" and paper["this_model"] == "variant a, 64x64"
 
 
@@ -238,16 +245,16 @@ def test_speed_claims_fail_or_unknown() -> None:
         _row("onnx-fp32", "onnxruntime", "fp32", "e2e", 16, 40.0, 400.0, floor_ms=16.0),
         _row("onnx-int8", "onnxruntime", "int8", "e2e", 16, 50.0, 320.0, floor_ms=16.0),
     ]
-    claims = suite.speed_claim(rows, FLOOR, MACHINE, TINY)
+    claims = speed_claim(rows, FLOOR, MACHINE, TINY)
     assert claims["e2e_onnx_fp32_vs_trainform"]["passed"] is False
     assert claims["e2e_onnx_fp32_vs_trainform"]["speedup"] == pytest.approx(100.0 / 60.0)
     assert claims["batch16_within_floor"]["passed"] is False
     assert claims["batch16_within_floor"]["ratio"] == pytest.approx(2.5)
     assert claims["int8_faster_than_fp32"]["passed"] is False
-    empty = suite.speed_claim([], None, MACHINE, TINY)
+    empty = speed_claim([], None, MACHINE, TINY)
     assert all(empty[key]["passed"] is None and empty[key]["reason"] for key in empty if key != "paper")
     assert empty["paper"]["measured_images_per_s"] is None
-    assert "n/a" in suite.format_claims(empty) and "FAIL" in suite.format_claims(claims)
+    assert "n/a" in format_claims(empty) and "FAIL" in format_claims(claims)
 
 
 def test_floor_goes_to_minimaxad_rows_of_a_measured_device() -> None:
@@ -294,7 +301,7 @@ def test_failing_case_becomes_a_skip(capsys: pytest.CaptureFixture) -> None:
     def broken() -> None:
         raise ImportError("No module named 'faiss'")
 
-    plan = suite.Plan([BenchCase(name="peer-x", backend="torch", precision="fp32", protocol="paper", batch=1,
+    plan = planning.Plan([BenchCase(name="peer-x", backend="torch", precision="fp32", protocol="paper", batch=1,
                                  step=broken)])
     assert suite.run_plan(plan, warmup=1, iters=2, budget_s=1.0, progress=True) == []
     (skip,) = plan.skipped
@@ -304,8 +311,8 @@ def test_failing_case_becomes_a_skip(capsys: pytest.CaptureFixture) -> None:
 
 def test_no_fp32_graph_means_no_floor_and_says_why(tmp_path: Path) -> None:
     path = tmp_path / "model.fp16.engine"
-    plan = suite.Plan()
-    engine_only = [suite.Artifact(path, "fp16", TINY.to_dict(), (1, 1), path)]
-    floor, floors = suite.measure_floors(engine_only, FAKE_PEAK, [], plan)
+    plan = planning.Plan()
+    engine_only = [Artifact(path, "fp16", TINY.to_dict(), (1, 1), path)]
+    floor, floors = suite.measure_floors(floor_module, engine_only, FAKE_PEAK, [], plan)
     assert floor is None and floors == {}
     assert "no model.fp32.onnx" in plan.skipped[0]["reason"]

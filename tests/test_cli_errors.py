@@ -30,8 +30,8 @@ def test_bench_given_a_file_that_is_not_onnx(tmp_path):
     fake = tmp_path / "model.fp32.onnx"
     fake.write_text("not a graph")
     line = one_line_error(["bench", str(fake), "--no-peers", "--quiet"])
-    assert line == (f"error: {fake}: not an ONNX model (it does not parse); pass a model.<precision>.onnx "
-                    "written by mmad-edge export")
+    assert line == (f"error: {fake}: not a loadable ONNX model (Protobuf parsing failed.); pass a "
+                    "model.<precision>.onnx written by mmad-edge export")
 
 
 def test_show_without_a_gui_opencv_names_the_package(tmp_path, monkeypatch):

@@ -4,15 +4,23 @@ extra; ``bench`` runs on an export folder with the rows that need torch listed a
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
+from mmad_edge.bench.default_export import default_artifacts
+from mmad_edge.bench.peers import PEERS
+from mmad_edge.bench.report import BASELINE, REPARAM
+from mmad_edge.config import ModelConfig
+
 BLOCKER = textwrap.dedent(
     """
-    import sys
+    import atexit, json, os, sys
 
     class Absent:
         BLOCKED = {"torch", "onnx", "onnxsim", "torchvision", "matplotlib"}
@@ -23,6 +31,9 @@ BLOCKER = textwrap.dedent(
             return None
 
     sys.meta_path.insert(0, Absent())
+    if os.environ.get("LOADED_REPORT"):  # which blocked packages got loaded after all, written at exit
+        atexit.register(lambda: open(os.environ["LOADED_REPORT"], "w").write(
+            json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in Absent.BLOCKED))))
     from mmad_edge.cli import main
     sys.argv = ["mmad-edge", *sys.argv[1:]]
     main()
@@ -30,8 +41,9 @@ BLOCKER = textwrap.dedent(
 )
 
 
-def runtime_only(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", BLOCKER, *args], capture_output=True, text=True, timeout=300)
+def runtime_only(*args: str, loaded_report: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "LOADED_REPORT": str(loaded_report or "")}
+    return subprocess.run([sys.executable, "-c", BLOCKER, *args], capture_output=True, text=True, timeout=300, env=env)
 
 
 @pytest.mark.parametrize("args, extra", [
@@ -50,8 +62,41 @@ def test_training_commands_name_the_extra(args, extra, tmp_path):
     assert list(tmp_path.iterdir()) == []  # nothing written
 
 
-def test_bench_names_the_extra_for_now(tmp_path):
-    result = runtime_only("bench", str(tmp_path))
-    assert result.returncode == 2 and "Traceback" not in result.stderr
+def test_bench_without_an_artifact_names_the_export_extra(tmp_path):
+    result = runtime_only("bench", "--cache-dir", str(tmp_path / "cache"), "--quiet")
+    assert result.returncode == 2 and "Traceback" not in result.stderr and result.stdout == ""
     assert result.stderr.strip().splitlines() == [
-        'error: mmad-edge bench needs onnx, which this install lacks; pip install ".[export]" from the mmad-edge checkout']
+        "error: bench without an artifact exports the built-in default model, which needs onnx: "
+        'pip install ".[export]" from the mmad-edge checkout, or pass an export folder, a .onnx or a .engine']
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+@pytest.fixture(scope="module")
+def small_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real export (variant a at 64 px: FP32, FP16, the FP32 float-input twin, metadata.json)."""
+    return default_artifacts(ModelConfig(variant="a", image_size=64), tmp_path_factory.mktemp("export"), progress=False)
+
+
+def test_bench_times_an_export_without_torch_or_onnx(small_export, tmp_path):
+    before = {p.name: p.read_bytes() for p in small_export.iterdir()}
+    loaded = tmp_path / "loaded.json"
+    result = runtime_only("bench", str(small_export), "--batch-size", "1", "--warmup", "0", "--iters", "2",
+                          "--case-budget", "0.5", "--json", str(tmp_path / "b.json"), "--markdown",
+                          str(tmp_path / "b.md"), loaded_report=loaded)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert json.loads(loaded.read_text()) == []  # no torch / onnx module got imported
+    report = json.loads((tmp_path / "b.json").read_text())
+    rows = {(r["name"], r["protocol"]): r for r in report["results"]}
+    assert set(rows) == {(n, p) for n in ("onnx-fp32", "onnx-fp16") for p in ("paper", "e2e")}
+    assert all(r["backend"] == "onnxruntime" and r["p50_ms"] > 0 and r["images_per_s"] > 0 for r in rows.values())
+    torch_reason = 'needs torch: pip install ".[train]"'
+    skipped = {s["name"]: s["reason"] for s in report["skipped"]}
+    assert {name: skipped.get(name) for name in (BASELINE, REPARAM, *PEERS)} == dict.fromkeys(
+        (BASELINE, REPARAM, *PEERS), torch_reason)
+    assert skipped["floor"].startswith('needs onnx: pip install ".[export]"') and report["floor"] is None
+    assert report["speed_claim"]["e2e_onnx_fp32_vs_trainform"]["passed"] is None
+    assert f"skipped {BASELINE} (torch paper): {torch_reason}" in result.stdout.splitlines()
+    table = (tmp_path / "b.md").read_text()
+    assert f"| {BASELINE} | torch | paper | - | {torch_reason} |" in table
+    assert {p.name: p.read_bytes() for p in small_export.iterdir()} == before  # the export is untouched

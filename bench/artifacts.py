@@ -1,0 +1,86 @@
+"""The deployed files a bench times, found and described through the runtime (no torch, no onnx).
+
+Metadata comes from where the runtime reads it: an ONNX's embedded copy (through ONNX Runtime),
+reconciled with the ``metadata.json`` beside it, or an engine's sidecar ``model.<p>.engine.json``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from mmad_edge.runtime.artifacts import PRECISIONS
+from mmad_edge.runtime.metadata import ArtifactInfo, read_metadata_file, sidecar_path
+from mmad_edge.runtime.ort_backend import read_onnx_info
+
+FLOAT_NCHW_NAME = "model.fp32.float_nchw.onnx"  # the paper protocol's graph: normalised float in
+FP32_GRAPH = "model.fp32.onnx"  # what the floor is counted from
+
+
+class BenchError(ValueError):
+    """A benchmark request that cannot run (the message names the fix)."""
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One deployed file to time and what its metadata says about it."""
+
+    path: Path
+    precision: str
+    model: dict[str, Any]
+    batch_range: tuple[int, int]
+    paper_graph: Path  # what the paper protocol runs (the float NCHW twin of the FP32 default)
+
+    @property
+    def engine(self) -> bool:
+        return self.path.suffix == ".engine"
+
+    @property
+    def name(self) -> str:
+        return f"{'trt' if self.engine else 'onnx'}-{self.precision}"
+
+
+def read_artifact(path: Path) -> Artifact:
+    """An ``.onnx`` or ``.engine`` with its metadata (embedded + metadata.json, or engine sidecar)."""
+    if path.suffix == ".engine":
+        info: ArtifactInfo = read_metadata_file(sidecar_path(path))
+    elif path.suffix == ".onnx":
+        info = read_onnx_info(path)
+    else:
+        raise BenchError(f"{path}: not a .onnx, a .engine or an export folder; pass what mmad-edge export wrote")
+    twin = path.with_name(FLOAT_NCHW_NAME)
+    paper = twin if path.name == FP32_GRAPH and twin.is_file() else path
+    return Artifact(path, info.precision, dict(info.raw.get("model") or {}), (info.batch_min, info.batch_max), paper)
+
+
+def find_artifacts(paths: Sequence[str | os.PathLike[str]]) -> list[Artifact]:
+    """Every model.<precision>.onnx / .engine of each folder, plus the files given; one model only."""
+    files: list[Path] = []
+    for item in map(Path, paths):
+        if item.is_dir():
+            found = [item / f"model.{p}.{ext}" for ext in ("onnx", "engine") for p in PRECISIONS
+                     if (item / f"model.{p}.{ext}").is_file()]
+            if not found:
+                raise BenchError(f"{item}: no model.<fp32|fp16|int8>.onnx or .engine here; "
+                                 "point at an mmad-edge export folder")
+            files += found
+        elif item.is_file():
+            files.append(item)
+        else:
+            raise BenchError(f"{item}: no such file or folder; pass an export folder, a .onnx or a .engine")
+    artifacts = [read_artifact(path) for path in dict.fromkeys(files)]
+    models = sorted({(a.model.get("variant"), a.model.get("image_size")) for a in artifacts}, key=str)
+    if len(models) > 1:
+        raise BenchError(f"the artifacts hold different models (variant, size) {models}; benchmark one model at a time")
+    return artifacts
+
+
+def fp32_graph(artifacts: Sequence[Artifact]) -> Path | None:
+    """The FP32 uint8 ONNX graph among (or beside) the artifacts: what the floor is counted from."""
+    for artifact in artifacts:
+        candidate = artifact.path.with_name(FP32_GRAPH)
+        if candidate.is_file():
+            return candidate
+    return None

@@ -1,0 +1,158 @@
+"""Which rows a bench request runs, in order, and which cannot run here (with the reason).
+
+Torch rows (the training form, the reparameterised network, the peers) are planned only when
+torch is installed; on a runtime-only install they are listed as skipped with the extra to
+install, and the artifact rows run as usual.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from mmad_edge.config import ModelConfig
+
+from .artifacts import Artifact
+from .peers import PEERS
+from .report import BASELINE, REPARAM
+from .runner import BenchCase, e2e_detector_case, ort_session_case
+
+E2E_FRAMES = 4
+CPU_PROVIDERS = ["CPUExecutionProvider"]
+
+
+@dataclass
+class Plan:
+    """The cases to run, in order, and the rows that cannot run here with the reason."""
+
+    cases: list[BenchCase] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+
+    def skip(self, name: str, backend: str, protocol: str, reason: str, batch: int | None = None) -> None:
+        self.skipped.append({"name": name, "backend": backend, "protocol": protocol, "batch": batch, "reason": reason})
+
+
+@dataclass(frozen=True)
+class TorchRows:
+    """The torch side of a request: the model factory, or why torch rows cannot run here."""
+
+    model: Callable[[], Any] | None
+    missing: str = ""
+    peers: bool = True
+
+
+def cpu_detector_loader(threads: int, micro_batch: int | None = None) -> Callable[[Path], Any]:
+    """``Detector.load`` on ONNX Runtime's CPU provider with ``threads`` intra-op threads and the
+    runtime's ``micro_batch`` policy (None: automatic, 0: whole batches)."""
+
+    def load(path: Path) -> Any:
+        from mmad_edge.runtime.detector import Detector
+
+        return Detector.load(path, backend="onnxruntime", providers=CPU_PROVIDERS, threads=threads,
+                             micro_batch=micro_batch)
+
+    return load
+
+
+def _tag(case: BenchCase, family: str, **extra: Any) -> BenchCase:
+    case.extra.update(family=family, **extra)
+    return case
+
+
+def plan_cases(
+    config: ModelConfig,
+    torch_rows: TorchRows,
+    artifacts: Sequence[Artifact],
+    backend: str,
+    batches: Sequence[int],
+    protocols: Sequence[str],
+    threads: int,
+    micro_batch: int | None = None,
+) -> Plan:
+    """Every row the request asks for, in run order (paper rows, then e2e), or a skip with the reason.
+
+    ``backend`` filters: "torch" keeps the torch rows and the peers, "onnxruntime" the ONNX
+    Runtime rows, "tensorrt" the engine rows, "auto" all of them. ``micro_batch``: the ONNX
+    Runtime CPU rows' images per run (None: the runtime's automatic choice, 0: whole batches),
+    the same for the paper and the e2e protocol.
+    """
+    plan = Plan()
+    wants = {name: backend in ("auto", name) for name in ("torch", "onnxruntime", "tensorrt")}
+    named = list(zip(artifacts, _unique_names(artifacts)))
+    if "paper" in protocols:
+        if wants["torch"] and torch_rows.model is None:
+            _skip_torch_rows(plan, torch_rows)
+        torch_here = wants["torch"] and torch_rows.model is not None
+        for batch in batches:
+            plan.cases += _torch_cases(torch_rows, batch, config.image_size, peers=False) if torch_here else []
+            _plan_paper(plan, config.image_size, named, wants, batch, threads, micro_batch)
+            plan.cases += _torch_cases(torch_rows, batch, config.image_size, peers=True) if torch_here else []
+    if "e2e" in protocols:
+        _plan_e2e(plan, config.image_size, named, wants, batches, threads, micro_batch)
+    return plan
+
+
+def _skip_torch_rows(plan: Plan, torch_rows: TorchRows) -> None:
+    """One skip entry per torch row (every batch) on an install without torch."""
+    for name in (BASELINE, REPARAM, *(PEERS if torch_rows.peers else ())):
+        plan.skip(name, "torch", "paper", torch_rows.missing)
+
+
+def _torch_cases(torch_rows: TorchRows, batch: int, size: int, peers: bool) -> list[BenchCase]:
+    """The MiniMaxAD torch rows (``peers=False``) or the peers (when asked for) at one batch."""
+    from .torch_rows import minimaxad_cases, peer_cases
+
+    if not peers:
+        return [_tag(case, "minimaxad") for case in minimaxad_cases(torch_rows.model, batch, size)]
+    return [_tag(case, "peer") for case in peer_cases(batch, size)] if torch_rows.peers else []
+
+
+def _plan_paper(
+    plan: Plan, size: int, named: list[tuple[Artifact, str]], wants: dict[str, bool], batch: int, threads: int,
+    micro_batch: int | None,
+) -> None:
+    for artifact, name in named:
+        if artifact.engine and wants["tensorrt"]:
+            plan.skip(name, "tensorrt", "paper", "the paper protocol needs the input on the GPU; engines are timed "
+                      "e2e here (python -m mmad_edge.bench.gpu_check times the GPU paper rows)", batch)
+        elif not artifact.engine and wants["onnxruntime"]:
+            low, high = artifact.batch_range
+            if low <= batch <= high:
+                case = ort_session_case(name, artifact.paper_graph, batch, image_size=size, threads=threads,
+                                        precision=artifact.precision, providers=CPU_PROVIDERS, micro_batch=micro_batch)
+                plan.cases.append(_tag(case, "minimaxad", graph=artifact.paper_graph.name))
+            else:
+                limits = f"{artifact.paper_graph.name} takes batch {low}..{high}"
+                plan.skip(name, "onnxruntime", "paper", f"{limits}; re-export with --batch 1:{batch}:{batch}", batch)
+
+
+def _plan_e2e(
+    plan: Plan, size: int, named: list[tuple[Artifact, str]], wants: dict[str, bool], batches: Sequence[int],
+    threads: int, micro_batch: int | None,
+) -> None:
+    from mmad_edge.runtime.trt_backend import engine_problem
+
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(E2E_FRAMES)]
+    for artifact, name in named:
+        if artifact.engine and wants["tensorrt"]:
+            problem = engine_problem(artifact.path)
+            for batch in batches:
+                if problem is None:
+                    case = e2e_detector_case(artifact.path, batch, frames, name=name, backend="tensorrt")
+                    plan.cases.append(_tag(case, "minimaxad", artifact=str(artifact.path)))
+                else:
+                    plan.skip(name, "tensorrt", "e2e", problem, batch)
+        elif not artifact.engine and wants["onnxruntime"]:
+            for batch in batches:
+                case = e2e_detector_case(artifact.path, batch, frames, name=name, loader=cpu_detector_loader(threads, micro_batch))
+                plan.cases.append(_tag(case, "minimaxad", artifact=str(artifact.path)))
+
+
+def _unique_names(artifacts: Sequence[Artifact]) -> list[str]:
+    """Row names; artifacts of the same kind and precision are told apart by their folder."""
+    plain = [a.name for a in artifacts]
+    return [name if plain.count(name) == 1 else f"{name}@{a.path.parent.name}" for name, a in zip(plain, artifacts)]

@@ -1,0 +1,76 @@
+"""The bench rows that need torch: the MiniMaxAD training form, its reparameterised form, the peers.
+
+Imported only where torch is installed (``bench.optional``); a runtime-only install lists these
+rows as skipped instead.
+"""
+
+from __future__ import annotations
+
+import functools
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+
+from mmad_edge.checkpoint import model_from_checkpoint, read_checkpoint
+from mmad_edge.config import ModelConfig
+from mmad_edge.model.minimaxad import MiniMaxAD
+from mmad_edge.model.reparam import reparameterize
+
+from .models import random_model
+from .peers import PEERS
+from .report import BASELINE
+from .runner import BenchCase, peer_case, torch_module_case
+
+REPARAM = "torch-reparam"
+
+
+def checkpoint_config(checkpoint: Path) -> ModelConfig:
+    """The model settings a project checkpoint holds."""
+    return ModelConfig.from_dict(dict(read_checkpoint(checkpoint)["config"]))
+
+
+def torch_model(config: ModelConfig, checkpoint: Path | None) -> Callable[[], MiniMaxAD]:
+    """Zero-argument factory of the training-form model (checkpoint weights, else random), built once.
+
+    A checkpoint's own settings are kept, at ``config``'s image size (what the artifacts take).
+    """
+
+    @functools.cache
+    def build() -> MiniMaxAD:
+        if checkpoint is None:
+            return random_model(config)
+        raw = read_checkpoint(checkpoint)
+        settings = ModelConfig.from_dict({**dict(raw["config"]), "image_size": config.image_size})
+        return model_from_checkpoint(raw, str(checkpoint), settings)
+
+    return build
+
+
+def _features(net: MiniMaxAD, x: torch.Tensor) -> Callable[[], Any]:
+    """The paper's timed forward: encoder + bottleneck + decoder (no map, no score)."""
+    return lambda: net.features(x)
+
+
+def minimaxad_cases(model: Callable[[], MiniMaxAD], batch: int, size: int) -> list[BenchCase]:
+    """The training-form baseline and the reparameterised network, paper protocol."""
+    trainform = torch_module_case(BASELINE, model, batch, size, wrap=_features)
+    deployed = torch_module_case(REPARAM, lambda: reparameterize(model()), batch, size, wrap=_features)
+    return [trainform, deployed]
+
+
+def peer_cases(batch: int, size: int) -> list[BenchCase]:
+    """Every peer detector, random weights, paper protocol."""
+    return [peer_case(peer, batch, size) for peer in PEERS]
+
+
+@contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """torch's intra-op threads set to ``threads`` for the bench, restored afterwards."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
