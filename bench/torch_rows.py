@@ -7,9 +7,8 @@ rows as skipped instead.
 from __future__ import annotations
 
 import functools
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import torch
 
@@ -17,6 +16,7 @@ from mmad_edge.checkpoint import model_from_checkpoint, read_checkpoint
 from mmad_edge.config import ModelConfig
 from mmad_edge.model.minimaxad import MiniMaxAD
 from mmad_edge.model.reparam import reparameterize
+from mmad_edge.threads import pinned_threads as torch_threads  # a fixed count for steady timings
 
 from .models import random_model
 from .peers import PEERS
@@ -63,14 +63,3 @@ def minimaxad_cases(model: Callable[[], MiniMaxAD], batch: int, size: int) -> li
 def peer_cases(batch: int, size: int) -> list[BenchCase]:
     """Every peer detector, random weights, paper protocol."""
     return [peer_case(peer, batch, size) for peer in PEERS]
-
-
-@contextmanager
-def torch_threads(threads: int) -> Iterator[None]:
-    """torch's intra-op threads set to ``threads`` for the bench, restored afterwards."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
