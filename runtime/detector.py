@@ -6,6 +6,7 @@ runtime costs nothing on a machine that has just one of them.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from pathlib import Path
@@ -203,7 +204,8 @@ class Detector:
         return Result(
             score=score,
             score_normalized=None if norm is None else float(normalize_score(score, *norm)),
-            is_anomaly=None if threshold is None else bool(score > threshold),
+            # A non-finite score means the graph's output is broken: reject the part rather than pass it.
+            is_anomaly=None if threshold is None else bool(score > threshold or not math.isfinite(score)),
             threshold=threshold,
             anomaly_map=np.ascontiguousarray(anomaly_map, dtype=np.float32),
         )

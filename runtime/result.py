@@ -15,8 +15,8 @@ class Result:
     ``score`` is the raw model score; ``score_normalized`` puts the normal median at 0 and the
     threshold at 0.5, clipped to [0, 1] (scores at or below the median read 0, scores at twice the
     threshold's distance from the median or more read 1; None without export statistics);
-    ``is_anomaly`` is ``score > threshold``
-    (None when no threshold is known). ``anomaly_map`` is float32 at the model size, or at the
+    ``is_anomaly`` is ``score > threshold``, and True for a NaN or infinite score (a broken output
+    rejects the part instead of passing it; None when no threshold is known). ``anomaly_map`` is float32 at the model size, or at the
     frame size when asked for with ``map_size="frame"``. ``timings`` are per-frame milliseconds
     (batch stages are shared equally among the batch's frames).
     """

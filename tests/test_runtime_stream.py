@@ -318,8 +318,10 @@ def test_jsonl_is_strict_json_even_for_non_finite_scores(export_dir, tmp_path):
     assert [line["score"] for line in lines][::2] == [None, None]
     assert lines[1]["score"] == pytest.approx(200 / 255, rel=1e-6) and lines[3]["score"] == 0.0
     saved = json_lines((tmp_path / "saved" / "results.jsonl").read_text())
-    assert [record["index"] for record in saved] == [1, 2]  # +inf is above any threshold; written as null
-    assert saved[1]["score"] is None and saved[1]["score_normalized"] == 1.0 and lines[0]["score_normalized"] is None
+    # A NaN or infinite score is a broken output: the frame is rejected (kept), its score written as null.
+    assert [line["is_anomaly"] for line in lines][::2] == [True, True]
+    assert [record["index"] for record in saved] == [0, 1, 2]
+    assert saved[2]["score"] is None and saved[2]["score_normalized"] == 1.0 and lines[0]["score_normalized"] is None
 
 
 class ListSource(FrameSource):
