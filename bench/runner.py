@@ -22,7 +22,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from mmad_edge.runtime.ort_backend import check_micro_batch, resolve_micro_batch, runs_on_gpu
+from mmad_edge.runtime.backends.onnxruntime import check_micro_batch, resolve_micro_batch, runs_on_gpu
 
 from .timing import measure
 

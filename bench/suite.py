@@ -56,8 +56,9 @@ from mmad_edge.export.pipeline import load_for_export, onnx_filename
 from mmad_edge.fileio import write_json_atomic
 from mmad_edge.model.minimaxad import MiniMaxAD
 from mmad_edge.model.reparam import reparameterize
-from mmad_edge.runtime.metadata import sidecar_path
-from mmad_edge.runtime.ort_backend import check_micro_batch
+from mmad_edge.runtime.backends import choices as backend_choices
+from mmad_edge.runtime.contract import sidecar_path
+from mmad_edge.runtime.backends.onnxruntime import check_micro_batch
 
 from .models import random_model
 from .floor import Peak, count_graph_cost, floor_summary, measure_peak
@@ -68,7 +69,7 @@ from .report import (BASELINE, PROTOCOLS, add_roofline, build_report, format_val
 from .runner import (BenchCase, e2e_detector_case, ort_session_case, parse_batches, peer_case, run_case, run_cases,
                      torch_module_case)
 
-BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
+BACKENDS = (*backend_choices(), "torch")
 DEFAULT_VARIANT = "n"
 DEFAULT_IMAGE_SIZE = 256
 DEFAULT_BATCH_RANGE = (1, 16, 64)  # dynamic batch of the default ONNX graphs (min, opt, max)
@@ -329,7 +330,7 @@ def _plan_e2e(
     plan: Plan, size: int, named: list[tuple[Artifact, str]], wants: dict[str, bool], batches: Sequence[int],
     threads: int, micro_batch: int | None,
 ) -> None:
-    from mmad_edge.runtime.trt_backend import engine_problem
+    from mmad_edge.runtime.backends.tensorrt import engine_problem
 
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(E2E_FRAMES)]

@@ -14,7 +14,7 @@ from collections import defaultdict
 import onnx
 
 from mmad_edge.calib.reader import CalibrationDataError
-from mmad_edge.runtime.ort_backend import INPUT_NAME
+from mmad_edge.runtime.contract import INPUT_NAME
 
 QUANTIZED_OPS = ("Conv", "ConvTranspose")
 HEAD_SCOPE = "/head/"

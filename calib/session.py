@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from mmad_edge.runtime.ort_backend import OUTPUT_NAMES
+from mmad_edge.runtime.contract import OUTPUT_NAMES
 
 
 def cpu_session(model: onnx.ModelProto | str | os.PathLike[str], emulate_qdq: bool = False) -> ort.InferenceSession:

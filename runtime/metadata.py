@@ -13,12 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
+from .contract import ENGINE_SUFFIX, METADATA_FILE, METADATA_KEY, SCHEMA_VERSION, sidecar_path
 from .errors import ArtifactError
 from .log import report
+from .onnx_props import ProtobufError, read_metadata_props
 
-METADATA_KEY = "mmad_edge.metadata"
-SCHEMA_VERSION = 1
-METADATA_FILE = "metadata.json"
 # Fields that describe the graph itself: metadata.json may not contradict the graph on these.
 STRUCTURAL_FIELDS = ("input", "outputs", "batch", "model")
 _ABSENT = "(absent)"
@@ -138,12 +137,6 @@ def read_metadata_file(path: "str | os.PathLike[str]") -> ArtifactInfo:
     return parse_metadata(text, name)
 
 
-def sidecar_path(engine: "str | os.PathLike[str]") -> Path:
-    """The JSON file that describes an engine: ``model.fp16.engine`` -> ``model.fp16.engine.json``."""
-    engine = Path(engine)
-    return engine.with_name(engine.name + ".json")
-
-
 def _differences(ours: Any, theirs: Any, path: str) -> List[Tuple[str, Any, Any]]:
     """The leaf paths (``a.b``) at which two JSON values differ, with both values."""
     if isinstance(ours, dict) and isinstance(theirs, dict):
@@ -178,6 +171,40 @@ def reconcile(graph: ArtifactInfo, beside: ArtifactInfo, source: str) -> Artifac
     more = f" and {len(changes) - 3} more" if len(changes) > 3 else ""
     report(f"{METADATA_FILE} overrides the graph's statistics: {shown}{more}")
     return parse_metadata({**graph.raw, "statistics": beside.raw.get("statistics")}, source)
+
+
+def _embedded_text(path: Path) -> Optional[str]:
+    """The graph's embedded metadata JSON (None when it carries none)."""
+    try:
+        return read_metadata_props(path).get(METADATA_KEY)
+    except ProtobufError:  # worded as ONNX Runtime words it, so both readers fail alike
+        raise ArtifactError(f"{path}: not a loadable ONNX model (Protobuf parsing failed.); pass a model.<precision>.onnx "
+                            "written by mmad-edge export") from None
+    except OSError as exc:
+        raise ArtifactError(f"{path}: cannot read the model ({exc.strerror}); check the path and permissions") from None
+
+
+def load_contract(path: "str | os.PathLike[str]") -> ArtifactInfo:
+    """The parsed metadata of an artifact, read once for every backend.
+
+    Engines: their sidecar ``<engine>.json`` only. ONNX: the copy embedded in the graph,
+    reconciled with a ``metadata.json`` beside it (``reconcile``); the JSON file alone when the
+    graph carries none.
+    """
+    path = Path(path)
+    if path.suffix == ENGINE_SUFFIX:
+        return read_metadata_file(sidecar_path(path))
+    text = _embedded_text(path)
+    sibling = path.parent / METADATA_FILE
+    beside = read_metadata_file(sibling) if sibling.is_file() else None
+    if text is None:
+        if beside is None:
+            raise ArtifactError(
+                f"{path}: no '{METADATA_KEY}' metadata and no {METADATA_FILE} beside it; export with mmad-edge export"
+            )
+        return beside
+    embedded = parse_metadata(text, f"{path} ({METADATA_KEY})")
+    return embedded if beside is None else reconcile(embedded, beside, str(path))
 
 
 def describe_encoder_weights(record: Optional[Mapping[str, Any]]) -> str:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .errors import ArtifactError, BackendUnavailableError
-from .metadata import METADATA_FILE, METADATA_KEY, ArtifactInfo, parse_metadata, read_metadata_file, reconcile
+from ..contract import INPUT_NAME, OUTPUT_NAMES
+from ..errors import ArtifactError, BackendUnavailableError
+from ..metadata import ArtifactInfo
+from .base import Backend, BackendOptions, InputSpec
 
-INPUT_NAME = "image"
-OUTPUT_NAMES = ("anomaly_map", "score")
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 # Input pixels per ONNX Runtime CPU run. A bigger batch runs as consecutive sub-batches of this
 # size, so that more of each intermediate tensor stays in the CPU's caches. Measured on a 2-core
@@ -95,54 +95,47 @@ def resolve_micro_batch(requested: Optional[int], image_size: Tuple[int, int], o
     return requested or None
 
 
-class OnnxRuntimeBackend:
+class OnnxRuntimeBackend(Backend):
     """One InferenceSession; batch limits from the graph (fixed dim) or the metadata profile."""
 
     name = "onnxruntime"
 
-    def __init__(
-        self,
-        path: "str | os.PathLike[str]",
-        providers: Optional[Sequence[Any]] = None,
-        threads: Optional[int] = None,
-        micro_batch: Optional[int] = None,
-    ) -> None:
-        """``threads``: ONNX Runtime intra-op threads (default: its own choice, all cores).
-        ``micro_batch``: images per run of a larger batch; None picks ``cpu_micro_batch`` when
-        the session runs on the CPU only (whole batches on a GPU provider), 0 always runs the
-        whole batch. Graphs with a fixed batch always run whole."""
-        check_micro_batch(micro_batch)
+    def __init__(self, path: Path, contract: ArtifactInfo, options: BackendOptions) -> None:
+        """``options.threads``: ONNX Runtime intra-op threads (default: its own choice, all cores).
+        ``options.micro_batch``: images per run of a larger batch; None picks ``cpu_micro_batch``
+        when the session runs on the CPU only (whole batches on a GPU provider), 0 always runs
+        the whole batch. Graphs with a fixed batch always run whole."""
+        super().__init__(path, contract, options)
+        check_micro_batch(options.micro_batch)
         ort = _import_onnxruntime()
-        self.path = Path(path)
         if not self.path.is_file():
             raise ArtifactError(f"{self.path}: no such ONNX file; export one with mmad-edge export")
+        providers = options.providers
         if providers is None:
-            providers = default_providers(ort.get_available_providers(), self.path.parent / "ort_trt_cache")
-        options = ort.SessionOptions()
-        if threads is not None:
-            if threads < 1:
-                raise ValueError(f"threads must be at least 1, got {threads}")
-            options.intra_op_num_threads = int(threads)
-        self._session = open_session(self.path, options, providers)
+            cache = options.cache_dir or self.path.parent / "ort_trt_cache"
+            providers = default_providers(ort.get_available_providers(), cache)
+        session_options = ort.SessionOptions()
+        if options.threads is not None:
+            if options.threads < 1:
+                raise ValueError(f"threads must be at least 1, got {options.threads}")
+            session_options.intra_op_num_threads = int(options.threads)
+        self._session = open_session(self.path, session_options, providers)
         self.providers = self._session.get_providers()
-        self.info = self._read_info()
+        self._version = ort.__version__
         self._check_io()
         fixed = self.batch_min == self.batch_max
-        self.micro_batch = None if fixed else resolve_micro_batch(micro_batch, self.image_size, not runs_on_gpu(self.providers))
+        on_cpu = not runs_on_gpu(self.providers)
+        self.micro_batch = None if fixed else resolve_micro_batch(options.micro_batch, self.image_size, on_cpu)
 
-    def _read_info(self) -> ArtifactInfo:
-        """The graph's embedded metadata, reconciled with a metadata.json beside it (``reconcile``)."""
-        text = self._session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
-        sibling = self.path.parent / METADATA_FILE
-        beside = read_metadata_file(sibling) if sibling.is_file() else None
-        if text is None:
-            if beside is None:
-                raise ArtifactError(
-                    f"{self.path}: no '{METADATA_KEY}' metadata and no {METADATA_FILE} beside it; export with mmad-edge export"
-                )
-            return beside
-        embedded = parse_metadata(text, f"{self.path} ({METADATA_KEY})")
-        return embedded if beside is None else reconcile(embedded, beside, str(self.path))
+    @property
+    def input_spec(self) -> InputSpec:
+        """The graph's input: size from the contract, batch limits from the graph or the profile."""
+        return InputSpec(INPUT_NAME, self.image_size, self.batch_min, self.batch_max)
+
+    def describe(self) -> Dict[str, Any]:
+        """Backend, library version, execution provider in use and the artifact's precision."""
+        return {"backend": self.name, "library_version": self._version, "device": self.providers[0],
+                "precision": self.info.precision, "providers": list(self.providers), "micro_batch": self.micro_batch}
 
     def _check_io(self) -> None:
         inputs = self._session.get_inputs()
@@ -195,3 +188,6 @@ class OnnxRuntimeBackend:
     def close(self) -> None:
         """Drop the session (ONNX Runtime frees its arenas with it)."""
         self._session = None
+
+
+BACKEND = OnnxRuntimeBackend
