@@ -57,7 +57,7 @@ from mmad_edge.fileio import write_json_atomic
 from mmad_edge.model.minimaxad import MiniMaxAD
 from mmad_edge.model.reparam import reparameterize
 from mmad_edge.runtime.backends import choices as backend_choices
-from mmad_edge.runtime.contract import sidecar_path
+from mmad_edge.runtime.contract import ENGINE_SUFFIX, ONNX_SUFFIX, artifact_name, sidecar_path
 from mmad_edge.runtime.backends.onnxruntime import check_micro_batch
 
 from .models import random_model
@@ -201,8 +201,8 @@ def find_artifacts(paths: Sequence[str | os.PathLike[str]]) -> list[Artifact]:
     files: list[Path] = []
     for item in map(Path, paths):
         if item.is_dir():
-            found = [item / f"model.{p}.{ext}" for ext in ("onnx", "engine") for p in PRECISIONS
-                     if (item / f"model.{p}.{ext}").is_file()]
+            found = [item / artifact_name(p, ext) for ext in (ONNX_SUFFIX, ENGINE_SUFFIX) for p in PRECISIONS
+                     if (item / artifact_name(p, ext)).is_file()]
             if not found:
                 raise BenchError(f"{item}: no model.<fp32|fp16|int8>.onnx or .engine here; "
                                  "point at an mmad-edge export folder")

@@ -18,16 +18,14 @@ from typing import Any
 import mmad_edge
 from mmad_edge.config import ModelConfig
 from mmad_edge.fileio import file_sha256
+from mmad_edge.runtime.contract import (CHANNEL_ORDER, INPUT_DTYPE, INPUT_LAYOUT, INPUT_NAME, METADATA_FILE,
+                                        METADATA_KEY, ONNX_SUFFIX, OUTPUT_DTYPE, OUTPUT_NAMES, PRECISIONS,
+                                        SCHEMA_VERSION, input_section, output_shapes, precision_of)
 
-SCHEMA_VERSION = 1
-METADATA_KEY = "mmad_edge.metadata"
-METADATA_FILENAME = "metadata.json"
-PRECISIONS = ("fp32", "fp16", "int8")
-INPUT_NAME = "image"
+METADATA_FILENAME = METADATA_FILE
 
 _MISSING = object()
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_ONNX_NAME = re.compile(r"^model\.(fp32|fp16|int8)\.onnx$")
 
 
 class MetadataError(ValueError):
@@ -62,10 +60,8 @@ def build_metadata(
         "precision": precision,
         "opset": opset,
         "model": model,
-        "input": {"name": INPUT_NAME, "layout": "NHWC", "dtype": "uint8", "channel_order": "BGR",
-                  "height": size, "width": size},
-        "outputs": {"anomaly_map": {"shape": ["B", size, size], "dtype": "float32"},
-                    "score": {"shape": ["B"], "dtype": "float32"}},
+        "input": input_section(size, size),
+        "outputs": output_shapes(size, size),
         "batch": {key: batch.get(key) for key in ("min", "opt", "max")},
         "statistics": copy.deepcopy(dict(statistics)) if statistics is not None else None,
         "source_checkpoint": checkpoint,
@@ -157,9 +153,9 @@ def metadata_for_onnx(onnx_path: str | os.PathLike[str]) -> dict[str, Any]:
             f"copy {METADATA_FILENAME} from the export folder next to the ONNX"
         )
     metadata = read_metadata_json(sidecar)
-    named = _ONNX_NAME.match(onnx_path.name)
+    named = precision_of(onnx_path) if onnx_path.suffix == ONNX_SUFFIX else None
     if named:
-        metadata["precision"] = named.group(1)
+        metadata["precision"] = named
     return metadata
 
 
@@ -175,14 +171,15 @@ def validate_metadata(metadata: Mapping[str, Any]) -> None:
     _field(metadata, "model", _is_mapping, "an object (the model config)")
     size = _field(metadata, "model.image_size", _is_positive_int, "a positive integer")
     _field(metadata, "input", _is_mapping, "an object")
-    for key, expected in (("name", INPUT_NAME), ("layout", "NHWC"), ("dtype", "uint8"), ("channel_order", "BGR")):
+    for key, expected in (("name", INPUT_NAME), ("layout", INPUT_LAYOUT), ("dtype", INPUT_DTYPE),
+                          ("channel_order", CHANNEL_ORDER)):
         _field(metadata, f"input.{key}", lambda v, e=expected: v == e, repr(expected))
     for key in ("height", "width"):
         _field(metadata, f"input.{key}", lambda v: v == size, f"{size} (model.image_size)")
     _field(metadata, "outputs", _is_mapping, "an object")
-    for name in ("anomaly_map", "score"):
+    for name in OUTPUT_NAMES:
         _field(metadata, f"outputs.{name}.shape", lambda v: isinstance(v, list) and bool(v), "a non-empty list")
-        _field(metadata, f"outputs.{name}.dtype", lambda v: v == "float32", "'float32'")
+        _field(metadata, f"outputs.{name}.dtype", lambda v: v == OUTPUT_DTYPE, repr(OUTPUT_DTYPE))
     _check_batch_range(metadata, "batch")
     statistics = _field(metadata, "statistics", lambda v: v is None or _is_mapping(v), "null or an object")
     if statistics is not None:

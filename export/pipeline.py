@@ -36,6 +36,7 @@ from mmad_edge.export.onnx_export import DEFAULT_OPSET, ExportError, check_reque
 from mmad_edge.export import tensorrt as trt_build
 from mmad_edge.export.staging import place, staged
 from mmad_edge.export.trt_ops import Issue, check_tensorrt_compat, format_issues
+from mmad_edge.runtime.contract import artifact_name
 from mmad_edge.export.verify import (
     VerificationResult,
     dataset_frames,
@@ -71,7 +72,8 @@ class VerificationFailed(ExportFailed):
 
 
 def onnx_filename(precision: str) -> str:
-    return f"model.{precision}.onnx"
+    """The export's file for ``precision`` (the contract's ``model.<precision>.onnx``)."""
+    return artifact_name(precision)
 
 
 def parse_precisions(precisions: str | Sequence[str]) -> list[str]:

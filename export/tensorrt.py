@@ -20,7 +20,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from mmad_edge.export.metadata import INPUT_NAME, engine_metadata, metadata_for_onnx
+from mmad_edge.export.metadata import engine_metadata, metadata_for_onnx
+from mmad_edge.runtime.contract import INPUT_NAME, tensorrt_version
 from mmad_edge.fileio import write_bytes_atomic, write_json_atomic
 
 MIN_TENSORRT = (10, 3)
@@ -116,7 +117,7 @@ def load_tensorrt() -> ModuleType:
                                       "(only tensorrt_lean, which runs engines but cannot build them)")
         raise TensorRTUnavailable("TensorRT is not installed here "
                                   "(pip install 'mmad-edge[trt]'; JetPack ships it on Jetson)")
-    found = _version_tuple(trt.__version__)
+    found = tensorrt_version(trt.__version__, 2)
     if found < MIN_TENSORRT:
         raise TensorRTUnavailable(
             f"TensorRT {trt.__version__} is too old (need {'.'.join(map(str, MIN_TENSORRT))} or newer)"
@@ -276,7 +277,7 @@ def _network_flags(trt: Any) -> int:
     """STRONGLY_TYPED on 10.x; 11.x networks are always strongly typed and the flag is deprecated."""
     flags = getattr(trt, "NetworkDefinitionCreationFlag", None)
     strongly_typed = getattr(flags, "STRONGLY_TYPED", None)
-    if strongly_typed is None or _version_tuple(trt.__version__) >= (11, 0):
+    if strongly_typed is None or tensorrt_version(trt.__version__, 2) >= (11, 0):
         return 0
     return 1 << int(strongly_typed)
 
@@ -351,14 +352,6 @@ def _attach_timing_cache(config: Any, path: str | os.PathLike[str] | None) -> An
         cache = config.create_timing_cache(b"")
         config.set_timing_cache(cache, False)
     return cache
-
-
-def _version_tuple(version: str) -> tuple[int, ...]:
-    numbers = []
-    for part in str(version).split(".")[:2]:
-        digits = "".join(ch for ch in part if ch.isdigit())
-        numbers.append(int(digits) if digits else 0)
-    return tuple(numbers)
 
 
 def _importable(name: str) -> bool:

@@ -8,7 +8,7 @@ Torch-, onnx- and backend-free, like the rest of the runtime.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Tuple
+from typing import Optional, Tuple
 
 INPUT_NAME = "image"
 INPUT_LAYOUT = "NHWC"
@@ -32,6 +32,12 @@ ARTIFACT_PATTERN = "model.<precision>.onnx"
 def artifact_name(precision: str, suffix: str = ONNX_SUFFIX) -> str:
     """``model.<precision><suffix>``: the file an export (or engine build) writes per precision."""
     return f"model.{precision}{suffix}"
+
+
+def precision_of(path: "str | Path") -> Optional[str]:
+    """The precision a ``model.<precision>.<suffix>`` file name states (None for other names)."""
+    parts = Path(path).name.split(".")
+    return parts[1] if len(parts) >= 3 and parts[0] == "model" and parts[1] in PRECISIONS else None
 
 
 def sidecar_path(engine: "str | Path") -> Path:
