@@ -22,8 +22,8 @@ import torch
 
 from mmad_edge.data.dataset import build_dataset
 from mmad_edge.data.demo import make_demo_dataset
-from mmad_edge.metrics import auroc
 from mmad_edge.runtime import Detector
+from mmad_edge.runtime.compare import auroc
 from mmad_edge.runtime.contract import PRECISIONS, artifact_name
 from mmad_edge.runtime.imageio import read_image
 from mmad_edge.runtime.overlay import render_overlay
