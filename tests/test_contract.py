@@ -104,3 +104,26 @@ def test_metadata_props_reader_refuses_broken_files(tmp_path):
     path.write_text("this is a text file, not a protobuf")
     with pytest.raises(ProtobufError):
         read_metadata_props(path)
+
+
+def test_readers_migrate_older_schemas_and_refuse_unknown_ones(monkeypatch):
+    import sys
+
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+    from runtime_fixtures import standin_metadata
+
+    from mmad_edge.runtime import metadata
+
+    old = standin_metadata(32)
+    old["schema_version"] = 0
+    old["input"]["size"] = old["input"].pop("height")  # pretend version 0 named it "size"
+
+    def to_v1(data: dict) -> dict:
+        data["input"] = {**data["input"], "height": data["input"]["size"]}
+        del data["input"]["size"]
+        return {**data, "schema_version": 1}
+
+    with pytest.raises(metadata.ArtifactError, match="schema_version 0 is not supported"):
+        metadata.parse_metadata(dict(old), "old.json")
+    monkeypatch.setitem(metadata.MIGRATIONS, 0, to_v1)
+    assert metadata.parse_metadata(dict(old), "old.json").image_size == (32, 32)
