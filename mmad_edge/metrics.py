@@ -17,8 +17,7 @@ from typing import Any, Mapping
 import numpy as np
 from scipy import ndimage
 
-from mmad_edge.runtime.compare import (auroc, average_precision, binary_metrics, curve_metrics, f1_max, flat_scores,
-                                       spearman, tie_cumsums, trapezoid)
+from mmad_edge.runtime.compare import binary_metrics, curve_metrics, flat_scores, tie_cumsums, trapezoid
 
 METRIC_KEYS = (
     "image_auroc",

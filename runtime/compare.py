@@ -75,17 +75,8 @@ def binary_metrics(labels: Any, scores: Any) -> Dict[str, Optional[float]]:
 
 
 def auroc(labels: Any, scores: Any) -> Optional[float]:
+    """Area under the ROC curve (equal to scikit-learn's, ties included); None for one class."""
     return binary_metrics(labels, scores)["auroc"]
-
-
-def average_precision(labels: Any, scores: Any) -> Optional[float]:
-    """Average precision as scikit-learn defines it: sum of (R_n - R_{n-1}) * P_n."""
-    return binary_metrics(labels, scores)["ap"]
-
-
-def f1_max(labels: Any, scores: Any) -> Optional[float]:
-    """Best F1 over all thresholds of the precision-recall curve."""
-    return binary_metrics(labels, scores)["f1_max"]
 
 
 def ranks(values: Any) -> np.ndarray:

@@ -8,6 +8,7 @@ import importlib
 import onnx
 import pytest
 from onnx import TensorProto, helper
+from runtime_fixtures import standin_metadata
 
 from mmad_edge.runtime import contract
 from mmad_edge.runtime.onnx_props import ProtobufError, read_metadata_props
@@ -107,11 +108,6 @@ def test_metadata_props_reader_refuses_broken_files(tmp_path):
 
 
 def test_readers_migrate_older_schemas_and_refuse_unknown_ones(monkeypatch):
-    import sys
-
-    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
-    from runtime_fixtures import standin_metadata
-
     from mmad_edge.runtime import metadata
 
     old = standin_metadata(32)
