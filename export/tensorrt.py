@@ -22,6 +22,7 @@ from typing import Any
 
 from mmad_edge.export.metadata import engine_metadata, metadata_for_onnx
 from mmad_edge.runtime.contract import INPUT_NAME, tensorrt_version
+from mmad_edge.runtime.cuda_memory import CudaCallError, query_gpu
 from mmad_edge.fileio import write_bytes_atomic, write_json_atomic
 
 MIN_TENSORRT = (10, 3)
@@ -126,23 +127,14 @@ def load_tensorrt() -> ModuleType:
 
 
 def cuda_device_info(device: int = 0) -> tuple[str, str]:
-    """(GPU name, compute capability "8.7") via cuda-python, or TensorRTUnavailable when no GPU."""
+    """(GPU name, compute capability "8.7") from the runtime's GPU query, or TensorRTUnavailable."""
     try:
-        from cuda.bindings import runtime as cudart
+        gpu = query_gpu(device)
     except ImportError:
-        try:
-            from cuda import cudart  # cuda-python < 12.6 layout
-        except ImportError:
-            raise TensorRTUnavailable("cuda-python is not installed here (pip install cuda-python)") from None
-    error, count = cudart.cudaGetDeviceCount()
-    if error != cudart.cudaError_t.cudaSuccess or not count:
-        reason = getattr(error, "name", str(error)) if error != cudart.cudaError_t.cudaSuccess else "0 devices"
-        raise TensorRTUnavailable(f"no CUDA GPU is visible here (cudaGetDeviceCount: {reason})")
-    error, props = cudart.cudaGetDeviceProperties(device)
-    if error != cudart.cudaError_t.cudaSuccess:
-        raise TensorRTUnavailable(f"cannot query CUDA device {device} ({getattr(error, 'name', error)})")
-    name = props.name.split(b"\0", 1)[0].decode(errors="replace") if isinstance(props.name, bytes) else str(props.name)
-    return name.strip(), f"{props.major}.{props.minor}"
+        raise TensorRTUnavailable("cuda-python is not installed here (pip install cuda-python)") from None
+    except CudaCallError as exc:
+        raise TensorRTUnavailable(str(exc)) from None
+    return gpu.name, gpu.compute_capability
 
 
 def build_engine(
