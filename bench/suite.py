@@ -108,7 +108,7 @@ class Artifact:
 
     @property
     def engine(self) -> bool:
-        return self.path.suffix == ".engine"
+        return self.path.suffix == ENGINE_SUFFIX
 
     @property
     def name(self) -> str:
@@ -180,7 +180,7 @@ def default_artifacts(config: ModelConfig, cache_root: Path, progress: bool = Tr
 
 def read_artifact(path: Path) -> Artifact:
     """An ``.onnx`` or ``.engine`` with its metadata (embedded, metadata.json or engine sidecar)."""
-    if path.suffix == ".engine":
+    if path.suffix == ENGINE_SUFFIX:
         metadata = read_metadata_json(sidecar_path(path))
     elif path.suffix == ".onnx":
         try:

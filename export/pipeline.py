@@ -188,7 +188,7 @@ def export_checkpoint(
     say(table)
     for precision, issues in report["tensorrt_compat"].items():
         if issues:
-            print(f"warning: model.{precision}.onnx may not build with TensorRT:\n"
+            print(f"warning: {onnx_filename(precision)} may not build with TensorRT:\n"
                   + format_issues([Issue(**i) for i in issues], limit=COMPAT_LINES), file=sys.stderr)
     if int8_info is not None and not int8_info.get("passed", True):
         print(f"warning: INT8 missed its accuracy target ({int8_info['search'].get('message', '')}); "

@@ -21,7 +21,7 @@ from types import ModuleType
 from typing import Any
 
 from mmad_edge.export.metadata import engine_metadata, metadata_for_onnx
-from mmad_edge.runtime.contract import INPUT_NAME, tensorrt_version
+from mmad_edge.runtime.contract import ENGINE_SUFFIX, INPUT_NAME, tensorrt_version
 from mmad_edge.runtime.cuda_memory import CudaCallError, query_gpu
 from mmad_edge.fileio import write_bytes_atomic, write_json_atomic
 
@@ -82,7 +82,7 @@ def format_batch(profile: Profile) -> str:
 
 def default_engine_path(onnx_path: str | os.PathLike[str]) -> Path:
     """`DIR/model.fp16.onnx` -> `DIR/model.fp16.engine`."""
-    return Path(onnx_path).with_suffix(".engine")
+    return Path(onnx_path).with_suffix(ENGINE_SUFFIX)
 
 
 def sidecar_path(engine_path: str | os.PathLike[str]) -> Path:
