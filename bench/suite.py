@@ -36,7 +36,6 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import onnx
-from google.protobuf.message import DecodeError
 import torch
 
 import mmad_edge
@@ -182,12 +181,8 @@ def read_artifact(path: Path) -> Artifact:
     """An ``.onnx`` or ``.engine`` with its metadata (embedded, metadata.json or engine sidecar)."""
     if path.suffix == ENGINE_SUFFIX:
         metadata = read_metadata_json(sidecar_path(path))
-    elif path.suffix == ".onnx":
-        try:
-            metadata = metadata_for_onnx(path)
-        except DecodeError:
-            raise BenchError(f"{path}: not an ONNX model (it does not parse); pass a model.<precision>.onnx "
-                             "written by mmad-edge export") from None
+    elif path.suffix == ONNX_SUFFIX:
+        metadata = metadata_for_onnx(path)  # a file that does not parse: one-line MetadataError
     else:
         raise BenchError(f"{path}: not a .onnx, a .engine or an export folder; pass what mmad-edge export wrote")
     twin = path.with_name(FLOAT_NCHW_NAME)

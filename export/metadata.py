@@ -106,8 +106,9 @@ def read_onnx_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The validated metadata embedded in an ONNX file (read without the `onnx` package)."""
     try:
         text = read_metadata_props(path).get(METADATA_KEY)
-    except ProtobufError as exc:
-        raise MetadataError(f"{path} is not an ONNX model ({exc}); pass a model.<precision>.onnx from mmad-edge export") from None
+    except ProtobufError:
+        raise MetadataError(f"{path}: not an ONNX model (it does not parse); pass a model.<precision>.onnx "
+                            "written by mmad-edge export") from None
     except OSError as exc:
         raise MetadataError(f"cannot read {path}: {exc.strerror or exc}") from None
     if text is None:

@@ -22,7 +22,8 @@ MAX_BATCH = 4
 
 def _onnx(folder: Path) -> Path:
     path = folder / artifact_name("fp32")
-    return write_standin(path, SIZE, "dynamic", standin_metadata(SIZE, "dynamic", max_batch=MAX_BATCH))
+    metadata = {**standin_metadata(SIZE, "dynamic", max_batch=MAX_BATCH), "source_checkpoint": None}
+    return write_standin(path, SIZE, "dynamic", metadata)
 
 
 def _engine(folder: Path) -> Path:

@@ -166,10 +166,12 @@ def test_metadata_for_onnx_falls_back_to_metadata_json_and_needs_no_onnx(tmp_pat
     assert meta["precision"] == "int8" and meta["model"] == shared["model"]
     model = _tiny_onnx()
     monkeypatch.undo()
-    write_onnx_metadata(model, _metadata(precision="fp16"))
+    embedded = _metadata(precision="fp16")
+    embedded["opset"] = 18  # differs from metadata.json: shows which copy was read
+    write_onnx_metadata(model, embedded)
     onnx.save(model, str(tmp_path / "model.fp16.onnx"))
     monkeypatch.setitem(sys.modules, "onnx", None)
-    assert metadata_for_onnx(tmp_path / "model.fp16.onnx")["precision"] == "fp16"  # embedded copy, onnx-free
+    assert metadata_for_onnx(tmp_path / "model.fp16.onnx") == embedded  # the embedded copy, read without onnx
     (tmp_path / "metadata.json").unlink()
     with pytest.raises(MetadataError, match=f"model.int8.onnx carries no '{METADATA_KEY}' metadata"):
         metadata_for_onnx(tmp_path / "model.int8.onnx")
