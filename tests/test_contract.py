@@ -3,7 +3,9 @@ onnx-free metadata_props reader against files the real onnx package writes."""
 
 from __future__ import annotations
 
+import ast
 import importlib
+from pathlib import Path
 
 import onnx
 import pytest
@@ -45,9 +47,34 @@ USERS = [
 ]
 
 
+ROOMS = Path(__file__).resolve().parents[1]
+# Literal spellings of contract items that only runtime/contract.py may contain.
+SPELLINGS = ('"mmad_edge.metadata"', '("fp32", "fp16", "int8")', '("anomaly_map", "score")', 'INPUT_NAME = "image"',
+             'SCHEMA_VERSION = 1', 'f"model.{', '"metadata.json"')
+
+
+def _defines_literal(module: str, name: str) -> bool:
+    """Whether ``module`` assigns ``name`` a literal at top level (its own copy of the item)."""
+    tree = ast.parse(Path(importlib.import_module(module).__file__).read_text(encoding="utf-8"))
+    return any(isinstance(node, ast.Assign) and any(getattr(t, "id", None) == name for t in node.targets)
+               and not isinstance(node.value, (ast.Name, ast.Attribute)) for node in tree.body)
+
+
 @pytest.mark.parametrize("module, name, item", USERS)
 def test_rooms_take_the_contract_from_the_contract_module(module, name, item):
     assert getattr(importlib.import_module(module), name) is getattr(contract, item)
+    assert not _defines_literal(module, name)
+
+
+def test_no_room_spells_a_contract_item_itself():
+    found = []
+    for room in ("runtime", "export", "calib", "bench", "mmad_edge"):
+        for path in sorted((ROOMS / room).rglob("*.py")):
+            if path.name == "contract.py" and path.parent.name == "runtime":
+                continue
+            text = path.read_text(encoding="utf-8")
+            found += [f"{path.relative_to(ROOMS)}: {spelling}" for spelling in SPELLINGS if spelling in text]
+    assert found == []
 
 
 def test_backend_choices_come_from_the_registry():
