@@ -1,6 +1,6 @@
 """The deployed files a bench times, found and described through the runtime (no torch, no onnx).
 
-Metadata comes from where the runtime reads it: an ONNX's embedded copy (through ONNX Runtime),
+Metadata comes from where the runtime reads it (``load_contract``): an ONNX's embedded copy,
 reconciled with the ``metadata.json`` beside it, or an engine's sidecar ``model.<p>.engine.json``.
 """
 
@@ -11,12 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from mmad_edge.runtime.artifacts import PRECISIONS
-from mmad_edge.runtime.metadata import ArtifactInfo, read_metadata_file, sidecar_path
-from mmad_edge.runtime.ort_backend import read_onnx_info
+from mmad_edge.runtime.contract import ENGINE_SUFFIX, ONNX_SUFFIX, PRECISIONS, artifact_name
+from mmad_edge.runtime.metadata import load_contract
 
 FLOAT_NCHW_NAME = "model.fp32.float_nchw.onnx"  # the paper protocol's graph: normalised float in
-FP32_GRAPH = "model.fp32.onnx"  # what the floor is counted from
+FP32_GRAPH = artifact_name("fp32")  # what the floor is counted from
 
 
 class BenchError(ValueError):
@@ -35,7 +34,7 @@ class Artifact:
 
     @property
     def engine(self) -> bool:
-        return self.path.suffix == ".engine"
+        return self.path.suffix == ENGINE_SUFFIX
 
     @property
     def name(self) -> str:
@@ -44,12 +43,9 @@ class Artifact:
 
 def read_artifact(path: Path) -> Artifact:
     """An ``.onnx`` or ``.engine`` with its metadata (embedded + metadata.json, or engine sidecar)."""
-    if path.suffix == ".engine":
-        info: ArtifactInfo = read_metadata_file(sidecar_path(path))
-    elif path.suffix == ".onnx":
-        info = read_onnx_info(path)
-    else:
+    if path.suffix not in (ONNX_SUFFIX, ENGINE_SUFFIX):
         raise BenchError(f"{path}: not a .onnx, a .engine or an export folder; pass what mmad-edge export wrote")
+    info = load_contract(path)
     twin = path.with_name(FLOAT_NCHW_NAME)
     paper = twin if path.name == FP32_GRAPH and twin.is_file() else path
     return Artifact(path, info.precision, dict(info.raw.get("model") or {}), (info.batch_min, info.batch_max), paper)
@@ -60,8 +56,8 @@ def find_artifacts(paths: Sequence[str | os.PathLike[str]]) -> list[Artifact]:
     files: list[Path] = []
     for item in map(Path, paths):
         if item.is_dir():
-            found = [item / f"model.{p}.{ext}" for ext in ("onnx", "engine") for p in PRECISIONS
-                     if (item / f"model.{p}.{ext}").is_file()]
+            found = [item / artifact_name(p, ext) for ext in (ONNX_SUFFIX, ENGINE_SUFFIX) for p in PRECISIONS
+                     if (item / artifact_name(p, ext)).is_file()]
             if not found:
                 raise BenchError(f"{item}: no model.<fp32|fp16|int8>.onnx or .engine here; "
                                  "point at an mmad-edge export folder")

@@ -22,13 +22,13 @@ import torch
 
 from mmad_edge.data.dataset import build_dataset
 from mmad_edge.data.demo import make_demo_dataset
-from mmad_edge.metrics import auroc
 from mmad_edge.runtime import Detector
+from mmad_edge.runtime.compare import auroc
+from mmad_edge.runtime.contract import PRECISIONS, artifact_name
 from mmad_edge.runtime.imageio import read_image
 from mmad_edge.runtime.overlay import render_overlay
 
 CATEGORIES = ("brick", "grass", "gravel")
-PRECISIONS = ("fp32", "fp16", "int8")
 
 
 @dataclass
@@ -219,8 +219,8 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
     overlays.mkdir(exist_ok=True)
 
     def runtime_all() -> dict[str, Any]:
-        found = {p: export_dir / f"model.{p}.onnx" for p in PRECISIONS}
-        found["int8-cpu"] = cpu_dir / "model.int8.onnx"
+        found = {p: export_dir / artifact_name(p) for p in PRECISIONS}
+        found["int8-cpu"] = cpu_dir / artifact_name("int8")
         return {name: _runtime_pass(opts, path, images, overlays if name == "fp32" else None)
                 for name, path in found.items()}
 

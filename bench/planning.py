@@ -133,7 +133,7 @@ def _plan_e2e(
     plan: Plan, size: int, named: list[tuple[Artifact, str]], wants: dict[str, bool], batches: Sequence[int],
     threads: int, micro_batch: int | None,
 ) -> None:
-    from mmad_edge.runtime.trt_backend import engine_problem
+    from mmad_edge.runtime.backends.tensorrt import engine_problem
 
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(E2E_FRAMES)]

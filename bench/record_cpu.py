@@ -22,6 +22,7 @@ from mmad_edge.checkpoint import save_checkpoint
 from mmad_edge.config import ModelConfig
 from mmad_edge.data.demo import make_demo_dataset
 from mmad_edge.export.pipeline import export_checkpoint
+from mmad_edge.runtime.contract import PRECISIONS
 
 
 def main() -> None:
@@ -37,7 +38,7 @@ def main() -> None:
         model = random_model(ModelConfig(variant="n", image_size=256))
         checkpoint = save_checkpoint(work / "checkpoint.pt", model)
         data = make_demo_dataset(work / "data", ("brick",), n_train=64, n_test_good=2, n_test_defect=2)
-        export_checkpoint(checkpoint, work / "export", ("fp32", "fp16", "int8"), batch="1:16:16",
+        export_checkpoint(checkpoint, work / "export", PRECISIONS, batch="1:16:16",
                           calib_data=data / "brick" / "train" / "good",
                           int8_options={"target": "cpu", "count": 64, "sensitivity": False})
         bench_cli([work / "export"], batches="1,16", protocols="paper,e2e", warmup=args.warmup, iters=args.iters,

@@ -22,7 +22,9 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from mmad_edge.runtime.ort_backend import check_micro_batch, resolve_micro_batch, runs_on_gpu
+from mmad_edge.runtime.backends import AUTO, REGISTRY
+from mmad_edge.runtime.backends.onnxruntime import check_micro_batch, resolve_micro_batch, runs_on_gpu
+from mmad_edge.runtime.contract import PRECISIONS
 
 from .timing import measure
 
@@ -267,7 +269,7 @@ def random_feed(name: str, onnx_type: str, shape: Sequence[Any], batch: int, ima
 def precision_from_name(path: str | Path, default: str = "fp32") -> str:
     """``model.fp16.onnx`` -> "fp16": the export folder's naming, else ``default``."""
     parts = Path(path).name.split(".")
-    known = ("fp32", "fp16", "bf16", "int8")
+    known = (*PRECISIONS, "bf16")
     return next((part for part in parts[1:-1] if part in known), default)
 
 
@@ -386,10 +388,11 @@ def e2e_detector_case(
         if detector is not None and hasattr(detector, "close"):
             detector.close()
 
-    suffix = Path(path).suffix
+    requested = load_kwargs.get("backend", AUTO)
+    runs = [entry.name for entry in REGISTRY.values() if Path(path).suffix in entry.suffixes]
     return BenchCase(
         name=name or Path(path).stem,
-        backend={".engine": "tensorrt", ".onnx": "onnxruntime"}.get(suffix, load_kwargs.get("backend", "auto")),
+        backend=requested if requested != AUTO or not runs else runs[0],
         precision=precision_from_name(path, "unknown"),
         protocol="e2e",
         batch=batch,

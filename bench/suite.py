@@ -36,7 +36,8 @@ from types import ModuleType
 from typing import Any, ContextManager, Sequence
 
 from mmad_edge.config import ModelConfig
-from mmad_edge.runtime.ort_backend import check_micro_batch
+from mmad_edge.runtime.backends import choices as backend_choices
+from mmad_edge.runtime.backends.onnxruntime import check_micro_batch
 
 from .artifacts import Artifact, BenchError, find_artifacts, fp32_graph
 from .claims import format_claims, speed_claim
@@ -47,7 +48,7 @@ from .report import (BASELINE, PROTOCOLS, add_roofline, build_report, format_val
                      write_plot)
 from .runner import BenchCase, parse_batches, run_case, run_cases, say
 
-BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
+BACKENDS = (*backend_choices(), "torch")
 DEFAULT_VARIANT = "n"
 DEFAULT_IMAGE_SIZE = 256
 MIN_ITERS = 3

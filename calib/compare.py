@@ -1,11 +1,6 @@
-"""A candidate graph against its reference on the detector's own outputs (map and score), not on
-tensors: INT8 against FP32 here, every exported precision against PyTorch in export.verify.
-
-Metrics: ``map_max_abs``, ``map_relative`` (max abs error / max |reference map|),
-``score_relative`` (max over images of |Δscore| / |score|), ``spearman``, ``auroc_reference``,
-``auroc`` and ``auroc_drop`` (with labels of both classes), and ``score_error`` (RMS score error
-in units of the reference scores' spread, the continuous measure the sensitivity search ranks
-layers by).
+"""The frames an INT8 candidate is judged on and its outputs on them (ORT CPU); the metrics
+comparing it to the FP32 reference are ``mmad_edge.runtime.compare.error_metrics``, shared
+with export verification.
 """
 
 from __future__ import annotations
@@ -20,11 +15,9 @@ import numpy as np
 import onnx
 
 from mmad_edge.calib.reader import CalibrationDataError, CalibrationWarning, load_frames, seeded_pick
-from mmad_edge.calib.session import cpu_session, run_batched
 from mmad_edge.data.dataset import build_dataset
-from mmad_edge.metrics import auroc, spearman
-
-Outputs = tuple[np.ndarray, np.ndarray]  # maps (N, S, S), scores (N,)
+from mmad_edge.runtime.backends.onnxruntime import cpu_session, run_batched
+from mmad_edge.runtime.compare import Outputs
 
 
 @dataclass(frozen=True)
@@ -84,32 +77,3 @@ def run_outputs(
 ) -> Outputs:
     """Map and score of every frame on the ORT CPU (in the graph's fixed batch, if it has one)."""
     return run_batched(cpu_session(model, emulate_qdq), frames)
-
-
-def error_metrics(reference: Outputs, candidate: Outputs, labels: np.ndarray | None = None) -> dict[str, float | None]:
-    """Map / score errors, rank correlation and, when ``labels`` hold both classes, both AUROCs
-    and their difference (None otherwise: AUROC needs normal and defective images)."""
-    ref_map, ref_score = (np.asarray(x, dtype=np.float64) for x in reference)
-    cand_map, cand_score = (np.asarray(x, dtype=np.float64) for x in candidate)
-    if cand_map.shape != ref_map.shape or cand_score.shape != ref_score.shape:
-        raise ValueError(f"output shapes differ: map {cand_map.shape} vs {ref_map.shape}, score {cand_score.shape} "
-                         f"vs {ref_score.shape}; the ONNX was exported for another image size")
-    tiny = np.finfo(np.float32).tiny
-    map_abs = float(np.max(np.abs(cand_map - ref_map)))
-    score_diff = cand_score - ref_score
-    spread = max(float(np.std(ref_score)), 1e-6 * float(np.mean(np.abs(ref_score))), tiny)
-    metrics: dict[str, float | None] = {
-        "map_max_abs": map_abs,
-        "map_relative": map_abs / max(float(np.max(np.abs(ref_map))), tiny),
-        "score_relative": float(np.max(np.abs(score_diff) / np.maximum(np.abs(ref_score), tiny))),
-        "score_error": float(np.sqrt(np.mean(score_diff**2)) / spread),
-        "spearman": spearman(cand_score, ref_score),
-        "auroc_reference": None,
-        "auroc": None,
-        "auroc_drop": None,
-    }
-    if labels is not None and len(np.unique(labels)) == 2:
-        reference_auroc, candidate_auroc = auroc(labels, ref_score), auroc(labels, cand_score)
-        metrics.update(auroc_reference=reference_auroc, auroc=candidate_auroc,
-                       auroc_drop=reference_auroc - candidate_auroc)
-    return metrics

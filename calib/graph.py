@@ -2,8 +2,8 @@
 
 Only convolutions are quantised. GRN, LayerNorm, SE gates, GELU and the residual adds run in
 float, and so does the head (the per-scale ``1 - cosine`` maps, their upsampling, the Gaussian
-smoothing convolutions and the top-k score): the head is found by the ``/head/`` scope of the
-torch export and, independently of names, as everything downstream of a ``Resize``.
+smoothing convolutions and the top-k score): ``head_nodes`` finds it by graph structure, the one
+rule FP16 conversion (export.fp16) uses too.
 """
 
 from __future__ import annotations
@@ -11,13 +11,14 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 
+import numpy as np
 import onnx
+from onnx import numpy_helper
 
 from mmad_edge.calib.reader import CalibrationDataError
-from mmad_edge.runtime.ort_backend import INPUT_NAME
+from mmad_edge.runtime.contract import INPUT_NAME
 
 QUANTIZED_OPS = ("Conv", "ConvTranspose")
-HEAD_SCOPE = "/head/"
 _STAGE = re.compile(r"^stages\.(\d+)$")
 _STAGE_BLOCK = re.compile(r"^stages\.(\d+)\.(\d+)$")
 
@@ -39,28 +40,70 @@ def input_shape(model: onnx.ModelProto) -> tuple[int | None, int]:
     )
 
 
-def consumers(model: onnx.ModelProto) -> dict[str, list[onnx.NodeProto]]:
+def consumers(graph: onnx.ModelProto | onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
+    """The nodes reading each tensor."""
     found: dict[str, list[onnx.NodeProto]] = defaultdict(list)
-    for node in model.graph.node:
+    for node in (graph.graph if isinstance(graph, onnx.ModelProto) else graph).node:
         for name in node.input:
             found[name].append(node)
     return found
 
 
-def head_nodes(model: onnx.ModelProto) -> set[str]:
-    """Names of the head's nodes: the ``/head/`` scope, anything after a Resize, and everything
-    downstream of either."""
-    users = consumers(model)
-    pending = [n for n in model.graph.node if n.name.startswith(HEAD_SCOPE) or n.op_type == "Resize"]
-    seen: set[str] = set()
-    while pending:
-        node = pending.pop()
-        if node.name in seen:
-            continue
-        seen.add(node.name)
-        for output in node.output:
-            pending.extend(users.get(output, ()))
-    return seen
+class GraphIndex:
+    """Producer / consumer lookups and constant values of one graph."""
+
+    def __init__(self, graph: onnx.GraphProto) -> None:
+        self.graph = graph
+        self.producer: dict[str, onnx.NodeProto] = {}
+        self.consumers = consumers(graph)
+        for node in graph.node:
+            for name in node.output:
+                self.producer[name] = node
+        self.constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+        for node in graph.node:
+            if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+                self.constants[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+
+    def consumer(self, tensor: str, op_type: str, inputs: tuple[str, ...] | None = None) -> onnx.NodeProto | None:
+        """The first consumer of ``tensor`` with this op (and exactly these inputs, when given)."""
+        for node in self.consumers.get(tensor, []):
+            if node.op_type == op_type and (inputs is None or tuple(node.input) == inputs):
+                return node
+        return None
+
+    def reduce_axes(self, node: onnx.NodeProto) -> tuple[int, ...] | None:
+        """Axes of a Reduce* node (attribute before opset 18, constant input after); None if unknown."""
+        for attribute in node.attribute:
+            if attribute.name == "axes":
+                return tuple(attribute.ints)
+        if len(node.input) > 1 and node.input[1] in self.constants:
+            return tuple(int(a) for a in np.asarray(self.constants[node.input[1]]).reshape(-1))
+        return None
+
+    def keepdims(self, node: onnx.NodeProto) -> int:
+        return next((a.i for a in node.attribute if a.name == "keepdims"), 1)
+
+
+def head_nodes(graph: onnx.ModelProto | GraphIndex) -> set[str]:
+    """The cosine maps and everything downstream: from the channel sums (ReduceSum over axis 1,
+    keepdims 0), their product inputs, and all their descendants. Found by structure, not by
+    node names (simplification may rename nodes); FP16 keeps these in FP32 and INT8 in float."""
+    index = graph if isinstance(graph, GraphIndex) else GraphIndex(graph.graph)
+    seeds = [n for n in index.graph.node
+             if n.op_type == "ReduceSum" and index.reduce_axes(n) == (1,) and not index.keepdims(n)]
+    chosen = {n.name for n in seeds}
+    for node in seeds:
+        product = index.producer.get(node.input[0])
+        if product is not None and product.op_type == "Mul":
+            chosen.add(product.name)
+    stack = list(seeds)
+    while stack:
+        for name in stack.pop().output:
+            for child in index.consumers.get(name, []):
+                if child.name not in chosen:
+                    chosen.add(child.name)
+                    stack.append(child)
+    return chosen
 
 
 def block_of(node_name: str) -> str:

@@ -20,7 +20,8 @@ import numpy as np
 import onnx
 
 from mmad_edge.calib.cache import default_cache_dir
-from mmad_edge.calib.compare import error_metrics, held_out_set, labelled_set, run_outputs
+from mmad_edge.calib.compare import held_out_set, labelled_set, run_outputs
+from mmad_edge.runtime.compare import error_metrics
 from mmad_edge.calib.graph import QUANTIZED_OPS, conv_blocks, head_nodes, input_shape
 from mmad_edge.calib.int8_graph import CPU_FORMATS, TARGETS, QuantizationError, build_int8_graph
 from mmad_edge.calib.qdq import with_float_nodes

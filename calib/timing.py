@@ -12,7 +12,7 @@ import time
 import numpy as np
 import onnx
 
-from mmad_edge.calib.session import cpu_session
+from mmad_edge.runtime.backends.onnxruntime import cpu_session
 
 
 def median_latency_ms(

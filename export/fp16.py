@@ -22,44 +22,9 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from mmad_edge.calib.graph import GraphIndex, head_nodes
+
 CONV_OPS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm"})
-
-
-class GraphIndex:
-    """Producer / consumer lookups and constant values of one graph."""
-
-    def __init__(self, graph: onnx.GraphProto) -> None:
-        self.graph = graph
-        self.producer: dict[str, onnx.NodeProto] = {}
-        self.consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
-        for node in graph.node:
-            for name in node.output:
-                self.producer[name] = node
-            for name in node.input:
-                self.consumers[name].append(node)
-        self.constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-        for node in graph.node:
-            if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
-                self.constants[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
-
-    def consumer(self, tensor: str, op_type: str, inputs: tuple[str, ...] | None = None) -> onnx.NodeProto | None:
-        """The first consumer of ``tensor`` with this op (and exactly these inputs, when given)."""
-        for node in self.consumers.get(tensor, []):
-            if node.op_type == op_type and (inputs is None or tuple(node.input) == inputs):
-                return node
-        return None
-
-    def reduce_axes(self, node: onnx.NodeProto) -> tuple[int, ...] | None:
-        """Axes of a Reduce* node (attribute before opset 18, constant input after); None if unknown."""
-        for attribute in node.attribute:
-            if attribute.name == "axes":
-                return tuple(attribute.ints)
-        if len(node.input) > 1 and node.input[1] in self.constants:
-            return tuple(int(a) for a in np.asarray(self.constants[node.input[1]]).reshape(-1))
-        return None
-
-    def keepdims(self, node: onnx.NodeProto) -> int:
-        return next((a.i for a in node.attribute if a.name == "keepdims"), 1)
 
 
 def _is_square(node: onnx.NodeProto | None, index: GraphIndex) -> bool:
@@ -134,26 +99,6 @@ def grn_statistics(index: GraphIndex) -> list[list[onnx.NodeProto]]:
     return found
 
 
-def head_nodes(index: GraphIndex) -> list[onnx.NodeProto]:
-    """The cosine maps and everything downstream: from the channel sums (ReduceSum over axis 1,
-    keepdims 0), their product inputs, and all their descendants."""
-    seeds = [n for n in index.graph.node
-             if n.op_type == "ReduceSum" and index.reduce_axes(n) == (1,) and not index.keepdims(n)]
-    chosen = {n.name for n in seeds}
-    for node in seeds:
-        product = index.producer.get(node.input[0])
-        if product is not None and product.op_type == "Mul":
-            chosen.add(product.name)
-    stack = list(seeds)
-    while stack:
-        for name in stack.pop().output:
-            for child in index.consumers.get(name, []):
-                if child.name not in chosen:
-                    chosen.add(child.name)
-                    stack.append(child)
-    return [n for n in index.graph.node if n.name in chosen]
-
-
 def input_nodes(index: GraphIndex) -> list[onnx.NodeProto]:
     """Nodes between the graph input and the first convolution (cast, layout, mean subtraction)."""
     reached = {value.name for value in index.graph.input}
@@ -172,7 +117,7 @@ def fp32_regions(model: onnx.ModelProto) -> dict[str, list[str]]:
     return {
         "grn": [n.name for group in grn_statistics(index) for n in group],
         "layernorm": [n.name for group in layernorm_statistics(index) for n in group],
-        "head": [n.name for n in head_nodes(index)],
+        "head": [n.name for n in index.graph.node if n.name in head_nodes(index)],
         "input": [n.name for n in input_nodes(index)],
     }
 

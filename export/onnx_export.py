@@ -21,14 +21,13 @@ import torch
 from torch import nn
 
 from mmad_edge.config import IMAGENET_MEAN, IMAGENET_STD
-from mmad_edge.export.metadata import INPUT_NAME
 from mmad_edge.export.simplify import simplify_checked
 from mmad_edge.export.trt_ops import TOPK_MAX_K
 from mmad_edge.model.anomaly_map import top_k_count
 from mmad_edge.model.minimaxad import MiniMaxAD
 from mmad_edge.model.reparam import reparameterize
+from mmad_edge.runtime.contract import INPUT_NAME, OUTPUT_NAMES
 
-OUTPUT_NAMES = ("anomaly_map", "score")
 BATCH_DIM = "batch"
 INPUT_FORMATS = ("uint8_bgr_nhwc", "float_rgb_nchw")
 DEFAULT_OPSET = 20  # native Gelu (one fused kernel in ONNX Runtime); TensorRT 10.3+ parses 9..20
@@ -150,7 +149,7 @@ def _set_io_shapes(model: onnx.ModelProto, batch: int | str, size: int) -> None:
     image = inputs[INPUT_NAME].type.tensor_type
     image_dims = [batch, size, size, 3] if image.elem_type == onnx.TensorProto.UINT8 else [batch, 3, size, size]
     _write_dims(image, image_dims)
-    _write_dims(outputs["anomaly_map"].type.tensor_type, [batch, size, size])
+    _write_dims(outputs[OUTPUT_NAMES[0]].type.tensor_type, [batch, size, size])
     _write_dims(outputs["score"].type.tensor_type, [batch])
     del model.graph.value_info[:]
 

@@ -36,6 +36,7 @@ from mmad_edge.export.onnx_export import DEFAULT_OPSET, ExportError, check_reque
 from mmad_edge.export import tensorrt as trt_build
 from mmad_edge.export.staging import place, staged
 from mmad_edge.export.trt_ops import Issue, check_tensorrt_compat, format_issues
+from mmad_edge.runtime.contract import artifact_name
 from mmad_edge.export.verify import (
     VerificationResult,
     dataset_frames,
@@ -71,7 +72,8 @@ class VerificationFailed(ExportFailed):
 
 
 def onnx_filename(precision: str) -> str:
-    return f"model.{precision}.onnx"
+    """The export's file for ``precision`` (the contract's ``model.<precision>.onnx``)."""
+    return artifact_name(precision)
 
 
 def parse_precisions(precisions: str | Sequence[str]) -> list[str]:
@@ -186,7 +188,7 @@ def export_checkpoint(
     say(table)
     for precision, issues in report["tensorrt_compat"].items():
         if issues:
-            print(f"warning: model.{precision}.onnx may not build with TensorRT:\n"
+            print(f"warning: {onnx_filename(precision)} may not build with TensorRT:\n"
                   + format_issues([Issue(**i) for i in issues], limit=COMPAT_LINES), file=sys.stderr)
     if int8_info is not None and not int8_info.get("passed", True):
         print(f"warning: INT8 missed its accuracy target ({int8_info['search'].get('message', '')}); "

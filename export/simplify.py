@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 import onnxsim
 
-from mmad_edge.calib.session import cpu_session
+from mmad_edge.runtime.backends.onnxruntime import cpu_session
 
 # Simplification only folds and fuses float32 arithmetic: anything beyond rounding is a bug.
 RELATIVE_TOLERANCE = 1e-5

@@ -18,8 +18,9 @@ from pathlib import Path
 
 from mmad_edge.export.onnx_export import ExportError
 from mmad_edge.fileio import removed_if_left_empty
+from mmad_edge.runtime.contract import METADATA_FILE
 
-OWNED = ("model.*", "metadata.json", "report.*")
+OWNED = ("model.*", METADATA_FILE, "report.*")
 LAST = "report.json"  # moved in last: its presence means the rest of the set is there
 STAGING_PREFIX = ".mmad-export-"
 OLD_STAGING = ".{name}.export-*"  # staging folders of earlier versions, beside the export folder

@@ -20,7 +20,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from mmad_edge.export.metadata import INPUT_NAME, engine_metadata, metadata_for_onnx
+from mmad_edge.export.metadata import engine_metadata, metadata_for_onnx
+from mmad_edge.runtime.contract import ENGINE_SUFFIX, INPUT_NAME, tensorrt_version
+from mmad_edge.runtime.cuda_memory import CudaCallError, query_gpu
 from mmad_edge.fileio import write_bytes_atomic, write_json_atomic
 
 MIN_TENSORRT = (10, 3)
@@ -80,7 +82,7 @@ def format_batch(profile: Profile) -> str:
 
 def default_engine_path(onnx_path: str | os.PathLike[str]) -> Path:
     """`DIR/model.fp16.onnx` -> `DIR/model.fp16.engine`."""
-    return Path(onnx_path).with_suffix(".engine")
+    return Path(onnx_path).with_suffix(ENGINE_SUFFIX)
 
 
 def sidecar_path(engine_path: str | os.PathLike[str]) -> Path:
@@ -116,7 +118,7 @@ def load_tensorrt() -> ModuleType:
                                       "(only tensorrt_lean, which runs engines but cannot build them)")
         raise TensorRTUnavailable("TensorRT is not installed here "
                                   "(pip install 'mmad-edge[trt]'; JetPack ships it on Jetson)")
-    found = _version_tuple(trt.__version__)
+    found = tensorrt_version(trt.__version__, 2)
     if found < MIN_TENSORRT:
         raise TensorRTUnavailable(
             f"TensorRT {trt.__version__} is too old (need {'.'.join(map(str, MIN_TENSORRT))} or newer)"
@@ -125,23 +127,14 @@ def load_tensorrt() -> ModuleType:
 
 
 def cuda_device_info(device: int = 0) -> tuple[str, str]:
-    """(GPU name, compute capability "8.7") via cuda-python, or TensorRTUnavailable when no GPU."""
+    """(GPU name, compute capability "8.7") from the runtime's GPU query, or TensorRTUnavailable."""
     try:
-        from cuda.bindings import runtime as cudart
+        gpu = query_gpu(device)
     except ImportError:
-        try:
-            from cuda import cudart  # cuda-python < 12.6 layout
-        except ImportError:
-            raise TensorRTUnavailable("cuda-python is not installed here (pip install cuda-python)") from None
-    error, count = cudart.cudaGetDeviceCount()
-    if error != cudart.cudaError_t.cudaSuccess or not count:
-        reason = getattr(error, "name", str(error)) if error != cudart.cudaError_t.cudaSuccess else "0 devices"
-        raise TensorRTUnavailable(f"no CUDA GPU is visible here (cudaGetDeviceCount: {reason})")
-    error, props = cudart.cudaGetDeviceProperties(device)
-    if error != cudart.cudaError_t.cudaSuccess:
-        raise TensorRTUnavailable(f"cannot query CUDA device {device} ({getattr(error, 'name', error)})")
-    name = props.name.split(b"\0", 1)[0].decode(errors="replace") if isinstance(props.name, bytes) else str(props.name)
-    return name.strip(), f"{props.major}.{props.minor}"
+        raise TensorRTUnavailable("cuda-python is not installed here (pip install cuda-python)") from None
+    except CudaCallError as exc:
+        raise TensorRTUnavailable(str(exc)) from None
+    return gpu.name, gpu.compute_capability
 
 
 def build_engine(
@@ -276,7 +269,7 @@ def _network_flags(trt: Any) -> int:
     """STRONGLY_TYPED on 10.x; 11.x networks are always strongly typed and the flag is deprecated."""
     flags = getattr(trt, "NetworkDefinitionCreationFlag", None)
     strongly_typed = getattr(flags, "STRONGLY_TYPED", None)
-    if strongly_typed is None or _version_tuple(trt.__version__) >= (11, 0):
+    if strongly_typed is None or tensorrt_version(trt.__version__, 2) >= (11, 0):
         return 0
     return 1 << int(strongly_typed)
 
@@ -351,14 +344,6 @@ def _attach_timing_cache(config: Any, path: str | os.PathLike[str] | None) -> An
         cache = config.create_timing_cache(b"")
         config.set_timing_cache(cache, False)
     return cache
-
-
-def _version_tuple(version: str) -> tuple[int, ...]:
-    numbers = []
-    for part in str(version).split(".")[:2]:
-        digits = "".join(ch for ch in part if ch.isdigit())
-        numbers.append(int(digits) if digits else 0)
-    return tuple(numbers)
 
 
 def _importable(name: str) -> bool:

@@ -13,6 +13,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from mmad_edge.runtime.contract import tensorrt_version
+
 # Ops the parser imports in TensorRT 10.0 and later.
 _OPS_SINCE_10_0 = frozenset("""
 Abs Acos Acosh Add And ArgMax ArgMin Asin Asinh Atan Atanh AveragePool BatchNormalization Cast CastLike
@@ -100,11 +102,10 @@ def format_issues(issues: Iterable[Issue], limit: int | None = None) -> str:
 
 
 def _parse_version(text: str) -> tuple[int, int]:
-    parts = str(text).strip().split(".")
-    try:
-        version = (int(parts[0]), int(parts[1]) if len(parts) > 1 else 0)
-    except ValueError:
-        raise ValueError(f"min_version {text!r} must look like '10.3'") from None
+    """major.minor of a ``min_version`` such as "10.3" (parsed as the runtime parses TensorRT versions)."""
+    if not all(part.isdigit() for part in str(text).strip().split(".")[:2]):
+        raise ValueError(f"min_version {text!r} must look like '10.3'")
+    version = tensorrt_version(text, 2)
     if version < (10, 0):
         raise ValueError(f"the TensorRT check covers TensorRT 10.0 and later, got min_version {text!r}")
     return version

@@ -18,10 +18,10 @@ import numpy as np
 import onnx
 import torch
 
-from mmad_edge.calib.compare import Outputs, error_metrics
-from mmad_edge.calib.session import cpu_session, run_batched
 from mmad_edge.export.onnx_export import numpy_input
 from mmad_edge.model.minimaxad import MiniMaxAD
+from mmad_edge.runtime.backends.onnxruntime import cpu_session, run_batched
+from mmad_edge.runtime.compare import Outputs, error_metrics
 
 FP32_RELATIVE = 1e-4
 FP16_SPEARMAN = 0.999

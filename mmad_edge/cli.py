@@ -15,6 +15,7 @@ from typing import List, Optional
 import typer
 
 from mmad_edge.calib.sensitivity import AccuracyTarget  # pure Python: the INT8 target's defaults
+from mmad_edge.runtime.backends import choices as backend_choices
 from mmad_edge.runtime.errors import BackendUnavailableError, SourceError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Train MiniMaxAD and deploy it to TensorRT / ONNX Runtime.")
@@ -331,7 +332,7 @@ def run(
     map_size: str = typer.Option("model", "--map-size", help="Anomaly maps at the model's size or each frame's: model or frame."),
     jsonl: bool = typer.Option(False, "--jsonl/--no-jsonl", help="One strict-JSON object per frame on stdout."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Override the artifact's threshold (finite)."),
-    backend: str = typer.Option("auto", "--backend", help="auto, tensorrt or onnxruntime."),
+    backend: str = typer.Option("auto", "--backend", help=f"{', '.join(backend_choices())}."),
     batch_size: int = batch_size_option(1),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Stop after N >= 1 frames (default: until the source ends)."),
     retry_seconds: Optional[float] = typer.Option(
@@ -359,7 +360,7 @@ def bench(
     artifacts: Optional[List[Path]] = typer.Argument(
         None, help="Export folders or .onnx/.engine files (without torch / onnx installed the torch rows and the floor "
                    "are listed as skipped); none: the built-in default (needs the export extra)."),
-    backend: str = typer.Option("auto", "--backend", help="auto, tensorrt, onnxruntime or torch."),
+    backend: str = typer.Option("auto", "--backend", help=f"{', '.join(backend_choices())} or torch."),
     batch_size: str = typer.Option("1,16", "--batch-size", help="Images per forward pass; a comma list times each."),
     protocol: str = typer.Option("paper,e2e", "--protocol", help="Comma list of paper and/or e2e."),
     warmup: int = typer.Option(10, "--warmup", help="Untimed calls per row (cut to the case budget)."),

@@ -1,5 +1,8 @@
 """Anomaly detection metrics in numpy (no scikit-learn at run time).
 
+The shared image-level pieces (sorted tie groups, AUROC / AP / F1, Spearman) live in
+``mmad_edge.runtime.compare``; this module adds pixel AUPRO and the per-category summaries.
+
 Image and pixel AUROC, average precision and F1-max come from one sort of the scores:
 cumulative counts are read at the end of every group of tied scores, which is exactly how
 scikit-learn builds its ROC and precision-recall curves. Pixel AUPRO shares that one sort: a
@@ -13,7 +16,8 @@ from typing import Any, Mapping
 
 import numpy as np
 from scipy import ndimage
-from scipy.stats import rankdata
+
+from mmad_edge.runtime.compare import binary_metrics, curve_metrics, flat_scores, tie_cumsums, trapezoid
 
 METRIC_KEYS = (
     "image_auroc",
@@ -25,72 +29,6 @@ METRIC_KEYS = (
     "pixel_aupro",
 )
 EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
-
-
-def _flat_scores(scores: Any) -> np.ndarray:
-    values = np.asarray(scores)
-    values = values.astype(np.float64) if values.dtype.kind != "f" else values
-    values = values.reshape(-1)
-    if np.isnan(values).any():
-        raise ValueError("scores contain NaN; check the model output (NaN weights or inputs)")
-    return values
-
-
-def _tie_cumsums(scores: np.ndarray, columns: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Sort scores descending; return the pixel count and each column's running sum at the
-    last position of every tie group (i.e. at every distinct threshold, highest first)."""
-    order = np.argsort(scores)[::-1]
-    ordered = scores[order]
-    ends = np.flatnonzero(ordered[1:] != ordered[:-1])
-    ends = np.append(ends, ordered.size - 1)
-    sums = [np.cumsum(column[order], dtype=np.float64)[ends] for column in columns]
-    return (ends + 1).astype(np.float64), sums
-
-
-def _trapezoid(y: np.ndarray, x: np.ndarray) -> float:
-    return float(np.sum(np.diff(x) * (y[1:] + y[:-1]) * 0.5))
-
-
-def _curve_metrics(count: np.ndarray, tps: np.ndarray) -> dict[str, float | None]:
-    """AUROC, AP and F1-max from cumulative (count, true positive) pairs; None for one class."""
-    fps = count - tps
-    positives, negatives = tps[-1], fps[-1]
-    if positives == 0 or negatives == 0:
-        return {"auroc": None, "ap": None, "f1_max": None}
-    tpr = np.concatenate(([0.0], tps / positives))
-    fpr = np.concatenate(([0.0], fps / negatives))
-    precision = tps / count
-    recall = tps / positives
-    ap = float(np.sum(np.diff(np.concatenate(([0.0], recall))) * precision))
-    denominator = precision + recall
-    f1 = np.divide(2 * precision * recall, denominator, out=np.zeros_like(denominator), where=denominator > 0)
-    return {"auroc": _trapezoid(tpr, fpr), "ap": ap, "f1_max": float(f1.max())}
-
-
-def binary_metrics(labels: Any, scores: Any) -> dict[str, float | None]:
-    """{"auroc", "ap", "f1_max"} of scores against 0/1 labels (any shape; pixels too), one sort."""
-    truth = np.asarray(labels).reshape(-1).astype(bool)
-    values = _flat_scores(scores)
-    if truth.size != values.size:
-        raise ValueError(f"labels ({truth.size}) and scores ({values.size}) differ in size")
-    if values.size == 0:
-        return {"auroc": None, "ap": None, "f1_max": None}
-    count, (tps,) = _tie_cumsums(values, [truth])
-    return _curve_metrics(count, tps)
-
-
-def auroc(labels: Any, scores: Any) -> float | None:
-    return binary_metrics(labels, scores)["auroc"]
-
-
-def average_precision(labels: Any, scores: Any) -> float | None:
-    """Average precision as scikit-learn defines it: sum of (R_n - R_{n-1}) * P_n."""
-    return binary_metrics(labels, scores)["ap"]
-
-
-def f1_max(labels: Any, scores: Any) -> float | None:
-    """Best F1 over all thresholds of the precision-recall curve."""
-    return binary_metrics(labels, scores)["f1_max"]
 
 
 def _region_weights(masks: np.ndarray) -> np.ndarray | None:
@@ -119,7 +57,7 @@ def _pro_area(false_positives: np.ndarray, overlap: np.ndarray, max_fpr: float) 
         step = (max_fpr - fpr[kept - 1]) / (fpr[kept] - fpr[kept - 1])
         x = np.append(x, max_fpr)
         y = np.append(y, pro[kept - 1] + step * (pro[kept] - pro[kept - 1]))
-    return _trapezoid(y, x) / max_fpr
+    return trapezoid(y, x) / max_fpr
 
 
 def pixel_metrics(maps: Any, masks: Any, max_fpr: float = 0.3) -> dict[str, float | None]:
@@ -130,7 +68,7 @@ def pixel_metrics(maps: Any, masks: Any, max_fpr: float = 0.3) -> dict[str, floa
     above t. The curve uses every distinct map value as a threshold, is linearly interpolated
     at ``max_fpr`` and its area is divided by ``max_fpr``. All None without both pixel classes.
     """
-    values = _flat_scores(maps)
+    values = flat_scores(maps)
     truth = np.asarray(masks).astype(bool)
     truth = truth[None] if truth.ndim == 2 else truth
     if truth.size != values.size:
@@ -139,8 +77,8 @@ def pixel_metrics(maps: Any, masks: Any, max_fpr: float = 0.3) -> dict[str, floa
     flat_truth = truth.reshape(-1)
     if weights is None or flat_truth.all():
         return {"auroc": None, "ap": None, "f1_max": None, "aupro": None}
-    count, (tps, overlap) = _tie_cumsums(values, [flat_truth, weights])
-    result: dict[str, float | None] = dict(_curve_metrics(count, tps))
+    count, (tps, overlap) = tie_cumsums(values, [flat_truth, weights])
+    result: dict[str, float | None] = dict(curve_metrics(count, tps))
     result["aupro"] = _pro_area(count - tps, overlap, max_fpr)
     return result
 
@@ -190,13 +128,3 @@ def summarize(per_category: Mapping[str, Mapping[str, float | None]]) -> dict[st
         values = [m[key] for m in per_category.values() if m.get(key) is not None]
         mean[key] = float(np.mean(values)) if values else None
     return {"categories": {name: dict(m) for name, m in per_category.items()}, "mean": mean}
-
-
-def spearman(a: Any, b: Any) -> float | None:
-    """Spearman's rank correlation (ties get average ranks); None for < 2 values or a constant side."""
-    ra = rankdata(np.asarray(a, dtype=np.float64), method="average")
-    rb = rankdata(np.asarray(b, dtype=np.float64), method="average")
-    if ra.size < 2 or np.ptp(ra) == 0 or np.ptp(rb) == 0:
-        return None
-    ra, rb = ra - ra.mean(), rb - rb.mean()
-    return float(np.sum(ra * rb) / np.sqrt(np.sum(ra * ra) * np.sum(rb * rb)))

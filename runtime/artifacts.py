@@ -16,13 +16,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence
 
+from .backends import choices
+from .contract import CPU_ORDER, ENGINE_SUFFIX, GPU_ORDER, ONNX_SUFFIX, PRECISIONS, artifact_name
 from .errors import ArtifactError
 from .log import report
-
-BACKENDS = ("auto", "tensorrt", "onnxruntime")
-PRECISIONS = ("fp32", "fp16", "int8")
-GPU_ORDER = ("fp16", "fp32", "int8")
-CPU_ORDER = ("fp32", "fp16", "int8")
 
 
 def _order(precision: Optional[str], default: Sequence[str]) -> Sequence[str]:
@@ -41,12 +38,12 @@ def select_artifact(
     onnx_on_gpu: bool,
 ) -> Path:
     """The file to load from ``folder`` (see the module docstring for the order)."""
-    if backend not in BACKENDS:
-        raise ArtifactError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend not in choices():
+        raise ArtifactError(f"backend must be one of {', '.join(choices())}, got {backend!r}")
     skipped: List[str] = []
     if backend in ("auto", "tensorrt"):
         for name in _order(precision, GPU_ORDER):
-            engine = folder / f"model.{name}.engine"
+            engine = folder / artifact_name(name, ENGINE_SUFFIX)
             if not engine.is_file():
                 continue
             problem = engine_problem(engine)
@@ -57,13 +54,14 @@ def select_artifact(
             skipped.append(f"{engine.name}: {problem}")
         if backend == "tensorrt":
             raise ArtifactError(
-                f"{folder}: no model.<precision>.engine here; build one with mmad-edge build-engine {folder}/model.fp16.onnx"
+                f"{folder}: no model.<precision>.engine here; build one with mmad-edge build-engine "
+                f"{folder / artifact_name('fp16')}"
             )
     for name in _order(precision, GPU_ORDER if onnx_on_gpu else CPU_ORDER):
-        candidate = folder / f"model.{name}.onnx"
+        candidate = folder / artifact_name(name, ONNX_SUFFIX)
         if candidate.is_file():
             for line in skipped:
                 report(f"skipping {line}")
             return candidate
-    wanted = f"model.{precision}.onnx" if precision else "model.<fp32|fp16|int8>.onnx or .engine"
+    wanted = artifact_name(precision) if precision else f"model.<{'|'.join(PRECISIONS)}>.onnx or .engine"
     raise ArtifactError(f"{folder}: no {wanted} in this folder; point at an mmad-edge export folder")

@@ -66,6 +66,29 @@ def _import_cudart() -> Any:
     return runtime
 
 
+def _gpu_of(props: Any) -> GpuInfo:
+    """GpuInfo from cudaDeviceProp (its name is a NUL-padded byte string)."""
+    name = props.name.split(b"\0", 1)[0].decode(errors="replace") if isinstance(props.name, bytes) else str(props.name)
+    return GpuInfo(name.strip(), f"{props.major}.{props.minor}")
+
+
+def query_gpu(device: int = 0) -> GpuInfo:
+    """Name and compute capability of CUDA ``device`` via cuda-python, allocating nothing.
+
+    The project's one GPU query (the engine builder and the TensorRT backend both use it).
+    Raises ImportError without cuda-python and CudaCallError when no GPU is usable.
+    """
+    rt = _import_cudart()
+    error, count = rt.cudaGetDeviceCount()
+    if error != rt.cudaError_t.cudaSuccess or not count:
+        reason = getattr(error, "name", str(error)) if error != rt.cudaError_t.cudaSuccess else "0 devices"
+        raise CudaCallError(f"no CUDA GPU is visible here (cudaGetDeviceCount: {reason})")
+    error, props = rt.cudaGetDeviceProperties(device)
+    if error != rt.cudaError_t.cudaSuccess:
+        raise CudaCallError(f"cannot query CUDA device {device} ({getattr(error, 'name', error)})")
+    return _gpu_of(props)
+
+
 class CudaRuntimeMemory:
     """cuda-python implementation (CUDA runtime API)."""
 
@@ -75,9 +98,7 @@ class CudaRuntimeMemory:
         self._device: List[int] = []
         self._stream: Any = None
         self._call("cudaSetDevice", device)
-        props = self._call("cudaGetDeviceProperties", device)
-        name = props.name.decode(errors="replace") if isinstance(props.name, bytes) else str(props.name)
-        self.gpu = GpuInfo(name.rstrip("\x00").strip(), f"{props.major}.{props.minor}")
+        self.gpu = _gpu_of(self._call("cudaGetDeviceProperties", device))
         self._stream = self._call("cudaStreamCreateWithFlags", self._rt.cudaStreamNonBlocking)
         self.stream_handle = int(self._stream)
 
@@ -233,7 +254,14 @@ def open_cuda(device: int = 0) -> CudaMemory:
 
 
 def gpu_info(device: int = 0) -> GpuInfo:
-    """Name and compute capability of ``device`` (raises BackendUnavailableError without one)."""
+    """Name and compute capability of ``device`` (raises BackendUnavailableError without one):
+    ``query_gpu``, or through pycuda where cuda-python is missing."""
+    try:
+        return query_gpu(device)
+    except ImportError:
+        pass
+    except CudaCallError as exc:
+        raise BackendUnavailableError(f"TensorRT backend needs an NVIDIA GPU with a driver: {exc}; {NO_GPU_HINT}") from None
     memory = open_cuda(device)
     try:
         return memory.gpu

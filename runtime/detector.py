@@ -10,15 +10,17 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Iterable, List, Optional, Protocol, Sequence, Tuple, Union
+from typing import Any, Iterable, List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
 
-from .artifacts import BACKENDS, select_artifact
+from .artifacts import select_artifact
+from .backends import AUTO, REGISTRY, backend_class, choices
+from .backends.base import Backend, BackendOptions
 from .errors import ArtifactError, DetectorClosedError
 from .imageio import to_bgr_uint8
-from .metadata import ArtifactInfo
+from .metadata import load_contract
 from .preprocess import resize_frame
 from .result import Result
 from .scoring import check_threshold, normalize_score
@@ -27,18 +29,20 @@ MAP_SIZES = ("model", "frame")
 Frames = Union[np.ndarray, Iterable[np.ndarray]]
 
 
-class Backend(Protocol):
-    """What a backend gives the detector: metadata, batch limits and one batched run."""
-
-    name: str
-    info: ArtifactInfo
-    image_size: Tuple[int, int]
-    batch_min: int
-    batch_max: int
-
-    def run(self, images: np.ndarray) -> Tuple[np.ndarray, np.ndarray]: ...
-
-    def close(self) -> None: ...
+def _backend_for(path: Path, requested: str) -> str:
+    """The registered backend that runs ``path``: the one asked for, or auto's best-ranked one."""
+    runs = [entry for entry in REGISTRY.values() if path.suffix in entry.suffixes]
+    if not runs:
+        suffixes = sorted({suffix for entry in REGISTRY.values() for suffix in entry.suffixes})
+        raise ArtifactError(f"{path}: expected a {', a '.join(suffixes)} file or an export folder")
+    if requested != AUTO:
+        if requested not in [entry.name for entry in runs]:
+            wanted = " or ".join(REGISTRY[requested].suffixes)
+            raise ArtifactError(f"{path}: backend={requested!r} runs {wanted} files, not {path.suffix}; "
+                                f"pass one of those or --backend {runs[0].name}")
+        return requested
+    ranked = [(rank, entry.name) for entry in runs if entry.available() and (rank := entry.rank(path)) is not None]
+    return max(ranked)[1] if ranked else runs[0].name
 
 
 def check_map_size(map_size: str) -> None:
@@ -78,8 +82,9 @@ class Detector:
             default, self._normalization = self.info.categories[category]
         self.threshold = check_threshold(threshold) if threshold is not None else default
         self.closed = False
-        self.batch_min = backend.batch_min
-        self.batch_max = backend.batch_max if max_batch is None else min(int(max_batch), backend.batch_max)
+        spec = backend.input_spec
+        self.batch_min = spec.batch_min
+        self.batch_max = spec.batch_max if max_batch is None else min(int(max_batch), spec.batch_max)
         if self.batch_max < self.batch_min:
             raise ValueError(f"max_batch {max_batch} is below the artifact's fixed/min batch {self.batch_min}")
 
@@ -108,27 +113,20 @@ class Detector:
         ``category``: take the threshold and normalisation of this training category (a unified
         model's score scale differs by category) instead of the pooled ones.
         """
-        from .ort_backend import OnnxRuntimeBackend, runs_on_gpu
-        from .trt_backend import TensorRTBackend, engine_problem
-
-        if backend not in BACKENDS:
-            raise ArtifactError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        if backend not in choices():
+            raise ArtifactError(f"backend must be one of {', '.join(choices())}, got {backend!r}")
         path = Path(path)
         if path.is_dir():
+            from .backends.onnxruntime import runs_on_gpu
+            from .backends.tensorrt import engine_problem
+
             path = select_artifact(path, backend, precision, engine_problem, runs_on_gpu(providers))
         elif not path.exists():
             raise ArtifactError(f"{path}: no such artifact; pass a .onnx, a .engine or an export folder")
-        impl: Backend
-        if path.suffix == ".engine":
-            if backend == "onnxruntime":
-                raise ArtifactError(f"{path}: backend='onnxruntime' needs a .onnx file, not an engine")
-            impl = TensorRTBackend(path, use_cuda_graph=use_cuda_graph)
-        elif path.suffix == ".onnx":
-            if backend == "tensorrt":
-                raise ArtifactError(f"{path}: backend='tensorrt' runs engines; build one with mmad-edge build-engine {path}")
-            impl = OnnxRuntimeBackend(path, providers, threads, micro_batch)
-        else:
-            raise ArtifactError(f"{path}: expected a .onnx file, a .engine file or an export folder")
+        name = _backend_for(path, backend)
+        options = BackendOptions(micro_batch=micro_batch, providers=providers, threads=threads,
+                                 use_cuda_graph=use_cuda_graph)
+        impl = backend_class(name)(path, load_contract(path), options)
         try:
             return cls(impl, threshold=threshold, max_batch=max_batch, category=category)
         except BaseException:

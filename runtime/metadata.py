@@ -9,19 +9,42 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
+from .contract import (CHANNEL_ORDER, ENGINE_SUFFIX, INPUT_DTYPE, INPUT_LAYOUT, INPUT_NAME, METADATA_FILE, METADATA_KEY,
+                       OUTPUT_DTYPE, OUTPUT_NAMES, PRECISIONS, SCHEMA_VERSION, sidecar_path)
 from .errors import ArtifactError
 from .log import report
+from .onnx_props import ProtobufError, read_metadata_props
 
-METADATA_KEY = "mmad_edge.metadata"
-SCHEMA_VERSION = 1
-METADATA_FILE = "metadata.json"
 # Fields that describe the graph itself: metadata.json may not contradict the graph on these.
 STRUCTURAL_FIELDS = ("input", "outputs", "batch", "model")
 _ABSENT = "(absent)"
+_MISSING = object()
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# schema_version n -> a function turning a version-n dict into version n + 1 (none needed yet).
+MIGRATIONS: Dict[int, Callable[[dict], dict]] = {}
+
+
+class MetadataError(ArtifactError):
+    """Metadata that is missing, unreadable or does not follow the schema."""
+
+
+def migrate(data: dict, source: str) -> dict:
+    """``data`` brought to ``SCHEMA_VERSION`` through ``MIGRATIONS``; an unknown version fails."""
+    version = data.get("schema_version")
+    while isinstance(version, int) and not isinstance(version, bool) and version in MIGRATIONS:
+        data = MIGRATIONS[version](dict(data))
+        version = data.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ArtifactError(
+            f"{source}: metadata schema_version {version!r} is not supported (this runtime reads "
+            f"{SCHEMA_VERSION}); use the mmad-edge version that exported it or re-export"
+        )
+    return data
 
 
 @dataclass(frozen=True)
@@ -45,14 +68,14 @@ class ArtifactInfo:
 
 def _number(value: Any, what: str, source: str) -> float:
     """A finite number: a NaN threshold would call every frame normal, an infinite one likewise."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if not _is_number(value):
         raise ArtifactError(f"{source}: metadata {what} must be a finite number, got {value!r}; "
                             "fix it in metadata.json or re-export the model")
     return float(value)
 
 
 def _integer(value: Any, what: str, source: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if not _is_int(value):
         raise ArtifactError(f"{source}: metadata {what} must be an integer, got {value!r}; "
                             "fix it in metadata.json or re-export the model")
     return value
@@ -98,12 +121,7 @@ def parse_metadata(data: Any, source: str) -> ArtifactInfo:
             raise ArtifactError(f"{source}: metadata is not valid JSON ({exc}); re-export the model") from None
     if not isinstance(data, dict):
         raise ArtifactError(f"{source}: metadata must be a JSON object; re-export the model")
-    version = data.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise ArtifactError(
-            f"{source}: metadata schema_version {version!r} is not supported (this runtime reads "
-            f"{SCHEMA_VERSION}); use the mmad-edge version that exported it or re-export"
-        )
+    data = migrate(data, source)
     spec = data.get("input") or {}
     try:
         size = (int(spec["height"]), int(spec["width"]))
@@ -136,12 +154,6 @@ def read_metadata_file(path: "str | os.PathLike[str]") -> ArtifactInfo:
     except OSError as exc:
         raise ArtifactError(f"{name}: cannot read metadata ({exc.strerror}); re-export or copy it next to the model") from None
     return parse_metadata(text, name)
-
-
-def sidecar_path(engine: "str | os.PathLike[str]") -> Path:
-    """The JSON file that describes an engine: ``model.fp16.engine`` -> ``model.fp16.engine.json``."""
-    engine = Path(engine)
-    return engine.with_name(engine.name + ".json")
 
 
 def _differences(ours: Any, theirs: Any, path: str) -> List[Tuple[str, Any, Any]]:
@@ -180,6 +192,40 @@ def reconcile(graph: ArtifactInfo, beside: ArtifactInfo, source: str) -> Artifac
     return parse_metadata({**graph.raw, "statistics": beside.raw.get("statistics")}, source)
 
 
+def _embedded_text(path: Path) -> Optional[str]:
+    """The graph's embedded metadata JSON (None when it carries none)."""
+    try:
+        return read_metadata_props(path).get(METADATA_KEY)
+    except ProtobufError:  # worded as ONNX Runtime words it, so both readers fail alike
+        raise ArtifactError(f"{path}: not a loadable ONNX model (Protobuf parsing failed.); pass a model.<precision>.onnx "
+                            "written by mmad-edge export") from None
+    except OSError as exc:
+        raise ArtifactError(f"{path}: cannot read the model ({exc.strerror}); check the path and permissions") from None
+
+
+def load_contract(path: "str | os.PathLike[str]") -> ArtifactInfo:
+    """The parsed metadata of an artifact, read once for every backend.
+
+    Engines: their sidecar ``<engine>.json`` only. ONNX: the copy embedded in the graph,
+    reconciled with a ``metadata.json`` beside it (``reconcile``); the JSON file alone when the
+    graph carries none.
+    """
+    path = Path(path)
+    if path.suffix == ENGINE_SUFFIX:
+        return read_metadata_file(sidecar_path(path))
+    text = _embedded_text(path)
+    sibling = path.parent / METADATA_FILE
+    beside = read_metadata_file(sibling) if sibling.is_file() else None
+    if text is None:
+        if beside is None:
+            raise ArtifactError(
+                f"{path}: no '{METADATA_KEY}' metadata and no {METADATA_FILE} beside it; export with mmad-edge export"
+            )
+        return beside
+    embedded = parse_metadata(text, f"{path} ({METADATA_KEY})")
+    return embedded if beside is None else reconcile(embedded, beside, str(path))
+
+
 def describe_encoder_weights(record: Optional[Mapping[str, Any]]) -> str:
     """One phrase for summaries: which encoder weights a checkpoint or an export holds."""
     if not record:
@@ -194,3 +240,102 @@ def describe_encoder_weights(record: Optional[Mapping[str, Any]]) -> str:
     if record.get("kind") == "random":
         return "random (no ImageNet weights)"
     return f"unknown kind {record.get('kind')!r}"
+
+
+def validate_metadata(metadata: Mapping[str, Any]) -> None:
+    """Raise MetadataError naming the first missing or malformed field."""
+    if not isinstance(metadata, Mapping):
+        raise MetadataError(f"metadata must be a JSON object, got {type(metadata).__name__}")
+    _field(metadata, "schema_version", lambda v: v == SCHEMA_VERSION,
+           f"{SCHEMA_VERSION} (this mmad-edge reads schema {SCHEMA_VERSION} only)")
+    _field(metadata, "mmad_edge_version", _is_text, "a version string")
+    _field(metadata, "precision", lambda v: v in PRECISIONS, f"one of {', '.join(PRECISIONS)}")
+    _field(metadata, "opset", _is_positive_int, "a positive integer")
+    _field(metadata, "model", _is_mapping, "an object (the model config)")
+    size = _field(metadata, "model.image_size", _is_positive_int, "a positive integer")
+    _field(metadata, "input", _is_mapping, "an object")
+    for key, expected in (("name", INPUT_NAME), ("layout", INPUT_LAYOUT), ("dtype", INPUT_DTYPE),
+                          ("channel_order", CHANNEL_ORDER)):
+        _field(metadata, f"input.{key}", lambda v, e=expected: v == e, repr(expected))
+    for key in ("height", "width"):
+        _field(metadata, f"input.{key}", lambda v: v == size, f"{size} (model.image_size)")
+    _field(metadata, "outputs", _is_mapping, "an object")
+    for name in OUTPUT_NAMES:
+        _field(metadata, f"outputs.{name}.shape", lambda v: isinstance(v, list) and bool(v), "a non-empty list")
+        _field(metadata, f"outputs.{name}.dtype", lambda v: v == OUTPUT_DTYPE, repr(OUTPUT_DTYPE))
+    _check_batch_range(metadata, "batch")
+    statistics = _field(metadata, "statistics", lambda v: v is None or _is_mapping(v), "null or an object")
+    if statistics is not None:
+        _field(metadata, "statistics.threshold", _is_number, "a finite number")
+        for key in ("low", "high"):
+            _field(metadata, f"statistics.normalization.{key}", _is_number, "a finite number")
+    checkpoint = _field(metadata, "source_checkpoint", lambda v: v is None or _is_mapping(v), "null or an object")
+    if checkpoint is not None:
+        _field(metadata, "source_checkpoint.path", _is_text, "a path string")
+        _field(metadata, "source_checkpoint.sha256", lambda v: isinstance(v, str) and bool(_SHA256.match(v)),
+               "64 lowercase hex digits")
+    if metadata.get("encoder_weights") is not None:  # absent or null in exports made before it was recorded
+        _field(metadata, "encoder_weights", _is_mapping, "null or an object")
+        _field(metadata, "encoder_weights.kind", _is_text, "a string (imagenet, file, texture or random)")
+    if "tensorrt" in metadata:
+        _field(metadata, "tensorrt", _is_mapping, "an object")
+        for key in ("version", "gpu", "compute_capability"):
+            _field(metadata, f"tensorrt.{key}", _is_text, "a non-empty string")
+        _check_batch_range(metadata, "tensorrt.profile")
+        _field(metadata, "tensorrt.version_compatible", lambda v: isinstance(v, bool), "true or false")
+        _field(metadata, "tensorrt.dla_core", lambda v: v is None or _is_int(v) and v >= 0,
+               "null or a DLA core number >= 0")
+
+
+def load_metadata_text(text: str, source: str) -> Dict[str, Any]:
+    """The metadata in JSON ``text``, migrated to this schema and fully validated (MetadataError)."""
+    try:
+        metadata = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise MetadataError(
+            f"{source} is not valid JSON ({exc.msg} at line {exc.lineno}); re-export the model"
+        ) from None
+    try:
+        metadata = migrate(metadata, source)
+        validate_metadata(metadata)
+    except MetadataError as exc:
+        raise MetadataError(f"{source}: {exc}") from None
+    return metadata
+
+
+def _check_batch_range(metadata: Mapping[str, Any], prefix: str) -> None:
+    _field(metadata, prefix, _is_mapping, "an object with min, opt, max")
+    low = _field(metadata, f"{prefix}.min", _is_positive_int, "a positive integer")
+    opt = _field(metadata, f"{prefix}.opt", lambda v: _is_int(v) and v >= low, f"an integer >= {prefix}.min ({low})")
+    _field(metadata, f"{prefix}.max", lambda v: _is_int(v) and v >= opt, f"an integer >= {prefix}.opt ({opt})")
+
+
+def _field(metadata: Mapping[str, Any], dotted: str, check: Callable[[Any], bool], expected: str) -> Any:
+    value: Any = metadata
+    for part in dotted.split("."):
+        value = value.get(part, _MISSING) if isinstance(value, Mapping) else _MISSING
+        if value is _MISSING:
+            raise MetadataError(f"metadata field {dotted!r} is missing; re-export the model with mmad-edge export")
+    if not check(value):
+        raise MetadataError(f"metadata field {dotted!r} must be {expected}, got {value!r}")
+    return value
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_positive_int(value: Any) -> bool:
+    return _is_int(value) and value > 0
+
+
+def _is_number(value: Any) -> bool:
+    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
+
+
+def _is_text(value: Any) -> bool:
+    return isinstance(value, str) and bool(value)
+
+
+def _is_mapping(value: Any) -> bool:
+    return isinstance(value, Mapping)

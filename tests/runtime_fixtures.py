@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-METADATA_KEY = "mmad_edge.metadata"
+from mmad_edge.runtime.contract import METADATA_KEY
 
 
 def standin_metadata(

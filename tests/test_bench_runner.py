@@ -24,7 +24,7 @@ from mmad_edge.bench.runner import (
     run_cases,
     torch_module_case,
 )
-from mmad_edge.runtime.ort_backend import cpu_micro_batch
+from mmad_edge.runtime.backends.onnxruntime import cpu_micro_batch
 
 
 def counting_case(name: str = "count", fail: bool = False) -> tuple[BenchCase, dict]:

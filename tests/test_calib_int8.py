@@ -17,7 +17,7 @@ from onnx import numpy_helper
 
 import mmad_edge.calib.quantize as quantize_module
 import mmad_edge.calib.ranges as ranges_module
-from mmad_edge.calib.compare import error_metrics
+from mmad_edge.runtime.compare import error_metrics
 from mmad_edge.calib.graph import block_of, consumers, quantizable_convs
 from mmad_edge.calib.int8_graph import QuantizationError, build_int8_graph
 from mmad_edge.calib.qdq import with_float_nodes

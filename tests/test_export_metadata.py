@@ -157,15 +157,23 @@ def test_write_json_atomic_writes_whole_files_and_leaves_no_temp(tmp_path):
     assert sorted(p.name for p in path.parent.iterdir()) == ["metadata.json"]
 
 
-def test_metadata_for_onnx_falls_back_to_metadata_json_without_onnx(tmp_path, monkeypatch):
+def test_metadata_for_onnx_falls_back_to_metadata_json_and_needs_no_onnx(tmp_path, monkeypatch):
     shared = _metadata(precision="fp32")
     write_json_atomic(tmp_path / "metadata.json", shared)
-    (tmp_path / "model.int8.onnx").write_bytes(b"not read")
+    (tmp_path / "model.int8.onnx").write_bytes(b"\x0a\x00")  # a protobuf without metadata_props
     monkeypatch.setitem(sys.modules, "onnx", None)  # `import onnx` now raises ImportError
     meta = metadata_for_onnx(tmp_path / "model.int8.onnx")
     assert meta["precision"] == "int8" and meta["model"] == shared["model"]
+    model = _tiny_onnx()
+    monkeypatch.undo()
+    embedded = _metadata(precision="fp16")
+    embedded["opset"] = 18  # differs from metadata.json: shows which copy was read
+    write_onnx_metadata(model, embedded)
+    onnx.save(model, str(tmp_path / "model.fp16.onnx"))
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    assert metadata_for_onnx(tmp_path / "model.fp16.onnx") == embedded  # the embedded copy, read without onnx
     (tmp_path / "metadata.json").unlink()
-    with pytest.raises(MetadataError, match="onnx package is not installed and .*metadata.json does not exist"):
+    with pytest.raises(MetadataError, match=f"model.int8.onnx carries no '{METADATA_KEY}' metadata"):
         metadata_for_onnx(tmp_path / "model.int8.onnx")
 
 

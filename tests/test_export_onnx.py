@@ -10,7 +10,7 @@ import torch
 from mmad_edge.config import ModelConfig
 from mmad_edge.export.onnx_export import ExportError, export_onnx
 from mmad_edge.export.verify import generated_frames, torch_outputs, verify_onnx
-from mmad_edge.metrics import spearman
+from mmad_edge.runtime.compare import spearman
 from mmad_edge.model.minimaxad import build_model
 from model_utils import randomize
 

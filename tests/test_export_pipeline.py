@@ -15,7 +15,7 @@ from mmad_edge.checkpoint import save_checkpoint
 from mmad_edge.config import ModelConfig
 from mmad_edge.export import tensorrt
 from mmad_edge.export.metadata import METADATA_KEY
-from mmad_edge.calib.session import cpu_session
+from mmad_edge.runtime.backends.onnxruntime import cpu_session
 from mmad_edge.export.pipeline import export_checkpoint, export_cli
 from mmad_edge.export.verify import generated_frames, verify_onnx
 from mmad_edge.model.minimaxad import build_model

@@ -151,11 +151,11 @@ def test_bad_artifacts_get_one_line_errors(tmp_path, export_dir):
     with pytest.raises(ArtifactError, match="no such artifact"):
         Detector.load(tmp_path / "missing.onnx")
     (tmp_path / "model.txt").write_text("x")
-    with pytest.raises(ArtifactError, match="expected a .onnx file"):
+    with pytest.raises(ArtifactError, match="expected a .engine, a .onnx file or an export folder"):
         Detector.load(tmp_path / "model.txt")
     with pytest.raises(ArtifactError, match="backend must be one of"):
-        Detector.load(export_dir, backend="openvino")
-    with pytest.raises(ArtifactError, match="backend='tensorrt' runs engines"):
+        Detector.load(export_dir, backend="no-such-backend")
+    with pytest.raises(ArtifactError, match="backend=.tensorrt. runs .engine files, not .onnx"):
         Detector.load(export_dir / "model.fp32.onnx", backend="tensorrt")
     (tmp_path / "broken.onnx").write_bytes(b"garbage")
     with pytest.raises(ArtifactError, match="broken.onnx: not a loadable ONNX model"):
@@ -168,7 +168,7 @@ def test_bad_artifacts_get_one_line_errors(tmp_path, export_dir):
 
 
 def test_runtime_sources_parse_as_python_310():
-    files = sorted(RUNTIME_DIR.glob("*.py"))
+    files = sorted(RUNTIME_DIR.rglob("*.py"))  # backends/ included
     assert len(files) >= 10
     for path in files:
         ast.parse(path.read_text(encoding="utf-8"), filename=str(path), feature_version=(3, 10))
@@ -204,7 +204,7 @@ def test_detector_runs_where_torch_and_onnx_cannot_be_imported(export_dir):
 
 
 def test_cpu_micro_batch_splits_a_batch_without_changing_results(export_dir, tmp_path):
-    from mmad_edge.runtime.ort_backend import cpu_micro_batch, resolve_micro_batch
+    from mmad_edge.runtime.backends.onnxruntime import cpu_micro_batch, resolve_micro_batch
 
     assert [cpu_micro_batch((s, s)) for s in (128, 256, 320, 1024)] == [16, 4, 2, 1]
     assert resolve_micro_batch(None, (256, 256)) == 4 and resolve_micro_batch(None, (256, 256), on_cpu=False) is None

@@ -11,7 +11,7 @@ from onnx import TensorProto, helper
 from runtime_fixtures import build_standin, standin_metadata, write_export_dir, write_standin
 
 from mmad_edge.runtime import ArtifactError, Detector, DetectorClosedError
-from mmad_edge.runtime.ort_backend import open_session
+from mmad_edge.runtime.backends.onnxruntime import open_session
 
 SIZE = 32
 FRAME_SCORE_04 = np.full((SIZE, SIZE, 3), 102, np.uint8)  # stand-in map 0.4 everywhere, score 0.4

@@ -18,7 +18,9 @@ from runtime_fixtures import reference, standin_metadata, top_k, write_export_di
 
 from mmad_edge.runtime import ArtifactError, BackendUnavailableError, Detector
 from mmad_edge.runtime.cuda_memory import CudaRuntimeMemory, GpuInfo, open_cuda
-from mmad_edge.runtime.trt_backend import TensorRTBackend, engine_problem
+from mmad_edge.runtime.backends.base import BackendOptions
+from mmad_edge.runtime.backends.tensorrt import TensorRTBackend, engine_problem
+from mmad_edge.runtime.metadata import load_contract
 
 SIZE = 32
 ENGINE_BYTES = b"FAKE-ENGINE"
@@ -167,6 +169,11 @@ def fake_trt(cuda, batch=(1, 4), version="10.3.0.26"):
     )
 
 
+def load_trt(engine: Path, **fakes) -> TensorRTBackend:
+    """The TensorRT backend on ``engine`` with its sidecar read the way Detector.load reads it."""
+    return TensorRTBackend(engine, load_contract(engine), BackendOptions(), **fakes)
+
+
 def write_engine(folder: Path, tensorrt=None, batch=(1, 4), precision="fp16", data=ENGINE_BYTES) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     engine = folder / f"model.{precision}.engine"
@@ -184,7 +191,7 @@ def frames(count, seed=0):
 
 def test_engine_results_splitting_and_graph_replay(tmp_path):
     cuda = FakeCuda()
-    backend = TensorRTBackend(write_engine(tmp_path), trt=fake_trt(cuda), cuda=cuda)
+    backend = load_trt(write_engine(tmp_path), trt=fake_trt(cuda), cuda=cuda)
     assert (backend.batch_min, backend.batch_max, backend.image_size) == (1, 4, (SIZE, SIZE))
     with Detector(backend) as det:
         batch = frames(10)
@@ -210,7 +217,7 @@ def det_resize(frame):
 
 def test_failed_capture_falls_back_to_plain_runs(tmp_path, capsys):
     cuda = FakeCuda(capture_ok=False)
-    backend = TensorRTBackend(write_engine(tmp_path), trt=fake_trt(cuda), cuda=cuda)
+    backend = load_trt(write_engine(tmp_path), trt=fake_trt(cuda), cuda=cuda)
     with Detector(backend) as det:
         scores = [det(f).score for f in frames(4)]
     assert cuda.captures == 1 and cuda.launches == 0
@@ -220,7 +227,7 @@ def test_failed_capture_falls_back_to_plain_runs(tmp_path, capsys):
 
 def test_fixed_batch_engine_pads_small_batches(tmp_path):
     cuda = FakeCuda()
-    backend = TensorRTBackend(write_engine(tmp_path, batch=(4, 4)), trt=fake_trt(cuda, batch=(4, 4)), cuda=cuda)
+    backend = load_trt(write_engine(tmp_path, batch=(4, 4)), trt=fake_trt(cuda, batch=(4, 4)), cuda=cuda)
     with Detector(backend) as det:
         results = det.predict(frames(5))
         assert len(results) == 5 and backend._context.shape[0] == 4
@@ -230,7 +237,7 @@ def test_version_mismatch_names_both_and_the_rebuild_command(tmp_path):
     cuda = FakeCuda(gpu=GpuInfo("NVIDIA H200", "9.0"))
     engine = write_engine(tmp_path / "exp")
     with pytest.raises(ArtifactError) as info:
-        TensorRTBackend(engine, trt=fake_trt(cuda, version="10.7.0.23"), cuda=cuda)
+        load_trt(engine, trt=fake_trt(cuda, version="10.7.0.23"), cuda=cuda)
     message = str(info.value)
     assert "\n" not in message
     for part in ("TensorRT 10.3.0", "Orin", "sm 8.7", "TensorRT 10.7.0.23", "NVIDIA H200", "sm 9.0"):
@@ -243,23 +250,24 @@ def test_version_compatible_engine_skips_the_version_check(tmp_path):
     cuda = FakeCuda()
     section = {"version": "10.3.0", "gpu": "Orin", "compute_capability": "8.7", "version_compatible": True}
     trt = fake_trt(cuda, version="11.4.0.106")
-    TensorRTBackend(write_engine(tmp_path, tensorrt=section), trt=trt, cuda=cuda).close()
+    load_trt(write_engine(tmp_path, tensorrt=section), trt=trt, cuda=cuda).close()
     assert trt.Runtime.created[-1].engine_host_code_allowed is True
     cuda = FakeCuda(gpu=GpuInfo("Orin", "8.6"))
     with pytest.raises(ArtifactError, match="sm 8.6"):
-        TensorRTBackend(write_engine(tmp_path, tensorrt=section), trt=fake_trt(cuda), cuda=cuda)
+        load_trt(write_engine(tmp_path, tensorrt=section), trt=fake_trt(cuda), cuda=cuda)
 
 
 def test_sidecar_and_engine_problems(tmp_path):
     cuda = FakeCuda()
     engine = write_engine(tmp_path, data=b"corrupt")
     with pytest.raises(ArtifactError, match="could not deserialise"):
-        TensorRTBackend(engine, trt=fake_trt(cuda), cuda=cuda)
+        load_trt(engine, trt=fake_trt(cuda), cuda=cuda)
+    contract = load_contract(engine)
     (tmp_path / "model.fp16.engine.json").unlink()
     with pytest.raises(ArtifactError, match="cannot read metadata"):
-        TensorRTBackend(engine, trt=fake_trt(cuda), cuda=cuda)
+        load_trt(engine, trt=fake_trt(cuda), cuda=cuda)
     with pytest.raises(ArtifactError, match="no such engine file"):
-        TensorRTBackend(tmp_path / "nope.engine", trt=fake_trt(cuda), cuda=cuda)
+        TensorRTBackend(tmp_path / "nope.engine", contract, BackendOptions(), trt=fake_trt(cuda), cuda=cuda)
 
 
 def _has_gpu() -> bool:

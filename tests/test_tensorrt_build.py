@@ -394,3 +394,22 @@ def test_cli_module_needs_neither_torch_nor_onnx():
     code = ("import sys; import mmad_edge.export.tensorrt; "
             "bad = {'torch', 'onnx'} & set(sys.modules); assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_builder_and_runtime_share_one_gpu_query(monkeypatch):
+    """The engine builder's and the TensorRT backend's GPU come from one query (the same name
+    parsing: NUL padding cut), and the runtime's failure names the backend's fallback."""
+    from mmad_edge.runtime import cuda_memory
+    from mmad_edge.runtime.errors import BackendUnavailableError
+
+    bindings = pytest.importorskip("cuda.bindings")
+    for cudart, ok in ((_fake_cudart(), True), (_fake_cudart(count=0), False)):
+        monkeypatch.setattr(bindings, "runtime", cudart, raising=False)
+        monkeypatch.setitem(sys.modules, "cuda.bindings.runtime", cudart)
+        if ok:
+            assert cuda_memory.gpu_info() == cuda_memory.GpuInfo(*trt_build.cuda_device_info()) \
+                == cuda_memory.GpuInfo("Orin", "8.7")
+        else:
+            with pytest.raises(BackendUnavailableError, match=r"needs an NVIDIA GPU with a driver: no CUDA GPU is "
+                               r"visible here \(cudaGetDeviceCount: 0 devices\); use the .onnx"):
+                cuda_memory.gpu_info()

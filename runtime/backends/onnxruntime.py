@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .errors import ArtifactError, BackendUnavailableError
-from .metadata import METADATA_FILE, METADATA_KEY, ArtifactInfo, parse_metadata, read_metadata_file, reconcile
+from ..contract import INPUT_NAME, OUTPUT_NAMES
+from ..errors import ArtifactError, BackendUnavailableError
+from ..metadata import ArtifactInfo
+from .base import Backend, BackendOptions, InputSpec
 
-INPUT_NAME = "image"
-OUTPUT_NAMES = ("anomaly_map", "score")
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 # Input pixels per ONNX Runtime CPU run. A bigger batch runs as consecutive sub-batches of this
 # size, so that more of each intermediate tensor stays in the CPU's caches. Measured on a 2-core
@@ -95,65 +95,91 @@ def resolve_micro_batch(requested: Optional[int], image_size: Tuple[int, int], o
     return requested or None
 
 
-def read_onnx_info(path: "str | os.PathLike[str]", session: Any = None) -> ArtifactInfo:
-    """The graph's embedded metadata, reconciled with a metadata.json beside it (``reconcile``).
-
-    Without ``session`` a session with graph optimisation off is opened just to read it, which is
-    cheap: the bench lists artifacts this way before it times them.
-    """
-    path = Path(path)
-    if session is None:
-        ort = _import_onnxruntime()
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        session = open_session(path, options)
-    text = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
-    sibling = path.parent / METADATA_FILE
-    beside = read_metadata_file(sibling) if sibling.is_file() else None
-    if text is None:
-        if beside is None:
-            raise ArtifactError(
-                f"{path}: no '{METADATA_KEY}' metadata and no {METADATA_FILE} beside it; export with mmad-edge export"
-            )
-        return beside
-    embedded = parse_metadata(text, f"{path} ({METADATA_KEY})")
-    return embedded if beside is None else reconcile(embedded, beside, str(path))
+def cpu_session(model: Any, emulate_qdq: bool = False) -> Any:
+    """A CPU session for an in-memory model (an onnx ModelProto) or a file: the reference that
+    export verification and INT8 calibration compare against. ``emulate_qdq`` runs Q/DQ as plain ops
+    (ORT's QDQ fusions off): the exact fake-quant result TensorRT approximates, and much faster
+    than ORT's handling of a TensorRT-style graph (whose conv outputs have no Q to fuse with)."""
+    ort = _import_onnxruntime()
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if emulate_qdq:
+        options.add_session_config_entry("session.disable_quant_qdq", "1")
+    source = model.SerializeToString() if hasattr(model, "SerializeToString") else os.fspath(model)
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
 
-class OnnxRuntimeBackend:
+def fixed_batch(session: Any) -> Optional[int]:
+    """The graph's fixed batch size, or None when the batch dim is dynamic."""
+    dim = session.get_inputs()[0].shape[0]
+    return dim if isinstance(dim, int) else None
+
+
+def padded_batches(frames: np.ndarray, batch: int, pad: bool) -> Iterator[Tuple[np.ndarray, int]]:
+    """Chunks of ``batch`` frames and how many of each are real; with ``pad`` the last chunk is
+    filled up to ``batch`` by repeating its final frame (what a fixed-batch graph needs)."""
+    for start in range(0, len(frames), batch):
+        chunk = frames[start:start + batch]
+        count = len(chunk)
+        if pad and count < batch:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - count, axis=0)])
+        yield chunk, count
+
+
+def run_batched(session: Any, inputs: np.ndarray, batch: int = 8) -> Tuple[np.ndarray, np.ndarray]:
+    """(maps, scores) for all ``inputs`` in chunks of ``batch``; a fixed-batch graph gets its
+    batch, the last chunk padded (padding results are dropped)."""
+    name = session.get_inputs()[0].name
+    fixed = fixed_batch(session)
+    maps, scores = [], []
+    for chunk, count in padded_batches(inputs, fixed or batch, pad=fixed is not None):
+        anomaly_map, score = session.run(list(OUTPUT_NAMES), {name: chunk})
+        maps.append(anomaly_map[:count])
+        scores.append(score[:count])
+    return np.concatenate(maps), np.concatenate(scores)
+
+
+class OnnxRuntimeBackend(Backend):
     """One InferenceSession; batch limits from the graph (fixed dim) or the metadata profile."""
 
     name = "onnxruntime"
 
-    def __init__(
-        self,
-        path: "str | os.PathLike[str]",
-        providers: Optional[Sequence[Any]] = None,
-        threads: Optional[int] = None,
-        micro_batch: Optional[int] = None,
-    ) -> None:
-        """``threads``: ONNX Runtime intra-op threads (default: its own choice, all cores).
-        ``micro_batch``: images per run of a larger batch; None picks ``cpu_micro_batch`` when
-        the session runs on the CPU only (whole batches on a GPU provider), 0 always runs the
-        whole batch. Graphs with a fixed batch always run whole."""
-        check_micro_batch(micro_batch)
+    def __init__(self, path: Path, contract: ArtifactInfo, options: BackendOptions) -> None:
+        """``options.threads``: ONNX Runtime intra-op threads (default: its own choice, all cores).
+        ``options.micro_batch``: images per run of a larger batch; None picks ``cpu_micro_batch``
+        when the session runs on the CPU only (whole batches on a GPU provider), 0 always runs
+        the whole batch. Graphs with a fixed batch always run whole."""
+        super().__init__(path, contract, options)
+        check_micro_batch(options.micro_batch)
         ort = _import_onnxruntime()
-        self.path = Path(path)
         if not self.path.is_file():
             raise ArtifactError(f"{self.path}: no such ONNX file; export one with mmad-edge export")
+        providers = options.providers
         if providers is None:
-            providers = default_providers(ort.get_available_providers(), self.path.parent / "ort_trt_cache")
-        options = ort.SessionOptions()
-        if threads is not None:
-            if threads < 1:
-                raise ValueError(f"threads must be at least 1, got {threads}")
-            options.intra_op_num_threads = int(threads)
-        self._session = open_session(self.path, options, providers)
+            cache = options.cache_dir or self.path.parent / "ort_trt_cache"
+            providers = default_providers(ort.get_available_providers(), cache)
+        session_options = ort.SessionOptions()
+        if options.threads is not None:
+            if options.threads < 1:
+                raise ValueError(f"threads must be at least 1, got {options.threads}")
+            session_options.intra_op_num_threads = int(options.threads)
+        self._session = open_session(self.path, session_options, providers)
         self.providers = self._session.get_providers()
-        self.info = read_onnx_info(self.path, self._session)
+        self._version = ort.__version__
         self._check_io()
         fixed = self.batch_min == self.batch_max
-        self.micro_batch = None if fixed else resolve_micro_batch(micro_batch, self.image_size, not runs_on_gpu(self.providers))
+        on_cpu = not runs_on_gpu(self.providers)
+        self.micro_batch = None if fixed else resolve_micro_batch(options.micro_batch, self.image_size, on_cpu)
+
+    @property
+    def input_spec(self) -> InputSpec:
+        """The graph's input: size from the contract, batch limits from the graph or the profile."""
+        return InputSpec(INPUT_NAME, self.image_size, self.batch_min, self.batch_max)
+
+    def describe(self) -> Dict[str, Any]:
+        """Backend, library version, execution provider in use and the artifact's precision."""
+        return {"backend": self.name, "library_version": self._version, "device": self.providers[0],
+                "precision": self.info.precision, "providers": list(self.providers), "micro_batch": self.micro_batch}
 
     def _check_io(self) -> None:
         inputs = self._session.get_inputs()
@@ -206,3 +232,6 @@ class OnnxRuntimeBackend:
     def close(self) -> None:
         """Drop the session (ONNX Runtime frees its arenas with it)."""
         self._session = None
+
+
+BACKEND = OnnxRuntimeBackend

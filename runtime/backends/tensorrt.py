@@ -14,13 +14,12 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
-from .cuda_memory import NO_GPU_HINT, CudaMemory, GpuInfo, gpu_info, open_cuda
-from .errors import ArtifactError, BackendUnavailableError
-from .log import report
-from .metadata import ArtifactInfo, read_metadata_file, sidecar_path
-
-INPUT_NAME = "image"
-OUTPUT_NAMES = ("anomaly_map", "score")
+from ..contract import INPUT_NAME, ONNX_SUFFIX, OUTPUT_NAMES, artifact_name, sidecar_path, tensorrt_version
+from ..cuda_memory import NO_GPU_HINT, CudaMemory, GpuInfo, gpu_info, open_cuda
+from ..errors import ArtifactError, BackendUnavailableError
+from ..log import report
+from ..metadata import ArtifactInfo, read_metadata_file
+from .base import Backend, BackendOptions, InputSpec
 
 
 def import_tensorrt() -> Any:
@@ -40,15 +39,7 @@ def import_tensorrt() -> Any:
 
 def rebuild_command(engine: Path, precision: str) -> str:
     """The CLI call that rebuilds ``engine`` on this device from its ONNX sibling."""
-    return f"mmad-edge build-engine {engine.parent / f'model.{precision}.onnx'}"
-
-
-def _release(text: str) -> Tuple[int, ...]:
-    parts = []
-    for piece in str(text).split(".")[:3]:
-        digits = "".join(ch for ch in piece if ch.isdigit())
-        parts.append(int(digits) if digits else 0)
-    return tuple(parts)
+    return f"mmad-edge build-engine {engine.parent / artifact_name(precision, ONNX_SUFFIX)}"
 
 
 def check_engine_compat(engine: Path, info: ArtifactInfo, trt_version: str, gpu: GpuInfo) -> None:
@@ -62,7 +53,7 @@ def check_engine_compat(engine: Path, info: ArtifactInfo, trt_version: str, gpu:
         )
     built_cc = str(section.get("compute_capability", gpu.compute_capability))
     built_gpu = section.get("gpu", "unknown GPU")
-    version_ok = bool(section.get("version_compatible")) or _release(built_version) == _release(trt_version)
+    version_ok = bool(section.get("version_compatible")) or tensorrt_version(built_version) == tensorrt_version(trt_version)
     if not version_ok or built_cc != gpu.compute_capability:
         raise ArtifactError(
             f"{engine.name} was built with TensorRT {built_version} for {built_gpu} (sm {built_cc}) but this "
@@ -85,27 +76,24 @@ def engine_problem(engine: "str | os.PathLike[str]") -> Optional[str]:
     return None
 
 
-class TensorRTBackend:
+class TensorRTBackend(Backend):
     """One engine, one execution context, one stream, buffers sized for the max batch."""
 
     name = "tensorrt"
 
     def __init__(
-        self,
-        path: "str | os.PathLike[str]",
-        use_cuda_graph: bool = True,
-        trt: Any = None,
+        self, path: Path, contract: ArtifactInfo, options: BackendOptions, *, trt: Any = None,
         cuda: Optional[CudaMemory] = None,
     ) -> None:
-        self.path = Path(path)
+        """``trt`` / ``cuda``: the TensorRT module and CUDA memory to use (default: the real ones)."""
+        super().__init__(path, contract, options)
         if not self.path.is_file():
             raise ArtifactError(f"{self.path}: no such engine file; build one with mmad-edge build-engine")
-        self.info = read_metadata_file(sidecar_path(self.path))
         self._trt = trt if trt is not None else import_tensorrt()
         self._cuda = cuda if cuda is not None else open_cuda()
         self._graphs: Dict[int, object] = {}
         self._warm: set = set()
-        self._use_graph = use_cuda_graph
+        self._use_graph = options.use_cuda_graph
         self._shape_batch = 0
         self._context: Any = None
         self._engine: Any = None
@@ -116,6 +104,18 @@ class TensorRTBackend:
         except BaseException:
             self.close()
             raise
+
+    @property
+    def input_spec(self) -> InputSpec:
+        """The engine's input: size and batch profile as built."""
+        return InputSpec(INPUT_NAME, self.image_size, self.batch_min, self.batch_max)
+
+    def describe(self) -> Dict[str, Any]:
+        """Backend, TensorRT version, GPU and the engine's precision."""
+        gpu = self._cuda.gpu if self._cuda is not None else None
+        return {"backend": self.name, "library_version": str(self._trt.__version__),
+                "device": gpu.name if gpu else None, "precision": self.info.precision,
+                "compute_capability": gpu.compute_capability if gpu else None, "cuda_graphs": self._use_graph}
 
     def _deserialize(self) -> Any:
         trt = self._trt
@@ -229,3 +229,6 @@ class TensorRTBackend:
         self._runtime = None
         self._cuda.close()
         self._cuda = None
+
+
+BACKEND = TensorRTBackend
