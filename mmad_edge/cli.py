@@ -16,6 +16,7 @@ import typer
 
 from mmad_edge.calib.sensitivity import AccuracyTarget  # pure Python: the INT8 target's defaults
 from mmad_edge.runtime.errors import BackendUnavailableError, SourceError
+from mmad_edge.runtime.options import RunOptions  # torch-free: the run options' defaults
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Train MiniMaxAD and deploy it to TensorRT / ONNX Runtime.")
 
@@ -324,15 +325,17 @@ def build_engine_cmd(
 def run(
     artifact: Path = typer.Argument(..., help="model.<precision>.onnx, model.<precision>.engine, or an export folder."),
     source: str = typer.Option(..., "--source", help="Camera index (0), rtsp://..., video file or image folder."),
-    show: bool = typer.Option(False, "--show/--no-show", help="Window with heat-map overlay and score (needs opencv-python, not -headless)."),
+    show: bool = typer.Option(RunOptions.show, "--show/--no-show",
+                              help="Window with heat-map overlay and score (needs opencv-python, not -headless)."),
     save: Optional[Path] = typer.Option(
         None, "--save", help="Folder that keeps the anomalous frames only: each as frame, overlay and map PNGs plus a "
                              "line in results.jsonl (maps at model size; at frame size with --map-size frame)."),
-    map_size: str = typer.Option("model", "--map-size", help="Anomaly maps at the model's size or each frame's: model or frame."),
-    jsonl: bool = typer.Option(False, "--jsonl/--no-jsonl", help="One strict-JSON object per frame on stdout."),
+    map_size: str = typer.Option(RunOptions.map_size, "--map-size",
+                                 help="Anomaly maps at the model's size or each frame's: model or frame."),
+    jsonl: bool = typer.Option(RunOptions.jsonl, "--jsonl/--no-jsonl", help="One strict-JSON object per frame on stdout."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Override the artifact's threshold (finite)."),
-    backend: str = typer.Option("auto", "--backend", help="auto, tensorrt or onnxruntime."),
-    batch_size: int = batch_size_option(1),
+    backend: str = typer.Option(RunOptions.backend, "--backend", help="auto, tensorrt or onnxruntime."),
+    batch_size: int = batch_size_option(RunOptions.batch),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Stop after N >= 1 frames (default: until the source ends)."),
     retry_seconds: Optional[float] = typer.Option(
         None, "--retry-seconds", help="How long to keep reopening a camera, stream or video that gives no frames "
@@ -344,9 +347,10 @@ def run(
     """Score every frame of a camera, stream, video or folder (no torch needed); one summary line at the end."""
     from mmad_edge.runtime.run import run_stream
 
-    summary = run_stream(str(artifact), source, show=show, save_dir=save, jsonl=jsonl, threshold=threshold,
-                         backend=backend, batch=batch_size, max_frames=max_frames, precision=precision,
-                         category=category, retry_s=retry_seconds, map_size=map_size)
+    options = RunOptions(show=show, save_dir=save, jsonl=jsonl, threshold=threshold, backend=backend, batch=batch_size,
+                         max_frames=max_frames, precision=precision, category=category, retry_s=retry_seconds,
+                         map_size=map_size)
+    summary = run_stream(str(artifact), source, options)
     write_json(json_path, summary)
     if summary.get("interrupted"):
         raise typer.Exit(130)
