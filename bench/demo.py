@@ -112,11 +112,13 @@ def _calibration_folder(opts: DemoOptions, data: Path) -> Path:
 
 
 def _export(opts: DemoOptions, checkpoint: Path, data: Path, calib: Path, target: str, out: Path, precisions) -> dict:
+    from mmad_edge.calib.options import Int8Options
+    from mmad_edge.export.options import ExportOptions
     from mmad_edge.export.pipeline import export_checkpoint
 
-    return export_checkpoint(checkpoint, out, precisions, batch="1:8:16", data=data, categories=list(opts.categories),
-                             calib_data=calib, progress=opts.progress, max_images=24,
-                             int8_options={"target": target, "count": opts.calib_count, "seed": 0})
+    return export_checkpoint(checkpoint, out, ExportOptions(
+        precisions=precisions, batch="1:8:16", data=data, categories=list(opts.categories), calib_data=calib,
+        progress=opts.progress, max_images=24, int8=Int8Options(target=target, count=opts.calib_count, seed=0)))
 
 
 def _test_images(opts: DemoOptions, data: Path) -> list[tuple[str, int, str]]:

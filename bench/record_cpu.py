@@ -17,10 +17,12 @@ from pathlib import Path
 
 
 from mmad_edge.bench.models import random_model
+from mmad_edge.calib.options import Int8Options
 from mmad_edge.bench.suite import bench_cli
 from mmad_edge.checkpoint import save_checkpoint
 from mmad_edge.config import ModelConfig
 from mmad_edge.data.demo import make_demo_dataset
+from mmad_edge.export.options import ExportOptions
 from mmad_edge.export.pipeline import export_checkpoint
 
 
@@ -37,9 +39,9 @@ def main() -> None:
         model = random_model(ModelConfig(variant="n", image_size=256))
         checkpoint = save_checkpoint(work / "checkpoint.pt", model)
         data = make_demo_dataset(work / "data", ("brick",), n_train=64, n_test_good=2, n_test_defect=2)
-        export_checkpoint(checkpoint, work / "export", ("fp32", "fp16", "int8"), batch="1:16:16",
-                          calib_data=data / "brick" / "train" / "good",
-                          int8_options={"target": "cpu", "count": 64, "sensitivity": False})
+        export_checkpoint(checkpoint, work / "export", ExportOptions(
+            precisions=("fp32", "fp16", "int8"), batch="1:16:16", calib_data=data / "brick" / "train" / "good",
+            int8=Int8Options(target="cpu", count=64, sensitivity=False)))
         bench_cli([work / "export"], batches="1,16", protocols="paper,e2e", warmup=args.warmup, iters=args.iters,
                   json_path=args.out / f"{args.name}.json", markdown_path=args.out / f"{args.name}.md",
                   plot_path=args.out / f"{args.name}.png", peers=not args.no_peers, checkpoint=checkpoint)

@@ -14,7 +14,9 @@ from typing import List, Optional
 
 import typer
 
-from mmad_edge.calib.sensitivity import AccuracyTarget  # pure Python: the INT8 target's defaults
+from mmad_edge.calib.options import Int8Options  # pure Python, like the next two: the options' defaults
+from mmad_edge.calib.sensitivity import AccuracyTarget
+from mmad_edge.export.options import ExportOptions
 from mmad_edge.runtime.errors import BackendUnavailableError, SourceError
 from mmad_edge.runtime.options import RunOptions  # torch-free: the run options' defaults
 
@@ -265,23 +267,27 @@ def eval_cmd(
 def export(
     checkpoint: Path = typer.Argument(..., help="RUN_DIR/checkpoint.pt"),
     out: Path = typer.Option(..., "--out", help="Export folder (written atomically)."),
-    precision: str = typer.Option("fp32,fp16", "--precision", help="Comma list of fp32, fp16, int8."),
+    precision: str = typer.Option(ExportOptions.precisions, "--precision", help="Comma list of fp32, fp16, int8."),
     calib_data: Optional[Path] = typer.Option(None, "--calib-data", help="Folder of normal images for INT8."),
     batch: str = profile_option(),
-    engine: bool = typer.Option(False, "--engine/--no-engine", help="Also build TensorRT engines (needs TensorRT + GPU)."),
+    engine: bool = typer.Option(ExportOptions.engine, "--engine/--no-engine",
+                                help="Also build TensorRT engines (needs TensorRT + GPU)."),
     data: Optional[Path] = data_option(required=False),
     layout: str = layout_option(),
     category: Optional[List[str]] = category_option("Test category of --data for the verification report; "
                                                     "repeat for several (default: all)."),
-    opset: int = typer.Option(20, "--opset", help="ONNX opset (20: native Gelu; TensorRT 10.3+ parses up to 20)."),
+    opset: int = typer.Option(ExportOptions.opset, "--opset",
+                              help="ONNX opset (20: native Gelu; TensorRT 10.3+ parses up to 20)."),
     image_size: Optional[int] = image_size_option(None, " (default: the checkpoint's)"),
     variant: Optional[str] = variant_option(None, " (default: the checkpoint's; given, the checkpoint must match)"),
-    input_format: str = typer.Option("uint8_bgr_nhwc", "--input-format", help="uint8_bgr_nhwc or float_rgb_nchw."),
+    input_format: str = typer.Option(ExportOptions.input_format, "--input-format",
+                                     help="uint8_bgr_nhwc or float_rgb_nchw."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the report here."),
-    target: str = typer.Option("tensorrt", "--target", help="INT8 form: tensorrt (symmetric Q/DQ) or cpu (ONNX Runtime VNNI)."),
-    calib_method: str = typer.Option("minmax", "--calib-method", help="minmax, entropy or percentile."),
-    calib_count: int = typer.Option(200, "--calib-count", help="Calibration images (random, seeded)."),
-    calib_seed: int = typer.Option(0, "--calib-seed", help="Seed of the calibration image draw."),
+    target: str = typer.Option(Int8Options.target, "--target",
+                               help="INT8 form: tensorrt (symmetric Q/DQ) or cpu (ONNX Runtime VNNI)."),
+    calib_method: str = typer.Option(Int8Options.method, "--calib-method", help="minmax, entropy or percentile."),
+    calib_count: int = typer.Option(Int8Options.count, "--calib-count", help="Calibration images (random, seeded)."),
+    calib_seed: int = typer.Option(Int8Options.seed, "--calib-seed", help="Seed of the calibration image draw."),
     int8_spearman: float = typer.Option(AccuracyTarget.spearman_min, "--int8-spearman",
                                         help="INT8 target: score rank correlation vs FP32."),
     int8_auroc_drop: float = typer.Option(AccuracyTarget.auroc_drop_max, "--int8-auroc-drop",
@@ -290,13 +296,33 @@ def export(
                                            help="INT8 target: max RMS score shift, in units of the FP32 scores' spread."),
 ) -> None:
     """Export a checkpoint to verified ONNX (FP32/FP16/INT8) and optionally TensorRT engines."""
-    from mmad_edge.export.pipeline import export_cli
+    from mmad_edge.export.pipeline import ExportFailed, VerificationFailed, export_checkpoint
+    from mmad_edge.fileio import write_json_atomic
 
-    raise typer.Exit(export_cli(checkpoint, out, precision, calib_data, batch, engine, data, layout, category or None,
-                                opset, image_size, input_format, json_path, variant,
-                                {"target": target, "method": calib_method, "count": calib_count, "seed": calib_seed,
-                                 "spearman_min": int8_spearman, "auroc_drop_max": int8_auroc_drop,
-                                 "score_error_max": int8_score_error}))
+    int8 = Int8Options(target=target, method=calib_method, count=calib_count, seed=calib_seed,
+                       accuracy=AccuracyTarget(int8_spearman, int8_auroc_drop, int8_score_error))
+    options = ExportOptions(precisions=precision, batch=batch, opset=opset, image_size=image_size, variant=variant,
+                            input_format=input_format, engine=engine, data=data, layout=layout,
+                            categories=category or None, calib_data=calib_data, int8=int8)
+    code = 0
+    try:
+        report = export_checkpoint(checkpoint, out, options)
+    except ExportFailed as exc:  # this run's report still goes to --json, never an older one
+        typer.echo(f"error: {exc}", err=True)
+        report = exc.report
+        code = 1 if isinstance(exc, VerificationFailed) else build_exit_code(exc.__cause__)
+    if json_path is not None:
+        write_json_atomic(json_path, report)
+    raise typer.Exit(code)
+
+
+def build_exit_code(exc: BaseException | None) -> int:
+    """The exit code of a failed engine build: 3 no TensorRT / GPU, 1 the build failed, 2 bad input."""
+    from mmad_edge.export.tensorrt import EngineBuildError, TensorRTUnavailable
+
+    if isinstance(exc, TensorRTUnavailable):
+        return 3
+    return 1 if isinstance(exc, EngineBuildError) else 2
 
 
 @app.command("build-engine")
