@@ -39,3 +39,18 @@ class ExportOptions:
     calib_data: str | os.PathLike[str] | None = None
     int8: Int8Options = field(default_factory=Int8Options)
     progress: bool = True
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How ``build_engine`` builds a TensorRT engine: the batch profile (N or MIN:OPT:MAX), the
+    builder's workspace (GiB) and optimisation level (0-5), a timing cache file read and updated,
+    a version-compatible plan (newer TensorRT / lean runtime), a Jetson DLA core (GPU fallback on)."""
+
+    batch: str | int | tuple[int, int, int] = "1"
+    workspace_gib: float = 4.0
+    timing_cache: str | os.PathLike[str] | None = None
+    optimization_level: int = 3
+    version_compatible: bool = False
+    dla_core: int | None = None
+    verbose: bool = False

@@ -33,7 +33,7 @@ from mmad_edge.export.metadata import (
     write_onnx_metadata,
 )
 from mmad_edge.export.onnx_export import ExportError, check_request_options, export_onnx
-from mmad_edge.export.options import ExportOptions
+from mmad_edge.export.options import EngineOptions, ExportOptions
 from mmad_edge.export import tensorrt as trt_build
 from mmad_edge.export.staging import place, staged
 from mmad_edge.export.trt_ops import Issue, check_tensorrt_compat, format_issues
@@ -300,7 +300,8 @@ def _build_engines(out_dir: Path, precisions: list[str], profile: tuple[int, int
         for precision in precisions:
             onnx_path = out_dir / onnx_filename(precision)
             say(f"building TensorRT engine for {onnx_path.name}")
-            engines[precision] = trt_build.build_engine(onnx_path, trt_build.default_engine_path(onnx_path), batch=profile)
+            engines[precision] = trt_build.build_engine(onnx_path, trt_build.default_engine_path(onnx_path),
+                                                        EngineOptions(batch=profile))
     except (trt_build.TensorRTUnavailable, trt_build.EngineBuildError, ValueError, OSError) as exc:
         engines["error"] = str(exc)
         raise ExportFailed(str(exc), report) from exc

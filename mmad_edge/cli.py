@@ -16,7 +16,7 @@ import typer
 
 from mmad_edge.calib.options import Int8Options  # pure Python, like the next two: the options' defaults
 from mmad_edge.calib.sensitivity import AccuracyTarget
-from mmad_edge.export.options import ExportOptions
+from mmad_edge.export.options import EngineOptions, ExportOptions
 from mmad_edge.runtime.errors import BackendUnavailableError, SourceError
 from mmad_edge.runtime.options import RunOptions  # torch-free: the run options' defaults
 
@@ -124,7 +124,7 @@ def epochs_option(default: Optional[int] = 10, note: str = "") -> int:
 
 
 def profile_option() -> str:
-    return typer.Option("1", "--batch", help="Batch profile of the graph or engine: N (fixed) or MIN:OPT:MAX (dynamic).")
+    return typer.Option(ExportOptions.batch, "--batch", help="Batch profile of the graph or engine: N (fixed) or MIN:OPT:MAX (dynamic).")
 
 
 DEMO_PRESET = " (default: the demo's preset, {})"
@@ -330,20 +330,31 @@ def build_exit_code(exc: BaseException | None) -> int:
 def build_engine_cmd(
     onnx_path: Path = typer.Argument(..., help="DIR/model.<precision>.onnx"),
     batch: str = profile_option(),
-    version_compatible: bool = typer.Option(False, "--version-compatible/--no-version-compatible",
+    version_compatible: bool = typer.Option(EngineOptions.version_compatible, "--version-compatible/--no-version-compatible",
                                             help="Plan runnable by newer TensorRT / the lean runtime."),
     dla_core: Optional[int] = typer.Option(None, "--dla-core", help="Jetson DLA core (GPU fallback on)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Engine path (default DIR/model.<precision>.engine)."),
-    workspace_gib: float = typer.Option(4.0, "--workspace-gib", help="Builder workspace limit (GiB)."),
-    timing_cache: Optional[Path] = typer.Option(None, "--timing-cache", help="Timing cache file, read and updated."),
-    optimization_level: int = typer.Option(3, "--optimization-level", help="Builder optimisation level, 0-5."),
+    workspace_gib: float = typer.Option(EngineOptions.workspace_gib, "--workspace-gib", help="Builder workspace limit (GiB)."),
+    timing_cache: Optional[Path] = typer.Option(None, "--timing-cache", help="Timing cache file, read and updated "
+                                                "(default DIR/tensorrt.timing.cache)."),
+    optimization_level: int = typer.Option(EngineOptions.optimization_level, "--optimization-level",
+                                           help="Builder optimisation level, 0-5."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the engine, its size and its sidecar as JSON."),
 ) -> None:
     """Build a TensorRT engine from an exported ONNX (needs only TensorRT; run it on the target)."""
-    from mmad_edge.export.tensorrt import build_engine_cli
+    from mmad_edge.export import tensorrt as trt_build
+    from mmad_edge.fileio import write_json_atomic
 
-    raise typer.Exit(build_engine_cli(onnx_path, batch, version_compatible, dla_core, workspace_gib, out, timing_cache,
-                                      optimization_level, json_path))
+    options = EngineOptions(batch=batch, workspace_gib=workspace_gib, optimization_level=optimization_level,
+                            timing_cache=timing_cache or onnx_path.parent / trt_build.TIMING_CACHE_NAME,
+                            version_compatible=version_compatible, dla_core=dla_core)
+    try:
+        info = trt_build.build_engine(onnx_path, out or trt_build.default_engine_path(onnx_path), options)
+    except (trt_build.TensorRTUnavailable, trt_build.EngineBuildError) as exc:
+        fail(str(exc), build_exit_code(exc))
+    typer.echo(trt_build.build_summary(info))
+    if json_path is not None:
+        write_json_atomic(json_path, {**info, "metadata": json.loads(Path(info["sidecar"]).read_text())})
 
 
 @app.command()
