@@ -164,11 +164,14 @@ def _runtime_pass(opts: DemoOptions, artifact: Path, images, overlays: Path | No
 
 
 def _bench(opts: DemoOptions, export_dirs: list[Path], checkpoint: Path) -> dict[str, Any]:
-    from mmad_edge.bench.report import write_json, write_markdown, write_plot
+    from mmad_edge.bench.options import BenchOptions
+    from mmad_edge.bench.report import write_markdown, write_plot
     from mmad_edge.bench.suite import run_bench
+    from mmad_edge.fileio import write_json
 
-    report = run_bench([str(d) for d in export_dirs], batches="1,16", protocols="e2e", warmup=3,
-                       iters=opts.bench_iters, peers=False, checkpoint=checkpoint, progress=opts.progress)
+    report = run_bench([str(d) for d in export_dirs], BenchOptions(
+        batches="1,16", protocols="e2e", warmup=3, iters=opts.bench_iters, peers=False, checkpoint=checkpoint,
+        progress=opts.progress))
     write_json(opts.out / "bench.json", report)
     write_markdown(opts.out / "bench.md", report)
     write_plot(opts.out / "bench.png", report)

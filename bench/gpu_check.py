@@ -251,7 +251,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
     from .machine import machine_info
-    from .report import add_roofline, build_report, write_json, write_markdown, write_plot
+    from mmad_edge.fileio import write_json
+
+    from .report import add_roofline, build_report, write_markdown, write_plot
     from .runner import run_case, run_cases
 
     if not args.dry_run and not torch.cuda.is_available():

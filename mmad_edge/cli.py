@@ -14,6 +14,8 @@ from typing import List, Optional
 
 import typer
 
+from mmad_edge import fileio
+from mmad_edge.bench.options import BenchOptions
 from mmad_edge.calib.options import Int8Options  # pure Python, like the next two: the options' defaults
 from mmad_edge.calib.sensitivity import AccuracyTarget
 from mmad_edge.export.options import EngineOptions, ExportOptions
@@ -29,11 +31,9 @@ def fail(message: str, code: int = 2) -> None:
 
 
 def write_json(path: Optional[Path], obj: dict) -> None:
-    if path is None:
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    typer.echo(f"wrote {path}", err=True)
+    """``--json PATH``: write ``obj`` there (nothing without a path) and say so on stderr."""
+    if path is not None:
+        typer.echo(f"wrote {fileio.write_json(path, obj)}", err=True)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -400,30 +400,38 @@ def bench(
     artifacts: Optional[List[Path]] = typer.Argument(
         None, help="Export folders or .onnx/.engine files (without torch / onnx installed the torch rows and the floor "
                    "are listed as skipped); none: the built-in default (needs the export extra)."),
-    backend: str = typer.Option("auto", "--backend", help="auto, tensorrt, onnxruntime or torch."),
-    batch_size: str = typer.Option("1,16", "--batch-size", help="Images per forward pass; a comma list times each."),
-    protocol: str = typer.Option("paper,e2e", "--protocol", help="Comma list of paper and/or e2e."),
-    warmup: int = typer.Option(10, "--warmup", help="Untimed calls per row (cut to the case budget)."),
-    iters: int = typer.Option(50, "--iters", help="Timed calls per row (cut to the case budget)."),
+    backend: str = typer.Option(BenchOptions.backend, "--backend", help="auto, tensorrt, onnxruntime or torch."),
+    batch_size: str = typer.Option(BenchOptions.batches, "--batch-size",
+                                   help="Images per forward pass; a comma list times each."),
+    protocol: str = typer.Option(BenchOptions.protocols, "--protocol", help="Comma list of paper and/or e2e."),
+    warmup: int = typer.Option(BenchOptions.warmup, "--warmup", help="Untimed calls per row (cut to the case budget)."),
+    iters: int = typer.Option(BenchOptions.iters, "--iters", help="Timed calls per row (cut to the case budget)."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the report as JSON."),
     markdown_path: Optional[Path] = typer.Option(None, "--markdown", help="Write the table and claims as Markdown."),
     plot_path: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG plot (log axes, floor drawn; needs matplotlib)."),
-    peers: bool = typer.Option(True, "--peers/--no-peers", help="Time EfficientAD, RD4AD and PatchCore too."),
+    peers: bool = typer.Option(BenchOptions.peers, "--peers/--no-peers", help="Time EfficientAD, RD4AD and PatchCore too."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Weights for the PyTorch rows."),
     image_size: Optional[int] = image_size_option(None, " (default: the checkpoint's, else 256; artifacts fix it)"),
-    case_budget: float = typer.Option(6.0, "--case-budget", help="Seconds of timing per row before iterations are cut."),
+    case_budget: float = typer.Option(BenchOptions.case_budget_s, "--case-budget",
+                                      help="Seconds of timing per row before iterations are cut."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Where the default export is kept."),
-    quiet: bool = typer.Option(False, "--quiet/--no-quiet", help="No progress lines on stderr."),
+    quiet: bool = typer.Option(not BenchOptions.progress, "--quiet/--no-quiet", help="No progress lines on stderr."),
     micro_batch: Optional[int] = typer.Option(
         None, "--micro-batch", help="Images per ONNX Runtime CPU run of a batch (default: the runtime's "
                                     "cache-sized choice; 0: one run per batch)."),
 ) -> None:
     """Latency and throughput side by side (PyTorch, ONNX Runtime, TensorRT, peers) with the hardware floor."""
-    from mmad_edge.bench.suite import bench_cli
+    from mmad_edge.bench.console import summary_text, write_outputs
+    from mmad_edge.bench.suite import run_bench
 
-    raise typer.Exit(bench_cli(artifacts or [], backend, batch_size, protocol, warmup, iters, json_path, markdown_path,
-                               plot_path, peers, checkpoint, cache_dir, image_size, not quiet, case_budget,
-                               micro_batch))
+    options = BenchOptions(backend=backend, batches=batch_size, protocols=protocol, warmup=warmup, iters=iters,
+                           peers=peers, checkpoint=checkpoint, cache_dir=cache_dir, image_size=image_size,
+                           progress=not quiet, case_budget_s=case_budget, micro_batch=micro_batch)
+    report = run_bench(artifacts or [], options)
+    typer.echo(summary_text(report))
+    for path in write_outputs(report, json_path, markdown_path, plot_path):
+        typer.echo(f"wrote {path}", err=True)
+    raise typer.Exit(0 if report["results"] else 1)
 
 
 @app.command()

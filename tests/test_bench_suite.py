@@ -12,17 +12,20 @@ from typing import Any
 
 import pytest
 import torch
+from typer.testing import CliRunner
 
 from mmad_edge.bench import default_export, planning, suite
 from mmad_edge.bench import floor as floor_module
 from mmad_edge.bench.artifacts import FLOAT_NCHW_NAME, Artifact, find_artifacts
 from mmad_edge.bench.claims import format_claims, speed_claim
 from mmad_edge.bench.floor import Peak
+from mmad_edge.bench.options import BenchOptions
 from mmad_edge.bench.peers import PEERS
 from mmad_edge.bench.report import BASELINE, FLOOR_KEYS, REPARAM, RESULT_KEYS, markdown
 from mmad_edge.bench.runner import BenchCase, run_case
 from mmad_edge.bench.torch_rows import torch_model
 from mmad_edge.checkpoint import save_checkpoint
+from mmad_edge.cli import app
 from mmad_edge.config import ModelConfig
 from mmad_edge.export.metadata import metadata_for_onnx
 from mmad_edge.model.minimaxad import build_model
@@ -61,14 +64,13 @@ def test_default_artifacts_exported_once_then_reused(cache_root: Path, monkeypat
     assert "0.1" in default_export.cache_key(TINY) and "a-64px" in default_export.cache_key(TINY)
 
 
-def test_bench_cli_json_contract(tiny_default: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_bench_cli_json_contract(tiny_default: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     fp32 = tiny_default / default_export.cache_key(TINY) / "model.fp32.onnx"
-    code = suite.bench_cli(
-        [fp32], batches="1", warmup=1, iters=2, peers=False,
-        json_path=out / "bench.json", markdown_path=out / "bench.md", progress=True,
-    )
-    assert code == 0
+    result = CliRunner().invoke(app, ["bench", str(fp32), "--batch-size", "1", "--warmup", "1", "--iters", "2",
+                                      "--no-peers", "--json", str(out / "bench.json"), "--markdown",
+                                      str(out / "bench.md")])
+    assert result.exit_code == 0, result.output
     report = json.loads((out / "bench.json").read_text())
     assert {"results", "floor", "machine", "speed_claim"} <= set(report)
     rows = report["results"]
@@ -98,9 +100,9 @@ def test_bench_cli_json_contract(tiny_default: Path, tmp_path: Path, capsys: pyt
     assert claim["int8_faster_than_fp32"]["passed"] is None
     assert "random" in report["settings"]["weights"]["torch"]
     assert report["settings"]["artifacts"] == [str(fp32)] and report["settings"]["default_artifacts"] is None
-    printed = capsys.readouterr()
-    assert BASELINE in printed.out and "% roofline" in printed.out and "1.00x" in printed.out
-    assert printed.err.count("] ") >= len(rows)  # one progress line per case
+    assert BASELINE in result.stdout and "% roofline" in result.stdout and "1.00x" in result.stdout
+    assert result.stderr.count("] ") >= len(rows)  # one progress line per case
+    assert f"wrote {out / 'bench.json'}" in result.stderr
     assert "Speed claims" in (out / "bench.md").read_text()
 
 
@@ -139,9 +141,10 @@ def test_engine_without_tensorrt_is_a_skip_row(cache_root: Path, tmp_path: Path)
 
 def test_nothing_to_run_is_an_error(tiny_default: Path) -> None:
     with pytest.raises(suite.BenchError, match="nothing to run for --backend tensorrt"):
-        suite.run_bench([], backend="tensorrt", cache_dir=tiny_default, image_size=64, progress=False)
+        suite.run_bench([], BenchOptions(backend="tensorrt", cache_dir=tiny_default, image_size=64, progress=False))
     with pytest.raises(suite.BenchError, match="paper protocol only"):
-        suite.run_bench([], backend="torch", protocols="e2e", cache_dir=tiny_default, image_size=64, progress=False)
+        suite.run_bench([], BenchOptions(backend="torch", protocols="e2e", cache_dir=tiny_default, image_size=64,
+                                         progress=False))
 
 
 @pytest.mark.parametrize(
@@ -157,7 +160,7 @@ def test_nothing_to_run_is_an_error(tiny_default: Path) -> None:
 )
 def test_bad_input_one_line_errors(kwargs: dict, message: str) -> None:
     with pytest.raises(suite.BenchError, match=message):
-        suite.run_bench(**{"progress": False, **kwargs})
+        suite.run_bench(kwargs.pop("artifacts", ()), BenchOptions(**{"progress": False, **kwargs}))
 
 
 def test_folder_without_models_and_wrong_size(cache_root: Path, tmp_path: Path) -> None:
@@ -204,7 +207,7 @@ def test_micro_batch_reaches_both_protocols(cache_root: Path) -> None:
     auto = planning.plan_cases(TINY, TORCH_ROWS, artifacts, "onnxruntime", [16], ("paper",), threads=1)
     assert run_case(auto.cases[0], 0, 1)["micro_batch"] == 16  # 64x64: the automatic choice (64) exceeds 16
     with pytest.raises(suite.BenchError, match="--micro-batch: micro_batch must be None"):
-        suite.run_bench(micro_batch=-2, progress=False)
+        suite.run_bench((), BenchOptions(micro_batch=-2, progress=False))
 
 
 def _row(name: str, backend: str, precision: str, protocol: str, batch: int, p50: float, ips: float,
