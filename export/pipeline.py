@@ -180,12 +180,9 @@ def _export_staged(
                                  dict(report, files={}))  # no file was written
     metadata = _base_metadata(model.config, options.opset, profile, ckpt.get("statistics"), checkpoint,
                               options.input_format, ckpt.get("encoder_weights"))
-    for precision in chosen:
-        _embed_metadata(graphs[precision], dict(metadata, precision=precision), options.input_format)
-        onnx.save(graphs[precision], str(staging / onnx_filename(precision)))
     if "fp32" not in chosen:
         exported.path.unlink()
-    write_json_atomic(staging / METADATA_FILENAME, dict(metadata, precision=chosen[0]))
+    save_graphs(staging, {p: graphs[p] for p in chosen}, metadata, options.input_format)
     write_json_atomic(staging / REPORT_FILENAME, report)
     return report, table, int8_info
 
@@ -227,6 +224,16 @@ def _base_metadata(
                              "height": size, "width": size,
                              "normalization": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}}
     return metadata
+
+
+def save_graphs(folder: Path, graphs: dict[str, onnx.ModelProto], metadata: dict[str, Any],
+                input_format: str = "uint8_bgr_nhwc") -> None:
+    """Write each graph as model.<precision>.onnx carrying its metadata, and metadata.json (the
+    first graph's precision): the one way an export folder's graphs and metadata are written."""
+    for precision, graph in graphs.items():
+        _embed_metadata(graph, dict(metadata, precision=precision), input_format)
+        onnx.save(graph, str(folder / onnx_filename(precision)))
+    write_json_atomic(folder / METADATA_FILENAME, dict(metadata, precision=next(iter(graphs))))
 
 
 def _embed_metadata(model: onnx.ModelProto, metadata: dict[str, Any], input_format: str) -> None:

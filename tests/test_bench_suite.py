@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import onnx
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -27,7 +28,7 @@ from mmad_edge.bench.torch_rows import torch_model
 from mmad_edge.checkpoint import save_checkpoint
 from mmad_edge.cli import app
 from mmad_edge.config import ModelConfig
-from mmad_edge.export.metadata import metadata_for_onnx
+from mmad_edge.export.metadata import METADATA_KEY, metadata_for_onnx
 from mmad_edge.model.minimaxad import build_model
 
 TINY = ModelConfig(variant="a", image_size=64)
@@ -55,6 +56,8 @@ def test_default_artifacts_exported_once_then_reused(cache_root: Path, monkeypat
     assert sorted(p.name for p in folder.iterdir()) == sorted(default_export.DEFAULT_FILES)
     assert metadata_for_onnx(folder / "model.fp16.onnx")["precision"] == "fp16"
     assert metadata_for_onnx(folder / "model.fp32.onnx")["model"]["variant"] == "a"
+    for name in ("model.fp32.onnx", "model.fp16.onnx"):  # written as an export is: our metadata only
+        assert [p.key for p in onnx.load(str(folder / name), load_external_data=False).metadata_props] == [METADATA_KEY]
 
     def no_export(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("re-exported although the cache holds the artifacts")
