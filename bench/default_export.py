@@ -16,10 +16,10 @@ from mmad_edge.export.onnx_export import export_onnx
 from mmad_edge.export.options import DEFAULT_OPSET
 from mmad_edge.export.pipeline import onnx_filename, save_graphs
 from mmad_edge.export.staging import place, staged
+from mmad_edge.runtime.log import say
 
 from .artifacts import FLOAT_NCHW_NAME
 from .models import random_model
-from .runner import say
 
 DEFAULT_BATCH_RANGE = (1, 16, 64)  # dynamic batch of the default ONNX graphs (min, opt, max)
 DEFAULT_FILES = (onnx_filename("fp32"), onnx_filename("fp16"), FLOAT_NCHW_NAME, METADATA_FILENAME)
@@ -44,8 +44,8 @@ def default_artifacts(config: ModelConfig, cache_root: Path, progress: bool = Tr
     folder = cache_root / cache_key(config)
     if all((folder / name).is_file() for name in DEFAULT_FILES):
         return folder
-    say(progress, f"exporting the default model (variant {config.variant}, {config.image_size}x{config.image_size}, "
-                f"random weights) into {folder}")
+    say(f"exporting the default model (variant {config.variant}, {config.image_size}x{config.image_size}, "
+        f"random weights) into {folder}", progress)
     with staged(folder) as staging:  # an interrupted export leaves an incomplete set, never taken as done
         model = random_model(config)
         fp32 = export_onnx(model, staging / onnx_filename("fp32"), DEFAULT_BATCH_RANGE).graph

@@ -14,7 +14,6 @@ detector from host uint8 frames to host results.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from itertools import cycle, islice
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from mmad_edge.runtime.log import say
 from mmad_edge.runtime.ort_backend import check_micro_batch, resolve_micro_batch, runs_on_gpu
 
 from .timing import measure
@@ -83,12 +83,6 @@ def run_case(case: BenchCase, warmup: int, iters: int) -> dict[str, Any]:
     return row
 
 
-def say(progress: bool, text: str) -> None:
-    """A progress line on stderr (stdout holds the results), only when ``progress``."""
-    if progress:
-        print(text, file=sys.stderr, flush=True)
-
-
 def format_row(row: Mapping[str, Any]) -> str:
     """One-line summary of a row for progress output."""
     return f"p50 {row['p50_ms']:.3f} ms, p99 {row['p99_ms']:.3f} ms, {row['images_per_s']:.1f} images/s"
@@ -119,12 +113,11 @@ def run_cases(
             if not skip_failures:
                 raise
             note = on_failure(case, exc) if on_failure is not None else f"FAILED ({type(exc).__name__}: {exc})"
-            print(f"{prefix}: {note}", file=sys.stderr, flush=True)  # even when quiet: a lost row is news
+            say(f"{prefix}: {note}")  # even when quiet: a lost row is news
             continue
         rows.append(row)
-        if progress:
-            calls = f" ({row['iters']} timed calls)" if "iters" in row else ""
-            print(f"{prefix}: {format_row(row)}{calls}", file=sys.stderr, flush=True)
+        calls = f" ({row['iters']} timed calls)" if "iters" in row else ""
+        say(f"{prefix}: {format_row(row)}{calls}", progress)
     return rows
 
 

@@ -36,6 +36,7 @@ from types import ModuleType
 from typing import Any, ContextManager, Sequence
 
 from mmad_edge.config import ModelConfig
+from mmad_edge.runtime.log import say
 from mmad_edge.runtime.ort_backend import check_micro_batch
 
 from .artifacts import Artifact, BenchError, find_artifacts, fp32_graph
@@ -45,7 +46,7 @@ from .optional import Missing, optional_import
 from .planning import CPU_PROVIDERS, Plan, TorchRows, plan_cases
 from .options import BenchOptions
 from .report import PROTOCOLS, add_roofline, build_report
-from .runner import BenchCase, parse_batches, run_case, run_cases, say
+from .runner import BenchCase, parse_batches, run_case, run_cases
 
 BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
 DEFAULT_VARIANT = "n"
@@ -239,7 +240,7 @@ def run_bench(
     with torch_threads:
         peak = floor.measure_peak("cpu") if floor is not None else None
         if peak is not None:
-            say(options.progress, f"peak: {peak.gflops:.0f} GFLOP/s, {peak.gb_per_s:.1f} GB/s ({peak.source})")
+            say(f"peak: {peak.gflops:.0f} GFLOP/s, {peak.gb_per_s:.1f} GB/s ({peak.source})", options.progress)
         rows = run_plan(plan, options.warmup, options.iters, options.case_budget_s, options.progress)
         section, floors = measure_floors(floor, found, peak, rows, plan) if floor is not None else (None, {})
     rows = attach_floor(rows, floors)

@@ -10,6 +10,7 @@ the verified ONNX and gets the command to build the engine on the target.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -46,6 +47,7 @@ from mmad_edge.export.verify import (
 )
 from mmad_edge.fileio import write_json_atomic
 from mmad_edge.model.minimaxad import MiniMaxAD
+from mmad_edge.runtime.log import say as progress_line
 from mmad_edge.runtime.metadata import describe_encoder_weights as describe_encoder
 
 REPORT_FILENAME = "report.json"
@@ -110,11 +112,11 @@ def export_checkpoint(
     """
     chosen, profile = _checked_request(options)
     out_dir = Path(out_dir)
-    say = _printer(options.progress)
+    say = functools.partial(progress_line, enabled=options.progress)
     with staged(out_dir) as staging:  # fails here, before any long work, when --out is not writable
         report, table, int8_info = _export_staged(checkpoint, out_dir, staging, chosen, profile, options, say)
         place(staging, out_dir)
-    say(table)
+    print(table, flush=True)  # the verification results: stdout
     _warn(report, int8_info)
     say(f"wrote {', '.join(onnx_filename(p) for p in chosen)}, {METADATA_FILENAME}, {REPORT_FILENAME} to {out_dir}")
     if options.engine:
@@ -196,13 +198,6 @@ def _warn(report: dict[str, Any], int8_info: dict[str, Any] | None) -> None:
     if int8_info is not None and not int8_info.get("passed", True):
         print(f"warning: INT8 missed its accuracy target ({int8_info['search'].get('message', '')}); "
               "see the int8 section of report.json, or deploy fp16", file=sys.stderr)
-
-
-def _printer(progress: bool):
-    def say(text: str) -> None:
-        if progress:
-            print(text, flush=True)
-    return say
 
 
 def _verification_frames(options: ExportOptions, size: int) -> tuple[np.ndarray, np.ndarray | None, str]:

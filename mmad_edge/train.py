@@ -7,7 +7,6 @@ started with) so a resumed run ends with the same weights, multi-GPU through tor
 from __future__ import annotations
 
 import os
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from mmad_edge.inference import predict
 from mmad_edge.losses import adc_loss, global_cosine_loss
 from mmad_edge.model.minimaxad import MiniMaxAD, build_model
 from mmad_edge.progress import progress_bar
+from mmad_edge.runtime.log import say
 from mmad_edge.stats import statistics_by_category
 from mmad_edge.texture_encoder import fit_texture_encoder
 from mmad_edge.threads import pinned_threads
@@ -111,8 +111,7 @@ def setup_distributed(device: str) -> tuple[DistInfo, str]:
 
 
 def _log(message: str, info: DistInfo) -> None:
-    if info.main:
-        print(message, file=sys.stderr, flush=True)
+    say(message, info.main)  # rank 0 speaks for the run
 
 
 def _validate(opts: TrainOptions) -> None:
