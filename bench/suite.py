@@ -7,7 +7,9 @@ Rows (each named, all in one run, each tagged with its protocol):
 - ``torch-reparam``: the same network reparameterised, eager FP32.
 - ``onnx-<precision>`` / ``trt-<precision>``: each deployed artifact on ONNX Runtime (CPU) or
   TensorRT (engines; skipped with the reason where TensorRT or the GPU is missing).
-- the peers (``bench.peers.PEERS``), random weights.
+- the peers (``bench.peers.PEERS``), random weights: eager PyTorch, and ``onnx-<peer>``: exported
+  to ONNX (``bench.peer_export``) and run on ONNX Runtime like ours, so the claims compare like
+  with like (PatchCore's bank search stays outside its graph; its row's note says so).
 
 Protocols: ``paper`` times the network alone, input already prepared where it runs, forward
 only (torch rows, peers, and ONNX graphs -- for the FP32 default the float NCHW variant);
@@ -43,6 +45,7 @@ from .artifacts import Artifact, BenchError, find_artifacts, fp32_graph
 from .claims import speed_claim
 from .machine import machine_info
 from .optional import Missing, optional_import
+from .peers import PEERS
 from .planning import CPU_PROVIDERS, Plan, TorchRows, plan_cases
 from .options import BenchOptions
 from .report import PROTOCOLS, add_roofline, build_report
@@ -100,12 +103,28 @@ def default_folder(config: ModelConfig, cache_dir: str | os.PathLike[str] | None
     return default.default_artifacts(ModelConfig(variant=config.variant, image_size=config.image_size), root, progress)
 
 
-def torch_side(config: ModelConfig, checkpoint: Path | None, peers: bool, threads: int) -> tuple[TorchRows, ContextManager]:
-    """The torch rows to plan (or why they cannot run here) and the context that sets torch's threads."""
+def torch_side(
+    config: ModelConfig, options: BenchOptions, checkpoint: Path | None, protocols: Sequence[str], threads: int,
+) -> tuple[TorchRows, ContextManager]:
+    """The torch rows to plan (or why they cannot run here), the peers' ONNX graphs when ONNX
+    Runtime paper rows are asked for, and the context that sets torch's threads."""
     rows = optional_import(TORCH_ROWS)
     if isinstance(rows, Missing):
-        return TorchRows(None, rows.reason, peers), nullcontext()
-    return TorchRows(rows.torch_model(config, checkpoint), peers=peers), rows.torch_threads(threads)
+        return TorchRows(None, rows.reason, options.peers), nullcontext()
+    graphs: dict[str, Path | str] = {}
+    if options.peers and options.backend in ("auto", "onnxruntime") and "paper" in protocols:
+        graphs = peer_graphs(config.image_size, options.cache_dir, options.progress)
+    model = rows.torch_model(config, checkpoint)
+    return TorchRows(model, peers=options.peers, peer_graphs=graphs), rows.torch_threads(threads)
+
+
+def peer_graphs(image_size: int, cache_dir: str | os.PathLike[str] | None, progress: bool) -> dict[str, Path | str]:
+    """Every peer's ONNX graph in the bench cache (exported on first use), or why it has none."""
+    export = optional_import("mmad_edge.bench.peer_export")
+    if isinstance(export, Missing):
+        return {peer: f"exporting the peer {export.reason}" for peer in PEERS}
+    root = Path(cache_dir) if cache_dir is not None else export.default_cache_root()
+    return export.peer_graphs(PEERS, image_size, root, progress)
 
 
 def _timed_call(case: BenchCase) -> float:
@@ -231,7 +250,7 @@ def run_bench(
     default = None if found else default_folder(config, options.cache_dir, options.progress)
     found = found or find_artifacts([default])
     threads = os.cpu_count() or 1
-    torch_rows, torch_threads = torch_side(config, checkpoint, options.peers, threads)
+    torch_rows, torch_threads = torch_side(config, options, checkpoint, protocol_list, threads)
     plan = plan_cases(config, torch_rows, found, options.backend, batch_list, protocol_list, threads,
                       options.micro_batch)
     if not plan.cases:

@@ -244,6 +244,41 @@ def test_speed_claims_from_given_numbers() -> None:
     assert paper["this_device"] == "CPU Test CPU (2 cores)" and paper["this_model"] == "variant a, 64x64"
 
 
+def test_peers_are_compared_exported_against_exported() -> None:
+    rows = [
+        _row(REPARAM, "torch", "fp32", "paper", 1, 10.0, 100.0),  # eager: never compared with the peers' exports
+        _row("onnx-fp32", "onnxruntime", "fp32", "paper", 1, 5.0, 200.0),
+        _row("onnx-fp16", "onnxruntime", "fp16", "paper", 1, 2.0, 500.0),  # FP32 only, as the peers' graphs
+        _row("onnx-efficientad-s", "onnxruntime", "fp32", "paper", 1, 2.5, 400.0, family="peer"),
+        _row("onnx-rd4ad-wrn50", "onnxruntime", "fp32", "paper", 1, 20.0, 50.0, family="peer"),
+        _row("efficientad-s", "torch", "fp32", "paper", 1, 50.0, 20.0, family="peer"),
+        _row("onnx-patchcore-wrn50", "onnxruntime", "fp32", "paper", 16, 1.0, 16.0, family="peer"),  # no batch-16 ours
+    ]
+    claim = speed_claim(rows, None, MACHINE, TINY)["onnx_faster_than_peers_onnx"]
+    assert claim["passed"] is False and claim["lowest_speedup"] == pytest.approx(0.5)
+    assert [(c["peer"], c["row"], c["speedup"]) for c in claim["comparisons"]] == [
+        ("onnx-efficientad-s", "onnx-fp32", pytest.approx(0.5)), ("onnx-rd4ad-wrn50", "onnx-fp32", pytest.approx(4.0))]
+    assert "FAIL: MiniMaxAD's exported FP32 graph" in format_claims(speed_claim(rows, None, MACHINE, TINY))
+
+
+def test_peer_graphs_are_planned_beside_ours_on_onnxruntime(cache_root: Path) -> None:
+    artifacts = find_artifacts([cache_root / default_export.cache_key(TINY) / "model.fp32.onnx"])
+    graphs = {"efficientad-s": Path("peer.efficientad-s.onnx"), "patchcore-wrn50": Path("peer.patchcore-wrn50.onnx"),
+              "rd4ad-wrn50": "ONNX export failed: test"}
+    rows = planning.TorchRows(lambda: build_model(TINY), peers=False, peer_graphs=graphs)
+    plan = planning.plan_cases(TINY, rows, artifacts, "onnxruntime", [1], ("paper",), threads=1)
+    peers = [(c.name, c.backend, c.protocol, c.extra["family"], c.extra["graph"]) for c in plan.cases
+             if c.extra["family"] == "peer"]
+    assert peers == [("onnx-efficientad-s", "onnxruntime", "paper", "peer", "peer.efficientad-s.onnx"),
+                     ("onnx-patchcore-wrn50", "onnxruntime", "paper", "peer", "peer.patchcore-wrn50.onnx")]
+    patchcore = next(c for c in plan.cases if c.name == "onnx-patchcore-wrn50")
+    assert "nearest-neighbour search" in patchcore.extra["note"]
+    assert {"name": "onnx-rd4ad-wrn50", "backend": "onnxruntime", "protocol": "paper", "batch": 1,
+            "reason": "ONNX export failed: test"} in plan.skipped
+    torch_only = planning.plan_cases(TINY, rows, artifacts, "torch", [1], ("paper",), threads=1)
+    assert not [c for c in torch_only.cases if c.extra["family"] == "peer"]
+
+
 def test_speed_claims_fail_or_unknown() -> None:
     rows = [
         _row(BASELINE, "torch", "fp32", "paper", 1, 100.0, 10.0),
