@@ -16,11 +16,12 @@ import typer
 
 from mmad_edge import fileio
 from mmad_edge.bench.options import BenchOptions
-from mmad_edge.calib.options import Int8Options  # pure Python, like the next two: the options' defaults
+from mmad_edge.calib.options import Int8Options  # these options modules are torch-free: their defaults
 from mmad_edge.calib.sensitivity import AccuracyTarget
 from mmad_edge.export.options import EngineOptions, ExportOptions
 from mmad_edge.runtime.errors import BackendUnavailableError, SourceError
-from mmad_edge.runtime.options import RunOptions  # torch-free: the run options' defaults
+from mmad_edge.runtime.options import RunOptions
+from mmad_edge.train_options import TrainOptions
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Train MiniMaxAD and deploy it to TensorRT / ONNX Runtime.")
 
@@ -190,32 +191,38 @@ def train(
     out: Path = typer.Option(..., "--out", help="Run folder; RUN_DIR/checkpoint.pt is written each epoch."),
     layout: str = layout_option(),
     category: Optional[List[str]] = category_option("Dataset category; repeat for one unified model (default: all)."),
-    variant: str = variant_option(),
-    image_size: int = image_size_option(),
-    epochs: int = epochs_option(),
+    variant: str = variant_option(TrainOptions.variant),
+    image_size: int = image_size_option(TrainOptions.image_size),
+    epochs: int = epochs_option(TrainOptions.epochs),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many optimiser steps."),
-    batch_size: int = batch_size_option(),
-    loss: str = loss_option(),
+    batch_size: int = batch_size_option(TrainOptions.batch_size),
+    loss: str = loss_option(TrainOptions.loss),
     pretrained: Optional[str] = typer.Option(None, "--pretrained", help="UniRepLKNet ImageNet weights for the encoder: "
                                              "a name from `mmad-edge weights` (downloaded once) or a .pth file. "
                                              "Default: the variant's ImageNet-1K weights."),
     device: str = device_option(),
-    seed: int = typer.Option(111, "--seed", help="Seed of the weights, data order and hold-out split."),
-    resume: bool = typer.Option(False, "--resume/--no-resume", help="Continue from RUN_DIR/checkpoint.pt (which must exist)."),
-    force: bool = typer.Option(False, "--force/--no-force", help="Overwrite the run already in --out."),
-    lr: float = typer.Option(5e-3, "--lr", help="AdamW learning rate."),
-    holdout: float = typer.Option(0.1, "--holdout", help="Fraction of good train images kept for score statistics."),
-    threshold_rule: str = typer.Option("mean+3std", "--threshold-rule", help="mean+Kstd or quantile:Q."),
-    augment: bool = typer.Option(False, "--augment/--no-augment", help="Random resized crop + flip (AeBAD-S recipe)."),
-    workers: int = typer.Option(0, "--workers", help="Data-loading processes (0: in the main process)."),
+    seed: int = typer.Option(TrainOptions.seed, "--seed", help="Seed of the weights, data order and hold-out split."),
+    resume: bool = typer.Option(TrainOptions.resume, "--resume/--no-resume",
+                                help="Continue from RUN_DIR/checkpoint.pt (which must exist)."),
+    force: bool = typer.Option(TrainOptions.force, "--force/--no-force", help="Overwrite the run already in --out."),
+    lr: float = typer.Option(TrainOptions.lr, "--lr", help="AdamW learning rate."),
+    holdout: float = typer.Option(TrainOptions.holdout, "--holdout",
+                                  help="Fraction of good train images kept for score statistics."),
+    threshold_rule: str = typer.Option(TrainOptions.threshold_rule, "--threshold-rule",
+                                       help="mean+Kstd or quantile:Q."),
+    augment: bool = typer.Option(TrainOptions.augment, "--augment/--no-augment",
+                                 help="Random resized crop + flip (AeBAD-S recipe)."),
+    workers: int = typer.Option(TrainOptions.workers, "--workers",
+                                help="Data-loading processes (0: in the main process)."),
     score: str = typer.Option("top_percent", "--score", help="top_percent (mean of top 1%) or max."),
-    encoder_init: str = typer.Option("imagenet", "--encoder-init", help="imagenet (default: --pretrained, else the "
-                                     "variant's official weights), texture (statistics fitted on the training images; "
-                                     "the offline choice) or random."),
+    encoder_init: str = typer.Option(TrainOptions.encoder_init, "--encoder-init",
+                                     help="imagenet (default: --pretrained, else the variant's official weights), "
+                                          "texture (statistics fitted on the training images; the offline choice) "
+                                          "or random."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write a training summary as JSON."),
 ) -> None:
     """Train MiniMaxAD (frozen encoder; bottleneck + decoder learn)."""
-    from mmad_edge.train import TrainOptions, train as run_training
+    from mmad_edge.train import train as run_training
 
     opts = TrainOptions(
         data=data, out=out, layout=layout, categories=category or None, variant=variant, image_size=image_size,
@@ -330,11 +337,13 @@ def build_exit_code(exc: BaseException | None) -> int:
 def build_engine_cmd(
     onnx_path: Path = typer.Argument(..., help="DIR/model.<precision>.onnx"),
     batch: str = profile_option(),
-    version_compatible: bool = typer.Option(EngineOptions.version_compatible, "--version-compatible/--no-version-compatible",
-                                            help="Plan runnable by newer TensorRT / the lean runtime."),
+    version_compatible: bool = typer.Option(
+        EngineOptions.version_compatible, "--version-compatible/--no-version-compatible",
+        help="Plan runnable by newer TensorRT / the lean runtime."),
     dla_core: Optional[int] = typer.Option(None, "--dla-core", help="Jetson DLA core (GPU fallback on)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Engine path (default DIR/model.<precision>.engine)."),
-    workspace_gib: float = typer.Option(EngineOptions.workspace_gib, "--workspace-gib", help="Builder workspace limit (GiB)."),
+    workspace_gib: float = typer.Option(EngineOptions.workspace_gib, "--workspace-gib",
+                                        help="Builder workspace limit (GiB)."),
     timing_cache: Optional[Path] = typer.Option(None, "--timing-cache", help="Timing cache file, read and updated "
                                                 "(default DIR/tensorrt.timing.cache)."),
     optimization_level: int = typer.Option(EngineOptions.optimization_level, "--optimization-level",
@@ -369,7 +378,8 @@ def run(
                              "line in results.jsonl (maps at model size; at frame size with --map-size frame)."),
     map_size: str = typer.Option(RunOptions.map_size, "--map-size",
                                  help="Anomaly maps at the model's size or each frame's: model or frame."),
-    jsonl: bool = typer.Option(RunOptions.jsonl, "--jsonl/--no-jsonl", help="One strict-JSON object per frame on stdout."),
+    jsonl: bool = typer.Option(RunOptions.jsonl, "--jsonl/--no-jsonl",
+                               help="One strict-JSON object per frame on stdout."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Override the artifact's threshold (finite)."),
     backend: str = typer.Option(RunOptions.backend, "--backend", help="auto, tensorrt or onnxruntime."),
     batch_size: int = batch_size_option(RunOptions.batch),
@@ -409,7 +419,8 @@ def bench(
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the report as JSON."),
     markdown_path: Optional[Path] = typer.Option(None, "--markdown", help="Write the table and claims as Markdown."),
     plot_path: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG plot (log axes, floor drawn; needs matplotlib)."),
-    peers: bool = typer.Option(BenchOptions.peers, "--peers/--no-peers", help="Time EfficientAD, RD4AD and PatchCore too."),
+    peers: bool = typer.Option(BenchOptions.peers, "--peers/--no-peers",
+                               help="Time EfficientAD, RD4AD and PatchCore too (eager and exported to ONNX)."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Weights for the PyTorch rows."),
     image_size: Optional[int] = image_size_option(None, " (default: the checkpoint's, else 256; artifacts fix it)"),
     case_budget: float = typer.Option(BenchOptions.case_budget_s, "--case-budget",

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 import torch
@@ -31,43 +31,12 @@ from mmad_edge.runtime.log import say
 from mmad_edge.stats import statistics_by_category
 from mmad_edge.texture_encoder import fit_texture_encoder
 from mmad_edge.threads import pinned_threads
+from mmad_edge.train_options import TrainOptions
 from mmad_edge.weights import WeightsError, default_weights, encoder_record, resolve
 
 LOSSES = ("adc", "global")
 ENCODER_INITS = ("imagenet", "texture", "random")
 FIT_IMAGES = 128  # normal images the texture encoder is fitted on, spread over every category
-
-
-@dataclass
-class TrainOptions:
-    """Command-line options of ``mmad-edge train`` (defaults: the reference recipe)."""
-
-    data: Path
-    out: Path
-    layout: str = "mvtec"
-    categories: Sequence[str] | None = None
-    variant: str = "a"
-    image_size: int = 256
-    epochs: int = 10
-    max_steps: int | None = None
-    batch_size: int = 16
-    loss: str = "adc"
-    pretrained: str | Path | None = None  # a weights name (mmad_edge.weights) or a file
-    device: str = "cpu"
-    seed: int = 111
-    resume: bool = False
-    force: bool = False
-    lr: float = 5e-3
-    weight_decay: float = 1e-5
-    lr_gamma: float = 0.995
-    holdout: float = 0.1
-    threshold_rule: str = "mean+3std"
-    augment: bool = False
-    workers: int = 0
-    amp: bool = True
-    encoder_init: str = "imagenet"  # without pretrained: the variant's official ImageNet weights
-    progress: bool = True
-    model_options: dict = field(default_factory=dict)
 
 
 class LossModule(nn.Module):
