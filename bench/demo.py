@@ -112,11 +112,13 @@ def _calibration_folder(opts: DemoOptions, data: Path) -> Path:
 
 
 def _export(opts: DemoOptions, checkpoint: Path, data: Path, calib: Path, target: str, out: Path, precisions) -> dict:
+    from mmad_edge.calib.options import Int8Options
+    from mmad_edge.export.options import ExportOptions
     from mmad_edge.export.pipeline import export_checkpoint
 
-    return export_checkpoint(checkpoint, out, precisions, batch="1:8:16", data=data, categories=list(opts.categories),
-                             calib_data=calib, progress=opts.progress, max_images=24,
-                             int8_options={"target": target, "count": opts.calib_count, "seed": 0})
+    return export_checkpoint(checkpoint, out, ExportOptions(
+        precisions=precisions, batch="1:8:16", data=data, categories=list(opts.categories), calib_data=calib,
+        progress=opts.progress, max_images=24, int8=Int8Options(target=target, count=opts.calib_count, seed=0)))
 
 
 def _test_images(opts: DemoOptions, data: Path) -> list[tuple[str, int, str]]:
@@ -162,11 +164,14 @@ def _runtime_pass(opts: DemoOptions, artifact: Path, images, overlays: Path | No
 
 
 def _bench(opts: DemoOptions, export_dirs: list[Path], checkpoint: Path) -> dict[str, Any]:
-    from mmad_edge.bench.report import write_json, write_markdown, write_plot
+    from mmad_edge.bench.options import BenchOptions
+    from mmad_edge.bench.report import write_markdown, write_plot
     from mmad_edge.bench.suite import run_bench
+    from mmad_edge.fileio import write_json
 
-    report = run_bench([str(d) for d in export_dirs], batches="1,16", protocols="e2e", warmup=3,
-                       iters=opts.bench_iters, peers=False, checkpoint=checkpoint, progress=opts.progress)
+    report = run_bench([str(d) for d in export_dirs], BenchOptions(
+        batches="1,16", protocols="e2e", warmup=3, iters=opts.bench_iters, peers=False, checkpoint=checkpoint,
+        progress=opts.progress))
     write_json(opts.out / "bench.json", report)
     write_markdown(opts.out / "bench.md", report)
     write_plot(opts.out / "bench.png", report)

@@ -153,7 +153,7 @@ def plan(args: argparse.Namespace, device: str, model: tuple | None) -> list[tup
     ``model`` is ``minimaxad_factories(...)``, or None to time the peers alone.
     """
     from .peers import build_peer
-    from .runner import torch_module_case
+    from .runner import TorchInput, torch_module_case
 
     batches = parse_batches(args.batch)
     size = args.image_size
@@ -162,8 +162,8 @@ def plan(args: argparse.Namespace, device: str, model: tuple | None) -> list[tup
 
     def add(name: str, factory: Callable[[], Any], batch: int, precision: str = "fp32",
             channels_last: bool = False, frames: bool = False, wrap: Any = None) -> None:
-        case = torch_module_case(name, factory, batch, size, device=device, precision=precision,
-                                 channels_last=channels_last, frames=frames, wrap=wrap)
+        case = torch_module_case(name, factory, batch, size, TorchInput(device, precision, channels_last, frames),
+                                 wrap=wrap)
         entries.append((case, factory, frames))
 
     if model is not None:
@@ -251,7 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
     from .machine import machine_info
-    from .report import add_roofline, build_report, write_json, write_markdown, write_plot
+    from .report import add_roofline, build_report
     from .runner import run_case, run_cases
 
     if not args.dry_run and not torch.cuda.is_available():
@@ -260,13 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     warmup, iters = (1, 2) if args.dry_run else (args.warmup, args.iters)
     peaks = measure_peaks(device, args.dry_run)
     skipped: list[dict[str, str]] = []
-    model = None
-    if args.model == "minimaxad":
-        try:
-            model = minimaxad_factories(args.variant, args.image_size)
-        except Exception as exc:  # written in parallel: time the peers even if it does not import
-            skipped.append({"case": "minimaxad", "reason": f"import failed: {type(exc).__name__}: {exc}"})
-            print(f"MiniMaxAD unavailable ({type(exc).__name__}: {exc}); timing the peers only", file=sys.stderr)
+    model = _minimaxad_or_skip(args, skipped)
     entries = plan(args, device, model)
     inputs = {id(case): (factory, frames) for case, factory, frames in entries}
 
@@ -298,14 +292,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings={k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
         | {"warmup": warmup, "iters": iters, "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32},
     )
-    out = args.out
+    _write_files(args.out, report, started)
+    return 0
+
+
+def _minimaxad_or_skip(args: Any, skipped: list[dict[str, str]]) -> Any:
+    """MiniMaxAD's factories, or None with the reason in ``skipped`` (the peers are timed anyway)."""
+    if args.model != "minimaxad":
+        return None
+    try:
+        return minimaxad_factories(args.variant, args.image_size)
+    except Exception as exc:  # written in parallel: time the peers even if it does not import
+        skipped.append({"case": "minimaxad", "reason": f"import failed: {type(exc).__name__}: {exc}"})
+        print(f"MiniMaxAD unavailable ({type(exc).__name__}: {exc}); timing the peers only", file=sys.stderr)
+        return None
+
+
+def _write_files(out: Path, report: dict[str, Any], started: float) -> None:
+    """gpu_check.json, .md and (with rows) .png in ``out``, and one line saying so."""
+    from mmad_edge.fileio import write_json
+
+    from .report import write_markdown, write_plot
+
     write_json(out / "gpu_check.json", report)
     write_markdown(out / "gpu_check.md", report)
-    if rows:
+    if report["results"]:
         write_plot(out / "gpu_check.png", report)
-    print(f"wrote {out}/gpu_check.json, .md ({len(rows)} rows, {len(skipped)} skipped) "
+    print(f"wrote {out}/gpu_check.json, .md ({len(report['results'])} rows, {len(report['skipped'])} skipped) "
           f"in {time.monotonic() - started:.0f} s", file=sys.stderr)
-    return 0
 
 
 if __name__ == "__main__":

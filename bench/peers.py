@@ -15,6 +15,12 @@ if TYPE_CHECKING:
 
 PEERS: tuple[str, ...] = ("efficientad-s", "efficientad-m", "rd4ad-wrn50", "patchcore-wrn50")
 
+# What a peer's ONNX graph (bench.peer_export) leaves out, said in its row's note.
+OUTSIDE_GRAPH = {
+    "patchcore-wrn50": "graph = backbone + patch embedding; the nearest-neighbour search over the memory bank, "
+                       "map upsampling and smoothing stay outside it (untimed here), so this row flatters PatchCore",
+}
+
 
 def _builders() -> dict[str, Callable[..., nn.Module]]:
     from .efficientad import EfficientAD

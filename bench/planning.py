@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from mmad_edge.config import ModelConfig
 
 from .artifacts import Artifact
-from .peers import PEERS
+from .peers import OUTSIDE_GRAPH, PEERS
 from .report import BASELINE, REPARAM
 from .runner import BenchCase, e2e_detector_case, ort_session_case
 
@@ -42,6 +42,7 @@ class TorchRows:
     model: Callable[[], Any] | None
     missing: str = ""
     peers: bool = True
+    peer_graphs: Mapping[str, Path | str] = field(default_factory=dict)  # ONNX graph, or why there is none
 
 
 def cpu_detector_loader(threads: int, micro_batch: int | None = None) -> Callable[[Path], Any]:
@@ -90,6 +91,8 @@ def plan_cases(
             plan.cases += _torch_cases(torch_rows, batch, config.image_size, peers=False) if torch_here else []
             _plan_paper(plan, config.image_size, named, wants, batch, threads, micro_batch)
             plan.cases += _torch_cases(torch_rows, batch, config.image_size, peers=True) if torch_here else []
+            if wants["onnxruntime"]:
+                _plan_peer_graphs(plan, torch_rows.peer_graphs, batch, config.image_size, threads, micro_batch)
     if "e2e" in protocols:
         _plan_e2e(plan, config.image_size, named, wants, batches, threads, micro_batch)
     return plan
@@ -108,6 +111,21 @@ def _torch_cases(torch_rows: TorchRows, batch: int, size: int, peers: bool) -> l
     if not peers:
         return [_tag(case, "minimaxad") for case in minimaxad_cases(torch_rows.model, batch, size)]
     return [_tag(case, "peer") for case in peer_cases(batch, size)] if torch_rows.peers else []
+
+
+def _plan_peer_graphs(
+    plan: Plan, graphs: Mapping[str, Path | str], batch: int, size: int, threads: int, micro_batch: int | None,
+) -> None:
+    """The peers' exported graphs on ONNX Runtime, paper protocol, beside MiniMaxAD's (like with like)."""
+    for peer, graph in graphs.items():
+        name = f"onnx-{peer}"
+        if isinstance(graph, str):
+            plan.skip(name, "onnxruntime", "paper", graph, batch)
+            continue
+        case = ort_session_case(name, graph, batch, image_size=size, threads=threads, precision="fp32",
+                                providers=CPU_PROVIDERS, micro_batch=micro_batch)
+        extra = {"note": OUTSIDE_GRAPH[peer]} if peer in OUTSIDE_GRAPH else {}
+        plan.cases.append(_tag(case, "peer", graph=graph.name, **extra))
 
 
 def _plan_paper(

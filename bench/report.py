@@ -64,13 +64,6 @@ def build_report(
     return {"results": rows, "floor": floor, "machine": machine or {}, **extra}
 
 
-def write_json(path: str | Path, report: dict[str, Any]) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
-    return path
-
-
 def speedups(rows: list[dict[str, Any]], baseline: str = BASELINE) -> list[float | None]:
     """images/s of each row over the baseline row's at the same batch; None without a baseline."""
     out: list[float | None] = []

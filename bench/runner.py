@@ -14,7 +14,6 @@ detector from host uint8 frames to host results.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from itertools import cycle, islice
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 from mmad_edge.runtime.backends import AUTO, REGISTRY
 from mmad_edge.runtime.backends.onnxruntime import check_micro_batch, resolve_micro_batch, runs_on_gpu
 from mmad_edge.runtime.contract import PRECISIONS
+from mmad_edge.runtime.log import say
 
 from .timing import measure
 
@@ -85,12 +85,6 @@ def run_case(case: BenchCase, warmup: int, iters: int) -> dict[str, Any]:
     return row
 
 
-def say(progress: bool, text: str) -> None:
-    """A progress line on stderr (stdout holds the results), only when ``progress``."""
-    if progress:
-        print(text, file=sys.stderr, flush=True)
-
-
 def format_row(row: Mapping[str, Any]) -> str:
     """One-line summary of a row for progress output."""
     return f"p50 {row['p50_ms']:.3f} ms, p99 {row['p99_ms']:.3f} ms, {row['images_per_s']:.1f} images/s"
@@ -121,13 +115,46 @@ def run_cases(
             if not skip_failures:
                 raise
             note = on_failure(case, exc) if on_failure is not None else f"FAILED ({type(exc).__name__}: {exc})"
-            print(f"{prefix}: {note}", file=sys.stderr, flush=True)  # even when quiet: a lost row is news
+            say(f"{prefix}: {note}")  # even when quiet: a lost row is news
             continue
         rows.append(row)
-        if progress:
-            calls = f" ({row['iters']} timed calls)" if "iters" in row else ""
-            print(f"{prefix}: {format_row(row)}{calls}", file=sys.stderr, flush=True)
+        calls = f" ({row['iters']} timed calls)" if "iters" in row else ""
+        say(f"{prefix}: {format_row(row)}{calls}", progress)
     return rows
+
+
+@dataclass(frozen=True)
+class TorchInput:
+    """A torch row's input: random normalised float (B, 3, S, S) in ``precision`` on ``device``
+    (channels-last if asked), or with ``frames`` uint8 (B, S, S, 3) frames for modules that
+    preprocess themselves."""
+
+    device: str = "cpu"
+    precision: str = "fp32"
+    channels_last: bool = False
+    frames: bool = False
+
+    def dtype(self) -> Any:
+        """The torch dtype of ``precision`` (one-line ValueError for one the device cannot run)."""
+        import torch
+
+        if self.precision not in TORCH_DTYPES:
+            raise ValueError(f"precision must be one of {', '.join(TORCH_DTYPES)}, got {self.precision!r}")
+        if self.precision == "fp16" and not self.device.startswith("cuda"):
+            raise ValueError("fp16 convolutions are not supported on the CPU; use precision='fp32' or 'bf16'")
+        return getattr(torch, TORCH_DTYPES[self.precision])
+
+    def tensor(self, batch: int, image_size: int) -> Any:
+        """The seeded input on the device."""
+        import torch
+
+        generator = torch.Generator().manual_seed(0)
+        if self.frames:
+            x = torch.randint(0, 256, (batch, image_size, image_size, 3), generator=generator, dtype=torch.uint8)
+        else:
+            x = torch.randn(batch, 3, image_size, image_size, generator=generator).to(dtype=self.dtype())
+            x = x.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
+        return x.to(self.device)
 
 
 def torch_module_case(
@@ -135,42 +162,26 @@ def torch_module_case(
     module: Any,
     batch: int,
     image_size: int,
+    given: TorchInput = TorchInput(),
     *,
-    device: str = "cpu",
-    precision: str = "fp32",
-    channels_last: bool = False,
-    frames: bool = False,
     wrap: Callable[[Any, Any], Callable[[], Any]] | None = None,
     backend: str = "torch",
 ) -> BenchCase:
-    """Paper-protocol case for a torch module (or a zero-argument factory building one).
-
-    Input: random normalised float (B, 3, S, S) in ``precision`` on ``device`` (channels-last
-    if asked), or with ``frames=True`` uint8 (B, S, S, 3) frames for modules that preprocess
-    themselves. ``wrap(module, input)`` may return the callable to time instead of
+    """Paper-protocol case for a torch module (or a zero-argument factory building one) on the
+    ``given`` input. ``wrap(module, input)`` may return the callable to time instead of
     ``module(input)`` (CUDA graph replay, a compiled module). Runs under inference mode.
     """
     import torch
 
-    if precision not in TORCH_DTYPES:
-        raise ValueError(f"precision must be one of {', '.join(TORCH_DTYPES)}, got {precision!r}")
-    cuda = device.startswith("cuda")
-    if precision == "fp16" and not cuda:
-        raise ValueError("fp16 convolutions are not supported on the CPU; use precision='fp32' or 'bf16'")
-    dtype = getattr(torch, TORCH_DTYPES[precision])
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    dtype = given.dtype()
+    cuda = given.device.startswith("cuda")
+    memory_format = torch.channels_last if given.channels_last else torch.contiguous_format
     state: dict[str, Any] = {}
 
     def setup() -> None:
         net = module if isinstance(module, torch.nn.Module) else module()
-        net = net.eval().to(device=device, dtype=dtype, memory_format=memory_format)
-        generator = torch.Generator().manual_seed(0)
-        if frames:
-            x = torch.randint(0, 256, (batch, image_size, image_size, 3), generator=generator, dtype=torch.uint8)
-        else:
-            x = torch.randn(batch, 3, image_size, image_size, generator=generator).to(dtype=dtype)
-            x = x.contiguous(memory_format=memory_format)
-        x = x.to(device)
+        net = net.eval().to(device=given.device, dtype=dtype, memory_format=memory_format)
+        x = given.tensor(batch, image_size)
         with torch.inference_mode():
             state["fn"] = wrap(net, x) if wrap is not None else (lambda: net(x))
         state["refs"] = (net, x)
@@ -187,15 +198,15 @@ def torch_module_case(
     return BenchCase(
         name=name,
         backend=backend,
-        precision=precision,
+        precision=given.precision,
         protocol="paper",
         batch=batch,
         step=step,
         setup=setup,
         teardown=teardown,
-        sync=(lambda: torch.cuda.synchronize(device)) if cuda else None,
+        sync=(lambda: torch.cuda.synchronize(given.device)) if cuda else None,
         device_events=cuda,
-        extra={"device": device, "channels_last": channels_last},
+        extra={"device": given.device, "channels_last": given.channels_last},
     )
 
 
@@ -215,15 +226,8 @@ def peer_case(
 
     if peer not in PEERS:
         raise ValueError(f"unknown peer {peer!r}; choose one of {', '.join(PEERS)}")
-    return torch_module_case(
-        name or peer,
-        lambda: build_peer(peer, image_size, **options),
-        batch,
-        image_size,
-        device=device,
-        precision=precision,
-        channels_last=channels_last,
-    )
+    return torch_module_case(name or peer, lambda: build_peer(peer, image_size, **options), batch, image_size,
+                             TorchInput(device, precision, channels_last))
 
 
 def _numpy_dtype(onnx_type: str) -> np.dtype:
@@ -336,6 +340,21 @@ def _load_detector(path: str | Path, **kwargs: Any) -> Any:
     return Detector.load(path, **kwargs)
 
 
+def _detector_facts(detector: Any, batch: int) -> dict[str, Any]:
+    """What a loaded detector says about its row: backend, precision, images per run of a batch."""
+    found: dict[str, Any] = {}
+    backend = getattr(detector, "backend", None)
+    backend_name = getattr(backend, "name", None)
+    precision = getattr(getattr(detector, "info", None), "precision", None)
+    if backend_name:
+        found["backend"] = backend_name
+    if precision:
+        found["precision"] = precision
+    if hasattr(backend, "micro_batch"):
+        found["micro_batch"] = min(backend.micro_batch or batch, batch)
+    return found
+
+
 def e2e_detector_case(
     path: str | Path,
     batch: int,
@@ -361,19 +380,8 @@ def e2e_detector_case(
     state: dict[str, Any] = {}
 
     def setup() -> dict[str, Any]:
-        detector = load(path, **load_kwargs)
-        state["detector"] = detector
-        found: dict[str, Any] = {}
-        backend = getattr(detector, "backend", None)
-        backend_name = getattr(backend, "name", None)
-        precision = getattr(getattr(detector, "info", None), "precision", None)
-        if backend_name:
-            found["backend"] = backend_name
-        if precision:
-            found["precision"] = precision
-        if hasattr(backend, "micro_batch"):
-            found["micro_batch"] = min(backend.micro_batch or batch, batch)
-        return found
+        state["detector"] = load(path, **load_kwargs)
+        return _detector_facts(state["detector"], batch)
 
     def step() -> dict[str, float]:
         results = state["detector"].predict(batch_frames)

@@ -7,7 +7,9 @@ Rows (each named, all in one run, each tagged with its protocol):
 - ``torch-reparam``: the same network reparameterised, eager FP32.
 - ``onnx-<precision>`` / ``trt-<precision>``: each deployed artifact on ONNX Runtime (CPU) or
   TensorRT (engines; skipped with the reason where TensorRT or the GPU is missing).
-- the peers (``bench.peers.PEERS``), random weights.
+- the peers (``bench.peers.PEERS``), random weights: eager PyTorch, and ``onnx-<peer>``: exported
+  to ONNX (``bench.peer_export``) and run on ONNX Runtime like ours, so the claims compare like
+  with like (PatchCore's bank search stays outside its graph; its row's note says so).
 
 Protocols: ``paper`` times the network alone, input already prepared where it runs, forward
 only (torch rows, peers, and ONNX graphs -- for the FP32 default the float NCHW variant);
@@ -38,21 +40,22 @@ from typing import Any, ContextManager, Sequence
 from mmad_edge.config import ModelConfig
 from mmad_edge.runtime.backends import choices as backend_choices
 from mmad_edge.runtime.backends.onnxruntime import check_micro_batch
+from mmad_edge.runtime.log import say
 
 from .artifacts import Artifact, BenchError, find_artifacts, fp32_graph
-from .claims import format_claims, speed_claim
+from .claims import speed_claim
 from .machine import machine_info
 from .optional import Missing, optional_import
+from .peers import PEERS
 from .planning import CPU_PROVIDERS, Plan, TorchRows, plan_cases
-from .report import (BASELINE, PROTOCOLS, add_roofline, build_report, format_value, markdown, speedups, write_json,
-                     write_plot)
-from .runner import BenchCase, parse_batches, run_case, run_cases, say
+from .options import BenchOptions
+from .report import PROTOCOLS, add_roofline, build_report
+from .runner import BenchCase, parse_batches, run_case, run_cases
 
 BACKENDS = (*backend_choices(), "torch")
 DEFAULT_VARIANT = "n"
 DEFAULT_IMAGE_SIZE = 256
 MIN_ITERS = 3
-DEFAULT_CASE_BUDGET_S = 6.0
 TORCH_ROWS = "mmad_edge.bench.torch_rows"
 RANDOM_WEIGHTS = "random (seed 0): speed only, scores meaningless"
 
@@ -101,12 +104,28 @@ def default_folder(config: ModelConfig, cache_dir: str | os.PathLike[str] | None
     return default.default_artifacts(ModelConfig(variant=config.variant, image_size=config.image_size), root, progress)
 
 
-def torch_side(config: ModelConfig, checkpoint: Path | None, peers: bool, threads: int) -> tuple[TorchRows, ContextManager]:
-    """The torch rows to plan (or why they cannot run here) and the context that sets torch's threads."""
+def torch_side(
+    config: ModelConfig, options: BenchOptions, checkpoint: Path | None, protocols: Sequence[str], threads: int,
+) -> tuple[TorchRows, ContextManager]:
+    """The torch rows to plan (or why they cannot run here), the peers' ONNX graphs when ONNX
+    Runtime paper rows are asked for, and the context that sets torch's threads."""
     rows = optional_import(TORCH_ROWS)
     if isinstance(rows, Missing):
-        return TorchRows(None, rows.reason, peers), nullcontext()
-    return TorchRows(rows.torch_model(config, checkpoint), peers=peers), rows.torch_threads(threads)
+        return TorchRows(None, rows.reason, options.peers), nullcontext()
+    graphs: dict[str, Path | str] = {}
+    if options.peers and options.backend in ("auto", "onnxruntime") and "paper" in protocols:
+        graphs = peer_graphs(config.image_size, options.cache_dir, options.progress)
+    model = rows.torch_model(config, checkpoint)
+    return TorchRows(model, peers=options.peers, peer_graphs=graphs), rows.torch_threads(threads)
+
+
+def peer_graphs(image_size: int, cache_dir: str | os.PathLike[str] | None, progress: bool) -> dict[str, Path | str]:
+    """Every peer's ONNX graph in the bench cache (exported on first use), or why it has none."""
+    export = optional_import("mmad_edge.bench.peer_export")
+    if isinstance(export, Missing):
+        return {peer: f"exporting the peer {export.reason}" for peer in PEERS}
+    root = Path(cache_dir) if cache_dir is not None else export.default_cache_root()
+    return export.peer_graphs(PEERS, image_size, root, progress)
 
 
 def _timed_call(case: BenchCase) -> float:
@@ -194,34 +213,19 @@ def attach_floor(rows: Sequence[dict[str, Any]], floors: dict[str, float]) -> li
     return out
 
 
-def format_table(rows: Sequence[dict[str, Any]]) -> str:
-    """Plain-text results table with the speed-up over the baseline at the same batch."""
-    header = ["name", "backend", "precision", "protocol", "batch", "p50 ms", "images/s", "floor ms", "% roofline",
-              f"vs {BASELINE}"]
-    lines = [header]
-    for row, speedup in zip(rows, speedups(list(rows))):
-        lines.append([row["name"], row["backend"], row["precision"], row["protocol"], str(row["batch"]),
-                      format_value(row["p50_ms"], 2), format_value(row["images_per_s"], 1),
-                      format_value(row.get("floor_ms"), 2), format_value(row.get("roofline_pct"), 1),
-                      "-" if speedup is None else f"{speedup:.2f}x"])
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in lines)
-
-
-def _check_request(backend: str, warmup: int, iters: int, case_budget_s: float, micro_batch: int | None,
-                   batches: str | Sequence[int]) -> list[int]:
+def _check_request(options: BenchOptions) -> list[int]:
     """One-line BenchErrors for bad options; the batch sizes."""
-    if backend not in BACKENDS:
-        raise BenchError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    if warmup < 0 or iters < 1 or case_budget_s <= 0:
+    if options.backend not in BACKENDS:
+        raise BenchError(f"--backend must be one of {', '.join(BACKENDS)}, got {options.backend!r}")
+    if options.warmup < 0 or options.iters < 1 or options.case_budget_s <= 0:
         raise BenchError(f"need --warmup >= 0, --iters >= 1 and a positive case budget; "
-                         f"got {warmup}, {iters}, {case_budget_s}")
+                         f"got {options.warmup}, {options.iters}, {options.case_budget_s}")
     try:
-        check_micro_batch(micro_batch)
+        check_micro_batch(options.micro_batch)
     except ValueError as exc:
         raise BenchError(f"--micro-batch: {exc}") from None
     try:
-        return parse_batches(batches)
+        return parse_batches(options.batches)
     except ValueError as exc:
         raise BenchError(str(exc)) from None
 
@@ -233,97 +237,41 @@ def _nothing_to_run(plan: Plan, backend: str, protocols: Sequence[str]) -> Bench
 
 
 def run_bench(
-    artifacts: Sequence[str | os.PathLike[str]] = (),
-    backend: str = "auto",
-    batches: str | Sequence[int] = "1,16",
-    protocols: str | Sequence[str] = "paper,e2e",
-    warmup: int = 10,
-    iters: int = 50,
-    peers: bool = True,
-    checkpoint: str | os.PathLike[str] | None = None,
-    cache_dir: str | os.PathLike[str] | None = None,
-    image_size: int | None = None,
-    progress: bool = True,
-    case_budget_s: float = DEFAULT_CASE_BUDGET_S,
-    micro_batch: int | None = None,
+    artifacts: Sequence[str | os.PathLike[str]] = (), options: BenchOptions = BenchOptions(),
 ) -> dict[str, Any]:
     """Plan, run and assemble the report dict (``report.build_report`` layout + speed_claim).
 
-    ``image_size``: the checkpoint's, else 256 (artifacts fix their own). ``cache_dir``: where
-    the default export is kept (default ~/.cache/mmad-edge/bench). ``micro_batch``: images per
-    ONNX Runtime CPU run (None: the runtime's automatic choice, 0: whole batches). Raises
-    BenchError (and the checkpoint / metadata ValueErrors) with a one-line message for bad input.
+    Raises BenchError (and the checkpoint / metadata ValueErrors) with a one-line message for bad input.
     """
-    batch_list = _check_request(backend, warmup, iters, case_budget_s, micro_batch, batches)
-    protocol_list = parse_protocols(protocols)
-    checkpoint = Path(checkpoint) if checkpoint is not None else None
+    batch_list = _check_request(options)
+    protocol_list = parse_protocols(options.protocols)
+    checkpoint = Path(options.checkpoint) if options.checkpoint is not None else None
     found = find_artifacts(artifacts)
-    config = model_config(found, checkpoint, image_size)
-    default = None if found else default_folder(config, cache_dir, progress)
+    config = model_config(found, checkpoint, options.image_size)
+    default = None if found else default_folder(config, options.cache_dir, options.progress)
     found = found or find_artifacts([default])
     threads = os.cpu_count() or 1
-    torch_rows, torch_threads = torch_side(config, checkpoint, peers, threads)
-    plan = plan_cases(config, torch_rows, found, backend, batch_list, protocol_list, threads, micro_batch)
+    torch_rows, torch_threads = torch_side(config, options, checkpoint, protocol_list, threads)
+    plan = plan_cases(config, torch_rows, found, options.backend, batch_list, protocol_list, threads,
+                      options.micro_batch)
     if not plan.cases:
-        raise _nothing_to_run(plan, backend, protocol_list)
+        raise _nothing_to_run(plan, options.backend, protocol_list)
     floor = floor_module(plan)
     with torch_threads:
         peak = floor.measure_peak("cpu") if floor is not None else None
         if peak is not None:
-            say(progress, f"peak: {peak.gflops:.0f} GFLOP/s, {peak.gb_per_s:.1f} GB/s ({peak.source})")
-        rows = run_plan(plan, warmup, iters, case_budget_s, progress)
+            say(f"peak: {peak.gflops:.0f} GFLOP/s, {peak.gb_per_s:.1f} GB/s ({peak.source})", options.progress)
+        rows = run_plan(plan, options.warmup, options.iters, options.case_budget_s, options.progress)
         section, floors = measure_floors(floor, found, peak, rows, plan) if floor is not None else (None, {})
     rows = attach_floor(rows, floors)
     machine = {**machine_info(), "torch_threads": threads if torch_rows.model is not None else None,
                "ort_intra_op_threads": threads, "onnxruntime_providers": CPU_PROVIDERS}
-    settings = {"backend": backend, "batches": batch_list, "protocols": protocol_list, "warmup": warmup,
-                "iters": iters, "case_budget_s": case_budget_s, "min_iters": MIN_ITERS, "peers": peers,
-                "micro_batch": "auto" if micro_batch is None else micro_batch,
+    settings = {"backend": options.backend, "batches": batch_list, "protocols": protocol_list,
+                "warmup": options.warmup, "iters": options.iters, "case_budget_s": options.case_budget_s,
+                "min_iters": MIN_ITERS, "peers": options.peers,
+                "micro_batch": "auto" if options.micro_batch is None else options.micro_batch,
                 "artifacts": [str(a.path) for a in found], "default_artifacts": default, "model": config.to_dict(),
                 "weights": {"torch": str(checkpoint) if checkpoint else RANDOM_WEIGHTS,
                             "artifacts": RANDOM_WEIGHTS if default else "as exported"}}
     return build_report(rows, section, machine, speed_claim=speed_claim(rows, section, machine, config),
                         skipped=plan.skipped, settings=settings)
-
-
-def bench_cli(
-    artifacts: Sequence[Path] = (),
-    backend: str = "auto",
-    batches: str = "1,16",
-    protocols: str = "paper,e2e",
-    warmup: int = 10,
-    iters: int = 50,
-    json_path: Path | None = None,
-    markdown_path: Path | None = None,
-    plot_path: Path | None = None,
-    peers: bool = True,
-    checkpoint: Path | None = None,
-    cache_dir: Path | None = None,
-    image_size: int | None = None,
-    progress: bool = True,
-    case_budget_s: float = DEFAULT_CASE_BUDGET_S,
-    micro_batch: int | None = None,
-) -> int:
-    """`mmad-edge bench`: run, print the table and the claims (stdout), write the files asked for.
-
-    Returns 0 when at least one row was timed, 1 when every case failed.
-    """
-    report = run_bench(artifacts, backend, batches, protocols, warmup, iters, peers, checkpoint, cache_dir,
-                       image_size, progress, case_budget_s, micro_batch)
-    rows = report["results"]
-    print(format_table(rows))
-    for skipped in report["skipped"]:
-        print(f"skipped {skipped['name']} ({skipped['backend']} {skipped['protocol']}"
-              f"{'' if skipped['batch'] is None else ' b' + str(skipped['batch'])}): {skipped['reason']}")
-    print(format_claims(report["speed_claim"]))
-    if json_path is not None:
-        say(True, f"wrote {write_json(json_path, report)}")
-    if markdown_path is not None:
-        path = Path(markdown_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(markdown(report) + "\nSpeed claims:\n\n" + "\n".join(
-            f"- {line}" for line in format_claims(report["speed_claim"]).splitlines()) + "\n", encoding="utf-8")
-        say(True, f"wrote {path}")
-    if plot_path is not None and rows:
-        say(True, f"wrote {write_plot(plot_path, report)}")
-    return 0 if rows else 1

@@ -12,9 +12,9 @@ import contextlib
 import os
 import tempfile
 import warnings
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import onnx
@@ -24,11 +24,12 @@ from mmad_edge.calib.compare import held_out_set, labelled_set, run_outputs
 from mmad_edge.runtime.compare import error_metrics
 from mmad_edge.calib.graph import QUANTIZED_OPS, conv_blocks, head_nodes, input_shape
 from mmad_edge.calib.int8_graph import CPU_FORMATS, TARGETS, QuantizationError, build_int8_graph
+from mmad_edge.calib.options import Int8Options
 from mmad_edge.calib.qdq import with_float_nodes
 from mmad_edge.calib.ranges import CalibrationRun, CalibrationSettings, calibrated_ranges
 from mmad_edge.calib.reader import CalibrationWarning, find_images, select_images
 from mmad_edge.calib.result import Int8Result
-from mmad_edge.calib.sensitivity import AccuracyTarget, SearchResult, search
+from mmad_edge.calib.sensitivity import SearchResult, search
 from mmad_edge.calib.timing import median_latency_ms
 from mmad_edge.fileio import file_sha256
 
@@ -67,125 +68,137 @@ def _check_exclude(exclude: Iterable[str], known: set[str]) -> set[str]:
     return names
 
 
+@dataclass
+class _Prepared:
+    """The FP32 graph and what calibration made of it: blocks to search, ranges, evaluation set."""
+
+    fp32_onnx: Path
+    model: onnx.ModelProto
+    batch: int
+    blocks: dict[str, list[str]]
+    user_float: set[str]
+    settings: CalibrationSettings
+    calibration: CalibrationRun
+    evaluation: Any
+    notes: list[str]
+
+
 def export_int8(
     fp32_onnx: str | os.PathLike[str],
     out_path: str | os.PathLike[str],
     calib_dir: str | os.PathLike[str],
-    target: str = "tensorrt",
-    method: str = "minmax",
-    count: int = 200,
-    seed: int = 0,
-    exclude: Iterable[str] = (),
-    *,
-    percentile: float = 99.999,
-    eval_data: str | os.PathLike[str] | None = None,
-    eval_layout: str = "mvtec",
-    eval_categories: str | Sequence[str] | None = None,
-    eval_count: int = 24,
-    sensitivity: bool = True,
-    spearman_min: float = AccuracyTarget.spearman_min,
-    auroc_drop_max: float = AccuracyTarget.auroc_drop_max,
-    score_error_max: float = AccuracyTarget.score_error_max,
-    max_attempts: int = 8,
-    cpu_format: str = "auto",
-    cache_dir: str | os.PathLike[str] | None = None,
-    timing_runs: int = 5,
+    options: Int8Options = Int8Options(),
 ) -> Int8Result:
-    """Calibrate on ``calib_dir`` and write the INT8 graph of ``fp32_onnx`` to ``out_path``.
-
-    ``target``: ``tensorrt`` (symmetric INT8 Q/DQ) or ``cpu`` (ONNX Runtime, u8/s8).
-    ``method``: ``minmax``, ``entropy`` or ``percentile`` (``percentile``). ``exclude``: conv
-    node names always kept in float. ``eval_data``: a dataset root whose test split
-    (``eval_layout``: mvtec, aebad, realiad or folder; ``eval_categories``: None for all) gives
-    normal and defective images for AUROC; otherwise held-out normal images of ``calib_dir``.
-    ``sensitivity``: search for blocks to keep in float when the target (``spearman_min``,
-    ``auroc_drop_max``, ``score_error_max``) is missed, within ``max_attempts`` graphs after the block ranking.
-    ``cpu_format``: ``auto`` (time Q/DQ and QOperator, keep the faster), ``qdq``, ``qoperator``.
-    """
+    """Calibrate on ``calib_dir`` and write the INT8 graph of ``fp32_onnx`` to ``out_path``
+    (``Int8Options`` says how); the graph is measured against FP32 and reported."""
     fp32_onnx, out_path, calib_dir = Path(fp32_onnx), Path(out_path), Path(calib_dir)
-    if not fp32_onnx.is_file():
-        raise QuantizationError(f"{fp32_onnx}: FP32 ONNX not found; export the FP32 model first")
-    if target not in TARGETS:
-        raise QuantizationError(f"unknown INT8 target {target!r}; choose one of {', '.join(TARGETS)}")
-    if cpu_format not in ("auto", *CPU_FORMATS):
-        raise QuantizationError(f"unknown CPU INT8 format {cpu_format!r}; choose auto, {', '.join(CPU_FORMATS)}")
-    model = onnx.load(str(fp32_onnx))
-    batch, size = input_shape(model)
-    blocks = conv_blocks(model)
-    user_float = _check_exclude(exclude, {n for nodes in blocks.values() for n in nodes})
-    blocks = {b: [n for n in nodes if n not in user_float] for b, nodes in blocks.items()}
-    blocks = {b: nodes for b, nodes in blocks.items() if nodes}
-    settings = CalibrationSettings(method, count, seed, percentile, size, QUANTIZED_OPS)
-    accuracy = AccuracyTarget(spearman_min, auroc_drop_max, score_error_max)
-    notes: list[str] = []
-
-    with _collected_warnings(notes):
-        all_images = find_images(calib_dir)
-        chosen = select_images(all_images, count, seed, calib_dir)
-        calibration = calibrated_ranges(
-            fp32_onnx, file_sha256(fp32_onnx), chosen, calib_dir, settings,
-            Path(cache_dir) if cache_dir is not None else default_cache_dir(), batch or 1,
-        )
-        if eval_data is not None:
-            evaluation = labelled_set(Path(eval_data), eval_layout, eval_categories, eval_count, seed, size)
-        else:
-            evaluation = held_out_set(all_images, calibration.images, calib_dir, eval_count, seed, size)
-
-    reference = run_outputs(fp32_onnx, evaluation.frames)
-    emulate = target == "tensorrt"
+    _check_options(fp32_onnx, options)
+    prepared = _prepare(fp32_onnx, calib_dir, options)
+    reference = run_outputs(fp32_onnx, prepared.evaluation.frames)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=f".{out_path.name}.") as tmp:
-        built: dict[tuple[frozenset[str], str], tuple[Path, int]] = {}
-
-        def build(float_nodes: Iterable[str], fmt: str = "qdq") -> tuple[Path, int]:
-            """A quantize_static graph (path, quantised node count), built once per setting."""
-            key = (frozenset(float_nodes), fmt)
-            if key not in built:
-                path = Path(tmp) / f"graph{len(built)}.onnx"
-                nodes = build_int8_graph(fp32_onnx, path, calibration.ranges, method, target, key[0] | user_float, fmt)
-                built[key] = (path, len(nodes))
-            return built[key]
-
-        all_int8 = onnx.load(str(build(())[0]))
-
-        def trial(float_nodes: frozenset[str]) -> dict[str, float | None]:
-            candidate = with_float_nodes(all_int8, model, set(float_nodes))
-            return error_metrics(reference, run_outputs(candidate, evaluation.frames, emulate), evaluation.labels)
-
-        if sensitivity:
-            found = search(trial, blocks, accuracy, max_attempts)
-        else:
-            metrics = trial(frozenset())
-            met = not accuracy.shortfalls(metrics)
-            found = SearchResult([], metrics, met, 0, 1, "sensitivity search off" + ("" if met else ": target missed"))
-
-        probe = np.repeat(evaluation.frames[:1], batch or 1, axis=0)
-        formats = (list(CPU_FORMATS) if cpu_format == "auto" else [cpu_format]) if target == "cpu" else ["qdq"]
-        candidates = {fmt: build(found.float_nodes, fmt) for fmt in formats}
-        timings = {fmt: median_latency_ms(path, probe, timing_runs) for fmt, (path, _) in candidates.items()}
+        graphs = _GraphBuilder(prepared, options, Path(tmp))
+        found = _search(graphs, prepared, reference, options)
+        probe = np.repeat(prepared.evaluation.frames[:1], prepared.batch, axis=0)
+        formats = (list(CPU_FORMATS) if options.cpu_format == "auto" else [options.cpu_format]) \
+            if options.target == "cpu" else ["qdq"]
+        candidates = {fmt: graphs.build(found.float_nodes, fmt) for fmt in formats}
+        timings = {fmt: median_latency_ms(path, probe, options.timing_runs) for fmt, (path, _) in candidates.items()}
         best = min(timings, key=timings.__getitem__)
         final, quantized = candidates[best]
-        metrics = error_metrics(reference, run_outputs(final, evaluation.frames, emulate), evaluation.labels)
-        latency = _latency(fp32_onnx, probe, timing_runs, timings, best, target)
+        metrics = error_metrics(reference, run_outputs(final, prepared.evaluation.frames, graphs.emulate),
+                                prepared.evaluation.labels)
+        latency = _latency(fp32_onnx, probe, options.timing_runs, timings, best, options.target)
         os.replace(final, out_path)
-
     return Int8Result(
         path=out_path,
-        target=target,
+        target=options.target,
         metrics=metrics,
-        accuracy_target=asdict(accuracy),
-        target_met=not accuracy.shortfalls(metrics),
-        search={"enabled": sensitivity, "attempts": found.attempts, "max_attempts": max_attempts,
+        accuracy_target=asdict(options.accuracy),
+        target_met=not options.accuracy.shortfalls(metrics),
+        search={"enabled": options.sensitivity, "attempts": found.attempts, "max_attempts": options.max_attempts,
                 "graphs_measured": found.graphs, "message": found.message,
                 "ranking": [{"block": r["block"], "error_alone": r["error_alone"]} for r in found.ranking]},
         float_blocks=found.float_blocks,
-        always_float=_always_float(model, target, user_float),
+        always_float=_always_float(prepared.model, options.target, prepared.user_float),
         quantized_nodes=quantized,
-        calibration=_calibration_report(settings, calib_dir, calibration, target, best),
-        eval_source=evaluation.source,
+        calibration=_calibration_report(prepared.settings, calib_dir, prepared.calibration, options.target, best),
+        eval_source=prepared.evaluation.source,
         latency_ms=latency,
-        warnings=notes,
+        warnings=prepared.notes,
     )
+
+
+def _check_options(fp32_onnx: Path, options: Int8Options) -> None:
+    if not fp32_onnx.is_file():
+        raise QuantizationError(f"{fp32_onnx}: FP32 ONNX not found; export the FP32 model first")
+    if options.target not in TARGETS:
+        raise QuantizationError(f"unknown INT8 target {options.target!r}; choose one of {', '.join(TARGETS)}")
+    if options.cpu_format not in ("auto", *CPU_FORMATS):
+        raise QuantizationError(f"unknown CPU INT8 format {options.cpu_format!r}; "
+                                f"choose auto, {', '.join(CPU_FORMATS)}")
+
+
+def _prepare(fp32_onnx: Path, calib_dir: Path, options: Int8Options) -> _Prepared:
+    """Load the graph, calibrate (cached) and draw the evaluation set; warnings are kept as notes."""
+    model = onnx.load(str(fp32_onnx))
+    batch, size = input_shape(model)
+    blocks = conv_blocks(model)
+    user_float = _check_exclude(options.exclude, {n for nodes in blocks.values() for n in nodes})
+    blocks = {b: [n for n in nodes if n not in user_float] for b, nodes in blocks.items()}
+    settings = CalibrationSettings(options.method, options.count, options.seed, options.percentile, size,
+                                   QUANTIZED_OPS)
+    notes: list[str] = []
+    with _collected_warnings(notes):
+        all_images = find_images(calib_dir)
+        chosen = select_images(all_images, options.count, options.seed, calib_dir)
+        calibration = calibrated_ranges(
+            fp32_onnx, file_sha256(fp32_onnx), chosen, calib_dir, settings,
+            Path(options.cache_dir) if options.cache_dir is not None else default_cache_dir(), batch or 1,
+        )
+        if options.eval_data is not None:
+            evaluation = labelled_set(Path(options.eval_data), options.eval_layout, options.eval_categories,
+                                      options.eval_count, options.seed, size)
+        else:
+            evaluation = held_out_set(all_images, calibration.images, calib_dir, options.eval_count, options.seed, size)
+    return _Prepared(fp32_onnx, model, batch or 1, {b: nodes for b, nodes in blocks.items() if nodes}, user_float,
+                     settings, calibration, evaluation, notes)
+
+
+class _GraphBuilder:
+    """quantize_static graphs in a temporary folder, each (float nodes, format) built once."""
+
+    def __init__(self, prepared: _Prepared, options: Int8Options, folder: Path) -> None:
+        self.prepared, self.options, self.folder = prepared, options, folder
+        self.emulate = options.target == "tensorrt"
+        self.built: dict[tuple[frozenset[str], str], tuple[Path, int]] = {}
+
+    def build(self, float_nodes: Iterable[str], fmt: str = "qdq") -> tuple[Path, int]:
+        """The graph's path and its quantised node count."""
+        key = (frozenset(float_nodes), fmt)
+        if key not in self.built:
+            path = self.folder / f"graph{len(self.built)}.onnx"
+            p = self.prepared
+            nodes = build_int8_graph(p.fp32_onnx, path, p.calibration.ranges, self.options.method, self.options.target,
+                                     key[0] | p.user_float, fmt)
+            self.built[key] = (path, len(nodes))
+        return self.built[key]
+
+
+def _search(graphs: _GraphBuilder, prepared: _Prepared, reference: Any, options: Int8Options) -> SearchResult:
+    """The blocks to keep in float: searched when asked, else none (and the target checked once)."""
+    all_int8 = onnx.load(str(graphs.build(())[0]))
+    evaluation = prepared.evaluation
+
+    def trial(float_nodes: frozenset[str]) -> dict[str, float | None]:
+        candidate = with_float_nodes(all_int8, prepared.model, set(float_nodes))
+        return error_metrics(reference, run_outputs(candidate, evaluation.frames, graphs.emulate), evaluation.labels)
+
+    if options.sensitivity:
+        return search(trial, prepared.blocks, options.accuracy, options.max_attempts)
+    metrics = trial(frozenset())
+    met = not options.accuracy.shortfalls(metrics)
+    return SearchResult([], metrics, met, 0, 1, "sensitivity search off" + ("" if met else ": target missed"))
 
 
 def _latency(

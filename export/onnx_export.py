@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from mmad_edge.config import IMAGENET_MEAN, IMAGENET_STD
+from mmad_edge.export.options import DEFAULT_OPSET
 from mmad_edge.export.simplify import simplify_checked
 from mmad_edge.export.trt_ops import TOPK_MAX_K
 from mmad_edge.model.anomaly_map import top_k_count
@@ -30,7 +31,6 @@ from mmad_edge.runtime.contract import INPUT_NAME, OUTPUT_NAMES
 
 BATCH_DIM = "batch"
 INPUT_FORMATS = ("uint8_bgr_nhwc", "float_rgb_nchw")
-DEFAULT_OPSET = 20  # native Gelu (one fused kernel in ONNX Runtime); TensorRT 10.3+ parses 9..20
 MIN_OPSET = 13
 
 BatchRange = tuple[int, int, int]

@@ -10,12 +10,13 @@ the verified ONNX and gets the command to build the engine on the target.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
 import warnings
-from collections.abc import Sequence
-from dataclasses import asdict
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -32,13 +33,13 @@ from mmad_edge.export.metadata import (
     build_metadata,
     write_onnx_metadata,
 )
-from mmad_edge.export.onnx_export import DEFAULT_OPSET, ExportError, check_request_options, export_onnx
+from mmad_edge.export.onnx_export import ExportError, check_request_options, export_onnx
+from mmad_edge.export.options import EngineOptions, ExportOptions
 from mmad_edge.export import tensorrt as trt_build
 from mmad_edge.export.staging import place, staged
 from mmad_edge.export.trt_ops import Issue, check_tensorrt_compat, format_issues
 from mmad_edge.runtime.contract import artifact_name
 from mmad_edge.export.verify import (
-    VerificationResult,
     dataset_frames,
     format_results,
     generated_frames,
@@ -47,6 +48,7 @@ from mmad_edge.export.verify import (
 )
 from mmad_edge.fileio import write_json_atomic
 from mmad_edge.model.minimaxad import MiniMaxAD
+from mmad_edge.runtime.log import say as progress_line
 from mmad_edge.runtime.metadata import describe_encoder_weights as describe_encoder
 
 REPORT_FILENAME = "report.json"
@@ -56,19 +58,16 @@ COMPAT_LINES = 10  # TensorRT issues listed on stderr per graph; report.json has
 
 class ExportFailed(RuntimeError):
     """An export that failed after its report was built: ``report`` is this run's report (what
-    --json gets, never an older one from the output folder), ``exit_code`` the CLI's code."""
+    --json gets, never an older one from the output folder). An engine build failure is the
+    ``__cause__`` (TensorRT missing, build error, bad input), which the CLI turns into its code."""
 
-    def __init__(self, message: str, report: dict[str, Any], exit_code: int) -> None:
+    def __init__(self, message: str, report: dict[str, Any]) -> None:
         super().__init__(message)
         self.report = report
-        self.exit_code = exit_code
 
 
 class VerificationFailed(ExportFailed):
     """An exported graph does not reproduce the PyTorch model within tolerance; nothing was written."""
-
-    def __init__(self, message: str, report: dict[str, Any]) -> None:
-        super().__init__(message, report, trt_build.EXIT_BUILD_FAILED)
 
 
 def onnx_filename(precision: str) -> str:
@@ -105,22 +104,7 @@ def load_for_export(
 
 
 def export_checkpoint(
-    checkpoint: str | os.PathLike[str],
-    out_dir: str | os.PathLike[str],
-    precisions: str | Sequence[str] = ("fp32", "fp16"),
-    batch: str | int | tuple[int, int, int] = "1",
-    opset: int = DEFAULT_OPSET,
-    image_size: int | None = None,
-    input_format: str = "uint8_bgr_nhwc",
-    engine: bool = False,
-    data: str | os.PathLike[str] | None = None,
-    layout: str = "mvtec",
-    categories: str | Sequence[str] | None = None,
-    calib_data: str | os.PathLike[str] | None = None,
-    progress: bool = True,
-    variant: str | None = None,
-    max_images: int | None = None,
-    int8_options: Mapping[str, Any] | None = None,
+    checkpoint: str | os.PathLike[str], out_dir: str | os.PathLike[str], options: ExportOptions = ExportOptions(),
 ) -> dict[str, Any]:
     """Export, verify and place the artifacts; returns the report (also written as report.json).
 
@@ -128,64 +112,87 @@ def export_checkpoint(
     VerificationFailed (nothing written), and with ``engine`` ExportFailed when no engine could
     be built (the ONNX artifacts are in place; the report's ``engines.error`` says why).
     """
-    chosen = parse_precisions(precisions)
+    chosen, profile = _checked_request(options)
+    out_dir = Path(out_dir)
+    say = functools.partial(progress_line, enabled=options.progress)
+    with staged(out_dir) as staging:  # fails here, before any long work, when --out is not writable
+        report, table, int8_info = _export_staged(checkpoint, out_dir, staging, chosen, profile, options, say)
+        place(staging, out_dir)
+    print(table, flush=True)  # the verification results: stdout
+    _warn(report, int8_info)
+    say(f"wrote {', '.join(onnx_filename(p) for p in chosen)}, {METADATA_FILENAME}, {REPORT_FILENAME} to {out_dir}")
+    if options.engine:
+        _build_engines(out_dir, chosen, profile, report, say)
+    return report
+
+
+def _checked_request(options: ExportOptions) -> tuple[list[str], tuple[int, int, int]]:
+    """The precisions and batch profile; one-line ExportErrors for requests that cannot work."""
+    chosen = parse_precisions(options.precisions)
     try:
-        profile = trt_build.parse_batch(batch)
+        profile = trt_build.parse_batch(options.batch)
     except ValueError as exc:
         raise ExportError(str(exc)) from None
-    check_request_options(profile, opset, input_format)
-    if engine and input_format == "float_rgb_nchw":
+    check_request_options(profile, options.opset, options.input_format)
+    if options.engine and options.input_format == "float_rgb_nchw":
         raise ExportError("TensorRT engines take uint8 BGR NHWC frames only; drop --engine or export with "
                           "--input-format uint8_bgr_nhwc")
-    if "int8" in chosen and calib_data is None:
+    if "int8" in chosen and options.calib_data is None:
         raise ExportError("int8 needs calibration images: add --calib-data FOLDER (normal images of the product)")
-    if engine and (int8_options or {}).get("target") == "cpu":
+    if options.engine and options.int8.target == "cpu":
         raise ExportError("--target cpu makes an INT8 graph for ONNX Runtime on CPUs, which TensorRT cannot build; "
                           "use --target tensorrt with --engine, or drop --engine")
-    out_dir = Path(out_dir)
-    say = _printer(progress)
-    with staged(out_dir) as staging:  # fails here, before any long work, when --out is not writable
-        model, ckpt = load_for_export(checkpoint, image_size, variant)
-        size = model.config.image_size
-        frames, labels, source = _verification_frames(data, layout, categories, size, max_images)
-        say(f"encoder weights: {describe_encoder(ckpt.get('encoder_weights'))}")
-        say(f"reference: PyTorch model on {len(frames)} {source} frames at {size}x{size}")
-        reference = torch_outputs(model, frames)
-        strict = bool(ckpt.get("training"))
-        exported = export_onnx(model, staging / onnx_filename("fp32"), profile, opset, input_format)
-        say(f"fp32 graph: {exported.simplification}")
-        graphs = {"fp32": exported.graph}  # in memory from here on; only INT8 calibration reads the file
-        if "fp16" in chosen:
-            graphs["fp16"] = convert_fp16(exported.graph)
-        int8_info = None
-        if "int8" in chosen:
-            say("int8: calibrating (mmad_edge.calib)")
-            int8_info = _export_int8(exported.path, staging / onnx_filename("int8"), calib_data, data, categories,
-                                     int8_options or {}, layout=layout)
-            graphs["int8"] = onnx.load(str(staging / onnx_filename("int8")))
-            int8_info["path"] = str(out_dir / onnx_filename("int8"))  # where it is once placed
-        results = {}
-        for precision in chosen:
-            say(f"verifying {precision} with ONNX Runtime (CPU)")
-            results[precision] = verify_onnx(graphs[precision], model, frames, precision, labels, strict, source,
-                                             reference)
-        table = format_results(list(results.values()))
-        report = _report(checkpoint, out_dir, chosen, profile, opset, input_format, size, exported.simplification,
-                         results, graphs, int8_info, strict)
-        if not all(r.passed for r in results.values()):
-            raise VerificationFailed(f"verification failed; nothing was written to {out_dir}:\n{table}",
-                                     dict(report, files={}))  # no file was written
-        metadata = _base_metadata(model.config, opset, profile, ckpt.get("statistics"), checkpoint, input_format,
-                                  ckpt.get("encoder_weights"))
-        for precision in chosen:
-            _embed_metadata(graphs[precision], dict(metadata, precision=precision), input_format)
-            onnx.save(graphs[precision], str(staging / onnx_filename(precision)))
-        if "fp32" not in chosen:
-            exported.path.unlink()
-        write_json_atomic(staging / METADATA_FILENAME, dict(metadata, precision=chosen[0]))
-        write_json_atomic(staging / REPORT_FILENAME, report)
-        place(staging, out_dir)
-    say(table)
+    return chosen, profile
+
+
+def _export_staged(
+    checkpoint: str | os.PathLike[str], out_dir: Path, staging: Path, chosen: list[str],
+    profile: tuple[int, int, int], options: ExportOptions, say: Callable[[str], None],
+) -> tuple[dict[str, Any], str, dict[str, Any] | None]:
+    """Export and verify every precision into ``staging``: (report, verification table, INT8 report)."""
+    model, ckpt = load_for_export(checkpoint, options.image_size, options.variant)
+    size = model.config.image_size
+    frames, labels, source = _verification_frames(options, size)
+    say(f"encoder weights: {describe_encoder(ckpt.get('encoder_weights'))}")
+    say(f"reference: PyTorch model on {len(frames)} {source} frames at {size}x{size}")
+    reference = torch_outputs(model, frames)
+    strict = bool(ckpt.get("training"))
+    exported = export_onnx(model, staging / onnx_filename("fp32"), profile, options.opset, options.input_format)
+    say(f"fp32 graph: {exported.simplification}")
+    graphs = {"fp32": exported.graph}  # in memory from here on; only INT8 calibration reads the file
+    if "fp16" in chosen:
+        graphs["fp16"] = convert_fp16(exported.graph)
+    int8_info = None
+    if "int8" in chosen:
+        say("int8: calibrating (mmad_edge.calib)")
+        int8_info = _export_int8(exported.path, staging / onnx_filename("int8"), options)
+        graphs["int8"] = onnx.load(str(staging / onnx_filename("int8")))
+        int8_info["path"] = str(out_dir / onnx_filename("int8"))  # where it is once placed
+    results = {}
+    for precision in chosen:
+        say(f"verifying {precision} with ONNX Runtime (CPU)")
+        results[precision] = verify_onnx(graphs[precision], model, frames, precision, labels, strict, source, reference)
+    table = format_results(list(results.values()))
+    report = _report(checkpoint, out_dir, options, chosen, size, exported.simplification, {
+        "trained_weights": strict,
+        "verification": {p: r.to_dict() for p, r in results.items()},
+        "tensorrt_compat": {p: _tensorrt_issues(graphs[p], p, int8_info) for p in chosen},
+        "int8": int8_info,
+    })
+    if not all(r.passed for r in results.values()):
+        raise VerificationFailed(f"verification failed; nothing was written to {out_dir}:\n{table}",
+                                 dict(report, files={}))  # no file was written
+    metadata = _base_metadata(model.config, options.opset, profile, ckpt.get("statistics"), checkpoint,
+                              options.input_format, ckpt.get("encoder_weights"))
+    if "fp32" not in chosen:
+        exported.path.unlink()
+    save_graphs(staging, {p: graphs[p] for p in chosen}, metadata, options.input_format)
+    write_json_atomic(staging / REPORT_FILENAME, report)
+    return report, table, int8_info
+
+
+def _warn(report: dict[str, Any], int8_info: dict[str, Any] | None) -> None:
+    """TensorRT parser issues of the placed graphs and a missed INT8 target, on stderr."""
     for precision, issues in report["tensorrt_compat"].items():
         if issues:
             print(f"warning: {onnx_filename(precision)} may not build with TensorRT:\n"
@@ -193,27 +200,13 @@ def export_checkpoint(
     if int8_info is not None and not int8_info.get("passed", True):
         print(f"warning: INT8 missed its accuracy target ({int8_info['search'].get('message', '')}); "
               "see the int8 section of report.json, or deploy fp16", file=sys.stderr)
-    say(f"wrote {', '.join(onnx_filename(p) for p in chosen)}, {METADATA_FILENAME}, {REPORT_FILENAME} to {out_dir}")
-    if engine:
-        _build_engines(out_dir, chosen, profile, report, say)
-    return report
 
 
-def _printer(progress: bool):
-    def say(text: str) -> None:
-        if progress:
-            print(text, flush=True)
-    return say
-
-
-def _verification_frames(
-    data: str | os.PathLike[str] | None, layout: str, categories: str | Sequence[str] | None, size: int,
-    max_images: int | None,
-) -> tuple[np.ndarray, np.ndarray | None, str]:
-    if data is None:
+def _verification_frames(options: ExportOptions, size: int) -> tuple[np.ndarray, np.ndarray | None, str]:
+    if options.data is None:
         return generated_frames(GENERATED_FRAMES, size), None, "generated"
-    frames, labels = dataset_frames(data, layout, categories, size, max_images)
-    return frames, labels, f"{layout}:{data}" + (f" ({categories})" if categories else "")
+    frames, labels = dataset_frames(options.data, options.layout, options.categories, size, options.max_images)
+    return frames, labels, f"{options.layout}:{options.data}" + (f" ({options.categories})" if options.categories else "")
 
 
 def _base_metadata(
@@ -230,6 +223,16 @@ def _base_metadata(
     return metadata
 
 
+def save_graphs(folder: Path, graphs: dict[str, onnx.ModelProto], metadata: dict[str, Any],
+                input_format: str = "uint8_bgr_nhwc") -> None:
+    """Write each graph as model.<precision>.onnx carrying its metadata, and metadata.json (the
+    first graph's precision): the one way an export folder's graphs and metadata are written."""
+    for precision, graph in graphs.items():
+        _embed_metadata(graph, dict(metadata, precision=precision), input_format)
+        onnx.save(graph, str(folder / onnx_filename(precision)))
+    write_json_atomic(folder / METADATA_FILENAME, dict(metadata, precision=next(iter(graphs))))
+
+
 def _embed_metadata(model: onnx.ModelProto, metadata: dict[str, Any], input_format: str) -> None:
     """Ours becomes the graph's only metadata_props entry (onnxsim's ~19 bookkeeping entries and
     the quantiser's ``onnx.infer`` go). The schema (and so write_onnx_metadata) describes uint8
@@ -243,9 +246,8 @@ def _embed_metadata(model: onnx.ModelProto, metadata: dict[str, Any], input_form
 
 
 def _report(
-    checkpoint: str | os.PathLike[str], out_dir: Path, precisions: list[str], profile: tuple[int, int, int],
-    opset: int, input_format: str, size: int, simplification: str, results: dict[str, VerificationResult],
-    graphs: dict[str, onnx.ModelProto], int8_info: Any, strict: bool,
+    checkpoint: str | os.PathLike[str], out_dir: Path, options: ExportOptions, precisions: list[str], size: int,
+    simplification: str, sections: dict[str, Any],
 ) -> dict[str, Any]:
     return {
         "checkpoint": str(checkpoint),
@@ -253,14 +255,11 @@ def _report(
         "precisions": precisions,
         "files": {p: onnx_filename(p) for p in precisions},
         "image_size": size,
-        "batch": dict(zip(("min", "opt", "max"), profile)),
-        "opset": opset,
-        "input_format": input_format,
+        "batch": dict(zip(("min", "opt", "max"), trt_build.parse_batch(options.batch))),
+        "opset": options.opset,
+        "input_format": options.input_format,
         "simplification": simplification,
-        "trained_weights": strict,
-        "verification": {p: r.to_dict() for p, r in results.items()},
-        "tensorrt_compat": {p: _tensorrt_issues(graphs[p], p, int8_info) for p in precisions},
-        "int8": int8_info,
+        **sections,
         "engines": None,
     }
 
@@ -273,14 +272,10 @@ def _tensorrt_issues(graph: onnx.ModelProto, precision: str, int8_info: Mapping[
     return [asdict(i) for i in check_tensorrt_compat(graph)]
 
 
-def _export_int8(
-    fp32_onnx: Path, int8_onnx: Path, calib_data: str | os.PathLike[str], data: str | os.PathLike[str] | None,
-    categories: str | Sequence[str] | None, options: Mapping[str, Any], *, layout: str,
-) -> dict[str, Any]:
-    """Run the INT8 calibrator (``mmad_edge.calib.quantize.export_int8``). It writes
-    ``int8_onnx`` (TensorRT Q/DQ form); its report goes into ours. With ``--data``, the test split
-    of ``categories`` in ``layout`` (any layout) is its accuracy set; without, held-out images of
-    ``calib_data``. ``options`` pass through (target, method, count, seed, thresholds...)."""
+def _export_int8(fp32_onnx: Path, int8_onnx: Path, options: ExportOptions) -> dict[str, Any]:
+    """Run the INT8 calibrator (``mmad_edge.calib.quantize.export_int8``) on ``options.calib_data``.
+    It writes ``int8_onnx``; its report goes into ours. With ``options.data``, the test split of
+    its categories (any layout) is its accuracy set; without, held-out calibration images."""
     from mmad_edge.calib.quantize import export_int8  # only INT8 exports need the calibrator
     from mmad_edge.calib.reader import CalibrationWarning
 
@@ -288,8 +283,9 @@ def _export_int8(
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", CalibrationWarning)
-            return export_int8(fp32_onnx, int8_onnx, calib_data, eval_data=data, eval_layout=layout,
-                               eval_categories=categories, **{"target": "tensorrt", **options}).to_report()
+            int8 = replace(options.int8, eval_data=options.data, eval_layout=options.layout,
+                           eval_categories=options.categories)
+            return export_int8(fp32_onnx, int8_onnx, options.calib_data, int8).to_report()
     finally:  # also when calibration fails (a warning may explain why); outside the recording
         for item in caught:
             if issubclass(item.category, CalibrationWarning):
@@ -308,45 +304,10 @@ def _build_engines(out_dir: Path, precisions: list[str], profile: tuple[int, int
         for precision in precisions:
             onnx_path = out_dir / onnx_filename(precision)
             say(f"building TensorRT engine for {onnx_path.name}")
-            engines[precision] = trt_build.build_engine(onnx_path, trt_build.default_engine_path(onnx_path), batch=profile)
+            engines[precision] = trt_build.build_engine(onnx_path, trt_build.default_engine_path(onnx_path),
+                                                        EngineOptions(batch=profile))
     except (trt_build.TensorRTUnavailable, trt_build.EngineBuildError, ValueError, OSError) as exc:
         engines["error"] = str(exc)
-        raise ExportFailed(str(exc), report, trt_build.exit_code_for(exc)) from exc
+        raise ExportFailed(str(exc), report) from exc
     finally:
         write_json_atomic(out_dir / REPORT_FILENAME, report)
-
-
-def export_cli(
-    checkpoint: str | os.PathLike[str],
-    out: str | os.PathLike[str],
-    precision: str = "fp32,fp16",
-    calib_data: str | os.PathLike[str] | None = None,
-    batch: str = "1",
-    engine: bool = False,
-    data: str | os.PathLike[str] | None = None,
-    layout: str = "mvtec",
-    category: str | None = None,
-    opset: int = DEFAULT_OPSET,
-    image_size: int | None = None,
-    input_format: str = "uint8_bgr_nhwc",
-    json_path: str | os.PathLike[str] | None = None,
-    variant: str | None = None,
-    int8_options: Mapping[str, Any] | None = None,
-) -> int:
-    """`mmad-edge export`: run the export and return the exit code: 0 ok, 1 verification or engine
-    build failed, 2 bad input, 3 TensorRT/GPU unavailable for --engine (ONNX files are in place).
-    ``json_path`` gets this run's report, also when verification or the engine build failed."""
-    try:
-        report = export_checkpoint(checkpoint, out, precision, batch, opset, image_size, input_format, engine,
-                                   data, layout, category, calib_data, progress=True, variant=variant,
-                                   int8_options=int8_options)
-        code = trt_build.EXIT_OK
-    except ExportFailed as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        report, code = exc.report, exc.exit_code
-    except (ValueError, OSError) as exc:  # CheckpointError, ConfigError, ExportError, DatasetError, files
-        print(f"error: {exc}", file=sys.stderr)
-        return trt_build.EXIT_BAD_INPUT
-    if json_path is not None:
-        write_json_atomic(json_path, report)
-    return code

@@ -10,10 +10,8 @@ the GPU query can be injected, which is how the tests drive it without a GPU.
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import shlex
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,17 +21,11 @@ from typing import Any
 from mmad_edge.export.metadata import engine_metadata, metadata_for_onnx
 from mmad_edge.runtime.contract import ENGINE_SUFFIX, INPUT_NAME, tensorrt_version
 from mmad_edge.runtime.cuda_memory import CudaCallError, query_gpu
+from mmad_edge.export.options import EngineOptions
 from mmad_edge.fileio import write_bytes_atomic, write_json_atomic
 
 MIN_TENSORRT = (10, 3)
-DEFAULT_WORKSPACE_GIB = 4.0
-DEFAULT_OPTIMIZATION_LEVEL = 3
 TIMING_CACHE_NAME = "tensorrt.timing.cache"
-
-EXIT_OK = 0
-EXIT_BUILD_FAILED = 1
-EXIT_BAD_INPUT = 2
-EXIT_UNAVAILABLE = 3
 
 Profile = tuple[int, int, int]
 DeviceInfo = Callable[[], tuple[str, str]]
@@ -140,13 +132,7 @@ def cuda_device_info(device: int = 0) -> tuple[str, str]:
 def build_engine(
     onnx_path: str | os.PathLike[str],
     engine_path: str | os.PathLike[str],
-    batch: Profile | int | str = 1,
-    workspace_gib: float = DEFAULT_WORKSPACE_GIB,
-    timing_cache: str | os.PathLike[str] | None = None,
-    optimization_level: int = DEFAULT_OPTIMIZATION_LEVEL,
-    version_compatible: bool = False,
-    dla_core: int | None = None,
-    verbose: bool = False,
+    options: EngineOptions = EngineOptions(),
     *,
     trt: Any = None,
     device_info: DeviceInfo | None = None,
@@ -154,103 +140,75 @@ def build_engine(
     """Build `engine_path` and its `.json` sidecar from `onnx_path`; returns a summary of the build.
 
     Nothing is written unless the build succeeds (engine and sidecar go through temp files).
+    Raises TensorRTUnavailable (with the command to run on the device), EngineBuildError, and
+    ValueError / OSError for bad options and files.
     """
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
-    profile = parse_batch(batch)
-    _check_options(onnx_path, workspace_gib, optimization_level, dla_core)
+    profile = parse_batch(options.batch)
+    _check_options(onnx_path, options.workspace_gib, options.optimization_level, options.dla_core)
     try:
         trt = trt if trt is not None else load_tensorrt()
         gpu_name, capability = (device_info or cuda_device_info)()
     except TensorRTUnavailable as exc:
-        command = build_command(onnx_path, profile, version_compatible, dla_core)
+        command = build_command(onnx_path, profile, options.version_compatible, options.dla_core)
         raise TensorRTUnavailable(f"{exc}; build the engine on the target device with: {command}") from None
     metadata = metadata_for_onnx(onnx_path)
-
     started = time.perf_counter()
-    logger = trt.Logger(trt.Logger.VERBOSE if verbose else trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    network = builder.create_network(_network_flags(trt))
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
-        raise EngineBuildError(f"TensorRT could not parse {onnx_path}: {_parser_errors(parser)}")
-
-    config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
-    config.builder_optimization_level = optimization_level
-    _add_profile(builder, network, config, profile, metadata, onnx_path)
-    if version_compatible:
-        config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
-    if dla_core is not None:
-        _use_dla(trt, builder, config, dla_core)
-    cache = _attach_timing_cache(config, timing_cache)
-
-    plan = builder.build_serialized_network(network, config)
-    if plan is None:
-        raise EngineBuildError(
-            f"TensorRT failed to build an engine from {onnx_path}; "
-            "rerun with verbose=True (--verbose) for the builder log"
-        )
+    plan, cache = _serialized_plan(trt, onnx_path, profile, metadata, options)
     sidecar = engine_metadata(metadata, str(trt.__version__), gpu_name, capability, profile,
-                              version_compatible, dla_core)
+                              options.version_compatible, options.dla_core)
     write_bytes_atomic(engine_path, memoryview(plan))
     try:
         write_json_atomic(sidecar_path(engine_path), sidecar)
     except BaseException:
         engine_path.unlink(missing_ok=True)
         raise
-    if timing_cache is not None:
-        write_bytes_atomic(timing_cache, memoryview(cache.serialize()))
+    if options.timing_cache is not None:
+        write_bytes_atomic(options.timing_cache, memoryview(cache.serialize()))
     return {
         "engine": str(engine_path),
         "sidecar": str(sidecar_path(engine_path)),
         "engine_bytes": engine_path.stat().st_size,
         "build_seconds": round(time.perf_counter() - started, 3),
-        "timing_cache": str(timing_cache) if timing_cache is not None else None,
+        "timing_cache": str(options.timing_cache) if options.timing_cache is not None else None,
         "tensorrt": sidecar["tensorrt"],
     }
 
 
-def exit_code_for(exc: BaseException) -> int:
-    """The exit code `mmad-edge build-engine` (and an export with --engine) gives a failure:
-    3 no TensorRT / GPU, 1 the build failed, 2 bad input (missing file, bad batch, bad metadata)."""
-    if isinstance(exc, TensorRTUnavailable):
-        return EXIT_UNAVAILABLE
-    if isinstance(exc, EngineBuildError):
-        return EXIT_BUILD_FAILED
-    return EXIT_BAD_INPUT
+def _serialized_plan(trt: Any, onnx_path: Path, profile: Profile, metadata: dict[str, Any],
+                     options: EngineOptions) -> tuple[Any, Any]:
+    """Parse the ONNX and build the plan as ``options`` say: (plan, timing cache)."""
+    logger = trt.Logger(trt.Logger.VERBOSE if options.verbose else trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(_network_flags(trt))
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        raise EngineBuildError(f"TensorRT could not parse {onnx_path}: {_parser_errors(parser)}")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(options.workspace_gib * (1 << 30)))
+    config.builder_optimization_level = options.optimization_level
+    _add_profile(builder, network, config, profile, metadata, onnx_path)
+    if options.version_compatible:
+        config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+    if options.dla_core is not None:
+        _use_dla(trt, builder, config, options.dla_core)
+    cache = _attach_timing_cache(config, options.timing_cache)
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        raise EngineBuildError(
+            f"TensorRT failed to build an engine from {onnx_path}; "
+            "rerun with verbose=True (--verbose) for the builder log"
+        )
+    return plan, cache
 
 
-def build_engine_cli(
-    onnx_path: str | os.PathLike[str],
-    batch: str = "1",
-    version_compatible: bool = False,
-    dla_core: int | None = None,
-    workspace_gib: float = DEFAULT_WORKSPACE_GIB,
-    out: str | os.PathLike[str] | None = None,
-    timing_cache: str | os.PathLike[str] | None = None,
-    optimization_level: int = DEFAULT_OPTIMIZATION_LEVEL,
-    json_path: str | os.PathLike[str] | None = None,
-) -> int:
-    """`mmad-edge build-engine`: build, print one line, return the exit code (0 ok, 1 build, 2 input, 3 no TRT).
-    ``json_path``: also write the build summary with the engine's sidecar metadata there."""
-    onnx_path = Path(onnx_path)
-    engine_path = Path(out) if out is not None else default_engine_path(onnx_path)
-    cache_path = Path(timing_cache) if timing_cache is not None else onnx_path.parent / TIMING_CACHE_NAME
-    try:
-        profile = parse_batch(batch)
-        info = build_engine(onnx_path, engine_path, batch=profile, workspace_gib=workspace_gib,
-                            timing_cache=cache_path, optimization_level=optimization_level,
-                            version_compatible=version_compatible, dla_core=dla_core)
-    except (TensorRTUnavailable, EngineBuildError, ValueError, OSError) as exc:  # MetadataError is a ValueError
-        print(f"error: {exc}", file=sys.stderr)
-        return exit_code_for(exc)
+def build_summary(info: dict[str, Any]) -> str:
+    """The one line `mmad-edge build-engine` prints for a built engine."""
     section = info["tensorrt"]
-    print(f"wrote {info['engine']} ({info['engine_bytes'] / 1e6:.1f} MB; TensorRT {section['version']} on "
-          f"{section['gpu']} (sm {section['compute_capability']}); batch {format_batch(profile)}) "
-          f"in {info['build_seconds']:.1f} s")
-    if json_path is not None:
-        write_json_atomic(Path(json_path), {**info, "metadata": json.loads(Path(info["sidecar"]).read_text())})
-    return EXIT_OK
+    profile = section["profile"]
+    return (f"wrote {info['engine']} ({info['engine_bytes'] / 1e6:.1f} MB; TensorRT {section['version']} on "
+            f"{section['gpu']} (sm {section['compute_capability']}); batch "
+            f"{format_batch((profile['min'], profile['opt'], profile['max']))}) in {info['build_seconds']:.1f} s")
 
 
 def _check_options(onnx_path: Path, workspace_gib: float, optimization_level: int, dla_core: int | None) -> None:

@@ -14,9 +14,15 @@ from typing import List, Optional
 
 import typer
 
-from mmad_edge.calib.sensitivity import AccuracyTarget  # pure Python: the INT8 target's defaults
+from mmad_edge import fileio
+from mmad_edge.bench.options import BenchOptions
+from mmad_edge.calib.options import Int8Options  # these options modules are torch-free: their defaults
+from mmad_edge.calib.sensitivity import AccuracyTarget
+from mmad_edge.export.options import EngineOptions, ExportOptions
 from mmad_edge.runtime.backends import choices as backend_choices
 from mmad_edge.runtime.errors import BackendUnavailableError, SourceError
+from mmad_edge.runtime.options import RunOptions
+from mmad_edge.train_options import TrainOptions
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Train MiniMaxAD and deploy it to TensorRT / ONNX Runtime.")
 
@@ -27,11 +33,9 @@ def fail(message: str, code: int = 2) -> None:
 
 
 def write_json(path: Optional[Path], obj: dict) -> None:
-    if path is None:
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    typer.echo(f"wrote {path}", err=True)
+    """``--json PATH``: write ``obj`` there (nothing without a path) and say so on stderr."""
+    if path is not None:
+        typer.echo(f"wrote {fileio.write_json(path, obj)}", err=True)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -122,7 +126,7 @@ def epochs_option(default: Optional[int] = 10, note: str = "") -> int:
 
 
 def profile_option() -> str:
-    return typer.Option("1", "--batch", help="Batch profile of the graph or engine: N (fixed) or MIN:OPT:MAX (dynamic).")
+    return typer.Option(ExportOptions.batch, "--batch", help="Batch profile of the graph or engine: N (fixed) or MIN:OPT:MAX (dynamic).")
 
 
 DEMO_PRESET = " (default: the demo's preset, {})"
@@ -188,32 +192,38 @@ def train(
     out: Path = typer.Option(..., "--out", help="Run folder; RUN_DIR/checkpoint.pt is written each epoch."),
     layout: str = layout_option(),
     category: Optional[List[str]] = category_option("Dataset category; repeat for one unified model (default: all)."),
-    variant: str = variant_option(),
-    image_size: int = image_size_option(),
-    epochs: int = epochs_option(),
+    variant: str = variant_option(TrainOptions.variant),
+    image_size: int = image_size_option(TrainOptions.image_size),
+    epochs: int = epochs_option(TrainOptions.epochs),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many optimiser steps."),
-    batch_size: int = batch_size_option(),
-    loss: str = loss_option(),
+    batch_size: int = batch_size_option(TrainOptions.batch_size),
+    loss: str = loss_option(TrainOptions.loss),
     pretrained: Optional[str] = typer.Option(None, "--pretrained", help="UniRepLKNet ImageNet weights for the encoder: "
                                              "a name from `mmad-edge weights` (downloaded once) or a .pth file. "
                                              "Default: the variant's ImageNet-1K weights."),
     device: str = device_option(),
-    seed: int = typer.Option(111, "--seed", help="Seed of the weights, data order and hold-out split."),
-    resume: bool = typer.Option(False, "--resume/--no-resume", help="Continue from RUN_DIR/checkpoint.pt (which must exist)."),
-    force: bool = typer.Option(False, "--force/--no-force", help="Overwrite the run already in --out."),
-    lr: float = typer.Option(5e-3, "--lr", help="AdamW learning rate."),
-    holdout: float = typer.Option(0.1, "--holdout", help="Fraction of good train images kept for score statistics."),
-    threshold_rule: str = typer.Option("mean+3std", "--threshold-rule", help="mean+Kstd or quantile:Q."),
-    augment: bool = typer.Option(False, "--augment/--no-augment", help="Random resized crop + flip (AeBAD-S recipe)."),
-    workers: int = typer.Option(0, "--workers", help="Data-loading processes (0: in the main process)."),
+    seed: int = typer.Option(TrainOptions.seed, "--seed", help="Seed of the weights, data order and hold-out split."),
+    resume: bool = typer.Option(TrainOptions.resume, "--resume/--no-resume",
+                                help="Continue from RUN_DIR/checkpoint.pt (which must exist)."),
+    force: bool = typer.Option(TrainOptions.force, "--force/--no-force", help="Overwrite the run already in --out."),
+    lr: float = typer.Option(TrainOptions.lr, "--lr", help="AdamW learning rate."),
+    holdout: float = typer.Option(TrainOptions.holdout, "--holdout",
+                                  help="Fraction of good train images kept for score statistics."),
+    threshold_rule: str = typer.Option(TrainOptions.threshold_rule, "--threshold-rule",
+                                       help="mean+Kstd or quantile:Q."),
+    augment: bool = typer.Option(TrainOptions.augment, "--augment/--no-augment",
+                                 help="Random resized crop + flip (AeBAD-S recipe)."),
+    workers: int = typer.Option(TrainOptions.workers, "--workers",
+                                help="Data-loading processes (0: in the main process)."),
     score: str = typer.Option("top_percent", "--score", help="top_percent (mean of top 1%) or max."),
-    encoder_init: str = typer.Option("imagenet", "--encoder-init", help="imagenet (default: --pretrained, else the "
-                                     "variant's official weights), texture (statistics fitted on the training images; "
-                                     "the offline choice) or random."),
+    encoder_init: str = typer.Option(TrainOptions.encoder_init, "--encoder-init",
+                                     help="imagenet (default: --pretrained, else the variant's official weights), "
+                                          "texture (statistics fitted on the training images; the offline choice) "
+                                          "or random."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write a training summary as JSON."),
 ) -> None:
     """Train MiniMaxAD (frozen encoder; bottleneck + decoder learn)."""
-    from mmad_edge.train import TrainOptions, train as run_training
+    from mmad_edge.train import train as run_training
 
     opts = TrainOptions(
         data=data, out=out, layout=layout, categories=category or None, variant=variant, image_size=image_size,
@@ -265,23 +275,27 @@ def eval_cmd(
 def export(
     checkpoint: Path = typer.Argument(..., help="RUN_DIR/checkpoint.pt"),
     out: Path = typer.Option(..., "--out", help="Export folder (written atomically)."),
-    precision: str = typer.Option("fp32,fp16", "--precision", help="Comma list of fp32, fp16, int8."),
+    precision: str = typer.Option(ExportOptions.precisions, "--precision", help="Comma list of fp32, fp16, int8."),
     calib_data: Optional[Path] = typer.Option(None, "--calib-data", help="Folder of normal images for INT8."),
     batch: str = profile_option(),
-    engine: bool = typer.Option(False, "--engine/--no-engine", help="Also build TensorRT engines (needs TensorRT + GPU)."),
+    engine: bool = typer.Option(ExportOptions.engine, "--engine/--no-engine",
+                                help="Also build TensorRT engines (needs TensorRT + GPU)."),
     data: Optional[Path] = data_option(required=False),
     layout: str = layout_option(),
     category: Optional[List[str]] = category_option("Test category of --data for the verification report; "
                                                     "repeat for several (default: all)."),
-    opset: int = typer.Option(20, "--opset", help="ONNX opset (20: native Gelu; TensorRT 10.3+ parses up to 20)."),
+    opset: int = typer.Option(ExportOptions.opset, "--opset",
+                              help="ONNX opset (20: native Gelu; TensorRT 10.3+ parses up to 20)."),
     image_size: Optional[int] = image_size_option(None, " (default: the checkpoint's)"),
     variant: Optional[str] = variant_option(None, " (default: the checkpoint's; given, the checkpoint must match)"),
-    input_format: str = typer.Option("uint8_bgr_nhwc", "--input-format", help="uint8_bgr_nhwc or float_rgb_nchw."),
+    input_format: str = typer.Option(ExportOptions.input_format, "--input-format",
+                                     help="uint8_bgr_nhwc or float_rgb_nchw."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the report here."),
-    target: str = typer.Option("tensorrt", "--target", help="INT8 form: tensorrt (symmetric Q/DQ) or cpu (ONNX Runtime VNNI)."),
-    calib_method: str = typer.Option("minmax", "--calib-method", help="minmax, entropy or percentile."),
-    calib_count: int = typer.Option(200, "--calib-count", help="Calibration images (random, seeded)."),
-    calib_seed: int = typer.Option(0, "--calib-seed", help="Seed of the calibration image draw."),
+    target: str = typer.Option(Int8Options.target, "--target",
+                               help="INT8 form: tensorrt (symmetric Q/DQ) or cpu (ONNX Runtime VNNI)."),
+    calib_method: str = typer.Option(Int8Options.method, "--calib-method", help="minmax, entropy or percentile."),
+    calib_count: int = typer.Option(Int8Options.count, "--calib-count", help="Calibration images (random, seeded)."),
+    calib_seed: int = typer.Option(Int8Options.seed, "--calib-seed", help="Seed of the calibration image draw."),
     int8_spearman: float = typer.Option(AccuracyTarget.spearman_min, "--int8-spearman",
                                         help="INT8 target: score rank correlation vs FP32."),
     int8_auroc_drop: float = typer.Option(AccuracyTarget.auroc_drop_max, "--int8-auroc-drop",
@@ -290,13 +304,33 @@ def export(
                                            help="INT8 target: max RMS score shift, in units of the FP32 scores' spread."),
 ) -> None:
     """Export a checkpoint to verified ONNX (FP32/FP16/INT8) and optionally TensorRT engines."""
-    from mmad_edge.export.pipeline import export_cli
+    from mmad_edge.export.pipeline import ExportFailed, VerificationFailed, export_checkpoint
+    from mmad_edge.fileio import write_json_atomic
 
-    raise typer.Exit(export_cli(checkpoint, out, precision, calib_data, batch, engine, data, layout, category or None,
-                                opset, image_size, input_format, json_path, variant,
-                                {"target": target, "method": calib_method, "count": calib_count, "seed": calib_seed,
-                                 "spearman_min": int8_spearman, "auroc_drop_max": int8_auroc_drop,
-                                 "score_error_max": int8_score_error}))
+    int8 = Int8Options(target=target, method=calib_method, count=calib_count, seed=calib_seed,
+                       accuracy=AccuracyTarget(int8_spearman, int8_auroc_drop, int8_score_error))
+    options = ExportOptions(precisions=precision, batch=batch, opset=opset, image_size=image_size, variant=variant,
+                            input_format=input_format, engine=engine, data=data, layout=layout,
+                            categories=category or None, calib_data=calib_data, int8=int8)
+    code = 0
+    try:
+        report = export_checkpoint(checkpoint, out, options)
+    except ExportFailed as exc:  # this run's report still goes to --json, never an older one
+        typer.echo(f"error: {exc}", err=True)
+        report = exc.report
+        code = 1 if isinstance(exc, VerificationFailed) else build_exit_code(exc.__cause__)
+    if json_path is not None:
+        write_json_atomic(json_path, report)
+    raise typer.Exit(code)
+
+
+def build_exit_code(exc: BaseException | None) -> int:
+    """The exit code of a failed engine build: 3 no TensorRT / GPU, 1 the build failed, 2 bad input."""
+    from mmad_edge.export.tensorrt import EngineBuildError, TensorRTUnavailable
+
+    if isinstance(exc, TensorRTUnavailable):
+        return 3
+    return 1 if isinstance(exc, EngineBuildError) else 2
 
 
 @app.command("build-engine")
@@ -304,20 +338,33 @@ def export(
 def build_engine_cmd(
     onnx_path: Path = typer.Argument(..., help="DIR/model.<precision>.onnx"),
     batch: str = profile_option(),
-    version_compatible: bool = typer.Option(False, "--version-compatible/--no-version-compatible",
-                                            help="Plan runnable by newer TensorRT / the lean runtime."),
+    version_compatible: bool = typer.Option(
+        EngineOptions.version_compatible, "--version-compatible/--no-version-compatible",
+        help="Plan runnable by newer TensorRT / the lean runtime."),
     dla_core: Optional[int] = typer.Option(None, "--dla-core", help="Jetson DLA core (GPU fallback on)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Engine path (default DIR/model.<precision>.engine)."),
-    workspace_gib: float = typer.Option(4.0, "--workspace-gib", help="Builder workspace limit (GiB)."),
-    timing_cache: Optional[Path] = typer.Option(None, "--timing-cache", help="Timing cache file, read and updated."),
-    optimization_level: int = typer.Option(3, "--optimization-level", help="Builder optimisation level, 0-5."),
+    workspace_gib: float = typer.Option(EngineOptions.workspace_gib, "--workspace-gib",
+                                        help="Builder workspace limit (GiB)."),
+    timing_cache: Optional[Path] = typer.Option(None, "--timing-cache", help="Timing cache file, read and updated "
+                                                "(default DIR/tensorrt.timing.cache)."),
+    optimization_level: int = typer.Option(EngineOptions.optimization_level, "--optimization-level",
+                                           help="Builder optimisation level, 0-5."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the engine, its size and its sidecar as JSON."),
 ) -> None:
     """Build a TensorRT engine from an exported ONNX (needs only TensorRT; run it on the target)."""
-    from mmad_edge.export.tensorrt import build_engine_cli
+    from mmad_edge.export import tensorrt as trt_build
+    from mmad_edge.fileio import write_json_atomic
 
-    raise typer.Exit(build_engine_cli(onnx_path, batch, version_compatible, dla_core, workspace_gib, out, timing_cache,
-                                      optimization_level, json_path))
+    options = EngineOptions(batch=batch, workspace_gib=workspace_gib, optimization_level=optimization_level,
+                            timing_cache=timing_cache or onnx_path.parent / trt_build.TIMING_CACHE_NAME,
+                            version_compatible=version_compatible, dla_core=dla_core)
+    try:
+        info = trt_build.build_engine(onnx_path, out or trt_build.default_engine_path(onnx_path), options)
+    except (trt_build.TensorRTUnavailable, trt_build.EngineBuildError) as exc:
+        fail(str(exc), build_exit_code(exc))
+    typer.echo(trt_build.build_summary(info))
+    if json_path is not None:
+        write_json_atomic(json_path, {**info, "metadata": json.loads(Path(info["sidecar"]).read_text())})
 
 
 @app.command()
@@ -325,15 +372,18 @@ def build_engine_cmd(
 def run(
     artifact: Path = typer.Argument(..., help="model.<precision>.onnx, model.<precision>.engine, or an export folder."),
     source: str = typer.Option(..., "--source", help="Camera index (0), rtsp://..., video file or image folder."),
-    show: bool = typer.Option(False, "--show/--no-show", help="Window with heat-map overlay and score (needs opencv-python, not -headless)."),
+    show: bool = typer.Option(RunOptions.show, "--show/--no-show",
+                              help="Window with heat-map overlay and score (needs opencv-python, not -headless)."),
     save: Optional[Path] = typer.Option(
         None, "--save", help="Folder that keeps the anomalous frames only: each as frame, overlay and map PNGs plus a "
                              "line in results.jsonl (maps at model size; at frame size with --map-size frame)."),
-    map_size: str = typer.Option("model", "--map-size", help="Anomaly maps at the model's size or each frame's: model or frame."),
-    jsonl: bool = typer.Option(False, "--jsonl/--no-jsonl", help="One strict-JSON object per frame on stdout."),
+    map_size: str = typer.Option(RunOptions.map_size, "--map-size",
+                                 help="Anomaly maps at the model's size or each frame's: model or frame."),
+    jsonl: bool = typer.Option(RunOptions.jsonl, "--jsonl/--no-jsonl",
+                               help="One strict-JSON object per frame on stdout."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Override the artifact's threshold (finite)."),
-    backend: str = typer.Option("auto", "--backend", help=f"{', '.join(backend_choices())}."),
-    batch_size: int = batch_size_option(1),
+    backend: str = typer.Option(RunOptions.backend, "--backend", help=f"{', '.join(backend_choices())}."),
+    batch_size: int = batch_size_option(RunOptions.batch),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Stop after N >= 1 frames (default: until the source ends)."),
     retry_seconds: Optional[float] = typer.Option(
         None, "--retry-seconds", help="How long to keep reopening a camera, stream or video that gives no frames "
@@ -345,9 +395,10 @@ def run(
     """Score every frame of a camera, stream, video or folder (no torch needed); one summary line at the end."""
     from mmad_edge.runtime.run import run_stream
 
-    summary = run_stream(str(artifact), source, show=show, save_dir=save, jsonl=jsonl, threshold=threshold,
-                         backend=backend, batch=batch_size, max_frames=max_frames, precision=precision,
-                         category=category, retry_s=retry_seconds, map_size=map_size)
+    options = RunOptions(show=show, save_dir=save, jsonl=jsonl, threshold=threshold, backend=backend, batch=batch_size,
+                         max_frames=max_frames, precision=precision, category=category, retry_s=retry_seconds,
+                         map_size=map_size)
+    summary = run_stream(str(artifact), source, options)
     write_json(json_path, summary)
     if summary.get("interrupted"):
         raise typer.Exit(130)
@@ -360,30 +411,39 @@ def bench(
     artifacts: Optional[List[Path]] = typer.Argument(
         None, help="Export folders or .onnx/.engine files (without torch / onnx installed the torch rows and the floor "
                    "are listed as skipped); none: the built-in default (needs the export extra)."),
-    backend: str = typer.Option("auto", "--backend", help=f"{', '.join(backend_choices())} or torch."),
-    batch_size: str = typer.Option("1,16", "--batch-size", help="Images per forward pass; a comma list times each."),
-    protocol: str = typer.Option("paper,e2e", "--protocol", help="Comma list of paper and/or e2e."),
-    warmup: int = typer.Option(10, "--warmup", help="Untimed calls per row (cut to the case budget)."),
-    iters: int = typer.Option(50, "--iters", help="Timed calls per row (cut to the case budget)."),
+    backend: str = typer.Option(BenchOptions.backend, "--backend", help=f"{', '.join(backend_choices())} or torch."),
+    batch_size: str = typer.Option(BenchOptions.batches, "--batch-size",
+                                   help="Images per forward pass; a comma list times each."),
+    protocol: str = typer.Option(BenchOptions.protocols, "--protocol", help="Comma list of paper and/or e2e."),
+    warmup: int = typer.Option(BenchOptions.warmup, "--warmup", help="Untimed calls per row (cut to the case budget)."),
+    iters: int = typer.Option(BenchOptions.iters, "--iters", help="Timed calls per row (cut to the case budget)."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the report as JSON."),
     markdown_path: Optional[Path] = typer.Option(None, "--markdown", help="Write the table and claims as Markdown."),
     plot_path: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG plot (log axes, floor drawn; needs matplotlib)."),
-    peers: bool = typer.Option(True, "--peers/--no-peers", help="Time EfficientAD, RD4AD and PatchCore too."),
+    peers: bool = typer.Option(BenchOptions.peers, "--peers/--no-peers",
+                               help="Time EfficientAD, RD4AD and PatchCore too (eager and exported to ONNX)."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Weights for the PyTorch rows."),
     image_size: Optional[int] = image_size_option(None, " (default: the checkpoint's, else 256; artifacts fix it)"),
-    case_budget: float = typer.Option(6.0, "--case-budget", help="Seconds of timing per row before iterations are cut."),
+    case_budget: float = typer.Option(BenchOptions.case_budget_s, "--case-budget",
+                                      help="Seconds of timing per row before iterations are cut."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Where the default export is kept."),
-    quiet: bool = typer.Option(False, "--quiet/--no-quiet", help="No progress lines on stderr."),
+    quiet: bool = typer.Option(not BenchOptions.progress, "--quiet/--no-quiet", help="No progress lines on stderr."),
     micro_batch: Optional[int] = typer.Option(
         None, "--micro-batch", help="Images per ONNX Runtime CPU run of a batch (default: the runtime's "
                                     "cache-sized choice; 0: one run per batch)."),
 ) -> None:
     """Latency and throughput side by side (PyTorch, ONNX Runtime, TensorRT, peers) with the hardware floor."""
-    from mmad_edge.bench.suite import bench_cli
+    from mmad_edge.bench.console import summary_text, write_outputs
+    from mmad_edge.bench.suite import run_bench
 
-    raise typer.Exit(bench_cli(artifacts or [], backend, batch_size, protocol, warmup, iters, json_path, markdown_path,
-                               plot_path, peers, checkpoint, cache_dir, image_size, not quiet, case_budget,
-                               micro_batch))
+    options = BenchOptions(backend=backend, batches=batch_size, protocols=protocol, warmup=warmup, iters=iters,
+                           peers=peers, checkpoint=checkpoint, cache_dir=cache_dir, image_size=image_size,
+                           progress=not quiet, case_budget_s=case_budget, micro_batch=micro_batch)
+    report = run_bench(artifacts or [], options)
+    typer.echo(summary_text(report))
+    for path in write_outputs(report, json_path, markdown_path, plot_path):
+        typer.echo(f"wrote {path}", err=True)
+    raise typer.Exit(0 if report["results"] else 1)
 
 
 @app.command()

@@ -76,8 +76,17 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes | bytearray | m
 
 
 def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
-    """Write JSON (2-space indent, trailing newline) atomically."""
-    write_bytes_atomic(path, (json.dumps(obj, indent=2) + "\n").encode("utf-8"))
+    """Write JSON (2-space indent, trailing newline) atomically; paths and other values JSON
+    lacks are written as their text."""
+    write_bytes_atomic(path, (json.dumps(obj, indent=2, default=str) + "\n").encode("utf-8"))
+
+
+def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
+    """``write_json_atomic`` into a folder made if missing (reports and summaries); the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, obj)
+    return path
 
 
 def remove_staging_leftovers(path: str | os.PathLike[str]) -> list[Path]:

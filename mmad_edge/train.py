@@ -7,11 +7,10 @@ started with) so a resumed run ends with the same weights, multi-GPU through tor
 from __future__ import annotations
 
 import os
-import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 import torch
@@ -28,46 +27,16 @@ from mmad_edge.inference import predict
 from mmad_edge.losses import adc_loss, global_cosine_loss
 from mmad_edge.model.minimaxad import MiniMaxAD, build_model
 from mmad_edge.progress import progress_bar
+from mmad_edge.runtime.log import say
 from mmad_edge.stats import statistics_by_category
 from mmad_edge.texture_encoder import fit_texture_encoder
 from mmad_edge.threads import pinned_threads
+from mmad_edge.train_options import TrainOptions
 from mmad_edge.weights import WeightsError, default_weights, encoder_record, resolve
 
 LOSSES = ("adc", "global")
 ENCODER_INITS = ("imagenet", "texture", "random")
 FIT_IMAGES = 128  # normal images the texture encoder is fitted on, spread over every category
-
-
-@dataclass
-class TrainOptions:
-    """Command-line options of ``mmad-edge train`` (defaults: the reference recipe)."""
-
-    data: Path
-    out: Path
-    layout: str = "mvtec"
-    categories: Sequence[str] | None = None
-    variant: str = "a"
-    image_size: int = 256
-    epochs: int = 10
-    max_steps: int | None = None
-    batch_size: int = 16
-    loss: str = "adc"
-    pretrained: str | Path | None = None  # a weights name (mmad_edge.weights) or a file
-    device: str = "cpu"
-    seed: int = 111
-    resume: bool = False
-    force: bool = False
-    lr: float = 5e-3
-    weight_decay: float = 1e-5
-    lr_gamma: float = 0.995
-    holdout: float = 0.1
-    threshold_rule: str = "mean+3std"
-    augment: bool = False
-    workers: int = 0
-    amp: bool = True
-    encoder_init: str = "imagenet"  # without pretrained: the variant's official ImageNet weights
-    progress: bool = True
-    model_options: dict = field(default_factory=dict)
 
 
 class LossModule(nn.Module):
@@ -111,8 +80,7 @@ def setup_distributed(device: str) -> tuple[DistInfo, str]:
 
 
 def _log(message: str, info: DistInfo) -> None:
-    if info.main:
-        print(message, file=sys.stderr, flush=True)
+    say(message, info.main)  # rank 0 speaks for the run
 
 
 def _validate(opts: TrainOptions) -> None:

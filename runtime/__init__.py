@@ -14,6 +14,7 @@ _EXPORTS = {
     "Detector": "detector",
     "Result": "result",
     "run_stream": "run",
+    "RunOptions": "options",
     "DetectionStream": "stream",
     "open_source": "sources",
     "ArtifactError": "errors",

@@ -2,47 +2,35 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO, Any, Optional, Sequence, Union
+from typing import IO, Optional, Union
 
 from .detector import Detector
 from .log import report
 from .metadata import describe_encoder_weights
+from .options import PathLike, RunOptions
 from .outputs import AnomalySaver, JsonlWriter, Viewer, frame_record
 from .overlay import render_overlay
 from .scoring import check_threshold
 from .sources import FrameSource, check_retry_s, open_source
 from .stream import DetectionStream
 
-PathLike = Union[str, "os.PathLike[str]"]
-
 
 def run_stream(
     artifact: Union[PathLike, Detector],
     source: Union[int, PathLike, FrameSource],
-    show: bool = False,
-    save_dir: Optional[PathLike] = None,
-    jsonl: bool = False,
-    threshold: Optional[float] = None,
-    backend: str = "auto",
-    batch: int = 1,
-    max_frames: Optional[int] = None,
-    providers: Optional[Sequence[Any]] = None,
-    precision: Optional[str] = None,
-    category: Optional[str] = None,
-    progress_every_s: float = 10.0,
+    options: RunOptions = RunOptions(),
+    *,
     stdout: Optional[IO[str]] = None,
     stop_event: Optional[threading.Event] = None,
-    retry_s: Optional[float] = None,
-    map_size: str = "model",
 ) -> dict:
     """Run the detector over ``source`` and return a summary dict.
 
-    ``source``: camera index, URL, video file, image folder (or a FrameSource). ``jsonl``:
+    ``source``: camera index, URL, video file, image folder (or a FrameSource). ``options.jsonl``:
     stdout gets exactly one strict-JSON object per frame; otherwise anomalies are printed as
     text. Progress and messages go to stderr, ending with one summary line (processed /
     anomalous / skipped / dropped). ``save_dir``: anomalous frames only, with overlay and map
@@ -53,55 +41,46 @@ def run_stream(
     or ``stop_event`` end the run cleanly (summary ``"interrupted"`` / ``"stopped"`` is true).
     ``category``: use that training category's threshold and normalisation (unified models).
     """
+    options = _checked(options)
+    owns_detector = not isinstance(artifact, Detector)
+    detector = _load(artifact, options) if owns_detector else artifact
+    try:
+        return _run(detector, source, options, stdout if stdout is not None else sys.stdout, stop_event)
+    finally:
+        if owns_detector:
+            detector.close()
+
+
+def _checked(options: RunOptions) -> RunOptions:
+    """The options with threshold and retry time validated (one-line ValueErrors)."""
+    max_frames = options.max_frames
     if max_frames is not None and (isinstance(max_frames, bool) or not isinstance(max_frames, int) or max_frames < 1):
         raise ValueError(f"max frames must be at least 1, got {max_frames!r}; pass --max-frames N with N >= 1, "
                          "or leave it out to run until the source ends")
-    threshold, retry_s = check_threshold(threshold), check_retry_s(retry_s)
-    out = stdout if stdout is not None else sys.stdout
-    owns_detector = not isinstance(artifact, Detector)
-    if owns_detector:
-        detector = Detector.load(artifact, backend=backend, threshold=threshold, providers=providers, precision=precision,
-                                 category=category)
-    else:
-        detector = artifact
+    return replace(options, threshold=check_threshold(options.threshold), retry_s=check_retry_s(options.retry_s))
+
+
+def _load(artifact: PathLike, options: RunOptions) -> Detector:
+    return Detector.load(artifact, backend=options.backend, threshold=options.threshold, providers=options.providers,
+                         precision=options.precision, category=options.category)
+
+
+def _run(detector: Detector, source: Union[int, PathLike, FrameSource], options: RunOptions, out: IO[str],
+         stop_event: Optional[threading.Event]) -> dict:
+    """Open the source and the outputs, loop, and summarise; the outputs are closed whatever happens."""
     viewer: Optional[Viewer] = None
     saver: Optional[AnomalySaver] = None
     try:
-        frames_source = open_source(source, retry_s=retry_s)
-        effective_threshold = threshold if threshold is not None else detector.threshold
-        if save_dir is not None and effective_threshold is None:
+        frames_source = open_source(source, retry_s=options.retry_s)
+        threshold = options.threshold if options.threshold is not None else detector.threshold
+        if options.save_dir is not None and threshold is None:
             report("--save keeps anomalous frames only, but no threshold is known (no export statistics); pass --threshold")
-        stream = DetectionStream(detector, frames_source, batch=batch, threshold=threshold, map_size=map_size)
-        viewer = Viewer() if show else None
-        saver = AnomalySaver(Path(save_dir), detector.normalization) if save_dir is not None else None
-        writer = JsonlWriter(out) if jsonl else None
-        anomalies, interrupted, quit_by_user = 0, False, False
-        next_progress = time.perf_counter() + progress_every_s
-        results = iter(stream)
-        try:
-            for source_id, frame, result in results:
-                record = frame_record(frames_source.name, source_id, stream.frames - 1, result)
-                if writer is not None:
-                    writer.write(record)
-                if result.is_anomaly:
-                    anomalies += 1
-                    if writer is None:
-                        out.write(f"anomaly: {source_id} score {result.score:.5f}\n")
-                        out.flush()
-                    if saver is not None:
-                        saver.save(source_id, frame, result, record)
-                if viewer is not None and not viewer.show(render_overlay(frame, result, detector.normalization)):
-                    quit_by_user = True
-                    break
-                if time.perf_counter() >= next_progress:
-                    next_progress += progress_every_s
-                    report(f"{stream.frames} processed, {_progress(stream)}")
-                if (max_frames is not None and stream.frames >= max_frames) or (stop_event is not None and stop_event.is_set()):
-                    break
-        except KeyboardInterrupt:
-            interrupted = True
-        finally:
-            results.close()
+        stream = DetectionStream(detector, frames_source, batch=options.batch, threshold=options.threshold,
+                                 map_size=options.map_size)
+        viewer = Viewer() if options.show else None
+        saver = AnomalySaver(Path(options.save_dir), detector.normalization) if options.save_dir is not None else None
+        sinks = _Sinks(out, JsonlWriter(out) if options.jsonl else None, saver, viewer)
+        anomalies, interrupted, quit_by_user = _loop(detector, frames_source, stream, sinks, options, stop_event)
         summary = {
             "artifact": str(getattr(detector.backend, "path", "")),
             "backend": detector.backend.name,
@@ -113,7 +92,7 @@ def run_stream(
             **frames_source.counters,
             "elapsed_s": round(stream.elapsed_s(), 3),
             "fps": round(stream.frames / stream.elapsed_s(), 2) if stream.elapsed_s() > 0 else 0.0,
-            "threshold": effective_threshold,
+            "threshold": threshold,
             "category": detector.category,
             "encoder_weights": detector.info.raw.get("encoder_weights"),
             "interrupted": interrupted,
@@ -128,8 +107,50 @@ def run_stream(
             saver.close()
         if viewer is not None:
             viewer.close()
-        if owns_detector:
-            detector.close()
+
+
+@dataclass
+class _Sinks:
+    """Where each result goes: text or JSON lines on ``out``, the anomaly folder, the window."""
+
+    out: IO[str]
+    writer: Optional[JsonlWriter]
+    saver: Optional[AnomalySaver]
+    viewer: Optional[Viewer]
+
+
+def _loop(detector: Detector, frames_source: FrameSource, stream: DetectionStream, sinks: _Sinks,
+          options: RunOptions, stop_event: Optional[threading.Event]) -> tuple[int, bool, bool]:
+    """Score frames until the source ends or a stop; returns (anomalies, interrupted, quit by the user)."""
+    anomalies, interrupted, quit_by_user = 0, False, False
+    next_progress = time.perf_counter() + options.progress_every_s
+    results = iter(stream)
+    try:
+        for source_id, frame, result in results:
+            record = frame_record(frames_source.name, source_id, stream.frames - 1, result)
+            if sinks.writer is not None:
+                sinks.writer.write(record)
+            if result.is_anomaly:
+                anomalies += 1
+                if sinks.writer is None:
+                    sinks.out.write(f"anomaly: {source_id} score {result.score:.5f}\n")
+                    sinks.out.flush()
+                if sinks.saver is not None:
+                    sinks.saver.save(source_id, frame, result, record)
+            if sinks.viewer is not None and not sinks.viewer.show(render_overlay(frame, result, detector.normalization)):
+                quit_by_user = True
+                break
+            if time.perf_counter() >= next_progress:
+                next_progress += options.progress_every_s
+                report(f"{stream.frames} processed, {_progress(stream)}")
+            if (options.max_frames is not None and stream.frames >= options.max_frames) or (
+                    stop_event is not None and stop_event.is_set()):
+                break
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        results.close()
+    return anomalies, interrupted, quit_by_user
 
 
 def _progress(stream: DetectionStream) -> str:

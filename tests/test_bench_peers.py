@@ -104,3 +104,34 @@ def test_gaussian_blur_keeps_constants_and_mass() -> None:
     spike = torch.zeros(1, 1, 64, 64)
     spike[0, 0, 32, 32] = 1.0
     assert blur(spike).sum().item() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_peer_graph_reproduces_the_eager_peer_and_is_cached(tmp_path, monkeypatch) -> None:
+    import numpy as np
+    import onnxruntime as ort
+
+    from mmad_edge.bench import peer_export
+
+    graphs = peer_export.peer_graphs(["efficientad-s"], 256, tmp_path, progress=False)
+    assert graphs == {"efficientad-s": tmp_path / "peers-256px-mmad-edge-0.1.0" / "peer.efficientad-s.onnx"}
+    torch.manual_seed(0)
+    eager = build_peer("efficientad-s", 256)
+    x = torch.randn(3, 3, 256, 256)  # batch 3: the exported batch dimension is dynamic
+    with torch.inference_mode():
+        want_map, want_score = eager(x)
+    session = ort.InferenceSession(str(graphs["efficientad-s"]), providers=["CPUExecutionProvider"])
+    got_map, got_score = session.run(None, {"image": x.numpy()})
+    scale = float(want_map.abs().max())
+    np.testing.assert_allclose(got_map, want_map.numpy(), rtol=0, atol=1e-4 * scale)
+    np.testing.assert_allclose(got_score, want_score.numpy(), rtol=0, atol=1e-4 * scale)
+
+    monkeypatch.setattr(peer_export, "export_peer", lambda *a: pytest.fail("re-exported a cached peer"))
+    assert peer_export.peer_graphs(["efficientad-s"], 256, tmp_path, progress=False) == graphs
+
+
+def test_a_peer_that_cannot_export_is_a_reason_not_a_crash(tmp_path) -> None:
+    from mmad_edge.bench.peer_export import peer_graphs
+
+    graphs = peer_graphs(["efficientad-s"], 128, tmp_path, progress=False)  # EfficientAD needs >= 256 px
+    assert isinstance(graphs["efficientad-s"], str) and graphs["efficientad-s"].startswith("ONNX export failed: ")
+    assert "\n" not in graphs["efficientad-s"]

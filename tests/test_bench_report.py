@@ -16,10 +16,10 @@ from mmad_edge.bench.report import (
     build_report,
     markdown,
     speedups,
-    write_json,
     write_markdown,
     write_plot,
 )
+from mmad_edge.fileio import write_json
 
 
 def row(name: str, batch: int, images_per_s: float, protocol: str = "paper", **extra) -> dict:

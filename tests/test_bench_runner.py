@@ -15,6 +15,7 @@ from onnx import TensorProto, helper
 from mmad_edge.bench.report import build_report
 from mmad_edge.bench.runner import (
     BenchCase,
+    TorchInput,
     e2e_detector_case,
     ort_session_case,
     peer_case,
@@ -91,7 +92,7 @@ def test_torch_module_case_runs_a_module() -> None:
     assert row["device"] == "cpu" and row["precision"] == "fp32"
 
     calls.clear()
-    run_case(torch_module_case("frames", Probe, 1, 8, frames=True), 0, 1)  # a factory is built in setup
+    run_case(torch_module_case("frames", Probe, 1, 8, TorchInput(frames=True)), 0, 1)  # a factory is built in setup
     assert calls == [((1, 8, 8, 3), torch.uint8, True)]
 
 
@@ -101,9 +102,9 @@ def test_torch_module_case_wrap_and_errors() -> None:
     run_case(case, 0, 2)
     assert wrapped == [torch.Size([1, 3, 4, 4])] * 2
     with pytest.raises(ValueError, match="fp16 convolutions are not supported on the CPU"):
-        torch_module_case("x", torch.nn.Identity(), 1, 4, precision="fp16")
+        torch_module_case("x", torch.nn.Identity(), 1, 4, TorchInput(precision="fp16"))
     with pytest.raises(ValueError, match="precision must be one of"):
-        torch_module_case("x", torch.nn.Identity(), 1, 4, precision="int4")
+        torch_module_case("x", torch.nn.Identity(), 1, 4, TorchInput(precision="int4"))
 
 
 def test_peer_case_builds_in_setup() -> None:

@@ -10,21 +10,25 @@ import json
 from pathlib import Path
 from typing import Any
 
+import onnx
 import pytest
 import torch
+from typer.testing import CliRunner
 
 from mmad_edge.bench import default_export, planning, suite
 from mmad_edge.bench import floor as floor_module
 from mmad_edge.bench.artifacts import FLOAT_NCHW_NAME, Artifact, find_artifacts
 from mmad_edge.bench.claims import format_claims, speed_claim
 from mmad_edge.bench.floor import Peak
+from mmad_edge.bench.options import BenchOptions
 from mmad_edge.bench.peers import PEERS
 from mmad_edge.bench.report import BASELINE, FLOOR_KEYS, REPARAM, RESULT_KEYS, markdown
 from mmad_edge.bench.runner import BenchCase, run_case
 from mmad_edge.bench.torch_rows import torch_model
 from mmad_edge.checkpoint import save_checkpoint
+from mmad_edge.cli import app
 from mmad_edge.config import ModelConfig
-from mmad_edge.export.metadata import metadata_for_onnx
+from mmad_edge.export.metadata import METADATA_KEY, metadata_for_onnx
 from mmad_edge.model.minimaxad import build_model
 
 TINY = ModelConfig(variant="a", image_size=64)
@@ -52,6 +56,8 @@ def test_default_artifacts_exported_once_then_reused(cache_root: Path, monkeypat
     assert sorted(p.name for p in folder.iterdir()) == sorted(default_export.DEFAULT_FILES)
     assert metadata_for_onnx(folder / "model.fp16.onnx")["precision"] == "fp16"
     assert metadata_for_onnx(folder / "model.fp32.onnx")["model"]["variant"] == "a"
+    for name in ("model.fp32.onnx", "model.fp16.onnx"):  # written as an export is: our metadata only
+        assert [p.key for p in onnx.load(str(folder / name), load_external_data=False).metadata_props] == [METADATA_KEY]
 
     def no_export(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("re-exported although the cache holds the artifacts")
@@ -61,14 +67,13 @@ def test_default_artifacts_exported_once_then_reused(cache_root: Path, monkeypat
     assert "0.1" in default_export.cache_key(TINY) and "a-64px" in default_export.cache_key(TINY)
 
 
-def test_bench_cli_json_contract(tiny_default: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_bench_cli_json_contract(tiny_default: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     fp32 = tiny_default / default_export.cache_key(TINY) / "model.fp32.onnx"
-    code = suite.bench_cli(
-        [fp32], batches="1", warmup=1, iters=2, peers=False,
-        json_path=out / "bench.json", markdown_path=out / "bench.md", progress=True,
-    )
-    assert code == 0
+    result = CliRunner().invoke(app, ["bench", str(fp32), "--batch-size", "1", "--warmup", "1", "--iters", "2",
+                                      "--no-peers", "--json", str(out / "bench.json"), "--markdown",
+                                      str(out / "bench.md")])
+    assert result.exit_code == 0, result.output
     report = json.loads((out / "bench.json").read_text())
     assert {"results", "floor", "machine", "speed_claim"} <= set(report)
     rows = report["results"]
@@ -98,9 +103,9 @@ def test_bench_cli_json_contract(tiny_default: Path, tmp_path: Path, capsys: pyt
     assert claim["int8_faster_than_fp32"]["passed"] is None
     assert "random" in report["settings"]["weights"]["torch"]
     assert report["settings"]["artifacts"] == [str(fp32)] and report["settings"]["default_artifacts"] is None
-    printed = capsys.readouterr()
-    assert BASELINE in printed.out and "% roofline" in printed.out and "1.00x" in printed.out
-    assert printed.err.count("] ") >= len(rows)  # one progress line per case
+    assert BASELINE in result.stdout and "% roofline" in result.stdout and "1.00x" in result.stdout
+    assert result.stderr.count("] ") >= len(rows)  # one progress line per case
+    assert f"wrote {out / 'bench.json'}" in result.stderr
     assert "Speed claims" in (out / "bench.md").read_text()
 
 
@@ -139,9 +144,10 @@ def test_engine_without_tensorrt_is_a_skip_row(cache_root: Path, tmp_path: Path)
 
 def test_nothing_to_run_is_an_error(tiny_default: Path) -> None:
     with pytest.raises(suite.BenchError, match="nothing to run for --backend tensorrt"):
-        suite.run_bench([], backend="tensorrt", cache_dir=tiny_default, image_size=64, progress=False)
+        suite.run_bench([], BenchOptions(backend="tensorrt", cache_dir=tiny_default, image_size=64, progress=False))
     with pytest.raises(suite.BenchError, match="paper protocol only"):
-        suite.run_bench([], backend="torch", protocols="e2e", cache_dir=tiny_default, image_size=64, progress=False)
+        suite.run_bench([], BenchOptions(backend="torch", protocols="e2e", cache_dir=tiny_default, image_size=64,
+                                         progress=False))
 
 
 @pytest.mark.parametrize(
@@ -157,7 +163,7 @@ def test_nothing_to_run_is_an_error(tiny_default: Path) -> None:
 )
 def test_bad_input_one_line_errors(kwargs: dict, message: str) -> None:
     with pytest.raises(suite.BenchError, match=message):
-        suite.run_bench(**{"progress": False, **kwargs})
+        suite.run_bench(kwargs.pop("artifacts", ()), BenchOptions(**{"progress": False, **kwargs}))
 
 
 def test_folder_without_models_and_wrong_size(cache_root: Path, tmp_path: Path) -> None:
@@ -204,7 +210,7 @@ def test_micro_batch_reaches_both_protocols(cache_root: Path) -> None:
     auto = planning.plan_cases(TINY, TORCH_ROWS, artifacts, "onnxruntime", [16], ("paper",), threads=1)
     assert run_case(auto.cases[0], 0, 1)["micro_batch"] == 16  # 64x64: the automatic choice (64) exceeds 16
     with pytest.raises(suite.BenchError, match="--micro-batch: micro_batch must be None"):
-        suite.run_bench(micro_batch=-2, progress=False)
+        suite.run_bench((), BenchOptions(micro_batch=-2, progress=False))
 
 
 def _row(name: str, backend: str, precision: str, protocol: str, batch: int, p50: float, ips: float,
@@ -236,6 +242,41 @@ def test_speed_claims_from_given_numbers() -> None:
     paper = claims["paper"]
     assert paper["measured_row"] == REPARAM and paper["ratio_to_reported"] == pytest.approx(0.5)
     assert paper["this_device"] == "CPU Test CPU (2 cores)" and paper["this_model"] == "variant a, 64x64"
+
+
+def test_peers_are_compared_exported_against_exported() -> None:
+    rows = [
+        _row(REPARAM, "torch", "fp32", "paper", 1, 10.0, 100.0),  # eager: never compared with the peers' exports
+        _row("onnx-fp32", "onnxruntime", "fp32", "paper", 1, 5.0, 200.0),
+        _row("onnx-fp16", "onnxruntime", "fp16", "paper", 1, 2.0, 500.0),  # FP32 only, as the peers' graphs
+        _row("onnx-efficientad-s", "onnxruntime", "fp32", "paper", 1, 2.5, 400.0, family="peer"),
+        _row("onnx-rd4ad-wrn50", "onnxruntime", "fp32", "paper", 1, 20.0, 50.0, family="peer"),
+        _row("efficientad-s", "torch", "fp32", "paper", 1, 50.0, 20.0, family="peer"),
+        _row("onnx-patchcore-wrn50", "onnxruntime", "fp32", "paper", 16, 1.0, 16.0, family="peer"),  # no batch-16 ours
+    ]
+    claim = speed_claim(rows, None, MACHINE, TINY)["onnx_faster_than_peers_onnx"]
+    assert claim["passed"] is False and claim["lowest_speedup"] == pytest.approx(0.5)
+    assert [(c["peer"], c["row"], c["speedup"]) for c in claim["comparisons"]] == [
+        ("onnx-efficientad-s", "onnx-fp32", pytest.approx(0.5)), ("onnx-rd4ad-wrn50", "onnx-fp32", pytest.approx(4.0))]
+    assert "FAIL: MiniMaxAD's exported FP32 graph" in format_claims(speed_claim(rows, None, MACHINE, TINY))
+
+
+def test_peer_graphs_are_planned_beside_ours_on_onnxruntime(cache_root: Path) -> None:
+    artifacts = find_artifacts([cache_root / default_export.cache_key(TINY) / "model.fp32.onnx"])
+    graphs = {"efficientad-s": Path("peer.efficientad-s.onnx"), "patchcore-wrn50": Path("peer.patchcore-wrn50.onnx"),
+              "rd4ad-wrn50": "ONNX export failed: test"}
+    rows = planning.TorchRows(lambda: build_model(TINY), peers=False, peer_graphs=graphs)
+    plan = planning.plan_cases(TINY, rows, artifacts, "onnxruntime", [1], ("paper",), threads=1)
+    peers = [(c.name, c.backend, c.protocol, c.extra["family"], c.extra["graph"]) for c in plan.cases
+             if c.extra["family"] == "peer"]
+    assert peers == [("onnx-efficientad-s", "onnxruntime", "paper", "peer", "peer.efficientad-s.onnx"),
+                     ("onnx-patchcore-wrn50", "onnxruntime", "paper", "peer", "peer.patchcore-wrn50.onnx")]
+    patchcore = next(c for c in plan.cases if c.name == "onnx-patchcore-wrn50")
+    assert "nearest-neighbour search" in patchcore.extra["note"]
+    assert {"name": "onnx-rd4ad-wrn50", "backend": "onnxruntime", "protocol": "paper", "batch": 1,
+            "reason": "ONNX export failed: test"} in plan.skipped
+    torch_only = planning.plan_cases(TINY, rows, artifacts, "torch", [1], ("paper",), threads=1)
+    assert not [c for c in torch_only.cases if c.extra["family"] == "peer"]
 
 
 def test_speed_claims_fail_or_unknown() -> None:

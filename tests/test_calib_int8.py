@@ -20,9 +20,11 @@ import mmad_edge.calib.ranges as ranges_module
 from mmad_edge.runtime.compare import error_metrics
 from mmad_edge.calib.graph import block_of, consumers, quantizable_convs
 from mmad_edge.calib.int8_graph import QuantizationError, build_int8_graph
+from mmad_edge.calib.options import Int8Options
 from mmad_edge.calib.qdq import with_float_nodes
 from mmad_edge.calib.quantize import export_int8
 from mmad_edge.calib.ranges import CalibrationSettings
+from mmad_edge.calib.sensitivity import AccuracyTarget
 from mmad_edge.calib.reader import CalibrationDataError, CalibrationWarning, find_images, select_images
 from mmad_edge.fileio import file_sha256
 from mmad_edge.config import ModelConfig
@@ -74,8 +76,9 @@ def images(work: Path) -> Path:
 @pytest.fixture(scope="module")
 def trt(fp32: Path, images: Path, work: Path):
     """A strict target (scores within 0.05 of their spread on 12 held-out images) forces the search."""
-    return export_int8(fp32, work / "out" / "model.int8.onnx", images, count=8, eval_count=12,
-                       cache_dir=work / "cache", score_error_max=0.05)
+    return export_int8(fp32, work / "out" / "model.int8.onnx", images,
+                       Int8Options(count=8, eval_count=12, cache_dir=work / "cache",
+                                   accuracy=AccuracyTarget(score_error_max=0.05)))
 
 
 def tensors(model: onnx.ModelProto) -> dict[str, np.ndarray]:
@@ -159,32 +162,36 @@ def test_second_export_reuses_cached_ranges(trt, fp32: Path, images: Path, work:
         raise AssertionError("calibration ran despite a cache entry")
 
     monkeypatch.setattr(ranges_module, "collect_ranges", no_calibration)
-    again = export_int8(fp32, work / "again.int8.onnx", images, count=8, eval_count=3,
-                        cache_dir=work / "cache", sensitivity=False, timing_runs=1)
+    again = export_int8(fp32, work / "again.int8.onnx", images,
+                        Int8Options(count=8, eval_count=3, cache_dir=work / "cache", sensitivity=False,
+                                    timing_runs=1))
     assert not trt.calibration["cache_hit"] and again.calibration["cache_hit"]
     assert again.calibration["cache_file"] == trt.calibration["cache_file"]
     with pytest.raises(AssertionError, match="calibration ran"):
-        export_int8(fp32, work / "again.int8.onnx", images, method="percentile", count=8, eval_count=3,
-                    cache_dir=work / "cache", sensitivity=False, timing_runs=1)
+        export_int8(fp32, work / "again.int8.onnx", images,
+                    Int8Options(method="percentile", count=8, eval_count=3, cache_dir=work / "cache",
+                                sensitivity=False, timing_runs=1))
     # The key is the images' content: a copied folder hits, changed pixels miss.
     copy = work / "copied"
     shutil.copytree(images, copy)
-    moved = export_int8(fp32, work / "moved.int8.onnx", copy, count=8, eval_count=3,
-                        cache_dir=work / "cache", sensitivity=False, timing_runs=1)
+    moved = export_int8(fp32, work / "moved.int8.onnx", copy,
+                        Int8Options(count=8, eval_count=3, cache_dir=work / "cache", sensitivity=False,
+                                    timing_runs=1))
     assert moved.calibration["cache_file"] == trt.calibration["cache_file"]
     write_textures(copy, 20, seed=99)  # same names, new pixels
     with pytest.raises(AssertionError, match="calibration ran"):
-        export_int8(fp32, work / "moved.int8.onnx", copy, count=8, eval_count=3,
-                    cache_dir=work / "cache", sensitivity=False, timing_runs=1)
+        export_int8(fp32, work / "moved.int8.onnx", copy,
+                    Int8Options(count=8, eval_count=3, cache_dir=work / "cache", sensitivity=False, timing_runs=1))
 
 
 def test_cpu_target_uint8_activations_with_labelled_evaluation(fp32: Path, images: Path, work: Path) -> None:
     category = work / "mvtec" / "bottle"
     write_textures(category / "test" / "good", 4, seed=7)
     write_textures(category / "test" / "crack", 4, seed=8)
-    result = export_int8(fp32, work / "cpu.int8.onnx", images, target="cpu", count=8, eval_count=4,
-                         eval_data=work / "mvtec", eval_categories="bottle", cache_dir=work / "cache",
-                         sensitivity=False, timing_runs=2)
+    result = export_int8(fp32, work / "cpu.int8.onnx", images,
+                         Int8Options(target="cpu", count=8, eval_count=4, eval_data=work / "mvtec",
+                                     eval_categories="bottle", cache_dir=work / "cache", sensitivity=False,
+                                     timing_runs=2))
     model = onnx.load(str(result.path))
     values = tensors(model)
     activation_q = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
@@ -204,9 +211,10 @@ def test_labelled_evaluation_in_the_aebad_layout(fp32: Path, images: Path, work:
     for domain, seed in (("same", 20), ("view", 30)):
         write_textures(base / "test" / "good" / domain, 2, seed=seed)
         write_textures(base / "test" / "ablation" / domain, 2, seed=seed + 1)
-    result = export_int8(fp32, work / "aebad.int8.onnx", images, count=8, eval_count=4, eval_data=work / "aebad",
-                         eval_layout="aebad", eval_categories="AeBAD_S", cache_dir=work / "cache",
-                         sensitivity=False, timing_runs=1)
+    result = export_int8(fp32, work / "aebad.int8.onnx", images,
+                         Int8Options(count=8, eval_count=4, eval_data=work / "aebad", eval_layout="aebad",
+                                     eval_categories="AeBAD_S", cache_dir=work / "cache", sensitivity=False,
+                                     timing_runs=1))
     assert "aebad:" in result.eval_source and "4 good, 4 defective" in result.eval_source
     assert result.metrics["auroc"] is not None and result.metrics["auroc_drop"] is not None
 
@@ -214,8 +222,9 @@ def test_labelled_evaluation_in_the_aebad_layout(fp32: Path, images: Path, work:
 def test_labelled_evaluation_without_defects_is_a_clear_error(fp32: Path, images: Path, work: Path) -> None:
     write_textures(work / "nodefect" / "screw" / "test" / "good", 2, seed=40)
     with pytest.raises(CalibrationDataError, match=r"2 normal and 0 defective images; INT8 accuracy needs both"):
-        export_int8(fp32, work / "nodefect.int8.onnx", images, count=8, eval_data=work / "nodefect",
-                    eval_categories="screw", cache_dir=work / "cache", sensitivity=False, timing_runs=1)
+        export_int8(fp32, work / "nodefect.int8.onnx", images,
+                    Int8Options(count=8, eval_data=work / "nodefect", eval_categories="screw",
+                                cache_dir=work / "cache", sensitivity=False, timing_runs=1))
     assert not (work / "nodefect.int8.onnx").exists()
 
 
@@ -224,8 +233,9 @@ def test_fixed_batch_graph_is_calibrated_and_judged_in_its_batch(images: Path, w
     evaluation (5) and timing feed batches of 3, the last one padded."""
     model = randomize(MiniMaxAD(ModelConfig(variant="a", image_size=SIZE)), seed=2).eval()
     fixed = export_onnx(model, work / "fixed" / "model.fp32.onnx", (3, 3, 3)).path
-    result = export_int8(fixed, work / "fixed" / "model.int8.onnx", images, count=8, eval_count=5,
-                         cache_dir=work / "cache", sensitivity=False, timing_runs=1)
+    result = export_int8(fixed, work / "fixed" / "model.int8.onnx", images,
+                         Int8Options(count=8, eval_count=5, cache_dir=work / "cache", sensitivity=False,
+                                     timing_runs=1))
     assert result.latency_ms["batch"] == 3 and result.calibration["images_used"] == 8
     assert "5 held-out normal images" in result.eval_source and result.metrics["spearman"] is not None
     assert [d.dim_value for d in onnx.load(str(result.path)).graph.input[0].type.tensor_type.shape.dim] == [3, SIZE, SIZE, 3]
@@ -248,8 +258,9 @@ def test_error_metrics_guard_shapes_and_single_class_labels() -> None:
 def test_small_folder_warns_and_reuses_calibration_images(fp32: Path, work: Path) -> None:
     write_textures(work / "few", 3, seed=9)
     with pytest.warns(CalibrationWarning) as caught:
-        result = export_int8(fp32, work / "few.int8.onnx", work / "few", count=50, eval_count=3,
-                             cache_dir=work / "cache", sensitivity=False, timing_runs=1)
+        result = export_int8(fp32, work / "few.int8.onnx", work / "few",
+                             Int8Options(count=50, eval_count=3, cache_dir=work / "cache", sensitivity=False,
+                                         timing_runs=1))
     messages = [str(w.message) for w in caught]
     assert any("3 images found, 50 requested" in m for m in messages)
     assert any("judged on calibration images" in m for m in messages)
@@ -264,21 +275,21 @@ def test_failure_leaves_no_partial_artifact(fp32: Path, images: Path, work: Path
     monkeypatch.setattr(quantize_module, "median_latency_ms", broken_timer)
     out = work / "partial" / "model.int8.onnx"
     with pytest.raises(RuntimeError, match="timer failed"):
-        export_int8(fp32, out, images, count=8, eval_count=3, cache_dir=work / "cache", sensitivity=False,
-                    timing_runs=1)
+        export_int8(fp32, out, images,
+                    Int8Options(count=8, eval_count=3, cache_dir=work / "cache", sensitivity=False, timing_runs=1))
     assert list(out.parent.iterdir()) == []
 
 
 def test_clear_errors(fp32: Path, images: Path, work: Path) -> None:
     (work / "empty").mkdir()
     with pytest.raises(CalibrationDataError, match=r"empty: no images found"):
-        export_int8(fp32, work / "x.onnx", work / "empty", cache_dir=work / "cache")
+        export_int8(fp32, work / "x.onnx", work / "empty", Int8Options(cache_dir=work / "cache"))
     with pytest.raises(QuantizationError, match=r"missing\.onnx: FP32 ONNX not found"):
         export_int8(work / "missing.onnx", work / "x.onnx", images)
     with pytest.raises(QuantizationError, match=r"not found among the quantisable convolutions: /no/Conv"):
-        export_int8(fp32, work / "x.onnx", images, exclude=["/no/Conv"])
+        export_int8(fp32, work / "x.onnx", images, Int8Options(exclude=["/no/Conv"]))
     with pytest.raises(QuantizationError, match=r"unknown INT8 target 'gpu'"):
-        export_int8(fp32, work / "x.onnx", images, target="gpu")
+        export_int8(fp32, work / "x.onnx", images, Int8Options(target="gpu"))
     assert not (work / "x.onnx").exists()
 
 
@@ -298,8 +309,9 @@ def test_blocks_follow_the_torch_scopes(name: str, block: str) -> None:
 def test_float_nodes_edit_equals_quantising_without_them_on_the_cpu_target(fp32: Path, images: Path, work: Path) -> None:
     """The search judges graphs made by editing the all-INT8 graph; on the cpu target (Q/DQ on
     conv outputs too, biases in int32) the edit must equal a quantisation run without the nodes."""
-    result = export_int8(fp32, work / "cpu-qdq.int8.onnx", images, target="cpu", count=8, eval_count=3,
-                         cache_dir=work / "cache", sensitivity=False, cpu_format="qdq", timing_runs=1)
+    result = export_int8(fp32, work / "cpu-qdq.int8.onnx", images,
+                         Int8Options(target="cpu", count=8, eval_count=3, cache_dir=work / "cache",
+                                     sensitivity=False, cpu_format="qdq", timing_runs=1))
     reference, all_int8 = onnx.load(str(fp32)), onnx.load(str(result.path))
     frames = np.stack([cv2.resize(cv2.imread(str(p)), (SIZE, SIZE)) for p in sorted(images.glob("*.png"))[:3]])
     convs = [n.name for n in quantizable_convs(reference)]

@@ -16,11 +16,13 @@ import onnx
 import pytest
 from typer.testing import CliRunner
 
+from mmad_edge.calib.options import Int8Options
 from mmad_edge.cli import app
 from mmad_edge.data.demo import make_demo_dataset
-from mmad_edge.export import pipeline, tensorrt
+from mmad_edge.export import pipeline
 from mmad_edge.export.metadata import METADATA_KEY
-from mmad_edge.export.pipeline import export_cli
+from mmad_edge.export.options import ExportOptions
+from mmad_edge.export.pipeline import export_checkpoint
 from test_calib_int8 import write_textures
 from test_export_pipeline import STATISTICS, _checkpoint
 
@@ -67,15 +69,13 @@ def reexport(tmp_path_factory):
     stderr, stdout = io.StringIO(), io.StringIO()
     with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(stdout):
         patch.setattr(os, "replace", mount_point_replace)
-        code = export_cli(checkpoint, out, "fp32,int8", calib_data=root / "few",
-                          int8_options={"target": "tensorrt", "count": 8, "eval_count": 3, "sensitivity": False,
-                                        "timing_runs": 1, "cache_dir": root / "cache"})
-    return {"root": root, "out": out, "code": code, "stderr": stderr.getvalue(), "user": user, "killed": killed,
+        int8 = Int8Options(count=8, eval_count=3, sensitivity=False, timing_runs=1, cache_dir=root / "cache")
+        export_checkpoint(checkpoint, out, ExportOptions(precisions="fp32,int8", calib_data=root / "few", int8=int8))
+    return {"root": root, "out": out, "stderr": stderr.getvalue(), "user": user, "killed": killed,
             "half_written": half_written, "live": live}
 
 
 def test_reexport_leaves_exactly_the_new_export_and_the_users_files(reexport):
-    assert reexport["code"] == tensorrt.EXIT_OK, reexport["stderr"]
     out = reexport["out"]
     names = sorted(p.name for p in out.iterdir() if p != reexport["live"])
     assert names == sorted(["metadata.json", "model.fp32.onnx", "model.int8.onnx", "report.json",

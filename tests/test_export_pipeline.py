@@ -5,18 +5,22 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import sys
 
 import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from typer.testing import CliRunner
 
 from mmad_edge.checkpoint import save_checkpoint
 from mmad_edge.config import ModelConfig
 from mmad_edge.export import tensorrt
 from mmad_edge.export.metadata import METADATA_KEY
 from mmad_edge.runtime.backends.onnxruntime import cpu_session
-from mmad_edge.export.pipeline import export_checkpoint, export_cli
+from mmad_edge.cli import app
+from mmad_edge.export.options import ExportOptions
+from mmad_edge.export.pipeline import export_checkpoint
 from mmad_edge.export.verify import generated_frames, verify_onnx
 from mmad_edge.model.minimaxad import build_model
 from model_utils import randomize
@@ -28,6 +32,22 @@ def _checkpoint(path, variant="a", size=64, statistics=STATISTICS):
     torch.manual_seed(0)
     model = randomize(build_model(ModelConfig(variant=variant, image_size=size))).eval()
     return save_checkpoint(path, model, statistics=statistics)
+
+
+FLAGS = {"batch": "--batch", "json_path": "--json", "variant": "--variant", "image_size": "--image-size",
+         "input_format": "--input-format", "opset": "--opset"}
+
+
+def export_cli(checkpoint, out, precision="fp32,fp16", **options) -> int:
+    """`mmad-edge export` through the command line, its stdout and stderr passed on; the exit code."""
+    args = ["export", str(checkpoint), "--out", str(out), "--precision", precision]
+    for name, value in options.items():
+        args += ["--engine" if value else "--no-engine"] if name == "engine" else [FLAGS[name], str(value)]
+    result = CliRunner().invoke(app, args)
+    assert "Traceback" not in result.output and isinstance(result.exception, (SystemExit, type(None))), result.output
+    sys.stdout.write(result.stdout)
+    sys.stderr.write(result.stderr)
+    return result.exit_code
 
 
 def _no_tensorrt():
@@ -50,7 +70,7 @@ def exported(tmp_path_factory):
 
 
 def test_engine_without_tensorrt_exits_nonzero_with_command_and_keeps_onnx(exported):
-    assert exported["code"] == tensorrt.EXIT_UNAVAILABLE
+    assert exported["code"] == 3
     assert "TensorRT is not installed here" in exported["stderr"]
     assert "mmad-edge build-engine" in exported["stderr"] and "--batch 1:4:8" in exported["stderr"]
     names = sorted(p.name for p in exported["out"].iterdir())
@@ -95,7 +115,7 @@ def test_dynamic_batch_gives_the_same_per_image_results(exported):
 
 def _assert_failed_cleanly(capsys, code, fragment, out, root):
     err = capsys.readouterr().err
-    assert code == tensorrt.EXIT_BAD_INPUT
+    assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and fragment in lines[0], err
     assert sorted(p.name for p in out.iterdir()) == ["model.fp32.onnx"]
@@ -148,7 +168,7 @@ def test_failure_mid_export_leaves_no_partial_artifacts(tmp_path, prior_output, 
     monkeypatch.setattr(pipeline, "export_onnx", broken)
     checkpoint = _checkpoint(tmp_path / "ckpt.pt")
     with pytest.raises(RuntimeError, match="simulated crash"):
-        export_checkpoint(checkpoint, prior_output, progress=False)
+        export_checkpoint(checkpoint, prior_output, ExportOptions(progress=False))
     assert sorted(p.name for p in prior_output.iterdir()) == ["model.fp32.onnx"]
     assert (prior_output / "model.fp32.onnx").read_text() == "old"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
@@ -169,7 +189,7 @@ def test_failed_export_never_hands_json_an_older_report(tmp_path, monkeypatch, c
     (out / "report.json").write_text(json.dumps(old))
     monkeypatch.setattr(pipeline, "verify_onnx", failing)
     code = export_cli(_checkpoint(tmp_path / "ckpt.pt"), out, "fp32", json_path=tmp_path / "r.json")
-    assert code == tensorrt.EXIT_BUILD_FAILED
+    assert code == 1
     assert "verification failed" in capsys.readouterr().err
     report = json.loads((tmp_path / "r.json").read_text())
     assert "note" not in report and report["verification"]["fp32"]["passed"] is False

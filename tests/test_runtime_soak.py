@@ -8,7 +8,7 @@ import numpy as np
 import psutil
 from runtime_fixtures import write_export_dir
 
-from mmad_edge.runtime import Detector, run_stream
+from mmad_edge.runtime import Detector, RunOptions, run_stream
 from mmad_edge.runtime.sources import FrameSource
 
 FRAMES = 5000
@@ -38,7 +38,8 @@ class RecordingSource(FrameSource):
 def test_memory_is_flat_over_thousands_of_frames(tmp_path):
     source = RecordingSource()
     with Detector.load(write_export_dir(tmp_path, 64)) as detector, open(os.devnull, "w") as sink:
-        summary = run_stream(detector, source, jsonl=True, stdout=sink, batch=2, save_dir=tmp_path / "saved", threshold=2.0)
+        summary = run_stream(detector, source, RunOptions(jsonl=True, batch=2, save_dir=tmp_path / "saved", threshold=2.0),
+                             stdout=sink)
     assert summary["frames"] == FRAMES and summary["anomalies"] == 0
     growth_mb = (source.rss[FRAMES - 1] - source.rss[WARM_UP]) / 2**20
     assert growth_mb < MAX_GROWTH_MB, f"RSS grew {growth_mb:.2f} MB after warm-up"

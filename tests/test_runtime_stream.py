@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from runtime_fixtures import write_export_dir
 
-from mmad_edge.runtime import Detector, SourceError, run_stream
+from mmad_edge.runtime import Detector, RunOptions, SourceError, run_stream
 from mmad_edge.runtime.sources import CaptureSource, FrameSource, open_source
 from mmad_edge.runtime.stream import FrameReader
 
@@ -68,7 +68,7 @@ def json_lines(text: str) -> list:
 
 def test_video_every_frame_in_order_with_expected_json(detector, video):
     out = io.StringIO()
-    summary = run_stream(detector, str(video), jsonl=True, stdout=out, batch=3)
+    summary = run_stream(detector, str(video), RunOptions(jsonl=True, batch=3), stdout=out)
     lines = json_lines(out.getvalue())
     expected = detector.predict(decoded(video))
     assert summary["frames"] == len(lines) == FRAMES and summary["dropped"] == 0
@@ -106,7 +106,7 @@ def test_video_failing_mid_way_is_reopened_at_the_next_frame(detector, video, ca
     FlakyCapture.reads = 0
     source = CaptureSource(str(video), live=False, open_capture=lambda t: FlakyCapture(t, {11, 12}), sleep=lambda s: None)
     out = io.StringIO()
-    summary = run_stream(detector, source, jsonl=True, stdout=out)
+    summary = run_stream(detector, source, RunOptions(jsonl=True), stdout=out)
     lines = json_lines(out.getvalue())
     assert [line["frame_index"] for line in lines] == list(range(FRAMES))
     assert [line["timestamp_ms"] for line in lines] == pytest.approx([100.0 * i for i in range(FRAMES)])
@@ -161,7 +161,7 @@ def test_live_source_recovers_then_gives_up_with_a_clear_error(detector, capsys)
     FakeCamera.reads = FakeCamera.opens = 0
     source = CaptureSource(0, live=True, open_capture=lambda t: FakeCamera(t, fail={5, 6}), sleep=lambda s: None)
     out = io.StringIO()
-    summary = run_stream(detector, source, max_frames=20, stdout=out, jsonl=True)
+    summary = run_stream(detector, source, RunOptions(max_frames=20, jsonl=True), stdout=out)
     assert summary["frames"] == 20 and summary["reopened"] == 2 and FakeCamera.opens == 3
     lines = json_lines(out.getvalue())
     indices = [line["frame_index"] for line in lines]  # live: stale frames are dropped, so gaps are expected
@@ -203,7 +203,7 @@ def test_folder_with_a_corrupt_image_reports_it_and_continues(detector, tmp_path
     (folder / "notes.txt").write_text("ignored")
     (folder / "._a.png").write_bytes(b"AppleDouble")  # hidden copy metadata, not an image
     for batch in (1, 2):
-        summary = run_stream(detector, str(folder), jsonl=True, batch=batch)
+        summary = run_stream(detector, str(folder), RunOptions(jsonl=True, batch=batch))
         captured = capsys.readouterr()
         lines = json_lines(captured.out)
         assert [Path(line["source"]).name for line in lines] == ["a.png", "c.png", "d.jpg"]
@@ -216,7 +216,7 @@ def test_folder_with_a_corrupt_image_reports_it_and_continues(detector, tmp_path
 
 def test_save_dir_keeps_anomalies_with_pngs_and_one_line_each(detector, video, tmp_path):
     out = io.StringIO()
-    summary = run_stream(detector, video, save_dir=tmp_path / "saved", stdout=out)
+    summary = run_stream(detector, video, RunOptions(save_dir=tmp_path / "saved"), stdout=out)
     records = json_lines((tmp_path / "saved" / "results.jsonl").read_text())
     assert len(records) == summary["anomalies"] > 0
     assert all(record["is_anomaly"] for record in records)
@@ -227,7 +227,8 @@ def test_save_dir_keeps_anomalies_with_pngs_and_one_line_each(detector, video, t
         overlay = cv2.imread(str(tmp_path / "saved" / record["files"]["overlay"]))
         assert overlay.shape == (60, 80, 3) and tuple(overlay[0, 0]) == (0, 0, 255)  # red border
     assert out.getvalue().count("anomaly:") == summary["anomalies"]
-    framed = run_stream(detector, video, save_dir=tmp_path / "framed", stdout=io.StringIO(), map_size="frame")
+    framed = run_stream(detector, video, RunOptions(save_dir=tmp_path / "framed", map_size="frame"),
+                        stdout=io.StringIO())
     records = json_lines((tmp_path / "framed" / "results.jsonl").read_text())
     assert len(records) == framed["anomalies"] == summary["anomalies"]
     for record in records:
@@ -261,7 +262,7 @@ def test_live_reader_keeps_the_newest_frames_and_counts_drops():
 
 def test_ctrl_c_and_stop_end_the_run_cleanly(detector):
     out = io.StringIO()
-    summary = run_stream(detector, CountingSource(50, live=False, interrupt_at=7), jsonl=True, stdout=out)
+    summary = run_stream(detector, CountingSource(50, live=False, interrupt_at=7), RunOptions(jsonl=True), stdout=out)
     assert summary["interrupted"] is True and summary["frames"] == 7 and len(json_lines(out.getvalue())) == 7
     import threading
 
@@ -288,7 +289,7 @@ def test_show_without_gui_opencv_says_how_to_fix(detector, video):
         cv2.destroyWindow("probe")
         pytest.skip("this OpenCV has a GUI")
     with pytest.raises(RuntimeError, match="--show needs OpenCV with GUI support"):
-        run_stream(detector, video, show=True, stdout=io.StringIO())
+        run_stream(detector, video, RunOptions(show=True), stdout=io.StringIO())
 
 
 class NonFiniteBackend:
@@ -313,7 +314,7 @@ def test_jsonl_is_strict_json_even_for_non_finite_scores(export_dir, tmp_path):
         det.backend = NonFiniteBackend(det.backend)
         out = io.StringIO()
         frames = [np.full((16, 16, 3), value, np.uint8) for value in (1, 200, 2, 0)]
-        run_stream(det, ListSource(frames), jsonl=True, stdout=out, save_dir=tmp_path / "saved")
+        run_stream(det, ListSource(frames), RunOptions(jsonl=True, save_dir=tmp_path / "saved"), stdout=out)
     lines = json_lines(out.getvalue())
     assert [line["score"] for line in lines][::2] == [None, None]
     assert lines[1]["score"] == pytest.approx(200 / 255, rel=1e-6) and lines[3]["score"] == 0.0
@@ -338,5 +339,5 @@ def test_max_frames_below_one_is_refused_before_any_frame(detector, max_frames):
     source = CountingSource(5, live=False)
     out = io.StringIO()
     with pytest.raises(ValueError, match=f"^max frames must be at least 1, got {max_frames}; pass --max-frames N"):
-        run_stream(detector, source, jsonl=True, stdout=out, max_frames=max_frames)
+        run_stream(detector, source, RunOptions(jsonl=True, max_frames=max_frames), stdout=out)
     assert out.getvalue() == ""

@@ -13,21 +13,14 @@ from types import SimpleNamespace
 import onnx
 import pytest
 from onnx import TensorProto, helper
+from typer.testing import CliRunner
 
 import mmad_edge.export.tensorrt as trt_build
+from mmad_edge.cli import app
 from mmad_edge.config import ModelConfig
 from mmad_edge.export.metadata import build_metadata, read_metadata_json, write_onnx_metadata
-from mmad_edge.export.tensorrt import (
-    EXIT_BAD_INPUT,
-    EXIT_BUILD_FAILED,
-    EXIT_OK,
-    EXIT_UNAVAILABLE,
-    EngineBuildError,
-    TensorRTUnavailable,
-    build_engine,
-    build_engine_cli,
-    parse_batch,
-)
+from mmad_edge.export.options import EngineOptions
+from mmad_edge.export.tensorrt import EngineBuildError, TensorRTUnavailable, build_engine, parse_batch
 
 SIZE = 256
 GIB = 1 << 30
@@ -193,16 +186,15 @@ def test_without_tensorrt_builder_the_error_gives_the_device_command(tmp_path, m
     onnx_path = _export(tmp_path)
     monkeypatch.setitem(sys.modules, "tensorrt", None)  # as here: only tensorrt_lean, no builder
     with pytest.raises(TensorRTUnavailable) as caught:
-        build_engine(onnx_path, tmp_path / "model.fp16.engine", batch="1:8:16", dla_core=0)
+        build_engine(onnx_path, tmp_path / "model.fp16.engine", EngineOptions(batch="1:8:16", dla_core=0))
     message = str(caught.value)
     assert "\n" not in message
     assert message.startswith("TensorRT") and "not installed here" in message
     assert message.endswith(f"build the engine on the target device with: mmad-edge build-engine {onnx_path} "
                             "--batch 1:8:16 --dla-core 0")
 
-    code = build_engine_cli(onnx_path, batch="1:8:16", version_compatible=True)
-    assert code == EXIT_UNAVAILABLE
-    err = capsys.readouterr().err
+    code, out, err = build_engine_cli(onnx_path, "--batch", "1:8:16", "--version-compatible")
+    assert code == 3
     assert err.startswith("error: ") and err.count("\n") == 1
     assert f"mmad-edge build-engine {onnx_path} --batch 1:8:16 --version-compatible" in err
     assert _files(tmp_path) == ["model.fp16.onnx"]
@@ -215,14 +207,14 @@ def test_without_a_gpu_the_error_says_so(tmp_path):
     onnx_path = _export(tmp_path)
     with pytest.raises(TensorRTUnavailable, match=r"^no CUDA GPU is visible here .*: mmad-edge build-engine .* "
                                                   r"--batch 4$"):
-        build_engine(onnx_path, tmp_path / "e.engine", batch=4, trt=FakeTRT(), device_info=no_gpu)
+        build_engine(onnx_path, tmp_path / "e.engine", EngineOptions(batch=4), trt=FakeTRT(), device_info=no_gpu)
 
 
 def test_build_writes_engine_and_sidecar_with_profile_and_strong_typing(tmp_path):
     onnx_path = _export(tmp_path)
     fake = FakeTRT()
     engine = tmp_path / "model.fp16.engine"
-    info = build_engine(onnx_path, engine, batch="1:8:16", workspace_gib=2, trt=fake, device_info=orin)
+    info = build_engine(onnx_path, engine, EngineOptions(batch="1:8:16", workspace_gib=2), trt=fake, device_info=orin)
 
     assert engine.read_bytes() == b"PLAN-BYTES"
     assert fake.parsed_path == str(onnx_path)
@@ -256,8 +248,9 @@ def test_no_strongly_typed_flag_on_11x_or_when_the_attribute_is_missing(tmp_path
 
 def test_version_compatible_and_dla_flags(tmp_path):
     fake = FakeTRT(dla_cores=2)
-    build_engine(_export(tmp_path), tmp_path / "e.engine", version_compatible=True, dla_core=1,
-                 optimization_level=5, verbose=True, trt=fake, device_info=orin)
+    build_engine(_export(tmp_path), tmp_path / "e.engine",
+                 EngineOptions(version_compatible=True, dla_core=1, optimization_level=5, verbose=True), trt=fake,
+                 device_info=orin)
     config = fake.state.config
     assert config.flags == {fake.BuilderFlag.VERSION_COMPATIBLE, fake.BuilderFlag.GPU_FALLBACK}
     assert (config.default_device_type, config.DLA_core) == (fake.DeviceType.DLA, 1)
@@ -268,7 +261,7 @@ def test_version_compatible_and_dla_flags(tmp_path):
 
 def test_dla_core_beyond_the_device_is_rejected(tmp_path):
     with pytest.raises(ValueError, match=r"DLA core 2 requested but this device has 2 DLA core\(s\)"):
-        build_engine(_export(tmp_path), tmp_path / "e.engine", dla_core=2, trt=FakeTRT(dla_cores=2),
+        build_engine(_export(tmp_path), tmp_path / "e.engine", EngineOptions(dla_core=2), trt=FakeTRT(dla_cores=2),
                      device_info=orin)
     assert not (tmp_path / "e.engine").exists()
 
@@ -289,7 +282,8 @@ def test_failed_build_keeps_the_previous_engine_and_leaves_no_partial_files(tmp_
     engine = tmp_path / "e.engine"
     build_engine(onnx_path, engine, trt=FakeTRT(plan=b"OLD"), device_info=orin)
     with pytest.raises(EngineBuildError, match="TensorRT failed to build an engine from .*--verbose"):
-        build_engine(onnx_path, engine, timing_cache=tmp_path / "t.cache", trt=FakeTRT(plan=None), device_info=orin)
+        build_engine(onnx_path, engine, EngineOptions(timing_cache=tmp_path / "t.cache"), trt=FakeTRT(plan=None),
+                     device_info=orin)
     assert engine.read_bytes() == b"OLD"
     assert _files(tmp_path) == ["e.engine", "e.engine.json", "model.fp16.onnx"]
 
@@ -298,14 +292,15 @@ def test_timing_cache_is_created_reused_and_replaced_when_stale(tmp_path):
     onnx_path = _export(tmp_path)
     cache = tmp_path / "t.cache"
     first = FakeTRT()
-    build_engine(onnx_path, tmp_path / "a.engine", timing_cache=cache, trt=first, device_info=orin)
+    build_engine(onnx_path, tmp_path / "a.engine", EngineOptions(timing_cache=cache), trt=first, device_info=orin)
     assert first.state.cache_blobs == [b""] and cache.read_bytes() == b"+timings"
     second = FakeTRT()
-    build_engine(onnx_path, tmp_path / "b.engine", batch="1:2:4", timing_cache=cache, trt=second, device_info=orin)
+    build_engine(onnx_path, tmp_path / "b.engine", EngineOptions(batch="1:2:4", timing_cache=cache), trt=second,
+                 device_info=orin)
     assert second.state.cache_blobs == [b"+timings"] and cache.read_bytes() == b"+timings+timings"
     cache.write_bytes(b"stale from another GPU")
     third = FakeTRT()
-    build_engine(onnx_path, tmp_path / "c.engine", timing_cache=cache, trt=third, device_info=orin)
+    build_engine(onnx_path, tmp_path / "c.engine", EngineOptions(timing_cache=cache), trt=third, device_info=orin)
     assert third.state.cache_blobs == [b"stale from another GPU", b""] and cache.read_bytes() == b"+timings"
 
 
@@ -313,14 +308,14 @@ def test_fixed_batch_graph(tmp_path):
     onnx_path = _export(tmp_path)
     fake = FakeTRT(input_shape=(1, SIZE, SIZE, 3))
     with pytest.raises(ValueError, match="has a fixed batch of 1; use --batch 1 or re-export with a dynamic batch"):
-        build_engine(onnx_path, tmp_path / "e.engine", batch="1:8:16", trt=fake, device_info=orin)
-    build_engine(onnx_path, tmp_path / "e.engine", batch=1, trt=fake, device_info=orin)
+        build_engine(onnx_path, tmp_path / "e.engine", EngineOptions(batch="1:8:16"), trt=fake, device_info=orin)
+    build_engine(onnx_path, tmp_path / "e.engine", EngineOptions(batch=1), trt=fake, device_info=orin)
     assert fake.state.config.profiles == []  # fully static: no profile needed
 
 
 def test_dynamic_spatial_dims_take_the_size_from_metadata(tmp_path):
     fake = FakeTRT(input_shape=(-1, -1, -1, 3))
-    build_engine(_export(tmp_path), tmp_path / "e.engine", batch=2, trt=fake, device_info=orin)
+    build_engine(_export(tmp_path), tmp_path / "e.engine", EngineOptions(batch=2), trt=fake, device_info=orin)
     assert fake.state.config.profiles[0].shapes["image"] == ((2, SIZE, SIZE, 3),) * 3
 
 
@@ -336,33 +331,40 @@ def test_graph_without_image_input_is_rejected(tmp_path):
 ])
 def test_bad_options_are_rejected(tmp_path, options, message):
     with pytest.raises(ValueError, match=message):
-        build_engine(_export(tmp_path), tmp_path / "e.engine", trt=FakeTRT(), device_info=orin, **options)
+        build_engine(_export(tmp_path), tmp_path / "e.engine", EngineOptions(**options), trt=FakeTRT(), device_info=orin)
 
 
 def test_cli_builds_next_to_the_onnx_with_a_shared_timing_cache(tmp_path, monkeypatch, capsys):
     onnx_path = _export(tmp_path)
     monkeypatch.setattr(trt_build, "load_tensorrt", lambda: FakeTRT())
     monkeypatch.setattr(trt_build, "cuda_device_info", orin)
-    assert build_engine_cli(onnx_path, batch="1:8:16") == EXIT_OK
-    assert capsys.readouterr().out.startswith(f"wrote {tmp_path / 'model.fp16.engine'} ")
+    code, out, _ = build_engine_cli(onnx_path, "--batch", "1:8:16")
+    assert code == 0 and out.startswith(f"wrote {tmp_path / 'model.fp16.engine'} ") and out.count("\n") == 1
+    assert "; batch 1:8:16) in " in out
     assert _files(tmp_path) == ["model.fp16.engine", "model.fp16.engine.json", "model.fp16.onnx",
                                 "tensorrt.timing.cache"]
     out = tmp_path / "engines" / "custom.engine"
-    assert build_engine_cli(onnx_path, out=out, timing_cache=tmp_path / "my.cache") == EXIT_OK
+    assert build_engine_cli(onnx_path, "--out", str(out), "--timing-cache", str(tmp_path / "my.cache"))[0] == 0
     assert json.loads((tmp_path / "engines" / "custom.engine.json").read_text())["tensorrt"]["profile"]["max"] == 1
     assert (tmp_path / "my.cache").is_file()
 
 
 def test_cli_exit_codes_for_bad_input_and_failed_builds(tmp_path, monkeypatch, capsys):
     onnx_path = _export(tmp_path)
-    assert build_engine_cli(onnx_path, batch="8:1") == EXIT_BAD_INPUT
-    assert capsys.readouterr().err == "error: batch '8:1' must be N or MIN:OPT:MAX (e.g. 1:8:16)\n"
-    assert build_engine_cli(tmp_path / "missing.onnx") == EXIT_BAD_INPUT
-    assert "missing.onnx not found; export one first" in capsys.readouterr().err
+    assert build_engine_cli(onnx_path, "--batch", "8:1") == (2, "", "error: batch '8:1' must be N or MIN:OPT:MAX "
+                                                                    "(e.g. 1:8:16)\n")
+    code, _, err = build_engine_cli(tmp_path / "missing.onnx")
+    assert code == 2 and "missing.onnx not found; export one first" in err and err.count("\n") == 1
     monkeypatch.setattr(trt_build, "load_tensorrt", lambda: FakeTRT(plan=None))
     monkeypatch.setattr(trt_build, "cuda_device_info", orin)
-    assert build_engine_cli(onnx_path) == EXIT_BUILD_FAILED
-    assert capsys.readouterr().err.startswith("error: TensorRT failed to build")
+    code, _, err = build_engine_cli(onnx_path)
+    assert code == 1 and err.startswith("error: TensorRT failed to build") and "Traceback" not in err
+
+
+def build_engine_cli(onnx_path, *args: str) -> tuple[int, str, str]:
+    """`mmad-edge build-engine ONNX ARGS...`: (exit code, stdout, stderr)."""
+    result = CliRunner().invoke(app, ["build-engine", str(onnx_path), *args])
+    return result.exit_code, result.stdout, result.stderr
 
 
 def _fake_cudart(count_error="cudaSuccess", count=1):

@@ -1,0 +1,55 @@
+"""The bench report as people read it: the plain-text table, skipped rows and claims, the files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+from mmad_edge.fileio import write_json
+
+from .claims import format_claims
+from .report import BASELINE, format_value, markdown, speedups, write_plot
+
+
+def format_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Plain-text results table with the speed-up over the baseline at the same batch."""
+    header = ["name", "backend", "precision", "protocol", "batch", "p50 ms", "images/s", "floor ms", "% roofline",
+              f"vs {BASELINE}"]
+    lines = [header]
+    for row, speedup in zip(rows, speedups(list(rows))):
+        lines.append([row["name"], row["backend"], row["precision"], row["protocol"], str(row["batch"]),
+                      format_value(row["p50_ms"], 2), format_value(row["images_per_s"], 1),
+                      format_value(row.get("floor_ms"), 2), format_value(row.get("roofline_pct"), 1),
+                      "-" if speedup is None else f"{speedup:.2f}x"])
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in lines)
+
+
+def summary_text(report: dict[str, Any]) -> str:
+    """What `mmad-edge bench` prints on stdout: the table, each skipped row with its reason, the claims."""
+    lines = [format_table(report["results"])]
+    for skipped in report["skipped"]:
+        lines.append(f"skipped {skipped['name']} ({skipped['backend']} {skipped['protocol']}"
+                     f"{'' if skipped['batch'] is None else ' b' + str(skipped['batch'])}): {skipped['reason']}")
+    lines.append(format_claims(report["speed_claim"]))
+    return "\n".join(lines)
+
+
+def write_outputs(
+    report: dict[str, Any], json_path: str | os.PathLike[str] | None = None,
+    markdown_path: str | os.PathLike[str] | None = None, plot_path: str | os.PathLike[str] | None = None,
+) -> list[Path]:
+    """Write the files asked for (JSON, Markdown with the claims, PNG plot when rows ran); their paths."""
+    written = []
+    if json_path is not None:
+        written.append(write_json(json_path, report))
+    if markdown_path is not None:
+        path = Path(markdown_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(markdown(report) + "\nSpeed claims:\n\n" + "\n".join(
+            f"- {line}" for line in format_claims(report["speed_claim"]).splitlines()) + "\n", encoding="utf-8")
+        written.append(path)
+    if plot_path is not None and report["results"]:
+        written.append(write_plot(plot_path, report))
+    return written
