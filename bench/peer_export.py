@@ -20,7 +20,6 @@ from mmad_edge.export.options import DEFAULT_OPSET
 from mmad_edge.export.staging import place, staged
 from mmad_edge.runtime.log import say
 
-from .default_export import default_cache_root
 from .patchcore import PatchCore
 from .peers import build_peer
 

@@ -8,7 +8,6 @@ among ``STAGES``; optionally ``floor_ms`` / ``roofline_pct``) and the floor hold
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any, Iterable
