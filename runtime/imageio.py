@@ -14,6 +14,11 @@ PathLike = Union[str, "os.PathLike[str]"]
 _quiet_lock = threading.Lock()
 _quiet_depth = 0
 _saved_level = 0
+# OpenCV's log level API: cv2.utils.logging in 4.12+, only cv2.get/setLogLevel in 4.11 and
+# older (the `serve` extra keeps OpenCV below 4.12). 0 is LOG_LEVEL_SILENT in both.
+LOG_LEVEL_SILENT = 0
+_log_api = getattr(cv2.utils, "logging", cv2)
+_get_log_level, _set_log_level = _log_api.getLogLevel, _log_api.setLogLevel
 
 
 class ImageReadError(ValueError):
@@ -48,11 +53,10 @@ def opencv_quiet() -> Iterator[None]:
     WARN/ERROR lines for every corrupt file and every failed camera open, and we already say
     what failed in one line. Nested and concurrent uses restore the level once, at the end."""
     global _quiet_depth, _saved_level
-    logging = cv2.utils.logging
     with _quiet_lock:
         if _quiet_depth == 0:
-            _saved_level = logging.getLogLevel()
-            logging.setLogLevel(logging.LOG_LEVEL_SILENT)
+            _saved_level = _get_log_level()
+            _set_log_level(LOG_LEVEL_SILENT)
         _quiet_depth += 1
     try:
         yield
@@ -60,7 +64,7 @@ def opencv_quiet() -> Iterator[None]:
         with _quiet_lock:
             _quiet_depth -= 1
             if _quiet_depth == 0:
-                logging.setLogLevel(_saved_level)
+                _set_log_level(_saved_level)
 
 
 def _decode(path: PathLike, what: str, fix: str) -> "tuple[str, np.ndarray]":
