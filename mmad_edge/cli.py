@@ -371,7 +371,9 @@ def build_engine_cmd(
 @guarded
 def run(
     artifact: Path = typer.Argument(..., help="model.<precision>.onnx, model.<precision>.engine, or an export folder."),
-    source: str = typer.Option(..., "--source", help="Camera index (0), rtsp://..., video file or image folder."),
+    source: List[str] = typer.Option(
+        ..., "--source", help="Camera index (0), rtsp://..., video file or image folder; repeat for several sources "
+                              "(batched together); NAME=SOURCE scores one with category NAME's threshold."),
     show: bool = typer.Option(RunOptions.show, "--show/--no-show",
                               help="Window with heat-map overlay and score (needs opencv-python, not -headless)."),
     save: Optional[Path] = typer.Option(
@@ -390,14 +392,22 @@ def run(
                                       "(default 15; 0: fail at once)."),
     precision: Optional[str] = typer.Option(None, "--precision", help="Pick fp32/fp16/int8 from an export folder."),
     category: Optional[str] = typer.Option(None, "--category", help="Threshold of this training category (unified models)."),
+    drift_window: int = typer.Option(RunOptions.drift_window, "--drift-window",
+                                     help="Scores per source in the drift watch's rolling median."),
+    drift_tolerance: float = typer.Option(
+        RunOptions.drift_tolerance, "--drift-tolerance",
+        help="Warn when the rolling median is this many normal std from the normal median (recovered below half)."),
+    metrics_port: Optional[int] = typer.Option(
+        None, "--metrics-port", help="Serve Prometheus metrics at http://0.0.0.0:PORT/metrics during the run."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the run summary as JSON."),
 ) -> None:
-    """Score every frame of a camera, stream, video or folder (no torch needed); one summary line at the end."""
+    """Score every frame of cameras, streams, videos or folders (no torch needed); one summary line at the end."""
     from mmad_edge.runtime.run import run_stream
 
     options = RunOptions(show=show, save_dir=save, jsonl=jsonl, threshold=threshold, backend=backend, batch=batch_size,
                          max_frames=max_frames, precision=precision, category=category, retry_s=retry_seconds,
-                         map_size=map_size)
+                         map_size=map_size, drift_window=drift_window, drift_tolerance=drift_tolerance,
+                         metrics_port=metrics_port)
     summary = run_stream(str(artifact), source, options)
     write_json(json_path, summary)
     if summary.get("interrupted"):

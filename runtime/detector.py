@@ -27,6 +27,7 @@ from .scoring import check_threshold, normalize_score
 
 MAP_SIZES = ("model", "frame")
 Frames = Union[np.ndarray, Iterable[np.ndarray]]
+Scoring = Tuple[Optional[float], Optional[Tuple[float, float]]]  # (threshold, normalisation (low, high))
 
 
 def _backend_for(path: Path, requested: str) -> str:
@@ -73,14 +74,8 @@ class Detector:
         self.backend = backend
         self.info = backend.info
         self.category = category
-        default, self._normalization = self.info.threshold, self.info.normalization
-        if category is not None:
-            if category not in self.info.categories:
-                known = ", ".join(sorted(self.info.categories)) or "none (exported from an older checkpoint)"
-                raise ArtifactError(f"the artifact has no statistics for category {category!r}; categories with "
-                                    f"statistics: {known}. Pass one of them, or --threshold")
-            default, self._normalization = self.info.categories[category]
-        self.threshold = check_threshold(threshold) if threshold is not None else default
+        self._override = check_threshold(threshold)
+        self.threshold, self._normalization = self.scoring(category)
         self.closed = False
         spec = backend.input_spec
         self.batch_min = spec.batch_min
@@ -133,6 +128,19 @@ class Detector:
             impl.close()
             raise
 
+    def scoring(self, category: Optional[str] = None) -> Scoring:
+        """(threshold, normalisation) that score frames of ``category``: its training statistics (None:
+        the pooled ones), the threshold given at load overriding; ArtifactError for an unknown category."""
+        if category is None:
+            default, normalization = self.info.threshold, self.info.normalization
+        elif category in self.info.categories:
+            default, normalization = self.info.categories[category]
+        else:
+            known = ", ".join(sorted(self.info.categories)) or "none (exported from an older checkpoint)"
+            raise ArtifactError(f"the artifact has no statistics for category {category!r}; categories with "
+                                f"statistics: {known}. Pass one of them, or --threshold")
+        return (default if self._override is None else self._override), normalization
+
     @property
     def image_size(self) -> Tuple[int, int]:
         """Model input (height, width)."""
@@ -148,8 +156,13 @@ class Detector:
         """Score one BGR (or grayscale / BGRA) frame of any size."""
         return self.predict([frame], threshold=threshold, map_size=map_size)[0]
 
-    def predict(self, frames: Frames, threshold: Optional[float] = None, map_size: str = "model") -> List[Result]:
-        """Score a list of frames (mixed sizes allowed) or an (N, H, W, C) array, in order."""
+    def predict(self, frames: Frames, threshold: Optional[float] = None, map_size: str = "model",
+                categories: Optional[Sequence[Optional[str]]] = None) -> List[Result]:
+        """Score a list of frames (mixed sizes allowed) or an (N, H, W, C) array, in order.
+
+        ``categories``: one per frame, each frame judged by its category's threshold and normalisation
+        (``scoring``) after one shared backend run, so sources of several categories share a batch;
+        None: the detector's own. ``threshold`` overrides every frame's."""
         if self.closed:
             raise DetectorClosedError("this Detector is closed; load it again with Detector.load(...) "
                                       "(or keep using it inside its with-block)")
@@ -162,13 +175,21 @@ class Detector:
                 )
             frames = list(frames)
         frames = list(frames)
-        limit = self.threshold if threshold is None else check_threshold(threshold)
+        if categories is not None and len(categories) != len(frames):
+            raise ValueError(f"{len(categories)} categories for {len(frames)} frames; pass one per frame (None: the "
+                             "detector's own)")
+        limit = check_threshold(threshold)
+        names = [self.category if name is None else name for name in (categories or [None] * len(frames))]
+        rules = {name: (self.threshold, self._normalization) if name == self.category else self.scoring(name)
+                 for name in set(names)}
+        judged = [rules[name] if limit is None else (limit, rules[name][1]) for name in names]
         results: List[Result] = []
         for start in range(0, len(frames), self.batch_max):
-            results.extend(self._run_chunk(frames[start : start + self.batch_max], limit, map_size))
+            end = start + self.batch_max
+            results.extend(self._run_chunk(frames[start:end], judged[start:end], map_size))
         return results
 
-    def _run_chunk(self, frames: List[Any], threshold: Optional[float], map_size: str) -> List[Result]:
+    def _run_chunk(self, frames: List[Any], judged: List[Scoring], map_size: str) -> List[Result]:
         """One backend run: padded up to the artifact's min batch, padding dropped after."""
         count = len(frames)
         height, width = self.image_size
@@ -182,7 +203,7 @@ class Detector:
         preprocessed = time.perf_counter()
         maps, scores = self.backend.run(batch)
         inferred = time.perf_counter()
-        results = [self._result(maps[i], float(scores[i]), shapes[i], threshold, map_size) for i in range(count)]
+        results = [self._result(maps[i], float(scores[i]), shapes[i], judged[i], map_size) for i in range(count)]
         finished = time.perf_counter()
         timings = {
             "preprocess": (preprocessed - started) * 1000.0 / count,
@@ -193,10 +214,9 @@ class Detector:
             result.timings = dict(timings)
         return results
 
-    def _result(
-        self, anomaly_map: np.ndarray, score: float, shape: Tuple[int, int], threshold: Optional[float], map_size: str
-    ) -> Result:
-        norm = self.normalization
+    @staticmethod
+    def _result(anomaly_map: np.ndarray, score: float, shape: Tuple[int, int], judged: Scoring, map_size: str) -> Result:
+        threshold, norm = judged
         if map_size == "frame" and anomaly_map.shape != shape:
             anomaly_map = cv2.resize(anomaly_map, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
         return Result(

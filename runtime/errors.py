@@ -17,3 +17,7 @@ class SourceError(RuntimeError):
 
 class DetectorClosedError(ValueError):
     """A Detector used after ``close()`` (like Python's closed files, a ValueError)."""
+
+
+class MetricsPortError(ValueError):
+    """A metrics port that cannot be served (out of range, in use or not allowed)."""

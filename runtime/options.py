@@ -9,6 +9,8 @@ import os
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence, Union
 
+from .drift import DEFAULT_TOLERANCE, DEFAULT_WINDOW
+
 PathLike = Union[str, "os.PathLike[str]"]
 
 
@@ -29,3 +31,6 @@ class RunOptions:
     retry_s: Optional[float] = None
     map_size: str = "model"
     progress_every_s: float = 10.0
+    drift_window: int = DEFAULT_WINDOW
+    drift_tolerance: float = DEFAULT_TOLERANCE
+    metrics_port: Optional[int] = None

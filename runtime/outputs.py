@@ -60,22 +60,23 @@ class AnomalySaver:
     run never overwrites the images an earlier line points at.
     """
 
-    def __init__(self, folder: Path, normalization: Optional[Tuple[float, float]]) -> None:
+    def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
-        self._normalization = normalization
         self._lines = (self.folder / "results.jsonl").open("a", encoding="utf-8")
         self._log = JsonlWriter(self._lines)
         self._run = time.strftime("%Y%m%d-%H%M%S")
 
-    def save(self, source_id: SourceId, frame: np.ndarray, result: Result, record: dict) -> None:
+    def save(self, source_id: SourceId, frame: np.ndarray, result: Result, record: dict,
+             normalization: Optional[Tuple[float, float]]) -> None:
+        """``normalization``: the source's (low, high), which colours the overlay and map."""
         stem = f"{self._run}_{record['index']:06d}"
         if isinstance(source_id, str):
             stem += "_" + Path(source_id).stem
         images = {
             "frame": frame,
-            "overlay": render_overlay(frame, result, self._normalization),
-            "map": map_image(result.anomaly_map, self._normalization),
+            "overlay": render_overlay(frame, result, normalization),
+            "map": map_image(result.anomaly_map, normalization),
         }
         files = {}
         for kind, image in images.items():

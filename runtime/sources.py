@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,10 +68,12 @@ OpenCapture = Callable[[Union[int, str]], Any]
 
 
 class FrameSource:
-    """Base: ``live`` sources drop stale frames downstream; files keep every frame."""
+    """Base: ``live`` sources drop stale frames downstream; files keep every frame. ``category``:
+    the training category whose threshold and normalisation score this source (None: the run's)."""
 
     live = False
     name = ""
+    category: Optional[str] = None
 
     def frames(self) -> Iterator[Frame]:
         raise NotImplementedError
@@ -210,6 +213,50 @@ class ImageFolderSource(FrameSource):
                 report(f"skipping {exc}")
                 continue
             yield str(path), image
+
+
+# NAME=SOURCE gives a source its category; a NAME is a word (letters, digits, _ . -), so a URL's
+# own "=" (rtsp://host/s?user=a) is never taken for one.
+_CATEGORY_PREFIX = re.compile(r"^([A-Za-z0-9_][A-Za-z0-9_.-]*)=(.*)$", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """One ``--source``: what to open and the category that scores it (None: the run's)."""
+
+    target: "Union[int, str, os.PathLike[str], FrameSource]"
+    category: Optional[str] = None
+
+
+def parse_source(text: str) -> SourceSpec:
+    """``--source`` text: ``0``, a URL, a path, or ``NAME=`` before any of them (category NAME).
+
+    An existing path is taken whole, so a file called ``a=b.avi`` stays a file."""
+    match = _CATEGORY_PREFIX.match(text)
+    if match is None or Path(text).exists():
+        if text.startswith("=") or not text.strip():
+            raise ValueError(f"source {text!r} has an empty category or is empty; pass --source NAME=SOURCE "
+                             "(e.g. gravel=rtsp://cam/1) or just the source")
+        return SourceSpec(text)
+    name, target = match.groups()
+    if not target.strip():
+        raise ValueError(f"source {text!r} names category {name!r} but no source after '='; pass --source "
+                         f"{name}=SOURCE (a camera index, URL, video file or folder)")
+    return SourceSpec(target, name)
+
+
+def open_sources(specs: "List[SourceSpec]", **capture_options: Any) -> List[FrameSource]:
+    """Open each spec (``open_source``) and give it its category; two sources of one name are refused
+    (results and counters are told apart by name)."""
+    sources: List[FrameSource] = []
+    for spec in specs:
+        source = open_source(spec.target, **capture_options)
+        if any(seen.name == source.name for seen in sources):
+            raise ValueError(f"source {source.name!r} is given twice; pass each --source once")
+        if spec.category is not None:
+            source.category = spec.category
+        sources.append(source)
+    return sources
 
 
 def open_source(spec: "Union[int, str, os.PathLike[str], FrameSource]", **capture_options: Any) -> FrameSource:

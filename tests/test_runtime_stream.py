@@ -14,7 +14,7 @@ from runtime_fixtures import write_export_dir
 
 from mmad_edge.runtime import Detector, RunOptions, SourceError, run_stream
 from mmad_edge.runtime.sources import CaptureSource, FrameSource, open_source
-from mmad_edge.runtime.stream import FrameReader
+from mmad_edge.runtime.stream import ReaderGroup
 
 SIZE = 32
 FRAMES = 24
@@ -249,15 +249,16 @@ class CountingSource(FrameSource):
 
 
 def test_live_reader_keeps_the_newest_frames_and_counts_drops():
-    reader = FrameReader(CountingSource(10, live=True), capacity=2).start()
+    group = ReaderGroup([CountingSource(10, live=True)], capacity=2).start()
+    reader = group.readers[0]
     reader._thread.join(5)
-    assert [i for i, _ in reader.take(5)] == [8, 9] and reader.dropped == 8
-    assert reader.take(1) == []
-    files = FrameReader(CountingSource(10, live=False), capacity=2).start()
+    assert [i for _, (i, _) in group.take(5)] == [8, 9] and reader.dropped == 8
+    assert group.take(1) == []
+    files = ReaderGroup([CountingSource(10, live=False)], capacity=2).start()
     seen = []
     while batch := files.take(3):
-        seen += [i for i, _ in batch]
-    assert seen == list(range(10)) and files.dropped == 0
+        seen += [i for _, (i, _) in batch]
+    assert seen == list(range(10)) and files.readers[0].dropped == 0
 
 
 def test_ctrl_c_and_stop_end_the_run_cleanly(detector):
