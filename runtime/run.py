@@ -220,7 +220,7 @@ def _summary(detector: Detector, stream: DetectionStream, tallies: List[SourceTa
     for entry in per_source if len(per_source) > 1 else ():
         report(f"  {entry['source']}: {entry['frames']} processed, {entry['anomalies']} anomalous, "
                f"{entry['dropped']} dropped, {entry['fps']:.1f} fps, "
-               f"{entry['drift']['events'] if entry['drift'] else 0} drift events")
+               f"drift events: {entry['drift']['events'] if entry['drift'] else 0}")
     return summary
 
 

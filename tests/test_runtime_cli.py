@@ -95,12 +95,15 @@ def test_run_prints_one_summary_line_and_names_a_corrupt_file(setup, tmp_path, b
 def test_run_help_documents_save_map_size_and_retry_seconds():
     text = " ".join(CliRunner().invoke(app, ["run", "--help"], env={"COLUMNS": "240"}).output.replace("│", " ").split())
     for phrase in ("keeps the anomalous frames only", "--map-size frame", "--retry-seconds",
-                   "0: fail at once", "N >= 1"):
+                   "0: fail at once", "N >= 1", "repeat for several sources", "NAME=SOURCE", "--drift-window",
+                   "--drift-tolerance", "--metrics-port", "http://0.0.0.0:PORT/metrics"):
         assert phrase in text, phrase
 
 
 def test_readme_documents_the_run_options_and_the_jsonl_format():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     for phrase in ("--retry-seconds", "--map-size frame", "preprocess_ms", "frame_index", "timestamp_ms",
-                   "clipped to [0, 1]", "metadata.json overrides the graph's statistics"):
+                   "clipped to [0, 1]", "metadata.json overrides the graph's statistics", "--source NAME=SOURCE",
+                   "`stream`", "--drift-window N", "--drift-tolerance T", "--metrics-port P", '"event": "drift"',
+                   "mmad_edge_drift_statistic"):
         assert phrase in readme, phrase

@@ -309,3 +309,30 @@ def test_copied_folder_sources_are_told_apart(detector, three, tmp_path):
     lines = json_lines(out.getvalue())
     assert sorted(line["stream"] for line in lines) == sorted([three[2]] * 5 + [str(copy)] * 5)
     assert all(line["source"].startswith(line["stream"]) for line in lines)
+
+
+class LiveCounter(FrameSource):
+    """A live source that produces ``count`` frames as fast as it can (far faster than inference)."""
+
+    live = True
+
+    def __init__(self, name, count):
+        self.name, self.count = name, count
+
+    def frames(self):
+        for index in range(self.count):
+            yield str(index), np.full((24, 24, 3), index % 256, np.uint8)
+
+
+def test_live_sources_drop_stale_frames_and_count_them_per_source(detector):
+    out = io.StringIO()
+    summary = run_stream(detector, [LiveCounter("cam1", 300), LiveCounter("cam2", 200)], RunOptions(jsonl=True, batch=2),
+                         stdout=out)
+    per_source = {entry["source"]: entry for entry in summary["sources"]}
+    lines = json_lines(out.getvalue())
+    for name, count in (("cam1", 300), ("cam2", 200)):
+        entry = per_source[name]
+        assert entry["frames"] + entry["dropped"] == count  # every frame read is either scored or counted as dropped
+        indices = [int(line["source"]) for line in lines if line["stream"] == name]
+        assert indices == sorted(set(indices)) and len(indices) == entry["frames"]
+    assert summary["dropped"] == sum(entry["dropped"] for entry in summary["sources"])
