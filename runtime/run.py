@@ -100,16 +100,22 @@ class _Sinks:
 
 
 def _open_sinks(options: RunOptions, out: IO[str]) -> _Sinks:
-    viewer = Viewer() if options.show else None
-    saver = AnomalySaver(Path(options.save_dir)) if options.save_dir is not None else None
-    metrics = None
-    if options.metrics_port is not None:
-        from .metrics import DetectorMetrics
+    """The outputs, the save folder last (a port or window that fails leaves no folder behind);
+    those opened are closed again when a later one fails."""
+    sinks = _Sinks(out, JsonlWriter(out) if options.jsonl else None, None, None, None)
+    try:
+        if options.metrics_port is not None:
+            from .metrics import DetectorMetrics
 
-        metrics = DetectorMetrics()
-        metrics.serve(options.metrics_port)
-        report(f"metrics at http://0.0.0.0:{metrics.port}/metrics")
-    return _Sinks(out, JsonlWriter(out) if options.jsonl else None, saver, viewer, metrics)
+            sinks.metrics = DetectorMetrics()
+            sinks.metrics.serve(options.metrics_port)
+            report(f"metrics at http://0.0.0.0:{sinks.metrics.port}/metrics")
+        sinks.viewer = Viewer() if options.show else None
+        sinks.saver = AnomalySaver(Path(options.save_dir)) if options.save_dir is not None else None
+    except BaseException:
+        _close_sinks(sinks)
+        raise
+    return sinks
 
 
 def _close_sinks(sinks: Optional[_Sinks]) -> None:

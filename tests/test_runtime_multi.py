@@ -292,14 +292,15 @@ def test_metrics_are_served_over_http_with_the_run_numbers(detector):
         scrape(port)
 
 
-def test_a_busy_metrics_port_is_one_clear_error(export_dir, three):
+def test_a_busy_metrics_port_is_one_clear_error(export_dir, three, tmp_path):
     with socket.socket() as busy:
         busy.bind(("0.0.0.0", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        result = CliRunner().invoke(app, ["run", str(export_dir), "--source", three[2], "--metrics-port", str(port)])
+        result = CliRunner().invoke(app, ["run", str(export_dir), "--source", three[2], "--metrics-port", str(port),
+                                          "--save", str(tmp_path / "saved")])
     assert result.exit_code == 2 and f"error: cannot serve metrics on port {port} (" in result.output
-    assert "pick a free one with --metrics-port" in result.output
+    assert "pick a free one with --metrics-port" in result.output and not (tmp_path / "saved").exists()
 
 
 def test_copied_folder_sources_are_told_apart(detector, three, tmp_path):
