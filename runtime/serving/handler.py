@@ -46,13 +46,14 @@ def request_images(request: Any) -> np.ndarray:
 
 
 def request_categories(request: Any, count: int) -> List[Optional[str]]:
-    """Each frame's category: the optional BYTES input (one per frame, or one for all), else None."""
+    """Each frame's category: the optional BYTES input (one per frame, or one for all); None (the
+    pooled threshold) without it or for an empty name."""
     if CATEGORY_INPUT not in request.keys():
         return [None] * count
     values = np.asarray(request[CATEGORY_INPUT]).reshape(-1)
     if values.size not in (1, count):
         raise ValueError(f"input '{CATEGORY_INPUT}' must hold one name per frame ({count}) or one, got {values.size}")
-    names = [value.decode("utf-8") if isinstance(value, bytes) else str(value) for value in values]
+    names = [(value.decode("utf-8") if isinstance(value, bytes) else str(value)) or None for value in values]
     return names * count if len(names) == 1 else names
 
 
