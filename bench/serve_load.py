@@ -75,6 +75,15 @@ def client_call(url: str) -> Callable[[np.ndarray], Any]:
     return call
 
 
+def server_max_batch(url: str) -> int:
+    """The served model's ``max_batch_size`` (the in-process rows use the same limit)."""
+    scheme, address = protocol_of(url)
+    client_call(url)  # says clearly when nothing answers there
+    client = importlib.import_module(f"tritonclient.{scheme}").InferenceServerClient(address)
+    config = client.get_model_config(SERVING_MODEL, **({"as_json": True} if scheme == "grpc" else {}))
+    return int(config.get("config", config).get("max_batch_size", 1)) or 1
+
+
 def closed_loop(call: Callable[[], Any], deadline: float, latencies: List[float]) -> None:
     """Call until ``deadline``, appending each call's milliseconds."""
     while time.perf_counter() < deadline:
@@ -151,7 +160,7 @@ def in_process_rows(detector: Detector, frame: np.ndarray, options: ServeLoadOpt
 
 def run_serve_load(artifact: str, options: ServeLoadOptions) -> Dict[str, Any]:
     """Every row, the server's at each concurrency level and the in-process ones; the report dict."""
-    with Detector.load(artifact) as detector:
+    with Detector.load(artifact, max_batch=server_max_batch(options.url)) as detector:
         height, width = options.frame_size or detector.image_size
         frame = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
         rows = []

@@ -148,6 +148,6 @@ def repo_summary(written: Dict[str, Any]) -> str:
                 else "fixed batch (no dynamic batching)")
     return (f"wrote {written['config']} and {written['model_file']} ({written['platform']}, uint8 {size} BGR "
             f"frames resized by the client, {batching}, {written['instance_kind']})\n"
-            f"  serve it: docker run --rm -p 8000:8000 -p 8001:8001 -p 8002:8002 "
+            f"  serve it: docker run --rm --gpus all -p 8000:8000 -p 8001:8001 -p 8002:8002 "
             f"-v {Path(written['repository']).resolve()}:/models nvcr.io/nvidia/tritonserver:<yy.mm>-py3 "
             f"tritonserver --model-repository=/models")

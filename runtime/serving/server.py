@@ -67,7 +67,7 @@ def urls(options: ServeOptions) -> Dict[str, str]:
     """Where clients reach the server on this machine."""
     return {"http": f"http://localhost:{options.http_port}", "grpc": f"localhost:{options.grpc_port}",
             "metrics": f"http://localhost:{options.metrics_port}/metrics",
-            "ready": f"http://localhost:{options.http_port}/v2/health/ready"}
+            "ready": f"http://localhost:{options.http_port}/v2/models/{SERVING_MODEL}/ready"}
 
 
 def describe(detector: Detector, options: ServeOptions) -> Dict[str, Any]:
