@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import threading
 from contextlib import contextmanager
 from typing import Any, Callable, Dict, Iterator, List, Optional
@@ -63,6 +64,18 @@ def tensors(tensor: Callable[..., Any], size: int) -> Dict[str, list]:
     }
 
 
+def check_ports_free(options: ServeOptions) -> None:
+    """Fail before starting anything when a port is taken (tritonserver would exit with it in its log)."""
+    for flag, port in (("--port", options.http_port), ("--grpc-port", options.grpc_port),
+                       ("--metrics-port", options.metrics_port)):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("0.0.0.0", port))
+            except OSError as exc:
+                raise OSError(f"port {port} ({flag}) is not free ({exc.strerror}); stop what uses it or pass "
+                              f"another {flag}") from None
+
+
 def urls(options: ServeOptions) -> Dict[str, str]:
     """Where clients reach the server on this machine."""
     return {"http": f"http://localhost:{options.http_port}", "grpc": f"localhost:{options.grpc_port}",
@@ -113,6 +126,8 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
 
 def triton_server(triton_module: Any, handlers: List[InferenceHandler], options: ServeOptions) -> Any:
     """A started Triton with the model bound (PyTriton's own threads and processes)."""
+    from pytriton.client.exceptions import PyTritonClientError
+    from pytriton.exceptions import PyTritonError
     from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
 
     config = triton_module.TritonConfig(http_port=options.http_port, grpc_port=options.grpc_port,
@@ -126,6 +141,10 @@ def triton_server(triton_module: Any, handlers: List[InferenceHandler], options:
                     config=ModelConfig(max_batch_size=detector.batch_max, batcher=batcher),
                     strict=False, **tensors(Tensor, detector.image_size[0]))
         triton.run()
+    except (PyTritonError, PyTritonClientError, TimeoutError, RuntimeError) as exc:  # tritonserver died / not ready
+        triton.stop()
+        raise BackendUnavailableError(f"tritonserver did not start ({str(exc).splitlines()[0]}); its log: "
+                                      f"{options.triton_log()}") from None
     except BaseException:
         triton.stop()
         raise
@@ -137,6 +156,7 @@ def serve(artifact: str, options: ServeOptions = ServeOptions(), stop: Optional[
     """Serve ``artifact`` until SIGINT / SIGTERM (or ``stop`` is set); returns the summary with
     what was served. ``announce`` gets the start and stop lines."""
     options.check()
+    check_ports_free(options)
     triton_module = import_pytriton()
     # PyTriton logs a traceback per failed request; the client gets the error, the console stays short.
     logging.getLogger("pytriton").setLevel(logging.ERROR)
