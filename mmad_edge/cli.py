@@ -22,6 +22,7 @@ from mmad_edge.export.options import EngineOptions, ExportOptions
 from mmad_edge.runtime.backends import choices as backend_choices
 from mmad_edge.runtime.errors import BackendUnavailableError, SourceError
 from mmad_edge.runtime.options import RunOptions
+from mmad_edge.runtime.serving.options import RepoOptions, ServeOptions
 from mmad_edge.train_options import TrainOptions
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Train MiniMaxAD and deploy it to TensorRT / ONNX Runtime.")
@@ -416,6 +417,75 @@ def run(
 
 @app.command()
 @guarded
+def serve(
+    artifact: Path = typer.Argument(..., help="model.<precision>.onnx, model.<precision>.engine, or an export folder."),
+    port: int = typer.Option(ServeOptions.http_port, "--port", help="HTTP/REST port (KServe v2)."),
+    grpc_port: int = typer.Option(ServeOptions.grpc_port, "--grpc-port", help="gRPC port (KServe v2)."),
+    metrics_port: int = typer.Option(ServeOptions.metrics_port, "--metrics-port", help="Prometheus metrics port."),
+    max_batch: Optional[int] = typer.Option(None, "--max-batch",
+                                            help="Largest dynamic batch (default: the artifact's profile maximum)."),
+    max_queue_delay_us: int = typer.Option(ServeOptions.max_queue_delay_us, "--max-queue-delay-us",
+                                           help="Microseconds a request may wait for others to fill a batch."),
+    instances: int = typer.Option(ServeOptions.instances, "--instances",
+                                  help="Model instances, each its own Detector (batches run side by side)."),
+    backend: str = typer.Option(ServeOptions.backend, "--backend", help=f"{', '.join(backend_choices())}."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="Pick fp32/fp16/int8 from an export folder."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="ONNX Runtime CPU threads per instance."),
+    log_file: Optional[Path] = typer.Option(None, "--log-file",
+                                            help="tritonserver's log (default: the temp folder, named in the summary)."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Write the summary (and what was served) at stop."),
+) -> None:
+    """Serve the detector on Triton Inference Server (HTTP, gRPC, metrics) until Ctrl-C or SIGTERM."""
+    from mmad_edge.runtime.serving.server import serve as run_server
+
+    options = ServeOptions(http_port=port, grpc_port=grpc_port, metrics_port=metrics_port, max_batch=max_batch,
+                           max_queue_delay_us=max_queue_delay_us, instances=instances, backend=backend,
+                           precision=precision, threads=threads, log_file=None if log_file is None else str(log_file))
+    summary = run_server(str(artifact), options, announce=lambda line: typer.echo(line))
+    write_json(json_path, summary)
+
+
+@app.command("triton-repo")
+@guarded
+def triton_repo(
+    artifact: Path = typer.Argument(..., help="model.<precision>.onnx, model.<precision>.engine, or an export folder."),
+    out: Path = typer.Argument(..., help="Model repository folder (DIR/mmad_edge/... is written, the rest kept)."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="Pick fp32/fp16/int8 from an export folder."),
+    backend: str = typer.Option(RepoOptions.backend, "--backend",
+                                help="From a folder: auto (an engine if there is one), tensorrt or onnxruntime."),
+    max_batch: Optional[int] = typer.Option(None, "--max-batch",
+                                            help="Largest dynamic batch (default: the artifact's profile maximum)."),
+    max_queue_delay_us: int = typer.Option(RepoOptions.max_queue_delay_us, "--max-queue-delay-us",
+                                           help="Microseconds a request may wait for others to fill a batch."),
+    instances: int = typer.Option(RepoOptions.instances, "--instances", help="Model instances (instance_group count)."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Write what was written as JSON."),
+) -> None:
+    """Write a Triton model repository (model + config.pbtxt) for the NGC tritonserver container."""
+    from mmad_edge.runtime.serving.repo import repo_summary, write_model_repository
+
+    options = RepoOptions(precision=precision, backend=backend, max_batch=max_batch,
+                          max_queue_delay_us=max_queue_delay_us, instances=instances)
+    written = write_model_repository(artifact, out, options)
+    typer.echo(repo_summary(written))
+    write_json(json_path, written)
+
+
+def bench_serve(url: str, artifacts: List[Path], seconds: float, quiet: bool, json_path: Optional[Path],
+                markdown_path: Optional[Path]) -> None:
+    """`bench --serve`: the server under load next to the in-process Detector on the same artifact."""
+    from mmad_edge.bench.serve_load import ServeLoadOptions, run_serve_load, summary_text, write_serve_load
+
+    if len(artifacts) != 1:
+        fail(f"bench --serve takes the one artifact the server serves (to time it in process too), got {len(artifacts)}; "
+             "pass it: mmad-edge bench EXPORT --serve URL")
+    report = run_serve_load(str(artifacts[0]), ServeLoadOptions(url=url, duration_s=seconds, progress=not quiet))
+    typer.echo(summary_text(report))
+    for path in write_serve_load(report, json_path, markdown_path):
+        typer.echo(f"wrote {path}", err=True)
+
+
+@app.command()
+@guarded
 @needs("export")
 def bench(
     artifacts: Optional[List[Path]] = typer.Argument(
@@ -441,8 +511,15 @@ def bench(
     micro_batch: Optional[int] = typer.Option(
         None, "--micro-batch", help="Images per ONNX Runtime CPU run of a batch (default: the runtime's "
                                     "cache-sized choice; 0: one run per batch)."),
+    serve: Optional[str] = typer.Option(
+        None, "--serve", help="URL of a running `mmad-edge serve` (http://HOST:PORT or grpc://HOST:PORT) serving the "
+                              "one ARTIFACT given: load it with 1, 4 and 16 clients (--case-budget seconds each)."),
 ) -> None:
-    """Latency and throughput side by side (PyTorch, ONNX Runtime, TensorRT, peers) with the hardware floor."""
+    """Latency and throughput side by side (PyTorch, ONNX Runtime, TensorRT, peers) with the hardware floor;
+    with --serve, a running `mmad-edge serve` under 1, 4 and 16 clients next to the in-process Detector."""
+    if serve is not None:
+        bench_serve(serve, artifacts or [], case_budget, quiet, json_path, markdown_path)
+        return
     from mmad_edge.bench.console import summary_text, write_outputs
     from mmad_edge.bench.suite import run_bench
 

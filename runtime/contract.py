@@ -17,6 +17,13 @@ CHANNEL_ORDER = "BGR"
 OUTPUT_NAMES: Tuple[str, str] = ("anomaly_map", "score")
 OUTPUT_DTYPE = "float32"
 
+# Serving (Triton: `mmad-edge serve`, `mmad-edge triton-repo`): the model name, the optional
+# per-request category input and the decision outputs added beside OUTPUT_NAMES.
+SERVING_MODEL = "mmad_edge"
+CATEGORY_INPUT = "category"
+SCORE_NORMALIZED = "score_normalized"
+IS_ANOMALY = "is_anomaly"
+
 PRECISIONS: Tuple[str, ...] = ("fp32", "fp16", "int8")
 GPU_ORDER: Tuple[str, ...] = ("fp16", "fp32", "int8")  # fastest first where fp16 is native
 CPU_ORDER: Tuple[str, ...] = ("fp32", "fp16", "int8")  # fp16 is emulated on CPUs

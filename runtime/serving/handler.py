@@ -1,0 +1,113 @@
+"""One Triton model instance: requests of frames in, per-frame decisions out (no PyTriton import).
+
+PyTriton hands the callable every request of one dynamically-batched execution; the frames of
+all of them go through the Detector together (grouped by category, since a category changes the
+threshold and normalisation, not the graph) and the results go back to their requests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..contract import CATEGORY_INPUT, INPUT_DTYPE, INPUT_NAME, IS_ANOMALY, OUTPUT_NAMES, SCORE_NORMALIZED
+from ..detector import Detector
+from ..result import Result
+
+MAP_NAME, SCORE_NAME = OUTPUT_NAMES
+
+
+@dataclass
+class Counters:
+    """What an instance served, for the summary at stop."""
+
+    requests: int = 0
+    images: int = 0
+    executions: int = 0
+    largest_batch: int = 0
+
+    def add(self, requests: int, images: int) -> None:
+        self.requests += requests
+        self.images += images
+        self.executions += 1
+        self.largest_batch = max(self.largest_batch, images)
+
+
+def request_images(request: Any) -> np.ndarray:
+    """The request's ``image`` batch, checked: uint8 (N, H, W, 3) with N, H, W >= 1."""
+    images = np.asarray(request[INPUT_NAME])
+    if images.dtype != np.dtype(INPUT_DTYPE):
+        raise ValueError(f"input '{INPUT_NAME}' must be {INPUT_DTYPE}, got {images.dtype}; send BGR frames as UINT8")
+    if images.ndim != 4 or images.shape[-1] != 3 or 0 in images.shape:
+        raise ValueError(f"input '{INPUT_NAME}' must be (N, H, W, 3) BGR frames, got shape {images.shape}")
+    return images
+
+
+def request_categories(request: Any, count: int) -> List[Optional[str]]:
+    """Each frame's category: the optional BYTES input (one per frame, or one for all); None (the
+    pooled threshold) without it or for an empty name."""
+    if CATEGORY_INPUT not in request.keys():
+        return [None] * count
+    values = np.asarray(request[CATEGORY_INPUT]).reshape(-1)
+    if values.size not in (1, count):
+        raise ValueError(f"input '{CATEGORY_INPUT}' must hold one name per frame ({count}) or one, got {values.size}")
+    names = [(value.decode("utf-8") if isinstance(value, bytes) else str(value)) or None for value in values]
+    return names * count if len(names) == 1 else names
+
+
+def wants_map(request: Any) -> bool:
+    """Whether the client asked for the anomaly map (Triton fills in every output when it named none)."""
+    names = getattr(request, "requested_output_names", None)
+    return names is None or MAP_NAME in names
+
+
+def response(results: Sequence[Result], with_map: bool) -> Dict[str, np.ndarray]:
+    """Outputs of one request: ``(n, 1)`` score columns (NaN / False without statistics), maps if asked."""
+    column = lambda values, dtype: np.asarray(values, dtype=dtype).reshape(-1, 1)  # noqa: E731
+    outputs = {
+        SCORE_NAME: column([r.score for r in results], np.float32),
+        SCORE_NORMALIZED: column([np.nan if r.score_normalized is None else r.score_normalized for r in results],
+                                 np.float32),
+        IS_ANOMALY: column([bool(r.is_anomaly) for r in results], np.bool_),
+    }
+    if with_map:
+        outputs[MAP_NAME] = np.stack([r.anomaly_map for r in results]).astype(np.float32, copy=False)
+    return outputs
+
+
+class InferenceHandler:
+    """PyTriton's inference callable for one instance: owns a Detector and its category views."""
+
+    def __init__(self, detector: Detector) -> None:
+        self.detector = detector
+        self.counters = Counters()
+        self._views: Dict[Optional[str], Detector] = {None: detector}
+
+    def view(self, category: Optional[str]) -> Detector:
+        """The detector with ``category``'s threshold and normalisation, sharing the one backend
+        (an unknown category raises ArtifactError naming the known ones)."""
+        if category not in self._views:
+            self._views[category] = Detector(self.detector.backend, max_batch=self.detector.batch_max,
+                                             category=category)
+        return self._views[category]
+
+    def __call__(self, requests: Sequence[Any]) -> List[Dict[str, np.ndarray]]:
+        frames: Dict[Optional[str], List[Tuple[int, int, np.ndarray]]] = {}
+        per_request: List[List[Any]] = []
+        for index, request in enumerate(requests):
+            images = request_images(request)
+            per_request.append([None] * len(images))
+            for row, (image, category) in enumerate(zip(images, request_categories(request, len(images)))):
+                frames.setdefault(category, []).append((index, row, image))
+        views = {category: self.view(category) for category in frames}  # every category checked before any work
+        for category, items in frames.items():
+            for (index, row, _), result in zip(items, views[category].predict([image for _, _, image in items])):
+                per_request[index][row] = result
+        self.counters.add(len(requests), sum(len(results) for results in per_request))
+        return [response(results, wants_map(request)) for results, request in zip(per_request, requests)]
+
+    def close(self) -> None:
+        """Close the detector (the views share its backend)."""
+        self.detector.close()

@@ -1,0 +1,70 @@
+"""What `mmad-edge serve` was asked to do, as one value: built once by the CLI, passed whole.
+
+The defaults here are the only ones: the CLI reads them for its typer options.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """Options of ``serve``.
+
+    Ports are Triton's (HTTP/REST and gRPC speak the KServe v2 protocol; metrics are Prometheus
+    text). ``max_batch`` lowers the artifact's batch profile as the dynamic batcher's limit;
+    ``max_queue_delay_us`` is how long a request may wait for others to fill a batch;
+    ``instances`` model instances each run their own Detector (own session), so that many batches
+    run at once. ``backend`` / ``precision`` / ``threads`` pick and set up the artifact as
+    ``Detector.load`` does. ``exit_timeout_s``: how long a stop waits for requests in flight. ``log_file``:
+    tritonserver's log (its start-up tables and CUDA/NVML notes stay out of the console).
+    """
+
+    http_port: int = 8000
+    grpc_port: int = 8001
+    metrics_port: int = 8002
+    max_batch: Optional[int] = None
+    max_queue_delay_us: int = 500
+    instances: int = 1
+    backend: str = "auto"
+    precision: Optional[str] = None
+    threads: Optional[int] = None
+    exit_timeout_s: int = 3
+    log_file: Optional[str] = None
+
+    def triton_log(self) -> Path:
+        """Where tritonserver's own log goes (default: a file per HTTP port in the temp folder)."""
+        return Path(self.log_file or Path(tempfile.gettempdir()) / f"mmad-edge-triton-{self.http_port}.log")
+
+    def check(self) -> None:
+        """Refuse values Triton would reject later with a less clear message."""
+        for name in ("http_port", "grpc_port", "metrics_port"):
+            port = getattr(self, name)
+            if not 0 < port < 65536:
+                raise ValueError(f"{name.replace('_', '-')} must be a TCP port (1-65535), got {port}")
+        if len({self.http_port, self.grpc_port, self.metrics_port}) != 3:
+            raise ValueError(f"--port, --grpc-port and --metrics-port must differ, got {self.http_port}, "
+                             f"{self.grpc_port} and {self.metrics_port}")
+        if self.instances < 1:
+            raise ValueError(f"--instances must be >= 1, got {self.instances}")
+        if self.max_batch is not None and self.max_batch < 1:
+            raise ValueError(f"--max-batch must be >= 1, got {self.max_batch}")
+        if self.max_queue_delay_us < 0:
+            raise ValueError(f"--max-queue-delay-us must be >= 0, got {self.max_queue_delay_us}")
+
+
+@dataclass(frozen=True)
+class RepoOptions:
+    """Options of ``write_model_repository`` (`mmad-edge triton-repo`): which artifact of a folder
+    (``precision``, ``backend``: auto takes an engine when there is one) and the model config's
+    batching and instance count (KIND_GPU for engines, KIND_AUTO for ONNX)."""
+
+    precision: Optional[str] = None
+    backend: str = "auto"
+    max_batch: Optional[int] = None
+    max_queue_delay_us: int = 500
+    instances: int = 1

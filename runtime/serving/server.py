@@ -1,0 +1,182 @@
+"""`mmad-edge serve`: Detectors behind a real Triton Inference Server, through PyTriton.
+
+Triton does the serving (HTTP/gRPC with the KServe v2 protocol, dynamic batching across
+clients, health endpoints, Prometheus metrics); we bind one inference callable per model
+instance. Triton itself refuses a request whose ``image`` has the wrong dtype, rank or channel
+count (the model config declares uint8 ``[-1, -1, 3]``), before it is batched with others.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import threading
+from contextlib import contextmanager
+from typing import Any, Callable, Dict, Iterator, List, Optional
+
+import numpy as np
+
+from ..contract import CATEGORY_INPUT, INPUT_NAME, IS_ANOMALY, OUTPUT_NAMES, SCORE_NORMALIZED, SERVING_MODEL
+from ..detector import Detector
+from ..errors import BackendUnavailableError
+from .handler import InferenceHandler
+from .libpython import prefer_own_libpython
+from .options import ServeOptions
+
+INSTALL = 'pip install "mmad-edge[serve]" (from the mmad-edge checkout: pip install ".[serve]")'
+
+
+def import_pytriton() -> Any:
+    """The ``pytriton.triton`` module, or BackendUnavailableError naming the extra to install."""
+    try:
+        import pytriton.triton as triton_module
+    except ImportError as exc:
+        raise BackendUnavailableError(f"mmad-edge serve needs nvidia-pytriton ({exc.name or exc} is missing); "
+                                      f"{INSTALL}") from None
+    return triton_module
+
+
+def load_detectors(artifact: str, options: ServeOptions) -> List[Detector]:
+    """One Detector per instance (each its own session or engine context)."""
+    detectors: List[Detector] = []
+    try:
+        for _ in range(options.instances):
+            detectors.append(Detector.load(artifact, backend=options.backend, precision=options.precision,
+                                           max_batch=options.max_batch, threads=options.threads))
+    except BaseException:
+        for detector in detectors:
+            detector.close()
+        raise
+    return detectors
+
+
+def tensors(tensor: Callable[..., Any], size: int) -> Dict[str, list]:
+    """The model's inputs and outputs as PyTriton Tensors (shapes without the batch dimension)."""
+    map_name, score_name = OUTPUT_NAMES
+    return {
+        "inputs": [tensor(name=INPUT_NAME, dtype=np.uint8, shape=(-1, -1, 3)),
+                   tensor(name=CATEGORY_INPUT, dtype=np.bytes_, shape=(1,), optional=True)],
+        "outputs": [tensor(name=score_name, dtype=np.float32, shape=(1,)),
+                    tensor(name=SCORE_NORMALIZED, dtype=np.float32, shape=(1,)),
+                    tensor(name=IS_ANOMALY, dtype=np.bool_, shape=(1,)),
+                    tensor(name=map_name, dtype=np.float32, shape=(size, size))],
+    }
+
+
+def check_ports_free(options: ServeOptions) -> None:
+    """Fail before starting anything when a port is taken (tritonserver would exit with it in its log)."""
+    for flag, port in (("--port", options.http_port), ("--grpc-port", options.grpc_port),
+                       ("--metrics-port", options.metrics_port)):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("0.0.0.0", port))
+            except OSError as exc:
+                raise OSError(f"port {port} ({flag}) is not free ({exc.strerror}); stop what uses it or pass "
+                              f"another {flag}") from None
+
+
+def urls(options: ServeOptions) -> Dict[str, str]:
+    """Where clients reach the server on this machine."""
+    return {"http": f"http://localhost:{options.http_port}", "grpc": f"localhost:{options.grpc_port}",
+            "metrics": f"http://localhost:{options.metrics_port}/metrics",
+            "ready": f"http://localhost:{options.http_port}/v2/models/{SERVING_MODEL}/ready"}
+
+
+def describe(detector: Detector, options: ServeOptions) -> Dict[str, Any]:
+    """The summary printed at start and returned at stop."""
+    described = detector.backend.describe()
+    return {"model": SERVING_MODEL, "artifact": str(detector.backend.path), "backend": described.get("backend"),
+            "device": described.get("device"), "precision": detector.info.precision,
+            "image_size": list(detector.image_size), "max_batch": detector.batch_max,
+            "max_queue_delay_us": options.max_queue_delay_us, "instances": options.instances,
+            "threshold": detector.threshold, "categories": sorted(detector.info.categories), "urls": urls(options),
+            "triton_log": str(options.triton_log())}
+
+
+def start_line(summary: Dict[str, Any]) -> str:
+    """One readable paragraph: what is served where, and how to stop it."""
+    size = "x".join(str(side) for side in summary["image_size"])
+    links = summary["urls"]
+    return (f"serving {summary['model']}: {summary['artifact']} on {summary['backend']} ({summary['device']}), "
+            f"{summary['precision']}, {size}, batch up to {summary['max_batch']}, {summary['instances']} "
+            f"instance(s)\n  HTTP {links['http']}  gRPC {links['grpc']}  metrics {links['metrics']}\n"
+            f"  ready: {links['ready']}; Triton's log: {summary['triton_log']}; Ctrl-C or SIGTERM stops it")
+
+
+def stop_line(totals: Dict[str, int]) -> str:
+    return (f"stopped: {totals['requests']} requests, {totals['images']} images in {totals['executions']} "
+            f"batches (largest {totals['largest_batch']})")
+
+
+@contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGINT and SIGTERM set ``stop`` (in the main thread; elsewhere the caller sets it)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    handler = lambda signum, frame: stop.set()  # noqa: E731
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def triton_server(triton_module: Any, handlers: List[InferenceHandler], options: ServeOptions) -> Any:
+    """A started Triton with the model bound (PyTriton's own threads and processes)."""
+    from pytriton.client.exceptions import PyTritonClientError
+    from pytriton.exceptions import PyTritonError
+    from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
+
+    config = triton_module.TritonConfig(http_port=options.http_port, grpc_port=options.grpc_port,
+                                        metrics_port=options.metrics_port, exit_timeout_secs=options.exit_timeout_s,
+                                        log_verbose=0, log_file=options.triton_log())
+    triton = triton_module.Triton(config=config)
+    try:
+        detector = handlers[0].detector
+        batcher = DynamicBatcher(max_queue_delay_microseconds=options.max_queue_delay_us)
+        triton.bind(model_name=SERVING_MODEL, infer_func=list(handlers),
+                    config=ModelConfig(max_batch_size=detector.batch_max, batcher=batcher),
+                    strict=False, **tensors(Tensor, detector.image_size[0]))
+        triton.run()
+    except (PyTritonError, PyTritonClientError, TimeoutError, RuntimeError) as exc:  # tritonserver died / not ready
+        triton.stop()
+        raise BackendUnavailableError(f"tritonserver did not start ({str(exc).splitlines()[0]}); its log: "
+                                      f"{options.triton_log()}") from None
+    except BaseException:
+        triton.stop()
+        raise
+    return triton
+
+
+def serve(artifact: str, options: ServeOptions = ServeOptions(), stop: Optional[threading.Event] = None,
+          announce: Callable[[str], None] = print) -> Dict[str, Any]:
+    """Serve ``artifact`` until SIGINT / SIGTERM (or ``stop`` is set); returns the summary with
+    what was served. ``announce`` gets the start and stop lines."""
+    options.check()
+    check_ports_free(options)
+    triton_module = import_pytriton()
+    # PyTriton logs a traceback per failed request; the client gets the error, the console stays short.
+    logging.getLogger("pytriton").setLevel(logging.ERROR)
+    prefer_own_libpython()
+    stop = stop or threading.Event()
+    handlers = [InferenceHandler(detector) for detector in load_detectors(artifact, options)]
+    try:
+        summary = describe(handlers[0].detector, options)
+        with stop_on_signals(stop):
+            triton = triton_server(triton_module, handlers, options)
+            try:
+                announce(start_line(summary))
+                while not stop.wait(0.5) and triton.is_alive():
+                    pass
+            finally:
+                triton.stop()
+    finally:
+        for handler in handlers:
+            handler.close()
+    totals = {key: sum(getattr(h.counters, key) for h in handlers) for key in ("requests", "images", "executions")}
+    totals["largest_batch"] = max(h.counters.largest_batch for h in handlers)
+    announce(stop_line(totals))
+    return {**summary, "served": totals}

@@ -1,0 +1,106 @@
+"""`mmad-edge triton-repo`: the config is read back with Triton's own ModelConfig protobuf."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mmad_edge.runtime.errors import ArtifactError
+from mmad_edge.runtime.serving.options import RepoOptions
+from mmad_edge.runtime.serving.repo import write_model_repository
+from runtime_fixtures import standin_metadata, write_export_dir, write_standin
+
+model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2")
+text_format = pytest.importorskip("google.protobuf.text_format")
+CATEGORIES = {"gravel": {"threshold": 0.3, "normalization": {"low": 0.2, "high": 0.3}}}
+
+
+def parsed(folder: Path):
+    return text_format.Parse((folder / "mmad_edge" / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+
+
+def tensor(entry) -> tuple:
+    return entry.name, model_config_pb2.DataType.Name(entry.data_type), list(entry.dims)
+
+
+def test_dynamic_onnx_export_gives_a_batching_onnxruntime_model(tmp_path):
+    metadata = standin_metadata(64, max_batch=16)
+    metadata["statistics"]["categories"] = CATEGORIES
+    export = tmp_path / "export"
+    export.mkdir()
+    write_standin(export / "model.fp32.onnx", 64, metadata=metadata)
+    (export / "metadata.json").write_text(json.dumps(metadata))
+    repo = tmp_path / "repo"
+    (repo / "other_model").mkdir(parents=True)
+    written = write_model_repository(export, repo, RepoOptions(max_batch=8, max_queue_delay_us=200, instances=2))
+    config = parsed(repo)
+    assert (config.name, config.platform, config.max_batch_size) == ("mmad_edge", "onnxruntime_onnx", 8)
+    assert [tensor(entry) for entry in config.input] == [("image", "TYPE_UINT8", [64, 64, 3])]
+    assert [tensor(entry) for entry in config.output] == [("anomaly_map", "TYPE_FP32", [64, 64]),
+                                                          ("score", "TYPE_FP32", [1])]
+    assert not config.output[0].HasField("reshape")
+    assert config.output[1].HasField("reshape") and list(config.output[1].reshape.shape) == []
+    assert config.HasField("dynamic_batching") and config.dynamic_batching.max_queue_delay_microseconds == 200
+    assert [(group.count, model_config_pb2.ModelInstanceGroup.Kind.Name(group.kind))
+            for group in config.instance_group] == [(2, "KIND_AUTO")]
+    parameters = {key: value.string_value for key, value in config.parameters.items()}
+    assert parameters == {
+        "threshold": "0.6", "normalization_low": "0.5", "normalization_high": "0.6",
+        "category.gravel.threshold": "0.3", "category.gravel.normalization_low": "0.2",
+        "category.gravel.normalization_high": "0.3", "precision": "fp32", "input_size": "64x64",
+        "channel_order": "BGR", "input_note": "frames must be resized to 64x64 by the client (the graph does not resize)"}
+    assert (repo / "mmad_edge" / "1" / "model.onnx").read_bytes() == (export / "model.fp32.onnx").read_bytes()
+    assert written["model_file"] == str(repo / "mmad_edge" / "1" / "model.onnx")
+    assert sorted(path.name for path in repo.iterdir()) == ["mmad_edge", "other_model"]
+
+
+def test_fixed_batch_graph_has_explicit_batch_dims_and_no_batcher(tmp_path):
+    export = write_export_dir(tmp_path / "export", size=32, batch=2, statistics=False)
+    write_model_repository(export, tmp_path / "repo")
+    config = parsed(tmp_path / "repo")
+    assert config.max_batch_size == 0 and not config.HasField("dynamic_batching")
+    assert [tensor(entry) for entry in config.input] == [("image", "TYPE_UINT8", [2, 32, 32, 3])]
+    assert [tensor(entry) for entry in config.output] == [("anomaly_map", "TYPE_FP32", [2, 32, 32]),
+                                                          ("score", "TYPE_FP32", [2])]
+    assert not any(entry.HasField("reshape") for entry in config.output)
+    assert "threshold" not in config.parameters
+
+
+def test_an_engine_becomes_a_tensorrt_plan_on_the_gpu_and_replaces_the_old_model(tmp_path):
+    export = write_export_dir(tmp_path / "export", size=32)
+    (export / "model.fp16.engine").write_bytes(b"plan bytes")
+    (export / "model.fp16.engine.json").write_text(json.dumps(standin_metadata(32, precision="fp16", max_batch=4)))
+    repo = tmp_path / "repo"
+    write_model_repository(export, repo, RepoOptions(backend="onnxruntime"))
+    write_model_repository(export, repo)
+    config = parsed(repo)
+    assert (config.platform, config.max_batch_size) == ("tensorrt_plan", 4)
+    assert model_config_pb2.ModelInstanceGroup.Kind.Name(config.instance_group[0].kind) == "KIND_GPU"
+    assert sorted(path.name for path in (repo / "mmad_edge" / "1").iterdir()) == ["model.plan"]
+    assert (repo / "mmad_edge" / "1" / "model.plan").read_bytes() == b"plan bytes"
+    assert [path.name for path in repo.iterdir()] == ["mmad_edge"]
+
+
+def test_a_profile_that_cannot_take_one_frame_is_refused(tmp_path):
+    metadata = standin_metadata(32, max_batch=8)
+    metadata["batch"] = {"min": 2, "opt": 4, "max": 8}
+    onnx_path = write_standin(tmp_path / "model.fp32.onnx", 32, metadata=metadata)
+    with pytest.raises(ArtifactError, match="starts at 2.*--batch 1:OPT:MAX"):
+        write_model_repository(onnx_path, tmp_path / "repo")
+    assert not (tmp_path / "repo" / "mmad_edge").exists()
+
+
+def test_the_command_prints_the_docker_line(tmp_path):
+    export = write_export_dir(tmp_path / "export", size=32)
+    out = subprocess.run([sys.executable, "-m", "mmad_edge.cli", "triton-repo", str(export), str(tmp_path / "repo"),
+                          "--json", str(tmp_path / "repo.json")], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "nvcr.io/nvidia/tritonserver:<yy.mm>-py3 tritonserver --model-repository=/models" in out.stdout
+    assert json.loads((tmp_path / "repo.json").read_text())["platform"] == "onnxruntime_onnx"
+    missing = subprocess.run([sys.executable, "-m", "mmad_edge.cli", "triton-repo", str(tmp_path / "nothing"),
+                              str(tmp_path / "repo")], capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "no such artifact" in missing.stderr
