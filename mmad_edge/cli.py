@@ -433,6 +433,15 @@ def serve(
     threads: Optional[int] = typer.Option(None, "--threads", help="ONNX Runtime CPU threads per instance."),
     log_file: Optional[Path] = typer.Option(None, "--log-file",
                                             help="tritonserver's log (default: the temp folder, named in the summary)."),
+    drift_window: int = typer.Option(ServeOptions.drift_window, "--drift-window",
+                                     help="Scores per category in the drift watch's rolling median."),
+    drift_tolerance: float = typer.Option(
+        ServeOptions.drift_tolerance, "--drift-tolerance",
+        help="Warn when the rolling median is this many normal std from the normal median (recovered below half)."),
+    app_metrics_port: Optional[int] = typer.Option(
+        None, "--app-metrics-port", help="Serve our metrics (frames, anomalies, latency, drift per category) at "
+                                         "http://0.0.0.0:PORT/metrics, apart from Triton's --metrics-port."),
+    events: Optional[Path] = typer.Option(None, "--events", help="Append each drift event to this file as a JSON line."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the summary (and what was served) at stop."),
 ) -> None:
     """Serve the detector on Triton Inference Server (HTTP, gRPC, metrics) until Ctrl-C or SIGTERM."""
@@ -440,7 +449,9 @@ def serve(
 
     options = ServeOptions(http_port=port, grpc_port=grpc_port, metrics_port=metrics_port, max_batch=max_batch,
                            max_queue_delay_us=max_queue_delay_us, instances=instances, backend=backend,
-                           precision=precision, threads=threads, log_file=None if log_file is None else str(log_file))
+                           precision=precision, threads=threads, log_file=None if log_file is None else str(log_file),
+                           drift_window=drift_window, drift_tolerance=drift_tolerance,
+                           app_metrics_port=app_metrics_port, events_path=None if events is None else str(events))
     summary = run_server(str(artifact), options, announce=lambda line: typer.echo(line))
     write_json(json_path, summary)
 

@@ -15,6 +15,9 @@ std is missing or zero, a third of the threshold's distance from the median stan
 States, per monitor: once the window holds ``min_count`` scores, ``|statistic| > tolerance`` turns
 "drifting" (said once); it turns back ("recovered", said once) only when ``|statistic|`` falls
 below ``tolerance / 2``, so a statistic hovering at the tolerance does not flap.
+
+What a state change says (one stderr line, one JSONL record) is written here too, so ``run`` and
+``serve`` say it the same way.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from typing import Any, Deque, Iterable, List, Mapping, Optional
 DEFAULT_WINDOW = 200
 DEFAULT_TOLERANCE = 3.0
 DRIFTING, RECOVERED = "drifting", "recovered"
+NO_STATISTICS = ("the artifact has no normal-score statistics (exported without held-out normals); re-export "
+                 "with them to watch for drift")
 
 
 def check_drift_options(window: Any, tolerance: Any) -> None:
@@ -106,3 +111,18 @@ class DriftMonitor:
                 events.append(DriftEvent(DRIFTING if self.drifting else RECOVERED, self.statistic, self.tolerance,
                                          self.count))
         return events
+
+
+def event_record(event: DriftEvent, **where: Any) -> dict:
+    """The JSONL object of a drift event; ``where`` names what drifted (``source``, ``category``, ``frame``)."""
+    return {"event": "drift", "state": event.state, **where, "statistic": event.statistic,
+            "tolerance": event.tolerance}
+
+
+def event_line(name: str, event: DriftEvent, window: int) -> str:
+    """The one stderr line of a drift event; ``name``: what drifted (a source, a category)."""
+    where = (f"{name}: median of the last {min(window, event.count)} scores is {event.statistic:+.2f} "
+             "normal std from the normal median")
+    if event.state == DRIFTING:
+        return f"drift: {where} (tolerance {event.tolerance:g}); check lighting, focus and camera position"
+    return f"drift recovered: {where} (below {event.tolerance / 2:g})"

@@ -1,6 +1,6 @@
-"""Prometheus metrics of a detector at work, labelled by source (``run --metrics-port``; meant for
-``serve`` too). Each ``DetectorMetrics`` has its own registry, so two in one process (tests, a
-reload) never clash over names in the global one."""
+"""Prometheus metrics of a detector at work, labelled by source (``run --metrics-port``) or by
+category (``serve --app-metrics-port``). Each ``DetectorMetrics`` has its own registry, so two in
+one process (tests, a reload) never clash over names in the global one."""
 
 from __future__ import annotations
 
@@ -15,11 +15,14 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 
 
 class DetectorMetrics:
-    """Frames, anomalies, drops, latency and drift per source; ``serve(port)`` exposes /metrics."""
+    """Frames, anomalies, drops, latency and drift per source (or per ``label``: what the first
+    argument of each method names); ``serve(port)`` exposes /metrics."""
 
-    def __init__(self) -> None:
+    def __init__(self, label: str = "source", port_flag: str = "--metrics-port") -> None:
+        """``port_flag``: the option a port error tells the user to change."""
         self.registry = CollectorRegistry()
-        labels = ["source"]
+        self.port_flag = port_flag
+        labels = [label]
         self.frames = Counter("mmad_edge_frames", "Frames scored.", labels, registry=self.registry)
         self.anomalies = Counter("mmad_edge_anomalies", "Frames judged anomalous.", labels, registry=self.registry)
         self.dropped = Counter("mmad_edge_dropped_frames", "Live frames dropped while inference was busy.", labels,
@@ -56,12 +59,12 @@ class DetectorMetrics:
     def serve(self, port: int, addr: str = "0.0.0.0") -> None:
         """Serve http://ADDR:PORT/metrics on a daemon thread until ``close``."""
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-            raise MetricsPortError(f"metrics port must be 0-65535, got {port!r}; pass e.g. --metrics-port 9100")
+            raise MetricsPortError(f"metrics port must be 0-65535, got {port!r}; pass e.g. {self.port_flag} 9100")
         try:
             self._server, self._thread = start_http_server(port, addr=addr, registry=self.registry)
         except OSError as exc:
             raise MetricsPortError(f"cannot serve metrics on port {port} ({exc.strerror}); pick a free one with "
-                                   "--metrics-port") from None
+                                   f"{self.port_flag}") from None
 
     @property
     def port(self) -> Optional[int]:

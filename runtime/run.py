@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, List, Optional, Sequence, Union
 
 from .detector import Detector
-from .drift import check_drift_options
+from .drift import check_drift_options, event_line, event_record
 from .log import report
 from .metadata import describe_encoder_weights
 from .options import PathLike, RunOptions
@@ -19,7 +19,7 @@ from .overlay import render_overlay
 from .scoring import check_threshold
 from .sources import FrameSource, SourceSpec, check_retry_s, open_sources, parse_source
 from .stream import DetectionStream, Scored
-from .tally import SourceTally, drift_monitors, event_line, event_record
+from .tally import SourceTally, drift_monitors
 
 if TYPE_CHECKING:
     from .metrics import DetectorMetrics
@@ -192,9 +192,9 @@ def _handle(item: Scored, tally: SourceTally, stream: DetectionStream, sinks: _S
         if sinks.saver is not None:
             sinks.saver.save(item.source_id, item.frame, result, record, normalization)
     for event in tally.observe(result, item.latency_s, stream.dropped_by(item.source)):
-        report(event_line(tally, event, options.drift_window))
+        report(event_line(tally.name, event, options.drift_window))
         if sinks.writer is not None:
-            sinks.writer.write(event_record(tally, event, index))
+            sinks.writer.write(event_record(event, source=tally.name, frame=index))
     return sinks.viewer is None or sinks.viewer.show(render_overlay(item.frame, result, normalization))
 
 

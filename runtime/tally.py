@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, List, Mapping, Optional, Tuple
 
-from .drift import DriftEvent, DriftMonitor, NormalScores
+from .drift import NO_STATISTICS, DriftEvent, DriftMonitor, NormalScores
 from .log import report
 from .result import Result
 from .sources import FrameSource
@@ -55,22 +55,6 @@ def drift_monitors(statistics: Optional[Mapping[str, Any]], categories: List[Opt
     """One monitor per source (its category's normal scores); all None, said once, without statistics."""
     normals = [NormalScores.from_statistics(statistics, category) for category in categories]
     if any(normal is None for normal in normals):
-        report("drift watch off: the artifact has no normal-score statistics for every source "
-               "(exported without held-out normals); re-export with them to watch for drift")
+        report(f"drift watch off: {NO_STATISTICS}")
         return [None] * len(categories)
     return [DriftMonitor(normal, window, tolerance) for normal in normals]
-
-
-def event_record(tally: SourceTally, event: DriftEvent, index: int) -> dict:
-    """The JSONL object of a drift event; ``frame`` is the run ``index`` of the frame that caused it."""
-    return {"event": "drift", "state": event.state, "source": tally.name, "statistic": event.statistic,
-            "tolerance": event.tolerance, "frame": index}
-
-
-def event_line(tally: SourceTally, event: DriftEvent, window: int) -> str:
-    """The one stderr line of a drift event."""
-    where = (f"{tally.name}: median of the last {min(window, event.count)} scores is {event.statistic:+.2f} "
-             "normal std from the normal median")
-    if event.state == "drifting":
-        return f"drift: {where} (tolerance {event.tolerance:g}); check lighting, focus and camera position"
-    return f"drift recovered: {where} (below {event.tolerance / 2:g})"

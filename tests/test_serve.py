@@ -1,7 +1,9 @@
 """`mmad-edge serve`: a real Triton server (PyTriton) in a subprocess, driven by tritonclient.
 
 One server per module (start-up takes seconds); it is started WITHOUT ``LD_LIBRARY_PATH`` so the
-libpython fix is exercised, and stopped by SIGTERM in the last test.
+libpython fix is exercised, and stopped by SIGTERM in the last test. It watches drift with a window
+of 4 and serves our metrics; category ``lamp`` is sent only by the drift test, so its monitor sees
+nothing else.
 """
 
 from __future__ import annotations
@@ -21,9 +23,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mmad_edge.cli import app
 from mmad_edge.runtime import Detector
+from mmad_edge.runtime.serving.options import ServeOptions
 from mmad_edge.runtime.serving.handler import InferenceHandler
 from mmad_edge.runtime.serving.libpython import own_libdir, prefer_own_libpython
+from mmad_edge.runtime.serving.watch import ServeWatch
+from prometheus_client.parser import text_string_to_metric_families
+from typer.testing import CliRunner
 from runtime_fixtures import standin_metadata, write_standin
 
 pytest.importorskip("pytriton")
@@ -33,7 +40,12 @@ grpc = pytest.importorskip("tritonclient.grpc")
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
 pytestmark = pytest.mark.serve
-CATEGORIES = {"gravel": {"threshold": 0.3, "normalization": {"low": 0.2, "high": 0.3}}}
+# lamp: normal scores at median 0.5 with std 0.01, so uniform frames of 128 (score 0.502) are
+# normal and frames of 200 (0.784) are about 28 std away.
+CATEGORIES = {"gravel": {"threshold": 0.3, "normalization": {"low": 0.2, "high": 0.3}},
+              "lamp": {"threshold": 0.6, "normalization": {"low": 0.5, "high": 0.6}, "normal_scores": {"std": 0.01}}}
+DRIFT_WINDOW = 4
+STATISTIC_TOL = 1e-4  # float32 scores (eps ~6e-8 at 0.5) over a std of 0.01
 
 
 def export_with_categories(folder: Path, size: int = 32, max_batch: int = 8) -> Path:
@@ -57,15 +69,20 @@ def free_ports(count: int) -> list:
 
 
 class Server:
-    def __init__(self, process: subprocess.Popen, ports: list, export: Path) -> None:
-        self.process, self.export = process, export
-        self.http, self.grpc, self.metrics = ports
+    def __init__(self, process: subprocess.Popen, ports: list, export: Path, log: Path) -> None:
+        self.process, self.export, self.log = process, export, log
+        self.http, self.grpc, self.metrics, self.app_metrics = ports
+        self.events = export.parent / "events.jsonl"
+
+    def output(self) -> str:
+        """What the command printed so far (stdout and stderr)."""
+        return self.log.read_text()
 
     def wait_ready(self, timeout_s: float = 120.0) -> None:
         client = http.InferenceServerClient(f"localhost:{self.http}")
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.process.stdout.read()
+            assert self.process.poll() is None, self.output()
             try:
                 if client.is_model_ready("mmad_edge"):
                     return
@@ -78,13 +95,17 @@ class Server:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     export = export_with_categories(tmp_path_factory.mktemp("serve") / "export")
-    ports = free_ports(3)
+    ports = free_ports(4)
     env = {key: value for key, value in os.environ.items() if key != "LD_LIBRARY_PATH"}
     command = [sys.executable, "-m", "mmad_edge.cli", "serve", str(export), "--port", str(ports[0]),
                "--grpc-port", str(ports[1]), "--metrics-port", str(ports[2]), "--max-queue-delay-us", "50000",
-               "--log-file", str(export.parent / "triton.log"), "--json", str(export.parent / "summary.json")]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    started = Server(process, ports, export)
+               "--log-file", str(export.parent / "triton.log"), "--json", str(export.parent / "summary.json"),
+               "--drift-window", str(DRIFT_WINDOW), "--app-metrics-port", str(ports[3]),
+               "--events", str(export.parent / "events.jsonl")]
+    log = export.parent / "serve.out"
+    with log.open("w") as sink:
+        process = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT, text=True)
+    started = Server(process, ports, export, log)
     try:
         started.wait_ready()
         yield started
@@ -226,6 +247,62 @@ def test_bench_serve_reports_every_concurrency_level(server):
     assert all(row["requests"] > 0 and row["p99_ms"] >= row["p50_ms"] for row in report["rows"])
 
 
+# Uniform frames sent as category lamp, one per request: normal, bright, normal again.
+LAMP = [128] * 4 + [200] * 4 + [128] * 4
+
+
+def lamp_statistics() -> list:
+    """The stated drift statistic after each lamp frame (None before half a window), with numpy."""
+    scores = np.array(LAMP, np.float64) / 255.0  # the stand-in's score of a uniform frame
+    return [None if index + 1 < DRIFT_WINDOW // 2 else
+            (np.median(scores[max(0, index - DRIFT_WINDOW + 1): index + 1]) - 0.5) / 0.01
+            for index in range(len(scores))]
+
+
+def expected_lamp_events() -> list:
+    changes, drifting = [], False
+    for index, statistic in enumerate(lamp_statistics()):
+        if statistic is not None and ((abs(statistic) > 3.0) if not drifting else (abs(statistic) < 1.5)):
+            drifting = not drifting
+            changes.append(("drifting" if drifting else "recovered", index))
+    return changes
+
+
+def scrape(port: int) -> dict:
+    """Our metrics, parsed by prometheus_client's own parser: {(sample, category, le): value}."""
+    text = urllib.request.urlopen(f"http://localhost:{port}/metrics", timeout=10).read().decode()
+    return {(sample.name, sample.labels.get("category"), sample.labels.get("le")): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def test_a_brightness_change_of_one_category_warns_once_recovers_once_and_shows_in_our_metrics(server):
+    client = http.InferenceServerClient(f"localhost:{server.http}")
+    seen = []
+    for index, value in enumerate(LAMP):
+        infer(http, client, np.full((1, 32, 32, 3), value, np.uint8), outputs=["score"], category="lamp")
+        if index == 7:
+            seen.append(scrape(server.app_metrics))  # after the bright frames
+    seen.append(scrape(server.app_metrics))
+    expected = expected_lamp_events()
+    assert [state for state, _ in expected] == ["drifting", "recovered"]
+    records = [json.loads(line) for line in server.events.read_text().splitlines()]
+    lamp = [record for record in records if record["category"] == "lamp"]
+    assert [(record["event"], record["state"], record["frame"]) for record in lamp] == [
+        ("drift", state, index) for state, index in expected]
+    assert lamp[0]["statistic"] == pytest.approx(lamp_statistics()[expected[0][1]], abs=STATISTIC_TOL)
+    assert lamp[0]["tolerance"] == 3.0 and all(record["category"] in (None, "gravel", "lamp") for record in records)
+    lines = server.output().splitlines()
+    assert len([line for line in lines if line.startswith(
+        f"mmad-edge: drift: category lamp: median of the last {DRIFT_WINDOW} scores is ")]) == 1
+    assert len([line for line in lines if line.startswith("mmad-edge: drift recovered: category lamp: ")]) == 1
+    during, after = seen
+    assert during[("mmad_edge_drifting", "lamp", None)] == 1.0 and after[("mmad_edge_drifting", "lamp", None)] == 0.0
+    assert after[("mmad_edge_frames_total", "lamp", None)] == len(LAMP)
+    assert after[("mmad_edge_anomalies_total", "lamp", None)] == LAMP.count(200)  # 0.784 > 0.6 > 0.502
+    assert after[("mmad_edge_latency_seconds_count", "lamp", None)] == len(LAMP)
+    assert after[("mmad_edge_drift_statistic", "lamp", None)] == pytest.approx(lamp_statistics()[-1], abs=STATISTIC_TOL)
+
+
 def test_sigterm_stops_the_server_and_everything_it_started(server):
     process = psutil.Process(server.process.pid)
     children = process.children(recursive=True)
@@ -234,11 +311,16 @@ def test_sigterm_stops_the_server_and_everything_it_started(server):
     server.process.wait(timeout=20)
     gone, alive = psutil.wait_procs(children, timeout=10)
     assert alive == []
-    output = server.process.stdout.read()
+    output = server.output()
     assert server.process.returncode == 0, output
-    assert "serving mmad_edge" in output and "stopped:" in output
+    assert "serving mmad_edge" in output and f"drift watch on (window {DRIFT_WINDOW}, tolerance 3" in output
     summary = json.loads((server.export.parent / "summary.json").read_text())
     assert summary["served"]["largest_batch"] > 1
+    events = summary["served"]["drift_events"]
+    assert events == len(server.events.read_text().splitlines()) and f", {events} drift events" in output
+    assert summary["served"]["drift"]["lamp"] == {"events": 2, "drifting": False, "frames": len(LAMP),
+                                                  "statistic": pytest.approx(lamp_statistics()[-1], abs=STATISTIC_TOL)}
+    assert "pooled" in summary["served"]["drift"]
 
 
 def test_the_handler_keeps_each_frames_place_across_categories(tmp_path):
@@ -269,3 +351,55 @@ def test_libpython_directory_goes_first_once():
     empty: dict = {}
     prefer_own_libpython(empty)
     assert empty == {"LD_LIBRARY_PATH": own_libdir()}
+
+
+def test_shared_watch_counts_every_instances_frames_and_serves_them(tmp_path):
+    export = export_with_categories(tmp_path / "export")
+    detectors = [Detector.load(export) for _ in range(3)]
+    watch = ServeWatch(detectors[0].info.raw.get("statistics"), ServeOptions(drift_window=8))
+    watch.open(0, str(tmp_path / "events.jsonl"))
+    try:
+        handlers = [InferenceHandler(detector, watch) for detector in detectors]
+        frames = np.full((2, 32, 32, 3), 128, np.uint8)
+        threads = [threading.Thread(target=lambda h=handler: [h([{"image": frames}]) for _ in range(10)])
+                   for handler in handlers]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        metrics = scrape(watch.metrics.port)
+        assert metrics[("mmad_edge_frames_total", "pooled", None)] == 60
+        statistic = pytest.approx((128 / 255 - 0.5) / 0.01, abs=STATISTIC_TOL)
+        assert watch.summary() == {"drift_events": 0, "drift": {"pooled": {
+            "events": 0, "drifting": False, "frames": 60, "statistic": statistic}}}
+    finally:
+        watch.close()
+        for detector in detectors:
+            detector.close()
+    assert (tmp_path / "events.jsonl").read_text() == ""
+
+
+def test_without_normal_scores_the_watch_is_off_and_says_why(tmp_path):
+    watch = ServeWatch(None, ServeOptions())
+    assert watch.describe().startswith("drift watch off: the artifact has no normal-score statistics")
+    export = export_with_categories(tmp_path / "export")
+    with Detector.load(export) as detector:
+        InferenceHandler(detector, watch)([{"image": frames_for(5)}])
+    assert watch.summary() == {"drift_events": 0, "drift": {}}
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--drift-window", "0"], "error: drift window must be an integer >= 1, got 0; pass e.g. --drift-window 200"),
+    (["--drift-tolerance", "-1"], "error: drift tolerance must be a finite number > 0, got -1.0"),
+    (["--app-metrics-port", "8002"], "error: --port, --grpc-port, --metrics-port, --app-metrics-port must differ"),
+    (["--app-metrics-port", "BUSY"], "(--app-metrics-port) is not free"),
+])
+def test_bad_drift_and_app_metrics_options_are_one_line_errors(tmp_path, extra, message):
+    export = export_with_categories(tmp_path / "export")
+    with socket.socket() as busy:
+        busy.bind(("0.0.0.0", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        result = CliRunner().invoke(app, ["serve", str(export), *[port if arg == "BUSY" else arg for arg in extra]])
+    assert result.exit_code == 2 and message in result.output and len(result.output.strip().splitlines()) == 1
+    assert "Traceback" not in result.output

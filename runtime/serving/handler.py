@@ -2,11 +2,13 @@
 
 PyTriton hands the callable every request of one dynamically-batched execution; the frames of
 all of them go through the Detector together (grouped by category, since a category changes the
-threshold and normalisation, not the graph) and the results go back to their requests.
+threshold and normalisation, not the graph) and the results go back to their requests. A shared
+``ServeWatch`` (optional) sees every score: drift per category and the app metrics.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -15,6 +17,7 @@ import numpy as np
 from ..contract import CATEGORY_INPUT, INPUT_DTYPE, INPUT_NAME, IS_ANOMALY, OUTPUT_NAMES, SCORE_NORMALIZED
 from ..detector import Detector
 from ..result import Result
+from .watch import ServeWatch
 
 MAP_NAME, SCORE_NAME = OUTPUT_NAMES
 
@@ -78,10 +81,12 @@ def response(results: Sequence[Result], with_map: bool) -> Dict[str, np.ndarray]
 
 
 class InferenceHandler:
-    """PyTriton's inference callable for one instance: owns a Detector and its category views."""
+    """PyTriton's inference callable for one instance: owns a Detector and its category views;
+    ``watch`` (one for all instances) gets each category's results with their batch time."""
 
-    def __init__(self, detector: Detector) -> None:
+    def __init__(self, detector: Detector, watch: Optional[ServeWatch] = None) -> None:
         self.detector = detector
+        self.watch = watch
         self.counters = Counters()
         self._views: Dict[Optional[str], Detector] = {None: detector}
 
@@ -102,9 +107,16 @@ class InferenceHandler:
             for row, (image, category) in enumerate(zip(images, request_categories(request, len(images)))):
                 frames.setdefault(category, []).append((index, row, image))
         views = {category: self.view(category) for category in frames}  # every category checked before any work
+        scored = []
         for category, items in frames.items():
-            for (index, row, _), result in zip(items, views[category].predict([image for _, _, image in items])):
+            start = time.perf_counter()
+            results = views[category].predict([image for _, _, image in items])
+            scored.append((category, results, time.perf_counter() - start))
+            for (index, row, _), result in zip(items, results):
                 per_request[index][row] = result
+        if self.watch is not None:  # once every category succeeded: a failed execution returns no scores
+            for category, results, latency_s in scored:
+                self.watch.observe(category, results, latency_s)
         self.counters.add(len(requests), sum(len(results) for results in per_request))
         return [response(results, wants_map(request)) for results, request in zip(per_request, requests)]
 

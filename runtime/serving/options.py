@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from ..drift import DEFAULT_TOLERANCE, DEFAULT_WINDOW, check_drift_options
+
 
 @dataclass(frozen=True)
 class ServeOptions:
@@ -22,6 +24,10 @@ class ServeOptions:
     run at once. ``backend`` / ``precision`` / ``threads`` pick and set up the artifact as
     ``Detector.load`` does. ``exit_timeout_s``: how long a stop waits for requests in flight. ``log_file``:
     tritonserver's log (its start-up tables and CUDA/NVML notes stay out of the console).
+    ``drift_window`` / ``drift_tolerance``: the drift watch per category, as for ``run``.
+    ``app_metrics_port``: our own metrics (frames, anomalies, latency, drift per category), apart
+    from Triton's on ``metrics_port`` (None: not served). ``events_path``: drift events appended
+    there as JSON lines.
     """
 
     http_port: int = 8000
@@ -35,6 +41,17 @@ class ServeOptions:
     threads: Optional[int] = None
     exit_timeout_s: int = 3
     log_file: Optional[str] = None
+    drift_window: int = DEFAULT_WINDOW
+    drift_tolerance: float = DEFAULT_TOLERANCE
+    app_metrics_port: Optional[int] = None
+    events_path: Optional[str] = None
+
+    def ports(self) -> dict:
+        """Each port in use, by the flag that sets it (the app metrics' only when served)."""
+        ports = {"--port": self.http_port, "--grpc-port": self.grpc_port, "--metrics-port": self.metrics_port}
+        if self.app_metrics_port is not None:
+            ports["--app-metrics-port"] = self.app_metrics_port
+        return ports
 
     def triton_log(self) -> Path:
         """Where tritonserver's own log goes (default: a file per HTTP port in the temp folder)."""
@@ -42,13 +59,13 @@ class ServeOptions:
 
     def check(self) -> None:
         """Refuse values Triton would reject later with a less clear message."""
-        for name in ("http_port", "grpc_port", "metrics_port"):
-            port = getattr(self, name)
+        ports = self.ports()
+        for flag, port in ports.items():
             if not 0 < port < 65536:
-                raise ValueError(f"{name.replace('_', '-')} must be a TCP port (1-65535), got {port}")
-        if len({self.http_port, self.grpc_port, self.metrics_port}) != 3:
-            raise ValueError(f"--port, --grpc-port and --metrics-port must differ, got {self.http_port}, "
-                             f"{self.grpc_port} and {self.metrics_port}")
+                raise ValueError(f"{flag} must be a TCP port (1-65535), got {port}")
+        if len(set(ports.values())) != len(ports):
+            raise ValueError(f"{', '.join(ports)} must differ, got {', '.join(map(str, ports.values()))}")
+        check_drift_options(self.drift_window, self.drift_tolerance)
         if self.instances < 1:
             raise ValueError(f"--instances must be >= 1, got {self.instances}")
         if self.max_batch is not None and self.max_batch < 1:

@@ -2,8 +2,10 @@
 
 Triton does the serving (HTTP/gRPC with the KServe v2 protocol, dynamic batching across
 clients, health endpoints, Prometheus metrics); we bind one inference callable per model
-instance. Triton itself refuses a request whose ``image`` has the wrong dtype, rank or channel
-count (the model config declares uint8 ``[-1, -1, 3]``), before it is batched with others.
+instance. Our own metrics and the drift watch (``watch.ServeWatch``) see every instance's
+scores; they are served apart from Triton's metrics. Triton itself refuses a request whose
+``image`` has the wrong dtype, rank or channel count (the model config declares uint8
+``[-1, -1, 3]``), before it is batched with others.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from ..errors import BackendUnavailableError
 from .handler import InferenceHandler
 from .libpython import prefer_own_libpython
 from .options import ServeOptions
+from .watch import ServeWatch
 
 INSTALL = 'pip install "mmad-edge[serve]" (from the mmad-edge checkout: pip install ".[serve]")'
 
@@ -66,8 +69,7 @@ def tensors(tensor: Callable[..., Any], size: int) -> Dict[str, list]:
 
 def check_ports_free(options: ServeOptions) -> None:
     """Fail before starting anything when a port is taken (tritonserver would exit with it in its log)."""
-    for flag, port in (("--port", options.http_port), ("--grpc-port", options.grpc_port),
-                       ("--metrics-port", options.metrics_port)):
+    for flag, port in options.ports().items():
         with socket.socket() as probe:
             try:
                 probe.bind(("0.0.0.0", port))
@@ -78,12 +80,15 @@ def check_ports_free(options: ServeOptions) -> None:
 
 def urls(options: ServeOptions) -> Dict[str, str]:
     """Where clients reach the server on this machine."""
-    return {"http": f"http://localhost:{options.http_port}", "grpc": f"localhost:{options.grpc_port}",
-            "metrics": f"http://localhost:{options.metrics_port}/metrics",
-            "ready": f"http://localhost:{options.http_port}/v2/models/{SERVING_MODEL}/ready"}
+    found = {"http": f"http://localhost:{options.http_port}", "grpc": f"localhost:{options.grpc_port}",
+             "metrics": f"http://localhost:{options.metrics_port}/metrics",
+             "ready": f"http://localhost:{options.http_port}/v2/models/{SERVING_MODEL}/ready"}
+    if options.app_metrics_port is not None:
+        found["app_metrics"] = f"http://localhost:{options.app_metrics_port}/metrics"
+    return found
 
 
-def describe(detector: Detector, options: ServeOptions) -> Dict[str, Any]:
+def describe(detector: Detector, options: ServeOptions, watch: ServeWatch) -> Dict[str, Any]:
     """The summary printed at start and returned at stop."""
     described = detector.backend.describe()
     return {"model": SERVING_MODEL, "artifact": str(detector.backend.path), "backend": described.get("backend"),
@@ -91,22 +96,27 @@ def describe(detector: Detector, options: ServeOptions) -> Dict[str, Any]:
             "image_size": list(detector.image_size), "max_batch": detector.batch_max,
             "max_queue_delay_us": options.max_queue_delay_us, "instances": options.instances,
             "threshold": detector.threshold, "categories": sorted(detector.info.categories), "urls": urls(options),
-            "triton_log": str(options.triton_log())}
+            "triton_log": str(options.triton_log()), "drift_watch": watch.describe(),
+            "events": options.events_path}
 
 
 def start_line(summary: Dict[str, Any]) -> str:
     """One readable paragraph: what is served where, and how to stop it."""
     size = "x".join(str(side) for side in summary["image_size"])
     links = summary["urls"]
+    ours = ""
+    if "app_metrics" in links:
+        ours = f"\n  app metrics {links['app_metrics']} (frames, latency, drift per category)"
     return (f"serving {summary['model']}: {summary['artifact']} on {summary['backend']} ({summary['device']}), "
             f"{summary['precision']}, {size}, batch up to {summary['max_batch']}, {summary['instances']} "
-            f"instance(s)\n  HTTP {links['http']}  gRPC {links['grpc']}  metrics {links['metrics']}\n"
+            f"instance(s)\n  HTTP {links['http']}  gRPC {links['grpc']}  metrics {links['metrics']}{ours}\n"
+            f"  {summary['drift_watch']}\n"
             f"  ready: {links['ready']}; Triton's log: {summary['triton_log']}; Ctrl-C or SIGTERM stops it")
 
 
 def stop_line(totals: Dict[str, int]) -> str:
     return (f"stopped: {totals['requests']} requests, {totals['images']} images in {totals['executions']} "
-            f"batches (largest {totals['largest_batch']})")
+            f"batches (largest {totals['largest_batch']}), {totals['drift_events']} drift events")
 
 
 @contextmanager
@@ -162,9 +172,12 @@ def serve(artifact: str, options: ServeOptions = ServeOptions(), stop: Optional[
     logging.getLogger("pytriton").setLevel(logging.ERROR)
     prefer_own_libpython()
     stop = stop or threading.Event()
-    handlers = [InferenceHandler(detector) for detector in load_detectors(artifact, options)]
+    detectors = load_detectors(artifact, options)
+    watch = ServeWatch(detectors[0].info.raw.get("statistics"), options)
+    handlers = [InferenceHandler(detector, watch) for detector in detectors]
     try:
-        summary = describe(handlers[0].detector, options)
+        watch.open(options.app_metrics_port, options.events_path)
+        summary = describe(detectors[0], options, watch)
         with stop_on_signals(stop):
             triton = triton_server(triton_module, handlers, options)
             try:
@@ -174,9 +187,11 @@ def serve(artifact: str, options: ServeOptions = ServeOptions(), stop: Optional[
             finally:
                 triton.stop()
     finally:
+        watch.close()
         for handler in handlers:
             handler.close()
     totals = {key: sum(getattr(h.counters, key) for h in handlers) for key in ("requests", "images", "executions")}
     totals["largest_batch"] = max(h.counters.largest_batch for h in handlers)
+    totals.update(watch.summary())
     announce(stop_line(totals))
     return {**summary, "served": totals}

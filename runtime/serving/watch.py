@@ -1,0 +1,121 @@
+"""What `serve` watches over every model instance at once: the drift of each category's scores
+(one DriftMonitor per category seen, ``None`` being the pooled numbers) and our own Prometheus
+metrics (``--app-metrics-port``), behind one lock because instances score batches side by side.
+
+A state change is said as ``run`` says it (``drift.event_line`` on stderr, ``drift.event_record``
+appended to ``--events``), naming the category instead of a source.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timezone
+from typing import IO, TYPE_CHECKING, Any, Dict, Mapping, Optional, Sequence
+
+from ..drift import NO_STATISTICS, DriftEvent, DriftMonitor, NormalScores, event_line, event_record
+from ..log import report
+from ..outputs import JsonlWriter
+from ..result import Result
+from .options import ServeOptions
+
+if TYPE_CHECKING:  # prometheus_client is imported only when the app metrics are served
+    from ..metrics import DetectorMetrics
+
+POOLED = "pooled"  # the metrics label (and line name) of frames sent without a category
+
+
+def label(category: Optional[str]) -> str:
+    """The metrics label of a category (``POOLED`` for none)."""
+    return POOLED if category is None else category
+
+
+class ServeWatch:
+    """Drift per category, app metrics and the events file, shared by all InferenceHandlers."""
+
+    def __init__(self, statistics: Optional[Mapping[str, Any]], options: ServeOptions) -> None:
+        """``statistics``: the artifact's (``info.raw["statistics"]``); drift is off without normal scores."""
+        self.statistics = statistics
+        self.window, self.tolerance = options.drift_window, options.drift_tolerance
+        names = [None, *((statistics or {}).get("categories") or {})]
+        self.enabled = any(NormalScores.from_statistics(statistics, name) is not None for name in names)
+        self.metrics: "Optional[DetectorMetrics]" = None
+        self._file: Optional[IO[str]] = None
+        self._writer: Optional[JsonlWriter] = None
+        self._monitors: Dict[Optional[str], Optional[DriftMonitor]] = {}
+        self._lock = threading.Lock()
+
+    def open(self, app_metrics_port: Optional[int], events_path: Optional[str]) -> None:
+        """Serve the app metrics on the port and append events to the file (each when given);
+        whatever opened is closed again when the other fails."""
+        try:
+            if app_metrics_port is not None:
+                from ..metrics import DetectorMetrics
+
+                self.metrics = DetectorMetrics(label="category", port_flag="--app-metrics-port")
+                self.metrics.serve(app_metrics_port)
+            if events_path is not None:
+                self._file = open(events_path, "a", encoding="utf-8")
+                self._writer = JsonlWriter(self._file)
+        except BaseException:
+            self.close()
+            raise
+
+    def describe(self) -> str:
+        """The start line's word on the drift watch: on with its settings, or off and why."""
+        if not self.enabled:
+            return f"drift watch off: {NO_STATISTICS}"
+        where = f"; events to {self._file.name}" if self._file is not None else ""
+        return f"drift watch on (window {self.window}, tolerance {self.tolerance:g}, per category){where}"
+
+    def observe(self, category: Optional[str], results: Sequence[Result], latency_s: float) -> None:
+        """Scores of one category's frames in one execution, ``latency_s`` being that batch's time."""
+        with self._lock:
+            monitor = self._monitor(category)
+            name = label(category)
+            for result in results:
+                if monitor is not None:
+                    for event in monitor.update([result.score]):
+                        self._say(category, event)
+                if self.metrics is not None:
+                    self.metrics.observe(name, result.is_anomaly, latency_s)
+            if self.metrics is not None and monitor is not None:
+                self.metrics.drift_state(name, monitor.statistic, monitor.drifting)
+
+    def _monitor(self, category: Optional[str]) -> Optional[DriftMonitor]:
+        """The category's monitor, made on its first frame (None, said once, without its normal scores)."""
+        if category not in self._monitors:
+            normal = NormalScores.from_statistics(self.statistics, category) if self.enabled else None
+            if normal is None and self.enabled:
+                report(f"drift watch off for {line_name(category)}: it has no normal-score statistics")
+            self._monitors[category] = None if normal is None else DriftMonitor(normal, self.window, self.tolerance)
+        return self._monitors[category]
+
+    def _say(self, category: Optional[str], event: DriftEvent) -> None:
+        report(event_line(line_name(category), event, self.window))
+        if self._writer is not None:
+            self._writer.write(event_record(event, category=category, frame=event.count - 1,
+                                            time=datetime.now(timezone.utc).isoformat(timespec="milliseconds")))
+
+    def summary(self) -> Dict[str, Any]:
+        """Drift events in all, and each watched category's state (by label)."""
+        with self._lock:
+            watched = {label(name): monitor for name, monitor in self._monitors.items() if monitor is not None}
+            return {"drift_events": sum(monitor.events for monitor in watched.values()),
+                    "drift": {name: {"events": monitor.events, "drifting": monitor.drifting,
+                                     "statistic": monitor.statistic, "frames": monitor.count}
+                              for name, monitor in watched.items()}}
+
+    def close(self) -> None:
+        """Stop serving the app metrics and close the events file (idempotent)."""
+        if self.metrics is not None:
+            self.metrics.close()
+            self.metrics = None
+        if self._file is not None:
+            self._file.close()
+            self._file = self._writer = None
+
+
+def line_name(category: Optional[str]) -> str:
+    """How a warning line names the scores it is about."""
+    return "pooled scores (no category)" if category is None else f"category {category}"
+
