@@ -494,6 +494,10 @@ def bench(
     micro_batch: Optional[int] = typer.Option(
         None, "--micro-batch", help="Images per ONNX Runtime CPU run of a batch (default: the runtime's "
                                     "cache-sized choice; 0: one run per batch)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Labelled dataset root: each MiniMaxAD row's image AUROC "
+                                        "on its test split, beside the latency."),
+    layout: str = layout_option(),
+    category: Optional[List[str]] = category_option("Test category of --data; repeat for several (default: all)."),
 ) -> None:
     """Latency and throughput side by side (PyTorch, ONNX Runtime, TensorRT, peers) with the hardware floor."""
     from mmad_edge.bench.console import summary_text, write_outputs
@@ -501,7 +505,8 @@ def bench(
 
     options = BenchOptions(backend=backend, batches=batch_size, protocols=protocol, warmup=warmup, iters=iters,
                            peers=peers, checkpoint=checkpoint, cache_dir=cache_dir, image_size=image_size,
-                           progress=not quiet, case_budget_s=case_budget, micro_batch=micro_batch)
+                           progress=not quiet, case_budget_s=case_budget, micro_batch=micro_batch, data=data,
+                           layout=layout, categories=category or None)
     report = run_bench(artifacts or [], options)
     typer.echo(summary_text(report))
     for path in write_outputs(report, json_path, markdown_path, plot_path):

@@ -244,3 +244,34 @@ def test_calibrate_bad_input_is_one_line_and_writes_nothing(export_copy, line, t
     assert result.output.strip().splitlines() == [result.output.strip()]
     assert message.format(**names) in result.output
     assert {p.name: p.read_bytes() for p in export_copy.iterdir()} == before
+
+
+# ---------------------------------------------------------------- bench --data
+
+
+def test_bench_puts_each_rows_auroc_beside_its_latency(line, tmp_path):
+    from sklearn.metrics import roc_auc_score
+
+    from mmad_edge.data.catalog import labelled_split
+
+    report = tmp_path / "bench.json"
+    result = invoke("bench", line["out"], "--data", line["data"], "--category", "brick", "--batch-size", "1",
+                    "--protocol", "paper,e2e", "--iters", "1", "--warmup", "0", "--no-peers", "--case-budget", "1",
+                    "--checkpoint", line["checkpoint"], "--json", report, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "image AUROC" in result.output.splitlines()[0]
+    rows = json.loads(report.read_text())["results"]
+    split = labelled_split(line["data"], "mvtec", ["brick"], SIZE)
+    for precision in ("fp32", "fp16", "int8"):
+        with Detector.load(line["out"] / f"model.{precision}.onnx") as detector:
+            expected = roc_auc_score(split.labels, [r.score for r in detector.predict(list(split.frames))])
+        measured = [r["image_auroc"] for r in rows if r["name"] == f"onnx-{precision}"]
+        assert len(measured) == 2 and measured == pytest.approx([expected] * 2, abs=1e-12)
+    torch_rows = {r["name"]: r["image_auroc"] for r in rows if r["backend"] == "torch"}
+    assert set(torch_rows) == {"torch-eager-trainform", "torch-reparam"}
+    assert all(abs(value - line["eval"]["mean"]["image_auroc"]) <= 0.002 for value in torch_rows.values())
+
+
+def test_bench_data_missing_fails_before_timing(line, tmp_path):
+    result = invoke("bench", line["out"], "--data", tmp_path / "missing", "--quiet")
+    assert result.exit_code == 2 and "--data" in result.output and "dataset root not found" in result.output
