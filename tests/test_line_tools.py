@@ -275,3 +275,24 @@ def test_bench_puts_each_rows_auroc_beside_its_latency(line, tmp_path):
 def test_bench_data_missing_fails_before_timing(line, tmp_path):
     result = invoke("bench", line["out"], "--data", tmp_path / "missing", "--quiet")
     assert result.exit_code == 2 and "--data" in result.output and "dataset root not found" in result.output
+
+
+# ---------------------------------------------------------------- on a runtime-only device
+
+
+def test_verify_and_calibrate_run_without_torch_or_onnx(export_copy, line, tmp_path):
+    from test_cli_runtime_only import runtime_only
+
+    loaded = tmp_path / "loaded.json"
+    artifact = export_copy / "model.fp16.onnx"
+    result = runtime_only("verify", str(artifact), "--data", str(line["data"]), loaded_report=loaded)
+    assert result.returncode == 0, result.stderr
+    assert "verification: pass" in result.stdout and json.loads(loaded.read_text()) == []
+    result = runtime_only("calibrate-threshold", str(artifact), "--good", str(line["good"]), loaded_report=loaded)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(loaded.read_text()) == []
+    assert onnx.load(str(artifact)).metadata_props[0].key == "mmad_edge.metadata"
+    result = runtime_only("verify", str(artifact), "--data", str(line["data"]), "--against", str(line["checkpoint"]))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith(f"error: --against {line['checkpoint']} runs the PyTorch "
+                                                              "model, which needs torch")
