@@ -9,19 +9,21 @@ from typing import Any, Sequence
 from mmad_edge.fileio import write_json
 
 from .claims import format_claims
-from .report import BASELINE, format_value, markdown, speedups, write_plot
+from .report import ACCURACY_KEY, BASELINE, format_value, markdown, speedups, write_plot
 
 
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
     """Plain-text results table with the speed-up over the baseline at the same batch."""
+    accuracy = any(ACCURACY_KEY in row for row in rows)  # bench --data
     header = ["name", "backend", "precision", "protocol", "batch", "p50 ms", "images/s", "floor ms", "% roofline",
-              f"vs {BASELINE}"]
+              f"vs {BASELINE}", *(["image AUROC"] if accuracy else [])]
     lines = [header]
     for row, speedup in zip(rows, speedups(list(rows))):
         lines.append([row["name"], row["backend"], row["precision"], row["protocol"], str(row["batch"]),
                       format_value(row["p50_ms"], 2), format_value(row["images_per_s"], 1),
                       format_value(row.get("floor_ms"), 2), format_value(row.get("roofline_pct"), 1),
-                      "-" if speedup is None else f"{speedup:.2f}x"])
+                      "-" if speedup is None else f"{speedup:.2f}x",
+                      *([format_value(row.get(ACCURACY_KEY), 4)] if accuracy else [])])
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in lines)
 

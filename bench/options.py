@@ -21,7 +21,8 @@ class BenchOptions:
     PatchCore too. ``checkpoint``: weights of the torch rows (random without). ``image_size``:
     the checkpoint's, else 256 (artifacts fix their own). ``cache_dir``: where the default
     export is kept (default ~/.cache/mmad-edge/bench). ``micro_batch``: images per ONNX Runtime
-    CPU run (None: the runtime's automatic choice, 0: whole batches).
+    CPU run (None: the runtime's automatic choice, 0: whole batches). ``data`` (``layout``,
+    ``categories``): a labelled test split whose image AUROC each MiniMaxAD row gets (None: none).
     """
 
     backend: str = "auto"
@@ -36,3 +37,6 @@ class BenchOptions:
     progress: bool = True
     case_budget_s: float = DEFAULT_CASE_BUDGET_S
     micro_batch: int | None = None
+    data: str | os.PathLike[str] | None = None
+    layout: str = "mvtec"
+    categories: Sequence[str] | None = None

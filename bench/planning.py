@@ -141,7 +141,8 @@ def _plan_paper(
             if low <= batch <= high:
                 case = ort_session_case(name, artifact.paper_graph, batch, image_size=size, threads=threads,
                                         precision=artifact.precision, providers=CPU_PROVIDERS, micro_batch=micro_batch)
-                plan.cases.append(_tag(case, "minimaxad", graph=artifact.paper_graph.name))
+                plan.cases.append(_tag(case, "minimaxad", graph=artifact.paper_graph.name,
+                                       artifact=str(artifact.path)))
             else:
                 limits = f"{artifact.paper_graph.name} takes batch {low}..{high}"
                 plan.skip(name, "onnxruntime", "paper", f"{limits}; re-export with --batch 1:{batch}:{batch}", batch)

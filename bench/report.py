@@ -23,6 +23,7 @@ STAGES = ("preprocess", "copy_in", "inference", "copy_out", "postprocess")
 PROTOCOLS = ("paper", "e2e")
 BASELINE = "torch-eager-trainform"
 REPARAM = "torch-reparam"
+ACCURACY_KEY = "image_auroc"  # bench --data: the row's image AUROC on the labelled test split
 
 
 class ReportError(ValueError):
@@ -85,17 +86,18 @@ def format_value(value: Any, digits: int = 2) -> str:
 def markdown(report: dict[str, Any], baseline: str = BASELINE) -> str:
     """Results table (plus per-stage table for e2e rows, the floor and the machine) as Markdown."""
     rows = report["results"]
+    accuracy = any(ACCURACY_KEY in row for row in rows)  # bench --data
     lines = [
         "| name | backend | precision | protocol | batch | p50 ms | p90 ms | p99 ms | images/s "
-        f"| floor ms | % of roofline | speedup vs {baseline} |",
-        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| floor ms | % of roofline | speedup vs {baseline} |" + (" image AUROC |" if accuracy else ""),
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if accuracy else ""),
     ]
     for row, speedup in zip(rows, speedups(rows, baseline)):
         cells = [
             row["name"], row["backend"], row["precision"], row["protocol"], row["batch"],
             format_value(row["p50_ms"], 3), format_value(row["p90_ms"], 3), format_value(row["p99_ms"], 3), format_value(row["images_per_s"], 1),
             format_value(row.get("floor_ms"), 3), format_value(row.get("roofline_pct"), 1),
-            "-" if speedup is None else f"{speedup:.2f}x",
+            "-" if speedup is None else f"{speedup:.2f}x", *([format_value(row.get(ACCURACY_KEY), 4)] if accuracy else []),
         ]
         lines.append("| " + " | ".join(str(cell) for cell in cells) + " |")
     split = sorted({(row["batch"], row["micro_batch"]) for row in rows

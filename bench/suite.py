@@ -28,6 +28,7 @@ and timed calls it actually ran.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import time
@@ -35,13 +36,14 @@ from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
-from typing import Any, ContextManager, Sequence
+from typing import Any, Callable, ContextManager, Sequence
 
 from mmad_edge.config import ModelConfig
 from mmad_edge.runtime.backends import choices as backend_choices
 from mmad_edge.runtime.backends.onnxruntime import check_micro_batch
 from mmad_edge.runtime.log import say
 
+from .accuracy import attach_accuracy
 from .artifacts import Artifact, BenchError, find_artifacts, fp32_graph
 from .claims import speed_claim
 from .machine import machine_info
@@ -213,8 +215,17 @@ def attach_floor(rows: Sequence[dict[str, Any]], floors: dict[str, float]) -> li
     return out
 
 
+def _torch_scorer(torch_rows: TorchRows) -> Callable[[Any], dict[str, Any]] | None:
+    """frames -> {torch row: scores} for ``bench --data`` (None on an install without torch)."""
+    if torch_rows.model is None:
+        return None
+    return functools.partial(optional_import(TORCH_ROWS).row_outputs, torch_rows.model)
+
+
 def _check_request(options: BenchOptions) -> list[int]:
-    """One-line BenchErrors for bad options; the batch sizes."""
+    """One-line BenchErrors for bad options (before any timing); the batch sizes."""
+    if options.data is not None and not Path(options.data).is_dir():
+        raise BenchError(f"--data {options.data}: dataset root not found; pass the folder of a labelled test split")
     if options.backend not in BACKENDS:
         raise BenchError(f"--backend must be one of {', '.join(BACKENDS)}, got {options.backend!r}")
     if options.warmup < 0 or options.iters < 1 or options.case_budget_s <= 0:
@@ -263,7 +274,9 @@ def run_bench(
             say(f"peak: {peak.gflops:.0f} GFLOP/s, {peak.gb_per_s:.1f} GB/s ({peak.source})", options.progress)
         rows = run_plan(plan, options.warmup, options.iters, options.case_budget_s, options.progress)
         section, floors = measure_floors(floor, found, peak, rows, plan) if floor is not None else (None, {})
-    rows = attach_floor(rows, floors)
+        rows = attach_floor(rows, floors)
+        if options.data is not None:
+            rows = attach_accuracy(rows, options, config.image_size, _torch_scorer(torch_rows))
     machine = {**machine_info(), "torch_threads": threads if torch_rows.model is not None else None,
                "ort_intra_op_threads": threads, "onnxruntime_providers": CPU_PROVIDERS}
     settings = {"backend": options.backend, "batches": batch_list, "protocols": protocol_list,
@@ -271,6 +284,7 @@ def run_bench(
                 "min_iters": MIN_ITERS, "peers": options.peers,
                 "micro_batch": "auto" if options.micro_batch is None else options.micro_batch,
                 "artifacts": [str(a.path) for a in found], "default_artifacts": default, "model": config.to_dict(),
+                "data": None if options.data is None else f"{options.layout}:{options.data}",
                 "weights": {"torch": str(checkpoint) if checkpoint else RANDOM_WEIGHTS,
                             "artifacts": RANDOM_WEIGHTS if default else "as exported"}}
     return build_report(rows, section, machine, speed_claim=speed_claim(rows, section, machine, config),

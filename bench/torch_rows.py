@@ -63,3 +63,11 @@ def minimaxad_cases(model: Callable[[], MiniMaxAD], batch: int, size: int) -> li
 def peer_cases(batch: int, size: int) -> list[BenchCase]:
     """Every peer detector, random weights, paper protocol."""
     return [peer_case(peer, batch, size) for peer in PEERS]
+
+
+def row_outputs(model: Callable[[], MiniMaxAD], frames: Any) -> dict[str, Any]:
+    """Scores of the two MiniMaxAD torch rows on uint8 BGR frames, each with its own network
+    (training form, reparameterised) and the model's own post-processing (``bench --data``)."""
+    from mmad_edge.export.verify import torch_outputs
+
+    return {BASELINE: torch_outputs(model(), frames)[1], REPARAM: torch_outputs(reparameterize(model()), frames)[1]}

@@ -1,4 +1,5 @@
-"""What `mmad-edge export` was asked to do, as one value: built once by the CLI, passed whole.
+"""What `mmad-edge export`, `build-engine`, `verify` and `calibrate-threshold` were asked to do, each as
+one value: built once by the CLI, passed whole.
 
 Pure Python (no torch, no onnx), so the CLI reads the defaults here for its typer options.
 """
@@ -54,3 +55,35 @@ class EngineOptions:
     version_compatible: bool = False
     dla_core: int | None = None
     verbose: bool = False
+
+
+@dataclass(frozen=True)
+class VerifyOptions:
+    """What ``verify_artifact`` checks: the labelled test split of ``data`` (``layout``, ``categories``,
+    at most ``max_images``) through ``backend``; ``against`` the reference (None: the folder's
+    model.fp32.onnx when the artifact is another file); ``precision`` picks from an export folder."""
+
+    data: str | os.PathLike[str]
+    layout: str = "mvtec"
+    categories: Sequence[str] | None = None
+    against: str | os.PathLike[str] | None = None
+    backend: str = "auto"
+    precision: str | None = None
+    max_images: int | None = None
+    batch_size: int = 8
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class CalibrateOptions:
+    """``good`` (and ``bad``) image folders; the threshold from ``fpr`` (target false-positive rate
+    on good images) or ``rule`` (default mean+3std), for ``category`` (None: the pooled numbers)."""
+
+    good: str | os.PathLike[str]
+    bad: str | os.PathLike[str] | None = None
+    category: str | None = None
+    fpr: float | None = None
+    rule: str | None = None
+    backend: str = "auto"
+    precision: str | None = None
+    batch_size: int = 8

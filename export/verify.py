@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import cv2
@@ -18,36 +18,13 @@ import numpy as np
 import onnx
 import torch
 
+from mmad_edge.data.catalog import labelled_split
+from mmad_edge.export.checks import Check, default_checks
 from mmad_edge.export.onnx_export import numpy_input
 from mmad_edge.model.minimaxad import MiniMaxAD
 from mmad_edge.runtime.backends.onnxruntime import cpu_session, run_batched
 from mmad_edge.runtime.compare import Outputs, error_metrics
 
-FP32_RELATIVE = 1e-4
-FP16_SPEARMAN = 0.999
-FP16_AUROC_DELTA = 0.002
-INT8_SPEARMAN = 0.99
-INT8_AUROC_DELTA = 0.01
-
-
-@dataclass
-class Check:
-    """One pass/fail test; ``enforced`` False means it is reported but does not fail the export."""
-
-    name: str
-    value: float | None
-    limit: float
-    at_most: bool
-    enforced: bool = True
-
-    @property
-    def passed(self) -> bool | None:
-        if self.value is None:
-            return None
-        return self.value <= self.limit if self.at_most else self.value >= self.limit
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "passed": self.passed}
 
 
 @dataclass
@@ -92,16 +69,8 @@ def dataset_frames(
     root: str | os.PathLike[str], layout: str, category: str | None, size: int, max_images: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Test images of a dataset category as model-size uint8 frames, and their 0/1 labels."""
-    from mmad_edge.data.dataset import build_dataset
-    from mmad_edge.data.split import evenly_spaced
-    from mmad_edge.runtime.imageio import read_image
-    from mmad_edge.runtime.preprocess import resize_frame
-
-    records = build_dataset(root, layout, category, "test", size).records
-    if max_images is not None:
-        records = [records[i] for i in evenly_spaced(np.arange(len(records)), max_images)]
-    frames = np.stack([resize_frame(read_image(r.image), size) for r in records])
-    return frames, np.array([r.label for r in records], dtype=np.int64)
+    split = labelled_split(root, layout, category, size, max_images)
+    return split.frames, split.labels
 
 
 @torch.no_grad()
@@ -121,21 +90,6 @@ def onnx_outputs(model: onnx.ModelProto | str | os.PathLike[str], frames: np.nda
     session = cpu_session(model)
     input_format = "uint8_bgr_nhwc" if session.get_inputs()[0].type == "tensor(uint8)" else "float_rgb_nchw"
     return run_batched(session, numpy_input(frames, input_format), batch)
-
-
-def default_checks(precision: str, metrics: dict[str, float | None], strict: bool = True) -> list[Check]:
-    """FP32: map and score within 1e-4 relative. FP16: Spearman >= 0.999 and AUROC within 0.002 of
-    the PyTorch model, enforced only when ``strict`` (trained weights). INT8 (Spearman >= 0.99,
-    AUROC within 0.01) is reported here, never enforced: its accuracy target and the search that
-    meets it belong to the calibrator, whose verdict the export report carries."""
-    if precision == "fp32":
-        return [Check("map_relative", metrics["map_relative"], FP32_RELATIVE, True),
-                Check("score_relative", metrics["score_relative"], FP32_RELATIVE, True)]
-    rho, delta = (FP16_SPEARMAN, FP16_AUROC_DELTA) if precision == "fp16" else (INT8_SPEARMAN, INT8_AUROC_DELTA)
-    auroc_gap = None if metrics["auroc_drop"] is None else abs(metrics["auroc_drop"])
-    enforced = strict and precision != "int8"
-    return [Check("spearman", metrics["spearman"], rho, False, enforced),
-            Check("auroc_delta", auroc_gap, delta, True, enforced)]
 
 
 def verify_onnx(

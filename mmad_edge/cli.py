@@ -18,7 +18,7 @@ from mmad_edge import fileio
 from mmad_edge.bench.options import BenchOptions
 from mmad_edge.calib.options import Int8Options  # these options modules are torch-free: their defaults
 from mmad_edge.calib.sensitivity import AccuracyTarget
-from mmad_edge.export.options import EngineOptions, ExportOptions
+from mmad_edge.export.options import CalibrateOptions, EngineOptions, ExportOptions, VerifyOptions
 from mmad_edge.runtime.backends import choices as backend_choices
 from mmad_edge.runtime.errors import BackendUnavailableError, SourceError
 from mmad_edge.runtime.options import RunOptions
@@ -351,6 +351,10 @@ def build_engine_cmd(
     optimization_level: int = typer.Option(EngineOptions.optimization_level, "--optimization-level",
                                            help="Builder optimisation level, 0-5."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the engine, its size and its sidecar as JSON."),
+    verify_data: Optional[Path] = typer.Option(None, "--verify", help="Dataset root: verify the engine on its labelled "
+                                               "test split right after the build (as `mmad-edge verify`)."),
+    layout: str = layout_option(),
+    category: Optional[List[str]] = category_option("Test category of --verify; repeat for several (default: all)."),
 ) -> None:
     """Build a TensorRT engine from an exported ONNX (needs only TensorRT; run it on the target)."""
     from mmad_edge.export import tensorrt as trt_build
@@ -366,6 +370,65 @@ def build_engine_cmd(
     typer.echo(trt_build.build_summary(info))
     if json_path is not None:
         write_json_atomic(json_path, {**info, "metadata": json.loads(Path(info["sidecar"]).read_text())})
+    if verify_data is not None:
+        verify_and_report(Path(info["engine"]), VerifyOptions(data=verify_data, layout=layout, categories=category or None))
+
+
+def verify_and_report(artifact: Path, options: VerifyOptions, json_path: Optional[Path] = None) -> None:
+    """Run ``verify_artifact``, print its summary, exit 1 naming the failed metrics."""
+    from mmad_edge.export.device_verify import summary_text, verify_artifact, verify_path
+
+    result = verify_artifact(artifact, options)
+    typer.echo(summary_text(result))
+    typer.echo(f"wrote {verify_path(result['artifact'])}", err=True)
+    write_json(json_path, result)
+    if result["passed"] is False:
+        fail(f"verification failed: {'; '.join(result['failed'])}", 1)
+
+
+@app.command()
+@guarded
+def verify(
+    artifact: Path = typer.Argument(..., help="model.<precision>.onnx, model.<precision>.engine, or an export folder."),
+    data: Path = data_option(),
+    layout: str = layout_option(),
+    category: Optional[List[str]] = category_option("Test category of --data; repeat for several (default: all)."),
+    against: Optional[Path] = typer.Option(None, "--against", help="Reference: a model.fp32.onnx or a checkpoint.pt "
+                                           "(needs torch); default: the folder's model.fp32.onnx."),
+    backend: str = typer.Option(VerifyOptions.backend, "--backend", help=f"{', '.join(backend_choices())}."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="Pick fp32/fp16/int8 from an export folder."),
+    max_images: Optional[int] = typer.Option(None, "--max-images", help="Test images at most (evenly spread)."),
+    batch_size: int = batch_size_option(VerifyOptions.batch_size),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the result here."),
+) -> None:
+    """Accuracy of the deployed artifact on this machine's backend over labelled images, against its reference."""
+    verify_and_report(artifact, VerifyOptions(data=data, layout=layout, categories=category or None, against=against,
+                                              backend=backend, precision=precision, max_images=max_images,
+                                              batch_size=batch_size), json_path)
+
+
+@app.command("calibrate-threshold")
+@guarded
+def calibrate_threshold_cmd(
+    artifact: Path = typer.Argument(..., help="model.<precision>.onnx, model.<precision>.engine, or an export folder."),
+    good: Path = typer.Option(..., "--good", help="Folder of normal images of the line."),
+    bad: Optional[Path] = typer.Option(None, "--bad", help="Folder of defective images: recall and F1 are reported."),
+    category: Optional[str] = typer.Option(None, "--category", help="Set this training category's threshold (unified models)."),
+    fpr: Optional[float] = typer.Option(None, "--fpr", help="Target false-positive rate F on good images: threshold = "
+                                        "the (1 - F) quantile of their scores."),
+    rule: Optional[str] = typer.Option(None, "--rule", help="mean+Kstd or quantile:Q (default mean+3std)."),
+    backend: str = typer.Option(CalibrateOptions.backend, "--backend", help=f"{', '.join(backend_choices())}."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="Pick fp32/fp16/int8 from an export folder."),
+    batch_size: int = batch_size_option(CalibrateOptions.batch_size),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the result here."),
+) -> None:
+    """Recompute the threshold from the deployed backend's scores of good images; update the artifact's metadata."""
+    from mmad_edge.export.calibrate import calibrate_threshold, summary_text
+
+    result = calibrate_threshold(artifact, CalibrateOptions(good=good, bad=bad, category=category, fpr=fpr, rule=rule,
+                                                            backend=backend, precision=precision, batch_size=batch_size))
+    typer.echo(summary_text(result))
+    write_json(json_path, result)
 
 
 @app.command()
@@ -525,6 +588,10 @@ def bench(
     serve: Optional[str] = typer.Option(
         None, "--serve", help="URL of a running `mmad-edge serve` (http://HOST:PORT or grpc://HOST:PORT) serving the "
                               "one ARTIFACT given: load it with 1, 4 and 16 clients (--case-budget seconds each)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Labelled dataset root: each MiniMaxAD row's image AUROC "
+                                        "on its test split, beside the latency."),
+    layout: str = layout_option(),
+    category: Optional[List[str]] = category_option("Test category of --data; repeat for several (default: all)."),
 ) -> None:
     """Latency and throughput side by side (PyTorch, ONNX Runtime, TensorRT, peers) with the hardware floor;
     with --serve, a running `mmad-edge serve` under 1, 4 and 16 clients next to the in-process Detector."""
@@ -536,7 +603,8 @@ def bench(
 
     options = BenchOptions(backend=backend, batches=batch_size, protocols=protocol, warmup=warmup, iters=iters,
                            peers=peers, checkpoint=checkpoint, cache_dir=cache_dir, image_size=image_size,
-                           progress=not quiet, case_budget_s=case_budget, micro_batch=micro_batch)
+                           progress=not quiet, case_budget_s=case_budget, micro_batch=micro_batch, data=data,
+                           layout=layout, categories=category or None)
     report = run_bench(artifacts or [], options)
     typer.echo(summary_text(report))
     for path in write_outputs(report, json_path, markdown_path, plot_path):

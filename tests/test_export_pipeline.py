@@ -176,7 +176,7 @@ def test_failure_mid_export_leaves_no_partial_artifacts(tmp_path, prior_output, 
 
 def test_failed_export_never_hands_json_an_older_report(tmp_path, monkeypatch, capsys):
     from mmad_edge.export import pipeline
-    from mmad_edge.export.verify import Check
+    from mmad_edge.export.checks import Check
 
     def failing(*args, **kwargs):
         result = verify_onnx(*args, **kwargs)
