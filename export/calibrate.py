@@ -31,7 +31,7 @@ from mmad_edge.runtime.compare import tie_cumsums
 from mmad_edge.runtime.contract import ENGINE_SUFFIX, METADATA_FILE, METADATA_KEY, sidecar_path
 from mmad_edge.runtime.errors import ArtifactError
 from mmad_edge.runtime.imageio import read_image
-from mmad_edge.runtime.metadata import validate_metadata
+from mmad_edge.runtime.metadata import ARTIFACT_STATISTICS, statistics_beside, validate_metadata
 from mmad_edge.runtime.onnx_props import read_metadata_props, with_metadata_prop
 from mmad_edge.runtime.preprocess import resize_frame
 from mmad_edge.stats import score_statistics
@@ -77,7 +77,6 @@ def calibrate_threshold(artifact: str | os.PathLike[str], options: CalibrateOpti
         "good_above_threshold": float(np.mean(good.scores > computed["threshold"])),
         "bad": None if bad is None else detection_metrics(good.scores, bad, computed["threshold"]),
         "written": written, "backups": [str(_backup_path(Path(p))) for p in written], "unchanged": not written,
-        "shared_with": _sharing(path, written),
     }
 
 
@@ -138,13 +137,21 @@ def metadata_files(artifact: Path) -> list[Path]:
 def write_statistics(artifact: Path, statistics: dict) -> list[Path]:
     """Put ``statistics`` into every metadata file of ``artifact`` that differs, each one's previous
     metadata first saved to ``<file>.previous.json``; the graph before metadata.json, so a failure
-    between them leaves metadata.json (which wins at load) on the old numbers. The files written."""
+    between them leaves metadata.json (which wins at load) on the old numbers. metadata.json is
+    shared by the folder's graphs, so there the numbers go under ``ARTIFACT_STATISTICS`` by the
+    graph's file name and the other graphs keep theirs. The files written."""
     written = []
     for path in metadata_files(artifact):
         current = read_metadata_json(path) if path.suffix == ".json" else read_onnx_metadata(path)
-        if current.get("statistics") == statistics:
-            continue
-        updated = {**current, "statistics": statistics}
+        if path.suffix == ".json":
+            if statistics_beside(current, artifact.name) == statistics:
+                continue
+            calibrated = {**(current.get(ARTIFACT_STATISTICS) or {}), artifact.name: statistics}
+            updated = {**current, ARTIFACT_STATISTICS: calibrated}
+        else:
+            if current.get("statistics") == statistics:
+                continue
+            updated = {**current, "statistics": statistics}
         validate_metadata(updated)
         write_json_atomic(_backup_path(path), current)
         if path.suffix == ".json":
@@ -153,13 +160,6 @@ def write_statistics(artifact: Path, statistics: dict) -> list[Path]:
             write_bytes_atomic(path, with_metadata_prop(path.read_bytes(), METADATA_KEY, json.dumps(updated)))
         written.append(path)
     return written
-
-
-def _sharing(artifact: Path, written: list[str]) -> list[str]:
-    """The other graphs of the folder, which read a rewritten metadata.json's statistics too."""
-    if not any(Path(p).name == METADATA_FILE for p in written):
-        return []
-    return sorted(p.name for p in artifact.parent.glob("model.*.onnx") if p.name != artifact.name)
 
 
 def _backup_path(path: Path) -> Path:
@@ -203,7 +203,4 @@ def summary_text(result: dict[str, Any]) -> str:
         lines.append("metadata unchanged (it already holds these statistics)")
     else:
         lines.append("updated " + ", ".join(result["written"]) + f"; previous metadata kept as <file>{BACKUP_SUFFIX}")
-    if result["shared_with"]:
-        lines.append(f"note: {METADATA_FILE} is shared: {', '.join(result['shared_with'])} now read these statistics "
-                     "too (calibrate the precision you deploy)")
     return "\n".join(lines)

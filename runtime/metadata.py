@@ -22,6 +22,9 @@ from .onnx_props import ProtobufError, read_metadata_props
 
 # Fields that describe the graph itself: metadata.json may not contradict the graph on these.
 STRUCTURAL_FIELDS = ("input", "outputs", "batch", "model")
+# metadata.json is shared by the graphs of an export folder; statistics calibrated for one graph on
+# the line (``calibrate-threshold``) sit under this key by its file name and win for that graph only.
+ARTIFACT_STATISTICS = "statistics_by_artifact"
 _ABSENT = "(absent)"
 _MISSING = object()
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -134,6 +137,12 @@ def parse_metadata(data: Any, source: str) -> ArtifactInfo:
     if not 1 <= batch_min <= batch_max:
         raise ArtifactError(f"{source}: metadata batch min {batch_min} / max {batch_max} is invalid; re-export")
     threshold, normalization = _statistics(data.get("statistics"), source)
+    calibrated = data.get(ARTIFACT_STATISTICS) or {}
+    if not isinstance(calibrated, dict):
+        raise ArtifactError(f"{source}: metadata {ARTIFACT_STATISTICS} must map graph file names to statistics; "
+                            "fix it in metadata.json or re-export the model")
+    for name, section in calibrated.items():
+        _statistics(section, f"{source} ({ARTIFACT_STATISTICS} {name})")
     return ArtifactInfo(
         categories=_category_statistics(data.get("statistics"), source),
         raw=data,
@@ -170,12 +179,20 @@ def _show(value: Any) -> str:
     return value if value is _ABSENT else json.dumps(value)
 
 
-def reconcile(graph: ArtifactInfo, beside: ArtifactInfo, source: str) -> ArtifactInfo:
+def statistics_beside(beside: Mapping[str, Any], artifact: str) -> Any:
+    """The statistics a ``metadata.json`` gives the graph named ``artifact``: its own calibrated entry
+    under ``ARTIFACT_STATISTICS`` when there is one, else the folder's ``statistics``."""
+    calibrated = beside.get(ARTIFACT_STATISTICS) or {}
+    return calibrated[artifact] if artifact in calibrated else beside.get("statistics")
+
+
+def reconcile(graph: ArtifactInfo, beside: ArtifactInfo, source: str, artifact: str = "") -> ArtifactInfo:
     """The graph's metadata, with the statistics of the ``metadata.json`` beside it (team decision).
 
     Users edit metadata.json (the threshold, above all), so its statistics win and the change is
     reported in one line; structural fields (input, outputs, batch profile, model settings) describe
     the graph itself, so a disagreement there means the file belongs to another export and fails.
+    ``artifact``: the graph's file name, whose calibrated entry (``statistics_beside``) wins.
     """
     for name in STRUCTURAL_FIELDS:
         for path, ours, theirs in _differences(graph.raw.get(name), beside.raw.get(name), name)[:1]:
@@ -183,13 +200,14 @@ def reconcile(graph: ArtifactInfo, beside: ArtifactInfo, source: str) -> Artifac
                 f"{source}: {METADATA_FILE} beside it disagrees with the graph's metadata on {path} (graph "
                 f"{_show(ours)}, {METADATA_FILE} {_show(theirs)}); restore {METADATA_FILE} from the export or re-export"
             )
-    changes = _differences(graph.raw.get("statistics"), beside.raw.get("statistics"), "")
+    statistics = statistics_beside(beside.raw, artifact)
+    changes = _differences(graph.raw.get("statistics"), statistics, "")
     if not changes:
         return graph
     shown = ", ".join(f"{path or 'statistics'} {_show(ours)} -> {_show(theirs)}" for path, ours, theirs in changes[:3])
     more = f" and {len(changes) - 3} more" if len(changes) > 3 else ""
     report(f"{METADATA_FILE} overrides the graph's statistics: {shown}{more}")
-    return parse_metadata({**graph.raw, "statistics": beside.raw.get("statistics")}, source)
+    return parse_metadata({**graph.raw, "statistics": statistics}, source)
 
 
 def _embedded_text(path: Path) -> Optional[str]:
@@ -223,7 +241,7 @@ def load_contract(path: "str | os.PathLike[str]") -> ArtifactInfo:
             )
         return beside
     embedded = parse_metadata(text, f"{path} ({METADATA_KEY})")
-    return embedded if beside is None else reconcile(embedded, beside, str(path))
+    return embedded if beside is None else reconcile(embedded, beside, str(path), path.name)
 
 
 def describe_encoder_weights(record: Optional[Mapping[str, Any]]) -> str:
@@ -264,11 +282,11 @@ def validate_metadata(metadata: Mapping[str, Any]) -> None:
         _field(metadata, f"outputs.{name}.shape", lambda v: isinstance(v, list) and bool(v), "a non-empty list")
         _field(metadata, f"outputs.{name}.dtype", lambda v: v == OUTPUT_DTYPE, repr(OUTPUT_DTYPE))
     _check_batch_range(metadata, "batch")
-    statistics = _field(metadata, "statistics", lambda v: v is None or _is_mapping(v), "null or an object")
-    if statistics is not None:
-        _field(metadata, "statistics.threshold", _is_number, "a finite number")
-        for key in ("low", "high"):
-            _field(metadata, f"statistics.normalization.{key}", _is_number, "a finite number")
+    _check_statistics(_field(metadata, "statistics", lambda v: True, ""), "statistics")
+    if metadata.get(ARTIFACT_STATISTICS) is not None:
+        calibrated = _field(metadata, ARTIFACT_STATISTICS, _is_mapping, "null or an object of file name -> statistics")
+        for name, section in calibrated.items():
+            _check_statistics(section, f"{ARTIFACT_STATISTICS}[{name!r}]")
     checkpoint = _field(metadata, "source_checkpoint", lambda v: v is None or _is_mapping(v), "null or an object")
     if checkpoint is not None:
         _field(metadata, "source_checkpoint.path", _is_text, "a path string")
@@ -303,6 +321,16 @@ def load_metadata_text(text: str, source: str) -> Dict[str, Any]:
     return metadata
 
 
+def _check_statistics(section: Any, label: str) -> None:
+    """A statistics section: null, or an object with a finite threshold and normalisation."""
+    if section is None:
+        return
+    if not _is_mapping(section):
+        raise MetadataError(f"metadata field {label!r} must be null or an object, got {section!r}")
+    for dotted in ("threshold", "normalization.low", "normalization.high"):
+        _field(section, dotted, _is_number, "a finite number", f"{label}.{dotted}")
+
+
 def _check_batch_range(metadata: Mapping[str, Any], prefix: str) -> None:
     _field(metadata, prefix, _is_mapping, "an object with min, opt, max")
     low = _field(metadata, f"{prefix}.min", _is_positive_int, "a positive integer")
@@ -310,14 +338,17 @@ def _check_batch_range(metadata: Mapping[str, Any], prefix: str) -> None:
     _field(metadata, f"{prefix}.max", lambda v: _is_int(v) and v >= opt, f"an integer >= {prefix}.opt ({opt})")
 
 
-def _field(metadata: Mapping[str, Any], dotted: str, check: Callable[[Any], bool], expected: str) -> Any:
+def _field(metadata: Mapping[str, Any], dotted: str, check: Callable[[Any], bool], expected: str,
+           label: Optional[str] = None) -> Any:
+    """The value at ``dotted``, checked; errors name ``label`` (default ``dotted``)."""
     value: Any = metadata
+    label = label or dotted
     for part in dotted.split("."):
         value = value.get(part, _MISSING) if isinstance(value, Mapping) else _MISSING
         if value is _MISSING:
-            raise MetadataError(f"metadata field {dotted!r} is missing; re-export the model with mmad-edge export")
+            raise MetadataError(f"metadata field {label!r} is missing; re-export the model with mmad-edge export")
     if not check(value):
-        raise MetadataError(f"metadata field {dotted!r} must be {expected}, got {value!r}")
+        raise MetadataError(f"metadata field {label!r} must be {expected}, got {value!r}")
     return value
 
 

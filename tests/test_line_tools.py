@@ -171,6 +171,11 @@ def test_calibrate_moves_the_fp16_threshold_to_fp16_scores_and_is_idempotent(exp
     assert json.loads(embedded.metadata_props[0].value)["statistics"]["threshold"] == first["threshold"]
     for backup in ("model.fp16.onnx.previous.json", "metadata.json.previous.json"):
         assert json.loads((export_copy / backup).read_text())["statistics"]["threshold"] == old["threshold"]
+    beside = json.loads((export_copy / "metadata.json").read_text())  # shared file: only the FP16 graph's entry
+    assert beside["statistics"] == old and beside["statistics_by_artifact"]["model.fp16.onnx"]["threshold"] == \
+        first["threshold"]
+    for other in ("model.fp32.onnx", "model.int8.onnx"):
+        assert load_contract(export_copy / other).threshold == old["threshold"]
     files = sorted(p.name for p in export_copy.iterdir())
     result = invoke("calibrate-threshold", artifact, "--good", line["good"], "--json", export_copy / "cal2.json")
     assert result.exit_code == 0 and "metadata unchanged" in result.output

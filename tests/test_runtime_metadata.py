@@ -162,3 +162,22 @@ def test_non_finite_threshold_overrides_are_refused(tmp_path, value):
     with Detector.load(path) as det, pytest.raises(ValueError, match="threshold must be a finite number"):
         det(FRAME_SCORE_04, threshold=value)
 
+
+
+def test_calibrated_statistics_in_metadata_json_apply_to_their_graph_only(tmp_path, capsys):
+    """`calibrate-threshold` files a graph's own numbers under statistics_by_artifact in the shared metadata.json."""
+    folder = write_export_dir(tmp_path / "export", SIZE, precisions=("fp32", "fp16"))  # threshold 0.6 everywhere
+    meta = json.loads((folder / "metadata.json").read_text())
+    calibrated = {"threshold": 0.3, "normalization": {"low": 0.2, "high": 0.3}}
+    meta["statistics_by_artifact"] = {"model.fp16.onnx": calibrated}
+    (folder / "metadata.json").write_text(json.dumps(meta))
+    with Detector.load(folder / "model.fp16.onnx") as det:
+        assert det.threshold == 0.3 and det.normalization == (0.2, 0.3) and det(FRAME_SCORE_04).is_anomaly is True
+    assert "threshold 0.6 -> 0.3" in capsys.readouterr().err
+    with Detector.load(folder / "model.fp32.onnx") as det:
+        assert det.threshold == 0.6 and det.normalization == (0.5, 0.6)
+    assert "overrides" not in capsys.readouterr().err
+    meta["statistics_by_artifact"]["model.fp16.onnx"]["threshold"] = float("nan")
+    (folder / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(ArtifactError, match=r"metadata.json \(statistics_by_artifact model.fp16.onnx\): metadata statistics.threshold must be a finite number"):
+        Detector.load(folder / "model.fp16.onnx")
