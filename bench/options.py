@@ -21,7 +21,10 @@ class BenchOptions:
     PatchCore too. ``checkpoint``: weights of the torch rows (random without). ``image_size``:
     the checkpoint's, else 256 (artifacts fix their own). ``cache_dir``: where the default
     export is kept (default ~/.cache/mmad-edge/bench). ``micro_batch``: images per ONNX Runtime
-    CPU run (None: the runtime's automatic choice, 0: whole batches).
+    CPU run (None: the runtime's automatic choice, 0: whole batches). ``inference_precision``:
+    the OpenVINO compute precision of the FP32 artifact's rows (None: f32 plus each of bf16 / f16
+    the CPU has units for; the others are listed as skipped). ``performance_hint``: OpenVINO's
+    hint (None: latency at batch 1, throughput for larger batches).
     """
 
     backend: str = "auto"
@@ -36,3 +39,5 @@ class BenchOptions:
     progress: bool = True
     case_budget_s: float = DEFAULT_CASE_BUDGET_S
     micro_batch: int | None = None
+    inference_precision: str | None = None
+    performance_hint: str | None = None

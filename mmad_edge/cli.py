@@ -117,6 +117,15 @@ def batch_size_option(default: int = 16) -> int:
     return typer.Option(default, "--batch-size", help="Images per forward pass.")
 
 
+def inference_precision_option(note: str) -> Optional[str]:
+    return typer.Option(None, "--inference-precision",
+                        help=f"OpenVINO compute precision: f32, bf16 or f16 (bf16/f16 need the CPU's units){note}.")
+
+
+def performance_hint_option(note: str) -> Optional[str]:
+    return typer.Option(None, "--performance-hint", help=f"OpenVINO hint: latency or throughput{note}.")
+
+
 def loss_option(default: Optional[str] = "adc", note: str = "") -> str:
     return typer.Option(default, "--loss", help=f"adc (feature-rich data) or global (feature-poor data){note}.")
 
@@ -390,6 +399,8 @@ def run(
                                       "(default 15; 0: fail at once)."),
     precision: Optional[str] = typer.Option(None, "--precision", help="Pick fp32/fp16/int8 from an export folder."),
     category: Optional[str] = typer.Option(None, "--category", help="Threshold of this training category (unified models)."),
+    inference_precision: Optional[str] = inference_precision_option(" (default f32)"),
+    performance_hint: Optional[str] = performance_hint_option(" (default: latency at --batch-size 1, else throughput)"),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the run summary as JSON."),
 ) -> None:
     """Score every frame of a camera, stream, video or folder (no torch needed); one summary line at the end."""
@@ -397,7 +408,7 @@ def run(
 
     options = RunOptions(show=show, save_dir=save, jsonl=jsonl, threshold=threshold, backend=backend, batch=batch_size,
                          max_frames=max_frames, precision=precision, category=category, retry_s=retry_seconds,
-                         map_size=map_size)
+                         map_size=map_size, inference_precision=inference_precision, performance_hint=performance_hint)
     summary = run_stream(str(artifact), source, options)
     write_json(json_path, summary)
     if summary.get("interrupted"):
@@ -431,6 +442,9 @@ def bench(
     micro_batch: Optional[int] = typer.Option(
         None, "--micro-batch", help="Images per ONNX Runtime CPU run of a batch (default: the runtime's "
                                     "cache-sized choice; 0: one run per batch)."),
+    inference_precision: Optional[str] = inference_precision_option(
+        " (default: a row each for f32 and every lower precision the CPU has units for)"),
+    performance_hint: Optional[str] = performance_hint_option(" (default: latency at batch 1, else throughput)"),
 ) -> None:
     """Latency and throughput side by side (PyTorch, ONNX Runtime, TensorRT, peers) with the hardware floor."""
     from mmad_edge.bench.console import summary_text, write_outputs
@@ -438,7 +452,8 @@ def bench(
 
     options = BenchOptions(backend=backend, batches=batch_size, protocols=protocol, warmup=warmup, iters=iters,
                            peers=peers, checkpoint=checkpoint, cache_dir=cache_dir, image_size=image_size,
-                           progress=not quiet, case_budget_s=case_budget, micro_batch=micro_batch)
+                           progress=not quiet, case_budget_s=case_budget, micro_batch=micro_batch,
+                           inference_precision=inference_precision, performance_hint=performance_hint)
     report = run_bench(artifacts or [], options)
     typer.echo(summary_text(report))
     for path in write_outputs(report, json_path, markdown_path, plot_path):

@@ -29,3 +29,5 @@ class RunOptions:
     retry_s: Optional[float] = None
     map_size: str = "model"
     progress_every_s: float = 10.0
+    inference_precision: Optional[str] = None  # OpenVINO: f32 (default), bf16 or f16 where the CPU has the units
+    performance_hint: Optional[str] = None  # OpenVINO: latency / throughput (default: latency at batch 1, else throughput)

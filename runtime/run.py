@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Optional, Union
 
+from .backends.base import BackendOptions
 from .detector import Detector
 from .log import report
 from .metadata import describe_encoder_weights
@@ -61,7 +62,11 @@ def _checked(options: RunOptions) -> RunOptions:
 
 
 def _load(artifact: PathLike, options: RunOptions) -> Detector:
-    return Detector.load(artifact, backend=options.backend, threshold=options.threshold, providers=options.providers,
+    """The detector; OpenVINO's hint defaults to latency for single frames, throughput for batches."""
+    hint = options.performance_hint or ("latency" if options.batch == 1 else "throughput")
+    settings = BackendOptions(providers=options.providers, inference_precision=options.inference_precision,
+                              performance_hint=hint)
+    return Detector.load(artifact, options.backend, settings, threshold=options.threshold,
                          precision=options.precision, category=options.category)
 
 
@@ -84,6 +89,7 @@ def _run(detector: Detector, source: Union[int, PathLike, FrameSource], options:
         summary = {
             "artifact": str(getattr(detector.backend, "path", "")),
             "backend": detector.backend.name,
+            "backend_details": detector.backend.describe(),
             "source": frames_source.name,
             "frames": stream.frames,
             "anomalies": anomalies,
