@@ -120,12 +120,12 @@ def _case(
         knobs = {"precision": artifact.precision, "inference_precision": precision, "hint": hint,
                  "threads": settings.threads}
         case = ov_model_case(name, artifact.paper_graph, batch, knobs, image_size=int(frames[0].shape[0]))
-        case.extra.update(family="minimaxad", graph=artifact.paper_graph.name)
+        case.extra.update(family="minimaxad", graph=artifact.paper_graph.name, **artifact.facts)
         return case
     loader = ov_detector_loader(settings.threads, precision, hint)
     case = e2e_detector_case(artifact.path, batch, frames, name=name, loader=loader, probe=probe)
     case.backend = BACKEND
-    case.extra.update(family="minimaxad", artifact=str(artifact.path))
+    case.extra.update(family="minimaxad", artifact=str(artifact.path), **artifact.facts)
     return case
 
 

@@ -178,7 +178,7 @@ def _plan_paper(
             if low <= batch <= high:
                 case = ort_session_case(name, artifact.paper_graph, batch, image_size=size, threads=threads,
                                         precision=artifact.precision, providers=CPU_PROVIDERS, micro_batch=micro_batch)
-                plan.cases.append(_tag(case, "minimaxad", graph=artifact.paper_graph.name))
+                plan.cases.append(_tag(case, "minimaxad", graph=artifact.paper_graph.name, **artifact.facts))
             else:
                 limits = f"{artifact.paper_graph.name} takes batch {low}..{high}"
                 plan.skip(name, "onnxruntime", "paper", f"{limits}; re-export with --batch 1:{batch}:{batch}", batch)
@@ -197,14 +197,14 @@ def _plan_e2e(
             for batch in batches:
                 if problem is None:
                     case = e2e_detector_case(artifact.path, batch, frames, name=name, backend="tensorrt", probe=probe)
-                    plan.cases.append(_tag(case, "minimaxad", artifact=str(artifact.path)))
+                    plan.cases.append(_tag(case, "minimaxad", artifact=str(artifact.path), **artifact.facts))
                 else:
                     plan.skip(name, "tensorrt", "e2e", problem, batch)
         elif not artifact.engine and wants["onnxruntime"]:
             for batch in batches:
                 case = e2e_detector_case(artifact.path, batch, frames, name=name, probe=probe,
                                          loader=cpu_detector_loader(threads, micro_batch))
-                plan.cases.append(_tag(case, "minimaxad", artifact=str(artifact.path)))
+                plan.cases.append(_tag(case, "minimaxad", artifact=str(artifact.path), **artifact.facts))
 
 
 def _unique_names(artifacts: Sequence[Artifact]) -> list[str]:

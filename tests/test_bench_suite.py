@@ -330,6 +330,21 @@ def test_speed_claims_fail_or_unknown() -> None:
     assert all(empty[key]["passed"] is None and empty[key]["reason"] for key in empty if key != "paper")
     assert empty["paper"]["measured_images_per_s"] is None
     assert "n/a" in format_claims(empty) and "FAIL" in format_claims(claims)
+    emulated = {**_row("onnx-int8@trt", "onnxruntime", "int8", "e2e", 16, 90.0, 100.0), "int8_target": "tensorrt"}
+    faster = {**rows[-1], "images_per_s": 500.0, "int8_target": "cpu"}
+    claims = speed_claim([*rows[:-1], faster, emulated], FLOOR, MACHINE, TINY)
+    assert claims["int8_faster_than_fp32"]["passed"] is True  # ONNX Runtime only emulates the TensorRT form
+    assert len(claims["int8_faster_than_fp32"]["comparisons"]) == 1
+
+
+def test_int8_artifacts_carry_their_form_from_the_export_report(tmp_path: Path) -> None:
+    from runtime_fixtures import write_export_dir
+
+    folder = write_export_dir(tmp_path / "export", 32, precisions=("fp32", "int8"))
+    (folder / "report.json").write_text(json.dumps({"int8": {"target": "tensorrt"}}))
+    artifacts = {a.precision: a for a in find_artifacts([folder])}
+    assert artifacts["int8"].int8_target == "tensorrt" and artifacts["int8"].facts == {"int8_target": "tensorrt"}
+    assert artifacts["fp32"].int8_target is None and artifacts["fp32"].facts == {}
 
 
 def test_floor_goes_to_minimaxad_rows_of_a_measured_device() -> None:
