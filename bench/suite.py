@@ -125,8 +125,11 @@ def peer_graphs(image_size: int, cache_dir: str | os.PathLike[str] | None, progr
     export = optional_import("mmad_edge.bench.peer_export")
     if isinstance(export, Missing):
         return {peer: f"exporting the peer {export.reason}" for peer in PEERS}
-    root = Path(cache_dir) if cache_dir is not None else export.default_cache_root()
-    return export.peer_graphs(PEERS, image_size, root, progress)
+    if cache_dir is None:  # the default export's cache root (peer_export needs what default_export does)
+        from .default_export import default_cache_root
+
+        cache_dir = default_cache_root()
+    return export.peer_graphs(PEERS, image_size, Path(cache_dir), progress)
 
 
 def _timed_call(case: BenchCase) -> float:

@@ -406,3 +406,12 @@ def test_no_fp32_graph_means_no_floor_and_says_why(tmp_path: Path) -> None:
     floor, floors = suite.measure_floors(floor_module, engine_only, FAKE_PEAK, [], plan)
     assert floor is None and floors == {}
     assert "no model.fp32.onnx" in plan.skipped[0]["reason"]
+
+
+def test_peer_graphs_default_to_the_bench_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mmad_edge.bench import peer_export
+
+    seen = {}
+    monkeypatch.setattr(peer_export, "peer_graphs", lambda peers, size, root, progress: seen.setdefault("root", root))
+    suite.peer_graphs(64, None, False)
+    assert seen["root"] == default_export.default_cache_root()
