@@ -258,7 +258,7 @@ def test_openvino_refuses_the_cpu_form_int8_graph_naming_the_tensorrt_form(tmp_p
     with Detector.load(artifact, "onnxruntime") as ort:  # a valid graph: ONNX Runtime runs it
         frame = np.full((SIZE, SIZE, 3), 200, np.uint8)
         assert ort(frame).anomaly_map.mean() == pytest.approx(200 / 255, abs=2 / 255)
-    with pytest.raises(ArtifactError, match="QOperator.*--target tensorrt") as refused:
+    with pytest.raises(ArtifactError, match="CPU-form INT8 graph.*QLinearConv.*--target tensorrt") as refused:
         Detector.load(artifact, "openvino", cache_dir=tmp_path)
     assert "\n" not in str(refused.value)
 

@@ -11,15 +11,17 @@ over them and the parts run concurrently with ``start_async`` / ``wait``, not As
 whose callbacks deadlocked on repeated calls). Compiled models are cached in ``cache_dir``
 (default ``~/.cache/mmad-edge/openvino``), so a second load skips compilation.
 
-``auto`` picks OpenVINO only for an FP32 ``.onnx`` (never INT8, whose OpenVINO accuracy on the
-Q/DQ graph is not understood yet, nor FP16), only where ONNX Runtime has no GPU provider, and
+``auto`` picks OpenVINO only for an FP32 ``.onnx`` (never FP16, nor INT8: on a CPU without VNNI
+its INT8 convolutions were far less faithful to FP32 than ONNX Runtime's emulation of the same
+Q/DQ graph, see the README), only where ONNX Runtime has no GPU provider, and
 only on a CPU kind listed in ``MEASURED_FASTER``: (vendor, best vector ISA) pairs where a
 recorded bench timed OpenVINO FP32 faster than ONNX Runtime FP32 at batch 1 and 16. Other CPUs
 keep ONNX Runtime unless ``--backend openvino`` is asked for. The table is filled by hand from
 ``bench/results`` (``python -m mmad_edge.bench.record_cpu``) and issue #18's Xeon figures.
 
-INT8: the TensorRT-form Q/DQ graph (``--target tensorrt``) runs; the CPU-form graph with
-QOperator nodes (QLinearConv, ...) cannot be read by OpenVINO and is refused with that fix.
+INT8: the TensorRT-form Q/DQ graph (``--target tensorrt``) runs; the CPU-form QOperator graph
+cannot be read by OpenVINO (its per-channel QLinearConv nodes fail to convert) and is refused
+with that fix.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ DEFAULT_PRECISION = "f32"
 PRECISION_UNITS = {"f32": None, "bf16": "BF16", "f16": "FP16"}
 HINTS = ("latency", "throughput")
 DEFAULT_HINT = "latency"
-INT8_FIX = ("OpenVINO cannot read the CPU-form INT8 graph (QOperator nodes such as QLinearConv); export the "
+INT8_FIX = ("OpenVINO cannot read the CPU-form INT8 graph (its per-channel QLinearConv nodes); export the "
             "TensorRT-form Q/DQ graph for it: mmad-edge export ... --precision int8 --target tensorrt")
 
 
