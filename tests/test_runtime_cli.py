@@ -126,8 +126,10 @@ def test_run_on_openvino_takes_the_hint_of_its_batch_and_reports_the_precision_u
     (["--performance-hint", "fast"], "performance_hint must be 'latency' or 'throughput', got 'fast'"),
     (["--inference-precision", "fp8"], "inference_precision must be one of f32, bf16, f16, got 'fp8'"),
 ])
-def test_run_openvino_option_errors_are_one_line(setup, options, message):
+def test_run_openvino_option_errors_are_one_line(setup, tmp_path, monkeypatch, options, message):
+    monkeypatch.setenv("HOME", str(tmp_path))
     result = CliRunner().invoke(app, ["run", str(setup["export"]), "--source", str(setup["frames"]),
                                       "--backend", "openvino", *options])
     errors = [line for line in result.output.splitlines() if line.startswith("error: ")]
     assert result.exit_code == 2 and len(errors) == 1 and message in errors[0], result.output
+    assert not (tmp_path / ".cache").exists()  # refused before any cache folder was made

@@ -153,6 +153,7 @@ class OpenVinoBackend(Backend):
         ov = import_openvino()
         self._version = ov.get_version().split("-")[0]
         self.hint = options.performance_hint or DEFAULT_HINT
+        check_hint(self.hint)  # before anything is read or created
         device = options.device or DEVICE
         core = ov.Core()
         precision = options.inference_precision or DEFAULT_PRECISION
