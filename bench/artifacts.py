@@ -6,12 +6,13 @@ reconciled with the ``metadata.json`` beside it, or an engine's sidecar ``model.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from mmad_edge.runtime.contract import ENGINE_SUFFIX, ONNX_SUFFIX, PRECISIONS, artifact_name
+from mmad_edge.runtime.contract import ENGINE_SUFFIX, ONNX_SUFFIX, PRECISIONS, REPORT_FILE, artifact_name
 from mmad_edge.runtime.metadata import load_contract
 
 FLOAT_NCHW_NAME = "model.fp32.float_nchw.onnx"  # the paper protocol's graph: normalised float in
@@ -31,10 +32,16 @@ class Artifact:
     model: dict[str, Any]
     batch_range: tuple[int, int]
     paper_graph: Path  # what the paper protocol runs (the float NCHW twin of the FP32 default)
+    int8_target: str | None = None  # INT8 graphs: "tensorrt" (symmetric Q/DQ) or "cpu", from the export's report
 
     @property
     def engine(self) -> bool:
         return self.path.suffix == ENGINE_SUFFIX
+
+    @property
+    def facts(self) -> dict[str, Any]:
+        """Row fields every backend's row of this artifact carries (the INT8 form, when known)."""
+        return {"int8_target": self.int8_target} if self.int8_target else {}
 
     @property
     def name(self) -> str:
@@ -48,7 +55,18 @@ def read_artifact(path: Path) -> Artifact:
     info = load_contract(path)
     twin = path.with_name(FLOAT_NCHW_NAME)
     paper = twin if path.name == FP32_GRAPH and twin.is_file() else path
-    return Artifact(path, info.precision, dict(info.raw.get("model") or {}), (info.batch_min, info.batch_max), paper)
+    return Artifact(path, info.precision, dict(info.raw.get("model") or {}), (info.batch_min, info.batch_max), paper,
+                    _int8_target(path) if info.precision == "int8" else None)
+
+
+def _int8_target(path: Path) -> str | None:
+    """The INT8 form the export's ``report.json`` beside ``path`` records, or None without one."""
+    try:
+        report = json.loads((path.parent / REPORT_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    section = report.get("int8") if isinstance(report, dict) else None
+    return section.get("target") if isinstance(section, dict) else None
 
 
 def find_artifacts(paths: Sequence[str | os.PathLike[str]]) -> list[Artifact]:

@@ -217,8 +217,8 @@ def floor_summary(cost: GraphCost, peak: Peak) -> dict[str, float | str]:
 def measure_peak(device: str = "cpu", precision: str = "fp32", size: int | None = None, copy_mb: int = 256) -> Peak:
     """Measure peak GEMM throughput and copy bandwidth on ``device`` ("cpu" or "cuda").
 
-    CPU: the best FP32 GEMM of ONNX Runtime (all threads), torch and numpy (``size`` defaults to
-    2048), and a ``copy_mb`` numpy copy. CUDA: a torch GEMM in ``precision`` (fp32 without TF32,
+    CPU: the best FP32 GEMM of ONNX Runtime (all threads), OpenVINO (when installed), torch
+    (oneDNN / MKL) and numpy (``size`` defaults to 2048), and a ``copy_mb`` numpy copy. CUDA: a torch GEMM in ``precision`` (fp32 without TF32,
     tf32, fp16 or bf16; ``size`` defaults to 8192) and a device-to-device copy. Bandwidth counts
     read plus write.
     """
@@ -380,6 +380,23 @@ def _gemm_model(size: int) -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
+def _openvino_gemm(a: np.ndarray, b: np.ndarray) -> Callable[[], object] | None:
+    """One FP32 MatMul compiled by OpenVINO's CPU plugin (all threads, f32 set explicitly), or
+    None without openvino."""
+    try:
+        import openvino
+        import openvino.opset13 as ops
+    except ImportError:
+        return None
+    left = ops.parameter(list(a.shape), np.float32, name="a")
+    right = ops.parameter(list(b.shape), np.float32, name="b")
+    model = openvino.Model([ops.matmul(left, right, False, False)], [left, right], "peak_gemm")
+    config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY",
+              "INFERENCE_NUM_THREADS": os.cpu_count() or 1}
+    request = openvino.Core().compile_model(model, "CPU", config).create_infer_request()
+    return lambda: request.infer([a, b], share_inputs=True)
+
+
 def _cpu_peak(size: int, copy_mb: int) -> Peak:
     import onnxruntime as ort
 
@@ -403,6 +420,9 @@ def _cpu_peak(size: int, copy_mb: int) -> Peak:
         gemms["torch"] = lambda: torch.matmul(ta, tb)
     except ImportError:
         pass
+    openvino_gemm = _openvino_gemm(a, b)
+    if openvino_gemm is not None:
+        gemms["openvino"] = openvino_gemm
     measurements = {f"{name}_gemm_gflops": flop / best_seconds(fn, 3) / 1e9 for name, fn in gemms.items()}
     best = max(measurements, key=measurements.__getitem__)
 

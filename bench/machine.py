@@ -11,7 +11,7 @@ from typing import Any
 
 # Distribution families whose version changes the numbers; "tensorrt" also matches e.g.
 # tensorrt-lean-cu13, "onnxruntime" matches onnxruntime-gpu.
-LIBRARIES = ("numpy", "torch", "onnx", "onnxruntime", "tensorrt", "cuda-python", "faiss", "mmad-edge")
+LIBRARIES = ("numpy", "torch", "onnx", "onnxruntime", "openvino", "tensorrt", "cuda-python", "faiss", "mmad-edge")
 _PARTS = ("-libs", "-bindings")  # wheels split out of a package listed under its own name
 
 

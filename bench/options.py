@@ -23,6 +23,10 @@ class BenchOptions:
     export is kept (default ~/.cache/mmad-edge/bench). ``micro_batch``: images per ONNX Runtime
     CPU run (None: the runtime's automatic choice, 0: whole batches). ``data`` (``layout``,
     ``categories``): a labelled test split whose image AUROC each MiniMaxAD row gets (None: none).
+    ``inference_precision``:
+    the OpenVINO compute precision of the FP32 artifact's rows (None: f32 plus each of bf16 / f16
+    the CPU has units for; the others are listed as skipped). ``performance_hint``: OpenVINO's
+    hint (None: latency at batch 1, throughput for larger batches).
     """
 
     backend: str = "auto"
@@ -40,3 +44,5 @@ class BenchOptions:
     data: str | os.PathLike[str] | None = None
     layout: str = "mvtec"
     categories: Sequence[str] | None = None
+    inference_precision: str | None = None
+    performance_hint: str | None = None

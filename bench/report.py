@@ -115,6 +115,7 @@ def markdown(report: dict[str, Any], baseline: str = BASELINE) -> str:
         for row in e2e:
             stages = [format_value(row["stages"].get(stage), 3) for stage in columns]
             lines.append(f"| {row['name']} | {row['batch']} | " + " | ".join(stages) + " |")
+    lines += _accuracy_lines(rows)
     lines += _skipped_lines(report.get("skipped") or [])
     floor = report.get("floor")
     if floor:
@@ -136,6 +137,28 @@ def markdown(report: dict[str, Any], baseline: str = BASELINE) -> str:
             + ".",
         ]
     return "\n".join(lines) + "\n"
+
+
+def _accuracy_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """The e2e rows' outputs against the reference (``bench.fidelity``), once per row name."""
+    measured = {row["name"]: row for row in rows if row.get("accuracy_vs_ort_fp32")}
+    if not measured:
+        return []
+    first = next(iter(measured.values()))["accuracy_vs_ort_fp32"]
+    lines = ["", f"Accuracy vs {first['reference']} on {first['frames']} seeded random frames (e2e rows; with random "
+                 "weights this is fidelity to the FP32 graph, not detection quality):", "",
+             "| name | backend | precision | map max rel. error | score max rel. error | score Spearman |",
+             "|---|---|---|---:|---:|---:|"]
+    for name, row in measured.items():
+        accuracy = row["accuracy_vs_ort_fp32"]
+        cells = [format_value(accuracy[key], 4) if key == "spearman" else _small(accuracy[key])
+                 for key in ("map_relative", "score_relative", "spearman")]
+        lines.append(f"| {name} | {row['backend']} | {row['precision']} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _small(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2g}"
 
 
 def _skipped_lines(skipped: list[dict[str, Any]]) -> list[str]:

@@ -29,6 +29,7 @@ from mmad_edge.runtime.log import say
 from .timing import measure
 
 StageTimes = Mapping[str, float]
+BACKEND_FACTS = ("inference_precision", "performance_hint", "infer_requests")  # from describe(), where given
 # Precision names -> torch dtype attribute names (torch is imported only by the torch cases).
 TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
@@ -334,6 +335,59 @@ def ort_session_case(
     )
 
 
+def ov_model_case(name: str, model: str | Path, batch: int, settings: Mapping[str, Any],
+                  image_size: int | None = None) -> BenchCase:
+    """Paper-protocol case for an ONNX file compiled by OpenVINO (CPU), random host inputs.
+
+    ``settings``: ``precision`` (the artifact's), ``inference_precision`` (f32 / bf16 / f16),
+    ``hint`` (latency: one infer request runs the batch; throughput: the batch is split over
+    the plugin's requests, run concurrently, as the runtime backend does) and ``threads``.
+    """
+    state: dict[str, Any] = {}
+
+    def setup() -> dict[str, Any]:
+        from mmad_edge.runtime.backends import openvino as ov_backend
+
+        ov = ov_backend.import_openvino()
+        core = ov.Core()
+        ov_backend.check_inference_precision(settings["inference_precision"], ov_backend.cpu_capabilities(core))
+        graph = ov_backend.read_onnx(core, Path(model), settings["precision"])
+        config = ov_backend.compile_config(settings["inference_precision"], settings["hint"], None, settings.get("threads"))
+        compiled = core.compile_model(graph, "CPU", config)
+        count = 1 if settings["hint"] == "latency" else int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        shapes = [[d.get_length() if d.is_static else None for d in port.get_partial_shape()] for port in compiled.inputs]
+        fixed = any(shape and shape[0] is not None for shape in shapes)
+        parts = 1 if fixed else max(1, min(count, batch))
+        feeds = [random_feed(port.get_any_name(), _ov_type(port), shape, batch, image_size)
+                 for port, shape in zip(compiled.inputs, shapes)]
+        step_size = -(-batch // parts)
+        requests = [compiled.create_infer_request() for _ in range(parts)]
+        chunks = [[feed[start:start + step_size] for feed in feeds] for start in range(0, batch, step_size)]
+
+        def run() -> None:
+            for request, chunk in zip(requests, chunks):
+                request.start_async(chunk, share_inputs=True)
+            for request in requests[:len(chunks)]:
+                request.wait()
+
+        state["run"] = run
+        return {"inference_precision": settings["inference_precision"], "performance_hint": settings["hint"],
+                "infer_requests": len(chunks)}
+
+    def step() -> None:
+        state["run"]()
+
+    return BenchCase(name=name, backend="openvino", precision=settings["precision"], protocol="paper", batch=batch,
+                     step=step, setup=setup, teardown=state.clear)
+
+
+def _ov_type(port: Any) -> str:
+    """An OpenVINO port's element type in ONNX Runtime's spelling (what ``random_feed`` reads)."""
+    names = {"f32": "tensor(float)", "f16": "tensor(float16)", "u8": "tensor(uint8)", "i8": "tensor(int8)",
+             "i64": "tensor(int64)", "i32": "tensor(int32)"}
+    return names.get(port.get_element_type().get_type_name(), port.get_element_type().get_type_name())
+
+
 def _load_detector(path: str | Path, **kwargs: Any) -> Any:
     from mmad_edge.runtime.detector import Detector
 
@@ -352,6 +406,8 @@ def _detector_facts(detector: Any, batch: int) -> dict[str, Any]:
         found["precision"] = precision
     if hasattr(backend, "micro_batch"):
         found["micro_batch"] = min(backend.micro_batch or batch, batch)
+    described = backend.describe() if callable(getattr(backend, "describe", None)) else {}
+    found.update({key: described[key] for key in BACKEND_FACTS if key in described})
     return found
 
 
@@ -362,12 +418,14 @@ def e2e_detector_case(
     *,
     name: str | None = None,
     loader: Callable[..., Any] | None = None,
+    probe: Callable[[Any], Mapping[str, Any]] | None = None,
     **load_kwargs: Any,
 ) -> BenchCase:
     """End-to-end case: ``detector.predict`` on ``batch`` host frames per call.
 
     ``frames`` (uint8 BGR, any size) are cycled to fill the batch. ``loader(path,
-    **load_kwargs)`` defaults to ``Detector.load`` (e.g. ``backend="tensorrt"``). Each result's
+    **load_kwargs)`` defaults to ``Detector.load`` (e.g. ``backend="tensorrt"``). ``probe(detector)``
+    may add row fields once loaded, untimed (e.g. accuracy against a reference). Each result's
     ``timings`` are per-frame shares of the batch stages, so a call's stage time is their sum;
     the row's ``stages`` are means per call, like its latencies.
     """
@@ -381,7 +439,8 @@ def e2e_detector_case(
 
     def setup() -> dict[str, Any]:
         state["detector"] = load(path, **load_kwargs)
-        return _detector_facts(state["detector"], batch)
+        facts = _detector_facts(state["detector"], batch)
+        return {**facts, **(probe(state["detector"]) if probe is not None else {})}
 
     def step() -> dict[str, float]:
         results = state["detector"].predict(batch_frames)

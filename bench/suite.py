@@ -49,7 +49,8 @@ from .claims import speed_claim
 from .machine import machine_info
 from .optional import Missing, optional_import
 from .peers import PEERS
-from .planning import CPU_PROVIDERS, Plan, TorchRows, plan_cases
+from .planning import CPU_PROVIDERS, CpuRows, Plan, TorchRows, plan_cases
+from .openvino_rows import HINT_PRECISIONS, HINTS
 from .options import BenchOptions
 from .report import PROTOCOLS, add_roofline, build_report
 from .runner import BenchCase, parse_batches, run_case, run_cases
@@ -126,8 +127,11 @@ def peer_graphs(image_size: int, cache_dir: str | os.PathLike[str] | None, progr
     export = optional_import("mmad_edge.bench.peer_export")
     if isinstance(export, Missing):
         return {peer: f"exporting the peer {export.reason}" for peer in PEERS}
-    root = Path(cache_dir) if cache_dir is not None else export.default_cache_root()
-    return export.peer_graphs(PEERS, image_size, root, progress)
+    if cache_dir is None:  # the default export's cache root (peer_export needs what default_export does)
+        from .default_export import default_cache_root
+
+        cache_dir = default_cache_root()
+    return export.peer_graphs(PEERS, image_size, Path(cache_dir), progress)
 
 
 def _timed_call(case: BenchCase) -> float:
@@ -235,6 +239,9 @@ def _check_request(options: BenchOptions) -> list[int]:
         check_micro_batch(options.micro_batch)
     except ValueError as exc:
         raise BenchError(f"--micro-batch: {exc}") from None
+    if options.inference_precision not in (None, *HINT_PRECISIONS) or options.performance_hint not in (None, *HINTS):
+        raise BenchError(f"--inference-precision takes {', '.join(HINT_PRECISIONS)} and --performance-hint "
+                         f"{', '.join(HINTS)}; got {options.inference_precision!r}, {options.performance_hint!r}")
     try:
         return parse_batches(options.batches)
     except ValueError as exc:
@@ -263,8 +270,8 @@ def run_bench(
     found = found or find_artifacts([default])
     threads = os.cpu_count() or 1
     torch_rows, torch_threads = torch_side(config, options, checkpoint, protocol_list, threads)
-    plan = plan_cases(config, torch_rows, found, options.backend, batch_list, protocol_list, threads,
-                      options.micro_batch)
+    cpu = CpuRows(options.micro_batch, options.inference_precision, options.performance_hint)
+    plan = plan_cases(config, torch_rows, found, options.backend, batch_list, protocol_list, threads, cpu)
     if not plan.cases:
         raise _nothing_to_run(plan, options.backend, protocol_list)
     floor = floor_module(plan)
@@ -283,6 +290,8 @@ def run_bench(
                 "warmup": options.warmup, "iters": options.iters, "case_budget_s": options.case_budget_s,
                 "min_iters": MIN_ITERS, "peers": options.peers,
                 "micro_batch": "auto" if options.micro_batch is None else options.micro_batch,
+                "openvino": {"inference_precision": options.inference_precision or "f32 + what the CPU has units for",
+                             "performance_hint": options.performance_hint or "latency at batch 1, else throughput"},
                 "artifacts": [str(a.path) for a in found], "default_artifacts": default, "model": config.to_dict(),
                 "data": None if options.data is None else f"{options.layout}:{options.data}",
                 "weights": {"torch": str(checkpoint) if checkpoint else RANDOM_WEIGHTS,

@@ -38,6 +38,7 @@ from mmad_edge.export.options import EngineOptions, ExportOptions
 from mmad_edge.export import tensorrt as trt_build
 from mmad_edge.export.staging import place, staged
 from mmad_edge.export.trt_ops import Issue, check_tensorrt_compat, format_issues
+from mmad_edge.runtime.contract import REPORT_FILE as REPORT_FILENAME
 from mmad_edge.runtime.contract import artifact_name
 from mmad_edge.export.verify import (
     dataset_frames,
@@ -51,7 +52,6 @@ from mmad_edge.model.minimaxad import MiniMaxAD
 from mmad_edge.runtime.log import say as progress_line
 from mmad_edge.runtime.metadata import describe_encoder_weights as describe_encoder
 
-REPORT_FILENAME = "report.json"
 GENERATED_FRAMES = 12
 COMPAT_LINES = 10  # TensorRT issues listed on stderr per graph; report.json has all
 

@@ -20,6 +20,7 @@ from mmad_edge.calib.options import Int8Options  # these options modules are tor
 from mmad_edge.calib.sensitivity import AccuracyTarget
 from mmad_edge.export.options import CalibrateOptions, EngineOptions, ExportOptions, VerifyOptions
 from mmad_edge.runtime.backends import choices as backend_choices
+from mmad_edge.runtime.drift import DEFAULT_TOLERANCE, DEFAULT_WINDOW
 from mmad_edge.runtime.errors import BackendUnavailableError, SourceError
 from mmad_edge.runtime.options import RunOptions
 from mmad_edge.runtime.serving.options import RepoOptions, ServeOptions
@@ -118,12 +119,30 @@ def batch_size_option(default: int = 16) -> int:
     return typer.Option(default, "--batch-size", help="Images per forward pass.")
 
 
+def inference_precision_option(note: str) -> Optional[str]:
+    return typer.Option(None, "--inference-precision",
+                        help=f"OpenVINO compute precision: f32, bf16 or f16 (bf16/f16 need the CPU's units){note}.")
+
+
+def performance_hint_option(note: str) -> Optional[str]:
+    return typer.Option(None, "--performance-hint", help=f"OpenVINO hint: latency or throughput{note}.")
+
+
 def loss_option(default: Optional[str] = "adc", note: str = "") -> str:
     return typer.Option(default, "--loss", help=f"adc (feature-rich data) or global (feature-poor data){note}.")
 
 
 def epochs_option(default: Optional[int] = 10, note: str = "") -> int:
     return typer.Option(default, "--epochs", help=f"Training epochs{note}.")
+
+
+def drift_window_option(per: str) -> int:
+    return typer.Option(DEFAULT_WINDOW, "--drift-window", help=f"Scores per {per} in the drift watch's rolling median.")
+
+
+def drift_tolerance_option() -> float:
+    return typer.Option(DEFAULT_TOLERANCE, "--drift-tolerance", help="Warn when the rolling median is this many "
+                        "normal std from the normal median (recovered below half).")
 
 
 def profile_option() -> str:
@@ -456,13 +475,12 @@ def run(
                                       "(default 15; 0: fail at once)."),
     precision: Optional[str] = typer.Option(None, "--precision", help="Pick fp32/fp16/int8 from an export folder."),
     category: Optional[str] = typer.Option(None, "--category", help="Threshold of this training category (unified models)."),
-    drift_window: int = typer.Option(RunOptions.drift_window, "--drift-window",
-                                     help="Scores per source in the drift watch's rolling median."),
-    drift_tolerance: float = typer.Option(
-        RunOptions.drift_tolerance, "--drift-tolerance",
-        help="Warn when the rolling median is this many normal std from the normal median (recovered below half)."),
+    drift_window: int = drift_window_option("source"),
+    drift_tolerance: float = drift_tolerance_option(),
     metrics_port: Optional[int] = typer.Option(
         None, "--metrics-port", help="Serve Prometheus metrics at http://0.0.0.0:PORT/metrics during the run."),
+    inference_precision: Optional[str] = inference_precision_option(" (default f32)"),
+    performance_hint: Optional[str] = performance_hint_option(" (default: latency at --batch-size 1, else throughput)"),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the run summary as JSON."),
 ) -> None:
     """Score every frame of cameras, streams, videos or folders (no torch needed); one summary line at the end."""
@@ -471,7 +489,8 @@ def run(
     options = RunOptions(show=show, save_dir=save, jsonl=jsonl, threshold=threshold, backend=backend, batch=batch_size,
                          max_frames=max_frames, precision=precision, category=category, retry_s=retry_seconds,
                          map_size=map_size, drift_window=drift_window, drift_tolerance=drift_tolerance,
-                         metrics_port=metrics_port)
+                         metrics_port=metrics_port, inference_precision=inference_precision,
+                         performance_hint=performance_hint)
     summary = run_stream(str(artifact), source, options)
     write_json(json_path, summary)
     if summary.get("interrupted"):
@@ -496,11 +515,8 @@ def serve(
     threads: Optional[int] = typer.Option(None, "--threads", help="ONNX Runtime CPU threads per instance."),
     log_file: Optional[Path] = typer.Option(None, "--log-file",
                                             help="tritonserver's log (default: the temp folder, named in the summary)."),
-    drift_window: int = typer.Option(ServeOptions.drift_window, "--drift-window",
-                                     help="Scores per category in the drift watch's rolling median."),
-    drift_tolerance: float = typer.Option(
-        ServeOptions.drift_tolerance, "--drift-tolerance",
-        help="Warn when the rolling median is this many normal std from the normal median (recovered below half)."),
+    drift_window: int = drift_window_option("category"),
+    drift_tolerance: float = drift_tolerance_option(),
     app_metrics_port: Optional[int] = typer.Option(
         None, "--app-metrics-port", help="Serve our metrics (frames, anomalies, latency, drift per category) at "
                                          "http://0.0.0.0:PORT/metrics, apart from Triton's --metrics-port."),
@@ -592,6 +608,9 @@ def bench(
                                         "on its test split, beside the latency."),
     layout: str = layout_option(),
     category: Optional[List[str]] = category_option("Test category of --data; repeat for several (default: all)."),
+    inference_precision: Optional[str] = inference_precision_option(
+        " (default: a row each for f32 and every lower precision the CPU has units for)"),
+    performance_hint: Optional[str] = performance_hint_option(" (default: latency at batch 1, else throughput)"),
 ) -> None:
     """Latency and throughput side by side (PyTorch, ONNX Runtime, TensorRT, peers) with the hardware floor;
     with --serve, a running `mmad-edge serve` under 1, 4 and 16 clients next to the in-process Detector."""
@@ -604,7 +623,8 @@ def bench(
     options = BenchOptions(backend=backend, batches=batch_size, protocols=protocol, warmup=warmup, iters=iters,
                            peers=peers, checkpoint=checkpoint, cache_dir=cache_dir, image_size=image_size,
                            progress=not quiet, case_budget_s=case_budget, micro_batch=micro_batch, data=data,
-                           layout=layout, categories=category or None)
+                           layout=layout, categories=category or None, inference_precision=inference_precision,
+                           performance_hint=performance_hint)
     report = run_bench(artifacts or [], options)
     typer.echo(summary_text(report))
     for path in write_outputs(report, json_path, markdown_path, plot_path):

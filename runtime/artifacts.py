@@ -4,8 +4,9 @@ Order (first that exists and can run here wins):
 
 1. ``model.<p>.engine`` for p in fp16, fp32, int8 -- only when the backend is "auto" or
    "tensorrt", TensorRT and a GPU are usable and the engine's sidecar matches this device;
-2. ``model.<p>.onnx`` -- with a GPU execution provider fp16, fp32, int8; on CPU fp32, fp16,
-   int8 (fp16 is emulated on CPUs, so fp32 is both faster there and the reference).
+2. ``model.<p>.onnx`` -- with a GPU execution provider fp16, fp32, int8; on CPU (and always
+   for ``backend="openvino"``) fp32, fp16, int8 (fp16 is emulated on CPUs, so fp32 is both
+   faster there and the reference).
 
 INT8 comes last everywhere because it trades accuracy for speed: ask for it with
 ``precision="int8"``. Engines that cannot run here are reported on stderr with the reason.

@@ -31,6 +31,7 @@ CPU_ORDER: Tuple[str, ...] = ("fp32", "fp16", "int8")  # fp16 is emulated on CPU
 METADATA_KEY = "mmad_edge.metadata"
 SCHEMA_VERSION = 1
 METADATA_FILE = "metadata.json"
+REPORT_FILE = "report.json"  # the export's verification report, beside its graphs
 ONNX_SUFFIX = ".onnx"
 ENGINE_SUFFIX = ".engine"
 ARTIFACT_PATTERN = "model.<precision>.onnx"

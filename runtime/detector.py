@@ -1,6 +1,6 @@
 """The detector: frames of any size in, scores, decisions and anomaly maps out.
 
-Backends (TensorRT, ONNX Runtime) are imported only in ``Detector.load``, so importing the
+Backends (TensorRT, ONNX Runtime, OpenVINO) are imported only in ``Detector.load``, so importing the
 runtime costs nothing on a machine that has just one of them.
 """
 
@@ -9,8 +9,9 @@ from __future__ import annotations
 import math
 import os
 import time
+from dataclasses import fields, replace
 from pathlib import Path
-from typing import Any, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 import cv2
 import numpy as np
@@ -44,6 +45,16 @@ def _backend_for(path: Path, requested: str) -> str:
         return requested
     ranked = [(rank, entry.name) for entry in runs if entry.available() and (rank := entry.rank(path)) is not None]
     return max(ranked)[1] if ranked else runs[0].name
+
+
+def _backend_options(options: Optional[BackendOptions], overrides: Dict[str, Any]) -> BackendOptions:
+    """``options`` (default ``BackendOptions()``) with the keyword ``overrides``; unknown names refused."""
+    known = {item.name for item in fields(BackendOptions)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise TypeError(f"Detector.load got unknown option(s) {', '.join(unknown)}; backend options are "
+                        f"{', '.join(sorted(known))}")
+    return replace(options or BackendOptions(), **overrides)
 
 
 def check_map_size(map_size: str) -> None:
@@ -88,40 +99,39 @@ class Detector:
         cls,
         path: "str | os.PathLike[str]",
         backend: str = "auto",
+        options: Optional[BackendOptions] = None,
+        *,
         threshold: Optional[float] = None,
-        providers: Optional[Sequence[Any]] = None,
         precision: Optional[str] = None,
         max_batch: Optional[int] = None,
-        use_cuda_graph: bool = True,
-        threads: Optional[int] = None,
-        micro_batch: Optional[int] = None,
         category: Optional[str] = None,
+        **backend_options: Any,
     ) -> "Detector":
-        """Load a ``.engine`` (TensorRT), a ``.onnx`` (ONNX Runtime) or an export folder.
+        """Load a ``.engine`` (TensorRT), a ``.onnx`` (ONNX Runtime or OpenVINO) or an export folder.
 
-        ``backend``: "auto", "tensorrt" or "onnxruntime". ``providers``: ONNX Runtime providers
-        (default: TensorRT EP, CUDA EP, CPU, whichever exist). ``precision`` picks
-        ``model.<precision>.*`` from a folder. ``threshold`` overrides the metadata's.
-        ``threads``: ONNX Runtime intra-op threads (CPU provider; default all cores).
-        ``micro_batch``: ONNX Runtime images per run of a larger batch (default: automatic, a
-        cache-sized count on the CPU; 0: one run per batch). Results are the same either way.
-        ``category``: take the threshold and normalisation of this training category (a unified
-        model's score scale differs by category) instead of the pooled ones.
+        ``backend``: "auto" or a registered backend ("tensorrt", "onnxruntime", "openvino").
+        ``options``: the backend settings as one ``BackendOptions`` (providers, threads,
+        micro_batch, inference_precision, performance_hint, cache_dir, device, use_cuda_graph);
+        its fields may also be passed as keywords (``threads=2``), which override ``options``.
+        ``precision`` picks ``model.<precision>.*`` from a folder. ``threshold`` overrides the
+        metadata's. ``max_batch`` caps the frames per backend run. ``category``: take the
+        threshold and normalisation of this training category (a unified model's score scale
+        differs by category) instead of the pooled ones.
         """
         if backend not in choices():
             raise ArtifactError(f"backend must be one of {', '.join(choices())}, got {backend!r}")
+        settings = _backend_options(options, backend_options)
         path = Path(path)
         if path.is_dir():
             from .backends.onnxruntime import runs_on_gpu
             from .backends.tensorrt import engine_problem
 
-            path = select_artifact(path, backend, precision, engine_problem, runs_on_gpu(providers))
+            on_gpu = backend in (AUTO, "onnxruntime") and runs_on_gpu(settings.providers)
+            path = select_artifact(path, backend, precision, engine_problem, on_gpu)
         elif not path.exists():
             raise ArtifactError(f"{path}: no such artifact; pass a .onnx, a .engine or an export folder")
         name = _backend_for(path, backend)
-        options = BackendOptions(micro_batch=micro_batch, providers=providers, threads=threads,
-                                 use_cuda_graph=use_cuda_graph)
-        impl = backend_class(name)(path, load_contract(path), options)
+        impl = backend_class(name)(path, load_contract(path), settings)
         try:
             return cls(impl, threshold=threshold, max_batch=max_batch, category=category)
         except BaseException:

@@ -34,3 +34,5 @@ class RunOptions:
     drift_window: int = DEFAULT_WINDOW
     drift_tolerance: float = DEFAULT_TOLERANCE
     metrics_port: Optional[int] = None
+    inference_precision: Optional[str] = None  # OpenVINO: f32 (default), bf16 or f16 where the CPU has the units
+    performance_hint: Optional[str] = None  # OpenVINO: latency / throughput (default: latency at batch 1, else throughput)

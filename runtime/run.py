@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, List, Optional, Sequence, Union
 
+from .backends.base import BackendOptions
 from .detector import Detector
 from .drift import check_drift_options, event_line, event_record
 from .log import report
@@ -84,7 +85,11 @@ def _checked(options: RunOptions) -> RunOptions:
 
 
 def _load(artifact: PathLike, options: RunOptions) -> Detector:
-    return Detector.load(artifact, backend=options.backend, threshold=options.threshold, providers=options.providers,
+    """The detector; OpenVINO's hint defaults to latency for single frames, throughput for batches."""
+    hint = options.performance_hint or ("latency" if options.batch == 1 else "throughput")
+    settings = BackendOptions(providers=options.providers, inference_precision=options.inference_precision,
+                              performance_hint=hint)
+    return Detector.load(artifact, options.backend, settings, threshold=options.threshold,
                          precision=options.precision, category=options.category)
 
 
@@ -210,6 +215,7 @@ def _summary(detector: Detector, stream: DetectionStream, tallies: List[SourceTa
     summary = {
         "artifact": str(getattr(detector.backend, "path", "")),
         "backend": detector.backend.name,
+        "backend_details": detector.backend.describe(),
         "source": ", ".join(tally.name for tally in tallies),
         "frames": stream.frames, "anomalies": anomalies, "dropped": stream.dropped, **counters,
         "elapsed_s": round(elapsed, 3),

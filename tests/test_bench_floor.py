@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import onnx
 import pytest
@@ -145,6 +147,17 @@ def test_cpu_peak_is_measured() -> None:
     assert peak.gflops == max(v for k, v in peak.measurements.items() if k.endswith("_gemm_gflops"))
     assert "onnxruntime_gemm_gflops" in peak.measurements
     assert "GEMM 128^3" in peak.source
+    if importlib.util.find_spec("openvino") is not None:  # the best library GEMM, OpenVINO's included
+        assert "openvino_gemm_gflops" in peak.measurements
+
+
+def test_openvino_gemm_computes_the_product() -> None:
+    pytest.importorskip("openvino")
+    from mmad_edge.bench.floor import _openvino_gemm
+
+    rng = np.random.default_rng(2)
+    a, b = rng.standard_normal((3, 3), dtype=np.float32), rng.standard_normal((3, 3), dtype=np.float32)
+    np.testing.assert_allclose(_openvino_gemm(a, b)()[0], a @ b, rtol=1e-5, atol=1e-6)
 
 
 def test_peak_argument_errors() -> None:

@@ -123,3 +123,14 @@ def test_plot_uses_log_axes_and_draws_the_floor() -> None:
     ms = [r["floor_ms"] for r in rows if "floor_ms" in r]
     assert np.allclose(floors[0][:, 0], ms) and np.allclose(floors[1][:, 0], [2000.0] * len(ms))
     assert list(floors[0][:, 1]) == [0, 1, 2, 3, 4]  # the peer row (no floor) gets no tick
+
+
+def test_markdown_lists_each_measured_rows_accuracy_once() -> None:
+    accuracy = {"reference": "onnx-fp32 (ONNX Runtime CPU)", "frames": 16, "map_relative": 0.0421,
+                "score_relative": 3e-7, "spearman": 0.89082}
+    rows = [row("ov-int8", batch, 50.0, protocol="e2e", stages={"inference": 1.0}, accuracy_vs_ort_fp32=accuracy)
+            for batch in (1, 16)] + [row("onnx-fp32", 1, 40.0)]
+    text = markdown(build_report(rows))
+    assert "Accuracy vs onnx-fp32 (ONNX Runtime CPU) on 16 seeded random frames" in text
+    assert text.count("| ov-int8 | torch | fp32 | 0.042 | 3e-07 | 0.8908 |") == 1
+    assert "| onnx-fp32 | torch | fp32 | " not in text.split("Accuracy vs")[1]

@@ -15,7 +15,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from mmad_edge.bench import default_export, planning, suite
+from mmad_edge.bench import default_export, openvino_rows, planning, suite
 from mmad_edge.bench import floor as floor_module
 from mmad_edge.bench.artifacts import FLOAT_NCHW_NAME, Artifact, find_artifacts
 from mmad_edge.bench.claims import format_claims, speed_claim
@@ -48,6 +48,7 @@ def tiny_default(monkeypatch: pytest.MonkeyPatch, cache_root: Path) -> Path:
     """The default model shrunk to variant a, the peak fixed; returns the cache root."""
     monkeypatch.setattr(suite, "DEFAULT_VARIANT", "a")
     monkeypatch.setattr(floor_module, "measure_peak", lambda device="cpu": FAKE_PEAK)
+    monkeypatch.setenv("HOME", str(cache_root / "home"))  # OpenVINO rows cache compiled models under ~/.cache
     return cache_root
 
 
@@ -80,9 +81,12 @@ def test_bench_cli_json_contract(tiny_default: Path, tmp_path: Path) -> None:
     for row in rows:
         assert set(RESULT_KEYS) <= set(row)
         assert row["iters"] == 2 and row["warmup"] >= 1
-    names = {(r["name"], r["backend"], r["protocol"]) for r in rows}
+    names = {(r["name"], r["backend"], r["protocol"]) for r in rows if not r["name"].startswith("ov-fp32-")}
+    openvino = {("ov-fp32", "openvino", p) for p in ("paper", "e2e")} if openvino_rows.unavailable() is None else set()
     assert {(BASELINE, "torch", "paper"), (REPARAM, "torch", "paper"), ("onnx-fp32", "onnxruntime", "paper"),
-            ("onnx-fp32", "onnxruntime", "e2e")} == names
+            ("onnx-fp32", "onnxruntime", "e2e"), *openvino} == names
+    ort_e2e = next(r for r in rows if r["name"] == "onnx-fp32" and r["protocol"] == "e2e")
+    assert ort_e2e["accuracy_vs_ort_fp32"]["map_relative"] == 0.0  # the reference itself
     paper_fp32 = next(r for r in rows if r["name"] == "onnx-fp32" and r["protocol"] == "paper")
     assert paper_fp32["graph"] == FLOAT_NCHW_NAME
     for row in (r for r in rows if r["protocol"] == "e2e"):
@@ -127,8 +131,36 @@ def test_backend_filter(cache_root: Path) -> None:
     assert {c.backend for c in ort_plan.cases} == {"onnxruntime"}
     assert len(ort_plan.cases) == 2 * 2 * 2  # fp32 + fp16, paper + e2e, batch 1 + 16
     auto = _plan(folder, "auto", peers=False)
-    assert {c.name for c in auto.cases} == {BASELINE, REPARAM, "onnx-fp32", "onnx-fp16"}
+    openvino = {"ov-fp32"} if openvino_rows.unavailable() is None else set()
+    assert {c.name for c in auto.cases} - {"ov-fp32-bf16", "ov-fp32-f16"} == {BASELINE, REPARAM, "onnx-fp32",
+                                                                           "onnx-fp16", *openvino}
     assert _plan(folder, "torch", ("e2e",)).cases == []
+
+
+@pytest.mark.skipif(openvino_rows.unavailable() is not None, reason="openvino is not installed")
+def test_openvino_rows_beside_onnxruntime_each_hint_precision_run_or_skipped_with_the_reason(
+        cache_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import openvino
+
+    monkeypatch.setenv("HOME", str(cache_root / "home"))
+    from mmad_edge.runtime.backends.openvino import PRECISION_UNITS, cpu_capabilities
+
+    plan = _plan(cache_root / default_export.cache_key(TINY), "openvino")
+    assert {c.backend for c in plan.cases} == {"openvino"}
+    capabilities = cpu_capabilities(openvino.Core())
+    for precision, unit in PRECISION_UNITS.items():
+        name = "ov-fp32" if unit is None else f"ov-fp32-{precision}"
+        runs = unit is None or unit in capabilities
+        cases = [(c.protocol, c.batch) for c in plan.cases if c.name == name]
+        assert sorted(cases) == (sorted((p, b) for p in ("paper", "e2e") for b in (1, 16)) if runs else [])
+        skips = [s["reason"] for s in plan.skipped if s["name"] == name]
+        assert runs or (skips and all(f"no {unit} units" in reason for reason in skips))
+    assert not [c for c in plan.cases if c.name.startswith("ov-fp16")]  # the FP16 graph is for GPUs
+    rows = [run_case(case, 0, 1) for case in plan.cases if case.name == "ov-fp32" and case.batch == 16]
+    paper, e2e = sorted(rows, key=lambda row: row["protocol"] != "paper")
+    assert paper["performance_hint"] == e2e["performance_hint"] == "throughput"  # batch 16
+    assert e2e["inference_precision"] == "f32" and e2e["accuracy_vs_ort_fp32"]["map_relative"] < 1e-4
+    assert e2e["accuracy_vs_ort_fp32"]["spearman"] > 0.999
 
 
 def test_engine_without_tensorrt_is_a_skip_row(cache_root: Path, tmp_path: Path) -> None:
@@ -153,11 +185,13 @@ def test_nothing_to_run_is_an_error(tiny_default: Path) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"backend": "cuda"}, "--backend must be one of auto, tensorrt, onnxruntime, torch"),
+        ({"backend": "cuda"}, "--backend must be one of auto, tensorrt, onnxruntime, openvino, torch"),
         ({"batches": "1,x"}, "--batch must be comma-separated integers"),
         ({"batches": "0"}, "positive batch sizes"),
         ({"protocols": "fast"}, "--protocol takes paper and/or e2e"),
         ({"iters": 0}, "--iters >= 1"),
+        ({"inference_precision": "fp8"}, "--inference-precision takes f32, bf16, f16"),
+        ({"performance_hint": "fast"}, "--performance-hint latency, throughput"),
         ({"artifacts": ["/nonexistent/model.onnx"]}, "no such file or folder"),
     ],
 )
@@ -202,7 +236,7 @@ def test_e2e_detector_uses_explicit_threads(cache_root: Path) -> None:
 def test_micro_batch_reaches_both_protocols(cache_root: Path) -> None:
     artifacts = find_artifacts([cache_root / default_export.cache_key(TINY) / "model.fp32.onnx"])
     plan = planning.plan_cases(TINY, TORCH_ROWS, artifacts, "onnxruntime", [16], ("paper", "e2e"), threads=1,
-                               micro_batch=4)
+                               cpu=planning.CpuRows(micro_batch=4))
     rows = [run_case(case, 0, 1) for case in plan.cases]
     assert [(r["protocol"], r["micro_batch"]) for r in rows] == [("paper", 4), ("e2e", 4)]
     note = markdown({"results": rows})
@@ -296,6 +330,21 @@ def test_speed_claims_fail_or_unknown() -> None:
     assert all(empty[key]["passed"] is None and empty[key]["reason"] for key in empty if key != "paper")
     assert empty["paper"]["measured_images_per_s"] is None
     assert "n/a" in format_claims(empty) and "FAIL" in format_claims(claims)
+    emulated = {**_row("onnx-int8@trt", "onnxruntime", "int8", "e2e", 16, 90.0, 100.0), "int8_target": "tensorrt"}
+    faster = {**rows[-1], "images_per_s": 500.0, "int8_target": "cpu"}
+    claims = speed_claim([*rows[:-1], faster, emulated], FLOOR, MACHINE, TINY)
+    assert claims["int8_faster_than_fp32"]["passed"] is True  # ONNX Runtime only emulates the TensorRT form
+    assert len(claims["int8_faster_than_fp32"]["comparisons"]) == 1
+
+
+def test_int8_artifacts_carry_their_form_from_the_export_report(tmp_path: Path) -> None:
+    from runtime_fixtures import write_export_dir
+
+    folder = write_export_dir(tmp_path / "export", 32, precisions=("fp32", "int8"))
+    (folder / "report.json").write_text(json.dumps({"int8": {"target": "tensorrt"}}))
+    artifacts = {a.precision: a for a in find_artifacts([folder])}
+    assert artifacts["int8"].int8_target == "tensorrt" and artifacts["int8"].facts == {"int8_target": "tensorrt"}
+    assert artifacts["fp32"].int8_target is None and artifacts["fp32"].facts == {}
 
 
 def test_floor_goes_to_minimaxad_rows_of_a_measured_device() -> None:
@@ -357,3 +406,12 @@ def test_no_fp32_graph_means_no_floor_and_says_why(tmp_path: Path) -> None:
     floor, floors = suite.measure_floors(floor_module, engine_only, FAKE_PEAK, [], plan)
     assert floor is None and floors == {}
     assert "no model.fp32.onnx" in plan.skipped[0]["reason"]
+
+
+def test_peer_graphs_default_to_the_bench_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mmad_edge.bench import peer_export
+
+    seen = {}
+    monkeypatch.setattr(peer_export, "peer_graphs", lambda peers, size, root, progress: seen.setdefault("root", root))
+    suite.peer_graphs(64, None, False)
+    assert seen["root"] == default_export.default_cache_root()

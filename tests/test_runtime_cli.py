@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -107,3 +108,31 @@ def test_readme_documents_the_run_options_and_the_jsonl_format():
                    "`stream`", "--drift-window N", "--drift-tolerance T", "--metrics-port P", '"event": "drift"',
                    "mmad_edge_drift_statistic"):
         assert phrase in readme, phrase
+
+
+@pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="openvino is not installed")
+@pytest.mark.parametrize("batch, hint", [("1", "latency"), ("2", "throughput")])
+def test_run_on_openvino_takes_the_hint_of_its_batch_and_reports_the_precision_used(setup, tmp_path, monkeypatch,
+                                                                                     batch, hint):
+    monkeypatch.setenv("HOME", str(tmp_path))  # the compiled-model cache goes under ~/.cache/mmad-edge/openvino
+    result = CliRunner().invoke(app, ["run", str(setup["export"]), "--source", str(setup["frames"]), "--backend",
+                                      "openvino", "--batch-size", batch, "--json", str(tmp_path / "run.json")])
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "run.json").read_text())
+    assert record["backend"] == "openvino" and (record["frames"], record["anomalies"]) == (2, 1)
+    details = record["backend_details"]
+    assert (details["performance_hint"], details["inference_precision"], details["precision"]) == (hint, "f32", "fp32")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="openvino is not installed")
+@pytest.mark.parametrize("options, message", [
+    (["--performance-hint", "fast"], "performance_hint must be 'latency' or 'throughput', got 'fast'"),
+    (["--inference-precision", "fp8"], "inference_precision must be one of f32, bf16, f16, got 'fp8'"),
+])
+def test_run_openvino_option_errors_are_one_line(setup, tmp_path, monkeypatch, options, message):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    result = CliRunner().invoke(app, ["run", str(setup["export"]), "--source", str(setup["frames"]),
+                                      "--backend", "openvino", *options])
+    errors = [line for line in result.output.splitlines() if line.startswith("error: ")]
+    assert result.exit_code == 2 and len(errors) == 1 and message in errors[0], result.output
+    assert not (tmp_path / ".cache").exists()  # refused before any cache folder was made

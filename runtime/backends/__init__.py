@@ -3,7 +3,7 @@
 A backend is one module here defining ``BACKEND = <its Backend subclass>`` plus one
 ``register(BackendEntry(...))`` line below; the CLI's ``--backend`` choices, ``auto`` and the
 backend test matrix all come from ``REGISTRY``. Modules import lazily, so listing the backends
-never imports onnxruntime or tensorrt.
+never imports onnxruntime, tensorrt or openvino.
 """
 
 from __future__ import annotations
@@ -67,7 +67,14 @@ def _rank_onnx(path: Path) -> Optional[int]:
     return 10
 
 
+def _rank_openvino(path: Path) -> Optional[int]:
+    from .openvino import auto_rank
+
+    return auto_rank(path)
+
+
 register(BackendEntry("tensorrt", f"{__name__}.tensorrt", (ENGINE_SUFFIX,),
                       _installed("tensorrt", "tensorrt_lean"), _rank_engine))
 register(BackendEntry("onnxruntime", f"{__name__}.onnxruntime", (ONNX_SUFFIX,),
                       _installed("onnxruntime"), _rank_onnx))
+register(BackendEntry("openvino", f"{__name__}.openvino", (ONNX_SUFFIX,), _installed("openvino"), _rank_openvino))

@@ -1,0 +1,54 @@
+"""Each e2e row's fidelity to ONNX Runtime FP32 on the same frames: how much a faster row costs.
+
+The reference is the FP32 artifact on ONNX Runtime's CPU provider, run once per bench on
+``ACCURACY_FRAMES`` seeded random frames; every MiniMaxAD e2e row runs the same frames through
+its loaded detector (outside the timed calls) and records ``runtime.compare.error_metrics``'s
+``map_relative``, ``score_relative`` and ``spearman`` as ``accuracy_vs_ort_fp32``. With random
+weights the numbers say how faithfully a backend / precision computes the graph, not how well it
+detects.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from mmad_edge.runtime.compare import error_metrics
+
+ACCURACY_FRAMES = 16
+KEPT = ("map_relative", "score_relative", "spearman")
+REFERENCE = "onnx-fp32 (ONNX Runtime CPU)"
+
+
+def accuracy_frames(size: int, count: int = ACCURACY_FRAMES) -> np.ndarray:
+    """``count`` seeded random uint8 BGR frames at the model's size."""
+    return np.random.default_rng(1).integers(0, 256, (count, size, size, 3), dtype=np.uint8)
+
+
+def detector_outputs(detector: Any, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(maps, scores) of a loaded ``Detector`` on model-size frames."""
+    results = detector.predict(list(frames))
+    return np.stack([r.anomaly_map for r in results]), np.array([r.score for r in results], dtype=np.float32)
+
+
+def accuracy_probe(fp32_onnx: Path | None, size: int) -> Callable[[Any], dict[str, Any]] | None:
+    """A function of a loaded detector giving its ``accuracy_vs_ort_fp32`` row field, or None
+    without an FP32 artifact to compare with. The reference runs on first use, then is kept."""
+    if fp32_onnx is None:
+        return None
+    frames = accuracy_frames(size)
+    reference: dict[str, Any] = {}
+
+    def probe(detector: Any) -> dict[str, Any]:
+        if "outputs" not in reference:
+            from mmad_edge.runtime.detector import Detector
+
+            with Detector.load(fp32_onnx, "onnxruntime", providers=["CPUExecutionProvider"]) as ort:
+                reference["outputs"] = detector_outputs(ort, frames)
+        metrics = error_metrics(reference["outputs"], detector_outputs(detector, frames))
+        return {"accuracy_vs_ort_fp32": {"reference": REFERENCE, "frames": len(frames),
+                                         **{key: metrics[key] for key in KEPT}}}
+
+    return probe

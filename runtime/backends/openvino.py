@@ -1,0 +1,238 @@
+"""Run an exported ONNX artifact with OpenVINO's CPU plugin (``pip install 'mmad-edge[openvino]'``).
+
+The same ``.onnx`` the ONNX Runtime backend runs (uint8 NHWC BGR in, map and score out), read
+with ``Core.read_model``. FP32 by default, set explicitly: left alone, the CPU plugin computes in
+BF16 on AMX CPUs. ``inference_precision`` "bf16" / "f16" runs the float ops in that type where the
+CPU has the units (``OPTIMIZATION_CAPABILITIES``), and is refused in one line elsewhere.
+
+Performance hints: "latency" (the default; one infer request runs each batch whole, what ``run``
+at batch 1 wants) or "throughput" (the plugin's streams, one infer request each; a batch is split
+over them and the parts run concurrently with ``start_async`` / ``wait``, not AsyncInferQueue,
+whose callbacks deadlocked on repeated calls). Compiled models are cached in ``cache_dir``
+(default ``~/.cache/mmad-edge/openvino``), so a second load skips compilation.
+
+``auto`` picks OpenVINO only for an FP32 ``.onnx`` (never FP16, nor INT8: on a CPU without VNNI
+its INT8 convolutions were far less faithful to FP32 than ONNX Runtime's emulation of the same
+Q/DQ graph, see the README), only where ONNX Runtime has no GPU provider, and
+only on a CPU kind listed in ``MEASURED_FASTER``: (vendor, best vector ISA) pairs where a
+recorded bench timed OpenVINO FP32 faster than ONNX Runtime FP32 at batch 1 and 16. Other CPUs
+keep ONNX Runtime unless ``--backend openvino`` is asked for. The table is filled by hand from
+``bench/results`` (``python -m mmad_edge.bench.record_cpu``) and issue #18's Xeon figures.
+
+INT8: the TensorRT-form Q/DQ graph (``--target tensorrt``) runs; the CPU-form QOperator graph
+cannot be read by OpenVINO (its per-channel QLinearConv nodes fail to convert) and is refused
+with that fix.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from ..contract import INPUT_NAME, OUTPUT_NAMES, precision_of
+from ..errors import ArtifactError, BackendUnavailableError
+from ..metadata import ArtifactInfo
+from .base import Backend, BackendOptions, InputSpec
+
+DEVICE = "CPU"
+DEFAULT_PRECISION = "f32"
+# inference_precision -> the CPU capability (OPTIMIZATION_CAPABILITIES) it needs; f32 always runs.
+PRECISION_UNITS = {"f32": None, "bf16": "BF16", "f16": "FP16"}
+HINTS = ("latency", "throughput")
+DEFAULT_HINT = "latency"
+INT8_FIX = ("OpenVINO cannot read the CPU-form INT8 graph (its per-channel QLinearConv nodes); export the "
+            "TensorRT-form Q/DQ graph for it: mmad-edge export ... --precision int8 --target tensorrt")
+
+
+AUTO_RANK = 15  # above ONNX Runtime (10), below a usable TensorRT engine (20)
+# CPU kinds where the bench measured OpenVINO FP32 faster than ONNX Runtime FP32, with the source.
+MEASURED_FASTER: Dict[Tuple[str, str], str] = {
+    ("GenuineIntel", "avx512"): "issue #18: Intel Xeon (AVX-512, no AMX), variant n 256 px: 1.16x at batch 1, 1.29x at 8",
+}
+ISA_LEVELS = (("amx", "amx_tile"), ("avx512", "avx512f"), ("avx2", "avx2"))
+
+
+def cpu_kind(cpuinfo: str = "/proc/cpuinfo") -> Optional[Tuple[str, str]]:
+    """(vendor_id, best vector ISA of ``ISA_LEVELS``) from ``cpuinfo``; None where it cannot be read."""
+    try:
+        text = Path(cpuinfo).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    first = text.split("\n\n", 1)[0]  # the first processor's block
+    fields = {key.strip(): value.strip() for key, _, value in (line.partition(":") for line in first.splitlines())}
+    flags = set(fields.get("flags", "").split())
+    isa = next((name for name, flag in ISA_LEVELS if flag in flags), "other")
+    return fields.get("vendor_id", "unknown"), isa
+
+
+def auto_rank(path: Path) -> Optional[int]:
+    """``AUTO_RANK`` for an FP32 ONNX on a CPU kind in ``MEASURED_FASTER`` without a GPU provider
+    in ONNX Runtime; None (never auto) elsewhere."""
+    if precision_of(path) != "fp32" or cpu_kind() not in MEASURED_FASTER:
+        return None
+    from .onnxruntime import runs_on_gpu
+
+    return None if runs_on_gpu() else AUTO_RANK
+
+
+def default_cache_dir() -> Path:
+    """Where compiled models are cached unless ``BackendOptions.cache_dir`` says otherwise."""
+    return Path.home() / ".cache" / "mmad-edge" / "openvino"
+
+
+def import_openvino() -> Any:
+    """The openvino module, or a one-line BackendUnavailableError naming the extra to install."""
+    try:
+        import openvino
+    except ImportError:
+        raise BackendUnavailableError("the OpenVINO backend needs openvino: pip install 'mmad-edge[openvino]'") from None
+    return openvino
+
+
+def cpu_capabilities(core: Any, device: str = DEVICE) -> List[str]:
+    """What the device reports it can compute in, e.g. ['FP32', 'BF16', 'FP16', 'INT8', ...]."""
+    return [str(item) for item in core.get_property(device, "OPTIMIZATION_CAPABILITIES")]
+
+
+def check_inference_precision(precision: str, capabilities: List[str], device: str = DEVICE) -> None:
+    """Refuse an unknown precision, or one the device lacks the units for (naming what it has)."""
+    if precision not in PRECISION_UNITS:
+        raise ValueError(f"inference_precision must be one of {', '.join(PRECISION_UNITS)}, got {precision!r}")
+    unit = PRECISION_UNITS[precision]
+    if unit is not None and unit not in capabilities:
+        raise BackendUnavailableError(
+            f"inference_precision {precision}: this {device} has no {unit} units (it offers "
+            f"{', '.join(capabilities)}); use --inference-precision f32")
+
+
+def check_hint(hint: str) -> None:
+    if hint not in HINTS:
+        raise ValueError(f"performance_hint must be 'latency' or 'throughput', got {hint!r}")
+
+
+def read_onnx(core: Any, path: Path, precision: Optional[str] = None) -> Any:
+    """``core.read_model`` of an ONNX file (also for the bench), or a one-line ArtifactError; an
+    INT8 graph OpenVINO cannot read is the CPU-form QOperator one: the error names the fix."""
+    if not Path(path).is_file():
+        raise ArtifactError(f"{path}: no such ONNX file; export one with mmad-edge export")
+    try:
+        return core.read_model(str(path))
+    except Exception as exc:  # noqa: BLE001 -- OpenVINO raises RuntimeError with multi-line texts
+        if precision == "int8" or "QLinear" in str(exc):
+            raise ArtifactError(f"{path}: {INT8_FIX}") from None
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ArtifactError(f"{path}: OpenVINO cannot read this ONNX ({reason}); "
+                            "pass a model.<precision>.onnx written by mmad-edge export") from None
+
+
+def compile_config(precision: str, hint: str, cache_dir: Optional[Path], threads: Optional[int]) -> Dict[str, Any]:
+    """The CPU plugin's settings: precision set explicitly (the plugin would pick BF16 on AMX)."""
+    check_hint(hint)
+    config: Dict[str, Any] = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": hint.upper()}
+    if cache_dir is not None:
+        config["CACHE_DIR"] = str(cache_dir)
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"threads must be at least 1, got {threads}")
+        config["INFERENCE_NUM_THREADS"] = int(threads)
+    return config
+
+
+class OpenVinoBackend(Backend):
+    """One compiled model and a pool of infer requests (one for the latency hint)."""
+
+    name = "openvino"
+
+    def __init__(self, path: Path, contract: ArtifactInfo, options: BackendOptions) -> None:
+        """``options``: ``inference_precision`` (default f32), ``performance_hint`` (default
+        latency), ``cache_dir``, ``device`` (default CPU), ``threads`` (INFERENCE_NUM_THREADS)."""
+        super().__init__(path, contract, options)
+        ov = import_openvino()
+        self._version = ov.get_version().split("-")[0]
+        self.hint = options.performance_hint or DEFAULT_HINT
+        check_hint(self.hint)  # before anything is read or created
+        device = options.device or DEVICE
+        core = ov.Core()
+        precision = options.inference_precision or DEFAULT_PRECISION
+        check_inference_precision(precision, cpu_capabilities(core, device), device)
+        model = self._read(core)
+        self.image_size = contract.image_size
+        self.batch_min, self.batch_max = self._fit_batch(ov, model)
+        self.cache_dir = Path(options.cache_dir) if options.cache_dir is not None else default_cache_dir()
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        config = compile_config(precision, self.hint, self.cache_dir, options.threads)
+        self._compiled = core.compile_model(model, device, config)
+        count = 1 if self.hint == "latency" else int(self._compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        self._requests = [self._compiled.create_infer_request() for _ in range(max(1, count))]
+        self._outputs = [self._compiled.output(name) for name in OUTPUT_NAMES]
+        self._device_name = core.get_property(device, "FULL_DEVICE_NAME")
+
+    def _read(self, core: Any) -> Any:
+        """The ONNX as an ov.Model with our input and outputs, or a one-line ArtifactError."""
+        model = read_onnx(core, self.path, self.info.precision)
+        inputs = [port.get_any_name() for port in model.inputs]
+        outputs = {name for port in model.outputs for name in port.get_names()}
+        if inputs != [INPUT_NAME] or not set(OUTPUT_NAMES) <= outputs:
+            raise ArtifactError(f"{self.path}: expected input '{INPUT_NAME}' and outputs {list(OUTPUT_NAMES)}, got "
+                                f"{inputs} -> {sorted(outputs)}; export with mmad-edge export")
+        if model.input(0).get_element_type().get_type_name() != "u8":
+            raise ArtifactError(f"{self.path}: input must be uint8 NHWC BGR, got "
+                                f"{model.input(0).get_element_type().get_type_name()}; re-export")
+        return model
+
+    def _fit_batch(self, ov: Any, model: Any) -> Tuple[int, int]:
+        """The batch range; a dynamic batch is bounded to the metadata profile (H, W fixed)."""
+        shape = model.input(0).get_partial_shape()
+        height, width = self.image_size
+        for axis, size in ((1, height), (2, width)):
+            if shape[axis].is_static and shape[axis].get_length() != size:
+                raise ArtifactError(f"{self.path}: input is {shape[1]}x{shape[2]} but metadata says "
+                                    f"{self.image_size}; re-export")
+        if shape[0].is_static:
+            fixed = shape[0].get_length()
+            return fixed, fixed
+        low, high = 1, self.info.batch_max
+        model.reshape({INPUT_NAME: ov.PartialShape([ov.Dimension(low, high), height, width, 3])})
+        return low, high
+
+    @property
+    def input_spec(self) -> InputSpec:
+        """The graph's input: size from the contract, batch limits from the graph or the profile."""
+        return InputSpec(INPUT_NAME, self.image_size, self.batch_min, self.batch_max)
+
+    def describe(self) -> Dict[str, Any]:
+        """Backend, version, CPU, the artifact's precision, the compute precision used, hint and requests."""
+        used = self._compiled.get_property("INFERENCE_PRECISION_HINT")
+        return {"backend": self.name, "library_version": self._version, "device": self._device_name,
+                "precision": self.info.precision, "inference_precision": used.get_type_name(),
+                "performance_hint": self.hint, "infer_requests": len(self._requests),
+                "loaded_from_cache": bool(self._compiled.get_property("LOADED_FROM_CACHE"))}
+
+    def run(self, images: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """Maps (B, S, S) and scores (B,); under the throughput hint split over the infer requests."""
+        images = np.ascontiguousarray(images)
+        fixed = self.batch_min == self.batch_max
+        parts = 1 if fixed else min(len(self._requests), len(images))
+        step = math.ceil(len(images) / parts)
+        chunks = [images[start:start + step] for start in range(0, len(images), step)]
+        busy = self._requests[:len(chunks)]
+        for request, chunk in zip(busy, chunks):
+            request.start_async({INPUT_NAME: chunk}, share_inputs=True)
+        results = []
+        for request in busy:
+            request.wait()
+            results.append([np.array(request.get_tensor(port).data, copy=True) for port in self._outputs])
+        if len(results) == 1:
+            return results[0][0], results[0][1]
+        return np.concatenate([r[0] for r in results]), np.concatenate([r[1] for r in results])
+
+    def close(self) -> None:
+        """Drop the requests and the compiled model (OpenVINO frees its memory with them)."""
+        self._requests = []
+        self._compiled = None
+
+
+BACKEND = OpenVinoBackend
