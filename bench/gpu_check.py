@@ -18,11 +18,13 @@ be tested without a GPU. The MiniMaxAD model is imported by name only when neede
 
 from __future__ import annotations
 
+import _thread
 import argparse
 import contextlib
 import importlib
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -78,20 +80,28 @@ def parse_peers(text: str) -> list[str]:
 
 @contextlib.contextmanager
 def time_limit(seconds: float) -> Iterator[None]:
-    """Raise TimeoutError in the main thread after ``seconds`` (SIGALRM; a no-op elsewhere)."""
+    """Raise TimeoutError in the main thread after ``seconds`` (a no-op elsewhere).
+
+    A timer thread hands the main thread a simulated SIGALRM (``_thread.interrupt_main``), so no
+    real signal reaches the process: with OpenVINO's worker threads loaded, a real SIGALRM from
+    ``setitimer`` crashed the process (seen in the test suite). The handler runs between bytecodes,
+    so a case stuck in one long native call ends when that call returns.
+    """
 
     def expire(signum: int, frame: Any) -> None:
         raise TimeoutError(f"exceeded the {seconds:.0f} s limit")
 
-    if not hasattr(signal, "setitimer"):
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
     previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    timer = threading.Timer(seconds, _thread.interrupt_main, args=(signal.SIGALRM,))
+    timer.daemon = True
+    timer.start()
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
+        timer.cancel()
         signal.signal(signal.SIGALRM, previous)
 
 
