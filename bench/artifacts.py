@@ -6,13 +6,13 @@ reconciled with the ``metadata.json`` beside it, or an engine's sidecar ``model.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from mmad_edge.runtime.contract import ENGINE_SUFFIX, ONNX_SUFFIX, PRECISIONS, REPORT_FILE, artifact_name
+from mmad_edge.runtime.artifacts import export_report
+from mmad_edge.runtime.contract import ENGINE_SUFFIX, ONNX_SUFFIX, PRECISIONS, artifact_name
 from mmad_edge.runtime.metadata import load_contract
 
 FLOAT_NCHW_NAME = "model.fp32.float_nchw.onnx"  # the paper protocol's graph: normalised float in
@@ -61,11 +61,7 @@ def read_artifact(path: Path) -> Artifact:
 
 def _int8_target(path: Path) -> str | None:
     """The INT8 form the export's ``report.json`` beside ``path`` records, or None without one."""
-    try:
-        report = json.loads((path.parent / REPORT_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    section = report.get("int8") if isinstance(report, dict) else None
+    section = export_report(path).get("int8")
     return section.get("target") if isinstance(section, dict) else None
 
 

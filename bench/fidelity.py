@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from mmad_edge.export.device_verify import score_frames
 from mmad_edge.runtime.compare import error_metrics
 
 ACCURACY_FRAMES = 16
@@ -28,9 +29,9 @@ def accuracy_frames(size: int, count: int = ACCURACY_FRAMES) -> np.ndarray:
 
 
 def detector_outputs(detector: Any, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(maps, scores) of a loaded ``Detector`` on model-size frames."""
-    results = detector.predict(list(frames))
-    return np.stack([r.anomaly_map for r in results]), np.array([r.score for r in results], dtype=np.float32)
+    """(maps, scores) of a loaded ``Detector`` on model-size frames (``device_verify.score_frames``)."""
+    scored = score_frames(detector, frames, len(frames), None, "")
+    return scored.maps, scored.scores.astype(np.float32)
 
 
 def accuracy_probe(fp32_onnx: Path | None, size: int) -> Callable[[Any], dict[str, Any]] | None:

@@ -11,7 +11,6 @@ report.json stays the build machine's record), with what it ran on.
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import platform
 from collections.abc import Sequence
@@ -28,12 +27,12 @@ from mmad_edge.export.checks import Check, default_checks, failed, int8_target_c
 from mmad_edge.export.options import VerifyOptions
 from mmad_edge.fileio import write_json_atomic
 from mmad_edge.runtime import Detector
+from mmad_edge.runtime.artifacts import export_report
 from mmad_edge.runtime.compare import auroc, error_metrics
 from mmad_edge.runtime.contract import artifact_name
 from mmad_edge.runtime.log import say
 
 VERIFY_SUFFIX = ".verify.json"
-REPORT_FILE = "report.json"
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
 
 
@@ -176,19 +175,11 @@ def _finite(scored: Scored) -> bool:
 def _checks(path: Path, precision: str, metrics: dict[str, Any], against_checkpoint: bool) -> list[Check]:
     """The export's tolerances (``export.checks``); INT8 against its FP32 graph is held to the
     calibrator's target recorded in the folder's report.json (its defaults without one)."""
-    report = _folder_report(path)
+    report = export_report(path)
     if precision == "int8" and not against_checkpoint:
         target = (report.get("int8") or {}).get("accuracy_target")
         return int8_target_checks(AccuracyTarget(**target) if target else AccuracyTarget(), metrics)
     return default_checks(precision, metrics, strict=bool(report.get("trained_weights", True)))
-
-
-def _folder_report(path: Path) -> dict[str, Any]:
-    """The export's report.json beside the artifact ({} when absent or unreadable: defaults apply)."""
-    try:
-        return json.loads((path.parent / REPORT_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
 
 
 def summary_text(result: dict[str, Any]) -> str:

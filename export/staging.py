@@ -18,10 +18,10 @@ from pathlib import Path
 
 from mmad_edge.export.onnx_export import ExportError
 from mmad_edge.fileio import removed_if_left_empty
-from mmad_edge.runtime.contract import METADATA_FILE
+from mmad_edge.runtime.contract import METADATA_FILE, REPORT_FILE
 
 OWNED = ("model.*", METADATA_FILE, "report.*")
-LAST = "report.json"  # moved in last: its presence means the rest of the set is there
+LAST = REPORT_FILE  # moved in last: its presence means the rest of the set is there
 STAGING_PREFIX = ".mmad-export-"
 OLD_STAGING = ".{name}.export-*"  # staging folders of earlier versions, beside the export folder
 

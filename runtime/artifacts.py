@@ -14,10 +14,12 @@ INT8 comes last everywhere because it trades accuracy for speed: ask for it with
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from .backends import choices
+from .contract import REPORT_FILE
 from .contract import CPU_ORDER, ENGINE_SUFFIX, GPU_ORDER, ONNX_SUFFIX, PRECISIONS, artifact_name
 from .errors import ArtifactError
 from .log import report
@@ -66,3 +68,13 @@ def select_artifact(
             return candidate
     wanted = artifact_name(precision) if precision else f"model.<{'|'.join(PRECISIONS)}>.onnx or .engine"
     raise ArtifactError(f"{folder}: no {wanted} in this folder; point at an mmad-edge export folder")
+
+
+def export_report(artifact: Path) -> Dict[str, Any]:
+    """The export's ``report.json`` beside ``artifact`` ({} when absent, unreadable or not an object):
+    what the export recorded (INT8 form and accuracy target, trained weights) for the rooms that read it."""
+    try:
+        report = json.loads((Path(artifact).parent / REPORT_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return report if isinstance(report, dict) else {}
