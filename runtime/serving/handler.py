@@ -1,8 +1,8 @@
 """One Triton model instance: requests of frames in, per-frame decisions out (no PyTriton import).
 
 PyTriton hands the callable every request of one dynamically-batched execution; the frames of
-all of them go through the Detector together (grouped by category, since a category changes the
-threshold and normalisation, not the graph) and the results go back to their requests. A shared
+all of them go through the Detector in one run (each frame judged by its category's threshold and
+normalisation: a category changes those, not the graph) and the results go back to their requests. A shared
 ``ServeWatch`` (optional) sees every score: drift per category and the app metrics.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -81,45 +81,35 @@ def response(results: Sequence[Result], with_map: bool) -> Dict[str, np.ndarray]
 
 
 class InferenceHandler:
-    """PyTriton's inference callable for one instance: owns a Detector and its category views;
-    ``watch`` (one for all instances) gets each category's results with their batch time."""
+    """PyTriton's inference callable for one instance: owns a Detector; ``watch`` (one for all
+    instances) gets each category's results with the execution's time."""
 
     def __init__(self, detector: Detector, watch: Optional[ServeWatch] = None) -> None:
         self.detector = detector
         self.watch = watch
         self.counters = Counters()
-        self._views: Dict[Optional[str], Detector] = {None: detector}
-
-    def view(self, category: Optional[str]) -> Detector:
-        """The detector with ``category``'s threshold and normalisation, sharing the one backend
-        (an unknown category raises ArtifactError naming the known ones)."""
-        if category not in self._views:
-            self._views[category] = Detector(self.detector.backend, max_batch=self.detector.batch_max,
-                                             category=category)
-        return self._views[category]
 
     def __call__(self, requests: Sequence[Any]) -> List[Dict[str, np.ndarray]]:
-        frames: Dict[Optional[str], List[Tuple[int, int, np.ndarray]]] = {}
-        per_request: List[List[Any]] = []
-        for index, request in enumerate(requests):
-            images = request_images(request)
-            per_request.append([None] * len(images))
-            for row, (image, category) in enumerate(zip(images, request_categories(request, len(images)))):
-                frames.setdefault(category, []).append((index, row, image))
-        views = {category: self.view(category) for category in frames}  # every category checked before any work
-        scored = []
-        for category, items in frames.items():
-            start = time.perf_counter()
-            results = views[category].predict([image for _, _, image in items])
-            scored.append((category, results, time.perf_counter() - start))
-            for (index, row, _), result in zip(items, results):
-                per_request[index][row] = result
-        if self.watch is not None:  # once every category succeeded: a failed execution returns no scores
-            for category, results, latency_s in scored:
-                self.watch.observe(category, results, latency_s)
-        self.counters.add(len(requests), sum(len(results) for results in per_request))
-        return [response(results, wants_map(request)) for results, request in zip(per_request, requests)]
+        """One backend run over the frames of every request (``Detector.predict`` judges each frame by
+        its category; an unknown one fails the execution before any work), results back per request."""
+        images: List[np.ndarray] = []
+        categories: List[Optional[str]] = []
+        sizes: List[int] = []
+        for request in requests:
+            batch = request_images(request)
+            images.extend(batch)
+            categories.extend(request_categories(request, len(batch)))
+            sizes.append(len(batch))
+        start = time.perf_counter()
+        results = self.detector.predict(images, categories=categories)
+        latency_s = time.perf_counter() - start
+        if self.watch is not None:  # after the run succeeded: a failed execution returns no scores
+            for category in dict.fromkeys(categories):
+                self.watch.observe(category, [r for r, c in zip(results, categories) if c == category], latency_s)
+        self.counters.add(len(requests), len(results))
+        bounds = np.cumsum([0, *sizes])
+        return [response(results[bounds[i]:bounds[i + 1]], wants_map(request)) for i, request in enumerate(requests)]
 
     def close(self) -> None:
-        """Close the detector (the views share its backend)."""
+        """Close the detector."""
         self.detector.close()
