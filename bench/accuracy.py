@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 from mmad_edge.data.catalog import labelled_split
-from mmad_edge.export.device_verify import score_frames
+from mmad_edge.export.device_verification import score_frames
 from mmad_edge.runtime import Detector
 from mmad_edge.runtime.compare import auroc
 from mmad_edge.runtime.log import say

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from mmad_edge.runtime.artifacts import export_report
-from mmad_edge.runtime.contract import ENGINE_SUFFIX, ONNX_SUFFIX, PRECISIONS, artifact_name
-from mmad_edge.runtime.metadata import load_contract
+from mmad_edge.runtime.artifact.selection import export_report
+from mmad_edge.runtime.artifact.contract import ENGINE_SUFFIX, ONNX_SUFFIX, PRECISIONS, artifact_name
+from mmad_edge.runtime.artifact.metadata import load_contract
 
 FLOAT_NCHW_NAME = "model.fp32.float_nchw.onnx"  # the paper protocol's graph: normalised float in
 FP32_GRAPH = artifact_name("fp32")  # what the floor is counted from

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from mmad_edge.export.device_verify import score_frames
+from mmad_edge.export.device_verification import score_frames
 from mmad_edge.runtime.compare import error_metrics
 
 ACCURACY_FRAMES = 16

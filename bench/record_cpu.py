@@ -28,7 +28,7 @@ from mmad_edge.config import ModelConfig
 from mmad_edge.data.demo import make_demo_dataset
 from mmad_edge.export.options import ExportOptions
 from mmad_edge.export.pipeline import export_checkpoint
-from mmad_edge.runtime.contract import PRECISIONS
+from mmad_edge.runtime.artifact.contract import PRECISIONS
 
 CALIBRATION_IMAGES = 64
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from mmad_edge.runtime.backends import AUTO, REGISTRY
 from mmad_edge.runtime.backends.onnxruntime import check_micro_batch, resolve_micro_batch, runs_on_gpu
-from mmad_edge.runtime.contract import PRECISIONS
+from mmad_edge.runtime.artifact.contract import PRECISIONS
 from mmad_edge.runtime.log import say
 
 from .timing import measure

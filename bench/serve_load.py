@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, List, Tuple
 import numpy as np
 
 from mmad_edge.fileio import write_bytes_atomic, write_json
-from mmad_edge.runtime.contract import INPUT_NAME, IS_ANOMALY, OUTPUT_NAMES, SERVING_MODEL
+from mmad_edge.runtime.artifact.contract import INPUT_NAME, IS_ANOMALY, OUTPUT_NAMES, SERVING_MODEL
 from mmad_edge.runtime.detector import Detector
 from mmad_edge.runtime.log import say
 

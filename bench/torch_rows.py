@@ -68,6 +68,6 @@ def peer_cases(batch: int, size: int) -> list[BenchCase]:
 def row_outputs(model: Callable[[], MiniMaxAD], frames: Any) -> dict[str, Any]:
     """Scores of the two MiniMaxAD torch rows on uint8 BGR frames, each with its own network
     (training form, reparameterised) and the model's own post-processing (``bench --data``)."""
-    from mmad_edge.export.verify import torch_outputs
+    from mmad_edge.export.parity import torch_outputs
 
     return {BASELINE: torch_outputs(model(), frames)[1], REPARAM: torch_outputs(reparameterize(model()), frames)[1]}

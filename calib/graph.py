@@ -16,7 +16,7 @@ import onnx
 from onnx import numpy_helper
 
 from mmad_edge.calib.reader import CalibrationDataError
-from mmad_edge.runtime.contract import INPUT_NAME
+from mmad_edge.runtime.artifact.contract import INPUT_NAME
 
 QUANTIZED_OPS = ("Conv", "ConvTranspose")
 _STAGE = re.compile(r"^stages\.(\d+)$")

@@ -16,8 +16,8 @@ from onnxruntime.quantization import CalibrationDataReader
 from mmad_edge.data.records import list_images
 from mmad_edge.runtime.imageio import ImageReadError, read_image
 from mmad_edge.runtime.backends.onnxruntime import padded_batches
-from mmad_edge.runtime.contract import INPUT_NAME
-from mmad_edge.runtime.sources import IMAGE_EXTENSIONS
+from mmad_edge.runtime.artifact.contract import INPUT_NAME
+from mmad_edge.runtime.loop.sources import IMAGE_EXTENSIONS
 from mmad_edge.runtime.preprocess import resize_frame
 
 

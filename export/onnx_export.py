@@ -27,7 +27,7 @@ from mmad_edge.export.trt_ops import TOPK_MAX_K
 from mmad_edge.model.anomaly_map import top_k_count
 from mmad_edge.model.minimaxad import MiniMaxAD
 from mmad_edge.model.reparam import reparameterize
-from mmad_edge.runtime.contract import INPUT_NAME, OUTPUT_NAMES
+from mmad_edge.runtime.artifact.contract import INPUT_NAME, OUTPUT_NAMES
 
 BATCH_DIM = "batch"
 INPUT_FORMATS = ("uint8_bgr_nhwc", "float_rgb_nchw")

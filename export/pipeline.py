@@ -38,9 +38,9 @@ from mmad_edge.export.options import EngineOptions, ExportOptions
 from mmad_edge.export import tensorrt as trt_build
 from mmad_edge.export.staging import place, staged
 from mmad_edge.export.trt_ops import Issue, check_tensorrt_compat, format_issues
-from mmad_edge.runtime.contract import REPORT_FILE as REPORT_FILENAME
-from mmad_edge.runtime.contract import artifact_name
-from mmad_edge.export.verify import (
+from mmad_edge.runtime.artifact.contract import REPORT_FILE as REPORT_FILENAME
+from mmad_edge.runtime.artifact.contract import artifact_name
+from mmad_edge.export.parity import (
     dataset_frames,
     format_results,
     generated_frames,
@@ -50,7 +50,7 @@ from mmad_edge.export.verify import (
 from mmad_edge.fileio import write_json_atomic
 from mmad_edge.model.minimaxad import MiniMaxAD
 from mmad_edge.runtime.log import say as progress_line
-from mmad_edge.runtime.metadata import describe_encoder_weights as describe_encoder
+from mmad_edge.runtime.artifact.metadata import describe_encoder_weights as describe_encoder
 
 GENERATED_FRAMES = 12
 COMPAT_LINES = 10  # TensorRT issues listed on stderr per graph; report.json has all

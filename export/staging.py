@@ -18,7 +18,7 @@ from pathlib import Path
 
 from mmad_edge.export.onnx_export import ExportError
 from mmad_edge.fileio import removed_if_left_empty
-from mmad_edge.runtime.contract import METADATA_FILE, REPORT_FILE
+from mmad_edge.runtime.artifact.contract import METADATA_FILE, REPORT_FILE
 
 OWNED = ("model.*", METADATA_FILE, "report.*")
 LAST = REPORT_FILE  # moved in last: its presence means the rest of the set is there

@@ -19,8 +19,8 @@ from types import ModuleType
 from typing import Any
 
 from mmad_edge.export.metadata import engine_metadata, metadata_for_onnx
-from mmad_edge.runtime.contract import ENGINE_SUFFIX, INPUT_NAME, tensorrt_version
-from mmad_edge.runtime.cuda_memory import CudaCallError, query_gpu
+from mmad_edge.runtime.artifact.contract import ENGINE_SUFFIX, INPUT_NAME, tensorrt_version
+from mmad_edge.runtime.backends.cuda_memory import CudaCallError, query_gpu
 from mmad_edge.export.options import EngineOptions
 from mmad_edge.fileio import write_bytes_atomic, write_json_atomic
 

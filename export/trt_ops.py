@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from mmad_edge.runtime.contract import tensorrt_version
+from mmad_edge.runtime.artifact.contract import tensorrt_version
 
 # Ops the parser imports in TensorRT 10.0 and later.
 _OPS_SINCE_10_0 = frozenset("""

@@ -20,9 +20,9 @@ from mmad_edge.calib.options import Int8Options  # these options modules are tor
 from mmad_edge.calib.sensitivity import AccuracyTarget
 from mmad_edge.export.options import CalibrateOptions, EngineOptions, ExportOptions, VerifyOptions
 from mmad_edge.runtime.backends import choices as backend_choices
-from mmad_edge.runtime.drift import DEFAULT_TOLERANCE, DEFAULT_WINDOW
+from mmad_edge.runtime.monitor.drift import DEFAULT_TOLERANCE, DEFAULT_WINDOW
 from mmad_edge.runtime.errors import BackendUnavailableError, SourceError
-from mmad_edge.runtime.options import RunOptions
+from mmad_edge.runtime.loop.options import RunOptions
 from mmad_edge.runtime.serving.options import RepoOptions, ServeOptions
 from mmad_edge.train_options import TrainOptions
 
@@ -175,7 +175,7 @@ def import_checkpoint_cmd(
     """Convert UniRepLKNet / MiniMaxAD checkpoints into one project checkpoint."""
     from mmad_edge.checkpoint import import_checkpoint
     from mmad_edge.config import ModelConfig
-    from mmad_edge.runtime.metadata import describe_encoder_weights as describe
+    from mmad_edge.runtime.artifact.metadata import describe_encoder_weights as describe
 
     path, reports, record = import_checkpoint(ModelConfig(variant=variant, image_size=image_size), out, encoder,
                                               minimaxad)
@@ -253,7 +253,7 @@ def train(
     )
     path = run_training(opts)
     from mmad_edge.checkpoint import read_checkpoint
-    from mmad_edge.runtime.metadata import describe_encoder_weights as describe
+    from mmad_edge.runtime.artifact.metadata import describe_encoder_weights as describe
 
     ckpt = read_checkpoint(path)
     training, stats = ckpt["training"], ckpt["statistics"]
@@ -281,7 +281,7 @@ def eval_cmd(
     """Image and pixel AUROC / AP / F1-max and AUPRO per category, and their mean."""
     refuse_export(checkpoint)
     from mmad_edge.evaluate import evaluate_checkpoint, format_table
-    from mmad_edge.runtime.metadata import describe_encoder_weights as describe
+    from mmad_edge.runtime.artifact.metadata import describe_encoder_weights as describe
 
     metrics = evaluate_checkpoint(checkpoint, data, layout, category or None, batch_size, device)
     typer.echo(format_table(metrics))
@@ -395,7 +395,7 @@ def build_engine_cmd(
 
 def verify_and_report(artifact: Path, options: VerifyOptions, json_path: Optional[Path] = None) -> None:
     """Run ``verify_artifact``, print its summary, exit 1 naming the failed metrics."""
-    from mmad_edge.export.device_verify import summary_text, verify_artifact, verify_path
+    from mmad_edge.export.device_verification import summary_text, verify_artifact, verify_path
 
     result = verify_artifact(artifact, options)
     typer.echo(summary_text(result))
@@ -442,7 +442,7 @@ def calibrate_threshold_cmd(
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the result here."),
 ) -> None:
     """Recompute the threshold from the deployed backend's scores of good images; update the artifact's metadata."""
-    from mmad_edge.export.calibrate import calibrate_threshold, summary_text
+    from mmad_edge.export.threshold_calibration import calibrate_threshold, summary_text
 
     result = calibrate_threshold(artifact, CalibrateOptions(good=good, bad=bad, category=category, fpr=fpr, rule=rule,
                                                             backend=backend, precision=precision, batch_size=batch_size))
@@ -484,7 +484,7 @@ def run(
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the run summary as JSON."),
 ) -> None:
     """Score every frame of cameras, streams, videos or folders (no torch needed); one summary line at the end."""
-    from mmad_edge.runtime.run import run_stream
+    from mmad_edge.runtime.loop.run import run_stream
 
     options = RunOptions(show=show, save_dir=save, jsonl=jsonl, threshold=threshold, backend=backend, batch=batch_size,
                          max_frames=max_frames, precision=precision, category=category, retry_s=retry_seconds,
@@ -644,7 +644,7 @@ def demo(
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the summary here."),
 ) -> None:
     """The whole path on built-in textures: data, train, eval, export, runtime, bench, report."""
-    from mmad_edge.bench.demo import DemoOptions, run_demo
+    from mmad_edge.app.demo import DemoOptions, run_demo
 
     given = {"epochs": epochs, "image_size": image_size, "variant": variant, "loss": loss}
     summary = run_demo(DemoOptions(out=out, **{name: value for name, value in given.items() if value is not None}))

@@ -16,12 +16,12 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 import cv2
 import numpy as np
 
-from .artifacts import select_artifact
+from .artifact.selection import select_artifact
 from .backends import AUTO, REGISTRY, backend_class, choices
 from .backends.base import Backend, BackendOptions
 from .errors import ArtifactError, DetectorClosedError
 from .imageio import to_bgr_uint8
-from .metadata import load_contract
+from .artifact.metadata import load_contract
 from .preprocess import resize_frame
 from .result import Result
 from .scoring import check_threshold, normalize_score

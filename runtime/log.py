@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 
 
-def report(message: str) -> None:
+def notice(message: str) -> None:
     """Write one line for the operator to stderr, flushed at once."""
     print(f"mmad-edge: {message}", file=sys.stderr, flush=True)
 

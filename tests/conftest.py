@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 FIXTURES = Path(__file__).parent / "fixtures"
+# Shared helper modules (support/) and, for now, test modules that others import helpers from.
+for _folder in ("support", "core", "export", "calib", "runtime", "bench", "app"):
+    sys.path.insert(0, str(Path(__file__).parent / _folder))
 # No test reaches the network: named encoder weights come from a localhost server or a local copy.
 os.environ["HF_HUB_OFFLINE"] = "1"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmad_edge.runtime.sources import IMAGE_EXTENSIONS
-from mmad_edge.runtime.sources import is_image_file
+from mmad_edge.runtime.loop.sources import IMAGE_EXTENSIONS
+from mmad_edge.runtime.loop.sources import is_image_file
 
 
 class DatasetError(ValueError):

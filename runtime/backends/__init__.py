@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Optional, Tuple, Type
 
-from ..contract import ENGINE_SUFFIX, ONNX_SUFFIX
+from ..artifact.contract import ENGINE_SUFFIX, ONNX_SUFFIX
 from ..errors import ArtifactError
 from .base import Backend
 

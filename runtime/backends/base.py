@@ -13,8 +13,8 @@ from typing import Any, ClassVar, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..contract import INPUT_DTYPE, INPUT_LAYOUT
-from ..metadata import ArtifactInfo
+from ..artifact.contract import INPUT_DTYPE, INPUT_LAYOUT
+from ..artifact.metadata import ArtifactInfo
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,9 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..contract import INPUT_NAME, OUTPUT_NAMES
+from ..artifact.contract import INPUT_NAME, OUTPUT_NAMES
 from ..errors import ArtifactError, BackendUnavailableError
-from ..metadata import ArtifactInfo
+from ..artifact.metadata import ArtifactInfo
 from .base import Backend, BackendOptions, InputSpec
 
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")

@@ -32,9 +32,9 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ..contract import INPUT_NAME, OUTPUT_NAMES, precision_of
+from ..artifact.contract import INPUT_NAME, OUTPUT_NAMES, precision_of
 from ..errors import ArtifactError, BackendUnavailableError
-from ..metadata import ArtifactInfo
+from ..artifact.metadata import ArtifactInfo
 from .base import Backend, BackendOptions, InputSpec
 
 DEVICE = "CPU"

@@ -14,11 +14,11 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
-from ..contract import INPUT_NAME, ONNX_SUFFIX, OUTPUT_NAMES, artifact_name, sidecar_path, tensorrt_version
-from ..cuda_memory import NO_GPU_HINT, CudaMemory, GpuInfo, gpu_info, open_cuda
+from ..artifact.contract import INPUT_NAME, ONNX_SUFFIX, OUTPUT_NAMES, artifact_name, sidecar_path, tensorrt_version
+from .cuda_memory import NO_GPU_HINT, CudaMemory, GpuInfo, gpu_info, open_cuda
 from ..errors import ArtifactError, BackendUnavailableError
-from ..log import report
-from ..metadata import ArtifactInfo, read_metadata_file
+from ..log import notice
+from ..artifact.metadata import ArtifactInfo, read_metadata_file
 from .base import Backend, BackendOptions, InputSpec
 
 
@@ -61,7 +61,7 @@ def check_engine_compat(engine: Path, info: ArtifactInfo, trt_version: str, gpu:
             f"here: {rebuild_command(engine, info.precision)}"
         )
     if built_gpu != gpu.name:
-        report(f"{engine.name} was built on {built_gpu}, running on {gpu.name} (same sm {built_cc})")
+        notice(f"{engine.name} was built on {built_gpu}, running on {gpu.name} (same sm {built_cc})")
 
 
 def engine_problem(engine: "str | os.PathLike[str]") -> Optional[str]:
@@ -201,7 +201,7 @@ class TensorRTBackend(Backend):
             graph = self._capture(batch)
             if graph is None:
                 self._use_graph = False
-                report(f"{self.path.name}: CUDA graph capture failed; running without graphs")
+                notice(f"{self.path.name}: CUDA graph capture failed; running without graphs")
             else:
                 self._graphs[batch] = graph
         if batch in self._graphs:

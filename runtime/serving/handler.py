@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ..contract import CATEGORY_INPUT, INPUT_DTYPE, INPUT_NAME, IS_ANOMALY, OUTPUT_NAMES, SCORE_NORMALIZED
+from ..artifact.contract import CATEGORY_INPUT, INPUT_DTYPE, INPUT_NAME, IS_ANOMALY, OUTPUT_NAMES, SCORE_NORMALIZED
 from ..detector import Detector
 from ..result import Result
 from .watch import ServeWatch

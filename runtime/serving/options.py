@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from ..drift import DEFAULT_TOLERANCE, DEFAULT_WINDOW, check_drift_options
+from ..monitor.drift import DEFAULT_TOLERANCE, DEFAULT_WINDOW, check_drift_options
 
 
 @dataclass(frozen=True)

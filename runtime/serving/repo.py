@@ -14,10 +14,10 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from ..artifacts import select_artifact
-from ..contract import ENGINE_SUFFIX, INPUT_NAME, OUTPUT_NAMES, SERVING_MODEL
+from ..artifact.selection import select_artifact
+from ..artifact.contract import ENGINE_SUFFIX, INPUT_NAME, OUTPUT_NAMES, SERVING_MODEL
 from ..errors import ArtifactError
-from ..metadata import ArtifactInfo, Statistics, load_contract
+from ..artifact.metadata import ArtifactInfo, Statistics, load_contract
 from .options import RepoOptions
 
 PLATFORMS = {ENGINE_SUFFIX: ("tensorrt_plan", "model.plan", "KIND_GPU")}

@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import numpy as np
 
-from ..contract import CATEGORY_INPUT, INPUT_NAME, IS_ANOMALY, OUTPUT_NAMES, SCORE_NORMALIZED, SERVING_MODEL
+from ..artifact.contract import CATEGORY_INPUT, INPUT_NAME, IS_ANOMALY, OUTPUT_NAMES, SCORE_NORMALIZED, SERVING_MODEL
 from ..detector import Detector
 from ..errors import BackendUnavailableError
 from .handler import InferenceHandler

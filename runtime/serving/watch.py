@@ -12,14 +12,14 @@ import threading
 from datetime import datetime, timezone
 from typing import IO, TYPE_CHECKING, Any, Dict, Mapping, Optional, Sequence
 
-from ..drift import NO_STATISTICS, DriftEvent, DriftMonitor, NormalScores, event_line, event_record
-from ..log import report
-from ..outputs import JsonlWriter
+from ..monitor.drift import NO_STATISTICS, DriftEvent, DriftMonitor, NormalScores, event_line, event_record
+from ..log import notice
+from ..loop.outputs import JsonlWriter
 from ..result import Result
 from .options import ServeOptions
 
 if TYPE_CHECKING:  # prometheus_client is imported only when the app metrics are served
-    from ..metrics import DetectorMetrics
+    from ..monitor.prometheus import DetectorMetrics
 
 POOLED = "pooled"  # the metrics label (and line name) of frames sent without a category
 
@@ -49,7 +49,7 @@ class ServeWatch:
         whatever opened is closed again when the other fails."""
         try:
             if app_metrics_port is not None:
-                from ..metrics import DetectorMetrics
+                from ..monitor.prometheus import DetectorMetrics
 
                 self.metrics = DetectorMetrics(label="category", port_flag="--app-metrics-port")
                 self.metrics.serve(app_metrics_port)
@@ -86,12 +86,12 @@ class ServeWatch:
         if category not in self._monitors:
             normal = NormalScores.from_statistics(self.statistics, category) if self.enabled else None
             if normal is None and self.enabled:
-                report(f"drift watch off for {line_name(category)}: it has no normal-score statistics")
+                notice(f"drift watch off for {line_name(category)}: it has no normal-score statistics")
             self._monitors[category] = None if normal is None else DriftMonitor(normal, self.window, self.tolerance)
         return self._monitors[category]
 
     def _say(self, category: Optional[str], event: DriftEvent) -> None:
-        report(event_line(line_name(category), event, self.window))
+        notice(event_line(line_name(category), event, self.window))
         if self._writer is not None:
             self._writer.write(event_record(event, category=category, frame=event.count - 1,
                                             time=datetime.now(timezone.utc).isoformat(timespec="milliseconds")))

@@ -1,0 +1,242 @@
+"""``mmad-edge run``: detect on live or recorded sources until they end, stop or are interrupted."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, List, Optional, Sequence, Union
+
+from ..backends.base import BackendOptions
+from ..detector import Detector
+from ..monitor.drift import check_drift_options, event_line, event_record
+from ..log import notice
+from ..artifact.metadata import describe_encoder_weights
+from .options import PathLike, RunOptions
+from .outputs import AnomalySaver, JsonlWriter, Viewer, frame_record
+from .overlay import render_overlay
+from ..scoring import check_threshold
+from .sources import FrameSource, SourceSpec, check_retry_s, open_sources, parse_source
+from .stream import DetectionStream, Scored
+from .tally import SourceTally, drift_monitors
+
+if TYPE_CHECKING:
+    from ..monitor.prometheus import DetectorMetrics
+
+SourceLike = Union[int, PathLike, FrameSource, SourceSpec]
+
+
+def run_stream(
+    artifact: Union[PathLike, Detector],
+    source: Union[SourceLike, Sequence[SourceLike]],
+    options: RunOptions = RunOptions(),
+    *,
+    stdout: Optional[IO[str]] = None,
+    stop_event: Optional[threading.Event] = None,
+) -> dict:
+    """Run the detector over one source or a list of them and return a summary dict.
+
+    A source: camera index, URL, video file, image folder, a FrameSource, or ``"NAME=SOURCE"`` /
+    ``SourceSpec(target, category)`` to score it with training category NAME's threshold and
+    normalisation (others use ``options.category``, else the pooled numbers). One reader thread per
+    source; frames of all sources share each inference batch (up to ``options.batch``); files give
+    every frame once, live sources drop stale frames when inference falls behind. ``options.jsonl``:
+    stdout gets one strict-JSON object per frame (``stream`` names its source) and one per drift
+    event; otherwise anomalies are printed as text. Progress and messages go to stderr, ending with
+    one summary line (and one per source when there are several). ``save_dir``: anomalous frames
+    only, with overlay and map PNGs and DIR/results.jsonl. ``map_size``: "model" or "frame".
+    ``show``: an OpenCV window (q / Esc quits). ``max_frames``: stop after that many frames (>= 1,
+    all sources together). ``retry_s``: how long a camera, stream or video that gives no frames is
+    reopened (0: at once; None: ``sources.DEFAULT_RETRY_S``). ``drift_window`` /
+    ``drift_tolerance``: the drift watch (``drift``). ``metrics_port``: serve Prometheus metrics
+    there during the run. Ctrl-C or ``stop_event`` end the run cleanly (summary ``"interrupted"`` /
+    ``"stopped"``).
+    """
+    options = _checked(options)
+    specs = _specs(source)
+    owns_detector = not isinstance(artifact, Detector)
+    detector = _load(artifact, options) if owns_detector else artifact
+    try:
+        return _run(detector, specs, options, stdout if stdout is not None else sys.stdout, stop_event)
+    finally:
+        if owns_detector:
+            detector.close()
+
+
+def _specs(source: Union[SourceLike, Sequence[SourceLike]]) -> List[SourceSpec]:
+    """Each source as a SourceSpec (text parsed for ``NAME=``)."""
+    items = list(source) if isinstance(source, (list, tuple)) else [source]
+    if not items:
+        raise ValueError("no source given; pass --source (a camera index, URL, video file or folder)")
+    return [item if isinstance(item, SourceSpec) else parse_source(item) if isinstance(item, str)
+            else SourceSpec(item) for item in items]
+
+
+def _checked(options: RunOptions) -> RunOptions:
+    """The options with threshold, retry time and drift settings validated (one-line ValueErrors)."""
+    max_frames = options.max_frames
+    if max_frames is not None and (isinstance(max_frames, bool) or not isinstance(max_frames, int) or max_frames < 1):
+        raise ValueError(f"max frames must be at least 1, got {max_frames!r}; pass --max-frames N with N >= 1, "
+                         "or leave it out to run until the source ends")
+    check_drift_options(options.drift_window, options.drift_tolerance)
+    return replace(options, threshold=check_threshold(options.threshold), retry_s=check_retry_s(options.retry_s))
+
+
+def _load(artifact: PathLike, options: RunOptions) -> Detector:
+    """The detector; OpenVINO's hint defaults to latency for single frames, throughput for batches."""
+    hint = options.performance_hint or ("latency" if options.batch == 1 else "throughput")
+    settings = BackendOptions(providers=options.providers, inference_precision=options.inference_precision,
+                              performance_hint=hint)
+    return Detector.load(artifact, options.backend, settings, threshold=options.threshold,
+                         precision=options.precision, category=options.category)
+
+
+@dataclass
+class _Sinks:
+    """Where each result goes: text or JSON lines on ``out``, the anomaly folder, the window, metrics."""
+
+    out: IO[str]
+    writer: Optional[JsonlWriter]
+    saver: Optional[AnomalySaver]
+    viewer: Optional[Viewer]
+    metrics: "Optional[DetectorMetrics]"
+
+
+def _open_sinks(options: RunOptions, out: IO[str]) -> _Sinks:
+    """The outputs, the save folder last (a port or window that fails leaves no folder behind);
+    those opened are closed again when a later one fails."""
+    sinks = _Sinks(out, JsonlWriter(out) if options.jsonl else None, None, None, None)
+    try:
+        if options.metrics_port is not None:
+            from ..monitor.prometheus import DetectorMetrics
+
+            sinks.metrics = DetectorMetrics()
+            sinks.metrics.serve(options.metrics_port)
+            notice(f"metrics at http://0.0.0.0:{sinks.metrics.port}/metrics")
+        sinks.viewer = Viewer() if options.show else None
+        sinks.saver = AnomalySaver(Path(options.save_dir)) if options.save_dir is not None else None
+    except BaseException:
+        _close_sinks(sinks)
+        raise
+    return sinks
+
+
+def _close_sinks(sinks: Optional[_Sinks]) -> None:
+    for sink in (sinks.saver, sinks.viewer, sinks.metrics) if sinks is not None else ():
+        if sink is not None:
+            sink.close()
+
+
+def _run(detector: Detector, specs: List[SourceSpec], options: RunOptions, out: IO[str],
+         stop_event: Optional[threading.Event]) -> dict:
+    """Open the sources and the outputs, loop, and summarise; the outputs are closed whatever happens."""
+    sinks: Optional[_Sinks] = None
+    try:
+        sources = open_sources(specs, retry_s=options.retry_s)
+        categories = [source.category or detector.category for source in sources]
+        scorings = [detector.scoring(category) for category in categories]  # an unknown category fails here
+        if options.save_dir is not None and any(threshold is None for threshold, _ in scorings):
+            notice("--save keeps anomalous frames only, but no threshold is known (no export statistics); pass --threshold")
+        stream = DetectionStream(detector, sources, batch=options.batch, threshold=options.threshold,
+                                 map_size=options.map_size)
+        sinks = _open_sinks(options, out)
+        monitors = drift_monitors(detector.info.raw.get("statistics"), categories, options.drift_window,
+                                  options.drift_tolerance)
+        tallies = [SourceTally(source, category, scoring[1], monitor, sinks.metrics)
+                   for source, category, scoring, monitor in zip(sources, categories, scorings, monitors)]
+        interrupted, quit_by_user = _loop(stream, tallies, sinks, options, stop_event)
+        summary = _summary(detector, stream, tallies, options)
+        summary.update(interrupted=interrupted, stopped=quit_by_user or (stop_event is not None and stop_event.is_set()))
+        return summary
+    finally:
+        _close_sinks(sinks)
+
+
+def _loop(stream: DetectionStream, tallies: List[SourceTally], sinks: _Sinks, options: RunOptions,
+          stop_event: Optional[threading.Event]) -> tuple[bool, bool]:
+    """Score frames until the sources end or a stop; returns (interrupted, quit by the user)."""
+    interrupted, quit_by_user = False, False
+    next_progress = time.perf_counter() + options.progress_every_s
+    by_source = {id(tally.source): tally for tally in tallies}
+    results = iter(stream)
+    try:
+        for item in results:
+            tally = by_source[id(item.source)]
+            if not _handle(item, tally, stream, sinks, options):
+                quit_by_user = True
+                break
+            if time.perf_counter() >= next_progress:
+                next_progress += options.progress_every_s
+                notice(f"{stream.frames} processed, {_progress(stream)}")
+            if (options.max_frames is not None and stream.frames >= options.max_frames) or (
+                    stop_event is not None and stop_event.is_set()):
+                break
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        results.close()
+    return interrupted, quit_by_user
+
+
+def _handle(item: Scored, tally: SourceTally, stream: DetectionStream, sinks: _Sinks, options: RunOptions) -> bool:
+    """Send one result to every sink and the drift watch; False once the user quit the window."""
+    index, result = stream.frames - 1, item.result
+    record = {**frame_record(tally.name, item.source_id, index, result), "stream": tally.name}
+    if tally.category is not None:
+        record["category"] = tally.category
+    if sinks.writer is not None:
+        sinks.writer.write(record)
+    normalization = tally.normalization
+    if result.is_anomaly:
+        if sinks.writer is None:
+            where = item.source_id if isinstance(item.source_id, str) else f"{tally.name} {item.source_id}"
+            sinks.out.write(f"anomaly: {where} score {result.score:.5f}\n")
+            sinks.out.flush()
+        if sinks.saver is not None:
+            sinks.saver.save(item.source_id, item.frame, result, record, normalization)
+    for event in tally.observe(result, item.latency_s, stream.dropped_by(item.source)):
+        notice(event_line(tally.name, event, options.drift_window))
+        if sinks.writer is not None:
+            sinks.writer.write(event_record(event, source=tally.name, frame=index))
+    return sinks.viewer is None or sinks.viewer.show(render_overlay(item.frame, result, normalization))
+
+
+def _summary(detector: Detector, stream: DetectionStream, tallies: List[SourceTally], options: RunOptions) -> dict:
+    """The run's summary dict (totals, then one entry per source), said on stderr as it is built."""
+    elapsed = stream.elapsed_s()
+    per_source = [tally.summary(elapsed, stream.dropped_by(tally.source)) for tally in tallies]
+    counters: dict = {"skipped": 0}
+    for tally in tallies:
+        for key, value in tally.source.counters.items():
+            counters[key] = counters.get(key, 0) + value
+    anomalies = sum(tally.anomalies for tally in tallies)
+    summary = {
+        "artifact": str(getattr(detector.backend, "path", "")),
+        "backend": detector.backend.name,
+        "backend_details": detector.backend.describe(),
+        "source": ", ".join(tally.name for tally in tallies),
+        "frames": stream.frames, "anomalies": anomalies, "dropped": stream.dropped, **counters,
+        "elapsed_s": round(elapsed, 3),
+        "fps": round(stream.frames / elapsed, 2) if elapsed > 0 else 0.0,
+        "threshold": options.threshold if options.threshold is not None else detector.threshold,
+        "category": detector.category,
+        "encoder_weights": detector.info.raw.get("encoder_weights"),
+        "drift_events": sum(tally.monitor.events for tally in tallies if tally.monitor is not None),
+        "sources": per_source,
+    }
+    notice(f"done: {stream.frames} processed, {anomalies} anomalous, {counters['skipped']} skipped, "
+           f"{_progress(stream)} ({detector.backend.name}); encoder weights: "
+           f"{describe_encoder_weights(summary['encoder_weights'])}")
+    for entry in per_source if len(per_source) > 1 else ():
+        notice(f"  {entry['source']}: {entry['frames']} processed, {entry['anomalies']} anomalous, "
+               f"{entry['dropped']} dropped, {entry['fps']:.1f} fps, "
+               f"drift events: {entry['drift']['events'] if entry['drift'] else 0}")
+    return summary
+
+
+def _progress(stream: DetectionStream) -> str:
+    elapsed = stream.elapsed_s()
+    fps = stream.frames / elapsed if elapsed > 0 else 0.0
+    return f"{stream.dropped} dropped, {elapsed:.1f} s at {fps:.1f} fps"

@@ -1,0 +1,199 @@
+"""Overlap capture with inference: one reader thread per source fills a bounded buffer, the caller
+detects on batches gathered from all of them.
+
+For live sources the buffer keeps only the newest frames (the camera is never made to wait; the
+stale frames are counted as drops). For files the reader waits for room, so every frame is
+processed in order.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Deque, Iterator, List, Optional, Sequence, Union
+
+import numpy as np
+
+from ..detector import Detector, check_map_size
+from ..result import Result
+from .sources import Frame, FrameSource, SourceId
+
+_POLL_S = 0.1
+
+
+class FrameReader:
+    """Reads ``source`` on a daemon thread into a bounded buffer guarded by ``cond`` (shared by the
+    readers of one stream, so the consumer waits for any of them)."""
+
+    def __init__(self, source: FrameSource, capacity: int, cond: Optional[threading.Condition] = None) -> None:
+        self.source = source
+        self.capacity = max(1, int(capacity))
+        self.dropped = 0
+        self.items: Deque[Frame] = deque()
+        self.cond = cond or threading.Condition()
+        self.done = False
+        self.error: Optional[BaseException] = None
+        self._stopping = False
+        self._thread = threading.Thread(target=self._read, name=f"mmad-edge-reader {source.name}", daemon=True)
+
+    def start(self) -> "FrameReader":
+        self._thread.start()
+        return self
+
+    def _read(self) -> None:
+        frames = iter(self.source.frames())
+        try:
+            for item in frames:
+                with self.cond:
+                    while not self.source.live and len(self.items) >= self.capacity and not self._stopping:
+                        self.cond.wait(_POLL_S)
+                    if self._stopping:
+                        break
+                    if len(self.items) >= self.capacity:
+                        self.items.popleft()
+                        self.dropped += 1
+                    self.items.append(item)
+                    self.cond.notify_all()
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            self.error = exc
+        finally:
+            close = getattr(frames, "close", None)
+            if close is not None:
+                close()  # runs the source's cleanup (releases the capture)
+            with self.cond:
+                self.done = True
+                self.cond.notify_all()
+
+    def stop(self, timeout_s: float = 2.0) -> None:
+        """Ask the reader to finish and wait a little for it (a blocked camera read may linger)."""
+        with self.cond:
+            self._stopping = True
+            self.cond.notify_all()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout_s)
+
+
+class ReaderGroup:
+    """The readers of a stream; ``take`` gathers one batch from all of them, round robin."""
+
+    def __init__(self, sources: Sequence[FrameSource], capacity: int) -> None:
+        cond = threading.Condition()
+        self.readers = [FrameReader(source, capacity, cond) for source in sources]
+        self._cond = cond
+        self._next = 0
+
+    def start(self) -> "ReaderGroup":
+        for reader in self.readers:
+            reader.start()
+        return self
+
+    def _ready(self, count: int) -> bool:
+        """Go now: a batch is full, a live frame waits (never made to wait for files), or no reader
+        can add more (each finished or full)."""
+        held = sum(len(reader.items) for reader in self.readers)
+        if held >= count or any(reader.source.live and reader.items for reader in self.readers):
+            return True
+        return all(reader.done or len(reader.items) >= reader.capacity for reader in self.readers)
+
+    def take(self, count: int) -> List[tuple]:
+        """Up to ``count`` ``(reader index, (source_id, frame))``, one from each reader in turn (each
+        source's frames stay in order); [] when every source has ended. A reader's error is raised
+        once its buffered frames are taken."""
+        with self._cond:
+            while not self._ready(count):
+                self._cond.wait(_POLL_S)
+            for reader in self.readers:
+                if reader.error is not None and not reader.items:
+                    raise reader.error
+            batch: List[tuple] = []
+            order = [(self._next + step) % len(self.readers) for step in range(len(self.readers))]
+            while len(batch) < count and any(self.readers[index].items for index in order):
+                for index in order:
+                    if self.readers[index].items and len(batch) < count:
+                        batch.append((index, self.readers[index].items.popleft()))
+            self._next = (self._next + 1) % len(self.readers)
+            self._cond.notify_all()
+            return batch
+
+    def stop(self) -> None:
+        for reader in self.readers:
+            reader.stop()
+
+
+@dataclass
+class Scored:
+    """One result of a stream: its source, where in the source, the frame, the verdict and the
+    batch latency (seconds from the batch's start to its results; each frame waits for its batch)."""
+
+    source: FrameSource
+    source_id: SourceId
+    frame: np.ndarray
+    result: Result
+    latency_s: float
+
+
+class DetectionStream:
+    """Iterate ``Scored`` items over one source or several (one batch may hold frames of several,
+    each judged by its source's category); ``stop()`` ends it cleanly."""
+
+    def __init__(
+        self,
+        detector: Detector,
+        sources: Union[FrameSource, Sequence[FrameSource]],
+        batch: int = 1,
+        threshold: Optional[float] = None,
+        map_size: str = "model",
+        capacity: Optional[int] = None,
+    ) -> None:
+        if batch < 1:
+            raise ValueError(f"batch must be at least 1, got {batch}")
+        check_map_size(map_size)
+        self.detector = detector
+        self.sources = [sources] if isinstance(sources, FrameSource) else list(sources)
+        if not self.sources:
+            raise ValueError("no source to read; pass at least one --source")
+        self.batch = batch
+        self.threshold = threshold
+        self.map_size = map_size
+        live = any(source.live for source in self.sources)
+        self._readers = ReaderGroup(self.sources, capacity or (batch if live else 4 * batch))
+        self._stop = threading.Event()
+        self.frames = 0
+        self.started_at = 0.0
+
+    @property
+    def dropped(self) -> int:
+        """Live frames discarded because newer ones arrived before inference was ready."""
+        return sum(reader.dropped for reader in self._readers.readers)
+
+    def dropped_by(self, source: FrameSource) -> int:
+        """Drops of one source."""
+        return next(reader.dropped for reader in self._readers.readers if reader.source is source)
+
+    def elapsed_s(self) -> float:
+        return time.perf_counter() - self.started_at if self.started_at else 0.0
+
+    def __iter__(self) -> Iterator[Scored]:
+        self.started_at = time.perf_counter()
+        self._readers.start()
+        try:
+            while not self._stop.is_set():
+                items = self._readers.take(self.batch)
+                if not items:
+                    return
+                sources = [self.sources[index] for index, _ in items]
+                started = time.perf_counter()
+                results = self.detector.predict([frame for _, (_, frame) in items], self.threshold, self.map_size,
+                                                [source.category for source in sources])
+                latency_s = time.perf_counter() - started
+                for source, (_, (source_id, frame)), result in zip(sources, items, results):
+                    self.frames += 1
+                    yield Scored(source, source_id, frame, result, latency_s)
+        finally:
+            self._readers.stop()
+
+    def stop(self) -> None:
+        """End the iteration after the current batch (callable from any thread or a signal handler)."""
+        self._stop.set()
