@@ -9,7 +9,7 @@ from typing import Any, Sequence
 from mmad_edge.fileio import write_json
 
 from .claims import format_claims
-from .report import ACCURACY_KEY, BASELINE, format_value, markdown, speedups, write_plot
+from .tables import ACCURACY_KEY, BASELINE, format_value, markdown, speedups, write_plot
 
 
 def format_table(rows: Sequence[dict[str, Any]]) -> str:

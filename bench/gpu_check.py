@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from .report import BASELINE
+from .tables import BASELINE
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
