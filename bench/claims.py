@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 from mmad_edge.config import ModelConfig
 
-from .report import BASELINE, format_value
+from .tables import BASELINE, format_value
 
 PAPER_IMAGES_PER_S = 906.0
 PAPER_BATCH = 16

@@ -1,4 +1,4 @@
-"""The bench report as people read it: the plain-text table, skipped rows and claims, the files."""
+"""The bench's results as people read them: the plain-text table, skipped rows and claims, the files.
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any, Sequence
 from mmad_edge.fileio import write_json
 
 from .claims import format_claims
-from .report import ACCURACY_KEY, BASELINE, format_value, markdown, speedups, write_plot
+from .tables import ACCURACY_KEY, BASELINE, format_value, markdown, speedups, write_plot
 
 
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
@@ -29,28 +29,40 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def summary_text(report: dict[str, Any]) -> str:
-    """What `mmad-edge bench` prints on stdout: the table, each skipped row with its reason, the claims."""
+    """What `mmad-edge bench` and `bench.record` print on stdout: the table, each skipped row with
+    its reason, the claims (a GPU record has none)."""
     lines = [format_table(report["results"])]
     for skipped in report["skipped"]:
-        lines.append(f"skipped {skipped['name']} ({skipped['backend']} {skipped['protocol']}"
-                     f"{'' if skipped['batch'] is None else ' b' + str(skipped['batch'])}): {skipped['reason']}")
-    lines.append(format_claims(report["speed_claim"]))
+        lines.append(f"skipped {_skipped_label(skipped)}: {skipped['reason']}")
+    if "speed_claim" in report:
+        lines.append(format_claims(report["speed_claim"]))
     return "\n".join(lines)
+
+
+def _skipped_label(item: dict[str, Any]) -> str:
+    """The bench's skipped entry by name, backend, protocol and batch; a GPU record's by its case label."""
+    if "case" in item:
+        return item["case"]
+    return (f"{item['name']} ({item['backend']} {item['protocol']}"
+            f"{'' if item['batch'] is None else ' b' + str(item['batch'])})")
 
 
 def write_outputs(
     report: dict[str, Any], json_path: str | os.PathLike[str] | None = None,
     markdown_path: str | os.PathLike[str] | None = None, plot_path: str | os.PathLike[str] | None = None,
 ) -> list[Path]:
-    """Write the files asked for (JSON, Markdown with the claims, PNG plot when rows ran); their paths."""
+    """Write the files asked for (JSON, Markdown with the claims if any, PNG plot when rows ran); their paths."""
     written = []
     if json_path is not None:
         written.append(write_json(json_path, report))
     if markdown_path is not None:
         path = Path(markdown_path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(markdown(report) + "\nSpeed claims:\n\n" + "\n".join(
-            f"- {line}" for line in format_claims(report["speed_claim"]).splitlines()) + "\n", encoding="utf-8")
+        text = markdown(report)
+        if "speed_claim" in report:
+            text += "\nSpeed claims:\n\n" + "".join(
+                f"- {line}\n" for line in format_claims(report["speed_claim"]).splitlines())
+        path.write_text(text, encoding="utf-8")
         written.append(path)
     if plot_path is not None and report["results"]:
         written.append(write_plot(plot_path, report))

@@ -19,7 +19,7 @@ from .fidelity import accuracy_probe
 from .artifacts import Artifact, fp32_graph
 from .openvino_rows import OvSettings, openvino_cases, unavailable
 from .peers import OUTSIDE_GRAPH, PEERS
-from .report import BASELINE, REPARAM
+from .tables import BASELINE, REPARAM
 from .runner import BenchCase, e2e_detector_case, ort_session_case
 
 E2E_FRAMES = 4

@@ -1,15 +1,13 @@
-"""Reproduce bench/results/cpu.*: variant n at 256x256 on this CPU, every row in one run.
-
-    python -m mmad_edge.bench.record_cpu [--out bench/results] [--iters 30]
+"""The recorded CPU run (``record cpu``): variant n at 256x256 on this CPU, every row in one run.
 
 Random trained-like weights (``bench.models.random_model``; speed does not depend on their values): a
 variant-n checkpoint is exported to ONNX FP32, FP16 and INT8 for CPUs (calibrated on the demo
 textures, accuracy search off: random weights have no accuracy to keep), and to the TensorRT-form
 INT8 Q/DQ graph too (``--target tensorrt``, in ``export-trt-int8``: the one OpenVINO runs). Then
 `run_bench` times the PyTorch rows, the artifacts on ONNX Runtime and OpenVINO (paper and e2e
-protocols, e2e rows with their accuracy against ONNX Runtime FP32) and the peers, with the floor,
-and writes JSON, Markdown and a plot. ``--variant`` / ``--image-size`` / ``--batch-size`` give a
-quick smaller run (the recorded one uses the defaults).
+protocols, e2e rows with their accuracy against ONNX Runtime FP32) and the peers, with the floor.
+``--variant`` / ``--image-size`` / ``--batch-size`` give a quick smaller run (the recorded one
+uses the defaults).
 """
 
 from __future__ import annotations
@@ -17,10 +15,11 @@ from __future__ import annotations
 import argparse
 import tempfile
 from pathlib import Path
+from typing import Any
 
-from mmad_edge.bench.console import summary_text, write_outputs
 from mmad_edge.bench.models import random_model
 from mmad_edge.bench.options import BenchOptions
+from mmad_edge.bench.peers import PEERS
 from mmad_edge.bench.suite import run_bench
 from mmad_edge.calib.options import Int8Options
 from mmad_edge.checkpoint import save_checkpoint
@@ -33,17 +32,13 @@ from mmad_edge.runtime.artifact.contract import PRECISIONS
 CALIBRATION_IMAGES = 64
 
 
-def _arguments() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("bench/results"))
-    parser.add_argument("--name", default="cpu")
-    parser.add_argument("--iters", type=int, default=30)
-    parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--no-peers", action="store_true")
-    parser.add_argument("--variant", default="n")
-    parser.add_argument("--image-size", type=int, default=256)
-    parser.add_argument("--batch-size", default="1,16")
-    return parser.parse_args()
+def bench_options(args: argparse.Namespace, checkpoint: Path) -> BenchOptions:
+    """What ``run_bench`` is asked for; ``--peers`` must be all or none (it times the whole set)."""
+    if args.peers and set(args.peers) != set(PEERS):
+        raise SystemExit("record cpu times every peer or none: pass --peers all or --peers none "
+                         "(a list of peers is for record gpu)")
+    return BenchOptions(batches=args.batch_size, protocols="paper,e2e", warmup=args.warmup, iters=args.iters,
+                        peers=bool(args.peers), checkpoint=checkpoint)
 
 
 def _export(checkpoint: Path, folder: Path, calib: Path, precisions: tuple[str, ...], target: str, top: int) -> Path:
@@ -54,24 +49,16 @@ def _export(checkpoint: Path, folder: Path, calib: Path, precisions: tuple[str, 
     return folder
 
 
-def main() -> None:
-    args = _arguments()
-    top = max(int(b) for b in args.batch_size.split(","))
+def record(args: argparse.Namespace) -> dict[str, Any]:
+    """Export, then time every row; the bench report (``record`` writes and prints it)."""
     with tempfile.TemporaryDirectory(prefix="mmad-bench-") as tmp:
         work = Path(tmp)
+        options = bench_options(args, work / "checkpoint.pt")  # bad --peers fails before the exports
+        top = max(args.batch_size)
         model = random_model(ModelConfig(variant=args.variant, image_size=args.image_size))
-        checkpoint = save_checkpoint(work / "checkpoint.pt", model)
+        checkpoint = save_checkpoint(options.checkpoint, model)
         data = make_demo_dataset(work / "data", ("brick",), n_train=CALIBRATION_IMAGES, n_test_good=2, n_test_defect=2)
         calib = data / "brick" / "train" / "good"
         folders = [_export(checkpoint, work / "export", calib, PRECISIONS, "cpu", top),
                    _export(checkpoint, work / "export-trt-int8", calib, ("int8",), "tensorrt", top)]
-        report = run_bench(folders, BenchOptions(
-            batches=args.batch_size, protocols="paper,e2e", warmup=args.warmup, iters=args.iters,
-            peers=not args.no_peers, checkpoint=checkpoint))
-        print(summary_text(report))
-        write_outputs(report, args.out / f"{args.name}.json", args.out / f"{args.name}.md",
-                      args.out / f"{args.name}.png")
-
-
-if __name__ == "__main__":
-    main()
+        return run_bench(folders, options)

@@ -43,7 +43,7 @@ from mmad_edge.runtime.backends import choices as backend_choices
 from mmad_edge.runtime.backends.onnxruntime import check_micro_batch
 from mmad_edge.runtime.log import say
 
-from .accuracy import attach_accuracy
+from .row_auroc import attach_accuracy
 from .artifacts import Artifact, BenchError, find_artifacts, fp32_graph
 from .claims import speed_claim
 from .machine import machine_info
@@ -52,7 +52,7 @@ from .peers import PEERS
 from .planning import CPU_PROVIDERS, CpuRows, Plan, TorchRows, plan_cases
 from .openvino_rows import HINT_PRECISIONS, HINTS
 from .options import BenchOptions
-from .report import PROTOCOLS, add_roofline, build_report
+from .tables import PROTOCOLS, add_roofline, build_report
 from .runner import BenchCase, parse_batches, run_case, run_cases
 
 BACKENDS = (*backend_choices(), "torch")

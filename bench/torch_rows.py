@@ -20,7 +20,7 @@ from mmad_edge.threads import pinned_threads as torch_threads  # a fixed count f
 
 from .models import random_model
 from .peers import PEERS
-from .report import BASELINE
+from .tables import BASELINE
 from .runner import BenchCase, peer_case, torch_module_case
 
 REPARAM = "torch-reparam"

@@ -165,7 +165,7 @@ def _runtime_pass(opts: DemoOptions, artifact: Path, images, overlays: Path | No
 
 def _bench(opts: DemoOptions, export_dirs: list[Path], checkpoint: Path) -> dict[str, Any]:
     from mmad_edge.bench.options import BenchOptions
-    from mmad_edge.bench.report import write_markdown, write_plot
+    from mmad_edge.bench.tables import write_markdown, write_plot
     from mmad_edge.bench.suite import run_bench
     from mmad_edge.fileio import write_json
 

@@ -16,7 +16,7 @@ import pytest
 
 from mmad_edge.bench.default_export import default_artifacts
 from mmad_edge.bench.peers import PEERS
-from mmad_edge.bench.report import BASELINE, REPARAM
+from mmad_edge.bench.tables import BASELINE, REPARAM
 from mmad_edge.config import ModelConfig
 
 BLOCKER = textwrap.dedent(

@@ -12,7 +12,7 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from mmad_edge.bench.report import build_report
+from mmad_edge.bench.tables import build_report
 from mmad_edge.bench.runner import (
     BenchCase,
     TorchInput,

@@ -1,4 +1,7 @@
-"""`bench --data`: each row's image AUROC beside its latency, all rows on the same labelled images.
+"""`bench --data`: each row's image AUROC (detection quality on labelled images) beside its latency.
+
+All rows score the same labelled test split; ``bench.fidelity`` is the other check: agreement
+with ONNX Runtime FP32 on random frames, no labels.
 
 Artifact rows score the test split through the runtime's ``Detector`` on the row's backend (as
 ``mmad-edge verify`` does); the MiniMaxAD torch rows through their own PyTorch network. Peers have
@@ -16,7 +19,7 @@ from mmad_edge.runtime.compare import auroc
 from mmad_edge.runtime.log import say
 
 from .options import BenchOptions
-from .report import ACCURACY_KEY
+from .tables import ACCURACY_KEY
 
 
 def attach_accuracy(

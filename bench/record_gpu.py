@@ -1,16 +1,12 @@
-"""One prepared GPU benchmark run: MiniMaxAD's PyTorch CUDA paths and the peers, with floors.
-
-Usage on a CUDA machine (fits a 10-minute slot with the defaults)::
-
-    python -m mmad_edge.bench.gpu_check --out gpu_out
+"""The recorded GPU run (``record gpu``): MiniMaxAD's PyTorch CUDA paths and the peers, with floors.
 
 Rows (paper protocol: normalised float input already on the GPU, forward only, CUDA events):
 MiniMaxAD features (encoder + bottleneck + decoder) in training form FP32 (the baseline
 ``torch-eager-trainform``), reparameterised FP32, FP16 channels-last, FP16 CUDA graph and
 FP16 ``torch.compile`` (time-limited, run last); the full detector (uint8 frames -> map +
 score) FP32; each peer FP32 and FP16 channels-last. Every row gets a roofline floor from the
-measured peak of its precision. Writes ``gpu_check.json``, ``gpu_check.md`` and ``gpu_check.png`` to
-``--out``. A case that fails or would overrun ``--budget-s`` is listed under ``skipped``.
+measured peak of its precision. A case that fails or would overrun ``--budget-s`` is listed
+under ``skipped``. With the defaults it fits a 10-minute slot.
 
 ``--dry-run`` runs the same flow on the CPU (FP32 eager only, tiny peak measurement) so it can
 be tested without a GPU. The MiniMaxAD model is imported by name only when needed.
@@ -27,55 +23,9 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator
 
-from .report import BASELINE
-
-
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m mmad_edge.bench.gpu_check",
-        description="Time MiniMaxAD's PyTorch CUDA paths and the peer detectors; write JSON + Markdown.",
-    )
-    parser.add_argument("--out", required=True, type=Path, help="output folder for gpu_check.json/.md/.png")
-    parser.add_argument("--variant", default="n", help="MiniMaxAD variant (default n, the paper's)")
-    parser.add_argument("--image-size", type=int, default=256)
-    parser.add_argument("--batch", default="1,16", help="comma-separated batch sizes (default 1,16)")
-    parser.add_argument("--warmup", type=int, default=50)
-    parser.add_argument("--iters", type=int, default=500)
-    parser.add_argument("--model", choices=("minimaxad", "none"), default="minimaxad")
-    parser.add_argument("--peers", default="all", help="'all', 'none' or comma-separated peer names")
-    parser.add_argument("--patchcore-bank", type=int, default=16384, help="PatchCore memory-bank entries")
-    parser.add_argument("--compile-mode", default="reduce-overhead",
-                        help="torch.compile mode (e.g. max-autotune-no-cudagraphs, slower to build); 'off' skips")
-    parser.add_argument("--compile-timeout", type=float, default=120.0, help="seconds allowed per compilation")
-    parser.add_argument("--budget-s", type=float, default=480.0, help="skip cases once this much time has passed")
-    parser.add_argument("--dry-run", action="store_true", help="CPU, FP32 eager only: checks the flow without a GPU")
-    return parser.parse_args(argv)
-
-
-def parse_batches(text: str) -> list[int]:
-    """``--batch`` for this script: the bench's rule, with argparse-style exits."""
-    from .runner import parse_batches as parse
-
-    try:
-        return parse(text)
-    except ValueError as exc:
-        raise SystemExit(str(exc)) from None
-
-
-def parse_peers(text: str) -> list[str]:
-    from .peers import PEERS
-
-    if text == "all":
-        return list(PEERS)
-    if text == "none":
-        return []
-    names = [part.strip() for part in text.split(",") if part.strip()]
-    unknown = [name for name in names if name not in PEERS]
-    if unknown:
-        raise SystemExit(f"unknown peer(s) {', '.join(unknown)}; choose from {', '.join(PEERS)}, 'all' or 'none'")
-    return names
+from .tables import BASELINE
 
 
 @contextlib.contextmanager
@@ -165,7 +115,7 @@ def plan(args: argparse.Namespace, device: str, model: tuple | None) -> list[tup
     from .peers import build_peer
     from .runner import TorchInput, torch_module_case
 
-    batches = parse_batches(args.batch)
+    batches = args.batch_size
     size = args.image_size
     gpu = not args.dry_run
     entries: list[tuple[Any, Callable[[], Any], bool]] = []
@@ -185,7 +135,7 @@ def plan(args: argparse.Namespace, device: str, model: tuple | None) -> list[tup
             if gpu:
                 add("torch-eager-fp16-cl", lambda: features(deployed()), batch, "fp16", True)
                 add("torch-cudagraph-fp16-cl", lambda: features(deployed()), batch, "fp16", True, wrap=cuda_graph)
-    for peer in parse_peers(args.peers):
+    for peer in args.peers:
         options = {"bank_size": args.patchcore_bank} if peer == "patchcore-wrn50" else {}
 
         def factory(peer: str = peer, options: dict = options) -> Any:
@@ -255,14 +205,14 @@ class BudgetSpent(RuntimeError):
     """The script's time budget ran out before this row (it is listed as skipped)."""
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+def record(args: argparse.Namespace) -> dict[str, Any]:
+    """Time every planned row (each with its floor) within ``--budget-s``; the report."""
     started = time.monotonic()
     import torch
 
     from .machine import machine_info
-    from .report import add_roofline, build_report
     from .runner import run_case, run_cases
+    from .tables import add_roofline, build_report
 
     if not args.dry_run and not torch.cuda.is_available():
         raise SystemExit("no CUDA device here; run on the GPU machine, or pass --dry-run to check the flow on the CPU")
@@ -293,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if model is not None:
         _, deployed, features = model
         floor_section = model_floor(lambda: features(deployed()), args.image_size, peaks["fp32"], device)
-    report = build_report(
+    return build_report(
         rows,
         floor_section,
         machine_info(),
@@ -302,8 +252,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings={k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
         | {"warmup": warmup, "iters": iters, "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32},
     )
-    _write_files(args.out, report, started)
-    return 0
 
 
 def _minimaxad_or_skip(args: Any, skipped: list[dict[str, str]]) -> Any:
@@ -316,21 +264,3 @@ def _minimaxad_or_skip(args: Any, skipped: list[dict[str, str]]) -> Any:
         skipped.append({"case": "minimaxad", "reason": f"import failed: {type(exc).__name__}: {exc}"})
         print(f"MiniMaxAD unavailable ({type(exc).__name__}: {exc}); timing the peers only", file=sys.stderr)
         return None
-
-
-def _write_files(out: Path, report: dict[str, Any], started: float) -> None:
-    """gpu_check.json, .md and (with rows) .png in ``out``, and one line saying so."""
-    from mmad_edge.fileio import write_json
-
-    from .report import write_markdown, write_plot
-
-    write_json(out / "gpu_check.json", report)
-    write_markdown(out / "gpu_check.md", report)
-    if report["results"]:
-        write_plot(out / "gpu_check.png", report)
-    print(f"wrote {out}/gpu_check.json, .md ({len(report['results'])} rows, {len(report['skipped'])} skipped) "
-          f"in {time.monotonic() - started:.0f} s", file=sys.stderr)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

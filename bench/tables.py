@@ -1,4 +1,7 @@
-"""Benchmark reports: the JSON document, a Markdown table and a bar plot, from result rows.
+"""The bench's result tables: the rows' JSON document, its Markdown table and a bar plot.
+
+One layout for every timed run (`mmad-edge bench`, `python -m mmad_edge.bench.record`), so the
+recorded files in ``bench/results`` read alike.
 
 JSON layout: ``{"results": [row, ...], "floor": {...} | null, "machine": {...}}`` where a row
 holds ``RESULT_KEYS`` (plus ``stages``, stage -> mean ms per call, for e2e rows, usually
@@ -166,7 +169,7 @@ def _skipped_lines(skipped: list[dict[str, Any]]) -> list[str]:
     if not skipped:
         return []
     lines = ["", "Skipped (not timed here):", "", "| name | backend | protocol | batch | reason |", "|---|---|---|---:|---|"]
-    for item in skipped:  # the bench's entries; gpu_check's name only the case (its label)
+    for item in skipped:  # the bench's entries; the GPU record's name only the case (its label)
         cells = [item.get("name") or item.get("case"), *(item.get(key) for key in ("backend", "protocol", "batch"))]
         reason = str(item.get("reason")).replace("|", "\\|")
         lines.append("| " + " | ".join(format_value(cell) for cell in cells) + f" | {reason} |")

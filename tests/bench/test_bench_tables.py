@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mmad_edge.bench.report import (
+from mmad_edge.bench.tables import (
     FLOOR_KEYS,
     RESULT_KEYS,
     ReportError,
@@ -113,7 +113,7 @@ def test_plot_is_a_png(tmp_path: Path) -> None:
 
 
 def test_plot_uses_log_axes_and_draws_the_floor() -> None:
-    from mmad_edge.bench.report import plot_figure
+    from mmad_edge.bench.tables import plot_figure
 
     rows = [add_roofline(r, 0.5 * r["batch"]) if r["name"] != "peer-only-b8" else r for r in sample_rows()]
     fig = plot_figure(build_report(rows))
