@@ -28,7 +28,7 @@ def pick_artifact(path: Path, options: RepoOptions) -> Path:
     """The file to serve: ``path`` itself, or from an export folder an engine first (checked by
     the target's TensorRT, not here), else the ONNX in GPU order."""
     if path.is_dir():
-        return select_artifact(path, options.backend, options.precision, lambda engine: None, True)
+        return select_artifact(path, options.backend, options.precision, here=False)
     if not path.is_file():
         raise ArtifactError(f"{path}: no such artifact; pass a .onnx, a .engine or an export folder")
     return path
