@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from runtime_fixtures import reference, standin_metadata, write_export_dir, write_standin
 
-from mmad_edge.runtime import ArtifactError, Detector
+from mmad_edge.runtime import ArtifactError, Detector, Result
 from mmad_edge.runtime.preprocess import resize_frame
 from mmad_edge.runtime.scoring import normalize_score
 
@@ -254,3 +254,13 @@ def test_category_threshold_and_normalisation(tmp_path):
     bad["statistics"]["categories"] = ["gravel"]
     with pytest.raises(ArtifactError, match="statistics.categories must map names to objects"):
         Detector.load(write_standin(tmp_path / "bad.onnx", SIZE, metadata=bad))
+
+
+def test_the_public_signatures_resolve_their_type_hints():
+    """``from __future__ import annotations`` defers hints: each name they use must be importable."""
+    import typing
+
+    hints = typing.get_type_hints(Detector.predict)
+    assert hints["categories"] == typing.Optional[typing.Sequence[typing.Optional[str]]]
+    assert hints["return"] == typing.List[Result]
+    assert typing.get_type_hints(Detector.load)["return"] is Detector
