@@ -56,6 +56,7 @@ VOCABULARY = {*contract.PRECISIONS, contract.INPUT_DTYPE, contract.OUTPUT_DTYPE}
 # (file, literal) where the literal means something else than the contract item of that spelling.
 OTHER_MEANINGS = {
     ("runtime/imageio.py", "image"): "what a decode error calls the file read",
+    ("runtime/artifact/schema.py", "category"): "how the runtime's errors name a category's statistics",
     ("runtime/loop/run.py", "category"): "the JSON record's category field",
     ("runtime/loop/tally.py", "category"): "the JSON summary's category field",
     ("runtime/serving/watch.py", "category"): "a Prometheus label name",
