@@ -420,3 +420,29 @@ def test_peer_graphs_default_to_the_bench_cache(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(peer_export, "peer_graphs", lambda peers, size, root, progress: seen.setdefault("root", root))
     suite.peer_graphs(64, None, False)
     assert seen["root"] == default_export.default_cache_root()
+
+
+def test_a_registered_backend_gets_bench_rows_by_its_entry_alone(cache_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One module and one registry entry: the bench plans its paper and e2e rows, named by its label."""
+    import sys
+    import types
+
+    from mmad_edge.runtime import backends
+    from mmad_edge.runtime.backends.onnxruntime import OnnxRuntimeBackend
+
+    class Other(OnnxRuntimeBackend):
+        name = "other"
+
+    module = types.ModuleType("fake_other_backend")
+    module.BACKEND = Other
+    monkeypatch.setitem(sys.modules, "fake_other_backend", module)
+    monkeypatch.setattr(backends, "REGISTRY", dict(REGISTRY))
+    monkeypatch.setattr(planning, "REGISTRY", backends.REGISTRY)
+    backends.register(backends.BackendEntry("other", "fake_other_backend", (".onnx",), lambda: True,
+                                            lambda path: None, label="oth"))
+    artifacts = find_artifacts([cache_root / default_export.cache_key(TINY) / "model.fp32.onnx"])
+    plan = planning.plan_cases(TINY, TORCH_ROWS, artifacts, "other", [2], ("paper", "e2e"), threads=1)
+    assert [(c.name, c.backend, c.protocol) for c in plan.cases] == [("oth-fp32", "other", "paper"),
+                                                                     ("oth-fp32", "other", "e2e")]
+    rows = [run_case(case, 0, 1) for case in plan.cases]
+    assert rows[1]["backend"] == "other" and rows[1]["accuracy_vs_ort_fp32"]["map_relative"] == 0.0

@@ -304,3 +304,20 @@ def test_detector_load_takes_backend_options_whole_or_as_keywords(tmp_path):
         assert whole.backend.micro_batch == 2 and mixed.backend.micro_batch == 3
     with pytest.raises(TypeError, match="unknown option.*micro_batches"):
         Detector.load(artifact, "onnxruntime", micro_batches=2)
+
+
+def test_backend_options_reach_only_the_backend_that_declares_them():
+    from mmad_edge.runtime.backends.base import BackendOptions, OptionError
+    from mmad_edge.runtime.backends.onnxruntime import OrtOptions
+    from mmad_edge.runtime.backends.openvino import OvOptions
+
+    options = BackendOptions(threads=2, micro_batch=3, inference_precision="bf16", use_cuda_graph=False)
+    assert options.settings(OrtOptions) == OrtOptions(micro_batch=3)
+    assert options.settings(OvOptions) == OvOptions(inference_precision="bf16")
+    assert options.replace(micro_batch=None).settings(OrtOptions).micro_batch is None and options.threads == 2
+    assert {"threads", "micro_batch", "inference_precision", "use_cuda_graph", "providers"} <= set(BackendOptions.names())
+    with pytest.raises(TypeError, match="unknown backend option.*micro_batches"):
+        BackendOptions(micro_batches=2)
+    with pytest.raises(OptionError, match="performance_hint must be 'latency' or 'throughput'") as refused:
+        BackendOptions(performance_hint="fast").check()
+    assert refused.value.name == "performance_hint"
