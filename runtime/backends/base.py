@@ -137,7 +137,6 @@ class Backend(abc.ABC):
     def __init__(self, path: Path, contract: ArtifactInfo, options: BackendOptions) -> None:
         self.path = Path(path)
         self.info = contract
-        self.options = options
         self.settings: Any = options.settings(self.Options)
 
     @property
@@ -183,7 +182,7 @@ class Backend(abc.ABC):
         return [Variant("", options)]
 
     @classmethod
-    def time_graph(cls, graph: Path, batch: int, options: BackendOptions, feed: Feed,
+    def time_graph(cls, graph: "Path | bytes", batch: int, options: BackendOptions, feed: Feed,
                    image_size: Optional[int]) -> Optional[GraphRun]:
         """A call running the bare ``graph`` on random host inputs (the bench's paper protocol) and
         its row facts; None where this backend only runs whole artifacts."""

@@ -200,7 +200,7 @@ class OnnxRuntimeBackend(Backend):
         return options.replace(providers=list(CPU_PROVIDERS))
 
     @classmethod
-    def time_graph(cls, graph: Path, batch: int, options: BackendOptions, feed: Feed,
+    def time_graph(cls, graph: "Path | bytes", batch: int, options: BackendOptions, feed: Feed,
                    image_size: Optional[int]) -> Optional[GraphRun]:
         """``session.run`` on host arrays, split into ``micro_batch`` runs as the backend splits a
         batch (sizes from ``image_size``, else the two largest per-item dims of the first input);

@@ -224,7 +224,7 @@ class OpenVinoBackend(Backend):
                 for name in (asked if precision == "fp32" else (DEFAULT_PRECISION,))]
 
     @classmethod
-    def time_graph(cls, graph: Path, batch: int, options: BackendOptions, feed: Feed,
+    def time_graph(cls, graph: "Path | bytes", batch: int, options: BackendOptions, feed: Feed,
                    image_size: Optional[int]) -> Optional[GraphRun]:
         """The graph compiled for the CPU; under the throughput hint the batch is split over the
         plugin's infer requests and the parts run concurrently, as ``run`` does."""
