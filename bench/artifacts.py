@@ -35,17 +35,9 @@ class Artifact:
     int8_target: str | None = None  # INT8 graphs: "tensorrt" (symmetric Q/DQ) or "cpu", from the export's report
 
     @property
-    def engine(self) -> bool:
-        return self.path.suffix == ENGINE_SUFFIX
-
-    @property
     def facts(self) -> dict[str, Any]:
         """Row fields every backend's row of this artifact carries (the INT8 form, when known)."""
         return {"int8_target": self.int8_target} if self.int8_target else {}
-
-    @property
-    def name(self) -> str:
-        return f"{'trt' if self.engine else 'onnx'}-{self.precision}"
 
 
 def read_artifact(path: Path) -> Artifact:

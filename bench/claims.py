@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from mmad_edge.config import ModelConfig
+from mmad_edge.runtime.backends import reference
 
 from .tables import BASELINE, format_value
 
@@ -21,6 +22,7 @@ PAPER_CONTEXT = (
 E2E_SPEEDUP_TARGET = 2.0
 FLOOR_RATIO_TARGET = 1.5
 FLOOR_CLAIM_BATCH = 16
+TRT_FORM = "tensorrt"  # the export's INT8 target of the symmetric Q/DQ graph (``calib.int8_graph.TARGETS``)
 
 
 def _find(rows: Sequence[dict[str, Any]], **match: Any) -> dict[str, Any] | None:
@@ -63,10 +65,10 @@ def _paper_context(rows: Sequence[dict[str, Any]], machine: dict[str, Any], mode
 
 def _e2e_claim(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     claim = f"e2e ONNX FP32 batch-1 latency at least {E2E_SPEEDUP_TARGET:g}x lower than {BASELINE} (p50)"
-    onnx_row = _find(rows, backend="onnxruntime", precision="fp32", protocol="e2e", batch=1)
+    onnx_row = _find(rows, backend=reference().name, precision="fp32", protocol="e2e", batch=1)
     baseline = _find(rows, name=BASELINE, batch=1)
     if onnx_row is None or baseline is None:
-        missing = "the e2e onnxruntime fp32 batch-1 row" if onnx_row is None else f"the {BASELINE} batch-1 row"
+        missing = f"the e2e {reference().name} fp32 batch-1 row" if onnx_row is None else f"the {BASELINE} batch-1 row"
         return {"claim": claim, "passed": None, "reason": f"{missing} did not run"}
     speedup = baseline["p50_ms"] / onnx_row["p50_ms"]
     return {"claim": claim, "passed": speedup >= E2E_SPEEDUP_TARGET, "speedup": speedup,
@@ -91,10 +93,10 @@ def _floor_claim(rows: Sequence[dict[str, Any]], floor: dict[str, Any] | None) -
 def _int8_claim(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     claim = "INT8 on the CPU (ONNX Runtime) has higher throughput than FP32 at the same batch and protocol"
     pairs = []  # the TensorRT-form graph is left out: ONNX Runtime only emulates its Q/DQ
-    cpu_form = (r for r in rows if r["backend"] == "onnxruntime" and r["precision"] == "int8"
-                and r.get("int8_target") != "tensorrt")
+    cpu = reference().name
+    cpu_form = (r for r in rows if r["backend"] == cpu and r["precision"] == "int8" and r.get("int8_target") != TRT_FORM)
     for int8 in cpu_form:
-        fp32 = _find(rows, backend="onnxruntime", precision="fp32", protocol=int8["protocol"], batch=int8["batch"])
+        fp32 = _find(rows, backend=cpu, precision="fp32", protocol=int8["protocol"], batch=int8["batch"])
         if fp32 is not None:
             pairs.append({"protocol": int8["protocol"], "batch": int8["batch"],
                           "int8_images_per_s": int8["images_per_s"], "fp32_images_per_s": fp32["images_per_s"],
@@ -109,8 +111,9 @@ def _peer_claim(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     backend (ONNX Runtime), protocol (paper) and batch; eager peers are not compared with exports."""
     claim = "MiniMaxAD's exported FP32 graph has higher throughput than each peer's exported graph (ONNX Runtime, paper)"
     pairs = []
-    for peer in (r for r in rows if r.get("family") == "peer" and r["backend"] == "onnxruntime"):
-        ours = [r for r in rows if r.get("family") == "minimaxad" and r["backend"] == "onnxruntime"
+    cpu = reference().name
+    for peer in (r for r in rows if r.get("family") == "peer" and r["backend"] == cpu):
+        ours = [r for r in rows if r.get("family") == "minimaxad" and r["backend"] == cpu
                 and r["protocol"] == "paper" and r["precision"] == "fp32" and r["batch"] == peer["batch"]]
         best = max(ours, key=lambda r: r["images_per_s"], default=None)
         if best is not None:

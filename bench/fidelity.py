@@ -1,6 +1,6 @@
 """Each e2e row's fidelity to ONNX Runtime FP32 on the same frames: how much a faster row costs.
 
-The reference is the FP32 artifact on ONNX Runtime's CPU provider, run once per bench on
+The reference is the FP32 artifact on the reference backend (ONNX Runtime) kept to the CPU, run once per bench on
 ``ACCURACY_FRAMES`` seeded random frames; every MiniMaxAD e2e row runs the same frames through
 its loaded detector (outside the timed calls) and records ``runtime.compare.error_metrics``'s
 ``map_relative``, ``score_relative`` and ``spearman`` as ``accuracy_vs_ort_fp32``. With random
@@ -16,6 +16,8 @@ from typing import Any, Callable
 import numpy as np
 
 from mmad_edge.export.device_verification import score_frames
+from mmad_edge.runtime.backends import backend_class, reference
+from mmad_edge.runtime.backends.base import BackendOptions
 from mmad_edge.runtime.compare import error_metrics
 
 ACCURACY_FRAMES = 16
@@ -40,15 +42,16 @@ def accuracy_probe(fp32_onnx: Path | None, size: int) -> Callable[[Any], dict[st
     if fp32_onnx is None:
         return None
     frames = accuracy_frames(size)
-    reference: dict[str, Any] = {}
+    computed: dict[str, Any] = {}
 
     def probe(detector: Any) -> dict[str, Any]:
-        if "outputs" not in reference:
+        if "outputs" not in computed:
             from mmad_edge.runtime.detector import Detector
 
-            with Detector.load(fp32_onnx, "onnxruntime", providers=["CPUExecutionProvider"]) as ort:
-                reference["outputs"] = detector_outputs(ort, frames)
-        metrics = error_metrics(reference["outputs"], detector_outputs(detector, frames))
+            name = reference().name
+            with Detector.load(fp32_onnx, name, backend_class(name).on_cpu(BackendOptions())) as cpu:
+                computed["outputs"] = detector_outputs(cpu, frames)
+        metrics = error_metrics(computed["outputs"], detector_outputs(detector, frames))
         return {"accuracy_vs_ort_fp32": {"reference": REFERENCE, "frames": len(frames),
                                          **{key: metrics[key] for key in KEPT}}}
 

@@ -15,26 +15,18 @@ import numpy as np
 
 from mmad_edge.config import ModelConfig
 
-from .fidelity import accuracy_probe
+from mmad_edge.runtime.backends import AUTO, REGISTRY, backend_class, reference
+from mmad_edge.runtime.backends.base import BackendOptions
+
 from .artifacts import Artifact, fp32_graph
-from .openvino_rows import OvSettings, openvino_cases, unavailable
+from .backend_rows import BackendRows, Plan, row_tags
+from .fidelity import accuracy_probe
 from .peers import OUTSIDE_GRAPH, PEERS
+from .runner import BenchCase, graph_case
 from .tables import BASELINE, REPARAM
-from .runner import BenchCase, e2e_detector_case, ort_session_case
 
 E2E_FRAMES = 4
-CPU_PROVIDERS = ["CPUExecutionProvider"]
-
-
-@dataclass
-class Plan:
-    """The cases to run, in order, and the rows that cannot run here with the reason."""
-
-    cases: list[BenchCase] = field(default_factory=list)
-    skipped: list[dict[str, Any]] = field(default_factory=list)
-
-    def skip(self, name: str, backend: str, protocol: str, reason: str, batch: int | None = None) -> None:
-        self.skipped.append({"name": name, "backend": backend, "protocol": protocol, "batch": batch, "reason": reason})
+TORCH = "torch"  # the --backend choice of the torch rows and the peers
 
 
 @dataclass(frozen=True)
@@ -45,29 +37,6 @@ class TorchRows:
     missing: str = ""
     peers: bool = True
     peer_graphs: Mapping[str, Path | str] = field(default_factory=dict)  # ONNX graph, or why there is none
-
-
-@dataclass(frozen=True)
-class CpuRows:
-    """How the CPU backends' rows run: ONNX Runtime's images per run (None automatic, 0 whole
-    batches) and OpenVINO's inference precision (None: f32 and each lower one the CPU has) and hint."""
-
-    micro_batch: int | None = None
-    inference_precision: str | None = None
-    performance_hint: str | None = None
-
-
-def cpu_detector_loader(threads: int, micro_batch: int | None = None) -> Callable[[Path], Any]:
-    """``Detector.load`` on ONNX Runtime's CPU provider with ``threads`` intra-op threads and the
-    runtime's ``micro_batch`` policy (None: automatic, 0: whole batches)."""
-
-    def load(path: Path) -> Any:
-        from mmad_edge.runtime.detector import Detector
-
-        return Detector.load(path, backend="onnxruntime", providers=CPU_PROVIDERS, threads=threads,
-                             micro_batch=micro_batch)
-
-    return load
 
 
 def _tag(case: BenchCase, family: str, **extra: Any) -> BenchCase:
@@ -83,39 +52,32 @@ def plan_cases(
     batches: Sequence[int],
     protocols: Sequence[str],
     threads: int,
-    cpu: CpuRows = CpuRows(),
+    options: BackendOptions | None = None,
 ) -> Plan:
     """Every row the request asks for, in run order (paper rows, then e2e), or a skip with the reason.
 
-    ``backend`` filters: "torch" keeps the torch rows and the peers, "onnxruntime" the ONNX
-    Runtime rows, "openvino" OpenVINO's, "tensorrt" the engine rows, "auto" all of them.
-    ``cpu``: ONNX Runtime's micro-batching (the same for the paper and the e2e protocol) and
-    OpenVINO's precision and hint (``bench.openvino_rows``).
+    ``backend`` filters: "torch" keeps the torch rows and the peers, a registered backend its
+    rows (``bench.backend_rows``), "auto" all of them. ``options``: the backends' own settings
+    (e.g. ONNX Runtime's micro-batching, the same for both protocols; OpenVINO's precision and
+    hint); every backend row runs ``threads`` CPU threads.
     """
     plan = Plan()
-    wants = {name: backend in ("auto", name) for name in ("torch", "onnxruntime", "tensorrt", "openvino")}
-    if wants["openvino"] and unavailable():
-        plan.skip("ov-*", "openvino", ",".join(protocols), unavailable() or "")
-        wants["openvino"] = False
-    named = list(zip(artifacts, _unique_names(artifacts)))
-    ov = OvSettings(threads, cpu.inference_precision, cpu.performance_hint) if wants["openvino"] else None
-    micro_batch = cpu.micro_batch
+    settings = (options or BackendOptions()).replace(threads=threads)
+    entries = [entry for entry in REGISTRY.values() if backend in (AUTO, entry.name)]
+    rows = BackendRows(entries, list(zip(artifacts, row_tags(artifacts))), settings, config.image_size, plan)
+    wants_torch = backend in (AUTO, TORCH)
     if "paper" in protocols:
-        if wants["torch"] and torch_rows.model is None:
+        if wants_torch and torch_rows.model is None:
             _skip_torch_rows(plan, torch_rows)
-        torch_here = wants["torch"] and torch_rows.model is not None
+        torch_here = wants_torch and torch_rows.model is not None
         for batch in batches:
             plan.cases += _torch_cases(torch_rows, batch, config.image_size, peers=False) if torch_here else []
-            _plan_paper(plan, config.image_size, named, wants, batch, threads, micro_batch)
-            _add_openvino(plan, named, (batch, "paper"), ov, _frames(config.image_size), None)
+            rows.paper(batch)
             plan.cases += _torch_cases(torch_rows, batch, config.image_size, peers=True) if torch_here else []
-            if wants["onnxruntime"]:
-                _plan_peer_graphs(plan, torch_rows.peer_graphs, batch, config.image_size, threads, micro_batch)
+            if backend in (AUTO, reference().name):
+                _plan_peer_graphs(plan, torch_rows.peer_graphs, batch, config.image_size, settings)
     if "e2e" in protocols:
-        probe = accuracy_probe(fp32_graph(artifacts), config.image_size)
-        _plan_e2e(plan, config.image_size, named, wants, batches, threads, micro_batch, probe)
-        for batch in batches:
-            _add_openvino(plan, named, (batch, "e2e"), ov, _frames(config.image_size), probe)
+        rows.e2e(batches, _frames(config.image_size), accuracy_probe(fp32_graph(artifacts), config.image_size))
     return plan
 
 
@@ -125,20 +87,10 @@ def _frames(size: int) -> list[np.ndarray]:
     return [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(E2E_FRAMES)]
 
 
-def _add_openvino(plan: Plan, named: list[tuple[Artifact, str]], where: tuple[int, str], ov: OvSettings | None,
-                  frames: list[np.ndarray], probe: Callable[[Any], dict[str, Any]] | None) -> None:
-    """OpenVINO's rows at one (batch, protocol), when asked for and installed."""
-    if ov is None:
-        return
-    cases, skipped = openvino_cases(named, where[0], where[1], ov, frames, probe)
-    plan.cases += cases
-    plan.skipped += skipped
-
-
 def _skip_torch_rows(plan: Plan, torch_rows: TorchRows) -> None:
     """One skip entry per torch row (every batch) on an install without torch."""
     for name in (BASELINE, REPARAM, *(PEERS if torch_rows.peers else ())):
-        plan.skip(name, "torch", "paper", torch_rows.missing)
+        plan.skip(name, TORCH, "paper", torch_rows.missing)
 
 
 def _torch_cases(torch_rows: TorchRows, batch: int, size: int, peers: bool) -> list[BenchCase]:
@@ -150,65 +102,16 @@ def _torch_cases(torch_rows: TorchRows, batch: int, size: int, peers: bool) -> l
     return [_tag(case, "peer") for case in peer_cases(batch, size)] if torch_rows.peers else []
 
 
-def _plan_peer_graphs(
-    plan: Plan, graphs: Mapping[str, Path | str], batch: int, size: int, threads: int, micro_batch: int | None,
-) -> None:
-    """The peers' exported graphs on ONNX Runtime, paper protocol, beside MiniMaxAD's (like with like)."""
+def _plan_peer_graphs(plan: Plan, graphs: Mapping[str, Path | str], batch: int, size: int,
+                      options: BackendOptions) -> None:
+    """The peers' exported graphs on the reference backend, paper protocol, beside MiniMaxAD's (like with like)."""
+    entry = reference()
+    options = backend_class(entry.name).on_cpu(options)
     for peer, graph in graphs.items():
-        name = f"onnx-{peer}"
+        name = f"{entry.row_label}-{peer}"
         if isinstance(graph, str):
-            plan.skip(name, "onnxruntime", "paper", graph, batch)
+            plan.skip(name, entry.name, "paper", graph, batch)
             continue
-        case = ort_session_case(name, graph, batch, image_size=size, threads=threads, precision="fp32",
-                                providers=CPU_PROVIDERS, micro_batch=micro_batch)
+        case = graph_case(entry.name, name, graph, batch, options, image_size=size, precision="fp32")
         extra = {"note": OUTSIDE_GRAPH[peer]} if peer in OUTSIDE_GRAPH else {}
         plan.cases.append(_tag(case, "peer", graph=graph.name, **extra))
-
-
-def _plan_paper(
-    plan: Plan, size: int, named: list[tuple[Artifact, str]], wants: dict[str, bool], batch: int, threads: int,
-    micro_batch: int | None,
-) -> None:
-    for artifact, name in named:
-        if artifact.engine and wants["tensorrt"]:
-            plan.skip(name, "tensorrt", "paper", "the paper protocol needs the input on the GPU; engines are timed "
-                      "e2e here (python -m mmad_edge.bench.gpu_check times the GPU paper rows)", batch)
-        elif not artifact.engine and wants["onnxruntime"]:
-            low, high = artifact.batch_range
-            if low <= batch <= high:
-                case = ort_session_case(name, artifact.paper_graph, batch, image_size=size, threads=threads,
-                                        precision=artifact.precision, providers=CPU_PROVIDERS, micro_batch=micro_batch)
-                plan.cases.append(_tag(case, "minimaxad", graph=artifact.paper_graph.name,
-                                       artifact=str(artifact.path), **artifact.facts))
-            else:
-                limits = f"{artifact.paper_graph.name} takes batch {low}..{high}"
-                plan.skip(name, "onnxruntime", "paper", f"{limits}; re-export with --batch 1:{batch}:{batch}", batch)
-
-
-def _plan_e2e(
-    plan: Plan, size: int, named: list[tuple[Artifact, str]], wants: dict[str, bool], batches: Sequence[int],
-    threads: int, micro_batch: int | None, probe: Callable[[Any], dict[str, Any]] | None = None,
-) -> None:
-    from mmad_edge.runtime.backends.tensorrt import engine_problem
-
-    frames = _frames(size)
-    for artifact, name in named:
-        if artifact.engine and wants["tensorrt"]:
-            problem = engine_problem(artifact.path)
-            for batch in batches:
-                if problem is None:
-                    case = e2e_detector_case(artifact.path, batch, frames, name=name, backend="tensorrt", probe=probe)
-                    plan.cases.append(_tag(case, "minimaxad", artifact=str(artifact.path), **artifact.facts))
-                else:
-                    plan.skip(name, "tensorrt", "e2e", problem, batch)
-        elif not artifact.engine and wants["onnxruntime"]:
-            for batch in batches:
-                case = e2e_detector_case(artifact.path, batch, frames, name=name, probe=probe,
-                                         loader=cpu_detector_loader(threads, micro_batch))
-                plan.cases.append(_tag(case, "minimaxad", artifact=str(artifact.path), **artifact.facts))
-
-
-def _unique_names(artifacts: Sequence[Artifact]) -> list[str]:
-    """Row names; artifacts of the same kind and precision are told apart by their folder."""
-    plain = [a.name for a in artifacts]
-    return [name if plain.count(name) == 1 else f"{name}@{a.path.parent.name}" for name, a in zip(plain, artifacts)]

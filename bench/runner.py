@@ -8,7 +8,7 @@ backend an "auto" artifact chose). For the e2e protocol ``step`` returns per-sta
 milliseconds for that call; the row carries their means over the timed iterations.
 
 Protocols: "paper" times the network alone, input already where the network runs (for the
-torch/ONNX Runtime CPU paths host memory is that place), forward only. "e2e" times the deployed
+torch and CPU backend paths host memory is that place), forward only. "e2e" times the deployed
 detector from host uint8 frames to host results.
 """
 
@@ -21,8 +21,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from mmad_edge.runtime.backends import AUTO, REGISTRY
-from mmad_edge.runtime.backends.onnxruntime import check_micro_batch, resolve_micro_batch, runs_on_gpu
+from mmad_edge.runtime.backends import AUTO, backend_class, runners
+from mmad_edge.runtime.backends.base import BackendOptions
 from mmad_edge.runtime.artifact.contract import PRECISIONS
 from mmad_edge.runtime.log import say
 
@@ -278,54 +278,39 @@ def precision_from_name(path: str | Path, default: str = "fp32") -> str:
     return next((part for part in parts[1:-1] if part in known), default)
 
 
-def ort_session_case(
+def graph_case(
+    backend: str,
     name: str,
     model: str | Path | bytes,
     batch: int,
+    options: BackendOptions,
     *,
     image_size: int | None = None,
-    providers: Sequence[Any] | None = None,
-    threads: int | None = None,
     precision: str | None = None,
-    micro_batch: int | None = None,
 ) -> BenchCase:
-    """Paper-protocol case for an ONNX model run by ONNX Runtime (``session.run`` on host arrays).
-
-    Every input gets random data of its declared type; a dynamic leading dim becomes ``batch``,
-    other dynamic dims ``image_size``. Default providers: CPU; ``threads`` sets intra-op threads.
-    ``micro_batch``: the runtime's rule (``runtime.resolve_micro_batch``): None automatic (on a
-    CPU-only session, consecutive runs of ``CPU_PIXELS_PER_RUN`` input pixels, for images of
-    ``image_size`` or else of the two largest per-item dims of the first input; whole batches on
-    GPU providers), 0 the whole batch in one run, n runs of at most n. A fixed-batch graph always
-    runs whole. The row records the count it used.
-    """
-    check_micro_batch(micro_batch)
+    """Paper-protocol case: the bare ONNX ``model`` run by ``backend`` on random host inputs
+    (``Backend.time_graph``; every input gets random data of its declared type, a dynamic leading
+    dim becomes ``batch``, other dynamic dims ``image_size``). The row records the facts the
+    backend reports (e.g. ONNX Runtime's images per run, OpenVINO's precision and hint)."""
+    options.check()
     state: dict[str, Any] = {}
 
-    def setup() -> dict[str, Any]:
-        import onnxruntime as ort
+    def feed(input_name: str, onnx_type: str, shape: Sequence[Any]) -> np.ndarray:
+        return random_feed(input_name, onnx_type, shape, batch, image_size)
 
-        options = ort.SessionOptions()
-        if threads is not None:
-            options.intra_op_num_threads = threads
-        source = model if isinstance(model, bytes) else str(model)
-        session = ort.InferenceSession(source, options, providers=list(providers or ["CPUExecutionProvider"]))
-        inputs = session.get_inputs()
-        feeds = {i.name: random_feed(i.name, i.type, i.shape, batch, image_size) for i in inputs}
-        dynamic = all(not isinstance(i.shape[0], int) for i in inputs)
-        size = (image_size, image_size) if image_size else tuple(sorted(next(iter(feeds.values())).shape[1:])[-2:])
-        on_cpu = not runs_on_gpu(session.get_providers())
-        per_run = min(resolve_micro_batch(micro_batch, size, on_cpu) or batch, batch) if dynamic else batch
-        chunks = [{name: value[start:start + per_run] for name, value in feeds.items()} for start in range(0, batch, per_run)]
-        state["run"] = lambda: [session.run(None, chunk) for chunk in chunks]
-        return {"providers": session.get_providers(), "micro_batch": per_run}
+    def setup() -> dict[str, Any]:
+        timed = backend_class(backend).time_graph(model, batch, options, feed, image_size)
+        if timed is None:
+            raise ValueError(f"backend {backend!r} cannot time a bare graph; time its artifacts e2e")
+        state["run"], facts = timed
+        return dict(facts)
 
     def step() -> None:
         state["run"]()
 
     return BenchCase(
         name=name,
-        backend="onnxruntime",
+        backend=backend,
         precision=precision or (precision_from_name(model) if not isinstance(model, bytes) else "fp32"),
         protocol="paper",
         batch=batch,
@@ -333,59 +318,6 @@ def ort_session_case(
         setup=setup,
         teardown=state.clear,
     )
-
-
-def ov_model_case(name: str, model: str | Path, batch: int, settings: Mapping[str, Any],
-                  image_size: int | None = None) -> BenchCase:
-    """Paper-protocol case for an ONNX file compiled by OpenVINO (CPU), random host inputs.
-
-    ``settings``: ``precision`` (the artifact's), ``inference_precision`` (f32 / bf16 / f16),
-    ``hint`` (latency: one infer request runs the batch; throughput: the batch is split over
-    the plugin's requests, run concurrently, as the runtime backend does) and ``threads``.
-    """
-    state: dict[str, Any] = {}
-
-    def setup() -> dict[str, Any]:
-        from mmad_edge.runtime.backends import openvino as ov_backend
-
-        ov = ov_backend.import_openvino()
-        core = ov.Core()
-        ov_backend.check_inference_precision(settings["inference_precision"], ov_backend.cpu_capabilities(core))
-        graph = ov_backend.read_onnx(core, Path(model), settings["precision"])
-        config = ov_backend.compile_config(settings["inference_precision"], settings["hint"], None, settings.get("threads"))
-        compiled = core.compile_model(graph, "CPU", config)
-        count = 1 if settings["hint"] == "latency" else int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
-        shapes = [[d.get_length() if d.is_static else None for d in port.get_partial_shape()] for port in compiled.inputs]
-        fixed = any(shape and shape[0] is not None for shape in shapes)
-        parts = 1 if fixed else max(1, min(count, batch))
-        feeds = [random_feed(port.get_any_name(), _ov_type(port), shape, batch, image_size)
-                 for port, shape in zip(compiled.inputs, shapes)]
-        step_size = -(-batch // parts)
-        requests = [compiled.create_infer_request() for _ in range(parts)]
-        chunks = [[feed[start:start + step_size] for feed in feeds] for start in range(0, batch, step_size)]
-
-        def run() -> None:
-            for request, chunk in zip(requests, chunks):
-                request.start_async(chunk, share_inputs=True)
-            for request in requests[:len(chunks)]:
-                request.wait()
-
-        state["run"] = run
-        return {"inference_precision": settings["inference_precision"], "performance_hint": settings["hint"],
-                "infer_requests": len(chunks)}
-
-    def step() -> None:
-        state["run"]()
-
-    return BenchCase(name=name, backend="openvino", precision=settings["precision"], protocol="paper", batch=batch,
-                     step=step, setup=setup, teardown=state.clear)
-
-
-def _ov_type(port: Any) -> str:
-    """An OpenVINO port's element type in ONNX Runtime's spelling (what ``random_feed`` reads)."""
-    names = {"f32": "tensor(float)", "f16": "tensor(float16)", "u8": "tensor(uint8)", "i8": "tensor(int8)",
-             "i64": "tensor(int64)", "i32": "tensor(int32)"}
-    return names.get(port.get_element_type().get_type_name(), port.get_element_type().get_type_name())
 
 
 def _load_detector(path: str | Path, **kwargs: Any) -> Any:
@@ -424,7 +356,7 @@ def e2e_detector_case(
     """End-to-end case: ``detector.predict`` on ``batch`` host frames per call.
 
     ``frames`` (uint8 BGR, any size) are cycled to fill the batch. ``loader(path,
-    **load_kwargs)`` defaults to ``Detector.load`` (e.g. ``backend="tensorrt"``). ``probe(detector)``
+    **load_kwargs)`` defaults to ``Detector.load`` (e.g. ``backend=<a registered name>``). ``probe(detector)``
     may add row fields once loaded, untimed (e.g. accuracy against a reference). Each result's
     ``timings`` are per-frame shares of the batch stages, so a call's stage time is their sum;
     the row's ``stages`` are means per call, like its latencies.
@@ -456,7 +388,7 @@ def e2e_detector_case(
             detector.close()
 
     requested = load_kwargs.get("backend", AUTO)
-    runs = [entry.name for entry in REGISTRY.values() if Path(path).suffix in entry.suffixes]
+    runs = [entry.name for entry in runners(Path(path))]
     return BenchCase(
         name=name or Path(path).stem,
         backend=requested if requested != AUTO or not runs else runs[0],

@@ -39,8 +39,9 @@ from types import ModuleType
 from typing import Any, Callable, ContextManager, Sequence
 
 from mmad_edge.config import ModelConfig
+from mmad_edge.runtime.backends import AUTO, REGISTRY, backend_class, reference
 from mmad_edge.runtime.backends import choices as backend_choices
-from mmad_edge.runtime.backends.onnxruntime import check_micro_batch
+from mmad_edge.runtime.backends.base import BackendOptions, OptionError
 from mmad_edge.runtime.log import say
 
 from .row_auroc import attach_accuracy
@@ -49,13 +50,12 @@ from .claims import speed_claim
 from .machine import machine_info
 from .optional import Missing, optional_import
 from .peers import PEERS
-from .planning import CPU_PROVIDERS, CpuRows, Plan, TorchRows, plan_cases
-from .openvino_rows import HINT_PRECISIONS, HINTS
+from .planning import TORCH, Plan, TorchRows, plan_cases
 from .options import BenchOptions
 from .tables import PROTOCOLS, add_roofline, build_report
 from .runner import BenchCase, parse_batches, run_case, run_cases
 
-BACKENDS = (*backend_choices(), "torch")
+BACKENDS = (*backend_choices(), TORCH)
 DEFAULT_VARIANT = "n"
 DEFAULT_IMAGE_SIZE = 256
 MIN_ITERS = 3
@@ -116,7 +116,7 @@ def torch_side(
     if isinstance(rows, Missing):
         return TorchRows(None, rows.reason, options.peers), nullcontext()
     graphs: dict[str, Path | str] = {}
-    if options.peers and options.backend in ("auto", "onnxruntime") and "paper" in protocols:
+    if options.peers and options.backend in (AUTO, reference().name) and "paper" in protocols:
         graphs = peer_graphs(config.image_size, options.cache_dir, options.progress)
     model = rows.torch_model(config, checkpoint)
     return TorchRows(model, peers=options.peers, peer_graphs=graphs), rows.torch_threads(threads)
@@ -202,17 +202,23 @@ def measure_floors(
     section = floor.graph_floor(graph, peak)
     floors = {"cpu": section["floor_ms_per_image"]}
     torch = sys.modules.get("torch")  # the GPU peak is measured with torch, loaded only for torch rows
-    if any(row["backend"] == "tensorrt" for row in rows) and torch is not None and torch.cuda.is_available():
+    if any(_on_gpu(row) for row in rows) and torch is not None and torch.cuda.is_available():
         section["cuda"] = floor.graph_floor(graph, floor.measure_peak("cuda"))
         floors["cuda"] = section["cuda"]["floor_ms_per_image"]
     return section, floors
+
+
+def _on_gpu(row: dict[str, Any]) -> bool:
+    """Whether a row's backend ran on the GPU (a registered backend's CPU rows ask it)."""
+    name = row["backend"]
+    return name in REGISTRY and backend_class(name).on_gpu(backend_class(name).on_cpu(BackendOptions()))
 
 
 def attach_floor(rows: Sequence[dict[str, Any]], floors: dict[str, float]) -> list[dict[str, Any]]:
     """MiniMaxAD rows get ``floor_ms`` (per-image floor of their device x batch) and ``roofline_pct``."""
     out = []
     for row in rows:
-        per_image = floors.get("cuda" if row["backend"] == "tensorrt" else "cpu")
+        per_image = floors.get("cuda" if _on_gpu(row) else "cpu")
         if row.get("family") == "minimaxad" and per_image is not None:
             row = add_roofline(row, per_image * row["batch"])
         out.append(row)
@@ -236,22 +242,35 @@ def _check_request(options: BenchOptions) -> list[int]:
         raise BenchError(f"need --warmup >= 0, --iters >= 1 and a positive case budget; "
                          f"got {options.warmup}, {options.iters}, {options.case_budget_s}")
     try:
-        check_micro_batch(options.micro_batch)
-    except ValueError as exc:
-        raise BenchError(f"--micro-batch: {exc}") from None
-    if options.inference_precision not in (None, *HINT_PRECISIONS) or options.performance_hint not in (None, *HINTS):
-        raise BenchError(f"--inference-precision takes {', '.join(HINT_PRECISIONS)} and --performance-hint "
-                         f"{', '.join(HINTS)}; got {options.inference_precision!r}, {options.performance_hint!r}")
+        backend_options(options).check()
+    except OptionError as exc:
+        raise BenchError(f"--{exc.name.replace('_', '-')}: {exc}") from None
     try:
         return parse_batches(options.batches)
     except ValueError as exc:
         raise BenchError(str(exc)) from None
 
 
+def backend_options(options: BenchOptions) -> BackendOptions:
+    """The backends' own settings a bench request gives (ONNX Runtime's micro-batching, OpenVINO's
+    precision and hint)."""
+    return BackendOptions(micro_batch=options.micro_batch, inference_precision=options.inference_precision,
+                          performance_hint=options.performance_hint)
+
+
 def _nothing_to_run(plan: Plan, backend: str, protocols: Sequence[str]) -> BenchError:
     reasons = "; ".join(f"{s['name']} {s['protocol']}: {s['reason']}" for s in plan.skipped[:3])
     return BenchError(f"nothing to run for --backend {backend} --protocol {','.join(protocols)}"
                       + (f" ({reasons})" if reasons else "; torch rows and peers run under the paper protocol only"))
+
+
+def _backend_sections(hook: str, options: BackendOptions) -> dict[str, Any]:
+    """What every registered backend adds to the report's ``machine`` or ``settings`` section."""
+    found: dict[str, Any] = {}
+    for name in REGISTRY:
+        impl = backend_class(name)
+        found.update(getattr(impl, hook)(impl.on_cpu(options)))
+    return found
 
 
 def run_bench(
@@ -270,8 +289,8 @@ def run_bench(
     found = found or find_artifacts([default])
     threads = os.cpu_count() or 1
     torch_rows, torch_threads = torch_side(config, options, checkpoint, protocol_list, threads)
-    cpu = CpuRows(options.micro_batch, options.inference_precision, options.performance_hint)
-    plan = plan_cases(config, torch_rows, found, options.backend, batch_list, protocol_list, threads, cpu)
+    backend_settings = backend_options(options)
+    plan = plan_cases(config, torch_rows, found, options.backend, batch_list, protocol_list, threads, backend_settings)
     if not plan.cases:
         raise _nothing_to_run(plan, options.backend, protocol_list)
     floor = floor_module(plan)
@@ -284,14 +303,12 @@ def run_bench(
         rows = attach_floor(rows, floors)
         if options.data is not None:
             rows = attach_accuracy(rows, options, config.image_size, _torch_scorer(torch_rows))
+    threaded = backend_settings.replace(threads=threads)
     machine = {**machine_info(), "torch_threads": threads if torch_rows.model is not None else None,
-               "ort_intra_op_threads": threads, "onnxruntime_providers": CPU_PROVIDERS}
+               **_backend_sections("bench_machine", threaded)}
     settings = {"backend": options.backend, "batches": batch_list, "protocols": protocol_list,
                 "warmup": options.warmup, "iters": options.iters, "case_budget_s": options.case_budget_s,
-                "min_iters": MIN_ITERS, "peers": options.peers,
-                "micro_batch": "auto" if options.micro_batch is None else options.micro_batch,
-                "openvino": {"inference_precision": options.inference_precision or "f32 + what the CPU has units for",
-                             "performance_hint": options.performance_hint or "latency at batch 1, else throughput"},
+                "min_iters": MIN_ITERS, "peers": options.peers, **_backend_sections("bench_settings", threaded),
                 "artifacts": [str(a.path) for a in found], "default_artifacts": default, "model": config.to_dict(),
                 "data": None if options.data is None else f"{options.layout}:{options.data}",
                 "weights": {"torch": str(checkpoint) if checkpoint else RANDOM_WEIGHTS,

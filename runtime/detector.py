@@ -1,6 +1,6 @@
 """The detector: frames of any size in, scores, decisions and anomaly maps out.
 
-Backends (TensorRT, ONNX Runtime, OpenVINO) are imported only in ``Detector.load``, so importing the
+Backends (``runtime.backends.REGISTRY``) are imported only in ``Detector.load``, so importing the
 runtime costs nothing on a machine that has just one of them.
 """
 
@@ -9,15 +9,14 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import fields, replace
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
 
 from .artifact.selection import select_artifact
-from .backends import AUTO, REGISTRY, backend_class, choices
+from .backends import AUTO, backend_class, backend_for, choices
 from .backends.base import Backend, BackendOptions
 from .errors import ArtifactError, DetectorClosedError
 from .imageio import to_bgr_uint8
@@ -31,30 +30,14 @@ Frames = Union[np.ndarray, Iterable[np.ndarray]]
 Scoring = Tuple[Optional[float], Optional[Tuple[float, float]]]  # (threshold, normalisation (low, high))
 
 
-def _backend_for(path: Path, requested: str) -> str:
-    """The registered backend that runs ``path``: the one asked for, or auto's best-ranked one."""
-    runs = [entry for entry in REGISTRY.values() if path.suffix in entry.suffixes]
-    if not runs:
-        suffixes = sorted({suffix for entry in REGISTRY.values() for suffix in entry.suffixes})
-        raise ArtifactError(f"{path}: expected a {', a '.join(suffixes)} file or an export folder")
-    if requested != AUTO:
-        if requested not in [entry.name for entry in runs]:
-            wanted = " or ".join(REGISTRY[requested].suffixes)
-            raise ArtifactError(f"{path}: backend={requested!r} runs {wanted} files, not {path.suffix}; "
-                                f"pass one of those or --backend {runs[0].name}")
-        return requested
-    ranked = [(rank, entry.name) for entry in runs if entry.available() and (rank := entry.rank(path)) is not None]
-    return max(ranked)[1] if ranked else runs[0].name
-
-
 def _backend_options(options: Optional[BackendOptions], overrides: Dict[str, Any]) -> BackendOptions:
     """``options`` (default ``BackendOptions()``) with the keyword ``overrides``; unknown names refused."""
-    known = {item.name for item in fields(BackendOptions)}
-    unknown = sorted(set(overrides) - known)
+    known = BackendOptions.names()
+    unknown = sorted(set(overrides) - set(known))
     if unknown:
         raise TypeError(f"Detector.load got unknown option(s) {', '.join(unknown)}; backend options are "
-                        f"{', '.join(sorted(known))}")
-    return replace(options or BackendOptions(), **overrides)
+                        f"{', '.join(known)}")
+    return (options or BackendOptions()).replace(**overrides)
 
 
 def check_map_size(map_size: str) -> None:
@@ -98,7 +81,7 @@ class Detector:
     def load(
         cls,
         path: "str | os.PathLike[str]",
-        backend: str = "auto",
+        backend: str = AUTO,
         options: Optional[BackendOptions] = None,
         *,
         threshold: Optional[float] = None,
@@ -109,10 +92,11 @@ class Detector:
     ) -> "Detector":
         """Load a ``.engine`` (TensorRT), a ``.onnx`` (ONNX Runtime or OpenVINO) or an export folder.
 
-        ``backend``: "auto" or a registered backend ("tensorrt", "onnxruntime", "openvino").
-        ``options``: the backend settings as one ``BackendOptions`` (providers, threads,
-        micro_batch, inference_precision, performance_hint, cache_dir, device, use_cuda_graph);
-        its fields may also be passed as keywords (``threads=2``), which override ``options``.
+        ``backend``: "auto" or a registered backend (``runtime.backends.choices()``).
+        ``options``: the backend settings as one ``BackendOptions`` (the common cache_dir, device,
+        threads and each backend's own, e.g. providers, micro_batch, inference_precision,
+        performance_hint, use_cuda_graph); they may also be passed as keywords (``threads=2``),
+        which override ``options``.
         ``precision`` picks ``model.<precision>.*`` from a folder. ``threshold`` overrides the
         metadata's. ``max_batch`` caps the frames per backend run. ``category``: take the
         threshold and normalisation of this training category (a unified model's score scale
@@ -123,14 +107,10 @@ class Detector:
         settings = _backend_options(options, backend_options)
         path = Path(path)
         if path.is_dir():
-            from .backends.onnxruntime import runs_on_gpu
-            from .backends.tensorrt import engine_problem
-
-            on_gpu = backend in (AUTO, "onnxruntime") and runs_on_gpu(settings.providers)
-            path = select_artifact(path, backend, precision, engine_problem, on_gpu)
+            path = select_artifact(path, backend, precision, settings)
         elif not path.exists():
             raise ArtifactError(f"{path}: no such artifact; pass a .onnx, a .engine or an export folder")
-        name = _backend_for(path, backend)
+        name = backend_for(path, backend)
         impl = backend_class(name)(path, load_contract(path), settings)
         try:
             return cls(impl, threshold=threshold, max_batch=max_batch, category=category)

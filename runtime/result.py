@@ -7,6 +7,8 @@ from typing import Dict, Optional
 
 import numpy as np
 
+from .artifact.contract import IS_ANOMALY, OUTPUT_NAMES, SCORE_NORMALIZED
+
 
 @dataclass
 class Result:
@@ -31,9 +33,9 @@ class Result:
     def to_json(self) -> dict:
         """A JSON-ready dict of everything but the map; timings in milliseconds, named ``<stage>_ms``."""
         return {
-            "score": self.score,
-            "score_normalized": self.score_normalized,
-            "is_anomaly": self.is_anomaly,
+            OUTPUT_NAMES[1]: self.score,
+            SCORE_NORMALIZED: self.score_normalized,
+            IS_ANOMALY: self.is_anomaly,
             "threshold": self.threshold,
             "timings": {f"{stage}_ms": round(ms, 3) for stage, ms in self.timings.items()},
         }

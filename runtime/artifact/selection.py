@@ -1,26 +1,25 @@
 """Pick the artifact to run from an export folder.
 
-Order (first that exists and can run here wins):
+Every registered backend offers the files it runs (``model.<p><suffix>`` for each of its
+suffixes), in its precision order: fp16, fp32, int8 where it runs on a GPU here, else fp32, fp16,
+int8 (fp16 is emulated on CPUs, so fp32 is both faster there and the reference). INT8 comes last
+everywhere because it trades accuracy for speed: ask for it with ``precision="int8"``.
 
-1. ``model.<p>.engine`` for p in fp16, fp32, int8 -- only when the backend is "auto" or
-   "tensorrt", TensorRT and a GPU are usable and the engine's sidecar matches this device;
-2. ``model.<p>.onnx`` -- with a GPU execution provider fp16, fp32, int8; on CPU (and always
-   for ``backend="openvino"``) fp32, fp16, int8 (fp16 is emulated on CPUs, so fp32 is both
-   faster there and the reference).
-
-INT8 comes last everywhere because it trades accuracy for speed: ask for it with
-``precision="int8"``. Engines that cannot run here are reported on stderr with the reason.
+A requested backend takes its first file that can run here (a file it cannot run, e.g. an
+engine built for another GPU, is an error naming why). ``auto`` takes the best-ranked backend's
+first runnable file (the registry's ``rank``: a usable engine before any ONNX); files skipped
+on the way are reported on stderr with the reason.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from ..backends import choices
-from .contract import REPORT_FILE
-from .contract import CPU_ORDER, ENGINE_SUFFIX, GPU_ORDER, ONNX_SUFFIX, PRECISIONS, artifact_name
+from ..backends import AUTO, REGISTRY, BackendEntry, backend_class, choices
+from ..backends.base import BackendOptions
+from .contract import CPU_ORDER, GPU_ORDER, PRECISIONS, REPORT_FILE, artifact_name
 from ..errors import ArtifactError
 from ..log import notice
 
@@ -33,39 +32,53 @@ def _order(precision: Optional[str], default: Sequence[str]) -> Sequence[str]:
     return (precision,)
 
 
+def _files(folder: Path, entry: BackendEntry, precision: Optional[str], on_gpu: bool) -> List[Path]:
+    """The files of ``folder`` that ``entry`` runs, in its precision order."""
+    order = _order(precision, GPU_ORDER if on_gpu else CPU_ORDER)
+    return [folder / artifact_name(name, suffix) for suffix in entry.suffixes for name in order
+            if (folder / artifact_name(name, suffix)).is_file()]
+
+
+def _first_runnable(files: List[Path], entry: BackendEntry, skipped: List[str], requested: bool) -> Optional[Path]:
+    """The first file ``entry`` can run here; the others go to ``skipped`` with the reason (for a
+    ``requested`` backend the first that cannot run is the error)."""
+    for path in files:
+        problem = entry.problem(path)
+        if problem is None:
+            return path
+        if requested:
+            raise ArtifactError(problem)
+        skipped.append(f"{path.name}: {problem}")
+    return None
+
+
 def select_artifact(
-    folder: Path,
-    backend: str,
-    precision: Optional[str],
-    engine_problem: Callable[[Path], Optional[str]],
-    onnx_on_gpu: bool,
+    folder: Path, backend: str, precision: Optional[str], options: Optional[BackendOptions] = None, *,
+    here: bool = True,
 ) -> Path:
-    """The file to load from ``folder`` (see the module docstring for the order)."""
+    """The file to load from ``folder`` (see the module docstring). ``here=False``: for a GPU server
+    elsewhere (Triton): GPU order, nothing checked on this machine, backends in registry order."""
     if backend not in choices():
         raise ArtifactError(f"backend must be one of {', '.join(choices())}, got {backend!r}")
+    options = options or BackendOptions()
+    entries = list(REGISTRY.values()) if backend == AUTO else [REGISTRY[backend]]
+    found: List[Tuple[int, int, Path]] = []  # (auto's rank, -registry position, file)
     skipped: List[str] = []
-    if backend in ("auto", "tensorrt"):
-        for name in _order(precision, GPU_ORDER):
-            engine = folder / artifact_name(name, ENGINE_SUFFIX)
-            if not engine.is_file():
-                continue
-            problem = engine_problem(engine)
-            if problem is None:
-                return engine
-            if backend == "tensorrt":
-                raise ArtifactError(problem)
-            skipped.append(f"{engine.name}: {problem}")
-        if backend == "tensorrt":
-            raise ArtifactError(
-                f"{folder}: no model.<precision>.engine here; build one with mmad-edge build-engine "
-                f"{folder / artifact_name('fp16')}"
-            )
-    for name in _order(precision, GPU_ORDER if onnx_on_gpu else CPU_ORDER):
-        candidate = folder / artifact_name(name, ONNX_SUFFIX)
-        if candidate.is_file():
-            for line in skipped:
-                notice(f"skipping {line}")
-            return candidate
+    for position, entry in enumerate(entries):
+        impl = backend_class(entry.name)
+        files = _files(folder, entry, precision, not here or impl.on_gpu(options))
+        if not here and files:
+            return files[0]
+        if backend != AUTO and not files and impl.missing_hint(folder):
+            raise ArtifactError(f"{folder}: no model.<precision>{entry.suffixes[0]} here; {impl.missing_hint(folder)}")
+        chosen = _first_runnable(files, entry, skipped, backend != AUTO)
+        if chosen is not None:
+            rank = entry.rank(chosen) if entry.available() else None
+            found.append((-1 if rank is None else rank, -position, chosen))
+    if found:
+        for line in skipped:
+            notice(f"skipping {line}")
+        return max(found)[2]
     wanted = artifact_name(precision) if precision else f"model.<{'|'.join(PRECISIONS)}>.onnx or .engine"
     raise ArtifactError(f"{folder}: no {wanted} in this folder; point at an mmad-edge export folder")
 

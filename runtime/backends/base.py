@@ -1,34 +1,98 @@
-"""The one interface every backend implements: the detector hands it the parsed contract.
+"""The one interface every backend implements, and the settings a load hands it.
 
 A backend reads no metadata itself; ``Detector.load`` reads it once through
-``runtime.metadata.load_contract`` and passes the result in, so all backends agree on it.
+``runtime.artifact.metadata.load_contract`` and passes the result in, so all backends agree on it.
+``BackendOptions`` holds the settings every backend understands plus each backend's own, which
+the backend declares in its module (an ``Options`` dataclass) and receives as ``self.settings``.
 """
 
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, ClassVar, Dict, Optional, Sequence, Tuple
+from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple, Type, TypeVar
 
 import numpy as np
 
-from ..artifact.contract import INPUT_DTYPE, INPUT_LAYOUT
+from ..artifact.contract import INPUT_DTYPE, INPUT_LAYOUT, INPUT_NAME
 from ..artifact.metadata import ArtifactInfo
+
+CHECK = "check"  # field metadata key: the function that refuses a bad value of a backend option
+T = TypeVar("T")
+
+
+def option(default: Any, check: Callable[[Any], None]) -> Any:
+    """A backend option field whose values ``check`` refuses with a ValueError naming the option."""
+    return field(default=default, metadata={CHECK: check})
+
+
+class OptionError(ValueError):
+    """A backend option with a value its backend refuses; ``name`` is the option."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(message)
+        self.name = name
 
 
 @dataclass(frozen=True)
-class BackendOptions:
-    """Per-load settings the detector passes to every backend; a backend ignores what it has no use for."""
+class NoOptions:
+    """The settings of a backend that declares none of its own."""
 
-    micro_batch: Optional[int] = None  # ONNX Runtime CPU micro-batching (None automatic, 0 whole batches)
-    inference_precision: Optional[str] = None  # OpenVINO: "f32" | "bf16" | "f16"; None = backend default
-    performance_hint: Optional[str] = None  # "latency" | "throughput"; None = backend default
-    cache_dir: Optional[Path] = None  # compiled-model / engine caches
-    device: Optional[str] = None  # backend device string, e.g. "CPU", "cuda:0"
-    providers: Optional[Sequence[Any]] = None  # ONNX Runtime execution providers (None: best available)
-    threads: Optional[int] = None  # CPU intra-op threads (None: the library's choice)
-    use_cuda_graph: bool = True  # TensorRT: replay each batch size from a captured CUDA graph
+
+class BackendOptions:
+    """Per-load settings: the common ones below, and every registered backend's own by keyword
+    (e.g. ``micro_batch``, ``inference_precision``), each routed to the backend that declares it;
+    a backend never sees another's settings."""
+
+    COMMON = ("cache_dir", "device", "threads")
+
+    def __init__(self, *, cache_dir: Optional[Path] = None, device: Optional[str] = None,
+                 threads: Optional[int] = None, **specific: Any) -> None:
+        """``cache_dir``: compiled-model / engine caches; ``device``: the backend's device string
+        (e.g. "CPU"); ``threads``: CPU intra-op threads (None: the library's choice)."""
+        from . import option_classes
+
+        known = {item.name for cls in option_classes() for item in fields(cls)}
+        unknown = sorted(set(specific) - known)
+        if unknown:
+            raise TypeError(f"unknown backend option(s) {', '.join(unknown)}; backend options are "
+                            f"{', '.join(sorted({*self.COMMON, *known}))}")
+        self.cache_dir, self.device, self.threads = cache_dir, device, threads
+        self.specific: Dict[str, Any] = dict(specific)
+
+    @classmethod
+    def names(cls) -> List[str]:
+        """Every option a load takes: the common ones and each registered backend's."""
+        from . import option_classes
+
+        return sorted({*cls.COMMON, *(item.name for c in option_classes() for item in fields(c))})
+
+    def replace(self, **changes: Any) -> "BackendOptions":
+        """These options with ``changes`` (common or backend-specific names)."""
+        current = {name: getattr(self, name) for name in self.COMMON}
+        return BackendOptions(**{**current, **self.specific, **changes})
+
+    def settings(self, cls: Type[T]) -> T:
+        """A backend's own settings (its ``Options`` dataclass) from these options."""
+        return cls(**{item.name: self.specific[item.name] for item in fields(cls) if item.name in self.specific})
+
+    def check(self) -> None:
+        """Refuse (OptionError) a backend option that its backend would refuse at load."""
+        from . import option_classes
+
+        for cls in option_classes():
+            values = self.settings(cls)
+            for item in fields(cls):
+                if CHECK in item.metadata:
+                    try:
+                        item.metadata[CHECK](getattr(values, item.name))
+                    except ValueError as exc:
+                        raise OptionError(item.name, str(exc)) from None
+
+    def __repr__(self) -> str:
+        given = {name: getattr(self, name) for name in self.COMMON if getattr(self, name) is not None}
+        return f"BackendOptions({', '.join(f'{k}={v!r}' for k, v in {**given, **self.specific}.items())})"
 
 
 @dataclass(frozen=True)
@@ -43,19 +107,42 @@ class InputSpec:
     layout: str = INPUT_LAYOUT
 
 
+@dataclass(frozen=True)
+class Variant:
+    """One bench row of an artifact on a backend: its name suffix, the options it loads with, and
+    why it cannot run here (None when it can)."""
+
+    suffix: str
+    options: BackendOptions
+    problem: Optional[str] = None
+
+
+Feed = Callable[[str, str, Sequence[Any]], np.ndarray]  # (input name, ONNX type "tensor(float)", shape) -> array
+GraphRun = Tuple[Callable[[], None], Dict[str, Any]]  # (one timed call, row facts)
+
+
 class Backend(abc.ABC):
-    """One loaded artifact that runs batches of frames."""
+    """One loaded artifact that runs batches of frames.
+
+    Subclasses set ``image_size``, ``batch_min`` and ``batch_max`` while loading; ``settings`` is
+    their own ``Options``. The class methods answer for the backend before anything is loaded.
+    """
 
     name: ClassVar[str]
+    Options: ClassVar[type] = NoOptions
+    image_size: Tuple[int, int]
+    batch_min: int
+    batch_max: int
 
     def __init__(self, path: Path, contract: ArtifactInfo, options: BackendOptions) -> None:
         self.path = Path(path)
         self.info = contract
+        self.settings: Any = options.settings(self.Options)
 
     @property
-    @abc.abstractmethod
     def input_spec(self) -> InputSpec:
         """The input the artifact takes (size from the contract, batch limits from the artifact)."""
+        return InputSpec(INPUT_NAME, self.image_size, self.batch_min, self.batch_max)
 
     @abc.abstractmethod
     def run(self, images: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
@@ -68,3 +155,45 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Free sessions and buffers; idempotent."""
+
+    @classmethod
+    def library(cls) -> Any:
+        """The library this backend runs on, or a one-line BackendUnavailableError naming the install."""
+        return None
+
+    @classmethod
+    def on_gpu(cls, options: BackendOptions) -> bool:
+        """Whether a load with ``options`` runs on a GPU here (picks the GPU precision order)."""
+        return False
+
+    @classmethod
+    def missing_hint(cls, folder: Path) -> Optional[str]:
+        """How to make the file this backend runs when ``folder`` has none (None: the export's)."""
+        return None
+
+    @classmethod
+    def on_cpu(cls, options: BackendOptions) -> BackendOptions:
+        """``options`` kept to the CPU (the bench's CPU rows and the reference)."""
+        return options
+
+    @classmethod
+    def variants(cls, precision: str, options: BackendOptions, batch: int) -> List[Variant]:
+        """The bench rows an artifact of ``precision`` gets at ``batch``: one with ``options``."""
+        return [Variant("", options)]
+
+    @classmethod
+    def time_graph(cls, graph: "Path | bytes", batch: int, options: BackendOptions, feed: Feed,
+                   image_size: Optional[int]) -> Optional[GraphRun]:
+        """A call running the bare ``graph`` on random host inputs (the bench's paper protocol) and
+        its row facts; None where this backend only runs whole artifacts."""
+        return None
+
+    @classmethod
+    def bench_settings(cls, options: BackendOptions) -> Mapping[str, Any]:
+        """What the bench report's ``settings`` records about this backend's rows."""
+        return {}
+
+    @classmethod
+    def bench_machine(cls, options: BackendOptions) -> Mapping[str, Any]:
+        """What the bench report's ``machine`` records about this backend here."""
+        return {}

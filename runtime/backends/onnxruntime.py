@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..artifact.contract import INPUT_NAME, OUTPUT_NAMES
+from ..artifact.contract import INPUT_NAME, OUTPUT_NAMES, output_shapes
 from ..errors import ArtifactError, BackendUnavailableError
 from ..artifact.metadata import ArtifactInfo
-from .base import Backend, BackendOptions, InputSpec
+from .base import Backend, BackendOptions, Feed, GraphRun, option
 
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+CPU_PROVIDERS = ("CPUExecutionProvider",)
 # Input pixels per ONNX Runtime CPU run. A bigger batch runs as consecutive sub-batches of this
 # size, so that more of each intermediate tensor stays in the CPU's caches. Measured on a 2-core
 # Zen 5 (32 MiB L3), variant n, interleaved in one process: at 256x256, runs of 4 images take
@@ -139,42 +141,93 @@ def run_batched(session: Any, inputs: np.ndarray, batch: int = 8) -> Tuple[np.nd
     return np.concatenate(maps), np.concatenate(scores)
 
 
+def session_options(ort: Any, threads: Optional[int]) -> Any:
+    """SessionOptions with ``threads`` intra-op threads (None: ONNX Runtime's choice, all cores)."""
+    options = ort.SessionOptions()
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"threads must be at least 1, got {threads}")
+        options.intra_op_num_threads = int(threads)
+    return options
+
+
+@dataclass(frozen=True)
+class OrtOptions:
+    """ONNX Runtime's own settings."""
+
+    providers: Optional[Sequence[Any]] = None  # execution providers (None: best available)
+    micro_batch: Optional[int] = option(None, check_micro_batch)  # CPU micro-batching (None automatic, 0 whole)
+
+
 class OnnxRuntimeBackend(Backend):
     """One InferenceSession; batch limits from the graph (fixed dim) or the metadata profile."""
 
     name = "onnxruntime"
+    Options = OrtOptions
 
     def __init__(self, path: Path, contract: ArtifactInfo, options: BackendOptions) -> None:
         """``options.threads``: ONNX Runtime intra-op threads (default: its own choice, all cores).
-        ``options.micro_batch``: images per run of a larger batch; None picks ``cpu_micro_batch``
+        ``micro_batch``: images per run of a larger batch; None picks ``cpu_micro_batch``
         when the session runs on the CPU only (whole batches on a GPU provider), 0 always runs
         the whole batch. Graphs with a fixed batch always run whole."""
         super().__init__(path, contract, options)
-        check_micro_batch(options.micro_batch)
+        check_micro_batch(self.settings.micro_batch)
         ort = _import_onnxruntime()
         if not self.path.is_file():
             raise ArtifactError(f"{self.path}: no such ONNX file; export one with mmad-edge export")
-        providers = options.providers
+        providers = self.settings.providers
         if providers is None:
             cache = options.cache_dir or self.path.parent / "ort_trt_cache"
             providers = default_providers(ort.get_available_providers(), cache)
-        session_options = ort.SessionOptions()
-        if options.threads is not None:
-            if options.threads < 1:
-                raise ValueError(f"threads must be at least 1, got {options.threads}")
-            session_options.intra_op_num_threads = int(options.threads)
-        self._session = open_session(self.path, session_options, providers)
+        self._session = open_session(self.path, session_options(ort, options.threads), providers)
         self.providers = self._session.get_providers()
         self._version = ort.__version__
         self._check_io()
         fixed = self.batch_min == self.batch_max
         on_cpu = not runs_on_gpu(self.providers)
-        self.micro_batch = None if fixed else resolve_micro_batch(options.micro_batch, self.image_size, on_cpu)
+        self.micro_batch = None if fixed else resolve_micro_batch(self.settings.micro_batch, self.image_size, on_cpu)
 
-    @property
-    def input_spec(self) -> InputSpec:
-        """The graph's input: size from the contract, batch limits from the graph or the profile."""
-        return InputSpec(INPUT_NAME, self.image_size, self.batch_min, self.batch_max)
+    @classmethod
+    def library(cls) -> Any:
+        return _import_onnxruntime()
+
+    @classmethod
+    def on_gpu(cls, options: BackendOptions) -> bool:
+        return runs_on_gpu(options.settings(OrtOptions).providers)
+
+    @classmethod
+    def on_cpu(cls, options: BackendOptions) -> BackendOptions:
+        return options.replace(providers=list(CPU_PROVIDERS))
+
+    @classmethod
+    def time_graph(cls, graph: "Path | bytes", batch: int, options: BackendOptions, feed: Feed,
+                   image_size: Optional[int]) -> Optional[GraphRun]:
+        """``session.run`` on host arrays, split into ``micro_batch`` runs as the backend splits a
+        batch (sizes from ``image_size``, else the two largest per-item dims of the first input);
+        a fixed-batch graph runs whole. Facts: the providers and the images per run."""
+        settings = options.settings(OrtOptions)
+        ort = _import_onnxruntime()
+        source = graph if isinstance(graph, bytes) else str(graph)
+        session = ort.InferenceSession(source, session_options(ort, options.threads),
+                                       providers=list(settings.providers or CPU_PROVIDERS))
+        inputs = session.get_inputs()
+        feeds = {i.name: feed(i.name, i.type, i.shape) for i in inputs}
+        dynamic = all(not isinstance(i.shape[0], int) for i in inputs)
+        size = (image_size, image_size) if image_size else tuple(sorted(next(iter(feeds.values())).shape[1:])[-2:])
+        on_cpu = not runs_on_gpu(session.get_providers())
+        per_run = min(resolve_micro_batch(settings.micro_batch, size, on_cpu) or batch, batch) if dynamic else batch
+        chunks = [{name: value[start:start + per_run] for name, value in feeds.items()} for start in range(0, batch, per_run)]
+        return (lambda: [session.run(None, chunk) for chunk in chunks]), {"providers": session.get_providers(),
+                                                                          "micro_batch": per_run}
+
+    @classmethod
+    def bench_settings(cls, options: BackendOptions) -> Mapping[str, Any]:
+        micro_batch = options.settings(OrtOptions).micro_batch
+        return {"micro_batch": "auto" if micro_batch is None else micro_batch}
+
+    @classmethod
+    def bench_machine(cls, options: BackendOptions) -> Mapping[str, Any]:
+        return {"ort_intra_op_threads": options.threads, "onnxruntime_providers": list(CPU_PROVIDERS)}
 
     def describe(self) -> Dict[str, Any]:
         """Backend, library version, execution provider in use and the artifact's precision."""
@@ -204,12 +257,11 @@ class OnnxRuntimeBackend(Backend):
 
     def _check_outputs(self) -> None:
         """float32 ``anomaly_map`` (B, H, W) and ``score`` (B,), the sizes where the graph fixes them."""
-        height, width = self.image_size
-        expected = {"anomaly_map": ["B", height, width], "score": ["B"]}
+        expected = output_shapes(*self.image_size)
         for output in self._session.get_outputs():
-            want = expected.get(output.name)
-            if want is None:
+            if output.name not in expected:
                 continue
+            want = expected[output.name]["shape"]
             shape = list(output.shape)
             fits = len(shape) == len(want) and all(not isinstance(d, int) or not isinstance(w, int) or d == w
                                                    for d, w in zip(shape, want))

@@ -17,7 +17,7 @@ Q/DQ graph, see the README), only where ONNX Runtime has no GPU provider, and
 only on a CPU kind listed in ``MEASURED_FASTER``: (vendor, best vector ISA) pairs where a
 recorded bench timed OpenVINO FP32 faster than ONNX Runtime FP32 at batch 1 and 16. Other CPUs
 keep ONNX Runtime unless ``--backend openvino`` is asked for. The table is filled by hand from
-``bench/results`` (``python -m mmad_edge.bench.record_cpu``) and issue #18's Xeon figures.
+``bench/results`` (``python -m mmad_edge.bench.record cpu``) and issue #18's Xeon figures.
 
 INT8: the TensorRT-form Q/DQ graph (``--target tensorrt``) runs; the CPU-form QOperator graph
 cannot be read by OpenVINO (its per-channel QLinearConv nodes fail to convert) and is refused
@@ -27,15 +27,16 @@ with that fix.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
 from ..artifact.contract import INPUT_NAME, OUTPUT_NAMES, precision_of
 from ..errors import ArtifactError, BackendUnavailableError
 from ..artifact.metadata import ArtifactInfo
-from .base import Backend, BackendOptions, InputSpec
+from .base import Backend, BackendOptions, Feed, GraphRun, Variant, option
 
 DEVICE = "CPU"
 DEFAULT_PRECISION = "f32"
@@ -99,8 +100,7 @@ def cpu_capabilities(core: Any, device: str = DEVICE) -> List[str]:
 
 def check_inference_precision(precision: str, capabilities: List[str], device: str = DEVICE) -> None:
     """Refuse an unknown precision, or one the device lacks the units for (naming what it has)."""
-    if precision not in PRECISION_UNITS:
-        raise ValueError(f"inference_precision must be one of {', '.join(PRECISION_UNITS)}, got {precision!r}")
+    _check_precision_name(precision)
     unit = PRECISION_UNITS[precision]
     if unit is not None and unit not in capabilities:
         raise BackendUnavailableError(
@@ -111,6 +111,19 @@ def check_inference_precision(precision: str, capabilities: List[str], device: s
 def check_hint(hint: str) -> None:
     if hint not in HINTS:
         raise ValueError(f"performance_hint must be 'latency' or 'throughput', got {hint!r}")
+
+
+def _check_precision_name(precision: Optional[str]) -> None:
+    if precision is not None and precision not in PRECISION_UNITS:
+        raise ValueError(f"inference_precision must be one of {', '.join(PRECISION_UNITS)}, got {precision!r}")
+
+
+@dataclass(frozen=True)
+class OvOptions:
+    """OpenVINO's own settings (None: f32, and the latency hint)."""
+
+    inference_precision: Optional[str] = option(None, _check_precision_name)  # "f32" | "bf16" | "f16"
+    performance_hint: Optional[str] = option(None, lambda hint: hint is None or check_hint(hint))
 
 
 def read_onnx(core: Any, path: Path, precision: Optional[str] = None) -> Any:
@@ -126,6 +139,28 @@ def read_onnx(core: Any, path: Path, precision: Optional[str] = None) -> Any:
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ArtifactError(f"{path}: OpenVINO cannot read this ONNX ({reason}); "
                             "pass a model.<precision>.onnx written by mmad-edge export") from None
+
+
+def request_count(compiled: Any, hint: str) -> int:
+    """Infer requests for ``hint``: one under latency, the plugin's optimal number under throughput."""
+    return 1 if hint == "latency" else max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+
+
+def _precision_problem(precision: str) -> Optional[str]:
+    """Why this CPU cannot compute in ``precision`` (the one-line refusal), or None."""
+    core = import_openvino().Core()
+    try:
+        check_inference_precision(precision, cpu_capabilities(core))
+    except (ValueError, RuntimeError) as exc:
+        return str(exc)
+    return None
+
+
+def _onnx_type(port: Any) -> str:
+    """A port's element type spelled as ONNX types are (``tensor(float)``), what a bench feed reads."""
+    names = {"f32": "tensor(float)", "f16": "tensor(float16)", "u8": "tensor(uint8)", "i8": "tensor(int8)",
+             "i64": "tensor(int64)", "i32": "tensor(int32)"}
+    return names.get(port.get_element_type().get_type_name(), port.get_element_type().get_type_name())
 
 
 def compile_config(precision: str, hint: str, cache_dir: Optional[Path], threads: Optional[int]) -> Dict[str, Any]:
@@ -145,6 +180,7 @@ class OpenVinoBackend(Backend):
     """One compiled model and a pool of infer requests (one for the latency hint)."""
 
     name = "openvino"
+    Options = OvOptions
 
     def __init__(self, path: Path, contract: ArtifactInfo, options: BackendOptions) -> None:
         """``options``: ``inference_precision`` (default f32), ``performance_hint`` (default
@@ -152,11 +188,11 @@ class OpenVinoBackend(Backend):
         super().__init__(path, contract, options)
         ov = import_openvino()
         self._version = ov.get_version().split("-")[0]
-        self.hint = options.performance_hint or DEFAULT_HINT
+        self.hint = self.settings.performance_hint or DEFAULT_HINT
         check_hint(self.hint)  # before anything is read or created
         device = options.device or DEVICE
         core = ov.Core()
-        precision = options.inference_precision or DEFAULT_PRECISION
+        precision = self.settings.inference_precision or DEFAULT_PRECISION
         check_inference_precision(precision, cpu_capabilities(core, device), device)
         model = self._read(core)
         self.image_size = contract.image_size
@@ -165,10 +201,60 @@ class OpenVinoBackend(Backend):
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         config = compile_config(precision, self.hint, self.cache_dir, options.threads)
         self._compiled = core.compile_model(model, device, config)
-        count = 1 if self.hint == "latency" else int(self._compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
-        self._requests = [self._compiled.create_infer_request() for _ in range(max(1, count))]
+        self._requests = [self._compiled.create_infer_request() for _ in range(request_count(self._compiled, self.hint))]
         self._outputs = [self._compiled.output(name) for name in OUTPUT_NAMES]
         self._device_name = core.get_property(device, "FULL_DEVICE_NAME")
+
+    @classmethod
+    def library(cls) -> Any:
+        return import_openvino()
+
+    @classmethod
+    def variants(cls, precision: str, options: BackendOptions, batch: int) -> List[Variant]:
+        """The FP32 graph computed in f32 and in each lower precision the CPU has units for (or the
+        one asked for), the INT8 graph in f32; none for FP16 (on CPUs the f16 hint on FP32 is that
+        path). Hint: the one asked for, else latency at batch 1 and throughput above."""
+        if precision == "fp16":
+            return []
+        settings = options.settings(OvOptions)
+        asked = (settings.inference_precision,) if settings.inference_precision else tuple(PRECISION_UNITS)
+        hint = settings.performance_hint or ("latency" if batch == 1 else "throughput")
+        return [Variant("" if name == DEFAULT_PRECISION else f"-{name}",
+                        options.replace(inference_precision=name, performance_hint=hint), _precision_problem(name))
+                for name in (asked if precision == "fp32" else (DEFAULT_PRECISION,))]
+
+    @classmethod
+    def time_graph(cls, graph: "Path | bytes", batch: int, options: BackendOptions, feed: Feed,
+                   image_size: Optional[int]) -> Optional[GraphRun]:
+        """The graph compiled for the CPU; under the throughput hint the batch is split over the
+        plugin's infer requests and the parts run concurrently, as ``run`` does."""
+        settings = options.settings(OvOptions)
+        precision, hint = settings.inference_precision or DEFAULT_PRECISION, settings.performance_hint or DEFAULT_HINT
+        core = import_openvino().Core()
+        check_inference_precision(precision, cpu_capabilities(core))
+        compiled = core.compile_model(read_onnx(core, Path(graph), precision_of(graph)), DEVICE,
+                                      compile_config(precision, hint, None, options.threads))
+        shapes = [[d.get_length() if d.is_static else None for d in port.get_partial_shape()] for port in compiled.inputs]
+        fixed = any(shape and shape[0] is not None for shape in shapes)
+        parts = 1 if fixed else max(1, min(request_count(compiled, hint), batch))
+        feeds = [feed(port.get_any_name(), _onnx_type(port), shape) for port, shape in zip(compiled.inputs, shapes)]
+        step_size = -(-batch // parts)
+        requests = [compiled.create_infer_request() for _ in range(parts)]
+        chunks = [[item[start:start + step_size] for item in feeds] for start in range(0, batch, step_size)]
+
+        def run() -> None:
+            for request, chunk in zip(requests, chunks):
+                request.start_async(chunk, share_inputs=True)
+            for request in requests[:len(chunks)]:
+                request.wait()
+
+        return run, {"inference_precision": precision, "performance_hint": hint, "infer_requests": len(chunks)}
+
+    @classmethod
+    def bench_settings(cls, options: BackendOptions) -> Mapping[str, Any]:
+        settings = options.settings(OvOptions)
+        return {"openvino": {"inference_precision": settings.inference_precision or "f32 + what the CPU has units for",
+                             "performance_hint": settings.performance_hint or "latency at batch 1, else throughput"}}
 
     def _read(self, core: Any) -> Any:
         """The ONNX as an ov.Model with our input and outputs, or a one-line ArtifactError."""
@@ -197,11 +283,6 @@ class OpenVinoBackend(Backend):
         low, high = 1, self.info.batch_max
         model.reshape({INPUT_NAME: ov.PartialShape([ov.Dimension(low, high), height, width, 3])})
         return low, high
-
-    @property
-    def input_spec(self) -> InputSpec:
-        """The graph's input: size from the contract, batch limits from the graph or the profile."""
-        return InputSpec(INPUT_NAME, self.image_size, self.batch_min, self.batch_max)
 
     def describe(self) -> Dict[str, Any]:
         """Backend, version, CPU, the artifact's precision, the compute precision used, hint and requests."""

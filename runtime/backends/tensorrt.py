@@ -9,6 +9,7 @@ a CUDA graph after one plain warm-up run and replayed from then on.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
@@ -19,7 +20,7 @@ from .cuda_memory import NO_GPU_HINT, CudaMemory, GpuInfo, gpu_info, open_cuda
 from ..errors import ArtifactError, BackendUnavailableError
 from ..log import notice
 from ..artifact.metadata import ArtifactInfo, read_metadata_file
-from .base import Backend, BackendOptions, InputSpec
+from .base import Backend, BackendOptions
 
 
 def import_tensorrt() -> Any:
@@ -76,10 +77,18 @@ def engine_problem(engine: "str | os.PathLike[str]") -> Optional[str]:
     return None
 
 
+@dataclass(frozen=True)
+class TrtOptions:
+    """TensorRT's own settings."""
+
+    use_cuda_graph: bool = True  # replay each batch size from a captured CUDA graph
+
+
 class TensorRTBackend(Backend):
     """One engine, one execution context, one stream, buffers sized for the max batch."""
 
     name = "tensorrt"
+    Options = TrtOptions
 
     def __init__(
         self, path: Path, contract: ArtifactInfo, options: BackendOptions, *, trt: Any = None,
@@ -93,7 +102,7 @@ class TensorRTBackend(Backend):
         self._cuda = cuda if cuda is not None else open_cuda()
         self._graphs: Dict[int, object] = {}
         self._warm: set = set()
-        self._use_graph = options.use_cuda_graph
+        self._use_graph = self.settings.use_cuda_graph
         self._shape_batch = 0
         self._context: Any = None
         self._engine: Any = None
@@ -105,10 +114,17 @@ class TensorRTBackend(Backend):
             self.close()
             raise
 
-    @property
-    def input_spec(self) -> InputSpec:
-        """The engine's input: size and batch profile as built."""
-        return InputSpec(INPUT_NAME, self.image_size, self.batch_min, self.batch_max)
+    @classmethod
+    def library(cls) -> Any:
+        return import_tensorrt()
+
+    @classmethod
+    def on_gpu(cls, options: BackendOptions) -> bool:
+        return True
+
+    @classmethod
+    def missing_hint(cls, folder: Path) -> Optional[str]:
+        return f"build one with mmad-edge build-engine {folder / artifact_name('fp16', ONNX_SUFFIX)}"
 
     def describe(self) -> Dict[str, Any]:
         """Backend, TensorRT version, GPU and the engine's precision."""

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from ..artifact.selection import select_artifact
-from ..artifact.contract import ENGINE_SUFFIX, INPUT_NAME, OUTPUT_NAMES, SERVING_MODEL
+from ..artifact.contract import CHANNEL_ORDER, ENGINE_SUFFIX, INPUT_NAME, OUTPUT_NAMES, SERVING_MODEL
 from ..errors import ArtifactError
 from ..artifact.metadata import ArtifactInfo, Statistics, load_contract
 from .options import RepoOptions
@@ -28,7 +28,7 @@ def pick_artifact(path: Path, options: RepoOptions) -> Path:
     """The file to serve: ``path`` itself, or from an export folder an engine first (checked by
     the target's TensorRT, not here), else the ONNX in GPU order."""
     if path.is_dir():
-        return select_artifact(path, options.backend, options.precision, lambda engine: None, True)
+        return select_artifact(path, options.backend, options.precision, here=False)
     if not path.is_file():
         raise ArtifactError(f"{path}: no such artifact; pass a .onnx, a .engine or an export folder")
     return path
@@ -66,7 +66,7 @@ def statistics_parameters(info: ArtifactInfo) -> Dict[str, str]:
     for name, stats in sorted(info.categories.items()):
         values.update(entries(f"category.{name}.", stats))
     height, width = info.image_size
-    values.update({"precision": info.precision, "input_size": f"{height}x{width}", "channel_order": "BGR",
+    values.update({"precision": info.precision, "input_size": f"{height}x{width}", "channel_order": CHANNEL_ORDER,
                    "input_note": f"frames must be resized to {height}x{width} by the client (the graph does not resize)"})
     return values
 

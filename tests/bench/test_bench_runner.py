@@ -17,7 +17,7 @@ from mmad_edge.bench.runner import (
     BenchCase,
     TorchInput,
     e2e_detector_case,
-    ort_session_case,
+    graph_case,
     peer_case,
     precision_from_name,
     random_feed,
@@ -25,6 +25,7 @@ from mmad_edge.bench.runner import (
     run_cases,
     torch_module_case,
 )
+from mmad_edge.runtime.backends.base import BackendOptions
 from mmad_edge.runtime.backends.onnxruntime import cpu_micro_batch
 
 
@@ -121,6 +122,11 @@ def relu_model_bytes() -> bytes:
     nodes = [helper.make_node("Cast", ["image"], ["f"], to=TensorProto.FLOAT), helper.make_node("Relu", ["f"], ["out"])]
     graph = helper.make_graph(nodes, "g", [x], [y])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8).SerializeToString()
+
+
+def ort_session_case(name: str, model, batch: int, image_size: int | None = None, **options) -> BenchCase:
+    """A paper case of ONNX Runtime on the bare graph (``graph_case``) with these backend options."""
+    return graph_case("onnxruntime", name, model, batch, BackendOptions(**options), image_size=image_size)
 
 
 def test_ort_session_case(tmp_path: Path) -> None:

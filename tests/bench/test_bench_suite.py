@@ -15,7 +15,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from mmad_edge.bench import default_export, openvino_rows, planning, suite
+from mmad_edge.bench import backend_rows, default_export, planning, suite
 from mmad_edge.bench import floor as floor_module
 from mmad_edge.bench.artifacts import FLOAT_NCHW_NAME, Artifact, find_artifacts
 from mmad_edge.bench.claims import format_claims, speed_claim
@@ -30,10 +30,13 @@ from mmad_edge.cli import app
 from mmad_edge.config import ModelConfig
 from mmad_edge.export.metadata import METADATA_KEY, metadata_for_onnx
 from mmad_edge.model.minimaxad import build_model
+from mmad_edge.runtime.backends import REGISTRY, backend_class
+from mmad_edge.runtime.backends.base import BackendOptions
 
 TINY = ModelConfig(variant="a", image_size=64)
 FAKE_PEAK = Peak(100.0, 10.0, "fake peak for tests")
 TORCH_ROWS = planning.TorchRows(lambda: build_model(TINY), peers=False)
+OPENVINO = REGISTRY["openvino"].available()
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +85,7 @@ def test_bench_cli_json_contract(tiny_default: Path, tmp_path: Path) -> None:
         assert set(RESULT_KEYS) <= set(row)
         assert row["iters"] == 2 and row["warmup"] >= 1
     names = {(r["name"], r["backend"], r["protocol"]) for r in rows if not r["name"].startswith("ov-fp32-")}
-    openvino = {("ov-fp32", "openvino", p) for p in ("paper", "e2e")} if openvino_rows.unavailable() is None else set()
+    openvino = {("ov-fp32", "openvino", p) for p in ("paper", "e2e")} if OPENVINO else set()
     assert {(BASELINE, "torch", "paper"), (REPARAM, "torch", "paper"), ("onnx-fp32", "onnxruntime", "paper"),
             ("onnx-fp32", "onnxruntime", "e2e"), *openvino} == names
     ort_e2e = next(r for r in rows if r["name"] == "onnx-fp32" and r["protocol"] == "e2e")
@@ -131,13 +134,13 @@ def test_backend_filter(cache_root: Path) -> None:
     assert {c.backend for c in ort_plan.cases} == {"onnxruntime"}
     assert len(ort_plan.cases) == 2 * 2 * 2  # fp32 + fp16, paper + e2e, batch 1 + 16
     auto = _plan(folder, "auto", peers=False)
-    openvino = {"ov-fp32"} if openvino_rows.unavailable() is None else set()
+    openvino = {"ov-fp32"} if OPENVINO else set()
     assert {c.name for c in auto.cases} - {"ov-fp32-bf16", "ov-fp32-f16"} == {BASELINE, REPARAM, "onnx-fp32",
                                                                            "onnx-fp16", *openvino}
     assert _plan(folder, "torch", ("e2e",)).cases == []
 
 
-@pytest.mark.skipif(openvino_rows.unavailable() is not None, reason="openvino is not installed")
+@pytest.mark.skipif(not OPENVINO, reason="openvino is not installed")
 def test_openvino_rows_beside_onnxruntime_each_hint_precision_run_or_skipped_with_the_reason(
         cache_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import openvino
@@ -190,8 +193,9 @@ def test_nothing_to_run_is_an_error(tiny_default: Path) -> None:
         ({"batches": "0"}, "positive batch sizes"),
         ({"protocols": "fast"}, "--protocol takes paper and/or e2e"),
         ({"iters": 0}, "--iters >= 1"),
-        ({"inference_precision": "fp8"}, "--inference-precision takes f32, bf16, f16"),
-        ({"performance_hint": "fast"}, "--performance-hint latency, throughput"),
+        ({"inference_precision": "fp8"}, "--inference-precision: inference_precision must be one of f32, bf16, f16, "
+                                         "got 'fp8'"),
+        ({"performance_hint": "fast"}, "--performance-hint: performance_hint must be 'latency' or 'throughput'"),
         ({"artifacts": ["/nonexistent/model.onnx"]}, "no such file or folder"),
     ],
 )
@@ -224,7 +228,8 @@ def test_checkpoint_weights_for_torch_rows(tmp_path: Path, cache_root: Path) -> 
 
 
 def test_e2e_detector_uses_explicit_threads(cache_root: Path) -> None:
-    detector = planning.cpu_detector_loader(1, micro_batch=3)(cache_root / default_export.cache_key(TINY) / "model.fp32.onnx")
+    options = backend_class("onnxruntime").on_cpu(BackendOptions(threads=1, micro_batch=3))  # the bench's CPU rows
+    detector = backend_rows.detector_loader("onnxruntime", options)(cache_root / default_export.cache_key(TINY) / "model.fp32.onnx")
     try:
         assert detector.backend._session.get_session_options().intra_op_num_threads == 1
         assert detector.backend._session.get_providers() == ["CPUExecutionProvider"]
@@ -236,7 +241,7 @@ def test_e2e_detector_uses_explicit_threads(cache_root: Path) -> None:
 def test_micro_batch_reaches_both_protocols(cache_root: Path) -> None:
     artifacts = find_artifacts([cache_root / default_export.cache_key(TINY) / "model.fp32.onnx"])
     plan = planning.plan_cases(TINY, TORCH_ROWS, artifacts, "onnxruntime", [16], ("paper", "e2e"), threads=1,
-                               cpu=planning.CpuRows(micro_batch=4))
+                               options=BackendOptions(micro_batch=4))
     rows = [run_case(case, 0, 1) for case in plan.cases]
     assert [(r["protocol"], r["micro_batch"]) for r in rows] == [("paper", 4), ("e2e", 4)]
     note = markdown({"results": rows})
@@ -415,3 +420,29 @@ def test_peer_graphs_default_to_the_bench_cache(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(peer_export, "peer_graphs", lambda peers, size, root, progress: seen.setdefault("root", root))
     suite.peer_graphs(64, None, False)
     assert seen["root"] == default_export.default_cache_root()
+
+
+def test_a_registered_backend_gets_bench_rows_by_its_entry_alone(cache_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One module and one registry entry: the bench plans its paper and e2e rows, named by its label."""
+    import sys
+    import types
+
+    from mmad_edge.runtime import backends
+    from mmad_edge.runtime.backends.onnxruntime import OnnxRuntimeBackend
+
+    class Other(OnnxRuntimeBackend):
+        name = "other"
+
+    module = types.ModuleType("fake_other_backend")
+    module.BACKEND = Other
+    monkeypatch.setitem(sys.modules, "fake_other_backend", module)
+    monkeypatch.setattr(backends, "REGISTRY", dict(REGISTRY))
+    monkeypatch.setattr(planning, "REGISTRY", backends.REGISTRY)
+    backends.register(backends.BackendEntry("other", "fake_other_backend", (".onnx",), lambda: True,
+                                            lambda path: None, label="oth"))
+    artifacts = find_artifacts([cache_root / default_export.cache_key(TINY) / "model.fp32.onnx"])
+    plan = planning.plan_cases(TINY, TORCH_ROWS, artifacts, "other", [2], ("paper", "e2e"), threads=1)
+    assert [(c.name, c.backend, c.protocol) for c in plan.cases] == [("oth-fp32", "other", "paper"),
+                                                                     ("oth-fp32", "other", "e2e")]
+    rows = [run_case(case, 0, 1) for case in plan.cases]
+    assert rows[1]["backend"] == "other" and rows[1]["accuracy_vs_ort_fp32"]["map_relative"] == 0.0

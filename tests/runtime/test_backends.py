@@ -99,7 +99,8 @@ class _Ranked(OnnxRuntimeBackend):
 def test_auto_takes_the_best_ranked_available_backend_and_a_new_entry_is_a_backend_choice(tmp_path, monkeypatch):
     """A backend joins by one registry entry: ``auto`` prefers it when it ranks higher."""
     monkeypatch.setattr(backends, "REGISTRY", dict(REGISTRY))
-    monkeypatch.setattr("mmad_edge.runtime.detector.REGISTRY", backends.REGISTRY)
+    monkeypatch.setattr("mmad_edge.runtime.artifact.selection.REGISTRY", backends.REGISTRY)
+    backends.register(replace(REGISTRY["openvino"], rank=lambda path: None))  # this CPU's kind must not matter
     module = type(backends)("fake_ranked_backend")
     module.BACKEND = _Ranked
     monkeypatch.setitem(__import__("sys").modules, "fake_ranked_backend", module)
@@ -266,7 +267,7 @@ def test_openvino_refuses_the_cpu_form_int8_graph_naming_the_tensorrt_form(tmp_p
 def test_auto_picks_openvino_only_for_fp32_on_a_cpu_kind_where_the_bench_measured_it_faster(tmp_path, monkeypatch):
     from mmad_edge.runtime.backends import onnxruntime as ort_backend
     from mmad_edge.runtime.backends import openvino as ov_backend
-    from mmad_edge.runtime.detector import _backend_for
+    from mmad_edge.runtime.backends import backend_for as _backend_for
 
     fp32, int8 = tmp_path / artifact_name("fp32"), tmp_path / artifact_name("int8")
     monkeypatch.setattr(ort_backend, "runs_on_gpu", lambda providers=None: False)
@@ -303,3 +304,20 @@ def test_detector_load_takes_backend_options_whole_or_as_keywords(tmp_path):
         assert whole.backend.micro_batch == 2 and mixed.backend.micro_batch == 3
     with pytest.raises(TypeError, match="unknown option.*micro_batches"):
         Detector.load(artifact, "onnxruntime", micro_batches=2)
+
+
+def test_backend_options_reach_only_the_backend_that_declares_them():
+    from mmad_edge.runtime.backends.base import BackendOptions, OptionError
+    from mmad_edge.runtime.backends.onnxruntime import OrtOptions
+    from mmad_edge.runtime.backends.openvino import OvOptions
+
+    options = BackendOptions(threads=2, micro_batch=3, inference_precision="bf16", use_cuda_graph=False)
+    assert options.settings(OrtOptions) == OrtOptions(micro_batch=3)
+    assert options.settings(OvOptions) == OvOptions(inference_precision="bf16")
+    assert options.replace(micro_batch=None).settings(OrtOptions).micro_batch is None and options.threads == 2
+    assert {"threads", "micro_batch", "inference_precision", "use_cuda_graph", "providers"} <= set(BackendOptions.names())
+    with pytest.raises(TypeError, match="unknown backend option.*micro_batches"):
+        BackendOptions(micro_batches=2)
+    with pytest.raises(OptionError, match="performance_hint must be 'latency' or 'throughput'") as refused:
+        BackendOptions(performance_hint="fast").check()
+    assert refused.value.name == "performance_hint"

@@ -48,33 +48,115 @@ USERS = [
 
 
 ROOMS = Path(__file__).resolve().parents[2]
-# Literal spellings of contract items that only runtime/contract.py may contain.
-SPELLINGS = ('"mmad_edge.metadata"', '("fp32", "fp16", "int8")', '("anomaly_map", "score")', 'INPUT_NAME = "image"',
-             'SCHEMA_VERSION = 1', 'f"model.{', '"metadata.json"')
+ROOM_NAMES = ("runtime", "export", "calib", "bench", "mmad_edge")
+CONTRACT_FILE = "runtime/artifact/contract.py"
+# Precision and dtype names are the words every room speaks (options, numpy dtypes), not names the
+# artifact fixes, so a literal "fp32" or "uint8" is no copy; every other contract string is checked.
+VOCABULARY = {*contract.PRECISIONS, contract.INPUT_DTYPE, contract.OUTPUT_DTYPE}
+# (file, literal) where the literal means something else than the contract item of that spelling.
+OTHER_MEANINGS = {
+    ("runtime/imageio.py", "image"): "what a decode error calls the file read",
+    ("runtime/artifact/schema.py", "category"): "how the runtime's errors name a category's statistics",
+    ("runtime/loop/run.py", "category"): "the JSON record's category field",
+    ("runtime/loop/tally.py", "category"): "the JSON summary's category field",
+    ("runtime/serving/watch.py", "category"): "a Prometheus label name",
+    ("export/threshold_calibration.py", "category"): "the calibration report's field",
+    ("export/device_verification.py", "mmad_edge"): "the package version's key in a report",
+    ("mmad_edge/data/dataset.py", "image"): "the dataset sample's key",
+    ("mmad_edge/data/dataset.py", "category"): "the dataset sample's key",
+    ("mmad_edge/inference.py", "image"): "the dataset sample's key",
+    ("mmad_edge/inference.py", "category"): "the dataset sample's key",
+    ("mmad_edge/train.py", "image"): "the dataset sample's key",
+    ("mmad_edge/evaluate.py", "category"): "a table header",
+    ("mmad_edge/cli.py", "category"): "a help text word",
+}
+# Copies in rooms owned elsewhere, each to be replaced by the contract's name; a new copy fails here.
+KNOWN_COPIES = {
+    ("export/pipeline.py", "image"), ("export/onnx_export.py", "score"), ("calib/quantize.py", ".onnx"),
+    ("bench/peer_export.py", "image"), ("bench/peer_export.py", "anomaly_map"), ("bench/peer_export.py", "score"),
+    ("bench/peer_export.py", ".onnx"), ("bench/peer_export.py", "('anomaly_map', 'score')"), ("mmad_edge/cli.py", ".onnx"), ("mmad_edge/cli.py", ".engine"),
+}
 
 
-def _defines_literal(module: str, name: str) -> bool:
-    """Whether ``module`` assigns ``name`` a literal at top level (its own copy of the item)."""
-    tree = ast.parse(Path(importlib.import_module(module).__file__).read_text(encoding="utf-8"))
-    return any(isinstance(node, ast.Assign) and any(getattr(t, "id", None) == name for t in node.targets)
-               and not isinstance(node.value, (ast.Name, ast.Attribute)) for node in tree.body)
+def contract_values() -> tuple[set[str], set[tuple[str, ...]]]:
+    """The contract's string items and string tuples (its upper-case module constants)."""
+    strings, tuples = set(), set()
+    for name, value in vars(contract).items():
+        if name.isupper() and isinstance(value, str):
+            strings.add(value)
+        elif name.isupper() and isinstance(value, tuple) and all(isinstance(item, str) for item in value):
+            tuples.add(value)
+            strings.update(value)
+    return strings - VOCABULARY, tuples
 
 
-@pytest.mark.parametrize("module, name, item", USERS)
-def test_rooms_take_the_contract_from_the_contract_module(module, name, item):
-    assert getattr(importlib.import_module(module), name) is getattr(contract, item)
-    assert not _defines_literal(module, name)
+def _docstrings(tree: ast.AST) -> set[int]:
+    return {id(node.body[0].value) for node in ast.walk(tree)
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body
+            and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+
+
+def contract_copies(path: Path, relative: str) -> list[tuple[str, str]]:
+    """(``relative``:line, literal) of every literal in ``path`` that spells a contract item: a string
+    (or a piece of an f-string) equal to one, a tuple or list equal to a contract tuple, or an f-string
+    building ``model.<precision>...`` names itself (``contract.artifact_name``)."""
+    strings, tuples = contract_values()
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    docstrings = _docstrings(tree)
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings \
+                and node.value in strings:
+            found.append((f"{relative}:{node.lineno}", node.value))
+        elif isinstance(node, (ast.Tuple, ast.List)) and node.elts and all(
+                isinstance(e, ast.Constant) and isinstance(e.value, str) for e in node.elts):
+            spelled = tuple(e.value for e in node.elts)
+            if spelled in tuples:
+                found.append((f"{relative}:{node.lineno}", repr(spelled)))
+        elif isinstance(node, ast.JoinedStr) and len(node.values) > 1 and isinstance(node.values[0], ast.Constant) \
+                and node.values[0].value == "model." and isinstance(node.values[1], ast.FormattedValue):
+            found.append((f"{relative}:{node.lineno}", 'f"model.{...}"'))
+    return found
+
+
+def _room_copies() -> list[tuple[str, str]]:
+    found = []
+    for room in ROOM_NAMES:
+        for path in sorted((ROOMS / room).rglob("*.py")):
+            relative = path.relative_to(ROOMS).as_posix()
+            if relative != CONTRACT_FILE:
+                found += contract_copies(path, relative)
+    return found
 
 
 def test_no_room_spells_a_contract_item_itself():
-    found = []
-    for room in ("runtime", "export", "calib", "bench", "mmad_edge"):
-        for path in sorted((ROOMS / room).rglob("*.py")):
-            if path.name == "contract.py" and path.parent.name == "runtime":
-                continue
-            text = path.read_text(encoding="utf-8")
-            found += [f"{path.relative_to(ROOMS)}: {spelling}" for spelling in SPELLINGS if spelling in text]
-    assert found == []
+    copies = [(where, value) for where, value in _room_copies()
+              if (where.split(":")[0], value) not in {*OTHER_MEANINGS, *KNOWN_COPIES}]
+    assert copies == [], "import these from runtime.artifact.contract instead"
+
+
+def test_the_known_copies_shrink_with_the_code():
+    found = {(where.split(":")[0], value) for where, value in _room_copies()}
+    assert {*KNOWN_COPIES, *OTHER_MEANINGS} - found == set(), "replaced: remove it from the list"
+
+
+def test_the_contract_check_finds_a_planted_copy(tmp_path):
+    planted = tmp_path / "planted.py"
+    planted.write_text('''"""A module whose docstring may say anomaly_map and model.fp16.onnx."""
+from mmad_edge.runtime.artifact.contract import OUTPUT_NAMES
+NAMES = ("anomaly_map", "score")
+KEY = "mmad_edge.metadata"
+SAFE = OUTPUT_NAMES[0], "fp32", "uint8", "anomaly"
+
+
+def engine(precision):
+    return f"model.{precision}.engine", f"{precision}.onnx"
+''')
+    found = sorted(contract_copies(planted, "planted.py"))
+    assert found == sorted([("planted.py:3", "('anomaly_map', 'score')"), ("planted.py:3", "anomaly_map"),
+                            ("planted.py:3", "score"), ("planted.py:4", "mmad_edge.metadata"),
+                            ("planted.py:9", 'f"model.{...}"'), ("planted.py:9", ".engine"),
+                            ("planted.py:9", ".onnx")])
 
 
 def test_backend_choices_come_from_the_registry():

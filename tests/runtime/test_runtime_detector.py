@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from runtime_fixtures import reference, standin_metadata, write_export_dir, write_standin
 
-from mmad_edge.runtime import ArtifactError, Detector
+from mmad_edge.runtime import ArtifactError, Detector, Result
 from mmad_edge.runtime.preprocess import resize_frame
 from mmad_edge.runtime.scoring import normalize_score
 
@@ -210,8 +210,8 @@ def test_cpu_micro_batch_splits_a_batch_without_changing_results(export_dir, tmp
     assert resolve_micro_batch(None, (256, 256)) == 4 and resolve_micro_batch(None, (256, 256), on_cpu=False) is None
     assert resolve_micro_batch(0, (256, 256)) is None and resolve_micro_batch(3, (256, 256), on_cpu=False) == 3
     frames = np.stack([cv2.resize(f, (SIZE, SIZE)) for f in _frames(5)[:4]])
-    with Detector.load(export_dir, precision="fp32", micro_batch=0) as whole, \
-            Detector.load(export_dir, precision="fp32", micro_batch=3) as split:
+    with Detector.load(export_dir, "onnxruntime", precision="fp32", micro_batch=0) as whole, \
+            Detector.load(export_dir, "onnxruntime", precision="fp32", micro_batch=3) as split:
         assert whole.backend.micro_batch is None and split.backend.micro_batch == 3
         calls = []
         run = split.backend._session.run
@@ -220,13 +220,13 @@ def test_cpu_micro_batch_splits_a_batch_without_changing_results(export_dir, tmp
         assert calls == [3, 1]  # 4 frames -> runs of 3 and 1
         for a, b in zip(expected, got):
             assert a.score == b.score and np.array_equal(a.anomaly_map, b.anomaly_map)
-    with Detector.load(export_dir, precision="fp32") as auto:  # CPU: 4 x 256^2 pixels per run
+    with Detector.load(export_dir, "onnxruntime", precision="fp32") as auto:  # CPU: 4 x 256^2 pixels per run
         assert auto.backend.micro_batch == cpu_micro_batch((SIZE, SIZE))
     fixed = write_standin(tmp_path / "fixed.onnx", SIZE, batch=3, metadata=standin_metadata(SIZE, batch=3))
-    with Detector.load(fixed, micro_batch=1) as det:
+    with Detector.load(fixed, "onnxruntime", micro_batch=1) as det:
         assert det.backend.micro_batch is None  # a fixed-batch graph always runs whole
     with pytest.raises(ValueError, match=r"micro_batch must be None \(automatic\), 0 \(whole batch\) or a positive int"):
-        Detector.load(export_dir, micro_batch=-1)
+        Detector.load(export_dir, "onnxruntime", micro_batch=-1)
 
 
 def test_category_threshold_and_normalisation(tmp_path):
@@ -254,3 +254,13 @@ def test_category_threshold_and_normalisation(tmp_path):
     bad["statistics"]["categories"] = ["gravel"]
     with pytest.raises(ArtifactError, match="statistics.categories must map names to objects"):
         Detector.load(write_standin(tmp_path / "bad.onnx", SIZE, metadata=bad))
+
+
+def test_the_public_signatures_resolve_their_type_hints():
+    """``from __future__ import annotations`` defers hints: each name they use must be importable."""
+    import typing
+
+    hints = typing.get_type_hints(Detector.predict)
+    assert hints["categories"] == typing.Optional[typing.Sequence[typing.Optional[str]]]
+    assert hints["return"] == typing.List[Result]
+    assert typing.get_type_hints(Detector.load)["return"] is Detector

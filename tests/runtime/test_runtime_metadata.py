@@ -181,3 +181,39 @@ def test_calibrated_statistics_in_metadata_json_apply_to_their_graph_only(tmp_pa
     (folder / "metadata.json").write_text(json.dumps(meta))
     with pytest.raises(ArtifactError, match=r"metadata.json \(statistics_by_artifact model.fp16.onnx\): metadata statistics.threshold must be a finite number"):
         Detector.load(folder / "model.fp16.onnx")
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        (lambda m: m["batch"].update(max="8x"), "batch.max"),
+        (lambda m: m["batch"].update(min=0), "batch.min"),
+        (lambda m: m["input"].update(width=0), "input.width"),
+        (lambda m: m["statistics"].update(threshold=float("nan")), "statistics.threshold"),
+        (lambda m: m["statistics"]["normalization"].pop("high"), "statistics.normalization.high"),
+        (lambda m: m["statistics"].update(categories=["gravel"]), "statistics.categories"),
+        (lambda m: m.update(statistics_by_artifact=[1]), "statistics_by_artifact"),
+    ],
+)
+def test_the_runtime_and_the_export_refuse_a_field_by_the_one_schema(change, field):
+    """Each field the runtime reads is refused by both readers, each naming it: one declaration."""
+    from mmad_edge.runtime.artifact.metadata import MetadataError, parse_metadata, validate_metadata
+
+    meta = {**_with(change), "source_checkpoint": None}
+    with pytest.raises(ArtifactError) as runtime:
+        parse_metadata(meta, "m.json")
+    with pytest.raises(MetadataError) as export:
+        validate_metadata(meta)
+    assert str(runtime.value).startswith(f"m.json: metadata {field} must") or \
+        str(runtime.value).startswith(f"m.json: metadata lacks {field};")
+    assert str(export.value).startswith(f"metadata field {field!r}")
+
+
+def test_the_runtime_reads_only_what_it_acts_on_and_defaults_the_batch():
+    from mmad_edge.runtime.artifact.metadata import parse_metadata
+
+    meta = _with(lambda m: m.update(precision="fp8", opset=None, batch=None))  # the export would refuse these
+    meta["statistics"]["categories"] = {"gravel": {"threshold": 0.2, "normalization": None}}
+    info = parse_metadata(meta, "m.json")
+    assert (info.batch_min, info.batch_max, info.precision) == (1, 1, "fp8")
+    assert info.categories == {"gravel": (0.2, None)} and info.threshold == 0.6

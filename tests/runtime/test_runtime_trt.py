@@ -291,7 +291,7 @@ def test_no_gpu_gives_one_line_error_and_auto_falls_back_to_onnx(tmp_path, capsy
         assert message.endswith("use the .onnx artifact with backend='onnxruntime'") and "\n" not in message
     assert engine_problem(engine).startswith("TensorRT backend needs an NVIDIA GPU")
     with Detector.load(folder) as det:
-        assert det.backend.name == "onnxruntime"
+        assert det.backend.path.suffix == ".onnx"  # ONNX Runtime, or OpenVINO on a CPU kind where it ranks higher
     assert "skipping model.fp16.engine: TensorRT backend needs an NVIDIA GPU" in capsys.readouterr().err
     with pytest.raises(ArtifactError, match="needs an NVIDIA GPU"):
         Detector.load(folder, backend="tensorrt")
