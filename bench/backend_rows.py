@@ -25,7 +25,7 @@ from .artifacts import Artifact
 from .runner import BenchCase, e2e_detector_case, graph_case
 
 GPU_PAPER = ("the paper protocol needs the input on the GPU; this backend is timed e2e here "
-             "(python -m mmad_edge.bench.gpu_check times the GPU paper rows)")
+             "(python -m mmad_edge.bench.record gpu times the GPU paper rows)")
 Probe = Callable[[Any], dict[str, Any]]
 
 
