@@ -5,7 +5,7 @@ Each backend (``runtime.backends.REGISTRY``) times each artifact of a suffix it 
 units for, none for FP16), kept to the CPU where it can be (``on_cpu``). Rows are named
 ``<label>-<precision>[@folder][-variant]``. Paper rows time the bare paper graph (the float NCHW
 twin of FP32) on random host inputs, so a backend that runs on the GPU gets skips there (its
-GPU paper rows are ``python -m mmad_edge.bench.gpu_check``'s); e2e rows time
+GPU paper rows are ``python -m mmad_edge.bench.record gpu``'s); e2e rows time
 ``Detector.load(<backend>)``. A row that cannot run here is a skip with the reason.
 """
 
