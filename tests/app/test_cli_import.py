@@ -15,12 +15,9 @@ from typer.testing import CliRunner
 import mmad_edge.export.tensorrt as trt_build
 from mmad_edge.checkpoint import load_checkpoint
 from mmad_edge.cli import app
-from mmad_edge.config import ModelConfig
-from mmad_edge.data.demo import make_demo_dataset
-from mmad_edge.model.minimaxad import build_model
 from runtime_fixtures import write_export_dir
-from test_checkpoint import state_from_shapes
-from test_tensorrt_build import FakeTRT, _export, orin
+from fake_tensorrt import FakeTRT, orin, tiny_export
+from random_states import state_from_shapes
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +65,7 @@ def test_import_checkpoint_cli_refuses_a_run_of_another_variant(reference_files,
 
 
 def test_build_engine_json_describes_the_engine_and_its_sidecar(tmp_path, monkeypatch):
-    onnx_path = _export(tmp_path)
+    onnx_path = tiny_export(tmp_path)
     monkeypatch.setattr(trt_build, "load_tensorrt", lambda: FakeTRT())
     monkeypatch.setattr(trt_build, "cuda_device_info", orin)
     summary = tmp_path / "build.json"

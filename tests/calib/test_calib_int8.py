@@ -31,19 +31,10 @@ from mmad_edge.config import ModelConfig
 from mmad_edge.export.onnx_export import export_onnx
 from mmad_edge.model.minimaxad import MiniMaxAD
 from model_utils import randomize
+from textures import write_textures
 
 SIZE = 64
 SENSITIVE = "encoder.stages.2.0"
-
-
-def write_textures(folder: Path, count: int, seed: int, size: int = 80) -> None:
-    """Smooth random colour textures (bicubic-upsampled noise), as PNGs."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    for i in range(count):
-        coarse = rng.normal(128, 45, (6, 6, 3)).astype(np.float32)
-        image = cv2.resize(coarse, (size, size), interpolation=cv2.INTER_CUBIC) + rng.normal(0, 5, (size, size, 3))
-        cv2.imwrite(str(folder / f"{i:03d}.png"), np.clip(image, 0, 255).astype(np.uint8))
 
 
 @pytest.fixture(scope="module")

@@ -11,12 +11,7 @@ from mmad_edge.checkpoint import (
 from mmad_edge.cli import app
 from mmad_edge.config import ModelConfig
 from mmad_edge.model.minimaxad import build_model
-
-
-def state_from_shapes(shapes: dict, seed: int = 0) -> dict:
-    g = torch.Generator().manual_seed(seed)
-    state = {k: torch.randn(*s, generator=g) for k, s in shapes.items()}
-    return {k: v.abs() if k.endswith("running_var") else v for k, v in state.items()}
+from random_states import state_from_shapes
 
 
 @pytest.fixture(scope="module")

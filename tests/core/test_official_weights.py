@@ -14,60 +14,12 @@ from typer.testing import CliRunner
 
 from mmad_edge.checkpoint import CheckpointError, detect_variant, import_encoder, load_checkpoint
 from mmad_edge.cli import app
-from mmad_edge.config import VARIANTS, ModelConfig
+from mmad_edge.config import ModelConfig
 from mmad_edge.data.demo import make_demo_dataset
-from mmad_edge.model.encoder import UniRepLKNetEncoder
 from mmad_edge.model.minimaxad import build_model
-from conftest import FIXTURES
+from reference_encoder import assert_same_encoder
 
 NOTE = "norm0, norm1, norm2 not in the file: initialised (weight 1, bias 0) as the reference does"
-
-
-def trained_like_state(shapes: dict, seed: int) -> dict:
-    """Random tensors at trained-network scales (fan-in scaled convs, norm weights near 1, positive
-    variances), so 12 blocks of features stay finite and the comparison means something."""
-    g = torch.Generator().manual_seed(seed)
-    state = {}
-    for key, shape in shapes.items():
-        noise = torch.randn(*shape, generator=g)
-        if key.endswith("running_var"):
-            state[key] = 0.5 + noise.abs()
-        elif len(shape) == 1:
-            state[key] = 1 + 0.1 * noise if key.endswith("weight") and "dwconv" not in key else 0.1 * noise
-        else:
-            state[key] = noise / torch.tensor(shape[1:]).prod().sqrt()
-    return state
-
-
-@pytest.fixture(scope="module")
-def official_state() -> dict:
-    shapes = json.loads((FIXTURES / "official_classification_keys_variant_n.json").read_text())["encoder"]
-    assert not any(k.startswith(("norm0.", "norm1.", "norm2.", "norm3.")) for k in shapes)
-    return trained_like_state(shapes, seed=3)
-
-
-@pytest.fixture(scope="module")
-def reference_outputs(official_state):
-    """The encoder the reference builds from these weights: non-strict load, norm0..2 left at 1 / 0."""
-    encoder = UniRepLKNetEncoder(VARIANTS["n"]).eval()
-    used = {k: v for k, v in official_state.items() if k in encoder.state_dict()}
-    missing, _ = encoder.load_state_dict(used, strict=False)
-    assert sorted(missing) == [f"norm{i}.{p}" for i in range(3) for p in ("bias", "weight")]
-    for i in range(3):
-        norm = getattr(encoder, f"norm{i}")
-        assert torch.equal(norm.weight, torch.ones_like(norm.weight)) and not norm.bias.any()
-    frames = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        return frames, encoder(frames)
-
-
-def assert_same_encoder(model, reference_outputs) -> None:
-    frames, expected = reference_outputs
-    with torch.no_grad():
-        got = model.encoder(frames)
-    for g, e in zip(got, expected):
-        assert bool(torch.isfinite(e).all()) and e.abs().max() > 0.1
-        assert (torch.linalg.vector_norm(g - e) / torch.linalg.vector_norm(e)).item() < 1e-6
 
 
 WRAPPERS = {

@@ -23,8 +23,8 @@ from mmad_edge.export import pipeline
 from mmad_edge.export.metadata import METADATA_KEY
 from mmad_edge.export.options import ExportOptions
 from mmad_edge.export.pipeline import export_checkpoint
-from test_calib_int8 import write_textures
-from test_export_pipeline import STATISTICS, _checkpoint
+from model_utils import STATISTICS, random_checkpoint
+from textures import write_textures
 
 DEAD_PID = 2 ** 22 + 12345  # above Linux's pid_max: never a running process
 EARLIER_EXPORT = ("model.int8.onnx", "model.int8.engine", "model.int8.engine.json", "model.fp16.onnx",
@@ -58,7 +58,7 @@ def reexport(tmp_path_factory):
     live = out / f".mmad-export-{os.getpid()}-live"  # a running export's staging (this process is alive)
     live.mkdir()
     write_textures(root / "few", 3, seed=4, size=64)
-    checkpoint = _checkpoint(root / "ckpt.pt")
+    checkpoint = random_checkpoint(root / "ckpt.pt")
     real_replace = os.replace
 
     def mount_point_replace(src, dst):
@@ -207,7 +207,7 @@ def test_eval_prints_the_thresholds_an_export_would_carry(tmp_path):
     data = make_demo_dataset(tmp_path / "data", ("brick",), n_train=2, n_test_good=2, n_test_defect=2, size=64)
     statistics = {**STATISTICS, "categories": {"brick": {"threshold": 0.25, "normalization": {"low": 0.1, "high": 0.25}},
                                                "gravel": {"threshold": 0.0625, "normalization": {"low": 0.01, "high": 0.0625}}}}
-    checkpoint = _checkpoint(tmp_path / "ckpt.pt", statistics=statistics)
+    checkpoint = random_checkpoint(tmp_path / "ckpt.pt", statistics=statistics)
     result = _cli("eval", str(checkpoint), "--data", str(data), "--category", "brick", "--json", str(tmp_path / "m.json"))
     assert result.exit_code == 0, result.output
     assert "thresholds an export would carry: pooled 0.3, brick 0.25, gravel 0.0625" in result.output.splitlines()

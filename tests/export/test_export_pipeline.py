@@ -10,11 +10,8 @@ import sys
 import numpy as np
 import onnxruntime as ort
 import pytest
-import torch
 from typer.testing import CliRunner
 
-from mmad_edge.checkpoint import save_checkpoint
-from mmad_edge.config import ModelConfig
 from mmad_edge.export import tensorrt
 from mmad_edge.export.metadata import METADATA_KEY
 from mmad_edge.runtime.backends.onnxruntime import cpu_session
@@ -22,17 +19,7 @@ from mmad_edge.cli import app
 from mmad_edge.export.options import ExportOptions
 from mmad_edge.export.pipeline import export_checkpoint
 from mmad_edge.export.parity import generated_frames, verify_onnx
-from mmad_edge.model.minimaxad import build_model
-from model_utils import randomize
-
-STATISTICS = {"threshold": 0.3, "normalization": {"low": 0.1, "high": 0.3}}
-
-
-def _checkpoint(path, variant="a", size=64, statistics=STATISTICS):
-    torch.manual_seed(0)
-    model = randomize(build_model(ModelConfig(variant=variant, image_size=size))).eval()
-    return save_checkpoint(path, model, statistics=statistics)
-
+from model_utils import STATISTICS, random_checkpoint
 
 FLAGS = {"batch": "--batch", "json_path": "--json", "variant": "--variant", "image_size": "--image-size",
          "input_format": "--input-format", "opset": "--opset"}
@@ -58,7 +45,7 @@ def _no_tensorrt():
 def exported(tmp_path_factory):
     """One export with dynamic batch and --engine on a machine made to lack TensorRT."""
     root = tmp_path_factory.mktemp("export")
-    checkpoint = _checkpoint(root / "ckpt.pt")
+    checkpoint = random_checkpoint(root / "ckpt.pt")
     out = root / "out"
     out.mkdir()
     (out / "notes.txt").write_text("keep me")
@@ -132,7 +119,7 @@ def prior_output(tmp_path):
 
 
 def test_variant_mismatch_is_a_one_line_error(tmp_path, prior_output, capsys):
-    checkpoint = _checkpoint(tmp_path / "ckpt.pt")
+    checkpoint = random_checkpoint(tmp_path / "ckpt.pt")
     code = export_cli(checkpoint, prior_output, variant="n")
     _assert_failed_cleanly(capsys, code, "holds variant 'a' but variant 'n' was asked", prior_output, tmp_path)
 
@@ -143,13 +130,13 @@ def test_missing_checkpoint_is_a_one_line_error(tmp_path, prior_output, capsys):
 
 
 def test_size_not_divisible_by_32_is_a_one_line_error(tmp_path, prior_output, capsys):
-    checkpoint = _checkpoint(tmp_path / "ckpt.pt")
+    checkpoint = random_checkpoint(tmp_path / "ckpt.pt")
     code = export_cli(checkpoint, prior_output, image_size=100)
     _assert_failed_cleanly(capsys, code, "not a positive multiple of 32", prior_output, tmp_path)
 
 
 def test_bad_precision_and_batch_are_one_line_errors(tmp_path, prior_output, capsys):
-    checkpoint = _checkpoint(tmp_path / "ckpt.pt")
+    checkpoint = random_checkpoint(tmp_path / "ckpt.pt")
     _assert_failed_cleanly(capsys, export_cli(checkpoint, prior_output, precision="fp8"), "unknown precision 'fp8'",
                            prior_output, tmp_path)
     _assert_failed_cleanly(capsys, export_cli(checkpoint, prior_output, batch="8:4:1"), "MIN <= OPT <= MAX",
@@ -166,7 +153,7 @@ def test_failure_mid_export_leaves_no_partial_artifacts(tmp_path, prior_output, 
         raise RuntimeError("simulated crash while exporting")
 
     monkeypatch.setattr(pipeline, "export_onnx", broken)
-    checkpoint = _checkpoint(tmp_path / "ckpt.pt")
+    checkpoint = random_checkpoint(tmp_path / "ckpt.pt")
     with pytest.raises(RuntimeError, match="simulated crash"):
         export_checkpoint(checkpoint, prior_output, ExportOptions(progress=False))
     assert sorted(p.name for p in prior_output.iterdir()) == ["model.fp32.onnx"]
@@ -188,7 +175,7 @@ def test_failed_export_never_hands_json_an_older_report(tmp_path, monkeypatch, c
     old = {"verification": {"fp32": {"passed": True}}, "note": "an earlier export"}
     (out / "report.json").write_text(json.dumps(old))
     monkeypatch.setattr(pipeline, "verify_onnx", failing)
-    code = export_cli(_checkpoint(tmp_path / "ckpt.pt"), out, "fp32", json_path=tmp_path / "r.json")
+    code = export_cli(random_checkpoint(tmp_path / "ckpt.pt"), out, "fp32", json_path=tmp_path / "r.json")
     assert code == 1
     assert "verification failed" in capsys.readouterr().err
     report = json.loads((tmp_path / "r.json").read_text())
@@ -198,7 +185,7 @@ def test_failed_export_never_hands_json_an_older_report(tmp_path, monkeypatch, c
 
 
 def test_engine_with_float_input_is_refused_before_any_work(tmp_path, prior_output, capsys):
-    checkpoint = _checkpoint(tmp_path / "ckpt.pt")
+    checkpoint = random_checkpoint(tmp_path / "ckpt.pt")
     code = export_cli(checkpoint, prior_output, input_format="float_rgb_nchw", engine=True)
     _assert_failed_cleanly(capsys, code, "--input-format uint8_bgr_nhwc", prior_output, tmp_path)
 
@@ -207,7 +194,7 @@ def test_load_for_export_reads_the_checkpoint_once(tmp_path, monkeypatch):
     from mmad_edge import checkpoint as checkpoint_module
     from mmad_edge.export.pipeline import load_for_export
 
-    path = _checkpoint(tmp_path / "ckpt.pt")
+    path = random_checkpoint(tmp_path / "ckpt.pt")
     reads = []
     real = checkpoint_module.read_torch_file
     monkeypatch.setattr(checkpoint_module, "read_torch_file", lambda p: reads.append(p) or real(p))

@@ -10,152 +10,17 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-import onnx
 import pytest
-from onnx import TensorProto, helper
 from typer.testing import CliRunner
 
 import mmad_edge.export.tensorrt as trt_build
 from mmad_edge.cli import app
-from mmad_edge.config import ModelConfig
-from mmad_edge.export.metadata import build_metadata, read_metadata_json, write_onnx_metadata
+from mmad_edge.export.metadata import read_metadata_json
 from mmad_edge.export.options import EngineOptions
 from mmad_edge.export.tensorrt import EngineBuildError, TensorRTUnavailable, build_engine, parse_batch
+from fake_tensorrt import SIZE, FakeTRT, orin, tiny_export
 
-SIZE = 256
 GIB = 1 << 30
-
-
-class FakeTRT(SimpleNamespace):
-    """The slice of the TensorRT Python API build_engine uses; records what it was asked to do."""
-
-    def __init__(self, version="10.3.0", input_shape=(-1, SIZE, SIZE, 3), input_name="image", parse_ok=True,
-                 errors=(), plan=b"PLAN-BYTES", dla_cores=0, strongly_typed=True):
-        fake = self
-        state = SimpleNamespace(network_flags=None, logger_severity=None, config=None, cache_blobs=[])
-        flag_members = {"EXPLICIT_BATCH": 0, "STRONGLY_TYPED": 1} if strongly_typed else {"EXPLICIT_BATCH": 0}
-
-        class Logger:
-            VERBOSE, WARNING = 4, 2
-
-            def __init__(self, severity):
-                state.logger_severity = severity
-
-        class Cache:
-            def __init__(self, blob):
-                self.blob = bytes(blob)
-
-            def serialize(self):
-                return self.blob + b"+timings"
-
-        class Config:
-            def __init__(self):
-                self.flags, self.pools, self.profiles = set(), {}, []
-                self.builder_optimization_level = None
-                self.default_device_type = "GPU"
-                self.DLA_core = -1
-                self.cache = None
-                state.config = self
-
-            def set_memory_pool_limit(self, pool, size):
-                self.pools[pool] = size
-
-            def set_flag(self, flag):
-                self.flags.add(flag)
-
-            def add_optimization_profile(self, profile):
-                self.profiles.append(profile)
-
-            def create_timing_cache(self, blob):
-                state.cache_blobs.append(bytes(blob))
-                return Cache(blob)
-
-            def set_timing_cache(self, cache, ignore_mismatch):
-                if cache.blob.startswith(b"stale"):
-                    return False
-                self.cache = cache
-                return True
-
-        class Profile:
-            def __init__(self):
-                self.shapes = {}
-
-            def set_shape(self, name, low, opt, high):
-                self.shapes[name] = (low, opt, high)
-
-        class Builder:
-            num_DLA_cores = dla_cores
-
-            def __init__(self, logger):
-                pass
-
-            def create_network(self, flags):
-                state.network_flags = flags
-                tensor = SimpleNamespace(name=input_name, shape=input_shape)
-                return SimpleNamespace(num_inputs=1, get_input=lambda i: tensor)
-
-            def create_builder_config(self):
-                return Config()
-
-            def create_optimization_profile(self):
-                return Profile()
-
-            def build_serialized_network(self, network, config):
-                return plan
-
-        class ParserError:
-            def __init__(self, name, op, desc):
-                self._name, self._op, self._desc = name, op, desc
-
-            def node_name(self):
-                return self._name
-
-            def node_operator(self):
-                return self._op
-
-            def node(self):
-                return 3
-
-            def desc(self):
-                return self._desc
-
-        class OnnxParser:
-            def __init__(self, network, logger):
-                self.num_errors = 0 if parse_ok else len(errors)
-
-            def parse_from_file(self, path):
-                fake.parsed_path = path
-                return parse_ok
-
-            def get_error(self, index):
-                return ParserError(*errors[index])
-
-        super().__init__(
-            __version__=version, Logger=Logger, Builder=Builder, OnnxParser=OnnxParser, state=state,
-            NetworkDefinitionCreationFlag=enum.IntEnum("NetworkDefinitionCreationFlag", flag_members),
-            BuilderFlag=enum.Enum("BuilderFlag", "FP16 INT8 GPU_FALLBACK VERSION_COMPATIBLE"),
-            MemoryPoolType=enum.Enum("MemoryPoolType", "WORKSPACE"),
-            DeviceType=enum.Enum("DeviceType", "GPU DLA"),
-        )
-
-
-def orin():
-    return "Orin", "8.7"
-
-
-def _export(folder: Path, precision="fp16") -> Path:
-    """An export folder with model.<precision>.onnx carrying its metadata."""
-    image = helper.make_tensor_value_info("image", TensorProto.UINT8, ["batch", SIZE, SIZE, 3])
-    out = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", SIZE, SIZE, 3])
-    graph = helper.make_graph([helper.make_node("Cast", ["image"], ["x"], to=TensorProto.FLOAT)], "g", [image], [out])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    metadata = build_metadata(ModelConfig(image_size=SIZE).to_dict(), precision, 17,
-                              {"min": 1, "opt": 1, "max": 16}, None, None)
-    write_onnx_metadata(model, metadata)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"model.{precision}.onnx"
-    onnx.save(model, str(path))
-    return path
 
 
 def _files(folder: Path) -> list[str]:
@@ -183,7 +48,7 @@ def test_parse_batch_errors(text, message):
 
 
 def test_without_tensorrt_builder_the_error_gives_the_device_command(tmp_path, monkeypatch, capsys):
-    onnx_path = _export(tmp_path)
+    onnx_path = tiny_export(tmp_path)
     monkeypatch.setitem(sys.modules, "tensorrt", None)  # as here: only tensorrt_lean, no builder
     with pytest.raises(TensorRTUnavailable) as caught:
         build_engine(onnx_path, tmp_path / "model.fp16.engine", EngineOptions(batch="1:8:16", dla_core=0))
@@ -204,14 +69,14 @@ def test_without_a_gpu_the_error_says_so(tmp_path):
     def no_gpu():
         raise TensorRTUnavailable("no CUDA GPU is visible here (cudaGetDeviceCount: cudaErrorNoDevice)")
 
-    onnx_path = _export(tmp_path)
+    onnx_path = tiny_export(tmp_path)
     with pytest.raises(TensorRTUnavailable, match=r"^no CUDA GPU is visible here .*: mmad-edge build-engine .* "
                                                   r"--batch 4$"):
         build_engine(onnx_path, tmp_path / "e.engine", EngineOptions(batch=4), trt=FakeTRT(), device_info=no_gpu)
 
 
 def test_build_writes_engine_and_sidecar_with_profile_and_strong_typing(tmp_path):
-    onnx_path = _export(tmp_path)
+    onnx_path = tiny_export(tmp_path)
     fake = FakeTRT()
     engine = tmp_path / "model.fp16.engine"
     info = build_engine(onnx_path, engine, EngineOptions(batch="1:8:16", workspace_gib=2), trt=fake, device_info=orin)
@@ -241,14 +106,14 @@ def test_build_writes_engine_and_sidecar_with_profile_and_strong_typing(tmp_path
 @pytest.mark.parametrize("version, strongly_typed", [("11.4.0", True), ("10.3.0", False)])
 def test_no_strongly_typed_flag_on_11x_or_when_the_attribute_is_missing(tmp_path, version, strongly_typed):
     fake = FakeTRT(version=version, strongly_typed=strongly_typed)
-    build_engine(_export(tmp_path), tmp_path / "e.engine", trt=fake, device_info=orin)
+    build_engine(tiny_export(tmp_path), tmp_path / "e.engine", trt=fake, device_info=orin)
     assert fake.state.network_flags == 0
     assert read_metadata_json(tmp_path / "e.engine.json")["tensorrt"]["version"] == version
 
 
 def test_version_compatible_and_dla_flags(tmp_path):
     fake = FakeTRT(dla_cores=2)
-    build_engine(_export(tmp_path), tmp_path / "e.engine",
+    build_engine(tiny_export(tmp_path), tmp_path / "e.engine",
                  EngineOptions(version_compatible=True, dla_core=1, optimization_level=5, verbose=True), trt=fake,
                  device_info=orin)
     config = fake.state.config
@@ -261,7 +126,7 @@ def test_version_compatible_and_dla_flags(tmp_path):
 
 def test_dla_core_beyond_the_device_is_rejected(tmp_path):
     with pytest.raises(ValueError, match=r"DLA core 2 requested but this device has 2 DLA core\(s\)"):
-        build_engine(_export(tmp_path), tmp_path / "e.engine", EngineOptions(dla_core=2), trt=FakeTRT(dla_cores=2),
+        build_engine(tiny_export(tmp_path), tmp_path / "e.engine", EngineOptions(dla_core=2), trt=FakeTRT(dla_cores=2),
                      device_info=orin)
     assert not (tmp_path / "e.engine").exists()
 
@@ -269,7 +134,7 @@ def test_dla_core_beyond_the_device_is_rejected(tmp_path):
 def test_parser_errors_are_listed_on_one_line_and_nothing_is_written(tmp_path):
     fake = FakeTRT(parse_ok=False, errors=[("topk_0", "TopK", "K exceeds\nthe maximum"),
                                            ("mean_1", "ReduceMean", "axes must be an initializer")])
-    onnx_path = _export(tmp_path)
+    onnx_path = tiny_export(tmp_path)
     with pytest.raises(EngineBuildError) as caught:
         build_engine(onnx_path, tmp_path / "e.engine", trt=fake, device_info=orin)
     assert str(caught.value) == (f"TensorRT could not parse {onnx_path}: node 'topk_0' (TopK): K exceeds the maximum; "
@@ -278,7 +143,7 @@ def test_parser_errors_are_listed_on_one_line_and_nothing_is_written(tmp_path):
 
 
 def test_failed_build_keeps_the_previous_engine_and_leaves_no_partial_files(tmp_path):
-    onnx_path = _export(tmp_path)
+    onnx_path = tiny_export(tmp_path)
     engine = tmp_path / "e.engine"
     build_engine(onnx_path, engine, trt=FakeTRT(plan=b"OLD"), device_info=orin)
     with pytest.raises(EngineBuildError, match="TensorRT failed to build an engine from .*--verbose"):
@@ -289,7 +154,7 @@ def test_failed_build_keeps_the_previous_engine_and_leaves_no_partial_files(tmp_
 
 
 def test_timing_cache_is_created_reused_and_replaced_when_stale(tmp_path):
-    onnx_path = _export(tmp_path)
+    onnx_path = tiny_export(tmp_path)
     cache = tmp_path / "t.cache"
     first = FakeTRT()
     build_engine(onnx_path, tmp_path / "a.engine", EngineOptions(timing_cache=cache), trt=first, device_info=orin)
@@ -305,7 +170,7 @@ def test_timing_cache_is_created_reused_and_replaced_when_stale(tmp_path):
 
 
 def test_fixed_batch_graph(tmp_path):
-    onnx_path = _export(tmp_path)
+    onnx_path = tiny_export(tmp_path)
     fake = FakeTRT(input_shape=(1, SIZE, SIZE, 3))
     with pytest.raises(ValueError, match="has a fixed batch of 1; use --batch 1 or re-export with a dynamic batch"):
         build_engine(onnx_path, tmp_path / "e.engine", EngineOptions(batch="1:8:16"), trt=fake, device_info=orin)
@@ -315,13 +180,13 @@ def test_fixed_batch_graph(tmp_path):
 
 def test_dynamic_spatial_dims_take_the_size_from_metadata(tmp_path):
     fake = FakeTRT(input_shape=(-1, -1, -1, 3))
-    build_engine(_export(tmp_path), tmp_path / "e.engine", EngineOptions(batch=2), trt=fake, device_info=orin)
+    build_engine(tiny_export(tmp_path), tmp_path / "e.engine", EngineOptions(batch=2), trt=fake, device_info=orin)
     assert fake.state.config.profiles[0].shapes["image"] == ((2, SIZE, SIZE, 3),) * 3
 
 
 def test_graph_without_image_input_is_rejected(tmp_path):
     with pytest.raises(EngineBuildError, match=r"has no input 'image' \(inputs: 'input'\); export it with"):
-        build_engine(_export(tmp_path), tmp_path / "e.engine", trt=FakeTRT(input_name="input"), device_info=orin)
+        build_engine(tiny_export(tmp_path), tmp_path / "e.engine", trt=FakeTRT(input_name="input"), device_info=orin)
 
 
 @pytest.mark.parametrize("options, message", [
@@ -331,11 +196,11 @@ def test_graph_without_image_input_is_rejected(tmp_path):
 ])
 def test_bad_options_are_rejected(tmp_path, options, message):
     with pytest.raises(ValueError, match=message):
-        build_engine(_export(tmp_path), tmp_path / "e.engine", EngineOptions(**options), trt=FakeTRT(), device_info=orin)
+        build_engine(tiny_export(tmp_path), tmp_path / "e.engine", EngineOptions(**options), trt=FakeTRT(), device_info=orin)
 
 
 def test_cli_builds_next_to_the_onnx_with_a_shared_timing_cache(tmp_path, monkeypatch, capsys):
-    onnx_path = _export(tmp_path)
+    onnx_path = tiny_export(tmp_path)
     monkeypatch.setattr(trt_build, "load_tensorrt", lambda: FakeTRT())
     monkeypatch.setattr(trt_build, "cuda_device_info", orin)
     code, out, _ = build_engine_cli(onnx_path, "--batch", "1:8:16")
@@ -350,7 +215,7 @@ def test_cli_builds_next_to_the_onnx_with_a_shared_timing_cache(tmp_path, monkey
 
 
 def test_cli_exit_codes_for_bad_input_and_failed_builds(tmp_path, monkeypatch, capsys):
-    onnx_path = _export(tmp_path)
+    onnx_path = tiny_export(tmp_path)
     assert build_engine_cli(onnx_path, "--batch", "8:1") == (2, "", "error: batch '8:1' must be N or MIN:OPT:MAX "
                                                                     "(e.g. 1:8:16)\n")
     code, _, err = build_engine_cli(tmp_path / "missing.onnx")

@@ -21,6 +21,7 @@ from mmad_edge.runtime import Detector
 from mmad_edge.runtime.imageio import read_image
 from mmad_edge.runtime.artifact.metadata import load_contract
 from mmad_edge.stats import score_statistics
+from runtime_only_cli import runtime_only
 
 SIZE = 64
 pytestmark = pytest.mark.slow
@@ -286,8 +287,6 @@ def test_bench_data_missing_fails_before_timing(line, tmp_path):
 
 
 def test_verify_and_calibrate_run_without_torch_or_onnx(export_copy, line, tmp_path):
-    from test_cli_runtime_only import runtime_only
-
     loaded = tmp_path / "loaded.json"
     artifact = export_copy / "model.fp16.onnx"
     result = runtime_only("verify", str(artifact), "--data", str(line["data"]), loaded_report=loaded)
