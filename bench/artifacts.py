@@ -7,13 +7,14 @@ reconciled with the ``metadata.json`` beside it, or an engine's sidecar ``model.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from mmad_edge.runtime.artifact.selection import export_report
 from mmad_edge.runtime.artifact.contract import ENGINE_SUFFIX, ONNX_SUFFIX, PRECISIONS, artifact_name
 from mmad_edge.runtime.artifact.metadata import load_contract
+from mmad_edge.runtime.artifact.selection import export_report
 
 FLOAT_NCHW_NAME = "model.fp32.float_nchw.onnx"  # the paper protocol's graph: normalised float in
 FP32_GRAPH = artifact_name("fp32")  # what the floor is counted from

@@ -12,9 +12,10 @@ GPU paper rows are ``python -m mmad_edge.bench.record gpu``'s); e2e rows time
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 

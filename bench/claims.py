@@ -6,7 +6,8 @@ needs did not run (e.g. the torch baseline on a runtime-only install).
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from mmad_edge.config import ModelConfig
 from mmad_edge.runtime.backends import reference

@@ -1,10 +1,11 @@
-"""The bench's results as people read them: the plain-text table, skipped rows and claims, the files.
+"""The bench's results as people read them: the plain-text table, skipped rows and claims, the files."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from mmad_edge.fileio import write_json
 

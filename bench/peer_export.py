@@ -9,8 +9,8 @@ input, the same input the MiniMaxAD paper-protocol graph takes. Needs torch and 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from torch import nn

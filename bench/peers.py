@@ -8,7 +8,8 @@ torch-free (a runtime-only bench lists the peers as skipped); building one impor
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from torch import nn

@@ -7,14 +7,14 @@ install, and the artifact rows run as usual.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from mmad_edge.config import ModelConfig
-
 from mmad_edge.runtime.backends import AUTO, REGISTRY, backend_class, reference
 from mmad_edge.runtime.backends.base import BackendOptions
 

@@ -16,8 +16,8 @@ import argparse
 import importlib
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from .console import summary_text, write_outputs
 

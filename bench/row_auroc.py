@@ -10,7 +10,8 @@ random weights and get none. One scoring per artifact and backend serves every b
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from mmad_edge.data.catalog import labelled_split
 from mmad_edge.export.device_verification import score_frames

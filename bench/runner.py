@@ -14,16 +14,17 @@ detector from host uint8 frames to host results.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import cycle, islice
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
+from mmad_edge.runtime.artifact.contract import PRECISIONS
 from mmad_edge.runtime.backends import AUTO, backend_class, runners
 from mmad_edge.runtime.backends.base import BackendOptions
-from mmad_edge.runtime.artifact.contract import PRECISIONS
 from mmad_edge.runtime.log import say
 
 from .timing import measure

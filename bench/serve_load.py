@@ -13,9 +13,10 @@ from __future__ import annotations
 import importlib
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any
 
 import numpy as np
 
@@ -33,14 +34,14 @@ class ServeLoadOptions:
     requests per client); ``frame_size``: (height, width) of the frames sent (default: the model's)."""
 
     url: str
-    clients: Tuple[int, ...] = (1, 4, 16)
+    clients: tuple[int, ...] = (1, 4, 16)
     duration_s: float = 6.0
     warmup: int = 3
-    frame_size: Tuple[int, int] | None = None
+    frame_size: tuple[int, int] | None = None
     progress: bool = True
 
 
-def protocol_of(url: str) -> Tuple[str, str]:
+def protocol_of(url: str) -> tuple[str, str]:
     """("http" | "grpc", "host:port") from a URL."""
     for scheme in ("http", "grpc"):
         if url.startswith(f"{scheme}://"):
@@ -84,7 +85,7 @@ def server_max_batch(url: str) -> int:
     return int(config.get("config", config).get("max_batch_size", 1)) or 1
 
 
-def closed_loop(call: Callable[[], Any], deadline: float, latencies: List[float]) -> None:
+def closed_loop(call: Callable[[], Any], deadline: float, latencies: list[float]) -> None:
     """Call until ``deadline``, appending each call's milliseconds."""
     while time.perf_counter() < deadline:
         started = time.perf_counter()
@@ -99,7 +100,7 @@ class LoadClient(threading.Thread):
     def __init__(self, url: str, batch: np.ndarray, start: threading.Barrier, options: ServeLoadOptions) -> None:
         super().__init__(daemon=True)
         self.url, self.batch, self.start_line, self.options = url, batch, start, options
-        self.samples: List[float] = []
+        self.samples: list[float] = []
         self.error: BaseException | None = None
 
     def run(self) -> None:
@@ -118,7 +119,7 @@ class LoadClient(threading.Thread):
         closed_loop(lambda: call(self.batch), time.perf_counter() + self.options.duration_s, self.samples)
 
 
-def load_row(url: str, frame: np.ndarray, clients: int, options: ServeLoadOptions) -> Dict[str, Any]:
+def load_row(url: str, frame: np.ndarray, clients: int, options: ServeLoadOptions) -> dict[str, Any]:
     """One concurrency level against the server."""
     start = threading.Barrier(clients + 1)
     threads = [LoadClient(url, frame[None], start, options) for _ in range(clients)]
@@ -139,26 +140,26 @@ def load_row(url: str, frame: np.ndarray, clients: int, options: ServeLoadOption
     return row(f"serve {protocol_of(url)[0]}", clients, 1, Timing(tuple(samples)), len(samples) / wall)
 
 
-def row(name: str, clients: int, batch: int, timing: Timing, images_per_s: float) -> Dict[str, Any]:
+def row(name: str, clients: int, batch: int, timing: Timing, images_per_s: float) -> dict[str, Any]:
     return {"name": name, "clients": clients, "batch": batch, "requests": len(timing.samples_ms),
             "images_per_s": images_per_s, "p50_ms": timing.p50_ms, "p99_ms": timing.p99_ms}
 
 
-def in_process_rows(detector: Detector, frame: np.ndarray, options: ServeLoadOptions) -> List[Dict[str, Any]]:
+def in_process_rows(detector: Detector, frame: np.ndarray, options: ServeLoadOptions) -> list[dict[str, Any]]:
     """The Detector in this process: one frame per call, and full batches of the profile's maximum."""
     rows = []
     for batch in sorted({1, detector.batch_max}):
         frames = [frame] * batch
         for _ in range(options.warmup):
             detector.predict(frames)
-        samples: List[float] = []
+        samples: list[float] = []
         closed_loop(lambda: detector.predict(frames), time.perf_counter() + options.duration_s, samples)
         timing = Timing(tuple(samples), batch=batch)
         rows.append(row("in-process Detector", 1, batch, timing, timing.images_per_s))
     return rows
 
 
-def run_serve_load(artifact: str, options: ServeLoadOptions) -> Dict[str, Any]:
+def run_serve_load(artifact: str, options: ServeLoadOptions) -> dict[str, Any]:
     """Every row, the server's at each concurrency level and the in-process ones; the report dict."""
     with Detector.load(artifact, max_batch=server_max_batch(options.url)) as detector:
         height, width = options.frame_size or detector.image_size
@@ -176,7 +177,7 @@ def run_serve_load(artifact: str, options: ServeLoadOptions) -> Dict[str, Any]:
             "duration_s": options.duration_s, "rows": rows}
 
 
-def format_rows(report: Dict[str, Any]) -> str:
+def format_rows(report: dict[str, Any]) -> str:
     """The rows as a plain-text table."""
     lines = [["row", "clients", "batch", "requests", "images/s", "p50 ms", "p99 ms"]]
     for entry in report["rows"]:
@@ -186,13 +187,13 @@ def format_rows(report: Dict[str, Any]) -> str:
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in lines)
 
 
-def summary_text(report: Dict[str, Any]) -> str:
+def summary_text(report: dict[str, Any]) -> str:
     size = "x".join(str(side) for side in report["image_size"])
     return (f"{report['artifact']} ({report['backend']}, {report['device']}, {report['precision']}, {size}) "
             f"served at {report['url']}, {report['duration_s']:g} s per row\n{format_rows(report)}")
 
 
-def markdown(report: Dict[str, Any]) -> str:
+def markdown(report: dict[str, Any]) -> str:
     lines = ["| row | clients | batch | requests | images/s | p50 ms | p99 ms |", "|---|---:|---:|---:|---:|---:|---:|"]
     lines += [f"| {r['name']} | {r['clients']} | {r['batch']} | {r['requests']} | {r['images_per_s']:.1f} | "
               f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} |" for r in report["rows"]]
@@ -201,7 +202,7 @@ def markdown(report: Dict[str, Any]) -> str:
             f"{size}) at {report['url']}, {report['duration_s']:g} s per row.\n\n" + "\n".join(lines) + "\n")
 
 
-def write_serve_load(report: Dict[str, Any], json_path: Any = None, markdown_path: Any = None) -> List[Path]:
+def write_serve_load(report: dict[str, Any], json_path: Any = None, markdown_path: Any = None) -> list[Path]:
     """Write the files asked for; their paths."""
     written = []
     if json_path is not None:

@@ -32,11 +32,12 @@ import functools
 import os
 import sys
 import time
-from contextlib import nullcontext
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, ContextManager, Sequence
+from typing import Any
 
 from mmad_edge.config import ModelConfig
 from mmad_edge.runtime.backends import AUTO, REGISTRY, backend_class, reference
@@ -44,16 +45,16 @@ from mmad_edge.runtime.backends import choices as backend_choices
 from mmad_edge.runtime.backends.base import BackendOptions, OptionError
 from mmad_edge.runtime.log import say
 
-from .row_auroc import attach_accuracy
 from .artifacts import Artifact, BenchError, find_artifacts, fp32_graph
 from .claims import speed_claim
 from .machine import machine_info
 from .optional import Missing, optional_import
+from .options import BenchOptions
 from .peers import PEERS
 from .planning import TORCH, Plan, TorchRows, plan_cases
-from .options import BenchOptions
-from .tables import PROTOCOLS, add_roofline, build_report
+from .row_auroc import attach_accuracy
 from .runner import BenchCase, parse_batches, run_case, run_cases
+from .tables import PROTOCOLS, add_roofline, build_report
 
 BACKENDS = (*backend_choices(), TORCH)
 DEFAULT_VARIANT = "n"
@@ -109,7 +110,7 @@ def default_folder(config: ModelConfig, cache_dir: str | os.PathLike[str] | None
 
 def torch_side(
     config: ModelConfig, options: BenchOptions, checkpoint: Path | None, protocols: Sequence[str], threads: int,
-) -> tuple[TorchRows, ContextManager]:
+) -> tuple[TorchRows, AbstractContextManager]:
     """The torch rows to plan (or why they cannot run here), the peers' ONNX graphs when ONNX
     Runtime paper rows are asked for, and the context that sets torch's threads."""
     rows = optional_import(TORCH_ROWS)

@@ -12,8 +12,9 @@ among ``STAGES``; optionally ``floor_ms`` / ``roofline_pct``) and the floor hold
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 RESULT_KEYS = (
     "name", "backend", "precision", "protocol", "batch", "p50_ms", "p90_ms", "p99_ms",

@@ -8,8 +8,9 @@ launch jitter does not count. torch is imported only in that case.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

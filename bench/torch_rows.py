@@ -7,8 +7,9 @@ rows as skipped instead.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -16,12 +17,11 @@ from mmad_edge.checkpoint import model_from_checkpoint, read_checkpoint
 from mmad_edge.config import ModelConfig
 from mmad_edge.model.minimaxad import MiniMaxAD
 from mmad_edge.model.reparam import reparameterize
-from mmad_edge.threads import pinned_threads as torch_threads  # a fixed count for steady timings
 
 from .models import random_model
 from .peers import PEERS
-from .tables import BASELINE
 from .runner import BenchCase, peer_case, torch_module_case
+from .tables import BASELINE
 
 REPARAM = "torch-reparam"
 

@@ -20,8 +20,9 @@ import contextlib
 import inspect
 import logging
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import onnx

@@ -12,16 +12,16 @@ import contextlib
 import os
 import tempfile
 import warnings
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import onnx
 
 from mmad_edge.calib.cache import default_cache_dir
 from mmad_edge.calib.compare import held_out_set, labelled_set, run_outputs
-from mmad_edge.runtime.compare import error_metrics
 from mmad_edge.calib.graph import QUANTIZED_OPS, conv_blocks, head_nodes, input_shape
 from mmad_edge.calib.int8_graph import CPU_FORMATS, TARGETS, QuantizationError, build_int8_graph
 from mmad_edge.calib.options import Int8Options
@@ -32,6 +32,7 @@ from mmad_edge.calib.result import Int8Result
 from mmad_edge.calib.sensitivity import SearchResult, search
 from mmad_edge.calib.timing import median_latency_ms
 from mmad_edge.fileio import file_sha256
+from mmad_edge.runtime.compare import error_metrics
 
 ALWAYS_FLOAT_REASON = (
     "only Conv/ConvTranspose are quantised: GRN (L2 reduction and normalisation), LayerNorm "

@@ -7,16 +7,16 @@ Calibration on other pixels than the deployed detector sees would calibrate anot
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 from onnxruntime.quantization import CalibrationDataReader
 
 from mmad_edge.data.records import list_images
-from mmad_edge.runtime.imageio import ImageReadError, read_image
-from mmad_edge.runtime.backends.onnxruntime import padded_batches
 from mmad_edge.runtime.artifact.contract import INPUT_NAME
+from mmad_edge.runtime.backends.onnxruntime import padded_batches
+from mmad_edge.runtime.imageio import ImageReadError, read_image
 from mmad_edge.runtime.loop.sources import IMAGE_EXTENSIONS
 from mmad_edge.runtime.preprocess import resize_frame
 

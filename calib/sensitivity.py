@@ -15,8 +15,9 @@ is independent of how graphs are built and evaluated.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 Metrics = Mapping[str, Any]
 Trial = Callable[[frozenset[str]], Metrics]

@@ -27,9 +27,9 @@ from mmad_edge.export.checks import Check, default_checks, failed, int8_target_c
 from mmad_edge.export.options import VerifyOptions
 from mmad_edge.fileio import write_json_atomic
 from mmad_edge.runtime import Detector
+from mmad_edge.runtime.artifact.contract import artifact_name
 from mmad_edge.runtime.artifact.selection import export_report
 from mmad_edge.runtime.compare import auroc, error_metrics
-from mmad_edge.runtime.artifact.contract import artifact_name
 from mmad_edge.runtime.log import say
 
 VERIFY_SUFFIX = ".verify.json"

@@ -16,8 +16,17 @@ from typing import Any
 import mmad_edge
 from mmad_edge.config import ModelConfig
 from mmad_edge.fileio import file_sha256
-from mmad_edge.runtime.artifact.contract import (INPUT_NAME, METADATA_FILE, METADATA_KEY, ONNX_SUFFIX, PRECISIONS,
-                                        SCHEMA_VERSION, input_section, output_shapes, precision_of)
+from mmad_edge.runtime.artifact.contract import (
+    INPUT_NAME,
+    METADATA_FILE,
+    METADATA_KEY,
+    ONNX_SUFFIX,
+    PRECISIONS,
+    SCHEMA_VERSION,
+    input_section,
+    output_shapes,
+    precision_of,
+)
 from mmad_edge.runtime.artifact.metadata import MetadataError, load_metadata_text, validate_metadata
 from mmad_edge.runtime.artifact.onnx_props import ProtobufError, read_metadata_props
 

@@ -26,7 +26,6 @@ from mmad_edge.runtime.backends.onnxruntime import cpu_session, run_batched
 from mmad_edge.runtime.compare import Outputs, error_metrics
 
 
-
 @dataclass
 class VerificationResult:
     """Errors and rank agreement of one exported precision against the PyTorch model."""

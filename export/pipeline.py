@@ -15,16 +15,17 @@ import json
 import os
 import sys
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import onnx
 
 from mmad_edge.checkpoint import model_from_checkpoint, read_checkpoint
 from mmad_edge.config import IMAGENET_MEAN, IMAGENET_STD, ModelConfig
+from mmad_edge.export import tensorrt as trt_build
 from mmad_edge.export.fp16 import convert_fp16
 from mmad_edge.export.metadata import (
     METADATA_FILENAME,
@@ -35,11 +36,6 @@ from mmad_edge.export.metadata import (
 )
 from mmad_edge.export.onnx_export import ExportError, check_request_options, export_onnx
 from mmad_edge.export.options import EngineOptions, ExportOptions
-from mmad_edge.export import tensorrt as trt_build
-from mmad_edge.export.staging import place, staged
-from mmad_edge.export.trt_ops import Issue, check_tensorrt_compat, format_issues
-from mmad_edge.runtime.artifact.contract import REPORT_FILE as REPORT_FILENAME
-from mmad_edge.runtime.artifact.contract import artifact_name
 from mmad_edge.export.parity import (
     dataset_frames,
     format_results,
@@ -47,10 +43,14 @@ from mmad_edge.export.parity import (
     torch_outputs,
     verify_onnx,
 )
+from mmad_edge.export.staging import place, staged
+from mmad_edge.export.trt_ops import Issue, check_tensorrt_compat, format_issues
 from mmad_edge.fileio import write_json_atomic
 from mmad_edge.model.minimaxad import MiniMaxAD
-from mmad_edge.runtime.log import say as progress_line
+from mmad_edge.runtime.artifact.contract import REPORT_FILE as REPORT_FILENAME
+from mmad_edge.runtime.artifact.contract import artifact_name
 from mmad_edge.runtime.artifact.metadata import describe_encoder_weights as describe_encoder
+from mmad_edge.runtime.log import say as progress_line
 
 GENERATED_FRAMES = 12
 COMPAT_LINES = 10  # TensorRT issues listed on stderr per graph; report.json has all

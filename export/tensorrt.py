@@ -19,10 +19,10 @@ from types import ModuleType
 from typing import Any
 
 from mmad_edge.export.metadata import engine_metadata, metadata_for_onnx
-from mmad_edge.runtime.artifact.contract import ENGINE_SUFFIX, INPUT_NAME, tensorrt_version
-from mmad_edge.runtime.backends.cuda_memory import CudaCallError, query_gpu
 from mmad_edge.export.options import EngineOptions
 from mmad_edge.fileio import write_bytes_atomic, write_json_atomic
+from mmad_edge.runtime.artifact.contract import ENGINE_SUFFIX, INPUT_NAME, tensorrt_version
+from mmad_edge.runtime.backends.cuda_memory import CudaCallError, query_gpu
 
 MIN_TENSORRT = (10, 3)
 TIMING_CACHE_NAME = "tensorrt.timing.cache"

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from mmad_edge.checkpoint import load_checkpoint
 from mmad_edge.data.dataset import build_dataset

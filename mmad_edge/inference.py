@@ -23,7 +23,7 @@ class Predictions:
     has_mask: np.ndarray
     categories: list[str]
 
-    def select(self, category: str) -> "Predictions":
+    def select(self, category: str) -> Predictions:
         idx = np.array([c == category for c in self.categories])
         return Predictions(
             self.scores[idx], self.maps[idx], self.labels[idx], self.masks[idx], self.has_mask[idx],

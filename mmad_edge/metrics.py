@@ -12,7 +12,8 @@ distinct threshold, with no loop over thresholds.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 from scipy import ndimage

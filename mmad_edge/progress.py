@@ -7,7 +7,8 @@ would be a new line, so there the bar updates at most every ``LOG_INTERVAL_S`` s
 from __future__ import annotations
 
 import sys
-from typing import Iterable, TypeVar
+from collections.abc import Iterable
+from typing import TypeVar
 
 from tqdm import tqdm
 
@@ -15,7 +16,7 @@ T = TypeVar("T")
 LOG_INTERVAL_S = 30.0
 
 
-def progress_bar(iterable: Iterable[T], desc: str, enabled: bool = True) -> "tqdm[T]":
+def progress_bar(iterable: Iterable[T], desc: str, enabled: bool = True) -> tqdm[T]:
     """A transient bar on stderr; disabled when ``enabled`` is false."""
     interactive = sys.stderr.isatty()
     return tqdm(iterable, desc=desc, disable=not enabled, leave=False, file=sys.stderr,

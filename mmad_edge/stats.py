@@ -7,7 +7,8 @@ docs/contracts.md) and feeds ``mmad_edge.runtime.scoring.normalize_score``.
 from __future__ import annotations
 
 import re
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 

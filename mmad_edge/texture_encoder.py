@@ -101,7 +101,7 @@ class Signals:
         return torch.einsum("sc,bchw->bshw", self.R.to(x.dtype), x) + self.r.to(x.dtype)[None, :, None, None]
 
     @classmethod
-    def picked(cls, kinds: list[str], channels: int, first: int = 2) -> "Signals":
+    def picked(cls, kinds: list[str], channels: int, first: int = 2) -> Signals:
         """Signal j is channel first + j."""
         R = torch.zeros(len(kinds), channels, dtype=torch.float64)
         R[torch.arange(len(kinds)), first + torch.arange(len(kinds))] = 1.0

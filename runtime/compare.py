@@ -14,11 +14,11 @@ the reference scores' spread, the continuous measure the sensitivity search rank
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 import numpy as np
 
-Outputs = Tuple[np.ndarray, np.ndarray]  # maps (N, H, W), scores (N,)
+Outputs = tuple[np.ndarray, np.ndarray]  # maps (N, H, W), scores (N,)
 
 
 def flat_scores(scores: Any) -> np.ndarray:
@@ -31,7 +31,7 @@ def flat_scores(scores: Any) -> np.ndarray:
     return values
 
 
-def tie_cumsums(scores: np.ndarray, columns: List[np.ndarray]) -> Tuple[np.ndarray, List[np.ndarray]]:
+def tie_cumsums(scores: np.ndarray, columns: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
     """Sort scores descending; return the pixel count and each column's running sum at the
     last position of every tie group (i.e. at every distinct threshold, highest first)."""
     order = np.argsort(scores)[::-1]
@@ -46,7 +46,7 @@ def trapezoid(y: np.ndarray, x: np.ndarray) -> float:
     return float(np.sum(np.diff(x) * (y[1:] + y[:-1]) * 0.5))
 
 
-def curve_metrics(count: np.ndarray, tps: np.ndarray) -> Dict[str, Optional[float]]:
+def curve_metrics(count: np.ndarray, tps: np.ndarray) -> dict[str, float | None]:
     """AUROC, AP and F1-max from cumulative (count, true positive) pairs; None for one class."""
     fps = count - tps
     positives, negatives = tps[-1], fps[-1]
@@ -62,7 +62,7 @@ def curve_metrics(count: np.ndarray, tps: np.ndarray) -> Dict[str, Optional[floa
     return {"auroc": trapezoid(tpr, fpr), "ap": ap, "f1_max": float(f1.max())}
 
 
-def binary_metrics(labels: Any, scores: Any) -> Dict[str, Optional[float]]:
+def binary_metrics(labels: Any, scores: Any) -> dict[str, float | None]:
     """{"auroc", "ap", "f1_max"} of scores against 0/1 labels (any shape; pixels too), one sort."""
     truth = np.asarray(labels).reshape(-1).astype(bool)
     values = flat_scores(scores)
@@ -74,7 +74,7 @@ def binary_metrics(labels: Any, scores: Any) -> Dict[str, Optional[float]]:
     return curve_metrics(count, tps)
 
 
-def auroc(labels: Any, scores: Any) -> Optional[float]:
+def auroc(labels: Any, scores: Any) -> float | None:
     """Area under the ROC curve (equal to scikit-learn's, ties included); None for one class."""
     return binary_metrics(labels, scores)["auroc"]
 
@@ -92,7 +92,7 @@ def ranks(values: Any) -> np.ndarray:
     return result
 
 
-def spearman(a: Any, b: Any) -> Optional[float]:
+def spearman(a: Any, b: Any) -> float | None:
     """Spearman's rank correlation (ties get average ranks); None for < 2 values or a constant side."""
     ra, rb = ranks(a), ranks(b)
     if ra.size < 2 or np.ptp(ra) == 0 or np.ptp(rb) == 0:
@@ -101,7 +101,7 @@ def spearman(a: Any, b: Any) -> Optional[float]:
     return float(np.sum(ra * rb) / np.sqrt(np.sum(ra * ra) * np.sum(rb * rb)))
 
 
-def error_metrics(reference: Outputs, candidate: Outputs, labels: Optional[np.ndarray] = None) -> Dict[str, Optional[float]]:
+def error_metrics(reference: Outputs, candidate: Outputs, labels: np.ndarray | None = None) -> dict[str, float | None]:
     """Map / score errors, rank correlation and, when ``labels`` hold both classes, both AUROCs
     and their difference (None otherwise: AUROC needs normal and defective images)."""
     ref_map, ref_score = (np.asarray(x, dtype=np.float64) for x in reference)
@@ -113,7 +113,7 @@ def error_metrics(reference: Outputs, candidate: Outputs, labels: Optional[np.nd
     map_abs = float(np.max(np.abs(cand_map - ref_map)))
     score_diff = cand_score - ref_score
     spread = max(float(np.std(ref_score)), 1e-6 * float(np.mean(np.abs(ref_score))), tiny)
-    metrics: Dict[str, Optional[float]] = {
+    metrics: dict[str, float | None] = {
         "map_max_abs": map_abs,
         "map_relative": map_abs / max(float(np.max(np.abs(ref_map))), tiny),
         "score_relative": float(np.max(np.abs(score_diff) / np.maximum(np.abs(ref_score), tiny))),

@@ -9,28 +9,29 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any
 
 import cv2
 import numpy as np
 
+from .artifact.metadata import load_contract
 from .artifact.selection import select_artifact
 from .backends import AUTO, backend_class, backend_for, choices
 from .backends.base import Backend, BackendOptions
 from .errors import ArtifactError, DetectorClosedError
 from .imageio import to_bgr_uint8
-from .artifact.metadata import load_contract
 from .preprocess import resize_frame
 from .result import Result
 from .scoring import check_threshold, normalize_score
 
 MAP_SIZES = ("model", "frame")
-Frames = Union[np.ndarray, Iterable[np.ndarray]]
-Scoring = Tuple[Optional[float], Optional[Tuple[float, float]]]  # (threshold, normalisation (low, high))
+Frames = np.ndarray | Iterable[np.ndarray]
+Scoring = tuple[float | None, tuple[float, float] | None]  # (threshold, normalisation (low, high))
 
 
-def _backend_options(options: Optional[BackendOptions], overrides: Dict[str, Any]) -> BackendOptions:
+def _backend_options(options: BackendOptions | None, overrides: dict[str, Any]) -> BackendOptions:
     """``options`` (default ``BackendOptions()``) with the keyword ``overrides``; unknown names refused."""
     known = BackendOptions.names()
     unknown = sorted(set(overrides) - set(known))
@@ -62,8 +63,8 @@ class Detector:
     """
 
     def __init__(
-        self, backend: Backend, threshold: Optional[float] = None, max_batch: Optional[int] = None,
-        category: Optional[str] = None,
+        self, backend: Backend, threshold: float | None = None, max_batch: int | None = None,
+        category: str | None = None,
     ) -> None:
         self.backend = backend
         self.info = backend.info
@@ -80,16 +81,16 @@ class Detector:
     @classmethod
     def load(
         cls,
-        path: "str | os.PathLike[str]",
+        path: str | os.PathLike[str],
         backend: str = AUTO,
-        options: Optional[BackendOptions] = None,
+        options: BackendOptions | None = None,
         *,
-        threshold: Optional[float] = None,
-        precision: Optional[str] = None,
-        max_batch: Optional[int] = None,
-        category: Optional[str] = None,
+        threshold: float | None = None,
+        precision: str | None = None,
+        max_batch: int | None = None,
+        category: str | None = None,
         **backend_options: Any,
-    ) -> "Detector":
+    ) -> Detector:
         """Load a ``.engine`` (TensorRT), a ``.onnx`` (ONNX Runtime or OpenVINO) or an export folder.
 
         ``backend``: "auto" or a registered backend (``runtime.backends.choices()``).
@@ -118,7 +119,7 @@ class Detector:
             impl.close()
             raise
 
-    def scoring(self, category: Optional[str] = None) -> Scoring:
+    def scoring(self, category: str | None = None) -> Scoring:
         """(threshold, normalisation) that score frames of ``category``: its training statistics (None:
         the pooled ones), the threshold given at load overriding; ArtifactError for an unknown category."""
         if category is None:
@@ -132,22 +133,22 @@ class Detector:
         return (default if self._override is None else self._override), normalization
 
     @property
-    def image_size(self) -> Tuple[int, int]:
+    def image_size(self) -> tuple[int, int]:
         """Model input (height, width)."""
         return self.info.image_size
 
     @property
-    def normalization(self) -> Optional[Tuple[float, float]]:
+    def normalization(self) -> tuple[float, float] | None:
         """(low, high) for ``normalize_score`` (the category's, when one was chosen); None when the
         export had no statistics."""
         return self._normalization
 
-    def __call__(self, frame: np.ndarray, threshold: Optional[float] = None, map_size: str = "model") -> Result:
+    def __call__(self, frame: np.ndarray, threshold: float | None = None, map_size: str = "model") -> Result:
         """Score one BGR (or grayscale / BGRA) frame of any size."""
         return self.predict([frame], threshold=threshold, map_size=map_size)[0]
 
-    def predict(self, frames: Frames, threshold: Optional[float] = None, map_size: str = "model",
-                categories: Optional[Sequence[Optional[str]]] = None) -> List[Result]:
+    def predict(self, frames: Frames, threshold: float | None = None, map_size: str = "model",
+                categories: Sequence[str | None] | None = None) -> list[Result]:
         """Score a list of frames (mixed sizes allowed) or an (N, H, W, C) array, in order.
 
         ``categories``: one per frame, each frame judged by its category's threshold and normalisation
@@ -173,13 +174,13 @@ class Detector:
         rules = {name: (self.threshold, self._normalization) if name == self.category else self.scoring(name)
                  for name in set(names)}
         judged = [rules[name] if limit is None else (limit, rules[name][1]) for name in names]
-        results: List[Result] = []
+        results: list[Result] = []
         for start in range(0, len(frames), self.batch_max):
             end = start + self.batch_max
             results.extend(self._run_chunk(frames[start:end], judged[start:end], map_size))
         return results
 
-    def _run_chunk(self, frames: List[Any], judged: List[Scoring], map_size: str) -> List[Result]:
+    def _run_chunk(self, frames: list[Any], judged: list[Scoring], map_size: str) -> list[Result]:
         """One backend run: padded up to the artifact's min batch, padding dropped after."""
         count = len(frames)
         height, width = self.image_size
@@ -205,7 +206,7 @@ class Detector:
         return results
 
     @staticmethod
-    def _result(anomaly_map: np.ndarray, score: float, shape: Tuple[int, int], judged: Scoring, map_size: str) -> Result:
+    def _result(anomaly_map: np.ndarray, score: float, shape: tuple[int, int], judged: Scoring, map_size: str) -> Result:
         threshold, norm = judged
         if map_size == "frame" and anomaly_map.shape != shape:
             anomaly_map = cv2.resize(anomaly_map, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
@@ -224,7 +225,7 @@ class Detector:
             self.closed = True
             self.backend.close()
 
-    def __enter__(self) -> "Detector":
+    def __enter__(self) -> Detector:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator, Union
+from typing import Union
 
 import cv2
 import numpy as np
@@ -67,7 +68,7 @@ def opencv_quiet() -> Iterator[None]:
                 _set_log_level(_saved_level)
 
 
-def _decode(path: PathLike, what: str, fix: str) -> "tuple[str, np.ndarray]":
+def _decode(path: PathLike, what: str, fix: str) -> tuple[str, np.ndarray]:
     """The file decoded as stored (any depth and channel count), or a one-line error."""
     name = os.fspath(path)
     if not os.path.isfile(name):

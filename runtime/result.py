@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, Optional
 
 import numpy as np
 
@@ -24,11 +23,11 @@ class Result:
     """
 
     score: float
-    score_normalized: Optional[float]
-    is_anomaly: Optional[bool]
-    threshold: Optional[float]
+    score_normalized: float | None
+    is_anomaly: bool | None
+    threshold: float | None
     anomaly_map: np.ndarray = field(repr=False)
-    timings: Dict[str, float] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         """A JSON-ready dict of everything but the map; timings in milliseconds, named ``<stage>_ms``."""

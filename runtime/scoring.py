@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
 
-def check_threshold(value: Any) -> Optional[float]:
+def check_threshold(value: Any) -> float | None:
     """None or a finite float: a NaN threshold would call every frame normal (``score > nan`` is False)."""
     if value is None:
         return None
@@ -18,7 +18,7 @@ def check_threshold(value: Any) -> Optional[float]:
     return float(value)
 
 
-def normalize_score(score: "float | np.ndarray", low: float, high: float) -> "float | np.ndarray":
+def normalize_score(score: float | np.ndarray, low: float, high: float) -> float | np.ndarray:
     """Map a raw score so the normal median (``low``) is 0 and the threshold (``high``) is 0.5.
 
     ``clip(0.5 + 0.5 * (score - high) / (high - low), 0, 1)``: values above 0.5 are anomalous.

@@ -7,9 +7,9 @@ runtime-only install (numpy, OpenCV, no torch) scores exactly the images ``eval`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 

@@ -19,8 +19,8 @@ category reports each domain, and the mean over categories is the usual AeBAD-S 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from mmad_edge.data.records import (
     DatasetError,

@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmad_edge.runtime.loop.sources import IMAGE_EXTENSIONS
-from mmad_edge.runtime.loop.sources import is_image_file
+from mmad_edge.runtime.loop.sources import IMAGE_EXTENSIONS, is_image_file
 
 
 class DatasetError(ValueError):

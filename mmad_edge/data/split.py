@@ -3,7 +3,7 @@ thin a sorted list evenly without losing any part of it."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

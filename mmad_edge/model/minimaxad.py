@@ -28,7 +28,7 @@ class MiniMaxAD(nn.Module):
         self.head = AnomalyHead(config)
         self.encoder.requires_grad_(False)
 
-    def train(self, mode: bool = True) -> "MiniMaxAD":
+    def train(self, mode: bool = True) -> MiniMaxAD:
         super().train(mode)
         self.encoder.eval()  # frozen: BN statistics must never move
         return self

@@ -8,13 +8,12 @@ Torch-, onnx- and backend-free, like the rest of the runtime.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Tuple
 
 INPUT_NAME = "image"
 INPUT_LAYOUT = "NHWC"
 INPUT_DTYPE = "uint8"
 CHANNEL_ORDER = "BGR"
-OUTPUT_NAMES: Tuple[str, str] = ("anomaly_map", "score")
+OUTPUT_NAMES: tuple[str, str] = ("anomaly_map", "score")
 OUTPUT_DTYPE = "float32"
 
 # Serving (Triton: `mmad-edge serve`, `mmad-edge triton-repo`): the model name, the optional
@@ -24,9 +23,9 @@ CATEGORY_INPUT = "category"
 SCORE_NORMALIZED = "score_normalized"
 IS_ANOMALY = "is_anomaly"
 
-PRECISIONS: Tuple[str, ...] = ("fp32", "fp16", "int8")
-GPU_ORDER: Tuple[str, ...] = ("fp16", "fp32", "int8")  # fastest first where fp16 is native
-CPU_ORDER: Tuple[str, ...] = ("fp32", "fp16", "int8")  # fp16 is emulated on CPUs
+PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
+GPU_ORDER: tuple[str, ...] = ("fp16", "fp32", "int8")  # fastest first where fp16 is native
+CPU_ORDER: tuple[str, ...] = ("fp32", "fp16", "int8")  # fp16 is emulated on CPUs
 
 METADATA_KEY = "mmad_edge.metadata"
 SCHEMA_VERSION = 1
@@ -42,13 +41,13 @@ def artifact_name(precision: str, suffix: str = ONNX_SUFFIX) -> str:
     return f"model.{precision}{suffix}"
 
 
-def precision_of(path: "str | Path") -> Optional[str]:
+def precision_of(path: str | Path) -> str | None:
     """The precision a ``model.<precision>.<suffix>`` file name states (None for other names)."""
     parts = Path(path).name.split(".")
     return parts[1] if len(parts) >= 3 and parts[0] == "model" and parts[1] in PRECISIONS else None
 
 
-def sidecar_path(engine: "str | Path") -> Path:
+def sidecar_path(engine: str | Path) -> Path:
     """The JSON file that describes an engine: ``model.fp16.engine`` -> ``model.fp16.engine.json``."""
     engine = Path(engine)
     return engine.with_name(engine.name + ".json")
@@ -66,7 +65,7 @@ def input_section(height: int, width: int) -> dict:
             "height": height, "width": width}
 
 
-def tensorrt_version(text: str, parts: int = 3) -> Tuple[int, ...]:
+def tensorrt_version(text: str, parts: int = 3) -> tuple[int, ...]:
     """``"10.3.0.26"`` -> ``(10, 3, 0)`` (``parts`` numbers; missing or non-numeric pieces count 0).
 
     Engines are tied to a TensorRT release (major.minor.patch); builders check major.minor.

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Any
 
-from .contract import ENGINE_SUFFIX, METADATA_FILE, METADATA_KEY, SCHEMA_VERSION, sidecar_path
 from ..errors import ArtifactError
 from ..log import notice
+from .contract import ENGINE_SUFFIX, METADATA_FILE, METADATA_KEY, SCHEMA_VERSION, sidecar_path
 from .onnx_props import ProtobufError, read_metadata_props
 from .schema import ARTIFACT_STATISTICS, DEFAULT_BATCH, MetadataError, check
 
@@ -26,7 +27,7 @@ STRUCTURAL_FIELDS = ("input", "outputs", "batch", "model")
 # the line (``calibrate-threshold``) sit under ARTIFACT_STATISTICS by its file name and win for that graph only.
 _ABSENT = "(absent)"
 # schema_version n -> a function turning a version-n dict into version n + 1 (none needed yet).
-MIGRATIONS: Dict[int, Callable[[dict], dict]] = {}
+MIGRATIONS: dict[int, Callable[[dict], dict]] = {}
 
 
 def migrate(data: dict, source: str) -> dict:
@@ -48,13 +49,13 @@ class ArtifactInfo:
     """The parts of the metadata the runtime acts on, plus the full dict as ``raw``."""
 
     raw: dict
-    image_size: Tuple[int, int]
-    threshold: Optional[float]
-    normalization: Optional[Tuple[float, float]]
+    image_size: tuple[int, int]
+    threshold: float | None
+    normalization: tuple[float, float] | None
     batch_min: int
     batch_max: int
     precision: str
-    categories: Dict[str, "Statistics"] = field(default_factory=dict)  # per-category (threshold, normalization)
+    categories: dict[str, Statistics] = field(default_factory=dict)  # per-category (threshold, normalization)
 
     @property
     def tensorrt(self) -> dict:
@@ -62,10 +63,10 @@ class ArtifactInfo:
         return self.raw.get("tensorrt") or {}
 
 
-Statistics = Tuple[Optional[float], Optional[Tuple[float, float]]]
+Statistics = tuple[float | None, tuple[float, float] | None]
 
 
-def _statistics(section: Optional[Mapping[str, Any]]) -> Statistics:
+def _statistics(section: Mapping[str, Any] | None) -> Statistics:
     """(threshold, (low, high)) of a checked statistics section (None where absent or null)."""
     section = section or {}
     threshold, norm = section.get("threshold"), section.get("normalization")
@@ -98,7 +99,7 @@ def parse_metadata(data: Any, source: str) -> ArtifactInfo:
     )
 
 
-def read_metadata_file(path: "str | os.PathLike[str]") -> ArtifactInfo:
+def read_metadata_file(path: str | os.PathLike[str]) -> ArtifactInfo:
     """Read ``metadata.json`` or an engine sidecar ``<engine>.json``."""
     name = os.fspath(path)
     try:
@@ -108,10 +109,10 @@ def read_metadata_file(path: "str | os.PathLike[str]") -> ArtifactInfo:
     return parse_metadata(text, name)
 
 
-def _differences(ours: Any, theirs: Any, path: str) -> List[Tuple[str, Any, Any]]:
+def _differences(ours: Any, theirs: Any, path: str) -> list[tuple[str, Any, Any]]:
     """The leaf paths (``a.b``) at which two JSON values differ, with both values."""
     if isinstance(ours, dict) and isinstance(theirs, dict):
-        found: List[Tuple[str, Any, Any]] = []
+        found: list[tuple[str, Any, Any]] = []
         for key in [*ours, *(k for k in theirs if k not in ours)]:
             found += _differences(ours.get(key, _ABSENT), theirs.get(key, _ABSENT), f"{path}.{key}" if path else str(key))
         return found
@@ -153,7 +154,7 @@ def reconcile(graph: ArtifactInfo, beside: ArtifactInfo, source: str, artifact: 
     return parse_metadata({**graph.raw, "statistics": statistics}, source)
 
 
-def _embedded_text(path: Path) -> Optional[str]:
+def _embedded_text(path: Path) -> str | None:
     """The graph's embedded metadata JSON (None when it carries none)."""
     try:
         return read_metadata_props(path).get(METADATA_KEY)
@@ -164,7 +165,7 @@ def _embedded_text(path: Path) -> Optional[str]:
         raise ArtifactError(f"{path}: cannot read the model ({exc.strerror}); check the path and permissions") from None
 
 
-def load_contract(path: "str | os.PathLike[str]") -> ArtifactInfo:
+def load_contract(path: str | os.PathLike[str]) -> ArtifactInfo:
     """The parsed metadata of an artifact, read once for every backend.
 
     Engines: their sidecar ``<engine>.json`` only. ONNX: the copy embedded in the graph,
@@ -187,7 +188,7 @@ def load_contract(path: "str | os.PathLike[str]") -> ArtifactInfo:
     return embedded if beside is None else reconcile(embedded, beside, str(path), path.name)
 
 
-def describe_encoder_weights(record: Optional[Mapping[str, Any]]) -> str:
+def describe_encoder_weights(record: Mapping[str, Any] | None) -> str:
     """One phrase for summaries: which encoder weights a checkpoint or an export holds."""
     if not record:
         return "not recorded (saved before mmad-edge recorded encoder weights)"
@@ -210,7 +211,7 @@ def validate_metadata(metadata: Mapping[str, Any]) -> None:
     check(metadata, strict=True)
 
 
-def load_metadata_text(text: str, source: str) -> Dict[str, Any]:
+def load_metadata_text(text: str, source: str) -> dict[str, Any]:
     """The metadata in JSON ``text``, migrated to this schema and fully validated (MetadataError)."""
     try:
         metadata = json.loads(text)

@@ -9,7 +9,7 @@ the same way (``mmad-edge calibrate-threshold`` on a device without onnx).
 from __future__ import annotations
 
 import os
-from typing import Dict, Iterator, Optional, Tuple
+from collections.abc import Iterator
 
 _METADATA_PROPS = 14
 _VARINT, _FIXED64, _LENGTH, _FIXED32 = 0, 1, 2, 5
@@ -19,7 +19,7 @@ class ProtobufError(ValueError):
     """The bytes are not a well-formed protobuf message."""
 
 
-def _varint(data: memoryview, pos: int) -> Tuple[int, int]:
+def _varint(data: memoryview, pos: int) -> tuple[int, int]:
     value = shift = 0
     while True:
         if pos >= len(data) or shift > 63:
@@ -32,7 +32,7 @@ def _varint(data: memoryview, pos: int) -> Tuple[int, int]:
             return value, pos
 
 
-def _spans(data: memoryview) -> Iterator[Tuple[int, int, int, Optional[memoryview]]]:
+def _spans(data: memoryview) -> Iterator[tuple[int, int, int, memoryview | None]]:
     """(field number, start, end, payload) of every field in order; payload None unless length-delimited."""
     pos = 0
     while pos < len(data):
@@ -56,14 +56,14 @@ def _spans(data: memoryview) -> Iterator[Tuple[int, int, int, Optional[memoryvie
         yield tag >> 3, start, pos, payload
 
 
-def _fields(data: memoryview) -> Iterator[Tuple[int, memoryview]]:
+def _fields(data: memoryview) -> Iterator[tuple[int, memoryview]]:
     """(field number, payload) of each length-delimited field; other wire types are skipped."""
     for number, _, _, payload in _spans(data):
         if payload is not None:
             yield number, payload
 
 
-def _entry(payload: memoryview) -> Dict[int, str]:
+def _entry(payload: memoryview) -> dict[int, str]:
     return {key: bytes(value).decode("utf-8", errors="replace") for key, value in _fields(payload) if key in (1, 2)}
 
 
@@ -91,11 +91,11 @@ def with_metadata_prop(data: bytes, key: str, value: str) -> bytes:
     return b"".join(kept) + _length_field(_METADATA_PROPS, entry)
 
 
-def read_metadata_props(path: "str | os.PathLike[str]") -> Dict[str, str]:
+def read_metadata_props(path: str | os.PathLike[str]) -> dict[str, str]:
     """``metadata_props`` of the ONNX model in ``path`` as a dict (ProtobufError when malformed)."""
     with open(path, "rb") as handle:
         data = memoryview(handle.read())
-    props: Dict[str, str] = {}
+    props: dict[str, str] = {}
     for number, payload in _fields(data):
         if number != _METADATA_PROPS:
             continue

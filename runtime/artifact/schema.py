@@ -10,19 +10,28 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Optional, Tuple, Union
+from typing import Any
 
-from .contract import (CHANNEL_ORDER, INPUT_DTYPE, INPUT_LAYOUT, INPUT_NAME, OUTPUT_DTYPE, OUTPUT_NAMES, PRECISIONS,
-                       SCHEMA_VERSION)
 from ..errors import ArtifactError
+from .contract import (
+    CHANNEL_ORDER,
+    INPUT_DTYPE,
+    INPUT_LAYOUT,
+    INPUT_NAME,
+    OUTPUT_DTYPE,
+    OUTPUT_NAMES,
+    PRECISIONS,
+    SCHEMA_VERSION,
+)
 
 ARTIFACT_STATISTICS = "statistics_by_artifact"
 DEFAULT_BATCH = 1  # the runtime's batch min / max where the metadata gives none
 _MISSING = object()
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 Test = Callable[[Any, Mapping[str, Any], Mapping[str, Any]], bool]  # (value, its section, the document)
-Expected = Union[str, Callable[[Mapping[str, Any], str, Mapping[str, Any]], str]]  # (section, its label, document)
+Expected = str | Callable[[Mapping[str, Any], str, Mapping[str, Any]], str]  # (section, its label, document)
 
 
 class MetadataError(ArtifactError):
@@ -40,8 +49,8 @@ class Rule:
     optional: bool = False  # may be absent
     nullable: bool = False  # the runtime reads null as absent
     default: Any = _MISSING  # the runtime's value when absent
-    fields: Tuple["Rule", ...] = ()  # the rules of the object it holds
-    entries: Optional["Rule"] = None  # the rule each value of the object it holds follows
+    fields: tuple[Rule, ...] = ()  # the rules of the object it holds
+    entries: Rule | None = None  # the rule each value of the object it holds follows
     entry: str = ""  # how the runtime's errors name one entry, e.g. "category"
 
 
@@ -73,7 +82,7 @@ def _equal(key: str, expected: Any) -> Rule:
     return Rule(key, _value(lambda v: v == expected), f"be {expected!r}")
 
 
-def _batch(runtime: bool) -> Tuple[Rule, ...]:
+def _batch(runtime: bool) -> tuple[Rule, ...]:
     """min <= opt <= max, positive integers (the runtime reads min and max)."""
     return (
         Rule("min", _value(is_int), "be an integer", runtime, default=DEFAULT_BATCH),
@@ -86,7 +95,7 @@ def _batch(runtime: bool) -> Tuple[Rule, ...]:
     )
 
 
-def _size(key: str) -> Tuple[Rule, ...]:
+def _size(key: str) -> tuple[Rule, ...]:
     """A positive integer; the export's validation also holds it to the model's image size."""
     return (Rule(key, _value(lambda v: is_int(v) and v > 0), "be a positive integer", runtime=True),
             Rule(key, lambda v, s, d: v == d["model"]["image_size"],
@@ -102,7 +111,7 @@ STATISTICS = (  # one set of statistics: the pooled ones, a category's, a calibr
 CATEGORIES = Rule("categories", _value(lambda v: is_mapping(v) and all(map(is_mapping, v.values()))),
                   "map names to objects", runtime=True, optional=True, nullable=True,
                   entries=Rule("statistics", _value(is_mapping), "be an object", fields=STATISTICS), entry="category")
-SCHEMA: Tuple[Rule, ...] = (
+SCHEMA: tuple[Rule, ...] = (
     Rule("schema_version", _value(lambda v: v == SCHEMA_VERSION),
          f"be {SCHEMA_VERSION} (this mmad-edge reads schema {SCHEMA_VERSION} only)"),
     Rule("mmad_edge_version", _value(is_text), "be a version string"),
@@ -143,7 +152,7 @@ def check(document: Mapping[str, Any], strict: bool, source: str = "") -> None:
     _check_fields(SCHEMA, document, document, strict, "", source)
 
 
-def _check_fields(rules: Tuple[Rule, ...], section: Mapping[str, Any], document: Mapping[str, Any], strict: bool,
+def _check_fields(rules: tuple[Rule, ...], section: Mapping[str, Any], document: Mapping[str, Any], strict: bool,
                   label: str, source: str) -> None:
     if not strict:
         section = {**{r.key: r.default for r in rules if r.default is not _MISSING}, **section}

@@ -14,17 +14,18 @@ on the way are reported on stderr with the reason.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any
 
 from ..backends import AUTO, REGISTRY, BackendEntry, backend_class, choices
 from ..backends.base import BackendOptions
-from .contract import CPU_ORDER, GPU_ORDER, PRECISIONS, REPORT_FILE, artifact_name
 from ..errors import ArtifactError
 from ..log import notice
+from .contract import CPU_ORDER, GPU_ORDER, PRECISIONS, REPORT_FILE, artifact_name
 
 
-def _order(precision: Optional[str], default: Sequence[str]) -> Sequence[str]:
+def _order(precision: str | None, default: Sequence[str]) -> Sequence[str]:
     if precision is None:
         return default
     if precision not in PRECISIONS:
@@ -32,14 +33,14 @@ def _order(precision: Optional[str], default: Sequence[str]) -> Sequence[str]:
     return (precision,)
 
 
-def _files(folder: Path, entry: BackendEntry, precision: Optional[str], on_gpu: bool) -> List[Path]:
+def _files(folder: Path, entry: BackendEntry, precision: str | None, on_gpu: bool) -> list[Path]:
     """The files of ``folder`` that ``entry`` runs, in its precision order."""
     order = _order(precision, GPU_ORDER if on_gpu else CPU_ORDER)
     return [folder / artifact_name(name, suffix) for suffix in entry.suffixes for name in order
             if (folder / artifact_name(name, suffix)).is_file()]
 
 
-def _first_runnable(files: List[Path], entry: BackendEntry, skipped: List[str], requested: bool) -> Optional[Path]:
+def _first_runnable(files: list[Path], entry: BackendEntry, skipped: list[str], requested: bool) -> Path | None:
     """The first file ``entry`` can run here; the others go to ``skipped`` with the reason (for a
     ``requested`` backend the first that cannot run is the error)."""
     for path in files:
@@ -53,7 +54,7 @@ def _first_runnable(files: List[Path], entry: BackendEntry, skipped: List[str], 
 
 
 def select_artifact(
-    folder: Path, backend: str, precision: Optional[str], options: Optional[BackendOptions] = None, *,
+    folder: Path, backend: str, precision: str | None, options: BackendOptions | None = None, *,
     here: bool = True,
 ) -> Path:
     """The file to load from ``folder`` (see the module docstring). ``here=False``: for a GPU server
@@ -62,8 +63,8 @@ def select_artifact(
         raise ArtifactError(f"backend must be one of {', '.join(choices())}, got {backend!r}")
     options = options or BackendOptions()
     entries = list(REGISTRY.values()) if backend == AUTO else [REGISTRY[backend]]
-    found: List[Tuple[int, int, Path]] = []  # (auto's rank, -registry position, file)
-    skipped: List[str] = []
+    found: list[tuple[int, int, Path]] = []  # (auto's rank, -registry position, file)
+    skipped: list[str] = []
     for position, entry in enumerate(entries):
         impl = backend_class(entry.name)
         files = _files(folder, entry, precision, not here or impl.on_gpu(options))
@@ -83,7 +84,7 @@ def select_artifact(
     raise ArtifactError(f"{folder}: no {wanted} in this folder; point at an mmad-edge export folder")
 
 
-def export_report(artifact: Path) -> Dict[str, Any]:
+def export_report(artifact: Path) -> dict[str, Any]:
     """The export's ``report.json`` beside ``artifact`` ({} when absent, unreadable or not an object):
     what the export recorded (INT8 form and accuracy target, trained weights) for the rooms that read it."""
     try:

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple, Type
 
 from ..artifact.contract import ENGINE_SUFFIX, ONNX_SUFFIX
 from ..errors import ArtifactError, BackendUnavailableError
@@ -23,7 +23,7 @@ from .base import Backend
 AUTO = "auto"
 
 
-def _runs_anywhere(path: Path) -> Optional[str]:
+def _runs_anywhere(path: Path) -> str | None:
     return None
 
 
@@ -33,19 +33,19 @@ class BackendEntry:
 
     name: str
     module: str
-    suffixes: Tuple[str, ...]
+    suffixes: tuple[str, ...]
     available: Callable[[], bool]
-    rank: Callable[[Path], Optional[int]]  # auto's preference for this artifact here (higher wins; None = never)
+    rank: Callable[[Path], int | None]  # auto's preference for this artifact here (higher wins; None = never)
     label: str = ""  # bench row names: "<label>-<precision>" (default: the name)
     reference: bool = False  # the CPU reference other backends' accuracy and speed are judged against
-    problem: Callable[[Path], Optional[str]] = _runs_anywhere  # why this artifact cannot run here (None: it can)
+    problem: Callable[[Path], str | None] = _runs_anywhere  # why this artifact cannot run here (None: it can)
 
     @property
     def row_label(self) -> str:
         return self.label or self.name
 
 
-REGISTRY: Dict[str, BackendEntry] = {}
+REGISTRY: dict[str, BackendEntry] = {}
 
 
 def register(entry: BackendEntry) -> None:
@@ -53,24 +53,24 @@ def register(entry: BackendEntry) -> None:
     REGISTRY[entry.name] = entry
 
 
-def backend_class(name: str) -> Type[Backend]:
+def backend_class(name: str) -> type[Backend]:
     """The Backend subclass of a registered backend (imports its module)."""
     if name not in REGISTRY:
         raise ArtifactError(f"backend must be one of {', '.join(choices())}, got {name!r}")
     return importlib.import_module(REGISTRY[name].module).BACKEND
 
 
-def choices() -> Tuple[str, ...]:
+def choices() -> tuple[str, ...]:
     """``auto`` followed by every registered backend: what ``--backend`` accepts."""
     return (AUTO, *REGISTRY)
 
 
-def option_classes() -> List[type]:
+def option_classes() -> list[type]:
     """Every registered backend's own ``Options`` dataclass (each once)."""
     return list(dict.fromkeys(backend_class(name).Options for name in REGISTRY))
 
 
-def runners(path: Path) -> List[BackendEntry]:
+def runners(path: Path) -> list[BackendEntry]:
     """The registered backends that run a file of ``path``'s suffix, in registry order."""
     return [entry for entry in REGISTRY.values() if Path(path).suffix in entry.suffixes]
 
@@ -80,7 +80,7 @@ def reference() -> BackendEntry:
     return next(entry for entry in REGISTRY.values() if entry.reference)
 
 
-def why_not(name: str, path: Path) -> Optional[str]:
+def why_not(name: str, path: Path) -> str | None:
     """Why backend ``name`` cannot run ``path`` here: the artifact's problem, else its missing library."""
     problem = REGISTRY[name].problem(path)
     if problem is not None:
@@ -113,21 +113,21 @@ def _installed(*modules: str) -> Callable[[], bool]:
     return lambda: any(importlib.util.find_spec(name) is not None for name in modules)
 
 
-def _engine_problem(path: Path) -> Optional[str]:
+def _engine_problem(path: Path) -> str | None:
     from .tensorrt import engine_problem
 
     return engine_problem(path)
 
 
-def _rank_engine(path: Path) -> Optional[int]:
+def _rank_engine(path: Path) -> int | None:
     return 20 if _engine_problem(path) is None else None
 
 
-def _rank_onnx(path: Path) -> Optional[int]:
+def _rank_onnx(path: Path) -> int | None:
     return 10
 
 
-def _rank_openvino(path: Path) -> Optional[int]:
+def _rank_openvino(path: Path) -> int | None:
     from .openvino import auto_rank
 
     return auto_rank(path)

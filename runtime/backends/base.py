@@ -9,9 +9,10 @@ the backend declares in its module (an ``Options`` dataclass) and receives as ``
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple, Type, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
@@ -47,8 +48,8 @@ class BackendOptions:
 
     COMMON = ("cache_dir", "device", "threads")
 
-    def __init__(self, *, cache_dir: Optional[Path] = None, device: Optional[str] = None,
-                 threads: Optional[int] = None, **specific: Any) -> None:
+    def __init__(self, *, cache_dir: Path | None = None, device: str | None = None,
+                 threads: int | None = None, **specific: Any) -> None:
         """``cache_dir``: compiled-model / engine caches; ``device``: the backend's device string
         (e.g. "CPU"); ``threads``: CPU intra-op threads (None: the library's choice)."""
         from . import option_classes
@@ -59,21 +60,21 @@ class BackendOptions:
             raise TypeError(f"unknown backend option(s) {', '.join(unknown)}; backend options are "
                             f"{', '.join(sorted({*self.COMMON, *known}))}")
         self.cache_dir, self.device, self.threads = cache_dir, device, threads
-        self.specific: Dict[str, Any] = dict(specific)
+        self.specific: dict[str, Any] = dict(specific)
 
     @classmethod
-    def names(cls) -> List[str]:
+    def names(cls) -> list[str]:
         """Every option a load takes: the common ones and each registered backend's."""
         from . import option_classes
 
         return sorted({*cls.COMMON, *(item.name for c in option_classes() for item in fields(c))})
 
-    def replace(self, **changes: Any) -> "BackendOptions":
+    def replace(self, **changes: Any) -> BackendOptions:
         """These options with ``changes`` (common or backend-specific names)."""
         current = {name: getattr(self, name) for name in self.COMMON}
         return BackendOptions(**{**current, **self.specific, **changes})
 
-    def settings(self, cls: Type[T]) -> T:
+    def settings(self, cls: type[T]) -> T:
         """A backend's own settings (its ``Options`` dataclass) from these options."""
         return cls(**{item.name: self.specific[item.name] for item in fields(cls) if item.name in self.specific})
 
@@ -100,7 +101,7 @@ class InputSpec:
     """What the backend's graph takes: one uint8 NHWC BGR batch within [batch_min, batch_max]."""
 
     name: str
-    image_size: Tuple[int, int]
+    image_size: tuple[int, int]
     batch_min: int
     batch_max: int
     dtype: str = INPUT_DTYPE
@@ -114,11 +115,11 @@ class Variant:
 
     suffix: str
     options: BackendOptions
-    problem: Optional[str] = None
+    problem: str | None = None
 
 
 Feed = Callable[[str, str, Sequence[Any]], np.ndarray]  # (input name, ONNX type "tensor(float)", shape) -> array
-GraphRun = Tuple[Callable[[], None], Dict[str, Any]]  # (one timed call, row facts)
+GraphRun = tuple[Callable[[], None], dict[str, Any]]  # (one timed call, row facts)
 
 
 class Backend(abc.ABC):
@@ -130,7 +131,7 @@ class Backend(abc.ABC):
 
     name: ClassVar[str]
     Options: ClassVar[type] = NoOptions
-    image_size: Tuple[int, int]
+    image_size: tuple[int, int]
     batch_min: int
     batch_max: int
 
@@ -145,11 +146,11 @@ class Backend(abc.ABC):
         return InputSpec(INPUT_NAME, self.image_size, self.batch_min, self.batch_max)
 
     @abc.abstractmethod
-    def run(self, images: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    def run(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """uint8 (B, H, W, 3) BGR -> (maps (B, H, W) float32, scores (B,) float32)."""
 
     @abc.abstractmethod
-    def describe(self) -> Dict[str, Any]:
+    def describe(self) -> dict[str, Any]:
         """{"backend", "library_version", "device", "precision", ...} for summaries and reports."""
 
     @abc.abstractmethod
@@ -167,7 +168,7 @@ class Backend(abc.ABC):
         return False
 
     @classmethod
-    def missing_hint(cls, folder: Path) -> Optional[str]:
+    def missing_hint(cls, folder: Path) -> str | None:
         """How to make the file this backend runs when ``folder`` has none (None: the export's)."""
         return None
 
@@ -177,13 +178,13 @@ class Backend(abc.ABC):
         return options
 
     @classmethod
-    def variants(cls, precision: str, options: BackendOptions, batch: int) -> List[Variant]:
+    def variants(cls, precision: str, options: BackendOptions, batch: int) -> list[Variant]:
         """The bench rows an artifact of ``precision`` gets at ``batch``: one with ``options``."""
         return [Variant("", options)]
 
     @classmethod
-    def time_graph(cls, graph: "Path | bytes", batch: int, options: BackendOptions, feed: Feed,
-                   image_size: Optional[int]) -> Optional[GraphRun]:
+    def time_graph(cls, graph: Path | bytes, batch: int, options: BackendOptions, feed: Feed,
+                   image_size: int | None) -> GraphRun | None:
         """A call running the bare ``graph`` on random host inputs (the bench's paper protocol) and
         its row facts; None where this backend only runs whole artifacts."""
         return None

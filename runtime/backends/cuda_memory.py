@@ -9,8 +9,9 @@ Everything allocated is freed by ``close()``.
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, List, Optional, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -33,7 +34,7 @@ class CudaMemory(Protocol):
     gpu: GpuInfo
     stream_handle: int
 
-    def host_array(self, shape: Sequence[int], dtype: "np.dtype[Any] | type") -> np.ndarray: ...
+    def host_array(self, shape: Sequence[int], dtype: np.dtype[Any] | type) -> np.ndarray: ...
 
     def device_buffer(self, nbytes: int) -> int: ...
 
@@ -45,7 +46,7 @@ class CudaMemory(Protocol):
 
     def begin_capture(self) -> None: ...
 
-    def end_capture(self) -> Optional[object]: ...
+    def end_capture(self) -> object | None: ...
 
     def launch(self, graph: object) -> None: ...
 
@@ -94,8 +95,8 @@ class CudaRuntimeMemory:
 
     def __init__(self, device: int = 0, cudart: Any = None) -> None:
         self._rt = cudart if cudart is not None else _import_cudart()
-        self._host: List[int] = []
-        self._device: List[int] = []
+        self._host: list[int] = []
+        self._device: list[int] = []
         self._stream: Any = None
         self._call("cudaSetDevice", device)
         self.gpu = _gpu_of(self._call("cudaGetDeviceProperties", device))
@@ -113,7 +114,7 @@ class CudaRuntimeMemory:
             return None
         return values[0] if len(values) == 1 else values
 
-    def host_array(self, shape: Sequence[int], dtype: "np.dtype[Any] | type") -> np.ndarray:
+    def host_array(self, shape: Sequence[int], dtype: np.dtype[Any] | type) -> np.ndarray:
         dtype = np.dtype(dtype)
         count = int(np.prod(shape))
         nbytes = max(count * dtype.itemsize, 1)
@@ -142,7 +143,7 @@ class CudaRuntimeMemory:
         mode = self._rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
         self._call("cudaStreamBeginCapture", self._stream, mode)
 
-    def end_capture(self) -> Optional[object]:
+    def end_capture(self) -> object | None:
         """Finish capture and instantiate; None when the captured work cannot be a graph."""
         try:
             graph = self._call("cudaStreamEndCapture", self._stream)
@@ -190,9 +191,9 @@ class PycudaMemory:
         self.gpu = GpuInfo(handle.name(), f"{major}.{minor}")
         self._stream = driver.Stream()
         self.stream_handle = int(self._stream.handle)
-        self._device: List[Any] = []
+        self._device: list[Any] = []
 
-    def host_array(self, shape: Sequence[int], dtype: "np.dtype[Any] | type") -> np.ndarray:
+    def host_array(self, shape: Sequence[int], dtype: np.dtype[Any] | type) -> np.ndarray:
         return self._driver.pagelocked_empty(tuple(shape), np.dtype(dtype))
 
     def device_buffer(self, nbytes: int) -> int:
@@ -212,7 +213,7 @@ class PycudaMemory:
     def begin_capture(self) -> None:
         raise CudaCallError("CUDA graph capture is not wired for pycuda")
 
-    def end_capture(self) -> Optional[object]:
+    def end_capture(self) -> object | None:
         return None
 
     def launch(self, graph: object) -> None:

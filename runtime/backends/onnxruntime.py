@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any
 
 import numpy as np
 
 from ..artifact.contract import INPUT_NAME, OUTPUT_NAMES, output_shapes
-from ..errors import ArtifactError, BackendUnavailableError
 from ..artifact.metadata import ArtifactInfo
+from ..errors import ArtifactError, BackendUnavailableError
 from .base import Backend, BackendOptions, Feed, GraphRun, option
 
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
@@ -34,7 +35,7 @@ def _import_onnxruntime() -> Any:
     return onnxruntime
 
 
-def open_session(path: "str | os.PathLike[str]", options: Any = None, providers: Optional[Sequence[Any]] = None) -> Any:
+def open_session(path: str | os.PathLike[str], options: Any = None, providers: Sequence[Any] | None = None) -> Any:
     """An InferenceSession, or an ArtifactError of one line naming the file (also for the bench).
 
     onnxruntime raises several private exception types with multi-line texts; this keeps the
@@ -52,7 +53,7 @@ def open_session(path: "str | os.PathLike[str]", options: Any = None, providers:
         ) from None
 
 
-def runs_on_gpu(providers: Optional[Sequence[Any]] = None) -> bool:
+def runs_on_gpu(providers: Sequence[Any] | None = None) -> bool:
     """True when ``providers`` (default: what this onnxruntime build offers) include a GPU one."""
     if providers is None:
         try:
@@ -63,9 +64,9 @@ def runs_on_gpu(providers: Optional[Sequence[Any]] = None) -> bool:
     return any(name in GPU_PROVIDERS for name in names)
 
 
-def default_providers(available: Sequence[str], cache_dir: Path) -> List[Any]:
+def default_providers(available: Sequence[str], cache_dir: Path) -> list[Any]:
     """TensorRT EP (engine cache next to the model), then CUDA EP, then CPU: whichever exist."""
-    providers: List[Any] = []
+    providers: list[Any] = []
     if "TensorrtExecutionProvider" in available:
         options = {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache_dir)}
         providers.append(("TensorrtExecutionProvider", options))
@@ -75,19 +76,19 @@ def default_providers(available: Sequence[str], cache_dir: Path) -> List[Any]:
     return providers
 
 
-def cpu_micro_batch(image_size: Tuple[int, int]) -> int:
+def cpu_micro_batch(image_size: tuple[int, int]) -> int:
     """Images per CPU run for this input size (at least 1): ``CPU_PIXELS_PER_RUN`` worth."""
     height, width = image_size
     return max(1, CPU_PIXELS_PER_RUN // (int(height) * int(width)))
 
 
-def check_micro_batch(micro_batch: Optional[int]) -> None:
+def check_micro_batch(micro_batch: int | None) -> None:
     """None (automatic), 0 (one run per batch) or a positive count; anything else is refused."""
     if micro_batch is not None and (isinstance(micro_batch, bool) or not isinstance(micro_batch, int) or micro_batch < 0):
         raise ValueError(f"micro_batch must be None (automatic), 0 (whole batch) or a positive int, got {micro_batch!r}")
 
 
-def resolve_micro_batch(requested: Optional[int], image_size: Tuple[int, int], on_cpu: bool = True) -> Optional[int]:
+def resolve_micro_batch(requested: int | None, image_size: tuple[int, int], on_cpu: bool = True) -> int | None:
     """Images per run for a ``micro_batch`` request, None meaning whole batches: None (automatic)
     gives ``cpu_micro_batch`` on the CPU and whole batches elsewhere, 0 whole batches, n >= 1 n.
     Anything else is refused (``check_micro_batch``)."""
@@ -111,13 +112,13 @@ def cpu_session(model: Any, emulate_qdq: bool = False) -> Any:
     return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
 
-def fixed_batch(session: Any) -> Optional[int]:
+def fixed_batch(session: Any) -> int | None:
     """The graph's fixed batch size, or None when the batch dim is dynamic."""
     dim = session.get_inputs()[0].shape[0]
     return dim if isinstance(dim, int) else None
 
 
-def padded_batches(frames: np.ndarray, batch: int, pad: bool) -> Iterator[Tuple[np.ndarray, int]]:
+def padded_batches(frames: np.ndarray, batch: int, pad: bool) -> Iterator[tuple[np.ndarray, int]]:
     """Chunks of ``batch`` frames and how many of each are real; with ``pad`` the last chunk is
     filled up to ``batch`` by repeating its final frame (what a fixed-batch graph needs)."""
     for start in range(0, len(frames), batch):
@@ -128,7 +129,7 @@ def padded_batches(frames: np.ndarray, batch: int, pad: bool) -> Iterator[Tuple[
         yield chunk, count
 
 
-def run_batched(session: Any, inputs: np.ndarray, batch: int = 8) -> Tuple[np.ndarray, np.ndarray]:
+def run_batched(session: Any, inputs: np.ndarray, batch: int = 8) -> tuple[np.ndarray, np.ndarray]:
     """(maps, scores) for all ``inputs`` in chunks of ``batch``; a fixed-batch graph gets its
     batch, the last chunk padded (padding results are dropped)."""
     name = session.get_inputs()[0].name
@@ -141,7 +142,7 @@ def run_batched(session: Any, inputs: np.ndarray, batch: int = 8) -> Tuple[np.nd
     return np.concatenate(maps), np.concatenate(scores)
 
 
-def session_options(ort: Any, threads: Optional[int]) -> Any:
+def session_options(ort: Any, threads: int | None) -> Any:
     """SessionOptions with ``threads`` intra-op threads (None: ONNX Runtime's choice, all cores)."""
     options = ort.SessionOptions()
     if threads is not None:
@@ -155,8 +156,8 @@ def session_options(ort: Any, threads: Optional[int]) -> Any:
 class OrtOptions:
     """ONNX Runtime's own settings."""
 
-    providers: Optional[Sequence[Any]] = None  # execution providers (None: best available)
-    micro_batch: Optional[int] = option(None, check_micro_batch)  # CPU micro-batching (None automatic, 0 whole)
+    providers: Sequence[Any] | None = None  # execution providers (None: best available)
+    micro_batch: int | None = option(None, check_micro_batch)  # CPU micro-batching (None automatic, 0 whole)
 
 
 class OnnxRuntimeBackend(Backend):
@@ -200,8 +201,8 @@ class OnnxRuntimeBackend(Backend):
         return options.replace(providers=list(CPU_PROVIDERS))
 
     @classmethod
-    def time_graph(cls, graph: "Path | bytes", batch: int, options: BackendOptions, feed: Feed,
-                   image_size: Optional[int]) -> Optional[GraphRun]:
+    def time_graph(cls, graph: Path | bytes, batch: int, options: BackendOptions, feed: Feed,
+                   image_size: int | None) -> GraphRun | None:
         """``session.run`` on host arrays, split into ``micro_batch`` runs as the backend splits a
         batch (sizes from ``image_size``, else the two largest per-item dims of the first input);
         a fixed-batch graph runs whole. Facts: the providers and the images per run."""
@@ -229,7 +230,7 @@ class OnnxRuntimeBackend(Backend):
     def bench_machine(cls, options: BackendOptions) -> Mapping[str, Any]:
         return {"ort_intra_op_threads": options.threads, "onnxruntime_providers": list(CPU_PROVIDERS)}
 
-    def describe(self) -> Dict[str, Any]:
+    def describe(self) -> dict[str, Any]:
         """Backend, library version, execution provider in use and the artifact's precision."""
         return {"backend": self.name, "library_version": self._version, "device": self.providers[0],
                 "precision": self.info.precision, "providers": list(self.providers), "micro_batch": self.micro_batch}
@@ -271,7 +272,7 @@ class OnnxRuntimeBackend(Backend):
                     "export with mmad-edge export"
                 )
 
-    def run(self, images: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    def run(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Maps (B, S, S) and scores (B,) for a uint8 (B, S, S, 3) batch (in ``micro_batch`` runs)."""
         step = self.micro_batch or len(images)
         if len(images) <= step:

@@ -27,15 +27,16 @@ with that fix.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any
 
 import numpy as np
 
 from ..artifact.contract import INPUT_NAME, OUTPUT_NAMES, precision_of
-from ..errors import ArtifactError, BackendUnavailableError
 from ..artifact.metadata import ArtifactInfo
+from ..errors import ArtifactError, BackendUnavailableError
 from .base import Backend, BackendOptions, Feed, GraphRun, Variant, option
 
 DEVICE = "CPU"
@@ -50,13 +51,13 @@ INT8_FIX = ("OpenVINO cannot read the CPU-form INT8 graph (its per-channel QLine
 
 AUTO_RANK = 15  # above ONNX Runtime (10), below a usable TensorRT engine (20)
 # CPU kinds where the bench measured OpenVINO FP32 faster than ONNX Runtime FP32, with the source.
-MEASURED_FASTER: Dict[Tuple[str, str], str] = {
+MEASURED_FASTER: dict[tuple[str, str], str] = {
     ("GenuineIntel", "avx512"): "issue #18: Intel Xeon (AVX-512, no AMX), variant n 256 px: 1.16x at batch 1, 1.29x at 8",
 }
 ISA_LEVELS = (("amx", "amx_tile"), ("avx512", "avx512f"), ("avx2", "avx2"))
 
 
-def cpu_kind(cpuinfo: str = "/proc/cpuinfo") -> Optional[Tuple[str, str]]:
+def cpu_kind(cpuinfo: str = "/proc/cpuinfo") -> tuple[str, str] | None:
     """(vendor_id, best vector ISA of ``ISA_LEVELS``) from ``cpuinfo``; None where it cannot be read."""
     try:
         text = Path(cpuinfo).read_text(encoding="utf-8", errors="replace")
@@ -69,7 +70,7 @@ def cpu_kind(cpuinfo: str = "/proc/cpuinfo") -> Optional[Tuple[str, str]]:
     return fields.get("vendor_id", "unknown"), isa
 
 
-def auto_rank(path: Path) -> Optional[int]:
+def auto_rank(path: Path) -> int | None:
     """``AUTO_RANK`` for an FP32 ONNX on a CPU kind in ``MEASURED_FASTER`` without a GPU provider
     in ONNX Runtime; None (never auto) elsewhere."""
     if precision_of(path) != "fp32" or cpu_kind() not in MEASURED_FASTER:
@@ -93,12 +94,12 @@ def import_openvino() -> Any:
     return openvino
 
 
-def cpu_capabilities(core: Any, device: str = DEVICE) -> List[str]:
+def cpu_capabilities(core: Any, device: str = DEVICE) -> list[str]:
     """What the device reports it can compute in, e.g. ['FP32', 'BF16', 'FP16', 'INT8', ...]."""
     return [str(item) for item in core.get_property(device, "OPTIMIZATION_CAPABILITIES")]
 
 
-def check_inference_precision(precision: str, capabilities: List[str], device: str = DEVICE) -> None:
+def check_inference_precision(precision: str, capabilities: list[str], device: str = DEVICE) -> None:
     """Refuse an unknown precision, or one the device lacks the units for (naming what it has)."""
     _check_precision_name(precision)
     unit = PRECISION_UNITS[precision]
@@ -113,7 +114,7 @@ def check_hint(hint: str) -> None:
         raise ValueError(f"performance_hint must be 'latency' or 'throughput', got {hint!r}")
 
 
-def _check_precision_name(precision: Optional[str]) -> None:
+def _check_precision_name(precision: str | None) -> None:
     if precision is not None and precision not in PRECISION_UNITS:
         raise ValueError(f"inference_precision must be one of {', '.join(PRECISION_UNITS)}, got {precision!r}")
 
@@ -122,11 +123,11 @@ def _check_precision_name(precision: Optional[str]) -> None:
 class OvOptions:
     """OpenVINO's own settings (None: f32, and the latency hint)."""
 
-    inference_precision: Optional[str] = option(None, _check_precision_name)  # "f32" | "bf16" | "f16"
-    performance_hint: Optional[str] = option(None, lambda hint: hint is None or check_hint(hint))
+    inference_precision: str | None = option(None, _check_precision_name)  # "f32" | "bf16" | "f16"
+    performance_hint: str | None = option(None, lambda hint: hint is None or check_hint(hint))
 
 
-def read_onnx(core: Any, path: Path, precision: Optional[str] = None) -> Any:
+def read_onnx(core: Any, path: Path, precision: str | None = None) -> Any:
     """``core.read_model`` of an ONNX file (also for the bench), or a one-line ArtifactError; an
     INT8 graph OpenVINO cannot read is the CPU-form QOperator one: the error names the fix."""
     if not Path(path).is_file():
@@ -146,7 +147,7 @@ def request_count(compiled: Any, hint: str) -> int:
     return 1 if hint == "latency" else max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
 
 
-def _precision_problem(precision: str) -> Optional[str]:
+def _precision_problem(precision: str) -> str | None:
     """Why this CPU cannot compute in ``precision`` (the one-line refusal), or None."""
     core = import_openvino().Core()
     try:
@@ -163,10 +164,10 @@ def _onnx_type(port: Any) -> str:
     return names.get(port.get_element_type().get_type_name(), port.get_element_type().get_type_name())
 
 
-def compile_config(precision: str, hint: str, cache_dir: Optional[Path], threads: Optional[int]) -> Dict[str, Any]:
+def compile_config(precision: str, hint: str, cache_dir: Path | None, threads: int | None) -> dict[str, Any]:
     """The CPU plugin's settings: precision set explicitly (the plugin would pick BF16 on AMX)."""
     check_hint(hint)
-    config: Dict[str, Any] = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": hint.upper()}
+    config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": hint.upper()}
     if cache_dir is not None:
         config["CACHE_DIR"] = str(cache_dir)
     if threads is not None:
@@ -210,7 +211,7 @@ class OpenVinoBackend(Backend):
         return import_openvino()
 
     @classmethod
-    def variants(cls, precision: str, options: BackendOptions, batch: int) -> List[Variant]:
+    def variants(cls, precision: str, options: BackendOptions, batch: int) -> list[Variant]:
         """The FP32 graph computed in f32 and in each lower precision the CPU has units for (or the
         one asked for), the INT8 graph in f32; none for FP16 (on CPUs the f16 hint on FP32 is that
         path). Hint: the one asked for, else latency at batch 1 and throughput above."""
@@ -224,8 +225,8 @@ class OpenVinoBackend(Backend):
                 for name in (asked if precision == "fp32" else (DEFAULT_PRECISION,))]
 
     @classmethod
-    def time_graph(cls, graph: "Path | bytes", batch: int, options: BackendOptions, feed: Feed,
-                   image_size: Optional[int]) -> Optional[GraphRun]:
+    def time_graph(cls, graph: Path | bytes, batch: int, options: BackendOptions, feed: Feed,
+                   image_size: int | None) -> GraphRun | None:
         """The graph compiled for the CPU; under the throughput hint the batch is split over the
         plugin's infer requests and the parts run concurrently, as ``run`` does."""
         settings = options.settings(OvOptions)
@@ -269,7 +270,7 @@ class OpenVinoBackend(Backend):
                                 f"{model.input(0).get_element_type().get_type_name()}; re-export")
         return model
 
-    def _fit_batch(self, ov: Any, model: Any) -> Tuple[int, int]:
+    def _fit_batch(self, ov: Any, model: Any) -> tuple[int, int]:
         """The batch range; a dynamic batch is bounded to the metadata profile (H, W fixed)."""
         shape = model.input(0).get_partial_shape()
         height, width = self.image_size
@@ -284,7 +285,7 @@ class OpenVinoBackend(Backend):
         model.reshape({INPUT_NAME: ov.PartialShape([ov.Dimension(low, high), height, width, 3])})
         return low, high
 
-    def describe(self) -> Dict[str, Any]:
+    def describe(self) -> dict[str, Any]:
         """Backend, version, CPU, the artifact's precision, the compute precision used, hint and requests."""
         used = self._compiled.get_property("INFERENCE_PRECISION_HINT")
         return {"backend": self.name, "library_version": self._version, "device": self._device_name,
@@ -292,7 +293,7 @@ class OpenVinoBackend(Backend):
                 "performance_hint": self.hint, "infer_requests": len(self._requests),
                 "loaded_from_cache": bool(self._compiled.get_property("LOADED_FROM_CACHE"))}
 
-    def run(self, images: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    def run(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Maps (B, S, S) and scores (B,); under the throughput hint split over the infer requests."""
         images = np.ascontiguousarray(images)
         fixed = self.batch_min == self.batch_max

@@ -11,16 +11,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any
 
 import numpy as np
 
 from ..artifact.contract import INPUT_NAME, ONNX_SUFFIX, OUTPUT_NAMES, artifact_name, sidecar_path, tensorrt_version
-from .cuda_memory import NO_GPU_HINT, CudaMemory, GpuInfo, gpu_info, open_cuda
+from ..artifact.metadata import ArtifactInfo, read_metadata_file
 from ..errors import ArtifactError, BackendUnavailableError
 from ..log import notice
-from ..artifact.metadata import ArtifactInfo, read_metadata_file
 from .base import Backend, BackendOptions
+from .cuda_memory import NO_GPU_HINT, CudaMemory, GpuInfo, gpu_info, open_cuda
 
 
 def import_tensorrt() -> Any:
@@ -65,7 +65,7 @@ def check_engine_compat(engine: Path, info: ArtifactInfo, trt_version: str, gpu:
         notice(f"{engine.name} was built on {built_gpu}, running on {gpu.name} (same sm {built_cc})")
 
 
-def engine_problem(engine: "str | os.PathLike[str]") -> Optional[str]:
+def engine_problem(engine: str | os.PathLike[str]) -> str | None:
     """Why ``engine`` cannot run here (None when it can): used to pick an artifact from a folder."""
     engine = Path(engine)
     try:
@@ -92,7 +92,7 @@ class TensorRTBackend(Backend):
 
     def __init__(
         self, path: Path, contract: ArtifactInfo, options: BackendOptions, *, trt: Any = None,
-        cuda: Optional[CudaMemory] = None,
+        cuda: CudaMemory | None = None,
     ) -> None:
         """``trt`` / ``cuda``: the TensorRT module and CUDA memory to use (default: the real ones)."""
         super().__init__(path, contract, options)
@@ -100,7 +100,7 @@ class TensorRTBackend(Backend):
             raise ArtifactError(f"{self.path}: no such engine file; build one with mmad-edge build-engine")
         self._trt = trt if trt is not None else import_tensorrt()
         self._cuda = cuda if cuda is not None else open_cuda()
-        self._graphs: Dict[int, object] = {}
+        self._graphs: dict[int, object] = {}
         self._warm: set = set()
         self._use_graph = self.settings.use_cuda_graph
         self._shape_batch = 0
@@ -123,10 +123,10 @@ class TensorRTBackend(Backend):
         return True
 
     @classmethod
-    def missing_hint(cls, folder: Path) -> Optional[str]:
+    def missing_hint(cls, folder: Path) -> str | None:
         return f"build one with mmad-edge build-engine {folder / artifact_name('fp16', ONNX_SUFFIX)}"
 
-    def describe(self) -> Dict[str, Any]:
+    def describe(self) -> dict[str, Any]:
         """Backend, TensorRT version, GPU and the engine's precision."""
         gpu = self._cuda.gpu if self._cuda is not None else None
         return {"backend": self.name, "library_version": str(self._trt.__version__),
@@ -169,8 +169,8 @@ class TensorRTBackend(Backend):
                 f"{self.path}: engine input {self.image_size} differs from its sidecar {self.info.image_size}; rebuild"
             )
         self._context = engine.create_execution_context()
-        self._host: Dict[str, np.ndarray] = {}
-        self._device: Dict[str, int] = {}
+        self._host: dict[str, np.ndarray] = {}
+        self._device: dict[str, int] = {}
         for name in (INPUT_NAME, *OUTPUT_NAMES):
             sample = tuple(int(d) for d in engine.get_tensor_shape(name)[1:])
             if any(d < 0 for d in sample):
@@ -189,7 +189,7 @@ class TensorRTBackend(Backend):
         for name in OUTPUT_NAMES:
             self._cuda.copy_to_host(self._host[name][:batch], self._device[name])
 
-    def _capture(self, batch: int) -> Optional[object]:
+    def _capture(self, batch: int) -> object | None:
         """Record H2D + execute + D2H for this batch size; None (plain runs) if capture fails."""
         try:
             self._cuda.begin_capture()
@@ -202,7 +202,7 @@ class TensorRTBackend(Backend):
             return None
         return self._cuda.end_capture()
 
-    def run(self, images: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    def run(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Maps (B, S, S) and scores (B,) for a uint8 (B, S, S, 3) batch within the profile."""
         batch = int(images.shape[0])
         if not self.batch_min <= batch <= self.batch_max:

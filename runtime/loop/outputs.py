@@ -6,15 +6,15 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import IO, Any, Optional, Tuple
+from typing import IO, Any
 
 import cv2
 import numpy as np
 
 from ..errors import BackendUnavailableError
 from ..log import notice
-from .overlay import map_image, render_overlay
 from ..result import Result
+from .overlay import map_image, render_overlay
 from .sources import FramePosition, SourceId
 
 QUIT_KEYS = (ord("q"), 27)
@@ -68,7 +68,7 @@ class AnomalySaver:
         self._run = time.strftime("%Y%m%d-%H%M%S")
 
     def save(self, source_id: SourceId, frame: np.ndarray, result: Result, record: dict,
-             normalization: Optional[Tuple[float, float]]) -> None:
+             normalization: tuple[float, float] | None) -> None:
         """``normalization``: the source's (low, high), which colours the overlay and map."""
         stem = f"{self._run}_{record['index']:06d}"
         if isinstance(source_id, str):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
-
 import cv2
 import numpy as np
 
@@ -15,7 +13,7 @@ RED = (0, 0, 255)
 GREEN = (0, 200, 0)
 
 
-def normalized_map(anomaly_map: np.ndarray, normalization: Optional[Tuple[float, float]]) -> np.ndarray:
+def normalized_map(anomaly_map: np.ndarray, normalization: tuple[float, float] | None) -> np.ndarray:
     """Map values in [0, 1]: on the score scale (threshold = 0.5) when the export had
     statistics, so colours mean the same in every frame; else stretched per frame."""
     if normalization is not None:
@@ -24,7 +22,7 @@ def normalized_map(anomaly_map: np.ndarray, normalization: Optional[Tuple[float,
     return ((anomaly_map - low) / max(high - low, 1e-12)).astype(np.float32)
 
 
-def map_image(anomaly_map: np.ndarray, normalization: Optional[Tuple[float, float]]) -> np.ndarray:
+def map_image(anomaly_map: np.ndarray, normalization: tuple[float, float] | None) -> np.ndarray:
     """The normalised map as an 8-bit grayscale image (for PNG files)."""
     return np.round(normalized_map(anomaly_map, normalization) * 255.0).astype(np.uint8)
 
@@ -32,7 +30,7 @@ def map_image(anomaly_map: np.ndarray, normalization: Optional[Tuple[float, floa
 def render_overlay(
     frame: np.ndarray,
     result: Result,
-    normalization: Optional[Tuple[float, float]],
+    normalization: tuple[float, float] | None,
     alpha: float = 0.45,
 ) -> np.ndarray:
     """A BGR uint8 copy of ``frame`` with the coloured map, the score and a verdict border."""

@@ -5,19 +5,20 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, List, Optional, Sequence, Union
+from typing import IO, TYPE_CHECKING
 
+from ..artifact.metadata import describe_encoder_weights
 from ..backends.base import BackendOptions
 from ..detector import Detector
-from ..monitor.drift import check_drift_options, event_line, event_record
 from ..log import notice
-from ..artifact.metadata import describe_encoder_weights
+from ..monitor.drift import check_drift_options, event_line, event_record
+from ..scoring import check_threshold
 from .options import PathLike, RunOptions
 from .outputs import AnomalySaver, JsonlWriter, Viewer, frame_record
 from .overlay import render_overlay
-from ..scoring import check_threshold
 from .sources import FrameSource, SourceSpec, check_retry_s, open_sources, parse_source
 from .stream import DetectionStream, Scored
 from .tally import SourceTally, drift_monitors
@@ -25,16 +26,16 @@ from .tally import SourceTally, drift_monitors
 if TYPE_CHECKING:
     from ..monitor.prometheus import DetectorMetrics
 
-SourceLike = Union[int, PathLike, FrameSource, SourceSpec]
+SourceLike = int | PathLike | FrameSource | SourceSpec
 
 
 def run_stream(
-    artifact: Union[PathLike, Detector],
-    source: Union[SourceLike, Sequence[SourceLike]],
+    artifact: PathLike | Detector,
+    source: SourceLike | Sequence[SourceLike],
     options: RunOptions = RunOptions(),
     *,
-    stdout: Optional[IO[str]] = None,
-    stop_event: Optional[threading.Event] = None,
+    stdout: IO[str] | None = None,
+    stop_event: threading.Event | None = None,
 ) -> dict:
     """Run the detector over one source or a list of them and return a summary dict.
 
@@ -65,7 +66,7 @@ def run_stream(
             detector.close()
 
 
-def _specs(source: Union[SourceLike, Sequence[SourceLike]]) -> List[SourceSpec]:
+def _specs(source: SourceLike | Sequence[SourceLike]) -> list[SourceSpec]:
     """Each source as a SourceSpec (text parsed for ``NAME=``)."""
     items = list(source) if isinstance(source, (list, tuple)) else [source]
     if not items:
@@ -98,10 +99,10 @@ class _Sinks:
     """Where each result goes: text or JSON lines on ``out``, the anomaly folder, the window, metrics."""
 
     out: IO[str]
-    writer: Optional[JsonlWriter]
-    saver: Optional[AnomalySaver]
-    viewer: Optional[Viewer]
-    metrics: "Optional[DetectorMetrics]"
+    writer: JsonlWriter | None
+    saver: AnomalySaver | None
+    viewer: Viewer | None
+    metrics: DetectorMetrics | None
 
 
 def _open_sinks(options: RunOptions, out: IO[str]) -> _Sinks:
@@ -123,16 +124,16 @@ def _open_sinks(options: RunOptions, out: IO[str]) -> _Sinks:
     return sinks
 
 
-def _close_sinks(sinks: Optional[_Sinks]) -> None:
+def _close_sinks(sinks: _Sinks | None) -> None:
     for sink in (sinks.saver, sinks.viewer, sinks.metrics) if sinks is not None else ():
         if sink is not None:
             sink.close()
 
 
-def _run(detector: Detector, specs: List[SourceSpec], options: RunOptions, out: IO[str],
-         stop_event: Optional[threading.Event]) -> dict:
+def _run(detector: Detector, specs: list[SourceSpec], options: RunOptions, out: IO[str],
+         stop_event: threading.Event | None) -> dict:
     """Open the sources and the outputs, loop, and summarise; the outputs are closed whatever happens."""
-    sinks: Optional[_Sinks] = None
+    sinks: _Sinks | None = None
     try:
         sources = open_sources(specs, retry_s=options.retry_s)
         categories = [source.category or detector.category for source in sources]
@@ -154,8 +155,8 @@ def _run(detector: Detector, specs: List[SourceSpec], options: RunOptions, out: 
         _close_sinks(sinks)
 
 
-def _loop(stream: DetectionStream, tallies: List[SourceTally], sinks: _Sinks, options: RunOptions,
-          stop_event: Optional[threading.Event]) -> tuple[bool, bool]:
+def _loop(stream: DetectionStream, tallies: list[SourceTally], sinks: _Sinks, options: RunOptions,
+          stop_event: threading.Event | None) -> tuple[bool, bool]:
     """Score frames until the sources end or a stop; returns (interrupted, quit by the user)."""
     interrupted, quit_by_user = False, False
     next_progress = time.perf_counter() + options.progress_every_s
@@ -203,7 +204,7 @@ def _handle(item: Scored, tally: SourceTally, stream: DetectionStream, sinks: _S
     return sinks.viewer is None or sinks.viewer.show(render_overlay(item.frame, result, normalization))
 
 
-def _summary(detector: Detector, stream: DetectionStream, tallies: List[SourceTally], options: RunOptions) -> dict:
+def _summary(detector: Detector, stream: DetectionStream, tallies: list[SourceTally], options: RunOptions) -> dict:
     """The run's summary dict (totals, then one entry per source), said on stderr as it is built."""
     elapsed = stream.elapsed_s()
     per_source = [tally.summary(elapsed, stream.dropped_by(tally.source)) for tally in tallies]

@@ -12,9 +12,10 @@ import math
 import os
 import re
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, List, Optional, Tuple, Union
+from typing import Any
 
 import cv2
 import numpy as np
@@ -35,7 +36,7 @@ def is_image_file(path: Path) -> bool:
 DEFAULT_RETRY_S = 15.0
 
 
-def check_retry_s(retry_s: Optional[float]) -> float:
+def check_retry_s(retry_s: float | None) -> float:
     """Seconds to keep reopening a capture: None gives ``DEFAULT_RETRY_S``; negative or NaN is refused."""
     if retry_s is None:
         return DEFAULT_RETRY_S
@@ -51,8 +52,8 @@ class FramePosition:
     video (``timestamp_ms``) or, for a camera or stream, the Unix time it was read (``captured_at``)."""
 
     index: int
-    timestamp_ms: Optional[float] = None
-    captured_at: Optional[float] = None
+    timestamp_ms: float | None = None
+    captured_at: float | None = None
 
     def to_json(self) -> dict:
         times = {"timestamp_ms": self.timestamp_ms, "captured_at": self.captured_at}
@@ -62,9 +63,9 @@ class FramePosition:
         return f"frame {self.index}"
 
 
-SourceId = Union[FramePosition, str]
-Frame = Tuple[SourceId, np.ndarray]
-OpenCapture = Callable[[Union[int, str]], Any]
+SourceId = FramePosition | str
+Frame = tuple[SourceId, np.ndarray]
+OpenCapture = Callable[[int | str], Any]
 
 
 class FrameSource:
@@ -73,7 +74,7 @@ class FrameSource:
 
     live = False
     name = ""
-    category: Optional[str] = None
+    category: str | None = None
 
     def frames(self) -> Iterator[Frame]:
         raise NotImplementedError
@@ -89,10 +90,10 @@ class CaptureSource(FrameSource):
 
     def __init__(
         self,
-        target: Union[int, str],
+        target: int | str,
         live: bool,
         open_capture: OpenCapture = cv2.VideoCapture,
-        retry_s: Optional[float] = None,
+        retry_s: float | None = None,
         backoff_s: float = 0.5,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
@@ -113,7 +114,7 @@ class CaptureSource(FrameSource):
     def counters(self) -> dict:
         return {"reopened": self.reopened}
 
-    def _open(self, index: int) -> Optional[Any]:
+    def _open(self, index: int) -> Any | None:
         with opencv_quiet():
             capture = self._open_capture(self.target)
         if not capture.isOpened():
@@ -124,7 +125,7 @@ class CaptureSource(FrameSource):
         return capture
 
     @staticmethod
-    def _read(capture: Optional[Any]) -> Optional[np.ndarray]:
+    def _read(capture: Any | None) -> np.ndarray | None:
         if capture is None:
             return None
         try:
@@ -133,7 +134,7 @@ class CaptureSource(FrameSource):
             return None
         return frame if ok and frame is not None and frame.size else None
 
-    def _finished(self, capture: Optional[Any], index: int) -> bool:
+    def _finished(self, capture: Any | None, index: int) -> bool:
         """A video read that fails at or past its frame count is the end, not a failure."""
         if self.live or capture is None:
             return False
@@ -195,7 +196,7 @@ class ImageFolderSource(FrameSource):
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.name = str(folder)
-        self.files: List[Path] = sorted(p for p in folder.iterdir() if is_image_file(p))
+        self.files: list[Path] = sorted(p for p in folder.iterdir() if is_image_file(p))
         if not self.files:
             raise SourceError(f"{folder}: no images ({', '.join(IMAGE_EXTENSIONS)}) in this folder")
         self.skipped = 0
@@ -224,8 +225,8 @@ _CATEGORY_PREFIX = re.compile(r"^([A-Za-z0-9_][A-Za-z0-9_.-]*)=(.*)$", re.DOTALL
 class SourceSpec:
     """One ``--source``: what to open and the category that scores it (None: the run's)."""
 
-    target: "Union[int, str, os.PathLike[str], FrameSource]"
-    category: Optional[str] = None
+    target: int | str | os.PathLike[str] | FrameSource
+    category: str | None = None
 
 
 def parse_source(text: str) -> SourceSpec:
@@ -245,10 +246,10 @@ def parse_source(text: str) -> SourceSpec:
     return SourceSpec(target, name)
 
 
-def open_sources(specs: "List[SourceSpec]", **capture_options: Any) -> List[FrameSource]:
+def open_sources(specs: list[SourceSpec], **capture_options: Any) -> list[FrameSource]:
     """Open each spec (``open_source``) and give it its category; two sources of one name are refused
     (results and counters are told apart by name)."""
-    sources: List[FrameSource] = []
+    sources: list[FrameSource] = []
     for spec in specs:
         source = open_source(spec.target, **capture_options)
         if any(seen.name == source.name for seen in sources):
@@ -259,7 +260,7 @@ def open_sources(specs: "List[SourceSpec]", **capture_options: Any) -> List[Fram
     return sources
 
 
-def open_source(spec: "Union[int, str, os.PathLike[str], FrameSource]", **capture_options: Any) -> FrameSource:
+def open_source(spec: int | str | os.PathLike[str] | FrameSource, **capture_options: Any) -> FrameSource:
     """A camera index (0 or "0"), a URL (rtsp://, http://, ...), a video file or an image folder.
 
     ``capture_options`` go to ``CaptureSource`` (e.g. ``retry_s``) and are ignored for folders."""

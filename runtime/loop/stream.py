@@ -11,8 +11,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Deque, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 
@@ -27,18 +27,18 @@ class FrameReader:
     """Reads ``source`` on a daemon thread into a bounded buffer guarded by ``cond`` (shared by the
     readers of one stream, so the consumer waits for any of them)."""
 
-    def __init__(self, source: FrameSource, capacity: int, cond: Optional[threading.Condition] = None) -> None:
+    def __init__(self, source: FrameSource, capacity: int, cond: threading.Condition | None = None) -> None:
         self.source = source
         self.capacity = max(1, int(capacity))
         self.dropped = 0
-        self.items: Deque[Frame] = deque()
+        self.items: deque[Frame] = deque()
         self.cond = cond or threading.Condition()
         self.done = False
-        self.error: Optional[BaseException] = None
+        self.error: BaseException | None = None
         self._stopping = False
         self._thread = threading.Thread(target=self._read, name=f"mmad-edge-reader {source.name}", daemon=True)
 
-    def start(self) -> "FrameReader":
+    def start(self) -> FrameReader:
         self._thread.start()
         return self
 
@@ -84,7 +84,7 @@ class ReaderGroup:
         self._cond = cond
         self._next = 0
 
-    def start(self) -> "ReaderGroup":
+    def start(self) -> ReaderGroup:
         for reader in self.readers:
             reader.start()
         return self
@@ -97,7 +97,7 @@ class ReaderGroup:
             return True
         return all(reader.done or len(reader.items) >= reader.capacity for reader in self.readers)
 
-    def take(self, count: int) -> List[tuple]:
+    def take(self, count: int) -> list[tuple]:
         """Up to ``count`` ``(reader index, (source_id, frame))``, one from each reader in turn (each
         source's frames stay in order); [] when every source has ended. A reader's error is raised
         once its buffered frames are taken."""
@@ -107,7 +107,7 @@ class ReaderGroup:
             for reader in self.readers:
                 if reader.error is not None and not reader.items:
                     raise reader.error
-            batch: List[tuple] = []
+            batch: list[tuple] = []
             order = [(self._next + step) % len(self.readers) for step in range(len(self.readers))]
             while len(batch) < count and any(self.readers[index].items for index in order):
                 for index in order:
@@ -141,11 +141,11 @@ class DetectionStream:
     def __init__(
         self,
         detector: Detector,
-        sources: Union[FrameSource, Sequence[FrameSource]],
+        sources: FrameSource | Sequence[FrameSource],
         batch: int = 1,
-        threshold: Optional[float] = None,
+        threshold: float | None = None,
         map_size: str = "model",
-        capacity: Optional[int] = None,
+        capacity: int | None = None,
     ) -> None:
         if batch < 1:
             raise ValueError(f"batch must be at least 1, got {batch}")

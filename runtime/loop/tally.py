@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, List, Mapping, Optional, Tuple
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
-from ..monitor.drift import NO_STATISTICS, DriftEvent, DriftMonitor, NormalScores
 from ..log import notice
+from ..monitor.drift import NO_STATISTICS, DriftEvent, DriftMonitor, NormalScores
 from ..result import Result
 from .sources import FrameSource
 
@@ -16,8 +17,8 @@ if TYPE_CHECKING:  # prometheus_client is imported only when metrics are served
 class SourceTally:
     """What one source has given so far; ``observe`` returns the drift events its frame caused."""
 
-    def __init__(self, source: FrameSource, category: Optional[str], normalization: Optional[Tuple[float, float]],
-                 monitor: Optional[DriftMonitor], metrics: "Optional[DetectorMetrics]" = None) -> None:
+    def __init__(self, source: FrameSource, category: str | None, normalization: tuple[float, float] | None,
+                 monitor: DriftMonitor | None, metrics: DetectorMetrics | None = None) -> None:
         """``category`` / ``normalization``: what scores the source (for records and overlays)."""
         self.source = source
         self.name = source.name
@@ -28,7 +29,7 @@ class SourceTally:
         self.frames = 0
         self.anomalies = 0
 
-    def observe(self, result: Result, latency_s: float, dropped: int) -> List[DriftEvent]:
+    def observe(self, result: Result, latency_s: float, dropped: int) -> list[DriftEvent]:
         self.frames += 1
         self.anomalies += bool(result.is_anomaly)
         events = self.monitor.update([result.score]) if self.monitor is not None else []
@@ -50,8 +51,8 @@ class SourceTally:
         }
 
 
-def drift_monitors(statistics: Optional[Mapping[str, Any]], categories: List[Optional[str]], window: int,
-                   tolerance: float) -> List[Optional[DriftMonitor]]:
+def drift_monitors(statistics: Mapping[str, Any] | None, categories: list[str | None], window: int,
+                   tolerance: float) -> list[DriftMonitor | None]:
     """One monitor per source (its category's normal scores); all None, said once, without statistics."""
     normals = [NormalScores.from_statistics(statistics, category) for category in categories]
     if any(normal is None for normal in normals):

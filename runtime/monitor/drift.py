@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from statistics import median
-from typing import Any, Deque, Iterable, List, Mapping, Optional
+from typing import Any
 
 DEFAULT_WINDOW = 200
 DEFAULT_TOLERANCE = 3.0
@@ -53,8 +54,8 @@ class NormalScores:
     spread: float
 
     @classmethod
-    def from_statistics(cls, statistics: Optional[Mapping[str, Any]], category: Optional[str] = None,
-                        ) -> Optional["NormalScores"]:
+    def from_statistics(cls, statistics: Mapping[str, Any] | None, category: str | None = None,
+                        ) -> NormalScores | None:
         """From an artifact's ``statistics`` (the category's entry when given); None without them."""
         if category is not None and statistics is not None:
             statistics = (statistics.get("categories") or {}).get(category)
@@ -80,21 +81,21 @@ class DriftMonitor:
     """Rolling drift statistic of one score stream; ``update`` returns the state changes it causes."""
 
     def __init__(self, normal: NormalScores, window: int = DEFAULT_WINDOW, tolerance: float = DEFAULT_TOLERANCE,
-                 min_count: Optional[int] = None) -> None:
+                 min_count: int | None = None) -> None:
         """``min_count``: scores needed before any verdict (default half the window)."""
         check_drift_options(window, tolerance)
         self.normal = normal
         self.tolerance = float(tolerance)
         self.min_count = max(1, window // 2) if min_count is None else max(1, min(int(min_count), window))
-        self._scores: Deque[float] = deque(maxlen=window)
+        self._scores: deque[float] = deque(maxlen=window)
         self.count = 0
-        self.statistic: Optional[float] = None
+        self.statistic: float | None = None
         self.drifting = False
         self.events = 0
 
-    def update(self, scores: Iterable[float]) -> List[DriftEvent]:
+    def update(self, scores: Iterable[float]) -> list[DriftEvent]:
         """Add scores (non-finite ones, broken outputs, are left out); the events they caused, in order."""
-        events: List[DriftEvent] = []
+        events: list[DriftEvent] = []
         for score in scores:
             if not math.isfinite(score):
                 continue

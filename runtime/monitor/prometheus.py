@@ -4,8 +4,6 @@ one process (tests, a reload) never clash over names in the global one."""
 
 from __future__ import annotations
 
-from typing import Optional
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from ..errors import MetricsPortError
@@ -37,7 +35,7 @@ class DetectorMetrics:
         self._server = None
         self._thread = None
 
-    def observe(self, source: str, is_anomaly: Optional[bool], latency_s: float) -> None:
+    def observe(self, source: str, is_anomaly: bool | None, latency_s: float) -> None:
         """One scored frame."""
         self.frames.labels(source).inc()
         self.latency.labels(source).observe(latency_s)
@@ -50,7 +48,7 @@ class DetectorMetrics:
             self.dropped.labels(source).inc(max(increase, 0))
             self._dropped_seen[source] = total
 
-    def drift_state(self, source: str, statistic: Optional[float], drifting: bool) -> None:
+    def drift_state(self, source: str, statistic: float | None, drifting: bool) -> None:
         """The source's current drift statistic (left unset until the window has enough scores)."""
         if statistic is not None:
             self.drift.labels(source).set(statistic)
@@ -67,7 +65,7 @@ class DetectorMetrics:
                                    f"{self.port_flag}") from None
 
     @property
-    def port(self) -> Optional[int]:
+    def port(self) -> int | None:
         """The port served (the one the system chose for port 0); None when not serving."""
         return None if self._server is None else self._server.server_port
 

@@ -9,8 +9,9 @@ normalisation: a category changes those, not the graph) and the results go back 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -48,7 +49,7 @@ def request_images(request: Any) -> np.ndarray:
     return images
 
 
-def request_categories(request: Any, count: int) -> List[Optional[str]]:
+def request_categories(request: Any, count: int) -> list[str | None]:
     """Each frame's category: the optional BYTES input (one per frame, or one for all); None (the
     pooled threshold) without it or for an empty name."""
     if CATEGORY_INPUT not in request.keys():
@@ -66,7 +67,7 @@ def wants_map(request: Any) -> bool:
     return names is None or MAP_NAME in names
 
 
-def response(results: Sequence[Result], with_map: bool) -> Dict[str, np.ndarray]:
+def response(results: Sequence[Result], with_map: bool) -> dict[str, np.ndarray]:
     """Outputs of one request: ``(n, 1)`` score columns (NaN / False without statistics), maps if asked."""
     column = lambda values, dtype: np.asarray(values, dtype=dtype).reshape(-1, 1)  # noqa: E731
     outputs = {
@@ -84,17 +85,17 @@ class InferenceHandler:
     """PyTriton's inference callable for one instance: owns a Detector; ``watch`` (one for all
     instances) gets each category's results with the execution's time."""
 
-    def __init__(self, detector: Detector, watch: Optional[ServeWatch] = None) -> None:
+    def __init__(self, detector: Detector, watch: ServeWatch | None = None) -> None:
         self.detector = detector
         self.watch = watch
         self.counters = Counters()
 
-    def __call__(self, requests: Sequence[Any]) -> List[Dict[str, np.ndarray]]:
+    def __call__(self, requests: Sequence[Any]) -> list[dict[str, np.ndarray]]:
         """One backend run over the frames of every request (``Detector.predict`` judges each frame by
         its category; an unknown one fails the execution before any work), results back per request."""
-        images: List[np.ndarray] = []
-        categories: List[Optional[str]] = []
-        sizes: List[int] = []
+        images: list[np.ndarray] = []
+        categories: list[str | None] = []
+        sizes: list[int] = []
         for request in requests:
             batch = request_images(request)
             images.extend(batch)

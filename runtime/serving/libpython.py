@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import os
 import sysconfig
-from typing import MutableMapping, Optional
+from collections.abc import MutableMapping
 
 VARIABLE = "LD_LIBRARY_PATH"
 
 
-def own_libdir() -> Optional[str]:
+def own_libdir() -> str | None:
     """The interpreter's LIBDIR when it holds its shared libpython (None for static builds)."""
     libdir = sysconfig.get_config_var("LIBDIR")
     soname = sysconfig.get_config_var("INSTSONAME") or sysconfig.get_config_var("LDLIBRARY")
@@ -27,7 +27,7 @@ def own_libdir() -> Optional[str]:
     return libdir
 
 
-def prefer_own_libpython(environ: Optional[MutableMapping[str, str]] = None) -> Optional[str]:
+def prefer_own_libpython(environ: MutableMapping[str, str] | None = None) -> str | None:
     """Put ``own_libdir()`` first in ``LD_LIBRARY_PATH`` (``os.environ`` by default) unless it is
     there already; returns the directory added, or None when nothing changed."""
     environ = os.environ if environ is None else environ

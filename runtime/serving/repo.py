@@ -12,12 +12,12 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
-from ..artifact.selection import select_artifact
 from ..artifact.contract import CHANNEL_ORDER, ENGINE_SUFFIX, INPUT_NAME, OUTPUT_NAMES, SERVING_MODEL
-from ..errors import ArtifactError
 from ..artifact.metadata import ArtifactInfo, Statistics, load_contract
+from ..artifact.selection import select_artifact
+from ..errors import ArtifactError
 from .options import RepoOptions
 
 PLATFORMS = {ENGINE_SUFFIX: ("tensorrt_plan", "model.plan", "KIND_GPU")}
@@ -52,9 +52,9 @@ def quoted(text: Any) -> str:
     return '"' + str(text).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
-def statistics_parameters(info: ArtifactInfo) -> Dict[str, str]:
+def statistics_parameters(info: ArtifactInfo) -> dict[str, str]:
     """Threshold and normalisation, pooled and per category (``category.<name>.threshold`` ...)."""
-    def entries(prefix: str, stats: Statistics) -> Dict[str, str]:
+    def entries(prefix: str, stats: Statistics) -> dict[str, str]:
         threshold, normalization = stats
         found = {} if threshold is None else {f"{prefix}threshold": repr(threshold)}
         if normalization is not None:
@@ -71,7 +71,7 @@ def statistics_parameters(info: ArtifactInfo) -> Dict[str, str]:
     return values
 
 
-def tensor_block(name: str, dtype: str, dims: List[int], batched: bool) -> str:
+def tensor_block(name: str, dtype: str, dims: list[int], batched: bool) -> str:
     """One input/output entry; a dynamic-batch ``score`` (graph shape (B,)) is dims [1] reshaped to []."""
     reshape = " reshape: { shape: [ ] }" if batched and not dims else ""
     dims = dims if dims or not batched else [1]
@@ -107,8 +107,8 @@ def replace_folder(staged: Path, target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def write_model_repository(artifact: "str | os.PathLike[str]", out: "str | os.PathLike[str]",
-                           options: RepoOptions = RepoOptions()) -> Dict[str, Any]:
+def write_model_repository(artifact: str | os.PathLike[str], out: str | os.PathLike[str],
+                           options: RepoOptions = RepoOptions()) -> dict[str, Any]:
     """Write ``out/mmad_edge/{config.pbtxt, 1/model.onnx|model.plan}`` (staged beside it and moved in
     whole, so a failure leaves the earlier repository as it was); returns what was written."""
     if options.instances < 1:
@@ -141,7 +141,7 @@ def _umask() -> int:
     return mask
 
 
-def repo_summary(written: Dict[str, Any]) -> str:
+def repo_summary(written: dict[str, Any]) -> str:
     """What `triton-repo` prints."""
     size = "x".join(str(side) for side in written["image_size"])
     batching = (f"dynamic batching up to {written['max_batch_size']}" if written["max_batch_size"]

@@ -14,8 +14,9 @@ import logging
 import signal
 import socket
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any
 
 import numpy as np
 
@@ -40,9 +41,9 @@ def import_pytriton() -> Any:
     return triton_module
 
 
-def load_detectors(artifact: str, options: ServeOptions) -> List[Detector]:
+def load_detectors(artifact: str, options: ServeOptions) -> list[Detector]:
     """One Detector per instance (each its own session or engine context)."""
-    detectors: List[Detector] = []
+    detectors: list[Detector] = []
     try:
         for _ in range(options.instances):
             detectors.append(Detector.load(artifact, backend=options.backend, precision=options.precision,
@@ -54,7 +55,7 @@ def load_detectors(artifact: str, options: ServeOptions) -> List[Detector]:
     return detectors
 
 
-def tensors(tensor: Callable[..., Any], size: int) -> Dict[str, list]:
+def tensors(tensor: Callable[..., Any], size: int) -> dict[str, list]:
     """The model's inputs and outputs as PyTriton Tensors (shapes without the batch dimension)."""
     map_name, score_name = OUTPUT_NAMES
     return {
@@ -78,7 +79,7 @@ def check_ports_free(options: ServeOptions) -> None:
                               f"another {flag}") from None
 
 
-def urls(options: ServeOptions) -> Dict[str, str]:
+def urls(options: ServeOptions) -> dict[str, str]:
     """Where clients reach the server on this machine."""
     found = {"http": f"http://localhost:{options.http_port}", "grpc": f"localhost:{options.grpc_port}",
              "metrics": f"http://localhost:{options.metrics_port}/metrics",
@@ -88,7 +89,7 @@ def urls(options: ServeOptions) -> Dict[str, str]:
     return found
 
 
-def describe(detector: Detector, options: ServeOptions, watch: ServeWatch) -> Dict[str, Any]:
+def describe(detector: Detector, options: ServeOptions, watch: ServeWatch) -> dict[str, Any]:
     """The summary printed at start and returned at stop."""
     described = detector.backend.describe()
     return {"model": SERVING_MODEL, "artifact": str(detector.backend.path), "backend": described.get("backend"),
@@ -100,7 +101,7 @@ def describe(detector: Detector, options: ServeOptions, watch: ServeWatch) -> Di
             "events": options.events_path}
 
 
-def start_line(summary: Dict[str, Any]) -> str:
+def start_line(summary: dict[str, Any]) -> str:
     """One readable paragraph: what is served where, and how to stop it."""
     size = "x".join(str(side) for side in summary["image_size"])
     links = summary["urls"]
@@ -114,7 +115,7 @@ def start_line(summary: Dict[str, Any]) -> str:
             f"  ready: {links['ready']}; Triton's log: {summary['triton_log']}; Ctrl-C or SIGTERM stops it")
 
 
-def stop_line(totals: Dict[str, int]) -> str:
+def stop_line(totals: dict[str, int]) -> str:
     return (f"stopped: {totals['requests']} requests, {totals['images']} images in {totals['executions']} "
             f"batches (largest {totals['largest_batch']}), {totals['drift_events']} drift events")
 
@@ -134,7 +135,7 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
             signal.signal(sig, old)
 
 
-def triton_server(triton_module: Any, handlers: List[InferenceHandler], options: ServeOptions) -> Any:
+def triton_server(triton_module: Any, handlers: list[InferenceHandler], options: ServeOptions) -> Any:
     """A started Triton with the model bound (PyTriton's own threads and processes)."""
     from pytriton.client.exceptions import PyTritonClientError
     from pytriton.exceptions import PyTritonError
@@ -161,8 +162,8 @@ def triton_server(triton_module: Any, handlers: List[InferenceHandler], options:
     return triton
 
 
-def serve(artifact: str, options: ServeOptions = ServeOptions(), stop: Optional[threading.Event] = None,
-          announce: Callable[[str], None] = print) -> Dict[str, Any]:
+def serve(artifact: str, options: ServeOptions = ServeOptions(), stop: threading.Event | None = None,
+          announce: Callable[[str], None] = print) -> dict[str, Any]:
     """Serve ``artifact`` until SIGINT / SIGTERM (or ``stop`` is set); returns the summary with
     what was served. ``announce`` gets the start and stop lines."""
     options.check()

@@ -9,12 +9,13 @@ appended to ``--events``), naming the category instead of a source.
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
-from typing import IO, TYPE_CHECKING, Any, Dict, Mapping, Optional, Sequence
+from typing import IO, TYPE_CHECKING, Any
 
-from ..monitor.drift import NO_STATISTICS, DriftEvent, DriftMonitor, NormalScores, event_line, event_record
 from ..log import notice
 from ..loop.outputs import JsonlWriter
+from ..monitor.drift import NO_STATISTICS, DriftEvent, DriftMonitor, NormalScores, event_line, event_record
 from ..result import Result
 from .options import ServeOptions
 
@@ -24,7 +25,7 @@ if TYPE_CHECKING:  # prometheus_client is imported only when the app metrics are
 POOLED = "pooled"  # the metrics label (and line name) of frames sent without a category
 
 
-def label(category: Optional[str]) -> str:
+def label(category: str | None) -> str:
     """The metrics label of a category (``POOLED`` for none)."""
     return POOLED if category is None else category
 
@@ -32,19 +33,19 @@ def label(category: Optional[str]) -> str:
 class ServeWatch:
     """Drift per category, app metrics and the events file, shared by all InferenceHandlers."""
 
-    def __init__(self, statistics: Optional[Mapping[str, Any]], options: ServeOptions) -> None:
+    def __init__(self, statistics: Mapping[str, Any] | None, options: ServeOptions) -> None:
         """``statistics``: the artifact's (``info.raw["statistics"]``); drift is off without normal scores."""
         self.statistics = statistics
         self.window, self.tolerance = options.drift_window, options.drift_tolerance
         names = [None, *((statistics or {}).get("categories") or {})]
         self.enabled = any(NormalScores.from_statistics(statistics, name) is not None for name in names)
-        self.metrics: "Optional[DetectorMetrics]" = None
-        self._file: Optional[IO[str]] = None
-        self._writer: Optional[JsonlWriter] = None
-        self._monitors: Dict[Optional[str], Optional[DriftMonitor]] = {}
+        self.metrics: DetectorMetrics | None = None
+        self._file: IO[str] | None = None
+        self._writer: JsonlWriter | None = None
+        self._monitors: dict[str | None, DriftMonitor | None] = {}
         self._lock = threading.Lock()
 
-    def open(self, app_metrics_port: Optional[int], events_path: Optional[str]) -> None:
+    def open(self, app_metrics_port: int | None, events_path: str | None) -> None:
         """Serve the app metrics on the port and append events to the file (each when given);
         whatever opened is closed again when the other fails."""
         try:
@@ -67,7 +68,7 @@ class ServeWatch:
         where = f"; events to {self._file.name}" if self._file is not None else ""
         return f"drift watch on (window {self.window}, tolerance {self.tolerance:g}, per category){where}"
 
-    def observe(self, category: Optional[str], results: Sequence[Result], latency_s: float) -> None:
+    def observe(self, category: str | None, results: Sequence[Result], latency_s: float) -> None:
         """Scores of one category's frames in one execution, ``latency_s`` being that batch's time."""
         with self._lock:
             monitor = self._monitor(category)
@@ -81,7 +82,7 @@ class ServeWatch:
             if self.metrics is not None and monitor is not None:
                 self.metrics.drift_state(name, monitor.statistic, monitor.drifting)
 
-    def _monitor(self, category: Optional[str]) -> Optional[DriftMonitor]:
+    def _monitor(self, category: str | None) -> DriftMonitor | None:
         """The category's monitor, made on its first frame (None, said once, without its normal scores)."""
         if category not in self._monitors:
             normal = NormalScores.from_statistics(self.statistics, category) if self.enabled else None
@@ -90,13 +91,13 @@ class ServeWatch:
             self._monitors[category] = None if normal is None else DriftMonitor(normal, self.window, self.tolerance)
         return self._monitors[category]
 
-    def _say(self, category: Optional[str], event: DriftEvent) -> None:
+    def _say(self, category: str | None, event: DriftEvent) -> None:
         notice(event_line(line_name(category), event, self.window))
         if self._writer is not None:
             self._writer.write(event_record(event, category=category, frame=event.count - 1,
                                             time=datetime.now(timezone.utc).isoformat(timespec="milliseconds")))
 
-    def summary(self) -> Dict[str, Any]:
+    def summary(self) -> dict[str, Any]:
         """Drift events in all, and each watched category's state (by label)."""
         with self._lock:
             watched = {label(name): monitor for name, monitor in self._monitors.items() if monitor is not None}
@@ -115,7 +116,7 @@ class ServeWatch:
             self._file = self._writer = None
 
 
-def line_name(category: Optional[str]) -> str:
+def line_name(category: str | None) -> str:
     """How a warning line names the scores it is about."""
     return "pooled scores (no category)" if category is None else f"category {category}"
 

@@ -12,7 +12,6 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from mmad_edge.bench.tables import build_report
 from mmad_edge.bench.runner import (
     BenchCase,
     TorchInput,
@@ -25,6 +24,7 @@ from mmad_edge.bench.runner import (
     run_cases,
     torch_module_case,
 )
+from mmad_edge.bench.tables import build_report
 from mmad_edge.runtime.backends.base import BackendOptions
 from mmad_edge.runtime.backends.onnxruntime import cpu_micro_batch
 

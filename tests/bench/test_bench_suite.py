@@ -22,8 +22,8 @@ from mmad_edge.bench.claims import format_claims, speed_claim
 from mmad_edge.bench.floor import Peak
 from mmad_edge.bench.options import BenchOptions
 from mmad_edge.bench.peers import PEERS
-from mmad_edge.bench.tables import BASELINE, FLOOR_KEYS, REPARAM, RESULT_KEYS, markdown
 from mmad_edge.bench.runner import BenchCase, run_case
+from mmad_edge.bench.tables import BASELINE, FLOOR_KEYS, REPARAM, RESULT_KEYS, markdown
 from mmad_edge.bench.torch_rows import torch_model
 from mmad_edge.checkpoint import save_checkpoint
 from mmad_edge.cli import app

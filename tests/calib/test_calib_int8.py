@@ -13,25 +13,25 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from model_utils import randomize
 from onnx import numpy_helper
+from textures import write_textures
 
 import mmad_edge.calib.quantize as quantize_module
 import mmad_edge.calib.ranges as ranges_module
-from mmad_edge.runtime.compare import error_metrics
 from mmad_edge.calib.graph import block_of, consumers, quantizable_convs
 from mmad_edge.calib.int8_graph import QuantizationError, build_int8_graph
 from mmad_edge.calib.options import Int8Options
 from mmad_edge.calib.qdq import with_float_nodes
 from mmad_edge.calib.quantize import export_int8
 from mmad_edge.calib.ranges import CalibrationSettings
-from mmad_edge.calib.sensitivity import AccuracyTarget
 from mmad_edge.calib.reader import CalibrationDataError, CalibrationWarning, find_images, select_images
-from mmad_edge.fileio import file_sha256
+from mmad_edge.calib.sensitivity import AccuracyTarget
 from mmad_edge.config import ModelConfig
 from mmad_edge.export.onnx_export import export_onnx
+from mmad_edge.fileio import file_sha256
 from mmad_edge.model.minimaxad import MiniMaxAD
-from model_utils import randomize
-from textures import write_textures
+from mmad_edge.runtime.compare import error_metrics
 
 SIZE = 64
 SENSITIVE = "encoder.stages.2.0"

@@ -4,7 +4,6 @@ and what the reference's encoder computes from it."""
 from __future__ import annotations
 
 import pytest
-
 from random_states import trained_like_state
 from reference_encoder import reference_encoder_outputs
 

@@ -2,16 +2,21 @@ import argparse
 
 import pytest
 import torch
+from random_states import state_from_shapes
 from typer.testing import CliRunner
 
 from mmad_edge.checkpoint import (
-    CheckpointError, import_encoder, import_minimaxad, load_checkpoint, model_from_checkpoint, read_checkpoint,
+    CheckpointError,
+    import_encoder,
+    import_minimaxad,
+    load_checkpoint,
+    model_from_checkpoint,
+    read_checkpoint,
     save_checkpoint,
 )
 from mmad_edge.cli import app
 from mmad_edge.config import ModelConfig
 from mmad_edge.model.minimaxad import build_model
-from random_states import state_from_shapes
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import json
 import cv2
 import numpy as np
 import pytest
+from runtime_fixtures import write_export_dir
 from typer.testing import CliRunner
 
 from mmad_edge.cli import app
@@ -16,7 +17,6 @@ from mmad_edge.config import ModelConfig
 from mmad_edge.export.metadata import MetadataError, build_metadata
 from mmad_edge.runtime.artifact.metadata import describe_encoder_weights as describe
 from mmad_edge.weights import encoder_record
-from runtime_fixtures import write_export_dir
 
 
 def test_export_metadata_carries_the_encoder_record(tmp_path):

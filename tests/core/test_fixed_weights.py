@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from model_utils import randomize
 
 from mmad_edge.model.fixed_weights import (
     affine_block,
@@ -14,7 +15,6 @@ from mmad_edge.model.fixed_weights import (
     transparent_layernorm,
 )
 from mmad_edge.model.layers import LayerNorm2d, UniRepLKNetBlock
-from model_utils import randomize
 
 
 def block(channels: int, kernel: int) -> UniRepLKNetBlock:

@@ -10,6 +10,7 @@ import json
 
 import pytest
 import torch
+from reference_encoder import assert_same_encoder
 from typer.testing import CliRunner
 
 from mmad_edge.checkpoint import CheckpointError, detect_variant, import_encoder, load_checkpoint
@@ -17,7 +18,6 @@ from mmad_edge.cli import app
 from mmad_edge.config import ModelConfig
 from mmad_edge.data.demo import make_demo_dataset
 from mmad_edge.model.minimaxad import build_model
-from reference_encoder import assert_same_encoder
 
 NOTE = "norm0, norm1, norm2 not in the file: initialised (weight 1, bias 0) as the reference does"
 

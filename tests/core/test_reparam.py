@@ -1,11 +1,11 @@
 import pytest
 import torch
+from model_utils import randomize
 
 from mmad_edge.config import VARIANTS, ModelConfig
-from mmad_edge.model.minimaxad import build_model
 from mmad_edge.model.layers import GRN, NCHWtoNHWC, UniRepLKNetBlock
+from mmad_edge.model.minimaxad import build_model
 from mmad_edge.model.reparam import FusedBlock, dilate_kernel, fuse_block, reparameterize
-from model_utils import randomize
 
 
 def rel_l2(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -9,8 +9,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from mmad_edge.checkpoint import load_checkpoint, read_checkpoint
 import mmad_edge.train as train_module
+from mmad_edge.checkpoint import load_checkpoint, read_checkpoint
 from mmad_edge.cli import app
 from mmad_edge.data.dataset import build_dataset
 from mmad_edge.data.demo import make_demo_dataset

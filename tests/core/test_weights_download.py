@@ -13,13 +13,13 @@ from pathlib import Path
 import huggingface_hub.constants
 import pytest
 import torch
+from reference_encoder import assert_same_encoder
 from typer.testing import CliRunner
 
 from mmad_edge.checkpoint import load_checkpoint
 from mmad_edge.cli import app
 from mmad_edge.data.demo import make_demo_dataset
 from mmad_edge.weights import OFFICIAL, REPO_ID
-from reference_encoder import assert_same_encoder
 
 FILE = OFFICIAL["unireplknet_n_in1k"].filename
 COMMIT = "0123456789abcdef0123456789abcdef01234567"

@@ -10,6 +10,7 @@ import shutil
 import numpy as np
 import onnx
 import pytest
+from runtime_only_cli import runtime_only
 from sklearn.metrics import f1_score, precision_recall_curve, recall_score, roc_curve
 from typer.testing import CliRunner
 
@@ -18,10 +19,9 @@ from mmad_edge.data.demo import make_demo_dataset
 from mmad_edge.data.records import list_images
 from mmad_edge.export.threshold_calibration import detection_metrics
 from mmad_edge.runtime import Detector
-from mmad_edge.runtime.imageio import read_image
 from mmad_edge.runtime.artifact.metadata import load_contract
+from mmad_edge.runtime.imageio import read_image
 from mmad_edge.stats import score_statistics
-from runtime_only_cli import runtime_only
 
 SIZE = 64
 pytestmark = pytest.mark.slow

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import onnx
 import pytest
+from model_utils import STATISTICS, random_checkpoint
+from textures import write_textures
 from typer.testing import CliRunner
 
 from mmad_edge.calib.options import Int8Options
@@ -23,8 +25,6 @@ from mmad_edge.export import pipeline
 from mmad_edge.export.metadata import METADATA_KEY
 from mmad_edge.export.options import ExportOptions
 from mmad_edge.export.pipeline import export_checkpoint
-from model_utils import STATISTICS, random_checkpoint
-from textures import write_textures
 
 DEAD_PID = 2 ** 22 + 12345  # above Linux's pid_max: never a running process
 EARLIER_EXPORT = ("model.int8.onnx", "model.int8.engine", "model.int8.engine.json", "model.fp16.onnx",

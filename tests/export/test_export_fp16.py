@@ -6,16 +6,16 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from model_utils import randomize
 
 from mmad_edge.config import ModelConfig
+from mmad_edge.export.checks import FP16_AUROC_DELTA, FP16_SPEARMAN
 from mmad_edge.export.fp16 import convert_fp16, fp32_regions, tensor_types
 from mmad_edge.export.onnx_export import export_onnx
-from mmad_edge.export.checks import FP16_AUROC_DELTA, FP16_SPEARMAN
 from mmad_edge.export.parity import generated_frames, torch_outputs, verify_onnx
 from mmad_edge.model.layers import LayerNorm2d
 from mmad_edge.model.minimaxad import build_model
 from mmad_edge.model.reparam import FusedBlock, reparameterize
-from model_utils import randomize
 
 FLOAT, FLOAT16 = onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16
 

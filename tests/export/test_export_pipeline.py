@@ -10,16 +10,16 @@ import sys
 import numpy as np
 import onnxruntime as ort
 import pytest
+from model_utils import STATISTICS, random_checkpoint
 from typer.testing import CliRunner
 
+from mmad_edge.cli import app
 from mmad_edge.export import tensorrt
 from mmad_edge.export.metadata import METADATA_KEY
-from mmad_edge.runtime.backends.onnxruntime import cpu_session
-from mmad_edge.cli import app
 from mmad_edge.export.options import ExportOptions
-from mmad_edge.export.pipeline import export_checkpoint
 from mmad_edge.export.parity import generated_frames, verify_onnx
-from model_utils import STATISTICS, random_checkpoint
+from mmad_edge.export.pipeline import export_checkpoint
+from mmad_edge.runtime.backends.onnxruntime import cpu_session
 
 FLAGS = {"batch": "--batch", "json_path": "--json", "variant": "--variant", "image_size": "--image-size",
          "input_format": "--input-format", "opset": "--opset"}

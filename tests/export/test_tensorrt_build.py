@@ -11,6 +11,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from fake_tensorrt import SIZE, FakeTRT, orin, tiny_export
 from typer.testing import CliRunner
 
 import mmad_edge.export.tensorrt as trt_build
@@ -18,7 +19,6 @@ from mmad_edge.cli import app
 from mmad_edge.export.metadata import read_metadata_json
 from mmad_edge.export.options import EngineOptions
 from mmad_edge.export.tensorrt import EngineBuildError, TensorRTUnavailable, build_engine, parse_batch
-from fake_tensorrt import SIZE, FakeTRT, orin, tiny_export
 
 GIB = 1 << 30
 

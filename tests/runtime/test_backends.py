@@ -12,12 +12,11 @@ import pytest
 from runtime_fixtures import build_standin, reference, standin_metadata, write_standin
 
 from mmad_edge.export.tensorrt import EngineBuildError, TensorRTUnavailable
-from mmad_edge.runtime import ArtifactError, Detector, DetectorClosedError
-from mmad_edge.runtime import backends
+from mmad_edge.runtime import ArtifactError, Detector, DetectorClosedError, backends
+from mmad_edge.runtime.artifact.contract import INPUT_NAME, artifact_name
 from mmad_edge.runtime.backends import REGISTRY, BackendEntry, backend_class, choices
 from mmad_edge.runtime.backends.base import Backend, InputSpec
 from mmad_edge.runtime.backends.onnxruntime import OnnxRuntimeBackend
-from mmad_edge.runtime.artifact.contract import INPUT_NAME, artifact_name
 from mmad_edge.runtime.errors import BackendUnavailableError
 
 SIZE = 32
@@ -265,9 +264,9 @@ def test_openvino_refuses_the_cpu_form_int8_graph_naming_the_tensorrt_form(tmp_p
 
 
 def test_auto_picks_openvino_only_for_fp32_on_a_cpu_kind_where_the_bench_measured_it_faster(tmp_path, monkeypatch):
+    from mmad_edge.runtime.backends import backend_for as _backend_for
     from mmad_edge.runtime.backends import onnxruntime as ort_backend
     from mmad_edge.runtime.backends import openvino as ov_backend
-    from mmad_edge.runtime.backends import backend_for as _backend_for
 
     fp32, int8 = tmp_path / artifact_name("fp32"), tmp_path / artifact_name("int8")
     monkeypatch.setattr(ort_backend, "runs_on_gpu", lambda providers=None: False)

@@ -4,7 +4,6 @@ onnx-free metadata_props reader against files the real onnx package writes."""
 from __future__ import annotations
 
 import ast
-import importlib
 from pathlib import Path
 
 import onnx

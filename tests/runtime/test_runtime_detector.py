@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -261,6 +262,6 @@ def test_the_public_signatures_resolve_their_type_hints():
     import typing
 
     hints = typing.get_type_hints(Detector.predict)
-    assert hints["categories"] == typing.Optional[typing.Sequence[typing.Optional[str]]]
-    assert hints["return"] == typing.List[Result]
+    assert hints["categories"] == Sequence[str | None] | None
+    assert hints["return"] == list[Result]
     assert typing.get_type_hints(Detector.load)["return"] is Detector

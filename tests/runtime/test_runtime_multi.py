@@ -25,8 +25,8 @@ from typer.testing import CliRunner
 
 from mmad_edge.cli import app
 from mmad_edge.runtime import ArtifactError, Detector, RunOptions, run_stream
-from mmad_edge.runtime.monitor.drift import DriftMonitor, NormalScores
 from mmad_edge.runtime.loop.sources import FrameSource, SourceSpec, parse_source
+from mmad_edge.runtime.monitor.drift import DriftMonitor, NormalScores
 
 SIZE = 32
 LOW, THRESHOLD, STD = 0.3, 0.5, 0.01  # the stand-in metadata's normal median, threshold and normal std

@@ -17,10 +17,10 @@ import pytest
 from runtime_fixtures import reference, standin_metadata, top_k, write_export_dir
 
 from mmad_edge.runtime import ArtifactError, BackendUnavailableError, Detector
-from mmad_edge.runtime.backends.cuda_memory import CudaRuntimeMemory, GpuInfo, open_cuda
-from mmad_edge.runtime.backends.base import BackendOptions
-from mmad_edge.runtime.backends.tensorrt import TensorRTBackend, engine_problem
 from mmad_edge.runtime.artifact.metadata import load_contract
+from mmad_edge.runtime.backends.base import BackendOptions
+from mmad_edge.runtime.backends.cuda_memory import CudaRuntimeMemory, GpuInfo, open_cuda
+from mmad_edge.runtime.backends.tensorrt import TensorRTBackend, engine_problem
 
 SIZE = 32
 ENGINE_BYTES = b"FAKE-ENGINE"

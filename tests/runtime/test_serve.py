@@ -22,16 +22,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from runtime_fixtures import standin_metadata, write_standin
+from typer.testing import CliRunner
 
 from mmad_edge.cli import app
 from mmad_edge.runtime import Detector
-from mmad_edge.runtime.serving.options import ServeOptions
 from mmad_edge.runtime.serving.handler import InferenceHandler
 from mmad_edge.runtime.serving.libpython import own_libdir, prefer_own_libpython
+from mmad_edge.runtime.serving.options import ServeOptions
 from mmad_edge.runtime.serving.watch import ServeWatch
-from prometheus_client.parser import text_string_to_metric_families
-from typer.testing import CliRunner
-from runtime_fixtures import standin_metadata, write_standin
 
 pytest.importorskip("pytriton")
 psutil = pytest.importorskip("psutil")

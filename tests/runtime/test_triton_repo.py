@@ -8,11 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from runtime_fixtures import standin_metadata, write_export_dir, write_standin
 
 from mmad_edge.runtime.errors import ArtifactError
 from mmad_edge.runtime.serving.options import RepoOptions
 from mmad_edge.runtime.serving.repo import write_model_repository
-from runtime_fixtures import standin_metadata, write_export_dir, write_standin
 
 model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2")
 text_format = pytest.importorskip("google.protobuf.text_format")

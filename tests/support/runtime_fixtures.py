@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional, Union
 
 import numpy as np
 import onnx
@@ -19,9 +18,9 @@ from mmad_edge.runtime.artifact.contract import METADATA_KEY
 
 def standin_metadata(
     size: int = 64,
-    batch: Union[int, str] = "dynamic",
+    batch: int | str = "dynamic",
     max_batch: int = 4,
-    threshold: Optional[float] = 0.6,
+    threshold: float | None = 0.6,
     low: float = 0.5,
     precision: str = "fp32",
     statistics: bool = True,
@@ -62,7 +61,7 @@ def top_k(size: int) -> int:
     return max(8, -(-size * size // 100) // 8 * 8)
 
 
-def build_standin(size: int = 64, batch: Union[int, str] = "dynamic", metadata: Optional[dict] = None) -> onnx.ModelProto:
+def build_standin(size: int = 64, batch: int | str = "dynamic", metadata: dict | None = None) -> onnx.ModelProto:
     """The stand-in graph; ``batch`` is an int (fixed) or a dim name (dynamic)."""
     image = helper.make_tensor_value_info("image", TensorProto.UINT8, [batch, size, size, 3])
     amap = helper.make_tensor_value_info("anomaly_map", TensorProto.FLOAT, [batch, size, size])
@@ -90,7 +89,7 @@ def build_standin(size: int = 64, batch: Union[int, str] = "dynamic", metadata: 
 
 
 def write_standin(
-    path: Path, size: int = 64, batch: Union[int, str] = "dynamic", metadata: Optional[dict] = None, embed: bool = True
+    path: Path, size: int = 64, batch: int | str = "dynamic", metadata: dict | None = None, embed: bool = True
 ) -> Path:
     """Write the stand-in ONNX (metadata embedded unless ``embed=False``); returns ``path``."""
     metadata = metadata if metadata is not None else standin_metadata(size, batch)
@@ -98,7 +97,7 @@ def write_standin(
     return path
 
 
-def write_export_dir(folder: Path, size: int = 64, precisions=("fp32",), batch: Union[int, str] = "dynamic", **meta) -> Path:
+def write_export_dir(folder: Path, size: int = 64, precisions=("fp32",), batch: int | str = "dynamic", **meta) -> Path:
     """An export folder: ``model.<p>.onnx`` for each precision plus ``metadata.json``."""
     folder.mkdir(parents=True, exist_ok=True)
     for precision in precisions:
