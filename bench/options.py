@@ -54,7 +54,7 @@ class BenchOptions:
     data: str | os.PathLike[str] | None = DATA.field(
         None, help="Labelled dataset root: each MiniMaxAD row's image AUROC on its test split, beside the latency.")
     layout: str = LAYOUT.field("mvtec")
-    categories: Sequence[str] | None = CATEGORY.field(None, help=TEST_CATEGORY.format("--data"))
+    categories: Sequence[str] | None = CATEGORY.field(None, help=TEST_CATEGORY.format(DATA.name))
     inference_precision: str | None = INFERENCE_PRECISION.field(
         None, detail=" (default: a row each for f32 and every lower precision the CPU has units for)")
     performance_hint: str | None = PERFORMANCE_HINT.field(None, detail=" (default: latency at batch 1, else "

@@ -41,7 +41,7 @@ class ExportOptions:
     data: str | os.PathLike[str] | None = DATA.field(None)
     layout: str = LAYOUT.field("mvtec")
     categories: str | Sequence[str] | None = CATEGORY.field(
-        None, help=TEST_CATEGORY.format("--data for the verification report"))
+        None, help=TEST_CATEGORY.format(f"{DATA.name} for the verification report"))
     max_images: int | None = None
     calib_data: str | os.PathLike[str] | None = Flag("--calib-data", "Folder of normal images for INT8.").field(None)
     int8: Int8Options = nested(Int8Options)
@@ -73,7 +73,7 @@ class VerifyOptions:
 
     data: str | os.PathLike[str] = DATA.field()
     layout: str = LAYOUT.field("mvtec")
-    categories: Sequence[str] | None = CATEGORY.field(None, help=TEST_CATEGORY.format("--data"))
+    categories: Sequence[str] | None = CATEGORY.field(None, help=TEST_CATEGORY.format(DATA.name))
     against: str | os.PathLike[str] | None = Flag(
         "--against", "Reference: a model.fp32.onnx or a checkpoint.pt (needs torch); default: the folder's "
                      "model.fp32.onnx.").field(None)

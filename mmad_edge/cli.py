@@ -28,7 +28,8 @@ from mmad_edge.train_options import TrainOptions
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Train MiniMaxAD and deploy it to TensorRT / ONNX Runtime.")
 
 ARTIFACT = Arg("model.<precision>.onnx, model.<precision>.engine, or an export folder.")
-MARKDOWN = Flag("--markdown", "Write the table and claims as Markdown.")
+VERIFY = Flag("--verify", "Dataset root: verify the engine on its labelled test split right after the build (as "
+                          "`mmad-edge verify`).")
 JsonPath = Optional[Path]
 
 
@@ -117,10 +118,9 @@ def build_engine_cmd(
     options: EngineOptions,
     out: Annotated[Optional[Path], OUT.about(help="Engine path (default DIR/model.<precision>.engine).")] = None,
     json_path: Annotated[JsonPath, JSON.about("the engine, its size and its sidecar")] = None,
-    verify_data: Annotated[Optional[Path], Flag("--verify", "Dataset root: verify the engine on its labelled test "
-                                                            "split right after the build (as `mmad-edge verify`).")] = None,
+    verify_data: Annotated[Optional[Path], VERIFY] = None,
     layout: Annotated[str, LAYOUT] = VerifyOptions.layout,
-    category: Annotated[Optional[List[str]], CATEGORY.about(help=TEST_CATEGORY.format("--verify"))] = None,
+    category: Annotated[Optional[List[str]], CATEGORY.about(help=TEST_CATEGORY.format(VERIFY.name))] = None,
 ) -> None:
     """Build a TensorRT engine from an exported ONNX (needs only TensorRT; run it on the target)."""
     from mmad_edge.app.exporting import build_and_report
@@ -220,7 +220,7 @@ def bench(
     *,
     options: BenchOptions,
     json_path: Annotated[JsonPath, JSON.about("the report")] = None,
-    markdown_path: Annotated[Optional[Path], MARKDOWN] = None,
+    markdown_path: Annotated[Optional[Path], Flag("--markdown", "Write the table and claims as Markdown.")] = None,
     plot_path: Annotated[Optional[Path], Flag("--plot", "Write a PNG plot (log axes, floor drawn; needs "
                                                         "matplotlib).")] = None,
     serve: Annotated[Optional[str], Flag(
