@@ -125,7 +125,8 @@ def build_engine_cmd(
     """Build a TensorRT engine from an exported ONNX (needs only TensorRT; run it on the target)."""
     from mmad_edge.app.exporting import build_and_report
 
-    verify = None if verify_data is None else VerifyOptions(data=verify_data, layout=layout, categories=category or None)
+    verify = (None if verify_data is None
+              else VerifyOptions(data=verify_data, layout=layout, categories=category or None))
     build_and_report(onnx_path, out, options, json_path, verify)
 
 

@@ -30,8 +30,8 @@ def bench_serve(url: str, artifacts: Sequence[Path], options: BenchOptions, json
     from mmad_edge.bench.serve_load import ServeLoadOptions, run_serve_load, summary_text, write_serve_load
 
     if len(artifacts) != 1:
-        fail(f"bench --serve takes the one artifact the server serves (to time it in process too), got {len(artifacts)}; "
-             "pass it: mmad-edge bench EXPORT --serve URL")
+        fail(f"bench --serve takes the one artifact the server serves (to time it in process too), got "
+             f"{len(artifacts)}; pass it: mmad-edge bench EXPORT --serve URL")
     report = run_serve_load(str(artifacts[0]), ServeLoadOptions(url=url, duration_s=options.case_budget_s,
                                                                 progress=options.progress))
     typer.echo(summary_text(report))

@@ -38,7 +38,8 @@ class RunOptions:
     retry_s: Optional[float] = Flag(
         "--retry-seconds", "How long to keep reopening a camera, stream or video that gives no frames (default 15; "
                            "0: fail at once).").field(None)
-    map_size: str = Flag("--map-size", "Anomaly maps at the model's size or each frame's: model or frame.").field("model")
+    map_size: str = Flag("--map-size", "Anomaly maps at the model's size or each frame's: model or "
+                                       "frame.").field("model")
     progress_every_s: float = 10.0
     drift_window: int = DRIFT_WINDOW.field(DEFAULT_WINDOW, detail="source")
     drift_tolerance: float = DRIFT_TOLERANCE.field(DEFAULT_TOLERANCE)
