@@ -1,13 +1,18 @@
 """What `mmad-edge bench` was asked to do, as one value: built once by the CLI, passed whole.
 
-Pure Python, so the CLI reads the defaults here for its typer options.
+Pure Python: each field carries its flag and help, from which the CLI builds the command.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from operator import not_
 from typing import Sequence
+
+from mmad_edge.export.options import TEST_CATEGORY
+from mmad_edge.flags import DATA, IMAGE_SIZE, LAYOUT
+from mmad_edge.runtime.flags import BACKEND, BATCH_SIZE, CATEGORY, INFERENCE_PRECISION, PERFORMANCE_HINT, Flag
 
 DEFAULT_CASE_BUDGET_S = 6.0
 
@@ -29,20 +34,28 @@ class BenchOptions:
     hint (None: latency at batch 1, throughput for larger batches).
     """
 
-    backend: str = "auto"
-    batches: str | Sequence[int] = "1,16"
-    protocols: str | Sequence[str] = "paper,e2e"
-    warmup: int = 10
-    iters: int = 50
-    peers: bool = True
-    checkpoint: str | os.PathLike[str] | None = None
-    cache_dir: str | os.PathLike[str] | None = None
-    image_size: int | None = None
-    progress: bool = True
-    case_budget_s: float = DEFAULT_CASE_BUDGET_S
-    micro_batch: int | None = None
-    data: str | os.PathLike[str] | None = None
-    layout: str = "mvtec"
-    categories: Sequence[str] | None = None
-    inference_precision: str | None = None
-    performance_hint: str | None = None
+    backend: str = BACKEND.field("auto", detail=" or torch")
+    batches: str | Sequence[int] = BATCH_SIZE.field("1,16", detail="; a comma list times each")
+    protocols: str | Sequence[str] = Flag("--protocol", "Comma list of paper and/or e2e.").field("paper,e2e")
+    warmup: int = Flag("--warmup", "Untimed calls per row (cut to the case budget).").field(10)
+    iters: int = Flag("--iters", "Timed calls per row (cut to the case budget).").field(50)
+    peers: bool = Flag("--peers/--no-peers", "Time EfficientAD, RD4AD and PatchCore too (eager and exported to "
+                                             "ONNX).").field(True)
+    checkpoint: str | os.PathLike[str] | None = Flag("--checkpoint", "Weights for the PyTorch rows.").field(None)
+    cache_dir: str | os.PathLike[str] | None = Flag("--cache-dir", "Where the default export is kept.").field(None)
+    image_size: int | None = IMAGE_SIZE.field(None, detail=" (default: the checkpoint's, else 256; artifacts fix it)")
+    progress: bool = Flag("--quiet/--no-quiet", "No progress lines on stderr.").field(True, cli_default=False,
+                                                                                    parse=not_)
+    case_budget_s: float = Flag("--case-budget", "Seconds of timing per row before iterations are cut.").field(
+        DEFAULT_CASE_BUDGET_S)
+    micro_batch: int | None = Flag(
+        "--micro-batch", "Images per ONNX Runtime CPU run of a batch (default: the runtime's cache-sized choice; 0: "
+                         "one run per batch).").field(None)
+    data: str | os.PathLike[str] | None = DATA.field(
+        None, help="Labelled dataset root: each MiniMaxAD row's image AUROC on its test split, beside the latency.")
+    layout: str = LAYOUT.field("mvtec")
+    categories: Sequence[str] | None = CATEGORY.field(None, help=TEST_CATEGORY.format(DATA.name))
+    inference_precision: str | None = INFERENCE_PRECISION.field(
+        None, detail=" (default: a row each for f32 and every lower precision the CPU has units for)")
+    performance_hint: str | None = PERFORMANCE_HINT.field(None, detail=" (default: latency at batch 1, else "
+                                                                       "throughput)")

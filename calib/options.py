@@ -1,15 +1,16 @@
 """The INT8 calibrator's options as one value: built once (CLI or caller), passed whole.
 
-Pure Python (no onnx), so the CLI reads the defaults here for its typer options.
+Pure Python (no onnx): the fields `mmad-edge export` sets carry their flag and help.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 from mmad_edge.calib.sensitivity import AccuracyTarget
+from mmad_edge.runtime.flags import Flag, nested
 
 
 @dataclass(frozen=True)
@@ -26,10 +27,10 @@ class Int8Options:
     QOperator, keep the faster), ``qdq`` or ``qoperator``.
     """
 
-    target: str = "tensorrt"
-    method: str = "minmax"
-    count: int = 200
-    seed: int = 0
+    target: str = Flag("--target", "INT8 form: tensorrt (symmetric Q/DQ) or cpu (ONNX Runtime VNNI).").field("tensorrt")
+    method: str = Flag("--calib-method", "minmax, entropy or percentile.").field("minmax")
+    count: int = Flag("--calib-count", "Calibration images (random, seeded).").field(200)
+    seed: int = Flag("--calib-seed", "Seed of the calibration image draw.").field(0)
     exclude: Sequence[str] = ()
     percentile: float = 99.999
     eval_data: str | os.PathLike[str] | None = None
@@ -37,7 +38,11 @@ class Int8Options:
     eval_categories: str | Sequence[str] | None = None
     eval_count: int = 24
     sensitivity: bool = True
-    accuracy: AccuracyTarget = field(default_factory=AccuracyTarget)
+    accuracy: AccuracyTarget = nested(
+        AccuracyTarget, spearman_min=Flag("--int8-spearman", "INT8 target: score rank correlation vs FP32."),
+        auroc_drop_max=Flag("--int8-auroc-drop", "INT8 target: max image-AUROC drop."),
+        score_error_max=Flag("--int8-score-error",
+                             "INT8 target: max RMS score shift, in units of the FP32 scores' spread."))
     max_attempts: int = 8
     cpu_format: str = "auto"
     cache_dir: str | os.PathLike[str] | None = None

@@ -12,7 +12,6 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -20,6 +19,7 @@ import cv2
 import numpy as np
 import torch
 
+from mmad_edge.app.demo_options import DemoOptions
 from mmad_edge.data.dataset import build_dataset
 from mmad_edge.data.demo import make_demo_dataset
 from mmad_edge.runtime import Detector
@@ -27,30 +27,6 @@ from mmad_edge.runtime.compare import auroc
 from mmad_edge.runtime.artifact.contract import PRECISIONS, artifact_name
 from mmad_edge.runtime.imageio import read_image
 from mmad_edge.runtime.loop.overlay import render_overlay
-
-CATEGORIES = ("brick", "grass", "gravel")
-
-
-@dataclass
-class DemoOptions:
-    """Sized to finish in under 10 minutes on 2 CPU cores (the README's main job)."""
-
-    out: Path
-    variant: str = "a"
-    image_size: int = 128
-    epochs: int = 4  # with 200 training images per texture: ~1.5 minutes of training on 2 CPU cores
-    batch_size: int = 16
-    loss: str = "global"  # textures are feature-poor data: the paper's choice there
-    categories: tuple[str, ...] = CATEGORIES
-    n_train: int = 200  # more distinct images beat more epochs on few (README, demo results)
-    n_test_good: int = 60  # 60 normal and 120 defective test images per category: a category's AUROC
-    n_test_defect: int = 120  # to about +-0.03, the mean to about +-0.02
-    calib_count: int = 64
-    bench_iters: int = 20
-    seed: int = 111
-    progress: bool = True
-    timings: dict[str, float] = field(default_factory=dict)
-
 
 class Steps:
     """Prints numbered steps with their duration to stderr and keeps the durations."""

@@ -1,6 +1,7 @@
 """What `mmad-edge run` was asked to do, as one value: built once by the CLI, passed whole.
 
-The defaults here are the only ones: the CLI reads them for its typer options.
+The defaults here are the only ones; each field carries its flag and help (plain metadata), from
+which the CLI builds the command.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ import os
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence, Union
 
+from ..flags import (BACKEND, BATCH_SIZE, CATEGORY, DRIFT_TOLERANCE, DRIFT_WINDOW, INFERENCE_PRECISION, METRICS_PORT,
+                     PERFORMANCE_HINT, PRECISION, Flag)
 from ..monitor.drift import DEFAULT_TOLERANCE, DEFAULT_WINDOW
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -18,21 +21,30 @@ PathLike = Union[str, "os.PathLike[str]"]
 class RunOptions:
     """Options of ``run_stream`` (see its docstring for what each one does)."""
 
-    show: bool = False
-    save_dir: Optional[PathLike] = None
-    jsonl: bool = False
-    threshold: Optional[float] = None
-    backend: str = "auto"
-    batch: int = 1
-    max_frames: Optional[int] = None
+    show: bool = Flag("--show/--no-show", "Window with heat-map overlay and score (needs opencv-python, "
+                                          "not -headless).").field(False)
+    save_dir: Optional[PathLike] = Flag(
+        "--save", "Folder that keeps the anomalous frames only: each as frame, overlay and map PNGs plus a line in "
+                  "results.jsonl (maps at model size; at frame size with --map-size frame).").field(None)
+    jsonl: bool = Flag("--jsonl/--no-jsonl", "One strict-JSON object per frame on stdout.").field(False)
+    threshold: Optional[float] = Flag("--threshold", "Override the artifact's threshold (finite).").field(None)
+    backend: str = BACKEND.field("auto")
+    batch: int = BATCH_SIZE.field(1)
+    max_frames: Optional[int] = Flag("--max-frames", "Stop after N >= 1 frames (default: until the source "
+                                                     "ends).").field(None)
     providers: Optional[Sequence[Any]] = None
-    precision: Optional[str] = None
-    category: Optional[str] = None
-    retry_s: Optional[float] = None
-    map_size: str = "model"
+    precision: Optional[str] = PRECISION.field(None)
+    category: Optional[str] = CATEGORY.field(None, help="Threshold of this training category (unified models).")
+    retry_s: Optional[float] = Flag(
+        "--retry-seconds", "How long to keep reopening a camera, stream or video that gives no frames (default 15; "
+                           "0: fail at once).").field(None)
+    map_size: str = Flag("--map-size", "Anomaly maps at the model's size or each frame's: model or "
+                                       "frame.").field("model")
     progress_every_s: float = 10.0
-    drift_window: int = DEFAULT_WINDOW
-    drift_tolerance: float = DEFAULT_TOLERANCE
-    metrics_port: Optional[int] = None
-    inference_precision: Optional[str] = None  # OpenVINO: f32 (default), bf16 or f16 where the CPU has the units
-    performance_hint: Optional[str] = None  # OpenVINO: latency / throughput (default: latency at batch 1, else throughput)
+    drift_window: int = DRIFT_WINDOW.field(DEFAULT_WINDOW, detail="source")
+    drift_tolerance: float = DRIFT_TOLERANCE.field(DEFAULT_TOLERANCE)
+    metrics_port: Optional[int] = METRICS_PORT.field(
+        None, help="Serve Prometheus metrics at http://0.0.0.0:PORT/metrics during the run.")
+    inference_precision: Optional[str] = INFERENCE_PRECISION.field(None, detail=" (default f32)")
+    performance_hint: Optional[str] = PERFORMANCE_HINT.field(
+        None, detail=" (default: latency at --batch-size 1, else throughput)")

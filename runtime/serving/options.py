@@ -1,16 +1,21 @@
 """What `mmad-edge serve` was asked to do, as one value: built once by the CLI, passed whole.
 
-The defaults here are the only ones: the CLI reads them for its typer options.
+The defaults here are the only ones; each field carries its flag and help (plain metadata), from
+which the CLI builds the commands.
 """
 
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Optional
 
+from ..flags import (BACKEND, DRIFT_TOLERANCE, DRIFT_WINDOW, INSTANCES, MAX_BATCH, MAX_QUEUE_DELAY_US, METRICS_PORT,
+                     PRECISION, Flag)
 from ..monitor.drift import DEFAULT_TOLERANCE, DEFAULT_WINDOW, check_drift_options
+
+PORTS = ("http_port", "grpc_port", "metrics_port", "app_metrics_port")
 
 
 @dataclass(frozen=True)
@@ -30,28 +35,30 @@ class ServeOptions:
     there as JSON lines.
     """
 
-    http_port: int = 8000
-    grpc_port: int = 8001
-    metrics_port: int = 8002
-    max_batch: Optional[int] = None
-    max_queue_delay_us: int = 500
-    instances: int = 1
-    backend: str = "auto"
-    precision: Optional[str] = None
-    threads: Optional[int] = None
+    http_port: int = Flag("--port", "HTTP/REST port (KServe v2).").field(8000)
+    grpc_port: int = Flag("--grpc-port", "gRPC port (KServe v2).").field(8001)
+    metrics_port: int = METRICS_PORT.field(8002)
+    max_batch: Optional[int] = MAX_BATCH.field(None)
+    max_queue_delay_us: int = MAX_QUEUE_DELAY_US.field(500)
+    instances: int = INSTANCES.field(1, detail=", each its own Detector (batches run side by side)")
+    backend: str = BACKEND.field("auto")
+    precision: Optional[str] = PRECISION.field(None)
+    threads: Optional[int] = Flag("--threads", "ONNX Runtime CPU threads per instance.").field(None)
     exit_timeout_s: int = 3
-    log_file: Optional[str] = None
-    drift_window: int = DEFAULT_WINDOW
-    drift_tolerance: float = DEFAULT_TOLERANCE
-    app_metrics_port: Optional[int] = None
-    events_path: Optional[str] = None
+    log_file: Optional[str] = Flag("--log-file", "tritonserver's log (default: the temp folder, named in the "
+                                                 "summary).").field(None, cli_type=Path, parse=str)
+    drift_window: int = DRIFT_WINDOW.field(DEFAULT_WINDOW, detail="category")
+    drift_tolerance: float = DRIFT_TOLERANCE.field(DEFAULT_TOLERANCE)
+    app_metrics_port: Optional[int] = Flag(
+        "--app-metrics-port", "Serve our metrics (frames, anomalies, latency, drift per category) at "
+                              "http://0.0.0.0:PORT/metrics, apart from Triton's --metrics-port.").field(None)
+    events_path: Optional[str] = Flag("--events", "Append each drift event to this file as a JSON line.").field(
+        None, cli_type=Path, parse=str)
 
     def ports(self) -> dict:
         """Each port in use, by the flag that sets it (the app metrics' only when served)."""
-        ports = {"--port": self.http_port, "--grpc-port": self.grpc_port, "--metrics-port": self.metrics_port}
-        if self.app_metrics_port is not None:
-            ports["--app-metrics-port"] = self.app_metrics_port
-        return ports
+        flags = {f.name: f.metadata["flag"] for f in fields(self) if f.name in PORTS}
+        return {flags[name]: getattr(self, name) for name in PORTS if getattr(self, name) is not None}
 
     def triton_log(self) -> Path:
         """Where tritonserver's own log goes (default: a file per HTTP port in the temp folder)."""
@@ -80,8 +87,9 @@ class RepoOptions:
     (``precision``, ``backend``: auto takes an engine when there is one) and the model config's
     batching and instance count (KIND_GPU for engines, KIND_AUTO for ONNX)."""
 
-    precision: Optional[str] = None
-    backend: str = "auto"
-    max_batch: Optional[int] = None
-    max_queue_delay_us: int = 500
-    instances: int = 1
+    precision: Optional[str] = PRECISION.field(None)
+    backend: str = BACKEND.field(
+        "auto", help="From a folder: auto (an engine if there is one), tensorrt or onnxruntime.")
+    max_batch: Optional[int] = MAX_BATCH.field(None)
+    max_queue_delay_us: int = MAX_QUEUE_DELAY_US.field(500)
+    instances: int = INSTANCES.field(1, detail=" (instance_group count)")
