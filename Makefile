@@ -19,6 +19,7 @@ demo: $(STAMP)
 	$(BIN)/mmad-edge demo --out demo_out
 
 test: $(STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 clean:

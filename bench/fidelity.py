@@ -19,7 +19,7 @@ import numpy as np
 from mmad_edge.export.device_verification import score_frames
 from mmad_edge.runtime.backends import backend_class, reference
 from mmad_edge.runtime.backends.base import BackendOptions
-from mmad_edge.runtime.compare import error_metrics
+from mmad_edge.runtime.monitor.compare import error_metrics
 
 ACCURACY_FRAMES = 16
 KEPT = ("map_relative", "score_relative", "spearman")

@@ -6,9 +6,9 @@ Pure Python: each field carries its flag and help, from which the CLI builds the
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from operator import not_
-from typing import Sequence
 
 from mmad_edge.export.options import TEST_CATEGORY
 from mmad_edge.flags import DATA, IMAGE_SIZE, LAYOUT

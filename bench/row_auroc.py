@@ -16,8 +16,8 @@ from typing import Any
 from mmad_edge.data.catalog import labelled_split
 from mmad_edge.export.device_verification import score_frames
 from mmad_edge.runtime import Detector
-from mmad_edge.runtime.compare import auroc
 from mmad_edge.runtime.log import say
+from mmad_edge.runtime.monitor.compare import auroc
 
 from .options import BenchOptions
 from .tables import ACCURACY_KEY

@@ -1,5 +1,5 @@
 """The frames an INT8 candidate is judged on and its outputs on them (ORT CPU); the metrics
-comparing it to the FP32 reference are ``mmad_edge.runtime.compare.error_metrics``, shared
+comparing it to the FP32 reference are ``mmad_edge.runtime.monitor.compare.error_metrics``, shared
 with export verification.
 """
 
@@ -17,7 +17,7 @@ import onnx
 from mmad_edge.calib.reader import CalibrationDataError, CalibrationWarning, load_frames, seeded_pick
 from mmad_edge.data.dataset import build_dataset
 from mmad_edge.runtime.backends.onnxruntime import cpu_session, run_batched
-from mmad_edge.runtime.compare import Outputs
+from mmad_edge.runtime.monitor.compare import Outputs
 
 
 @dataclass(frozen=True)

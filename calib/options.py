@@ -6,8 +6,8 @@ Pure Python (no onnx): the fields `mmad-edge export` sets carry their flag and h
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from mmad_edge.calib.sensitivity import AccuracyTarget
 from mmad_edge.runtime.flags import Flag, nested

@@ -32,7 +32,7 @@ from mmad_edge.calib.result import Int8Result
 from mmad_edge.calib.sensitivity import SearchResult, search
 from mmad_edge.calib.timing import median_latency_ms
 from mmad_edge.fileio import file_sha256
-from mmad_edge.runtime.compare import error_metrics
+from mmad_edge.runtime.monitor.compare import error_metrics
 
 ALWAYS_FLOAT_REASON = (
     "only Conv/ConvTranspose are quantised: GRN (L2 reduction and normalisation), LayerNorm "

@@ -29,8 +29,8 @@ from mmad_edge.fileio import write_json_atomic
 from mmad_edge.runtime import Detector
 from mmad_edge.runtime.artifact.contract import artifact_name
 from mmad_edge.runtime.artifact.selection import export_report
-from mmad_edge.runtime.compare import auroc, error_metrics
 from mmad_edge.runtime.log import say
+from mmad_edge.runtime.monitor.compare import auroc, error_metrics
 
 VERIFY_SUFFIX = ".verify.json"
 CHECKPOINT_SUFFIXES = (".pt", ".pth")

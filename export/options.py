@@ -8,8 +8,8 @@ the commands.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from typing import Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from mmad_edge.calib.options import Int8Options
 from mmad_edge.flags import DATA, IMAGE_SIZE, LAYOUT, VARIANT

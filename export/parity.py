@@ -23,7 +23,7 @@ from mmad_edge.export.checks import Check, default_checks
 from mmad_edge.export.onnx_export import numpy_input
 from mmad_edge.model.minimaxad import MiniMaxAD
 from mmad_edge.runtime.backends.onnxruntime import cpu_session, run_batched
-from mmad_edge.runtime.compare import Outputs, error_metrics
+from mmad_edge.runtime.monitor.compare import Outputs, error_metrics
 
 
 @dataclass

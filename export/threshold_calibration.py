@@ -30,9 +30,9 @@ from mmad_edge.runtime import Detector
 from mmad_edge.runtime.artifact.contract import ENGINE_SUFFIX, METADATA_FILE, METADATA_KEY, sidecar_path
 from mmad_edge.runtime.artifact.metadata import ARTIFACT_STATISTICS, statistics_beside, validate_metadata
 from mmad_edge.runtime.artifact.onnx_props import read_metadata_props, with_metadata_prop
-from mmad_edge.runtime.compare import tie_cumsums
 from mmad_edge.runtime.errors import ArtifactError
 from mmad_edge.runtime.imageio import read_image
+from mmad_edge.runtime.monitor.compare import tie_cumsums
 from mmad_edge.runtime.preprocess import resize_frame
 from mmad_edge.stats import score_statistics
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, List, Optional
+from typing import Annotated
 
 import typer
 
@@ -30,7 +30,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Train MiniMa
 ARTIFACT = Arg("model.<precision>.onnx, model.<precision>.engine, or an export folder.")
 VERIFY = Flag("--verify", "Dataset root: verify the engine on its labelled test split right after the build (as "
                           "`mmad-edge verify`).")
-JsonPath = Optional[Path]
+JsonPath = Path | None
 
 
 @app.command("import-checkpoint")
@@ -41,9 +41,9 @@ def import_checkpoint_cmd(
     out: Annotated[Path, OUT.about(help="Project checkpoint to write (e.g. RUN_DIR/checkpoint.pt).")],
     variant: Annotated[str, VARIANT.about(" (the one the weights are for)")],
     image_size: Annotated[int, IMAGE_SIZE.about()] = TrainOptions.image_size,
-    encoder: Annotated[Optional[str], Flag("--encoder", "UniRepLKNet ImageNet weights: a name from "
+    encoder: Annotated[str | None, Flag("--encoder", "UniRepLKNet ImageNet weights: a name from "
                                                         "`mmad-edge weights` or a .pth file.")] = None,
-    minimaxad: Annotated[Optional[Path], Flag("--minimaxad", 'MiniMaxAD run {"bn", "decoder"} (.pth).')] = None,
+    minimaxad: Annotated[Path | None, Flag("--minimaxad", 'MiniMaxAD run {"bn", "decoder"} (.pth).')] = None,
     json_path: Annotated[JsonPath, JSON.about("what was loaded and ignored")] = None,
 ) -> None:
     """Convert UniRepLKNet / MiniMaxAD checkpoints into one project checkpoint."""
@@ -83,7 +83,7 @@ def eval_cmd(
     checkpoint: Annotated[Path, Arg("RUN_DIR/checkpoint.pt (a training checkpoint, not an export).")],
     data: Annotated[Path, DATA],
     layout: Annotated[str, LAYOUT] = TrainOptions.layout,
-    category: Annotated[Optional[List[str]], CATEGORY] = None,
+    category: Annotated[list[str] | None, CATEGORY] = None,
     batch_size: Annotated[int, BATCH_SIZE.about()] = TrainOptions.batch_size,
     device: Annotated[str, DEVICE] = TrainOptions.device,
     json_path: Annotated[JsonPath, JSON.about("the metrics")] = None,
@@ -116,11 +116,11 @@ def export(
 def build_engine_cmd(
     onnx_path: Annotated[Path, Arg("DIR/model.<precision>.onnx")],
     options: EngineOptions,
-    out: Annotated[Optional[Path], OUT.about(help="Engine path (default DIR/model.<precision>.engine).")] = None,
+    out: Annotated[Path | None, OUT.about(help="Engine path (default DIR/model.<precision>.engine).")] = None,
     json_path: Annotated[JsonPath, JSON.about("the engine, its size and its sidecar")] = None,
-    verify_data: Annotated[Optional[Path], VERIFY] = None,
+    verify_data: Annotated[Path | None, VERIFY] = None,
     layout: Annotated[str, LAYOUT] = VerifyOptions.layout,
-    category: Annotated[Optional[List[str]], CATEGORY.about(help=TEST_CATEGORY.format(VERIFY.name))] = None,
+    category: Annotated[list[str] | None, CATEGORY.about(help=TEST_CATEGORY.format(VERIFY.name))] = None,
 ) -> None:
     """Build a TensorRT engine from an exported ONNX (needs only TensorRT; run it on the target)."""
     from mmad_edge.app.exporting import build_and_report
@@ -165,7 +165,7 @@ def calibrate_threshold_cmd(
 @declared
 def run(
     artifact: Annotated[Path, ARTIFACT],
-    source: Annotated[List[str], Flag(
+    source: Annotated[list[str], Flag(
         "--source", "Camera index (0), rtsp://..., video file or image folder; repeat for several sources (batched "
                     "together); NAME=SOURCE scores one with category NAME's threshold.")],
     options: RunOptions,
@@ -215,16 +215,16 @@ def triton_repo(
 @needs("export")
 @declared
 def bench(
-    artifacts: Annotated[Optional[List[Path]], Arg(
+    artifacts: Annotated[list[Path] | None, Arg(
         "Export folders or .onnx/.engine files (without torch / onnx installed the torch rows and the floor are "
         "listed as skipped); none: the built-in default (needs the export extra).")] = None,
     *,
     options: BenchOptions,
     json_path: Annotated[JsonPath, JSON.about("the report")] = None,
-    markdown_path: Annotated[Optional[Path], Flag("--markdown", "Write the table and claims as Markdown.")] = None,
-    plot_path: Annotated[Optional[Path], Flag("--plot", "Write a PNG plot (log axes, floor drawn; needs "
+    markdown_path: Annotated[Path | None, Flag("--markdown", "Write the table and claims as Markdown.")] = None,
+    plot_path: Annotated[Path | None, Flag("--plot", "Write a PNG plot (log axes, floor drawn; needs "
                                                         "matplotlib).")] = None,
-    serve: Annotated[Optional[str], Flag(
+    serve: Annotated[str | None, Flag(
         "--serve", "URL of a running `mmad-edge serve` (http://HOST:PORT or grpc://HOST:PORT) serving the one ARTIFACT "
                    "given: load it with 1, 4 and 16 clients (--case-budget seconds each).")] = None,
 ) -> None:

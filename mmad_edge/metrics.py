@@ -1,7 +1,7 @@
 """Anomaly detection metrics in numpy (no scikit-learn at run time).
 
 The shared image-level pieces (sorted tie groups, AUROC / AP / F1, Spearman) live in
-``mmad_edge.runtime.compare``; this module adds pixel AUPRO and the per-category summaries.
+``mmad_edge.runtime.monitor.compare``; this module adds pixel AUPRO and the per-category summaries.
 
 Image and pixel AUROC, average precision and F1-max come from one sort of the scores:
 cumulative counts are read at the end of every group of tied scores, which is exactly how
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from mmad_edge.runtime.compare import binary_metrics, curve_metrics, flat_scores, tie_cumsums, trapezoid
+from mmad_edge.runtime.monitor.compare import binary_metrics, curve_metrics, flat_scores, tie_cumsums, trapezoid
 
 METRIC_KEYS = (
     "image_auroc",

@@ -6,9 +6,9 @@ Torch-free: each field carries its flag and help, from which the CLI builds the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from mmad_edge.flags import DATA, DEVICE, EPOCHS, IMAGE_SIZE, LAYOUT, LOSS, OUT, VARIANT
 from mmad_edge.runtime.flags import BATCH_SIZE, CATEGORY, Flag

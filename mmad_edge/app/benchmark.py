@@ -3,8 +3,8 @@ under load next to the in-process Detector on the same artifact."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import typer
 

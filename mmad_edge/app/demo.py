@@ -12,8 +12,9 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import cv2
 import numpy as np
@@ -23,10 +24,11 @@ from mmad_edge.app.demo_options import DemoOptions
 from mmad_edge.data.dataset import build_dataset
 from mmad_edge.data.demo import make_demo_dataset
 from mmad_edge.runtime import Detector
-from mmad_edge.runtime.compare import auroc
 from mmad_edge.runtime.artifact.contract import PRECISIONS, artifact_name
 from mmad_edge.runtime.imageio import read_image
 from mmad_edge.runtime.loop.overlay import render_overlay
+from mmad_edge.runtime.monitor.compare import auroc
+
 
 class Steps:
     """Prints numbered steps with their duration to stderr and keeps the durations."""
@@ -141,8 +143,8 @@ def _runtime_pass(opts: DemoOptions, artifact: Path, images, overlays: Path | No
 
 def _bench(opts: DemoOptions, export_dirs: list[Path], checkpoint: Path) -> dict[str, Any]:
     from mmad_edge.bench.options import BenchOptions
-    from mmad_edge.bench.tables import write_markdown, write_plot
     from mmad_edge.bench.suite import run_bench
+    from mmad_edge.bench.tables import write_markdown, write_plot
     from mmad_edge.fileio import write_json
 
     report = run_bench([str(d) for d in export_dirs], BenchOptions(

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import typer
 
 from mmad_edge.app.exits import fail
 from mmad_edge.app.json_output import write_json
+from mmad_edge.runtime.artifact.contract import ENGINE_SUFFIX, ONNX_SUFFIX
 
 
 def refuse_export(checkpoint: Path) -> None:
     """`eval` scores a PyTorch checkpoint; an export folder or graph is scored by `run`."""
-    if checkpoint.is_dir() or checkpoint.suffix in (".onnx", ".engine"):
+    if checkpoint.is_dir() or checkpoint.suffix in (ONNX_SUFFIX, ENGINE_SUFFIX):
         fail(f"{checkpoint}: eval takes a training checkpoint (RUN_DIR/checkpoint.pt), not an export; "
              f"score an export with 'mmad-edge run {checkpoint} --source TEST_IMAGES --jsonl' "
              "(its report.json holds the export's accuracy)")

@@ -15,8 +15,9 @@ import inspect
 import os
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, List, Optional
+from typing import Any
 
 import typer
 
@@ -84,7 +85,7 @@ def _cli_type(annotation: Any, default: Any) -> Any:
     if len(kinds) == 1 and typing.get_origin(kinds[0]) is None:
         return kinds[0]
     if any(typing.get_origin(a) is collections.abc.Sequence for a in kinds):
-        return List[str]
+        return list[str]
     raise TypeError(f"no command-line type for {annotation}; declare the field with cli_type=")
 
 
@@ -110,7 +111,7 @@ def _group(cls: type, flags: dict[str, Flag]) -> _Group:
         cli_type = meta.get("cli_type") or _cli_type(hints[f.name], default)
         param = meta["flag"].split("/")[0].lstrip("-").replace("-", "_")
         members.append((f.name, _Option(param, meta["flag"], meta["help"],
-                                        Optional[cli_type] if default is None else cli_type, default,
+                                        cli_type | None if default is None else cli_type, default,
                                         meta.get("parse"))))
     return _Group(cls, tuple(members))
 

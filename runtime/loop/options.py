@@ -7,11 +7,22 @@ which the CLI builds the command.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Union
 
-from ..flags import (BACKEND, BATCH_SIZE, CATEGORY, DRIFT_TOLERANCE, DRIFT_WINDOW, INFERENCE_PRECISION, METRICS_PORT,
-                     PERFORMANCE_HINT, PRECISION, Flag)
+from ..flags import (
+    BACKEND,
+    BATCH_SIZE,
+    CATEGORY,
+    DRIFT_TOLERANCE,
+    DRIFT_WINDOW,
+    INFERENCE_PRECISION,
+    METRICS_PORT,
+    PERFORMANCE_HINT,
+    PRECISION,
+    Flag,
+)
 from ..monitor.drift import DEFAULT_TOLERANCE, DEFAULT_WINDOW
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -23,19 +34,19 @@ class RunOptions:
 
     show: bool = Flag("--show/--no-show", "Window with heat-map overlay and score (needs opencv-python, "
                                           "not -headless).").field(False)
-    save_dir: Optional[PathLike] = Flag(
+    save_dir: PathLike | None = Flag(
         "--save", "Folder that keeps the anomalous frames only: each as frame, overlay and map PNGs plus a line in "
                   "results.jsonl (maps at model size; at frame size with --map-size frame).").field(None)
     jsonl: bool = Flag("--jsonl/--no-jsonl", "One strict-JSON object per frame on stdout.").field(False)
-    threshold: Optional[float] = Flag("--threshold", "Override the artifact's threshold (finite).").field(None)
+    threshold: float | None = Flag("--threshold", "Override the artifact's threshold (finite).").field(None)
     backend: str = BACKEND.field("auto")
     batch: int = BATCH_SIZE.field(1)
-    max_frames: Optional[int] = Flag("--max-frames", "Stop after N >= 1 frames (default: until the source "
+    max_frames: int | None = Flag("--max-frames", "Stop after N >= 1 frames (default: until the source "
                                                      "ends).").field(None)
-    providers: Optional[Sequence[Any]] = None
-    precision: Optional[str] = PRECISION.field(None)
-    category: Optional[str] = CATEGORY.field(None, help="Threshold of this training category (unified models).")
-    retry_s: Optional[float] = Flag(
+    providers: Sequence[Any] | None = None
+    precision: str | None = PRECISION.field(None)
+    category: str | None = CATEGORY.field(None, help="Threshold of this training category (unified models).")
+    retry_s: float | None = Flag(
         "--retry-seconds", "How long to keep reopening a camera, stream or video that gives no frames (default 15; "
                            "0: fail at once).").field(None)
     map_size: str = Flag("--map-size", "Anomaly maps at the model's size or each frame's: model or "
@@ -43,8 +54,8 @@ class RunOptions:
     progress_every_s: float = 10.0
     drift_window: int = DRIFT_WINDOW.field(DEFAULT_WINDOW, detail="source")
     drift_tolerance: float = DRIFT_TOLERANCE.field(DEFAULT_TOLERANCE)
-    metrics_port: Optional[int] = METRICS_PORT.field(
+    metrics_port: int | None = METRICS_PORT.field(
         None, help="Serve Prometheus metrics at http://0.0.0.0:PORT/metrics during the run.")
-    inference_precision: Optional[str] = INFERENCE_PRECISION.field(None, detail=" (default f32)")
-    performance_hint: Optional[str] = PERFORMANCE_HINT.field(
+    inference_precision: str | None = INFERENCE_PRECISION.field(None, detail=" (default f32)")
+    performance_hint: str | None = PERFORMANCE_HINT.field(
         None, detail=" (default: latency at --batch-size 1, else throughput)")

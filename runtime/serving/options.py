@@ -9,10 +9,18 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Optional
 
-from ..flags import (BACKEND, DRIFT_TOLERANCE, DRIFT_WINDOW, INSTANCES, MAX_BATCH, MAX_QUEUE_DELAY_US, METRICS_PORT,
-                     PRECISION, Flag)
+from ..flags import (
+    BACKEND,
+    DRIFT_TOLERANCE,
+    DRIFT_WINDOW,
+    INSTANCES,
+    MAX_BATCH,
+    MAX_QUEUE_DELAY_US,
+    METRICS_PORT,
+    PRECISION,
+    Flag,
+)
 from ..monitor.drift import DEFAULT_TOLERANCE, DEFAULT_WINDOW, check_drift_options
 
 PORTS = ("http_port", "grpc_port", "metrics_port", "app_metrics_port")
@@ -38,21 +46,21 @@ class ServeOptions:
     http_port: int = Flag("--port", "HTTP/REST port (KServe v2).").field(8000)
     grpc_port: int = Flag("--grpc-port", "gRPC port (KServe v2).").field(8001)
     metrics_port: int = METRICS_PORT.field(8002)
-    max_batch: Optional[int] = MAX_BATCH.field(None)
+    max_batch: int | None = MAX_BATCH.field(None)
     max_queue_delay_us: int = MAX_QUEUE_DELAY_US.field(500)
     instances: int = INSTANCES.field(1, detail=", each its own Detector (batches run side by side)")
     backend: str = BACKEND.field("auto")
-    precision: Optional[str] = PRECISION.field(None)
-    threads: Optional[int] = Flag("--threads", "ONNX Runtime CPU threads per instance.").field(None)
+    precision: str | None = PRECISION.field(None)
+    threads: int | None = Flag("--threads", "ONNX Runtime CPU threads per instance.").field(None)
     exit_timeout_s: int = 3
-    log_file: Optional[str] = Flag("--log-file", "tritonserver's log (default: the temp folder, named in the "
+    log_file: str | None = Flag("--log-file", "tritonserver's log (default: the temp folder, named in the "
                                                  "summary).").field(None, cli_type=Path, parse=str)
     drift_window: int = DRIFT_WINDOW.field(DEFAULT_WINDOW, detail="category")
     drift_tolerance: float = DRIFT_TOLERANCE.field(DEFAULT_TOLERANCE)
-    app_metrics_port: Optional[int] = Flag(
+    app_metrics_port: int | None = Flag(
         "--app-metrics-port", "Serve our metrics (frames, anomalies, latency, drift per category) at "
                               "http://0.0.0.0:PORT/metrics, apart from Triton's --metrics-port.").field(None)
-    events_path: Optional[str] = Flag("--events", "Append each drift event to this file as a JSON line.").field(
+    events_path: str | None = Flag("--events", "Append each drift event to this file as a JSON line.").field(
         None, cli_type=Path, parse=str)
 
     def ports(self) -> dict:
@@ -87,9 +95,9 @@ class RepoOptions:
     (``precision``, ``backend``: auto takes an engine when there is one) and the model config's
     batching and instance count (KIND_GPU for engines, KIND_AUTO for ONNX)."""
 
-    precision: Optional[str] = PRECISION.field(None)
+    precision: str | None = PRECISION.field(None)
     backend: str = BACKEND.field(
         "auto", help="From a folder: auto (an engine if there is one), tensorrt or onnxruntime.")
-    max_batch: Optional[int] = MAX_BATCH.field(None)
+    max_batch: int | None = MAX_BATCH.field(None)
     max_queue_delay_us: int = MAX_QUEUE_DELAY_US.field(500)
     instances: int = INSTANCES.field(1, detail=" (instance_group count)")

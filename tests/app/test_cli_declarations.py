@@ -7,9 +7,10 @@ from __future__ import annotations
 import ast
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Optional, Sequence
+from typing import Annotated
 
 import pytest
 import typer
@@ -107,7 +108,7 @@ def sample_app(seen: list) -> typer.Typer:
 
     @sample.command()
     @declared
-    def go(options: Sample, tag: Annotated[Optional[str], Flag("--tag", "Tag.")] = None) -> None:
+    def go(options: Sample, tag: Annotated[str | None, Flag("--tag", "Tag.")] = None) -> None:
         seen.append((options, tag))
 
     @sample.command()

@@ -37,7 +37,6 @@ def test_bench_given_a_file_that_is_not_onnx(tmp_path):
 def test_show_without_a_gui_opencv_names_the_package(tmp_path, monkeypatch):
     import cv2
     import numpy as np
-
     from runtime_fixtures import write_export_dir
 
     def no_gui(*args, **kwargs):

@@ -10,14 +10,14 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from fake_tensorrt import FakeTRT, orin, tiny_export
+from random_states import state_from_shapes
+from runtime_fixtures import write_export_dir
 from typer.testing import CliRunner
 
 import mmad_edge.export.tensorrt as trt_build
 from mmad_edge.checkpoint import load_checkpoint
 from mmad_edge.cli import app
-from runtime_fixtures import write_export_dir
-from fake_tensorrt import FakeTRT, orin, tiny_export
-from random_states import state_from_shapes
 
 
 @pytest.fixture(scope="module")

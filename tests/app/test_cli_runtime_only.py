@@ -9,12 +9,12 @@ import json
 from pathlib import Path
 
 import pytest
+from runtime_only_cli import runtime_only
 
 from mmad_edge.bench.default_export import default_artifacts
 from mmad_edge.bench.peers import PEERS
 from mmad_edge.bench.tables import BASELINE, REPARAM
 from mmad_edge.config import ModelConfig
-from runtime_only_cli import runtime_only
 
 
 @pytest.mark.parametrize("args, extra", [

@@ -31,7 +31,7 @@ from mmad_edge.config import ModelConfig
 from mmad_edge.export.onnx_export import export_onnx
 from mmad_edge.fileio import file_sha256
 from mmad_edge.model.minimaxad import MiniMaxAD
-from mmad_edge.runtime.compare import error_metrics
+from mmad_edge.runtime.monitor.compare import error_metrics
 
 SIZE = 64
 SENSITIVE = "encoder.stages.2.0"

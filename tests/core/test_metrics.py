@@ -9,7 +9,7 @@ from scipy.stats import spearmanr
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
 from mmad_edge.metrics import METRIC_KEYS, aupro, evaluate_category, summarize
-from mmad_edge.runtime.compare import binary_metrics, spearman
+from mmad_edge.runtime.monitor.compare import binary_metrics, spearman
 
 
 def sklearn_f1_max(labels: np.ndarray, scores: np.ndarray) -> float:

@@ -12,7 +12,7 @@ from mmad_edge.config import ModelConfig
 from mmad_edge.export.onnx_export import ExportError, export_onnx
 from mmad_edge.export.parity import generated_frames, torch_outputs, verify_onnx
 from mmad_edge.model.minimaxad import build_model
-from mmad_edge.runtime.compare import spearman
+from mmad_edge.runtime.monitor.compare import spearman
 
 SIZE = 64
 

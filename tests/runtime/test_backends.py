@@ -148,7 +148,7 @@ def _outputs(path: Path, backend: str, frames: np.ndarray, **options) -> tuple:
 @pytest.mark.parametrize("hint", ["latency", "throughput"])
 def test_openvino_fp32_equals_onnxruntime_within_the_export_tolerance(tiny_export, tmp_path, hint):
     from mmad_edge.export.checks import FP32_RELATIVE
-    from mmad_edge.runtime.compare import error_metrics
+    from mmad_edge.runtime.monitor.compare import error_metrics
 
     frames = _graded_frames()
     path = tiny_export / artifact_name("fp32")
@@ -167,7 +167,7 @@ def test_openvino_low_precision_is_within_the_fp16_bounds_or_refused(tiny_export
 
     from mmad_edge.export.checks import FP16_AUROC_DELTA, FP16_SPEARMAN
     from mmad_edge.runtime.backends.openvino import PRECISION_UNITS, cpu_capabilities
-    from mmad_edge.runtime.compare import error_metrics
+    from mmad_edge.runtime.monitor.compare import error_metrics
 
     capabilities = cpu_capabilities(openvino.Core())
     path = tiny_export / artifact_name("fp32")

@@ -7,7 +7,7 @@ import pytest
 from scipy.stats import rankdata, spearmanr
 from sklearn.metrics import roc_auc_score
 
-from mmad_edge.runtime.compare import auroc, error_metrics, ranks, spearman
+from mmad_edge.runtime.monitor.compare import auroc, error_metrics, ranks, spearman
 
 
 def test_auroc_equals_scikit_learn_with_ties():
