@@ -17,6 +17,7 @@ from mmad_edge.checkpoint import model_from_checkpoint, read_checkpoint
 from mmad_edge.config import ModelConfig
 from mmad_edge.model.minimaxad import MiniMaxAD
 from mmad_edge.model.reparam import reparameterize
+from mmad_edge.threads import pinned_threads as torch_threads  # noqa: F401 (suite's steady thread count; torch-only)
 
 from .models import random_model
 from .peers import PEERS
