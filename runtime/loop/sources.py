@@ -1,7 +1,7 @@
-"""Frame sources: camera index, stream URL, video file, image folder.
+"""Frame sources: camera index, stream URL, video file, image folder, GenICam camera.
 
-Each yields ``(source_id, frame)``: a ``FramePosition`` (frame index and time) for cameras, URLs
-and videos, the file path for folders. Live sources (cameras, URLs) and videos that fail are
+Each yields ``(source_id, frame)``: a ``FramePosition`` (frame index and time; for GenICam cameras
+the part ID too, ``runtime.cameras``) for cameras, URLs and videos, the file path for folders. Live sources (cameras, URLs) and videos that fail are
 reopened with exponential backoff for up to ``retry_s`` seconds (said once on stderr); a video is
 reopened at the next frame index. A corrupt image in a folder is reported on stderr and skipped.
 """
@@ -49,15 +49,17 @@ def check_retry_s(retry_s: float | None) -> float:
 @dataclass(frozen=True)
 class FramePosition:
     """Where a capture frame sits: its index in the source and, for a video file, its time in the
-    video (``timestamp_ms``) or, for a camera or stream, the Unix time it was read (``captured_at``)."""
+    video (``timestamp_ms``) or, for a camera or stream, the Unix time it was read (``captured_at``);
+    ``part_id``: the inspected part, where the source knows it (GenICam cameras)."""
 
     index: int
     timestamp_ms: float | None = None
     captured_at: float | None = None
+    part_id: str | None = None
 
     def to_json(self) -> dict:
-        times = {"timestamp_ms": self.timestamp_ms, "captured_at": self.captured_at}
-        return {"frame_index": self.index, **{key: value for key, value in times.items() if value is not None}}
+        extra = {"timestamp_ms": self.timestamp_ms, "captured_at": self.captured_at, "part_id": self.part_id}
+        return {"frame_index": self.index, **{key: value for key, value in extra.items() if value is not None}}
 
     def __str__(self) -> str:
         return f"frame {self.index}"
@@ -83,6 +85,9 @@ class FrameSource:
     def counters(self) -> dict:
         """Source-side counts for the run summary (reopens, skipped files)."""
         return {}
+
+    def stop(self) -> None:
+        """Asked from another thread to end ``frames`` soon (a source that waits for a trigger)."""
 
 
 class CaptureSource(FrameSource):
@@ -261,14 +266,20 @@ def open_sources(specs: list[SourceSpec], **capture_options: Any) -> list[FrameS
 
 
 def open_source(spec: int | str | os.PathLike[str] | FrameSource, **capture_options: Any) -> FrameSource:
-    """A camera index (0 or "0"), a URL (rtsp://, http://, ...), a video file or an image folder.
+    """A camera index (0 or "0"), a URL (rtsp://, http://, ...), a GenICam camera (pylon://,
+    genicam://: ``runtime.cameras``), a video file or an image folder.
 
-    ``capture_options`` go to ``CaptureSource`` (e.g. ``retry_s``) and are ignored for folders."""
+    ``capture_options`` go to ``CaptureSource`` and the GenICam cameras (e.g. ``retry_s``) and are
+    ignored for folders."""
     if isinstance(spec, FrameSource):
         return spec
     if isinstance(spec, int) or (isinstance(spec, str) and spec.isdigit()):
         return CaptureSource(int(spec), live=True, **capture_options)
     text = os.fspath(spec)
+    from ..cameras import camera_scheme, open_camera
+
+    if camera_scheme(text) is not None:
+        return open_camera(text, **capture_options)
     if "://" in text:
         return CaptureSource(text, live=True, **capture_options)
     path = Path(text)

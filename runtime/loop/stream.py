@@ -71,6 +71,7 @@ class FrameReader:
         with self.cond:
             self._stopping = True
             self.cond.notify_all()
+        self.source.stop()
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(timeout_s)
 
