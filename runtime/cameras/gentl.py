@@ -4,6 +4,7 @@ the folders of ``GENICAM_GENTL64_PATH`` (where installers register theirs)."""
 
 from __future__ import annotations
 
+import ctypes
 import os
 from pathlib import Path
 
@@ -43,13 +44,26 @@ def producers(url: CameraUrl) -> list[str]:
     if url.cti is not None:
         if not Path(url.cti).is_file():
             raise ValueError(f"cti={url.cti}: no such file; pass the GenTL producer (.cti) your camera's maker supplies")
+        check_loadable(url.cti)
         return [url.cti]
     folders = [Path(part) for part in os.environ.get(PRODUCER_PATH, "").split(os.pathsep) if part]
     found = sorted(str(path) for folder in folders if folder.is_dir() for path in folder.glob("*.cti"))
     if not found:
-        raise ValueError(f"{url.name}: no GenTL producer; pass ?cti=/path/to/Producer.cti (from the camera "
+        raise ValueError(f"no GenTL producer; pass ?cti=/path/to/Producer.cti (from the camera "
                          f"maker's SDK) or set {PRODUCER_PATH} to its folder")
+    for path in found:
+        check_loadable(path)
     return found
+
+
+def check_loadable(path: str) -> None:
+    """A producer is a shared library: one that does not load fails here in one line (harvesters
+    would log a traceback)."""
+    try:
+        ctypes.CDLL(path)
+    except OSError as exc:
+        raise ValueError(f"cti={path}: not a loadable GenTL producer ({exc}); pass the .cti built for this "
+                         "system (64-bit Linux here)") from None
 
 
 class GenApiFeatures:
@@ -135,7 +149,7 @@ def open_camera(url: CameraUrl) -> GenTLCamera:
     harvester = Harvester()
     try:
         for path in producers(url):
-            harvester.add_file(path, check_existence=True, check_validity=True)
+            harvester.add_file(path)
         harvester.update()
         serials = [str(info.serial_number) for info in harvester.device_info_list]
         acquirer = harvester.create(select_device(url, serials))

@@ -120,16 +120,17 @@ class CameraSource(FrameSource):
         self._stop.set()
 
     def _open(self) -> Camera:
-        camera = self._open_camera(self.url)
+        """The camera opened, set up and acquiring; a setting it refuses fails naming this source."""
         try:
-            configure(camera.features, self.url)
-            camera.start()
+            camera = self._open_camera(self.url)
+            try:
+                configure(camera.features, self.url)
+                camera.start()
+            except BaseException:
+                camera.close()
+                raise
         except ValueError as exc:
-            camera.close()
             raise ValueError(f"{self.name}: {exc}") from None
-        except BaseException:
-            camera.close()
-            raise
         self._counter.restart()
         return camera
 
