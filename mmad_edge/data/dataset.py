@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from mmad_edge.data.augment import augment_pair
+from mmad_edge.data.augment import augment_pair, camera_augment
 from mmad_edge.data.catalog import load_record, split_records
 from mmad_edge.data.records import Record
 from mmad_edge.runtime.preprocess import resize_frame, resize_mask
@@ -22,14 +22,16 @@ class AnomalyDataset(Dataset):
     Items: ``{"image": uint8 (S, S, 3) BGR, "mask": bool (S, S), "has_mask": bool,
     "label": 0/1, "path": str, "category": str, "defect": str}``. ``has_mask`` is True for
     normal images (their mask is known to be empty) and for defects with a mask file.
-    With ``augment`` every access draws a random resized crop + flip from torch's RNG, so
+    With ``augment`` every access draws a random resized crop + flip, with ``camera`` a camera
+    stream's degradation of the full frame first (``camera_augment``), from torch's RNG, so
     ``torch.manual_seed`` and DataLoader worker seeding make it reproducible.
     """
 
-    def __init__(self, records: Sequence[Record], image_size: int, augment: bool = False) -> None:
+    def __init__(self, records: Sequence[Record], image_size: int, augment: bool = False, camera: bool = False) -> None:
         self.records = list(records)
         self.image_size = int(image_size)
         self.augment = augment
+        self.camera = camera
 
     def __len__(self) -> int:
         return len(self.records)
@@ -49,8 +51,12 @@ class AnomalyDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         record = self.records[index]
         image, mask = self.load(record)
-        if self.augment:
+        rng = None
+        if self.augment or self.camera:
             rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
+        if self.camera:
+            image = camera_augment(image, rng)
+        if self.augment:
             image, mask = augment_pair(image, mask, self.image_size, rng)
         else:
             image, mask = resize_frame(image, self.image_size), resize_mask(mask, self.image_size)
@@ -72,6 +78,7 @@ def build_dataset(
     split: str,
     image_size: int,
     augment: bool = False,
+    camera: bool = False,
     *,
     domains: Sequence[str] | None = None,
     realiad_json: str = "realiad_jsons",
@@ -87,4 +94,4 @@ def build_dataset(
     """
     records = split_records(root, layout, categories, split, image_size, domains=domains, realiad_json=realiad_json,
                             realiad_resolution=realiad_resolution)
-    return AnomalyDataset(records, image_size, augment)
+    return AnomalyDataset(records, image_size, augment, camera)
