@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -51,19 +51,25 @@ def threshold_rule(options: CalibrateOptions) -> str:
     return f"quantile:{np.format_float_positional(1.0 - options.fpr)}"
 
 
-def calibrate_threshold(artifact: str | os.PathLike[str], options: CalibrateOptions) -> dict[str, Any]:
-    """Score the images, recompute the statistics, update the metadata files; returns the summary."""
+def calibrate_threshold(artifact: str | os.PathLike[str], options: CalibrateOptions,
+                        good_frames: Iterable[np.ndarray] | None = None, good_name: str | None = None) -> dict[str, Any]:
+    """Score the images, recompute the statistics, update the metadata files; returns the summary.
+
+    ``good_frames``: known-good frames instead of the ``options.good`` folder (``live_frames``, from
+    a camera of the line), ``good_name`` saying where they came from."""
     rule = threshold_rule(options)
-    good_images = folder_images(options.good, "--good")
+    if good_frames is None:
+        good_images = folder_images(options.good, "--good")
+        good_frames, good_name = (read_image(p) for p in good_images), str(options.good)
     bad_images = folder_images(options.bad, "--bad") if options.bad is not None else []
     with Detector.load(artifact, backend=options.backend, precision=options.precision) as detector:
         path, info = detector.backend.path, detector.info
         check_category(info.categories, options.category)
-        good = _scores(detector, good_images, options.batch_size)
-        bad = _scores(detector, bad_images, options.batch_size).scores if bad_images else None
+        good = _scores(detector, good_frames, options.batch_size)
+        bad = _scores(detector, (read_image(p) for p in bad_images), options.batch_size).scores if bad_images else None
         backend = detector.backend.describe()
     computed = score_statistics(good.scores, good.maps, rule)
-    computed["calibration"] = {"good": str(options.good), "images": len(good_images), "backend": backend["backend"],
+    computed["calibration"] = {"good": good_name, "images": len(good.scores), "backend": backend["backend"],
                                "precision": info.precision}
     previous = info.raw.get("statistics")
     statistics = merged_statistics(previous, computed, options.category)
@@ -99,10 +105,10 @@ def check_category(known: dict, category: str | None) -> None:
                             "them or leave --category out for the pooled threshold")
 
 
-def _scores(detector: Detector, images: list[Path], batch: int) -> Scored:
+def _scores(detector: Detector, frames: Iterable[np.ndarray], batch: int) -> Scored:
+    """Scores and maps of the frames, each resized to the model's input as it arrives."""
     height, width = detector.image_size
-    frames = np.stack([resize_frame(read_image(p), (height, width)) for p in images])
-    return score_frames(detector, frames, batch, None, "")
+    return score_frames(detector, np.stack([resize_frame(frame, (height, width)) for frame in frames]), batch, None, "")
 
 
 def _section(statistics: dict | None, category: str | None) -> dict | None:
