@@ -276,7 +276,7 @@ def open_source(spec: int | str | os.PathLike[str] | FrameSource, **capture_opti
     if isinstance(spec, int) or (isinstance(spec, str) and spec.isdigit()):
         return CaptureSource(int(spec), live=True, **capture_options)
     text = os.fspath(spec)
-    from ..cameras import camera_scheme, open_camera
+    from ..cameras import camera_scheme, open_camera  # here: the camera sources build on this module
 
     if camera_scheme(text) is not None:
         return open_camera(text, **capture_options)
