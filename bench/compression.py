@@ -30,9 +30,9 @@ from mmad_edge.checkpoint import load_checkpoint
 from mmad_edge.data.augment import camera_augment, jpeg
 from mmad_edge.data.demo import make_demo_dataset
 from mmad_edge.data.records import list_images
-from mmad_edge.runtime.compare import auroc
 from mmad_edge.runtime.imageio import read_image
 from mmad_edge.runtime.log import say
+from mmad_edge.runtime.monitor.compare import auroc
 from mmad_edge.runtime.preprocess import resize_frame
 from mmad_edge.stats import score_statistics
 from mmad_edge.train import TrainOptions, train

@@ -5,33 +5,37 @@ clean stills. Any source ``run`` takes: a GenICam or OpenCV camera, a stream URL
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
 from mmad_edge.runtime.log import say
-from mmad_edge.runtime.loop.sources import open_source, parse_source
+from mmad_edge.runtime.loop.sources import FrameSource, open_source, parse_source
 
 PROGRESS_EVERY = 25
 
 
 def take_frames(source: str, count: int, retry_s: float | None = None, progress: bool = True) -> Iterator[np.ndarray]:
     """The first ``count`` frames of ``source`` in order (none dropped), as they arrive; the source
-    is released after the last. A source that ends sooner fails, saying how many it gave."""
+    is released after the last. Bad arguments fail here; a source that ends sooner fails when
+    read, saying how many frames it gave."""
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise ValueError(f"--frames must be a whole number >= 1, got {count!r}; e.g. --frames 200 known-good parts")
-    opened = open_source(parse_source(source).target, retry_s=retry_s)
-    frames = opened.frames()
+    return _read(open_source(parse_source(source).target, retry_s=retry_s), count, progress)
+
+
+def _read(source: FrameSource, count: int, progress: bool) -> Iterator[np.ndarray]:
+    frames = source.frames()
     taken = 0
     try:
         for _, frame in frames:
             yield frame
             taken += 1
             if taken % PROGRESS_EVERY == 0 or taken == count:
-                say(f"{opened.name}: {taken}/{count} frames", progress)
+                say(f"{source.name}: {taken}/{count} frames", progress)
             if taken == count:
                 return
     finally:
         frames.close()
-    raise ValueError(f"{opened.name} ended after {taken} frames, fewer than --frames {count}; pass --frames {taken} "
+    raise ValueError(f"{source.name} ended after {taken} frames, fewer than --frames {count}; pass --frames {taken} "
                      "or a longer source")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from mmad_edge.calib.options import Int8Options
 from mmad_edge.flags import DATA, IMAGE_SIZE, LAYOUT, VARIANT
-from mmad_edge.runtime.flags import BACKEND, BATCH_SIZE, CATEGORY, PRECISION, Flag, nested
+from mmad_edge.runtime.flags import BACKEND, BATCH_SIZE, CATEGORY, PRECISION, SOURCE, Flag, nested
 
 DEFAULT_OPSET = 20  # native Gelu (one fused kernel in ONNX Runtime); TensorRT 10.3+ parses 9..20
 PROFILE = Flag("--batch", "Batch profile of the graph or engine: N (fixed) or MIN:OPT:MAX (dynamic).")
@@ -86,10 +86,13 @@ class VerifyOptions:
 
 @dataclass(frozen=True)
 class CalibrateOptions:
-    """``good`` (and ``bad``) image folders; the threshold from ``fpr`` (target false-positive rate
-    on good images) or ``rule`` (default mean+3std), for ``category`` (None: the pooled numbers)."""
+    """Good images from the ``good`` folder or ``frames`` frames of a live ``source``, (and a ``bad``
+    folder); the threshold from ``fpr`` (target false-positive rate on good images) or ``rule``
+    (default mean+3std), for ``category`` (None: the pooled numbers)."""
 
-    good: str | os.PathLike[str] = Flag("--good", "Folder of normal images of the line.").field()
+    good: str | os.PathLike[str] | None = Flag("--good", "Folder of normal images of the line.").field(None)
+    source: str | None = SOURCE.field(None, detail=": instead of --good, known-good parts straight from the line")
+    frames: int = Flag("--frames", "How many frames of --source to score.").field(100)
     bad: str | os.PathLike[str] | None = Flag(
         "--bad", "Folder of defective images: recall and F1 are reported.").field(None)
     category: str | None = CATEGORY.field(None, help="Set this training category's threshold (unified models).")

@@ -3,7 +3,8 @@
 FP16, INT8 or an engine built on the device shift the score scale a little; a threshold computed
 from FP32 scores at training time then flags too much or too little. This scores normal images of
 the line with the artifact itself (``Detector``, any backend) and recomputes the ``statistics``
-section with ``mmad_edge.stats.score_statistics``: a rule (``mean+3std``) or a target false-positive
+section with ``mmad_edge.stats.score_statistics`` (the good images: a folder, ``--good``, or the
+first N frames of a live source, ``--source URL --frames N``): a rule (``mean+3std``) or a target false-positive
 rate F (threshold = the (1 - F) quantile of the good scores, numpy's linear interpolation; scores
 equal to the threshold pass, so at most F + (1 - F) / n of the good images score above it). Fewer
 than 20 good images take ``score_statistics``' small-sample threshold (max + 10 % of max - median)
@@ -16,13 +17,15 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
 from mmad_edge.data.records import DatasetError, list_images
 from mmad_edge.export.device_verification import Scored, score_frames
+from mmad_edge.export.live_frames import take_frames
 from mmad_edge.export.metadata import read_metadata_json, read_onnx_metadata
 from mmad_edge.export.options import CalibrateOptions
 from mmad_edge.fileio import write_bytes_atomic, write_json_atomic
@@ -51,16 +54,11 @@ def threshold_rule(options: CalibrateOptions) -> str:
     return f"quantile:{np.format_float_positional(1.0 - options.fpr)}"
 
 
-def calibrate_threshold(artifact: str | os.PathLike[str], options: CalibrateOptions,
-                        good_frames: Iterable[np.ndarray] | None = None, good_name: str | None = None) -> dict[str, Any]:
-    """Score the images, recompute the statistics, update the metadata files; returns the summary.
-
-    ``good_frames``: known-good frames instead of the ``options.good`` folder (``live_frames``, from
-    a camera of the line), ``good_name`` saying where they came from."""
+def calibrate_threshold(artifact: str | os.PathLike[str], options: CalibrateOptions) -> dict[str, Any]:
+    """Score the good images (a folder, or frames of a live source: ``live_frames``), recompute the
+    statistics, update the metadata files; returns the summary."""
     rule = threshold_rule(options)
-    if good_frames is None:
-        good_images = folder_images(options.good, "--good")
-        good_frames, good_name = (read_image(p) for p in good_images), str(options.good)
+    good_frames, good_name = good_images(options)
     bad_images = folder_images(options.bad, "--bad") if options.bad is not None else []
     with Detector.load(artifact, backend=options.backend, precision=options.precision) as detector:
         path, info = detector.backend.path, detector.info
@@ -84,6 +82,16 @@ def calibrate_threshold(artifact: str | os.PathLike[str], options: CalibrateOpti
         "bad": None if bad is None else detection_metrics(good.scores, bad, computed["threshold"]),
         "written": written, "backups": [str(_backup_path(Path(p))) for p in written], "unchanged": not written,
     }
+
+
+def good_images(options: CalibrateOptions) -> tuple[Iterable[np.ndarray], str]:
+    """The good frames, read as they are scored, and where they come from: ``--good`` or ``--source``."""
+    if (options.good is None) == (options.source is None):
+        raise ValueError("pass either --good FOLDER or --source URL (with --frames N) for the good images, not "
+                         f"{'both' if options.source is not None else 'neither'}")
+    if options.source is not None:
+        return take_frames(options.source, options.frames), options.source
+    return (read_image(p) for p in folder_images(options.good, "--good")), str(options.good)
 
 
 def folder_images(folder: str | os.PathLike[str], option: str) -> list[Path]:

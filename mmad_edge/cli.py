@@ -20,7 +20,7 @@ from mmad_edge.app.options_cli import Arg, declared
 from mmad_edge.bench.options import BenchOptions
 from mmad_edge.export.options import TEST_CATEGORY, CalibrateOptions, EngineOptions, ExportOptions, VerifyOptions
 from mmad_edge.flags import DATA, DEVICE, IMAGE_SIZE, JSON, LAYOUT, OUT, VARIANT
-from mmad_edge.runtime.flags import BATCH_SIZE, CATEGORY, Flag
+from mmad_edge.runtime.flags import BATCH_SIZE, CATEGORY, SOURCE, Flag
 from mmad_edge.runtime.loop.options import RunOptions
 from mmad_edge.runtime.serving.options import RepoOptions, ServeOptions
 from mmad_edge.train_options import TrainOptions
@@ -165,9 +165,8 @@ def calibrate_threshold_cmd(
 @declared
 def run(
     artifact: Annotated[Path, ARTIFACT],
-    source: Annotated[list[str], Flag(
-        "--source", "Camera index (0), rtsp://..., video file or image folder; repeat for several sources (batched "
-                    "together); NAME=SOURCE scores one with category NAME's threshold.")],
+    source: Annotated[list[str], SOURCE.about("; repeat for several sources (batched together); NAME=SOURCE scores "
+                                              "one with category NAME's threshold")],
     options: RunOptions,
     json_path: Annotated[JsonPath, JSON.about("the run summary")] = None,
 ) -> None:

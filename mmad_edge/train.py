@@ -147,7 +147,8 @@ def _train(
     on_epoch_end: Callable[[int, dict], None] | None,
 ) -> Path:
     config = ModelConfig(variant=opts.variant, image_size=opts.image_size, **opts.model_options)
-    full = build_dataset(opts.data, opts.layout, opts.categories, "train", opts.image_size, augment=opts.augment)
+    full = build_dataset(opts.data, opts.layout, opts.categories, "train", opts.image_size, augment=opts.augment,
+                         camera=opts.camera_augment)
     plain = AnomalyDataset(full.records, opts.image_size)  # the same images, never augmented: one folder scan
     train_idx, holdout_idx = hold_out_split(len(full), opts.holdout, opts.seed, [r.category for r in full.records])
     train_set, holdout_set = Subset(full, train_idx.tolist()), Subset(plain, holdout_idx.tolist())

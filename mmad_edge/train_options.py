@@ -42,6 +42,9 @@ class TrainOptions:
     holdout: float = Flag("--holdout", "Fraction of good train images kept for score statistics.").field(0.1)
     threshold_rule: str = Flag("--threshold-rule", "mean+Kstd or quantile:Q.").field("mean+3std")
     augment: bool = Flag("--augment/--no-augment", "Random resized crop + flip (AeBAD-S recipe).").field(False)
+    camera_augment: bool = Flag(
+        "--camera-augment/--no-camera-augment", "What a compressed camera stream does to frames: JPEG 50-95 or "
+        "H.264-like compression, sensor noise, small brightness and blur changes (docs/cameras.md).").field(False)
     workers: int = Flag("--workers", "Data-loading processes (0: in the main process).").field(0)
     amp: bool = True
     encoder_init: str = Flag(  # without pretrained: the variant's official ImageNet weights

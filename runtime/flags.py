@@ -53,6 +53,8 @@ DRIFT_WINDOW = Flag("--drift-window", "Scores per {} in the drift watch's rollin
 DRIFT_TOLERANCE = Flag("--drift-tolerance", "Warn when the rolling median is this many normal std from the normal "
                                             "median (recovered below half).")
 METRICS_PORT = Flag("--metrics-port", "Prometheus metrics port.")
+SOURCE = Flag("--source", "Camera index (0), rtsp://..., pylon://SERIAL?trigger=line1 or genicam://... (GenICam "
+                          "cameras: docs/cameras.md), video file or image folder{}.")
 MAX_BATCH = Flag("--max-batch", "Largest dynamic batch (default: the artifact's profile maximum).")
 MAX_QUEUE_DELAY_US = Flag("--max-queue-delay-us", "Microseconds a request may wait for others to fill a batch.")
 INSTANCES = Flag("--instances", "Model instances{}.")

@@ -69,7 +69,7 @@ def check_loadable(path: str) -> None:
 class GenApiFeatures:
     """``Features`` over a GenApi node map of the ``genicam`` package (what harvesters gives)."""
 
-    def __init__(self, node_map: "genapi.NodeMap") -> None:
+    def __init__(self, node_map: genapi.NodeMap) -> None:
         self._map = node_map
 
     def _node(self, name: str):

@@ -57,7 +57,7 @@ class PylonFeatures:
 class PylonCamera:
     """One opened pylon camera; every frame converted to BGR8 (mono, Bayer and RGB formats alike)."""
 
-    def __init__(self, camera: "pylon.InstantCamera") -> None:
+    def __init__(self, camera: pylon.InstantCamera) -> None:
         self._camera = camera
         self.features = PylonFeatures(camera.GetNodeMap())
         self._converter = pylon.ImageFormatConverter()

@@ -25,15 +25,15 @@ DECLARING = ["mmad_edge/cli.py", *sorted(p.relative_to(ROOT).as_posix() for p in
              "mmad_edge/flags.py", "mmad_edge/train_options.py", "export/options.py", "calib/options.py",
              "bench/options.py", "runtime/flags.py", "runtime/loop/options.py", "runtime/serving/options.py"]
 FLAG = re.compile(r"--[a-z0-9]+(-[a-z0-9]+)*(/--[a-z0-9-]+)?")
-BASE_FLAGS = {  # each command's flags at 1f56e31, before the commands were built from declarations
+BASE_FLAGS = {  # each command's flags at 1f56e31 (before the commands were built from declarations) and since
     "bench": {"--backend", "--batch-size", "--cache-dir", "--case-budget", "--category", "--checkpoint", "--data",
         "--image-size", "--inference-precision", "--iters", "--json", "--layout", "--markdown", "--micro-batch",
         "--no-peers", "--no-quiet", "--peers", "--performance-hint", "--plot", "--protocol", "--quiet", "--serve",
         "--warmup"},
     "build-engine": {"--batch", "--category", "--dla-core", "--json", "--layout", "--no-version-compatible",
         "--optimization-level", "--out", "--timing-cache", "--verify", "--version-compatible", "--workspace-gib"},
-    "calibrate-threshold": {"--backend", "--bad", "--batch-size", "--category", "--fpr", "--good", "--json",
-        "--precision", "--rule"},
+    "calibrate-threshold": {"--backend", "--bad", "--batch-size", "--category", "--fpr", "--frames", "--good", "--json",
+        "--precision", "--rule", "--source"},
     "demo": {"--epochs", "--image-size", "--json", "--loss", "--out", "--variant"},
     "eval": {"--batch-size", "--category", "--data", "--device", "--json", "--layout"},
     "export": {"--batch", "--calib-count", "--calib-data", "--calib-method", "--calib-seed", "--category", "--data",
@@ -47,7 +47,7 @@ BASE_FLAGS = {  # each command's flags at 1f56e31, before the commands were buil
     "serve": {"--app-metrics-port", "--backend", "--drift-tolerance", "--drift-window", "--events", "--grpc-port",
         "--instances", "--json", "--log-file", "--max-batch", "--max-queue-delay-us", "--metrics-port", "--port",
         "--precision", "--threads"},
-    "train": {"--augment", "--batch-size", "--category", "--data", "--device", "--encoder-init", "--epochs",
+    "train": {"--augment", "--batch-size", "--camera-augment", "--no-camera-augment", "--category", "--data", "--device", "--encoder-init", "--epochs",
         "--force", "--holdout", "--image-size", "--json", "--layout", "--loss", "--lr", "--max-steps", "--no-augment",
         "--no-force", "--no-resume", "--out", "--pretrained", "--resume", "--score", "--seed", "--threshold-rule",
         "--variant", "--workers"},

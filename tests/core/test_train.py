@@ -108,14 +108,17 @@ def test_max_steps_and_global_loss_with_one_dataset_scan(tiny_data, tmp_path, mo
     scans = []
 
     def counted(*args, **kwargs):
-        scans.append(args)
-        return build_dataset(*args, **kwargs)
+        scans.append(build_dataset(*args, **kwargs))
+        return scans[-1]
 
     monkeypatch.setattr(train_module, "build_dataset", counted)
-    path = train(options(tiny_data, tmp_path / "g", loss="global", max_steps=1, epochs=5, augment=True))
+    path = train(options(tiny_data, tmp_path / "g", loss="global", max_steps=1, epochs=5, augment=True,
+                         camera_augment=True))
     training = read_checkpoint(path)["training"]
     assert training["step"] == 1 and training["epoch"] == 1
+    assert training["options"]["camera_augment"] is True
     assert len(scans) == 1  # the un-augmented hold-out / PCA view reuses the scanned records
+    assert scans[0].augment and scans[0].camera
 
 
 def test_bad_inputs_fail_with_one_line_errors(tiny_data, tmp_path):

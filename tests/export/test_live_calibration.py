@@ -50,8 +50,7 @@ def test_live_frames_give_the_folder_calibration_of_the_same_frames(video, tmp_p
     for index, frame in enumerate(decoded(video, 9)):
         cv2.imwrite(str(folder / f"{index:02d}.png"), frame)
     from_folder = calibrate_threshold(export(tmp_path / "a"), CalibrateOptions(good=folder))
-    live = calibrate_threshold(export(tmp_path / "b"), CalibrateOptions(good=None),
-                               take_frames(str(video), 9, progress=False), str(video))
+    live = calibrate_threshold(export(tmp_path / "b"), CalibrateOptions(source=str(video), frames=9))
     assert live["threshold"] == from_folder["threshold"] and live["normal_scores"] == from_folder["normal_scores"]
     assert live["threshold"] != 0.5 and live["previous_threshold"] == 0.5
     written = json.loads((tmp_path / "b" / "metadata.json").read_text())
@@ -59,9 +58,29 @@ def test_live_frames_give_the_folder_calibration_of_the_same_frames(video, tmp_p
     assert (calibration["good"], calibration["images"]) == (str(video), 9)
 
 
+def test_good_images_from_exactly_one_of_folder_and_source(video, tmp_path):
+    for options, which in ((CalibrateOptions(), "neither"), (CalibrateOptions(good=tmp_path, source=str(video)), "both")):
+        with pytest.raises(ValueError, match=f"pass either --good FOLDER or --source URL .* not {which}"):
+            calibrate_threshold(export(tmp_path / which), options)
+
+
 def test_a_source_shorter_than_frames_fails_saying_how_many(video):
     with pytest.raises(ValueError, match=f"{video} ended after 12 frames, fewer than --frames 20; pass --frames 12"):
         list(take_frames(str(video), 20, progress=False))
     with pytest.raises(ValueError, match="--frames must be a whole number >= 1, got 0"):
-        list(take_frames(str(video), 0))
+        take_frames(str(video), 0)
     assert len(list(take_frames(str(video), 12, progress=False))) == 12
+
+
+def test_the_command_calibrates_from_a_source(video, tmp_path):
+    from typer.testing import CliRunner
+
+    from mmad_edge.cli import app
+
+    artifact = export(tmp_path / "c")
+    result = CliRunner().invoke(app, ["calibrate-threshold", str(artifact), "--source", str(video), "--frames", "9",
+                                      "--json", str(tmp_path / "out.json")])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "out.json").read_text())
+    assert summary["threshold"] != 0.5 and summary["previous_threshold"] == 0.5
+    assert f"{artifact}: threshold {summary['threshold']:.6g} (was 0.5;" in result.output
