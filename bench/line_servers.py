@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
+import os
 import shutil
 import socket
 import ssl
@@ -80,10 +81,13 @@ class Mosquitto:
     def __init__(self, folder: Path, port: int | None = None, users: dict[str, str] | None = None,
                  tls: dict[str, Path] | None = None) -> None:
         self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.config = self.folder / "mosquitto.conf"
         lines = [f"listener {self.port} 127.0.0.1", "persistence true", f"persistence_location {self.folder}/",
                  f"log_dest file {self.folder / 'mosquitto.log'}"]
+        if os.geteuid() == 0:  # as root mosquitto would switch to user mosquitto, who cannot read this folder
+            lines.append("user root")
         if users:
             passwords = self.folder / "passwords"
             passwords.write_text("".join(f"{name}:{secret}\n" for name, secret in users.items()))

@@ -169,8 +169,13 @@ class Sink:
             self._cond.notify_all()
 
     def _ensure_connected(self) -> None:
+        """Connect unless connected; a failed attempt releases what it opened before raising."""
         if not self._connected:
-            self._connect()
+            try:
+                self._connect()
+            except BaseException:
+                self._close_quietly()
+                raise
             self._connected = True
 
     def _failed(self, exc: Exception) -> None:

@@ -73,11 +73,22 @@ class OpcUaSink(Sink):
 
     def _disconnect(self) -> None:
         client, loop, self._client, self._loop = self._client, self._loop, None, None
+        if loop is None:
+            return
         try:
             if client is not None:
                 loop.run_until_complete(client.disconnect())
         finally:
-            loop.close()
+            _close_loop(loop)
+
+
+def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel what the client left running (its receive tasks after a failed connect) and close the loop."""
+    pending = asyncio.all_tasks(loop)
+    for task in pending:
+        task.cancel()
+    loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    loop.close()
 
 
 def _value(field: str, message: dict, vtype: ua.VariantType) -> ua.DataValue | None:
