@@ -5,12 +5,11 @@ Added to the record: ``message_id`` (unique per run and frame; receivers dedupe 
 MQTT delivers at least once), ``part_id`` (the source's part ID, else the frame index, else the
 image file), ``timestamp`` (Unix seconds the frame was acquired, else when it was scored),
 ``verdict`` (``reject`` / ``pass`` / ``unknown`` without a threshold) and ``model`` (which model
-judged it: variant, precision, artifact file and its SHA-256 prefix).
+judged it: variant, precision, artifact file, checkpoint hash).
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
 from pathlib import Path
 from typing import Any, Mapping
@@ -22,21 +21,14 @@ HASH_CHARS = 16
 
 
 def model_identity(metadata: Mapping[str, Any], artifact: Path | None) -> dict:
-    """Which model judges: from the export metadata (``ArtifactInfo.raw``) and the artifact file."""
+    """Which model judges: from the export metadata (``ArtifactInfo.raw``) and the artifact's file
+    name; ``checkpoint_sha256`` (the exported checkpoint's hash, a prefix) tells two trainings apart."""
     model = metadata.get("model") or {}
-    identity = {"variant": model.get("variant"), "precision": metadata.get("precision"),
-                "mmad_edge_version": metadata.get("mmad_edge_version")}
-    if artifact is not None and Path(artifact).is_file():
-        identity.update(artifact=Path(artifact).name, sha256=file_sha256(Path(artifact))[:HASH_CHARS])
-    return identity
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    checkpoint = metadata.get("source_checkpoint") or {}
+    return {"variant": model.get("variant"), "precision": metadata.get("precision"),
+            "artifact": None if artifact is None else Path(artifact).name,
+            "checkpoint_sha256": (checkpoint.get("sha256") or "")[:HASH_CHARS] or None,
+            "mmad_edge_version": metadata.get("mmad_edge_version")}
 
 
 def verdict_message(record: Mapping[str, Any], model: Mapping[str, Any], message_id: str,

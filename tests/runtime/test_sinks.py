@@ -81,11 +81,14 @@ def test_bad_sink_settings_are_refused(settings, problem):
 
 
 def test_the_message_is_the_frame_record_plus_what_the_line_acts_on(tmp_path):
-    artifact = tmp_path / "model.fp16.onnx"
-    artifact.write_bytes(b"graph bytes")
-    model = model_identity({"model": {"variant": "n"}, "precision": "fp16", "mmad_edge_version": "0.1.0"}, artifact)
+    digest = hashlib.sha256(b"checkpoint").hexdigest()
+    metadata = {"model": {"variant": "n"}, "precision": "fp16", "mmad_edge_version": "0.1.0",
+                "source_checkpoint": {"path": "ckpt.pt", "sha256": digest}}
+    model = model_identity(metadata, tmp_path / "model.fp16.onnx")
     assert model == {"variant": "n", "precision": "fp16", "mmad_edge_version": "0.1.0", "artifact": "model.fp16.onnx",
-                     "sha256": hashlib.sha256(b"graph bytes").hexdigest()[:16]}
+                     "checkpoint_sha256": digest[:16]}
+    assert model_identity({"precision": "fp32"}, None) == {"variant": None, "precision": "fp32", "artifact": None,
+                                                          "checkpoint_sha256": None, "mmad_edge_version": None}
     message = verdict_message(RECORD, model, "run-7")
     assert {key: message[key] for key in RECORD} == RECORD  # the JSON-lines record, unchanged
     assert (message["message_id"], message["part_id"], message["timestamp"], message["verdict"]) == (
