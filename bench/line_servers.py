@@ -40,10 +40,14 @@ def wait_for_port(port: int, timeout_s: float = START_TIMEOUT_S) -> None:
             time.sleep(0.05)
 
 
+# Debian installs the broker in /usr/sbin, which a normal user's PATH may lack.
+MOSQUITTO = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/usr/local/sbin")
+
+
 def mosquitto_missing() -> str | None:
-    """Why a broker cannot be started here (None when ``mosquitto`` is on PATH)."""
-    if shutil.which("mosquitto") is None:
-        return "mosquitto is not on PATH; install it (Debian/Ubuntu: apt-get install mosquitto, macOS: brew install mosquitto)"
+    """Why a broker cannot be started here (None when ``mosquitto`` is installed)."""
+    if MOSQUITTO is None:
+        return "mosquitto is not installed; install it (Debian/Ubuntu: apt-get install mosquitto, macOS: brew install mosquitto)"
     return None
 
 
@@ -101,7 +105,7 @@ class Mosquitto:
         self._process: subprocess.Popen | None = None
 
     def start(self) -> "Mosquitto":
-        self._process = subprocess.Popen(["mosquitto", "-c", str(self.config)], stdout=subprocess.DEVNULL,
+        self._process = subprocess.Popen([MOSQUITTO, "-c", str(self.config)], stdout=subprocess.DEVNULL,
                                          stderr=subprocess.DEVNULL)
         wait_for_port(self.port)
         return self
