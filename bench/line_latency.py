@@ -15,6 +15,7 @@ read ``time.time()`` on this machine.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import tempfile
 import threading
@@ -159,8 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             rows += measure(sources, args.frames, args.fps, args.artifact, Path(tmp))
     report = {"machine": machine_info(), "frames": args.frames, "fps": args.fps,
               "note": args.note, "scoring": f"scored by {args.artifact.name}" if args.artifact else "delivery leg only (no inference)",
-              "command": " ".join(["python -m mmad_edge.bench.line_latency",
-                                   *(sys.argv[1:] if argv is None else argv)]),
+              "command": shlex.join(["python", "-m", "mmad_edge.bench.line_latency",
+                                     *(sys.argv[1:] if argv is None else argv)]),
               "rows": rows}
     write_json(args.out / f"{args.name}.json", report)
     (args.out / f"{args.name}.md").write_text(markdown(report), encoding="utf-8")
