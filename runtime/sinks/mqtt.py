@@ -53,6 +53,15 @@ class MqttSink(Sink):
         self._last_row = 0
         self._refusal: str | None = None
 
+    def stop(self, join_s: float = 1.0) -> dict:
+        """Stop; a worker still hanging in a connect attempt leaves the spool open, so what it holds
+        in memory is written to disk here, not lost with the process."""
+        super().stop(join_s)
+        self._spool_queued()
+        if not self._thread.is_alive():
+            self.spool.close()
+        return self.report()
+
     def report(self) -> dict:
         return {**super().report(), "spool": str(self.spool.path), "carried": self.carried}
 
@@ -77,9 +86,6 @@ class MqttSink(Sink):
                 self._sleep(retry_at)
         finally:
             self._spool_queued()  # whatever is still in memory survives the run on disk
-            if self._connected:
-                self._close_quietly()
-            self.spool.close()
 
     def _sleep(self, retry_at: float) -> None:
         """Wait until a submit, an acknowledgement, a lost connection or the next retry."""

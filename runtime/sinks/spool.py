@@ -11,6 +11,7 @@ import hashlib
 import os
 import re
 import sqlite3
+import threading
 from pathlib import Path
 
 from ..errors import SinkError
@@ -32,11 +33,13 @@ def spool_path(folder: Path, url: str) -> Path:
 
 
 class Spool:
-    """Messages in arrival order, each with a row id; used by one thread at a time (the sink's worker)."""
+    """Messages in arrival order, each with a row id; safe to share between threads (the sink's
+    worker, and ``stop`` while the worker hangs in a connect)."""
 
     def __init__(self, path: Path, limit: int = MAX_SPOOLED) -> None:
         self.path = path
         self.limit = limit
+        self._lock = threading.Lock()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
@@ -48,10 +51,10 @@ class Spool:
 
     def add(self, bodies: list[bytes]) -> int:
         """Append ``bodies`` in one transaction; returns how many old ones were dropped to stay in ``limit``."""
-        with self._db:
+        with self._lock, self._db:
             self._db.execute("BEGIN")
             self._db.executemany("INSERT INTO messages (body) VALUES (?)", [(body,) for body in bodies])
-            excess = self.count() - self.limit
+            excess = self._count() - self.limit
             if excess > 0:
                 self._db.execute("DELETE FROM messages WHERE id IN (SELECT id FROM messages ORDER BY id LIMIT ?)",
                                  (excess,))
@@ -59,14 +62,21 @@ class Spool:
 
     def after(self, row_id: int, limit: int) -> list[tuple[int, bytes]]:
         """Up to ``limit`` messages with ids above ``row_id``, oldest first."""
-        return self._db.execute("SELECT id, body FROM messages WHERE id > ? ORDER BY id LIMIT ?",
-                                (row_id, limit)).fetchall()
+        with self._lock:
+            return self._db.execute("SELECT id, body FROM messages WHERE id > ? ORDER BY id LIMIT ?",
+                                    (row_id, limit)).fetchall()
 
     def remove(self, row_id: int) -> None:
-        self._db.execute("DELETE FROM messages WHERE id = ?", (row_id,))
+        with self._lock:
+            self._db.execute("DELETE FROM messages WHERE id = ?", (row_id,))
 
     def count(self) -> int:
+        with self._lock:
+            return self._count()
+
+    def _count(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
 
     def close(self) -> None:
-        self._db.close()
+        with self._lock:
+            self._db.close()
