@@ -104,7 +104,7 @@ class Mosquitto:
         self.config.write_text("\n".join(lines) + "\n")
         self._process: subprocess.Popen | None = None
 
-    def start(self) -> "Mosquitto":
+    def start(self) -> Mosquitto:
         self._process = subprocess.Popen([MOSQUITTO, "-c", str(self.config)], stdout=subprocess.DEVNULL,
                                          stderr=subprocess.DEVNULL)
         wait_for_port(self.port)
@@ -121,7 +121,7 @@ class Mosquitto:
                 process.kill()
                 process.wait()
 
-    def __enter__(self) -> "Mosquitto":
+    def __enter__(self) -> Mosquitto:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:

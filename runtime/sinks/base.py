@@ -65,7 +65,7 @@ class Sink:
         self._failing = False
         self._thread = threading.Thread(target=self._main, name=f"sink {self.name}", daemon=True)
 
-    def start(self) -> "Sink":
+    def start(self) -> Sink:
         self._thread.start()
         return self
 

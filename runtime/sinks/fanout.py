@@ -6,7 +6,8 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ..errors import SinkError
 from ..log import notice
@@ -30,7 +31,7 @@ class SinkSet:
         self.run_id = uuid.uuid4().hex[:12]
 
     @classmethod
-    def open(cls, urls: Sequence[str], settings: SinkSettings, model: Mapping[str, Any]) -> "SinkSet":
+    def open(cls, urls: Sequence[str], settings: SinkSettings, model: Mapping[str, Any]) -> SinkSet:
         """Open and start a sink per URL (a duplicate URL is refused); those started are stopped
         again when a later one fails."""
         repeated = sorted({url for url in urls if list(urls).count(url) > 1})
@@ -55,7 +56,7 @@ class SinkSet:
     def reports(self) -> list[dict]:
         return [sink.report() for sink in self.sinks]
 
-    def observe(self, metrics: "DetectorMetrics") -> None:
+    def observe(self, metrics: DetectorMetrics) -> None:
         """Bring the metrics' per-sink counters up to date."""
         for report in self.reports():
             metrics.sink_totals(report["sink"], report["sent"], report["dropped"], report["queued"])

@@ -11,8 +11,9 @@ judged it: variant, precision, artifact file, checkpoint hash).
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 VERDICTS = {True: "reject", False: "pass", None: "unknown"}
 # The number a Modbus register or an integer OPC UA variable gets for each verdict.

@@ -10,7 +10,8 @@ one write. Credentials: MMAD_EDGE_OPCUA_USERNAME / _PASSWORD.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Coroutine
+from collections.abc import Coroutine
+from typing import Any
 
 from asyncua import Client, ua
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import math
 import os
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 from urllib.parse import SplitResult, urlsplit
 
 from ..errors import SinkError
@@ -94,7 +94,7 @@ def parse_target(url: str) -> SinkTarget:
     return SinkTarget(url, parts.scheme.lower(), parts.hostname, port, parts.path.lstrip("/"), query)
 
 
-def load_credentials(path: "str | os.PathLike[str] | None" = None,
+def load_credentials(path: str | os.PathLike[str] | None = None,
                      environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """The sink credentials: ``CREDENTIAL_NAMES`` from the environment, overridden by ``path``'s
     ``NAME=value`` lines (blank lines and ``#`` comments allowed). A file others can read is used,
