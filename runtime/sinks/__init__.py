@@ -11,10 +11,13 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..errors import BackendUnavailableError, SinkError
-from .base import Sink
 from .target import SinkSettings, parse_target
+
+if TYPE_CHECKING:  # the worker machinery loads with the first sink opened
+    from .base import Sink
 
 EXTRA = "line"
 

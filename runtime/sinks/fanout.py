@@ -3,7 +3,6 @@ within one time bound, and their counts feed the summary and the Prometheus metr
 
 from __future__ import annotations
 
-import math
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -14,13 +13,10 @@ from ..log import notice
 from . import open_sink
 from .base import Sink
 from .message import verdict_message
-from .target import SinkSettings
+from .target import DEFAULT_DRAIN_S, SinkSettings, check_drain_s
 
 if TYPE_CHECKING:
     from ..monitor.prometheus import DetectorMetrics
-
-DEFAULT_DRAIN_S = 10.0
-
 
 class SinkSet:
     """The sinks of one run; ``send`` per frame, ``finish`` once."""
@@ -29,6 +25,7 @@ class SinkSet:
         self.sinks = list(sinks)
         self.model = dict(model)
         self.run_id = uuid.uuid4().hex[:12]
+        self._reports: list[dict] | None = None
 
     @classmethod
     def open(cls, urls: Sequence[str], settings: SinkSettings, model: Mapping[str, Any]) -> SinkSet:
@@ -63,7 +60,10 @@ class SinkSet:
 
     def finish(self, drain_s: float = DEFAULT_DRAIN_S) -> list[dict]:
         """Wait up to ``drain_s`` seconds for every sink to deliver, stop them and return their
-        reports; one line per sink that still holds messages (kept on disk or lost)."""
+        reports; one line per sink that still holds messages (kept on disk or lost). Once only:
+        later calls return the same reports."""
+        if self._reports is not None:
+            return self._reports
         drain_s = check_drain_s(drain_s)
         deadline = time.monotonic() + drain_s
         for sink in self.sinks:
@@ -75,11 +75,9 @@ class SinkSet:
                         else "they are lost")
                 notice(f"sink {report['sink']}: {report['queued']} messages undelivered after {drain_s:g} s "
                        f"({report['last_error'] or 'still sending'}); {fate}")
+        self._reports = reports
         return reports
 
-
-def check_drain_s(drain_s: Any) -> float:
-    """Seconds to wait for the sinks at the end: a number >= 0."""
-    if isinstance(drain_s, bool) or not isinstance(drain_s, (int, float)) or not math.isfinite(drain_s) or drain_s < 0:
-        raise SinkError(f"sink drain seconds must be a number >= 0, got {drain_s!r}; pass e.g. --sink-drain-s 10")
-    return float(drain_s)
+    def close(self) -> None:
+        """Stop the sinks without waiting (a run that failed); what MQTT holds stays on disk."""
+        self.finish(0)

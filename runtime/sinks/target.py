@@ -24,6 +24,8 @@ CREDENTIAL_NAMES = (
     "MMAD_EDGE_WEBHOOK_TOKEN", "MMAD_EDGE_WEBHOOK_USERNAME", "MMAD_EDGE_WEBHOOK_PASSWORD",
     "MMAD_EDGE_OPCUA_USERNAME", "MMAD_EDGE_OPCUA_PASSWORD",
 )
+DEFAULT_QUEUE_SIZE = 1000
+DEFAULT_DRAIN_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,7 @@ class SinkSettings:
     ``credentials``: the ``CREDENTIAL_NAMES`` values (``load_credentials``).
     """
 
-    queue_size: int = 1000
+    queue_size: int = DEFAULT_QUEUE_SIZE
     spool_dir: Path | None = None
     timeout_s: float = 5.0
     backoff_max_s: float = 10.0
@@ -121,3 +123,10 @@ def load_credentials(path: str | os.PathLike[str] | None = None,
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         notice(f"{file} holds sink credentials and others can read it; chmod 600 {file}")
     return found
+
+
+def check_drain_s(drain_s: object) -> float:
+    """Seconds to wait for the sinks at the end of a run: a number >= 0."""
+    if isinstance(drain_s, bool) or not isinstance(drain_s, (int, float)) or not math.isfinite(drain_s) or drain_s < 0:
+        raise SinkError(f"sink drain seconds must be a number >= 0, got {drain_s!r}; pass e.g. --sink-drain-s 10")
+    return float(drain_s)

@@ -10,9 +10,9 @@ import pytest
 from mmad_edge.runtime.errors import SinkError
 from mmad_edge.runtime.monitor.prometheus import DetectorMetrics
 from mmad_edge.runtime.sinks import open_sink
-from mmad_edge.runtime.sinks.fanout import SinkSet, check_drain_s
+from mmad_edge.runtime.sinks.fanout import SinkSet
 from mmad_edge.runtime.sinks.message import model_identity, verdict_message
-from mmad_edge.runtime.sinks.target import SinkSettings, load_credentials, parse_target
+from mmad_edge.runtime.sinks.target import SinkSettings, check_drain_s, load_credentials, parse_target
 
 pytest.importorskip("paho.mqtt", reason="the sink tests need mmad-edge[line]: pip install 'mmad-edge[line]'")
 
