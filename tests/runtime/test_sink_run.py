@@ -126,13 +126,17 @@ def test_bad_sink_options_are_one_line_exit_2(setup, tmp_path, args, message):
     assert message in result.output and "Traceback" not in result.output and "s3cret" not in result.output
 
 
-def test_the_summary_json_carries_each_sinks_counts(setup, tmp_path):
-    webhook = WebhookReceiver()
+def test_the_summary_json_carries_each_sinks_counts_and_credentials_come_from_the_file(setup, tmp_path):
+    webhook, credentials = WebhookReceiver(), tmp_path / "line.env"
+    credentials.write_text("MMAD_EDGE_WEBHOOK_TOKEN=t0k\n")
+    credentials.chmod(0o600)
     try:
         result = CliRunner().invoke(app, ["run", str(setup["export"]), "--source", str(setup["frames"]),
-                                          "--sink", webhook.url, "--json", str(tmp_path / "summary.json")])
+                                          "--sink", webhook.url, "--sink-credentials", str(credentials),
+                                          "--json", str(tmp_path / "summary.json")])
     finally:
         webhook.close()
     assert result.exit_code == 0, result.output
     (entry,) = json.loads((tmp_path / "summary.json").read_text())["sinks"]
     assert (entry["sink"], entry["sent"], entry["queued"], entry["dropped"]) == (webhook.url, FRAMES, 0, 0)
+    assert {headers["Authorization"] for _, _, headers in webhook.received} == {"Bearer t0k"}
