@@ -21,3 +21,7 @@ class DetectorClosedError(ValueError):
 
 class MetricsPortError(ValueError):
     """A metrics port that cannot be served (out of range, in use or not allowed)."""
+
+
+class SinkError(ValueError):
+    """A result sink (MQTT, webhook, OPC UA, Modbus) given a bad URL, credentials or settings."""

@@ -22,8 +22,10 @@ from ..flags import (
     PERFORMANCE_HINT,
     PRECISION,
     Flag,
+    nested,
 )
 from ..monitor.drift import DEFAULT_TOLERANCE, DEFAULT_WINDOW
+from ..sinks.options import SinkOptions
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -59,3 +61,4 @@ class RunOptions:
     inference_precision: str | None = INFERENCE_PRECISION.field(None, detail=" (default f32)")
     performance_hint: str | None = PERFORMANCE_HINT.field(
         None, detail=" (default: latency at --batch-size 1, else throughput)")
+    sinks: SinkOptions = nested(SinkOptions)  # verdicts out to MQTT, webhooks, OPC UA and Modbus PLCs

@@ -25,6 +25,7 @@ from .tally import SourceTally, drift_monitors
 
 if TYPE_CHECKING:
     from ..monitor.prometheus import DetectorMetrics
+    from ..sinks.fanout import SinkSet
 
 SourceLike = int | PathLike | FrameSource | SourceSpec
 
@@ -52,7 +53,8 @@ def run_stream(
     all sources together). ``retry_s``: how long a camera, stream or video that gives no frames is
     reopened (0: at once; None: ``sources.DEFAULT_RETRY_S``). ``drift_window`` /
     ``drift_tolerance``: the drift watch (``drift``). ``metrics_port``: serve Prometheus metrics
-    there during the run. Ctrl-C or ``stop_event`` end the run cleanly (summary ``"interrupted"`` /
+    there during the run. ``sinks``: each frame's record, as a verdict message, to every result
+    sink (``sinks.fanout.SinkSet``; per-sink counts under ``"sinks"`` in the summary). Ctrl-C or ``stop_event`` end the run cleanly (summary ``"interrupted"`` /
     ``"stopped"``).
     """
     options = _checked(options)
@@ -96,16 +98,18 @@ def _load(artifact: PathLike, options: RunOptions) -> Detector:
 
 @dataclass
 class _Sinks:
-    """Where each result goes: text or JSON lines on ``out``, the anomaly folder, the window, metrics."""
+    """Where each result goes: text or JSON lines on ``out``, the anomaly folder, the window, metrics,
+    the result sinks (MQTT, webhooks, PLCs)."""
 
     out: IO[str]
     writer: JsonlWriter | None
     saver: AnomalySaver | None
     viewer: Viewer | None
     metrics: DetectorMetrics | None
+    line: SinkSet | None = None
 
 
-def _open_sinks(options: RunOptions, out: IO[str]) -> _Sinks:
+def _open_sinks(options: RunOptions, out: IO[str], detector: Detector) -> _Sinks:
     """The outputs, the save folder last (a port or window that fails leaves no folder behind);
     those opened are closed again when a later one fails."""
     sinks = _Sinks(out, JsonlWriter(out) if options.jsonl else None, None, None, None)
@@ -116,6 +120,13 @@ def _open_sinks(options: RunOptions, out: IO[str]) -> _Sinks:
             sinks.metrics = DetectorMetrics()
             sinks.metrics.serve(options.metrics_port)
             notice(f"metrics at http://0.0.0.0:{sinks.metrics.port}/metrics")
+        if options.sinks.urls:
+            from ..sinks.fanout import SinkSet
+            from ..sinks.message import model_identity
+
+            artifact = getattr(detector.backend, "path", None)
+            sinks.line = SinkSet.open(list(options.sinks.urls), options.sinks.settings(),
+                                      model_identity(detector.info.raw, None if artifact is None else Path(artifact)))
         sinks.viewer = Viewer() if options.show else None
         sinks.saver = AnomalySaver(Path(options.save_dir)) if options.save_dir is not None else None
     except BaseException:
@@ -125,7 +136,7 @@ def _open_sinks(options: RunOptions, out: IO[str]) -> _Sinks:
 
 
 def _close_sinks(sinks: _Sinks | None) -> None:
-    for sink in (sinks.saver, sinks.viewer, sinks.metrics) if sinks is not None else ():
+    for sink in (sinks.line, sinks.saver, sinks.viewer, sinks.metrics) if sinks is not None else ():
         if sink is not None:
             sink.close()
 
@@ -142,13 +153,15 @@ def _run(detector: Detector, specs: list[SourceSpec], options: RunOptions, out: 
             notice("--save keeps anomalous frames only, but no threshold is known (no export statistics); pass --threshold")
         stream = DetectionStream(detector, sources, batch=options.batch, threshold=options.threshold,
                                  map_size=options.map_size)
-        sinks = _open_sinks(options, out)
+        sinks = _open_sinks(options, out, detector)
         monitors = drift_monitors(detector.info.raw.get("statistics"), categories, options.drift_window,
                                   options.drift_tolerance)
         tallies = [SourceTally(source, category, scoring[1], monitor, sinks.metrics)
                    for source, category, scoring, monitor in zip(sources, categories, scorings, monitors)]
         interrupted, quit_by_user = _loop(stream, tallies, sinks, options, stop_event)
         summary = _summary(detector, stream, tallies, options)
+        if sinks.line is not None:
+            summary["sinks"] = _finish_line(sinks, options.sinks.drain_s)
         summary.update(interrupted=interrupted, stopped=quit_by_user or (stop_event is not None and stop_event.is_set()))
         return summary
     finally:
@@ -189,6 +202,10 @@ def _handle(item: Scored, tally: SourceTally, stream: DetectionStream, sinks: _S
         record["category"] = tally.category
     if sinks.writer is not None:
         sinks.writer.write(record)
+    if sinks.line is not None:
+        sinks.line.send(record)
+        if sinks.metrics is not None:
+            sinks.line.observe(sinks.metrics)
     normalization = tally.normalization
     if result.is_anomaly:
         if sinks.writer is None:
@@ -235,6 +252,17 @@ def _summary(detector: Detector, stream: DetectionStream, tallies: list[SourceTa
                f"{entry['dropped']} dropped, {entry['fps']:.1f} fps, "
                f"drift events: {entry['drift']['events'] if entry['drift'] else 0}")
     return summary
+
+
+def _finish_line(sinks: _Sinks, drain_s: float) -> list[dict]:
+    """Drain the result sinks (up to ``drain_s``), say one line per sink and return their reports."""
+    reports = sinks.line.finish(drain_s)
+    if sinks.metrics is not None:
+        sinks.line.observe(sinks.metrics)
+    for report in reports:
+        notice(f"  sink {report['sink']}: {report['sent']} sent, {report['queued']} queued, "
+               f"{report['dropped']} dropped")
+    return reports
 
 
 def _progress(stream: DetectionStream) -> str:

@@ -31,7 +31,13 @@ class DetectorMetrics:
                            "standard deviations.", labels, registry=self.registry)
         self.drifting = Gauge("mmad_edge_drifting", "1 while the source's scores have drifted, else 0.", labels,
                               registry=self.registry)
-        self._dropped_seen: dict[str, int] = {}
+        self.sink_sent = Counter("mmad_edge_sink_sent", "Verdict messages a result sink delivered.", ["sink"],
+                                 registry=self.registry)
+        self.sink_dropped = Counter("mmad_edge_sink_dropped", "Verdict messages a result sink dropped (queue full "
+                                    "or refused).", ["sink"], registry=self.registry)
+        self.sink_queued = Gauge("mmad_edge_sink_queued", "Verdict messages waiting in a result sink.", ["sink"],
+                                 registry=self.registry)
+        self._totals_seen: dict[tuple[str, str], int] = {}
         self._server = None
         self._thread = None
 
@@ -43,10 +49,21 @@ class DetectorMetrics:
 
     def dropped_total(self, source: str, total: int) -> None:
         """The source's drop count so far (readers count totals; the counter takes the increase)."""
-        increase = total - self._dropped_seen.get(source, 0)
-        if increase > 0 or source not in self._dropped_seen:
-            self.dropped.labels(source).inc(max(increase, 0))
-            self._dropped_seen[source] = total
+        self._advance(self.dropped, source, total)
+
+    def sink_totals(self, sink: str, sent: int, dropped: int, queued: int) -> None:
+        """A result sink's counts so far (``sinks.base.Sink.report``)."""
+        self._advance(self.sink_sent, sink, sent)
+        self._advance(self.sink_dropped, sink, dropped)
+        self.sink_queued.labels(sink).set(queued)
+
+    def _advance(self, counter: Counter, label: str, total: int) -> None:
+        """Raise ``counter`` for ``label`` to ``total`` (created at 0 on first sight)."""
+        key = (id(counter), label)
+        increase = total - self._totals_seen.get(key, 0)
+        if increase > 0 or key not in self._totals_seen:
+            counter.labels(label).inc(max(increase, 0))
+            self._totals_seen[key] = total
 
     def drift_state(self, source: str, statistic: float | None, drifting: bool) -> None:
         """The source's current drift statistic (left unset until the window has enough scores)."""

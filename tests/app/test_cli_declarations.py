@@ -23,7 +23,8 @@ from mmad_edge.runtime.flags import Flag, nested
 ROOT = Path(__file__).resolve().parents[2]
 DECLARING = ["mmad_edge/cli.py", *sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "mmad_edge/app").glob("*.py")),
              "mmad_edge/flags.py", "mmad_edge/train_options.py", "export/options.py", "calib/options.py",
-             "bench/options.py", "runtime/flags.py", "runtime/loop/options.py", "runtime/serving/options.py"]
+             "bench/options.py", "runtime/flags.py", "runtime/loop/options.py", "runtime/serving/options.py",
+             "runtime/sinks/options.py"]
 FLAG = re.compile(r"--[a-z0-9]+(-[a-z0-9]+)*(/--[a-z0-9-]+)?")
 BASE_FLAGS = {  # each command's flags at 1f56e31 (before the commands were built from declarations) and since
     "bench": {"--backend", "--batch-size", "--cache-dir", "--case-budget", "--category", "--checkpoint", "--data",
@@ -43,7 +44,8 @@ BASE_FLAGS = {  # each command's flags at 1f56e31 (before the commands were buil
     "run": {"--backend", "--batch-size", "--category", "--drift-tolerance", "--drift-window",
         "--inference-precision", "--json", "--jsonl", "--map-size", "--max-frames", "--metrics-port", "--no-jsonl",
         "--no-show", "--performance-hint", "--precision", "--retry-seconds", "--save", "--show", "--source",
-        "--threshold"},
+        "--threshold", "--sink", "--sink-drain-s", "--sink-credentials", "--sink-ca-file", "--sink-spool",
+        "--sink-queue"},  # the --sink* flags since: issue 27
     "serve": {"--app-metrics-port", "--backend", "--drift-tolerance", "--drift-window", "--events", "--grpc-port",
         "--instances", "--json", "--log-file", "--max-batch", "--max-queue-delay-us", "--metrics-port", "--port",
         "--precision", "--threads"},
