@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ..artifact.contract import IS_ANOMALY
+
 VERDICTS = {True: "reject", False: "pass", None: "unknown"}
 # The number a Modbus register or an integer OPC UA variable gets for each verdict.
 VERDICT_CODES = {"pass": 0, "reject": 1, "unknown": 2}
@@ -39,4 +41,4 @@ def verdict_message(record: Mapping[str, Any], model: Mapping[str, Any], message
     timestamp = record.get("captured_at")
     return {"message_id": message_id, "part_id": part_id,
             "timestamp": timestamp if timestamp is not None else (time.time() if now is None else now),
-            "verdict": VERDICTS[record.get("is_anomaly")], **record, "model": dict(model)}
+            "verdict": VERDICTS[record.get(IS_ANOMALY)], **record, "model": dict(model)}

@@ -15,13 +15,15 @@ from typing import Any
 
 from asyncua import Client, ua
 
+from ..artifact.contract import IS_ANOMALY, OUTPUT_NAMES, SCORE_NORMALIZED
 from ..errors import SinkError
 from .base import PermanentDeliveryError, Sink
 from .message import VERDICT_CODES
 from .target import SinkSettings, SinkTarget
 
 # Child browse name (lower case) -> the message field written there.
-FIELDS = {"verdict": "verdict", "score": "score", "scorenormalized": "score_normalized", "partid": "part_id",
+SCORE = OUTPUT_NAMES[1]
+FIELDS = {"verdict": "verdict", SCORE: SCORE, SCORE_NORMALIZED.replace("_", ""): SCORE_NORMALIZED, "partid": "part_id",
           "messageid": "message_id"}
 INTEGER_TYPES = {ua.VariantType.SByte, ua.VariantType.Byte, ua.VariantType.Int16, ua.VariantType.UInt16,
                  ua.VariantType.Int32, ua.VariantType.UInt32, ua.VariantType.Int64, ua.VariantType.UInt64}
@@ -96,7 +98,7 @@ def _value(field: str, message: dict, vtype: ua.VariantType) -> ua.DataValue | N
     """``message[field]`` as a value of ``vtype`` (None: nothing to write, e.g. an unknown verdict on a Boolean)."""
     value = message.get(field)
     if field == "verdict":
-        value = {ua.VariantType.Boolean: message.get("is_anomaly"), ua.VariantType.String: value}.get(
+        value = {ua.VariantType.Boolean: message.get(IS_ANOMALY), ua.VariantType.String: value}.get(
             vtype, VERDICT_CODES[value] if vtype in INTEGER_TYPES else value)
     if value is None:
         return None

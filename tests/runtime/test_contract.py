@@ -67,6 +67,8 @@ OTHER_MEANINGS = {
     ("mmad_edge/inference.py", "category"): "the dataset sample's key",
     ("mmad_edge/train.py", "image"): "the dataset sample's key",
     ("mmad_edge/evaluate.py", "category"): "a table header",
+    ("runtime/cameras/gentl.py", "BGR"): "a GenICam pixel format prefix",
+    ("bench/compression.py", "category"): "the recorded run's field",
     ("runtime/serving/options.py", "category"): "a help text word (drift per category)",
 }
 # Copies in rooms owned elsewhere, each to be replaced by the contract's name; a new copy fails here.
