@@ -40,7 +40,7 @@ HISTORY = "history"
 LOCK = ".lock"
 INCOMING = ".incoming-"
 _TEMP_LINK = ".current.tmp-"
-_VERSION = re.compile(r"(\d{4,})-")
+_VERSION = re.compile(r"^(\d{4,})-")
 
 
 def is_deployment(path: str | os.PathLike[str]) -> bool:
@@ -72,7 +72,7 @@ def promote(export: str | os.PathLike[str], deploy_dir: str | os.PathLike[str]) 
     versions.mkdir(parents=True, exist_ok=True)
     with _locked(deploy_dir):
         _clear_leftovers(deploy_dir)
-        name = f"{_next_number(versions):04d}-{_slug(source.resolve().name)}"
+        name = f"{_next_number(versions):04d}-{_slug(_export_name(export, source))}"
         incoming = versions / f"{INCOMING}{name}"
         shutil.copytree(source, incoming, copy_function=_copy_synced, symlinks=False)
         _fsync_tree(incoming)
@@ -201,6 +201,13 @@ def _write_history(deploy_dir: Path, stack: list[str]) -> None:
 def _next_number(versions: Path) -> int:
     numbers = [int(match.group(1)) for path in versions.iterdir() if (match := _VERSION.match(path.name))]
     return max(numbers, default=0) + 1
+
+
+def _export_name(given: str | os.PathLike[str], source: Path) -> str:
+    """The name a version takes after: the export folder's, or a deployment's current version's without
+    its number."""
+    name = source.resolve().name
+    return _VERSION.sub("", name, count=1) if source != Path(given) else name
 
 
 def _slug(name: str) -> str:
