@@ -27,7 +27,8 @@ from mmad_edge.train_options import TrainOptions
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Train MiniMaxAD and deploy it to TensorRT / ONNX Runtime.")
 
-ARTIFACT = Arg("model.<precision>.onnx, model.<precision>.engine, or an export folder.")
+ARTIFACT = Arg("model.<precision>.onnx, model.<precision>.engine, an export folder, or a deployment folder (its "
+               "current version: see promote).")
 VERIFY = Flag("--verify", "Dataset root: verify the engine on its labelled test split right after the build (as "
                           "`mmad-edge verify`).")
 JsonPath = Path | None

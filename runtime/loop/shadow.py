@@ -185,7 +185,7 @@ class Shadow:
             return self._summary
         with self._cond:
             if self._queue and drain and self.error is None:
-                notice(f"shadow: comparing the {len(self._queue)} frames still waiting for the candidate")
+                notice(f"shadow: comparing what still waits for the candidate ({len(self._queue)} frames)")
             while self._queue and not drain:
                 self._drop(self._queue.popleft()[0])
             self._stopping = True
