@@ -27,7 +27,8 @@ from mmad_edge.train_options import TrainOptions
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Train MiniMaxAD and deploy it to TensorRT / ONNX Runtime.")
 
-ARTIFACT = Arg("model.<precision>.onnx, model.<precision>.engine, or an export folder.")
+ARTIFACT = Arg("model.<precision>.onnx, model.<precision>.engine, an export folder, or a deployment folder (its "
+               "current version: see promote).")
 VERIFY = Flag("--verify", "Dataset root: verify the engine on its labelled test split right after the build (as "
                           "`mmad-edge verify`).")
 JsonPath = Path | None
@@ -176,6 +177,40 @@ def run(
     summary = run_stream(str(artifact), source, options)
     write_json(json_path, summary)
     exit_if_interrupted(summary)
+
+
+@app.command()
+@guarded
+@declared
+def promote(
+    export: Annotated[Path, Arg("Export folder to deploy (or a deployment folder: its current version).")],
+    to: Annotated[Path, Flag("--to", "Deployment folder (created when missing): the export is copied into "
+                                     "versions/NNNN-NAME/, then the current link points at it.")],
+    json_path: Annotated[JsonPath, JSON.about("what moved")] = None,
+) -> None:
+    """Deploy an export atomically: a new version of the deployment folder, made current in one step."""
+    from mmad_edge.runtime.artifact.deployment import promote as promote_export
+    from mmad_edge.runtime.artifact.deployment import summary_line
+
+    moved = promote_export(export, to)
+    typer.echo(summary_line(moved))
+    write_json(json_path, moved)
+
+
+@app.command()
+@guarded
+@declared
+def rollback(
+    deploy_dir: Annotated[Path, Arg("Deployment folder (the --to of promote).")],
+    json_path: Annotated[JsonPath, JSON.about("what moved")] = None,
+) -> None:
+    """Point a deployment folder back at the version deployed before the current one."""
+    from mmad_edge.runtime.artifact.deployment import rollback as roll_back
+    from mmad_edge.runtime.artifact.deployment import summary_line
+
+    moved = roll_back(deploy_dir)
+    typer.echo(summary_line(moved))
+    write_json(json_path, moved)
 
 
 @app.command()

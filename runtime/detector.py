@@ -91,7 +91,8 @@ class Detector:
         category: str | None = None,
         **backend_options: Any,
     ) -> Detector:
-        """Load a ``.engine`` (TensorRT), a ``.onnx`` (ONNX Runtime or OpenVINO) or an export folder.
+        """Load a ``.engine`` (TensorRT), a ``.onnx`` (ONNX Runtime or OpenVINO), an export folder or a
+        deployment folder (the version its ``current`` link names, read once here: ``mmad-edge promote``).
 
         ``backend``: "auto" or a registered backend (``runtime.backends.choices()``).
         ``options``: the backend settings as one ``BackendOptions`` (the common cache_dir, device,

@@ -23,6 +23,7 @@ from ..backends.base import BackendOptions
 from ..errors import ArtifactError
 from ..log import notice
 from .contract import CPU_ORDER, GPU_ORDER, PRECISIONS, REPORT_FILE, artifact_name
+from .deployment import deployed_folder
 
 
 def _order(precision: str | None, default: Sequence[str]) -> Sequence[str]:
@@ -57,8 +58,10 @@ def select_artifact(
     folder: Path, backend: str, precision: str | None, options: BackendOptions | None = None, *,
     here: bool = True,
 ) -> Path:
-    """The file to load from ``folder`` (see the module docstring). ``here=False``: for a GPU server
-    elsewhere (Triton): GPU order, nothing checked on this machine, backends in registry order."""
+    """The file to load from ``folder`` (see the module docstring; a deployment folder: from the version
+    it points at). ``here=False``: for a GPU server elsewhere (Triton): GPU order, nothing checked on
+    this machine, backends in registry order."""
+    folder = deployed_folder(folder)
     if backend not in choices():
         raise ArtifactError(f"backend must be one of {', '.join(choices())}, got {backend!r}")
     options = options or BackendOptions()

@@ -58,6 +58,16 @@ class RunOptions:
     drift_tolerance: float = DRIFT_TOLERANCE.field(DEFAULT_TOLERANCE)
     metrics_port: int | None = METRICS_PORT.field(
         None, help="Serve Prometheus metrics at http://0.0.0.0:PORT/metrics during the run.")
+    shadow: PathLike | None = Flag(
+        "--shadow", "Candidate export (or deployment folder) run in shadow on the same frames, on its own thread: its "
+                    "verdicts and normalized scores are compared with the deployed detector's (agreement in the "
+                    "summary, --json and metrics); frames it cannot keep up with are dropped and counted, never "
+                    "waited for.").field(None)
+    shadow_log: PathLike | None = Flag(
+        "--shadow-log", "Folder for the frames where the --shadow candidate's verdict differs: each frame as PNG plus "
+                        "a line in disagreements.jsonl.").field(None)
+    shadow_log_max: int = Flag("--shadow-log-max", "Most disagreements --shadow-log keeps, earlier runs' "
+                                                   "included.").field(500)
     inference_precision: str | None = INFERENCE_PRECISION.field(None, detail=" (default f32)")
     performance_hint: str | None = PERFORMANCE_HINT.field(
         None, detail=" (default: latency at --batch-size 1, else throughput)")

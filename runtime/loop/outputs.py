@@ -20,11 +20,16 @@ from .sources import FramePosition, SourceId
 QUIT_KEYS = (ord("q"), 27)
 
 
-def frame_record(source_name: str, source_id: SourceId, index: int, result: Result) -> dict:
-    """The JSON object for one frame: where it came from (the file; or the source's name with the
-    frame index and time), its place in the run (``index``) and ``result.to_json()``."""
+def frame_place(source_name: str, source_id: SourceId, index: int) -> dict:
+    """Where a frame came from (the file; or the source's name with the frame index and time) and its
+    place in the run (``index``), as JSON fields."""
     where = {"source": source_name, **source_id.to_json()} if isinstance(source_id, FramePosition) else {"source": source_id}
-    return {**where, "index": index, **result.to_json()}
+    return {**where, "index": index}
+
+
+def frame_record(source_name: str, source_id: SourceId, index: int, result: Result) -> dict:
+    """The JSON object for one frame: ``frame_place`` and ``result.to_json()``."""
+    return {**frame_place(source_name, source_id, index), **result.to_json()}
 
 
 def json_safe(value: Any) -> Any:

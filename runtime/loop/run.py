@@ -19,6 +19,7 @@ from ..scoring import check_threshold
 from .options import PathLike, RunOptions
 from .outputs import AnomalySaver, JsonlWriter, Viewer, frame_record
 from .overlay import render_overlay
+from .shadow import DisagreementLog, Shadow, ShadowFrame, check_candidate
 from .sources import FrameSource, SourceSpec, check_retry_s, open_sources, parse_source
 from .stream import DetectionStream, Scored
 from .tally import SourceTally, drift_monitors
@@ -54,7 +55,10 @@ def run_stream(
     reopened (0: at once; None: ``sources.DEFAULT_RETRY_S``). ``drift_window`` /
     ``drift_tolerance``: the drift watch (``drift``). ``metrics_port``: serve Prometheus metrics
     there during the run. ``sinks``: each frame's record, as a verdict message, to every result
-    sink (``sinks.fanout.SinkSet``; per-sink counts under ``"sinks"`` in the summary). Ctrl-C or ``stop_event`` end the run cleanly (summary ``"interrupted"`` /
+    sink (``sinks.fanout.SinkSet``; per-sink counts under ``"sinks"`` in the summary). ``shadow``: a
+    candidate export scored on the same frames off the loop's path and compared (``shadow.Shadow``;
+    summary ``"shadow"``), its disagreements written to ``shadow_log`` (at most ``shadow_log_max``).
+    Ctrl-C or ``stop_event`` end the run cleanly (summary ``"interrupted"`` /
     ``"stopped"``).
     """
     options = _checked(options)
@@ -84,6 +88,9 @@ def _checked(options: RunOptions) -> RunOptions:
         raise ValueError(f"max frames must be at least 1, got {max_frames!r}; pass --max-frames N with N >= 1, "
                          "or leave it out to run until the source ends")
     check_drift_options(options.drift_window, options.drift_tolerance)
+    if options.shadow_log is not None and options.shadow is None:
+        raise ValueError("--shadow-log keeps the shadow candidate's disagreements; pass the candidate with --shadow "
+                         "EXPORT, or drop --shadow-log")
     return replace(options, threshold=check_threshold(options.threshold), retry_s=check_retry_s(options.retry_s))
 
 
@@ -99,20 +106,21 @@ def _load(artifact: PathLike, options: RunOptions) -> Detector:
 @dataclass
 class _Sinks:
     """Where each result goes: text or JSON lines on ``out``, the anomaly folder, the window, metrics,
-    the result sinks (MQTT, webhooks, PLCs)."""
+    the result sinks (MQTT, webhooks, PLCs), the shadow candidate."""
 
     out: IO[str]
     writer: JsonlWriter | None
-    saver: AnomalySaver | None
-    viewer: Viewer | None
-    metrics: DetectorMetrics | None
+    saver: AnomalySaver | None = None
+    viewer: Viewer | None = None
+    metrics: DetectorMetrics | None = None
     line: SinkSet | None = None
+    shadow: Shadow | None = None
 
 
-def _open_sinks(options: RunOptions, out: IO[str], detector: Detector) -> _Sinks:
-    """The outputs, the save folder last (a port or window that fails leaves no folder behind);
-    those opened are closed again when a later one fails."""
-    sinks = _Sinks(out, JsonlWriter(out) if options.jsonl else None, None, None, None)
+def _open_sinks(options: RunOptions, out: IO[str], detector: Detector, categories: list[str | None]) -> _Sinks:
+    """The outputs, the save folder last (a port, window or candidate that fails leaves no folder
+    behind); those opened are closed again when a later one fails."""
+    sinks = _Sinks(out, JsonlWriter(out) if options.jsonl else None)
     try:
         if options.metrics_port is not None:
             from ..monitor.prometheus import DetectorMetrics
@@ -128,6 +136,7 @@ def _open_sinks(options: RunOptions, out: IO[str], detector: Detector) -> _Sinks
             sinks.line = SinkSet.open(list(options.sinks.urls), options.sinks.settings(),
                                       model_identity(detector.info.raw, None if artifact is None else Path(artifact)))
         sinks.viewer = Viewer() if options.show else None
+        sinks.shadow = _open_shadow(options, categories, sinks.metrics) if options.shadow is not None else None
         sinks.saver = AnomalySaver(Path(options.save_dir)) if options.save_dir is not None else None
     except BaseException:
         _close_sinks(sinks)
@@ -135,8 +144,20 @@ def _open_sinks(options: RunOptions, out: IO[str], detector: Detector) -> _Sinks
     return sinks
 
 
+def _open_shadow(options: RunOptions, categories: list[str | None], metrics: DetectorMetrics | None) -> Shadow:
+    """The --shadow candidate, loaded like the deployed detector but judged by its own thresholds."""
+    candidate = _load(options.shadow, replace(options, threshold=None))
+    try:
+        check_candidate(candidate, categories)
+        log = None if options.shadow_log is None else DisagreementLog(options.shadow_log, options.shadow_log_max)
+    except BaseException:
+        candidate.close()
+        raise
+    return Shadow(candidate, log, metrics, batch=options.batch)
+
+
 def _close_sinks(sinks: _Sinks | None) -> None:
-    for sink in (sinks.line, sinks.saver, sinks.viewer, sinks.metrics) if sinks is not None else ():
+    for sink in (sinks.line, sinks.shadow, sinks.saver, sinks.viewer, sinks.metrics) if sinks is not None else ():
         if sink is not None:
             sink.close()
 
@@ -153,7 +174,7 @@ def _run(detector: Detector, specs: list[SourceSpec], options: RunOptions, out: 
             notice("--save keeps anomalous frames only, but no threshold is known (no export statistics); pass --threshold")
         stream = DetectionStream(detector, sources, batch=options.batch, threshold=options.threshold,
                                  map_size=options.map_size)
-        sinks = _open_sinks(options, out, detector)
+        sinks = _open_sinks(options, out, detector, categories)
         monitors = drift_monitors(detector.info.raw.get("statistics"), categories, options.drift_window,
                                   options.drift_tolerance)
         tallies = [SourceTally(source, category, scoring[1], monitor, sinks.metrics)
@@ -163,6 +184,8 @@ def _run(detector: Detector, specs: list[SourceSpec], options: RunOptions, out: 
         if sinks.line is not None:
             summary["sinks"] = _finish_line(sinks, options.sinks.drain_s)
         summary.update(interrupted=interrupted, stopped=quit_by_user or (stop_event is not None and stop_event.is_set()))
+        if sinks.shadow is not None:  # after the summary: the deployed fps never includes the candidate's catching up
+            summary["shadow"] = sinks.shadow.finish(drain=not interrupted)
         return summary
     finally:
         _close_sinks(sinks)
@@ -214,6 +237,9 @@ def _handle(item: Scored, tally: SourceTally, stream: DetectionStream, sinks: _S
             sinks.out.flush()
         if sinks.saver is not None:
             sinks.saver.save(item.source_id, item.frame, result, record, normalization)
+    if sinks.shadow is not None:
+        sinks.shadow.offer(ShadowFrame(item.frame, tally.name, tally.category, item.source_id, index, normalization),
+                           result)
     for event in tally.observe(result, item.latency_s, stream.dropped_by(item.source)):
         notice(event_line(tally.name, event, options.drift_window))
         if sinks.writer is not None:

@@ -13,8 +13,8 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 
 
 class DetectorMetrics:
-    """Frames, anomalies, drops, latency and drift per source (or per ``label``: what the first
-    argument of each method names); ``serve(port)`` exposes /metrics."""
+    """Frames, anomalies, drops, latency, drift and a shadow candidate's agreement per source (or per
+    ``label``: what the first argument of each method names); ``serve(port)`` exposes /metrics."""
 
     def __init__(self, label: str = "source", port_flag: str = "--metrics-port") -> None:
         """``port_flag``: the option a port error tells the user to change."""
@@ -38,6 +38,13 @@ class DetectorMetrics:
         self.sink_queued = Gauge("mmad_edge_sink_queued", "Verdict messages waiting in a result sink.", ["sink"],
                                  registry=self.registry)
         self._totals_seen: dict[tuple[str, str], int] = {}
+        self.shadow_frames = Counter("mmad_edge_shadow_frames", "Frames a shadow candidate scored, by whether its "
+                                     "verdict agreed with the deployed detector's.", [label, "verdict"],
+                                     registry=self.registry)
+        self.shadow_dropped_frames = Counter("mmad_edge_shadow_dropped_frames", "Frames the shadow candidate "
+                                             "skipped because it fell behind.", labels, registry=self.registry)
+        self.shadow_agreement = Gauge("mmad_edge_shadow_agreement", "Share of compared frames whose verdicts agree "
+                                      "(deployed and shadow candidate).", labels, registry=self.registry)
         self._server = None
         self._thread = None
 
@@ -70,6 +77,16 @@ class DetectorMetrics:
         if statistic is not None:
             self.drift.labels(source).set(statistic)
         self.drifting.labels(source).set(1 if drifting else 0)
+
+    def shadow_compared(self, source: str, agreed: bool, agreement: float | None) -> None:
+        """One frame compared with the shadow candidate, and the source's agreement so far."""
+        self.shadow_frames.labels(source, "agree" if agreed else "disagree").inc()
+        if agreement is not None:
+            self.shadow_agreement.labels(source).set(agreement)
+
+    def shadow_dropped(self, source: str) -> None:
+        """One frame the shadow candidate skipped."""
+        self.shadow_dropped_frames.labels(source).inc()
 
     def serve(self, port: int, addr: str = "0.0.0.0") -> None:
         """Serve http://ADDR:PORT/metrics on a daemon thread until ``close``."""

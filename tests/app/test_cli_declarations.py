@@ -43,9 +43,11 @@ BASE_FLAGS = {  # each command's flags at 1f56e31 (before the commands were buil
     "import-checkpoint": {"--encoder", "--image-size", "--json", "--minimaxad", "--out", "--variant"},
     "run": {"--backend", "--batch-size", "--category", "--drift-tolerance", "--drift-window",
         "--inference-precision", "--json", "--jsonl", "--map-size", "--max-frames", "--metrics-port", "--no-jsonl",
-        "--no-show", "--performance-hint", "--precision", "--retry-seconds", "--save", "--show", "--source",
-        "--threshold", "--sink", "--sink-drain-s", "--sink-credentials", "--sink-ca-file", "--sink-spool",
-        "--sink-queue"},  # the --sink* flags since: issue 27
+        "--no-show", "--performance-hint", "--precision", "--retry-seconds", "--save", "--shadow", "--shadow-log",
+        "--shadow-log-max", "--show", "--source", "--threshold", "--sink", "--sink-drain-s", "--sink-credentials",
+        "--sink-ca-file", "--sink-spool", "--sink-queue"},  # the --sink* flags since: issue 27
+    "promote": {"--json", "--to"},
+    "rollback": {"--json"},
     "serve": {"--app-metrics-port", "--backend", "--drift-tolerance", "--drift-window", "--events", "--grpc-port",
         "--instances", "--json", "--log-file", "--max-batch", "--max-queue-delay-us", "--metrics-port", "--port",
         "--precision", "--threads"},

@@ -1,0 +1,236 @@
+"""A deployment folder: versioned copies of exports and a pointer to the one in use.
+
+``promote`` copies an export into ``DEPLOY_DIR/versions/NNNN-<name>/`` and then points
+``DEPLOY_DIR/current`` at it; ``rollback`` points it back at the version deployed before. Every
+reader of export folders (``Detector.load``, ``run``, ``serve``, ``triton-repo``) follows the
+pointer, so the deployment folder stands for the export in use.
+
+The pointer is a relative symlink, replaced by ``os.replace`` of a fresh temporary link: rename(2)
+swaps the link itself in one step on Linux, so a reader (or a kill -9 at any instant) sees the old
+target or the new one, never none and never a half one; ``ls -l`` shows it and any tool reading a
+folder follows it. A pointer file would need the same rename and a parser in every reader.
+
+A version appears complete or not at all: it is copied to ``versions/.incoming-*`` (each file
+fsynced), renamed into place, and only then pointed at. ``history`` (the stack of versions in the
+order they became current) is written after the pointer and reconciled with it at each read, the
+pointer being the truth: a kill between the two leaves a history one step behind, which the next
+read repairs. Leftovers of a killed promote are removed by the next one. ``.lock`` (flock, released
+by the kernel when its holder dies) lets one promote or rollback run at a time.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from ..backends import REGISTRY
+from ..errors import ArtifactError
+from .contract import PRECISIONS, artifact_name
+from .metadata import load_contract
+
+VERSIONS = "versions"
+CURRENT = "current"
+HISTORY = "history"
+LOCK = ".lock"
+INCOMING = ".incoming-"
+_TEMP_LINK = ".current.tmp-"
+_VERSION = re.compile(r"^(\d{4,})-")
+
+
+def is_deployment(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a deployment folder (it holds ``versions/``)."""
+    return (Path(path) / VERSIONS).is_dir()
+
+
+def deployed_folder(path: str | os.PathLike[str]) -> Path:
+    """The version folder a deployment folder points at; any other path unchanged. ArtifactError
+    for a deployment folder with nothing deployed."""
+    path = Path(path)
+    if not is_deployment(path):
+        return path
+    current = _current(path)
+    if current is None:
+        raise ArtifactError(f"{path}: a deployment folder with nothing deployed; run mmad-edge promote EXPORT "
+                            f"--to {path}")
+    return path / VERSIONS / current
+
+
+def promote(export: str | os.PathLike[str], deploy_dir: str | os.PathLike[str]) -> dict:
+    """Copy ``export`` (an export folder, or a deployment folder's current version) into a new
+    version of ``deploy_dir`` (created when missing) and make it current; returns what moved."""
+    source = deployed_folder(export)
+    files = _export_files(source)
+    deploy_dir = Path(deploy_dir)
+    _check_deploy_dir(deploy_dir)
+    versions = deploy_dir / VERSIONS
+    versions.mkdir(parents=True, exist_ok=True)
+    with _locked(deploy_dir):
+        _clear_leftovers(deploy_dir)
+        name = f"{_next_number(versions):04d}-{_slug(_export_name(export, source))}"
+        incoming = versions / f"{INCOMING}{name}"
+        shutil.copytree(source, incoming, copy_function=_copy_synced, symlinks=False)
+        _fsync_tree(incoming)
+        os.rename(incoming, versions / name)
+        _fsync(versions)
+        history = _history(deploy_dir)
+        _point(deploy_dir, name)
+        _write_history(deploy_dir, [*history, name])
+    size = sum(path.stat().st_size for path in files)
+    return {"action": "promote", "deploy_dir": str(deploy_dir), "source": str(source),
+            "from": history[-1] if history else None, "to": name, "version": str(versions / name),
+            "files": len(files), "bytes": size, "history": [*history, name]}
+
+
+def rollback(deploy_dir: str | os.PathLike[str]) -> dict:
+    """Point ``deploy_dir`` back at the version current before this one; returns what moved."""
+    deploy_dir = Path(deploy_dir)
+    if not is_deployment(deploy_dir):
+        raise ArtifactError(f"{deploy_dir}: not a deployment folder (no {VERSIONS}/); run mmad-edge promote EXPORT "
+                            f"--to {deploy_dir} first")
+    with _locked(deploy_dir):
+        _clear_leftovers(deploy_dir)
+        history = _history(deploy_dir)
+        if not history:
+            raise ArtifactError(f"{deploy_dir}: nothing deployed, so nothing to roll back; run mmad-edge promote "
+                                f"EXPORT --to {deploy_dir}")
+        if len(history) < 2:
+            raise ArtifactError(f"{deploy_dir}: nothing to roll back to; {history[-1]} is the only version deployed "
+                                "so far")
+        _point(deploy_dir, history[-2])
+        _write_history(deploy_dir, history[:-1])
+    return {"action": "rollback", "deploy_dir": str(deploy_dir), "from": history[-1], "to": history[-2],
+            "version": str(deploy_dir / VERSIONS / history[-2]), "history": history[:-1]}
+
+
+def summary_line(moved: dict) -> str:
+    """One line saying what ``promote`` or ``rollback`` moved."""
+    was = moved["from"] or "nothing"
+    if moved["action"] == "promote":
+        return (f"promoted {moved['source']} to {moved['version']} ({moved['files']} files, "
+                f"{moved['bytes'] / 1e6:.1f} MB); {moved['deploy_dir']}/{CURRENT}: {was} -> {moved['to']}")
+    return f"rolled back {moved['deploy_dir']}/{CURRENT}: {was} -> {moved['to']}"
+
+
+def _export_files(folder: Path) -> list[Path]:
+    """The files of an export folder, checked: at least one model whose metadata reads."""
+    if not folder.is_dir():
+        raise ArtifactError(f"{folder}: not an export folder; pass the folder mmad-edge export wrote")
+    suffixes = {suffix for entry in REGISTRY.values() for suffix in entry.suffixes}
+    models = [folder / artifact_name(precision, suffix) for precision in PRECISIONS for suffix in sorted(suffixes)
+              if (folder / artifact_name(precision, suffix)).is_file()]
+    if not models:
+        raise ArtifactError(f"{folder}: not an export (no model.<precision>.onnx or .engine); pass the folder "
+                            "mmad-edge export wrote")
+    for model in models:
+        load_contract(model)  # a model without readable metadata would fail at load time, after the switch
+    return [path for path in folder.rglob("*") if path.is_file()]
+
+
+def _check_deploy_dir(deploy_dir: Path) -> None:
+    """A deployment folder, or a new or empty folder to make one (never a folder of other files)."""
+    if deploy_dir.exists() and not deploy_dir.is_dir():
+        raise ArtifactError(f"{deploy_dir}: not a folder; pass --to a new or empty folder, or a deployment folder")
+    if deploy_dir.is_dir() and not is_deployment(deploy_dir) and any(deploy_dir.iterdir()):
+        raise ArtifactError(f"{deploy_dir}: holds other files and no {VERSIONS}/; pass --to a new or empty folder, "
+                            "or a deployment folder")
+
+
+@contextmanager
+def _locked(deploy_dir: Path) -> Iterator[None]:
+    """One promote or rollback at a time on ``deploy_dir`` (a second waits)."""
+    with open(deploy_dir / LOCK, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def _clear_leftovers(deploy_dir: Path) -> None:
+    """Remove what a killed promote or rollback left (under the lock, so nobody is writing them)."""
+    for path in (deploy_dir / VERSIONS).glob(f"{INCOMING}*"):
+        shutil.rmtree(path, ignore_errors=True)
+    for path in deploy_dir.glob(f"{_TEMP_LINK}*"):
+        path.unlink(missing_ok=True)
+
+
+def _current(deploy_dir: Path) -> str | None:
+    """The version name ``current`` points at (None: no pointer yet)."""
+    try:
+        return Path(os.readlink(deploy_dir / CURRENT)).name
+    except FileNotFoundError:
+        return None
+
+
+def _history(deploy_dir: Path) -> list[str]:
+    """The stack of versions made current, reconciled with the pointer (see the module docstring)."""
+    try:
+        stack = json.loads((deploy_dir / HISTORY).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        stack = []
+    current = _current(deploy_dir)
+    if current is None:
+        return []
+    return stack[: stack.index(current) + 1] if current in stack else [*stack, current]
+
+
+def _point(deploy_dir: Path, name: str) -> None:
+    """Replace the ``current`` link by one to ``versions/NAME`` in one rename."""
+    if not (deploy_dir / VERSIONS / name).is_dir():
+        raise ArtifactError(f"{deploy_dir}: version {name} is missing from {VERSIONS}/; promote an export again")
+    temp = deploy_dir / f"{_TEMP_LINK}{os.getpid()}"
+    temp.unlink(missing_ok=True)
+    os.symlink(f"{VERSIONS}/{name}", temp)
+    os.replace(temp, deploy_dir / CURRENT)
+    _fsync(deploy_dir)
+
+
+def _write_history(deploy_dir: Path, stack: list[str]) -> None:
+    temp = deploy_dir / f"{HISTORY}.tmp"
+    with open(temp, "w", encoding="utf-8") as handle:
+        json.dump(stack, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temp, deploy_dir / HISTORY)
+    _fsync(deploy_dir)
+
+
+def _next_number(versions: Path) -> int:
+    numbers = [int(match.group(1)) for path in versions.iterdir() if (match := _VERSION.match(path.name))]
+    return max(numbers, default=0) + 1
+
+
+def _export_name(given: str | os.PathLike[str], source: Path) -> str:
+    """The name a version takes after: the export folder's, or a deployment's current version's without
+    its number."""
+    name = source.resolve().name
+    return _VERSION.sub("", name, count=1) if source != Path(given) else name
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "export"
+
+
+def _copy_synced(source: str, target: str) -> str:
+    """shutil.copy2, then the copy flushed to disk (a renamed-in version must survive a power cut)."""
+    shutil.copy2(source, target)
+    with open(target, "rb") as handle:
+        os.fsync(handle.fileno())
+    return target
+
+
+def _fsync_tree(folder: Path) -> None:
+    """fsync every folder of ``folder`` (their entries; the files were synced as they were copied)."""
+    for path in [folder, *(p for p in folder.rglob("*") if p.is_dir())]:
+        _fsync(path)
+
+
+def _fsync(folder: Path) -> None:
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
