@@ -58,6 +58,7 @@ OTHER_MEANINGS = {
     ("runtime/artifact/schema.py", "category"): "how the runtime's errors name a category's statistics",
     ("runtime/loop/run.py", "category"): "the JSON record's category field",
     ("runtime/loop/tally.py", "category"): "the JSON summary's category field",
+    ("runtime/loop/shadow.py", "category"): "the disagreement record's category field",
     ("runtime/serving/watch.py", "category"): "a Prometheus label name",
     ("export/threshold_calibration.py", "category"): "the calibration report's field",
     ("export/device_verification.py", "mmad_edge"): "the package version's key in a report",
