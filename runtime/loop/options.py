@@ -57,7 +57,7 @@ class RunOptions:
     drift_window: int = DRIFT_WINDOW.field(DEFAULT_WINDOW, detail="source")
     drift_tolerance: float = DRIFT_TOLERANCE.field(DEFAULT_TOLERANCE)
     metrics_port: int | None = METRICS_PORT.field(
-        None, help="Serve Prometheus metrics at http://0.0.0.0:PORT/metrics during the run.")
+        None, help="Serve Prometheus metrics at http://127.0.0.1:PORT/metrics during the run.")
     shadow: PathLike | None = Flag(
         "--shadow", "Candidate export (or deployment folder) run in shadow on the same frames, on its own thread: its "
                     "verdicts and normalized scores are compared with the deployed detector's (agreement in the "

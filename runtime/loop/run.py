@@ -127,7 +127,7 @@ def _open_sinks(options: RunOptions, out: IO[str], detector: Detector, categorie
 
             sinks.metrics = DetectorMetrics()
             sinks.metrics.serve(options.metrics_port)
-            notice(f"metrics at http://0.0.0.0:{sinks.metrics.port}/metrics")
+            notice(f"metrics at http://127.0.0.1:{sinks.metrics.port}/metrics")
         if options.sinks.urls:
             from ..sinks.fanout import SinkSet
             from ..sinks.message import model_identity

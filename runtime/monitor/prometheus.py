@@ -88,8 +88,9 @@ class DetectorMetrics:
         """One frame the shadow candidate skipped."""
         self.shadow_dropped_frames.labels(source).inc()
 
-    def serve(self, port: int, addr: str = "0.0.0.0") -> None:
-        """Serve http://ADDR:PORT/metrics on a daemon thread until ``close``."""
+    def serve(self, port: int, addr: str = "127.0.0.1") -> None:
+        """Serve http://ADDR:PORT/metrics on a daemon thread until ``close``; localhost unless ``addr`` says otherwise
+        (the endpoint has no authentication: scrape it through a local agent or a proxy)."""
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise MetricsPortError(f"metrics port must be 0-65535, got {port!r}; pass e.g. {self.port_flag} 9100")
         try:

@@ -59,7 +59,7 @@ class ServeOptions:
     drift_tolerance: float = DRIFT_TOLERANCE.field(DEFAULT_TOLERANCE)
     app_metrics_port: int | None = Flag(
         "--app-metrics-port", "Serve our metrics (frames, anomalies, latency, drift per category) at "
-                              "http://0.0.0.0:PORT/metrics, apart from Triton's --metrics-port.").field(None)
+                              "http://127.0.0.1:PORT/metrics, apart from Triton's --metrics-port.").field(None)
     events_path: str | None = Flag("--events", "Append each drift event to this file as a JSON line.").field(
         None, cli_type=Path, parse=str)
 

@@ -97,7 +97,7 @@ def test_run_help_documents_save_map_size_and_retry_seconds():
     text = " ".join(CliRunner().invoke(app, ["run", "--help"], env={"COLUMNS": "240"}).output.replace("│", " ").split())
     for phrase in ("keeps the anomalous frames only", "--map-size frame", "--retry-seconds",
                    "0: fail at once", "N >= 1", "repeat for several sources", "NAME=SOURCE", "--drift-window",
-                   "--drift-tolerance", "--metrics-port", "http://0.0.0.0:PORT/metrics"):
+                   "--drift-tolerance", "--metrics-port", "http://127.0.0.1:PORT/metrics"):
         assert phrase in text, phrase
 
 
