@@ -89,23 +89,25 @@ class Peak:
     measurements: dict[str, float] = field(default_factory=dict)
 
 
-def count_graph_cost(model: onnx.ModelProto, batch: int | None = None) -> GraphCost:
+def count_graph_cost(model: onnx.ModelProto, batch: int | None = None,
+                     key: Callable[[onnx.NodeProto], str] | None = None) -> GraphCost:
     """FLOPs and compulsory bytes of ``model`` at ``batch`` (see the module docstring).
 
     The leading dimension of the graph inputs is the batch: a symbolic one is set to ``batch``
-    (1 when None); a fixed one must equal ``batch`` unless ``batch`` is None.
+    (1 when None); a fixed one must equal ``batch`` unless ``batch`` is None. ``by_op`` is keyed
+    by ``key(node)`` (default: the op type), e.g. to tell grouped convolutions from dense ones.
     """
     if batch is not None and batch < 1:
         raise FloorError(f"batch must be >= 1, got {batch}")
     model, batch = _with_batch(model, batch)
     try:
-        return _count(_inferred(model), batch)
+        return _count(_inferred(model), batch, key)
     except _UnknownShape as exc:
         simplified = _simplified(model)
         if simplified is None:
             raise FloorError(f"{exc}; install onnxsim (or simplify the graph) so every shape is static") from None
         try:
-            return _count(_inferred(simplified), batch)
+            return _count(_inferred(simplified), batch, key)
         except _UnknownShape as again:
             raise FloorError(f"{again} even after onnxsim; give the graph static sizes") from None
 
@@ -130,7 +132,7 @@ def _simplified(model: onnx.ModelProto) -> onnx.ModelProto | None:
     return simplified if ok else None
 
 
-def _count(inferred: onnx.ModelProto, batch: int) -> GraphCost:
+def _count(inferred: onnx.ModelProto, batch: int, key: Callable[[onnx.NodeProto], str] | None) -> GraphCost:
     graph = inferred.graph
     shapes = _known_shapes(graph)
     by_op: dict[str, float] = {}
@@ -142,8 +144,8 @@ def _count(inferred: onnx.ModelProto, batch: int) -> GraphCost:
         if counter is None:
             uncounted.add(node.op_type)
             continue
-        flops = counter(node, shapes)
-        by_op[node.op_type] = by_op.get(node.op_type, 0.0) + flops
+        name = node.op_type if key is None else key(node)
+        by_op[name] = by_op.get(name, 0.0) + counter(node, shapes)
     total = sum(by_op.values())
     return GraphCost(
         gflop=total / 1e9,
