@@ -92,12 +92,12 @@ class ServeOptions:
 @dataclass(frozen=True)
 class RepoOptions:
     """Options of ``write_model_repository`` (`mmad-edge triton-repo`): which artifact of a folder
-    (``precision``, ``backend``: auto takes an engine when there is one) and the model config's
+    (``precision``, ``backend``: picked as `serve` picks on this machine) and the model config's
     batching and instance count (KIND_GPU for engines, KIND_AUTO for ONNX)."""
 
     precision: str | None = PRECISION.field(None)
     backend: str = BACKEND.field(
-        "auto", help="From a folder: auto (an engine if there is one), tensorrt or onnxruntime.")
+        "auto", help="From a folder: pick as serve would on this machine (auto: the fastest here).")
     max_batch: int | None = MAX_BATCH.field(None)
     max_queue_delay_us: int = MAX_QUEUE_DELAY_US.field(500)
     instances: int = INSTANCES.field(1, detail=" (instance_group count)")
