@@ -55,12 +55,10 @@ def _first_runnable(files: list[Path], entry: BackendEntry, skipped: list[str], 
 
 
 def select_artifact(
-    folder: Path, backend: str, precision: str | None, options: BackendOptions | None = None, *,
-    here: bool = True,
+    folder: Path, backend: str, precision: str | None, options: BackendOptions | None = None,
 ) -> Path:
     """The file to load from ``folder`` (see the module docstring; a deployment folder: from the version
-    it points at). ``here=False``: for a GPU server elsewhere (Triton): GPU order, nothing checked on
-    this machine, backends in registry order."""
+    it points at)."""
     folder = deployed_folder(folder)
     if backend not in choices():
         raise ArtifactError(f"backend must be one of {', '.join(choices())}, got {backend!r}")
@@ -70,9 +68,7 @@ def select_artifact(
     skipped: list[str] = []
     for position, entry in enumerate(entries):
         impl = backend_class(entry.name)
-        files = _files(folder, entry, precision, not here or impl.on_gpu(options))
-        if not here and files:
-            return files[0]
+        files = _files(folder, entry, precision, impl.on_gpu(options))
         if backend != AUTO and not files and impl.missing_hint(folder):
             raise ArtifactError(f"{folder}: no model.<precision>{entry.suffixes[0]} here; {impl.missing_hint(folder)}")
         chosen = _first_runnable(files, entry, skipped, backend != AUTO)

@@ -3,7 +3,11 @@
 PyTriton hands the callable every request of one dynamically-batched execution; the frames of
 all of them go through the Detector in one run (each frame judged by its category's threshold and
 normalisation: a category changes those, not the graph) and the results go back to their requests. A shared
-``ServeWatch`` (optional) sees every score: drift per category and the app metrics.
+``ServeWatch`` (optional) sees every score: drift per category and the app metrics; `serve`'s
+self-test request (parameter ``SELF_TEST``) is neither counted nor watched.
+
+PyTriton has no per-request error: a bad request fails its whole execution, so requests the
+dynamic batcher put in the same batch fail with it (with the same one-line message).
 """
 
 from __future__ import annotations
@@ -17,10 +21,28 @@ import numpy as np
 
 from ..artifact.contract import CATEGORY_INPUT, INPUT_DTYPE, INPUT_NAME, IS_ANOMALY, OUTPUT_NAMES, SCORE_NORMALIZED
 from ..detector import Detector
+from ..errors import ArtifactError
 from ..result import Result
+from .selftest import SELF_TEST
 from .watch import ServeWatch
 
 MAP_NAME, SCORE_NAME = OUTPUT_NAMES
+
+
+class RequestError(ValueError):
+    """A bad request, told to the client in one line. PyTriton answers a failed execution with the
+    formatted traceback of its exception (server paths, about 25 lines); this one reports no
+    traceback, so the client reads ``RequestError: <message>``."""
+
+    __module__ = "builtins"  # the bare class name in that line, not this module's path
+
+    @property
+    def __traceback__(self) -> None:
+        return None
+
+    @__traceback__.setter
+    def __traceback__(self, _value: Any) -> None:
+        pass
 
 
 @dataclass
@@ -43,9 +65,9 @@ def request_images(request: Any) -> np.ndarray:
     """The request's ``image`` batch, checked: uint8 (N, H, W, 3) with N, H, W >= 1."""
     images = np.asarray(request[INPUT_NAME])
     if images.dtype != np.dtype(INPUT_DTYPE):
-        raise ValueError(f"input '{INPUT_NAME}' must be {INPUT_DTYPE}, got {images.dtype}; send BGR frames as UINT8")
+        raise RequestError(f"input '{INPUT_NAME}' must be {INPUT_DTYPE}, got {images.dtype}; send BGR frames as UINT8")
     if images.ndim != 4 or images.shape[-1] != 3 or 0 in images.shape:
-        raise ValueError(f"input '{INPUT_NAME}' must be (N, H, W, 3) BGR frames, got shape {images.shape}")
+        raise RequestError(f"input '{INPUT_NAME}' must be (N, H, W, 3) BGR frames, got shape {images.shape}")
     return images
 
 
@@ -56,9 +78,25 @@ def request_categories(request: Any, count: int) -> list[str | None]:
         return [None] * count
     values = np.asarray(request[CATEGORY_INPUT]).reshape(-1)
     if values.size not in (1, count):
-        raise ValueError(f"input '{CATEGORY_INPUT}' must hold one name per frame ({count}) or one, got {values.size}")
+        raise RequestError(f"input '{CATEGORY_INPUT}' must hold one name per frame ({count}) or one, got {values.size}")
     names = [(value.decode("utf-8") if isinstance(value, bytes) else str(value)) or None for value in values]
     return names * count if len(names) == 1 else names
+
+
+def check_categories(detector: Detector, categories: list[str | None]) -> None:
+    """RequestError naming an unknown category and the known ones, before any work."""
+    for name in dict.fromkeys(categories):
+        try:
+            detector.scoring(name)
+        except ArtifactError:
+            known = ", ".join(sorted(detector.info.categories)) or "none"
+            raise RequestError(f"unknown category {name!r}; this model knows {known} (send none or an empty "
+                               "name for the pooled threshold)") from None
+
+
+def is_self_test(request: Any) -> bool:
+    """Whether ``request`` is `serve`'s own self-test."""
+    return bool((getattr(request, "parameters", None) or {}).get(SELF_TEST))
 
 
 def wants_map(request: Any) -> bool:
@@ -101,14 +139,18 @@ class InferenceHandler:
             images.extend(batch)
             categories.extend(request_categories(request, len(batch)))
             sizes.append(len(batch))
+        check_categories(self.detector, categories)
         start = time.perf_counter()
         results = self.detector.predict(images, categories=categories)
         latency_s = time.perf_counter() - start
-        if self.watch is not None:  # after the run succeeded: a failed execution returns no scores
-            for category in dict.fromkeys(categories):
-                self.watch.observe(category, [r for r, c in zip(results, categories) if c == category], latency_s)
-        self.counters.add(len(requests), len(results))
         bounds = np.cumsum([0, *sizes])
+        served = [index for index, request in enumerate(requests) if not is_self_test(request)]
+        kept = [i for index in served for i in range(bounds[index], bounds[index + 1])]
+        if self.watch is not None:  # after the run succeeded: a failed execution returns no scores
+            for category in dict.fromkeys(categories[i] for i in kept):
+                self.watch.observe(category, [results[i] for i in kept if categories[i] == category], latency_s)
+        if served:
+            self.counters.add(len(served), len(kept))
         return [response(results[bounds[i]:bounds[i + 1]], wants_map(request)) for i, request in enumerate(requests)]
 
     def close(self) -> None:

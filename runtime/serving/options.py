@@ -31,12 +31,13 @@ class ServeOptions:
     """Options of ``serve``.
 
     Ports are Triton's (HTTP/REST and gRPC speak the KServe v2 protocol; metrics are Prometheus
-    text). ``max_batch`` lowers the artifact's batch profile as the dynamic batcher's limit;
+    text). ``max_batch`` is the dynamic batcher's limit (above an ONNX graph's batch profile it
+    widens it, the graph's batch axis being dynamic; above an engine's fixed profile it is refused);
     ``max_queue_delay_us`` is how long a request may wait for others to fill a batch;
     ``instances`` model instances each run their own Detector (own session), so that many batches
     run at once. ``backend`` / ``precision`` / ``threads`` pick and set up the artifact as
     ``Detector.load`` does. ``exit_timeout_s``: how long a stop waits for requests in flight. ``log_file``:
-    tritonserver's log (its start-up tables and CUDA/NVML notes stay out of the console).
+    tritonserver's log (its start-up tables, and its console lines such as NVML notes, stay out of ours).
     ``drift_window`` / ``drift_tolerance``: the drift watch per category, as for ``run``.
     ``app_metrics_port``: our own metrics (frames, anomalies, latency, drift per category), apart
     from Triton's on ``metrics_port`` (None: not served). ``events_path``: drift events appended
@@ -46,7 +47,9 @@ class ServeOptions:
     http_port: int = Flag("--port", "HTTP/REST port (KServe v2).").field(8000)
     grpc_port: int = Flag("--grpc-port", "gRPC port (KServe v2).").field(8001)
     metrics_port: int = METRICS_PORT.field(8002)
-    max_batch: int | None = MAX_BATCH.field(None)
+    max_batch: int | None = MAX_BATCH.field(
+        None, help="Largest dynamic batch (default: the artifact's profile maximum; above an ONNX graph's profile it "
+                   "widens it, above an engine's it is refused).")
     max_queue_delay_us: int = MAX_QUEUE_DELAY_US.field(500)
     instances: int = INSTANCES.field(1, detail=", each its own Detector (batches run side by side)")
     backend: str = BACKEND.field("auto")
@@ -92,12 +95,12 @@ class ServeOptions:
 @dataclass(frozen=True)
 class RepoOptions:
     """Options of ``write_model_repository`` (`mmad-edge triton-repo`): which artifact of a folder
-    (``precision``, ``backend``: auto takes an engine when there is one) and the model config's
+    (``precision``, ``backend``: picked as `serve` picks on this machine) and the model config's
     batching and instance count (KIND_GPU for engines, KIND_AUTO for ONNX)."""
 
     precision: str | None = PRECISION.field(None)
     backend: str = BACKEND.field(
-        "auto", help="From a folder: auto (an engine if there is one), tensorrt or onnxruntime.")
+        "auto", help="From a folder: pick as serve would on this machine (auto: the fastest here).")
     max_batch: int | None = MAX_BATCH.field(None)
     max_queue_delay_us: int = MAX_QUEUE_DELAY_US.field(500)
     instances: int = INSTANCES.field(1, detail=" (instance_group count)")

@@ -25,10 +25,11 @@ ONNX_PLATFORM = ("onnxruntime_onnx", "model.onnx", "KIND_AUTO")
 
 
 def pick_artifact(path: Path, options: RepoOptions) -> Path:
-    """The file to serve: ``path`` itself, or from an export folder an engine first (checked by
-    the target's TensorRT, not here), else the ONNX in GPU order."""
+    """The file to serve: ``path`` itself, or from an export folder the one `serve` and `run` would
+    load on this machine (same selection: on a CPU the fp32 graph, not the emulated fp16 one; an
+    engine only where it runs). For another machine's engine, pass the ``.engine`` itself."""
     if path.is_dir():
-        return select_artifact(path, options.backend, options.precision, here=False)
+        return select_artifact(path, options.backend, options.precision)
     if not path.is_file():
         raise ArtifactError(f"{path}: no such artifact; pass a .onnx, a .engine or an export folder")
     return path
@@ -130,7 +131,8 @@ def write_model_repository(artifact: str | os.PathLike[str], out: str | os.PathL
         shutil.rmtree(staged, ignore_errors=True)
         raise
     model_dir = out / SERVING_MODEL
-    return {"repository": str(out), "artifact": str(source), "platform": platform, "instance_kind": kind,
+    return {"repository": str(out), "artifact": str(source), "precision": info.precision, "platform": platform,
+            "instance_kind": kind,
             "model_file": str(model_dir / "1" / file_name), "config": str(model_dir / "config.pbtxt"),
             "max_batch_size": batch_limit(info, options), "image_size": list(info.image_size)}
 
@@ -146,7 +148,8 @@ def repo_summary(written: dict[str, Any]) -> str:
     size = "x".join(str(side) for side in written["image_size"])
     batching = (f"dynamic batching up to {written['max_batch_size']}" if written["max_batch_size"]
                 else "fixed batch (no dynamic batching)")
-    return (f"wrote {written['config']} and {written['model_file']} ({written['platform']}, uint8 {size} BGR "
+    return (f"wrote {written['config']} and {written['model_file']} (from {Path(written['artifact']).name}: "
+            f"{written['precision']}, {written['platform']}, uint8 {size} BGR "
             f"frames resized by the client, {batching}, {written['instance_kind']})\n"
             f"  serve it: docker run --rm --gpus all -p 8000:8000 -p 8001:8001 -p 8002:8002 "
             f"-v {Path(written['repository']).resolve()}:/models nvcr.io/nvidia/tritonserver:<yy.mm>-py3 "

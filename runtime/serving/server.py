@@ -6,6 +6,13 @@ instance. Our own metrics and the drift watch (``watch.ServeWatch``) see every i
 scores; they are served apart from Triton's metrics. Triton itself refuses a request whose
 ``image`` has the wrong dtype, rank or channel count (the model config declares uint8
 ``[-1, -1, 3]``), before it is batched with others.
+
+Readiness tells the truth: the model is written to the model store before tritonserver starts, so
+it is loaded before the HTTP/gRPC ports open (PyTriton's default loads it afterwards, and an empty
+server answers ready for about a second). A request that arrives before our inference callable is
+attached waits for it. Then one self-test frame goes through the server's own HTTP endpoint and its
+answer must equal the in-process Detector's (``selftest``); only then does `serve` print that it is
+ready, and a failure stops it with one line.
 """
 
 from __future__ import annotations
@@ -23,9 +30,11 @@ import numpy as np
 from ..artifact.contract import CATEGORY_INPUT, INPUT_NAME, IS_ANOMALY, OUTPUT_NAMES, SCORE_NORMALIZED, SERVING_MODEL
 from ..detector import Detector
 from ..errors import BackendUnavailableError
+from .console import tritonserver_console_to
 from .handler import InferenceHandler
 from .libpython import prefer_own_libpython
 from .options import ServeOptions
+from .selftest import run_self_test, self_test_frame
 from .watch import ServeWatch
 
 INSTALL = 'pip install "mmad-edge[serve]" (from the mmad-edge checkout: pip install ".[serve]")'
@@ -83,7 +92,7 @@ def urls(options: ServeOptions) -> dict[str, str]:
     """Where clients reach the server on this machine."""
     found = {"http": f"http://localhost:{options.http_port}", "grpc": f"localhost:{options.grpc_port}",
              "metrics": f"http://localhost:{options.metrics_port}/metrics",
-             "ready": f"http://localhost:{options.http_port}/v2/models/{SERVING_MODEL}/ready"}
+             "ready": f"http://localhost:{options.http_port}/v2/health/ready"}
     if options.app_metrics_port is not None:
         found["app_metrics"] = f"http://localhost:{options.app_metrics_port}/metrics"
     return found
@@ -112,7 +121,8 @@ def start_line(summary: dict[str, Any]) -> str:
             f"{summary['precision']}, {size}, batch up to {summary['max_batch']}, {summary['instances']} "
             f"instance(s)\n  HTTP {links['http']}  gRPC {links['grpc']}  metrics {links['metrics']}{ours}\n"
             f"  {summary['drift_watch']}\n"
-            f"  ready: {links['ready']}; Triton's log: {summary['triton_log']}; Ctrl-C or SIGTERM stops it")
+            f"  ready: the self-test frame came back as served in process; {links['ready']} answers 200; "
+            f"Triton's log: {summary['triton_log']}; Ctrl-C or SIGTERM stops it")
 
 
 def stop_line(totals: dict[str, int]) -> str:
@@ -141,10 +151,16 @@ def triton_server(triton_module: Any, handlers: list[InferenceHandler], options:
     from pytriton.exceptions import PyTritonError
     from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
 
+    # The model store is written before tritonserver starts (local_model_store), so the model is
+    # loaded before the ports open. A model that fails to load leaves tritonserver up without it
+    # (exit_on_error off) and non-strict readiness lets PyTriton go on to attach the callable, which
+    # fails within seconds; with either on, PyTriton would wait 120 s for a server that never comes.
     config = triton_module.TritonConfig(http_port=options.http_port, grpc_port=options.grpc_port,
                                         metrics_port=options.metrics_port, exit_timeout_secs=options.exit_timeout_s,
-                                        log_verbose=0, log_file=options.triton_log())
-    triton = triton_module.Triton(config=config)
+                                        log_verbose=0, log_file=options.triton_log(), exit_on_error=False,
+                                        strict_readiness=False)
+    policy = triton_module.TritonLifecyclePolicy(launch_triton_on_startup=True, local_model_store=True)
+    triton = triton_module.Triton(config=config, triton_lifecycle_policy=policy)
     try:
         detector = handlers[0].detector
         batcher = DynamicBatcher(max_queue_delay_microseconds=options.max_queue_delay_us)
@@ -179,9 +195,12 @@ def serve(artifact: str, options: ServeOptions = ServeOptions(), stop: threading
     try:
         watch.open(options.app_metrics_port, options.events_path)
         summary = describe(detectors[0], options, watch)
-        with stop_on_signals(stop):
+        frame = self_test_frame(detectors[0].image_size)
+        expected = detectors[0].predict(frame)[0]  # before the server shares the detector with clients
+        with stop_on_signals(stop), tritonserver_console_to(options.triton_log()):
             triton = triton_server(triton_module, handlers, options)
             try:
+                run_self_test(options.http_port, frame, expected)
                 announce(start_line(summary))
                 while not stop.wait(0.5) and triton.is_alive():
                     pass

@@ -1,9 +1,11 @@
 """`mmad-edge serve`: a real Triton server (PyTriton) in a subprocess, driven by tritonclient.
 
 One server per module (start-up takes seconds); it is started WITHOUT ``LD_LIBRARY_PATH`` so the
-libpython fix is exercised, and stopped by SIGTERM in the last test. It watches drift with a window
-of 4 and serves our metrics; category ``lamp`` is sent only by the drift test, so its monitor sees
-nothing else.
+libpython fix is exercised, and stopped by SIGTERM in the last test. Its export's batch profile is
+1:1:1 and it is asked for ``--max-batch 8``. It watches drift with a window of 4 and serves our
+metrics; category ``lamp`` is sent only by the drift test, so its monitor sees nothing else. Its
+start is watched as a readiness probe would: ``/v2/health/ready`` polled from the moment the
+process starts, and one inference sent the moment it answers 200.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -28,15 +31,21 @@ from typer.testing import CliRunner
 
 from mmad_edge.cli import app
 from mmad_edge.runtime import Detector
+from mmad_edge.runtime.artifact.metadata import load_contract
+from mmad_edge.runtime.detector import batch_contract
+from mmad_edge.runtime.errors import ArtifactError
 from mmad_edge.runtime.serving.handler import InferenceHandler
 from mmad_edge.runtime.serving.libpython import own_libdir, prefer_own_libpython
 from mmad_edge.runtime.serving.options import ServeOptions
+from mmad_edge.runtime.serving.selftest import SELF_TEST, self_test_frame
+from mmad_edge.runtime.serving.server import check_ports_free
 from mmad_edge.runtime.serving.watch import ServeWatch
 
 pytest.importorskip("pytriton")
 psutil = pytest.importorskip("psutil")
 http = pytest.importorskip("tritonclient.http")
 grpc = pytest.importorskip("tritonclient.grpc")
+from pytriton.proxy.types import Request  # noqa: E402
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
 pytestmark = pytest.mark.serve
@@ -48,7 +57,7 @@ DRIFT_WINDOW = 4
 STATISTIC_TOL = 1e-4  # float32 scores (eps ~6e-8 at 0.5) over a std of 0.01
 
 
-def export_with_categories(folder: Path, size: int = 32, max_batch: int = 8) -> Path:
+def export_with_categories(folder: Path, size: int = 32, max_batch: int = 1) -> Path:
     """A stand-in export whose statistics carry one category besides the pooled numbers."""
     folder.mkdir(parents=True, exist_ok=True)
     metadata = standin_metadata(size, max_batch=max_batch)
@@ -68,53 +77,73 @@ def free_ports(count: int) -> list:
     return ports
 
 
+def health(port: int) -> int | None:
+    """The status /v2/health/ready answers (None: nothing listens yet)."""
+    try:
+        return urllib.request.urlopen(f"http://localhost:{port}/v2/health/ready", timeout=2).status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return None
+
+
 class Server:
     def __init__(self, process: subprocess.Popen, ports: list, export: Path, log: Path) -> None:
         self.process, self.export, self.log = process, export, log
         self.http, self.grpc, self.metrics, self.app_metrics = ports
         self.events = export.parent / "events.jsonl"
+        self.first_answer = None
 
     def output(self) -> str:
         """What the command printed so far (stdout and stderr)."""
         return self.log.read_text()
 
-    def wait_ready(self, timeout_s: float = 120.0) -> None:
-        client = http.InferenceServerClient(f"localhost:{self.http}")
+    def infer_when_ready(self, timeout_s: float = 120.0) -> None:
+        """Poll /v2/health/ready as a probe does; the moment it says 200, infer (and keep the answer)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             assert self.process.poll() is None, self.output()
-            try:
-                if client.is_model_ready("mmad_edge"):
-                    return
-            except Exception:
-                pass
-            time.sleep(0.5)
+            if health(self.http) == 200:
+                client = http.InferenceServerClient(f"localhost:{self.http}")
+                self.first_answer = infer(http, client, frames_for(99))
+                return
+            time.sleep(0.02)
         raise AssertionError("mmad-edge serve did not become ready")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            for child in psutil.Process(self.process.pid).children(recursive=True):
+                child.kill()
+            self.process.kill()
+        self.process.wait(timeout=30)
+
+
+def start_serve(export: Path, *extra: str) -> Server:
+    """`mmad-edge serve` in a subprocess (without LD_LIBRARY_PATH), its output in a file beside the export."""
+    ports = free_ports(4)
+    env = {key: value for key, value in os.environ.items() if key != "LD_LIBRARY_PATH"}
+    command = [sys.executable, "-m", "mmad_edge.cli", "serve", str(export), "--port", str(ports[0]),
+               "--grpc-port", str(ports[1]), "--metrics-port", str(ports[2]),
+               "--log-file", str(export.parent / "triton.log"), *extra]
+    log = export.parent / "serve.out"
+    with log.open("w") as sink:
+        process = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT, text=True)
+    return Server(process, ports, export, log)
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     export = export_with_categories(tmp_path_factory.mktemp("serve") / "export")
-    ports = free_ports(4)
-    env = {key: value for key, value in os.environ.items() if key != "LD_LIBRARY_PATH"}
-    command = [sys.executable, "-m", "mmad_edge.cli", "serve", str(export), "--port", str(ports[0]),
-               "--grpc-port", str(ports[1]), "--metrics-port", str(ports[2]), "--max-queue-delay-us", "50000",
-               "--log-file", str(export.parent / "triton.log"), "--json", str(export.parent / "summary.json"),
-               "--drift-window", str(DRIFT_WINDOW), "--app-metrics-port", str(ports[3]),
-               "--events", str(export.parent / "events.jsonl")]
-    log = export.parent / "serve.out"
-    with log.open("w") as sink:
-        process = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT, text=True)
-    started = Server(process, ports, export, log)
+    app_port = free_ports(1)[0]
+    started = start_serve(export, "--max-batch", "8", "--max-queue-delay-us", "50000",
+                          "--json", str(export.parent / "summary.json"), "--drift-window", str(DRIFT_WINDOW),
+                          "--app-metrics-port", str(app_port), "--events", str(export.parent / "events.jsonl"))
+    started.app_metrics = app_port
     try:
-        started.wait_ready()
+        started.infer_when_ready()
         yield started
     finally:
-        if process.poll() is None:
-            for child in psutil.Process(process.pid).children(recursive=True):
-                child.kill()
-            process.kill()
-        process.wait(timeout=30)
+        started.stop()
 
 
 @pytest.fixture(scope="module")
@@ -166,6 +195,21 @@ def client_thread(module, port: int, seeds: list, answers: dict, errors: list, m
         errors.append(exc)
 
 
+def test_a_client_that_infers_the_moment_health_says_ready_gets_its_result(server, detector, tmp_path):
+    assert_matches(server.first_answer, detector.predict(frames_for(99)))
+    for attempt in range(2):  # two more starts: the first 200 is never early
+        again = start_serve(export_with_categories(tmp_path / f"export{attempt}"), "--max-batch", "8")
+        try:
+            again.infer_when_ready()
+            assert_matches(again.first_answer, detector.predict(frames_for(99)))
+            deadline = time.monotonic() + 30
+            while "ready: the self-test frame came back" not in again.output() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert "ready: the self-test frame came back as served in process" in again.output()
+        finally:
+            again.stop()
+
+
 def test_concurrent_http_and_grpc_clients_get_the_in_process_results(server, detector):
     answers, errors = {}, []
     threads = [threading.Thread(target=client_thread, args=(module, port, list(range(base, base + 6)), answers, errors))
@@ -188,7 +232,7 @@ def metric(server, name: str) -> float:
     return float(found.group(1))
 
 
-def test_metrics_show_batches_larger_than_one_under_concurrent_load(server):
+def test_max_batch_above_the_onnx_profile_batches_under_concurrent_load(server):
     before = metric(server, "nv_inference_exec_count"), metric(server, "nv_inference_count")
     answers, errors = {}, []
     threads = [threading.Thread(target=client_thread, args=(grpc, server.grpc, [1000 + 10 * i + j for j in range(4)],
@@ -229,11 +273,18 @@ def test_a_malformed_request_gets_an_error_and_the_next_good_one_succeeds(server
     assert_matches(infer(http, client, frames_for(3)), detector.predict(frames_for(3)))
 
 
-def test_an_unknown_category_is_named_in_the_error(server, detector):
-    client = grpc.InferenceServerClient(f"localhost:{server.grpc}")
-    with pytest.raises(InferenceServerException, match="no statistics for category 'nope'.*gravel"):
-        infer(grpc, client, frames_for(4), category="nope")
-    assert_matches(infer(grpc, client, frames_for(4)), detector.predict(frames_for(4)))
+@pytest.mark.parametrize("module", [http, grpc])
+def test_an_unknown_category_is_one_line_naming_the_known_ones(server, detector, module):
+    client = module.InferenceServerClient(f"localhost:{server.http if module is http else server.grpc}")
+    with pytest.raises(InferenceServerException) as raised:
+        infer(module, client, frames_for(4), category="nope")
+    text = str(raised.value)
+    ours = [line for line in text.splitlines() if "nope" in line]
+    assert len(ours) == 1 and ours[0].endswith(
+        "RequestError: unknown category 'nope'; this model knows gravel, lamp (send none or an empty name for the "
+        "pooled threshold)"), text
+    assert "mmad_edge" + os.sep + "runtime" not in text and "--threshold" not in text
+    assert_matches(infer(module, client, frames_for(4)), detector.predict(frames_for(4)))
 
 
 def test_bench_serve_reports_every_concurrency_level(server):
@@ -313,7 +364,9 @@ def test_sigterm_stops_the_server_and_everything_it_started(server):
     assert alive == []
     output = server.output()
     assert server.process.returncode == 0, output
-    assert "serving mmad_edge" in output and f"drift watch on (window {DRIFT_WINDOW}, tolerance 3" in output
+    assert "NVML" not in output and "Signal (" not in output  # tritonserver's console: in its log
+    assert "Signal (2) received." in (server.export.parent / "triton.log").read_text()
+    assert "serving mmad_edge" in output and "batch up to 8" in output and f"drift watch on (window {DRIFT_WINDOW}, tolerance 3" in output
     summary = json.loads((server.export.parent / "summary.json").read_text())
     assert summary["served"]["largest_batch"] > 1
     events = summary["served"]["drift_events"]
@@ -335,10 +388,55 @@ def test_the_handler_keeps_each_frames_place_across_categories(tmp_path):
             np.testing.assert_array_equal(answers[1][name].reshape(-1), [getattr(r, name) for r in expected])
         np.testing.assert_array_equal(answers[1]["anomaly_map"], np.stack([r.anomaly_map for r in expected]))
         assert answers[0]["score"].reshape(-1).tolist() == [expected[0].score]
-        with pytest.raises(ValueError, match="no statistics for category 'nope'"):
+        with pytest.raises(ValueError, match="unknown category 'nope'; this model knows gravel, lamp"):
             handler([{"image": frames, "category": np.array([[b"nope"]], dtype=object)}])
+        assert handler.counters.requests == 2  # the failed execution counts nothing
+        handler([Request({"image": frames[:1]}, parameters={SELF_TEST: True})])
+        assert (handler.counters.requests, handler.counters.executions) == (2, 1)  # the self-test is not served
         with pytest.raises(ValueError, match=r"must be \(N, H, W, 3\)"):
             handler([{"image": frames[0]}])
+
+
+def test_a_wrong_answer_through_a_real_server_stops_serve_at_its_self_test_in_one_line(tmp_path, monkeypatch):
+    from mmad_edge.runtime.serving import handler as handler_module
+
+    served = handler_module.response
+    def off_by_one(results, with_map):  # what a broken serving stack would send: not the Detector's answer
+        outputs = served(results, with_map)
+        return {**outputs, "score": outputs["score"] + 1.0}
+
+    monkeypatch.setattr(handler_module, "response", off_by_one)
+    export = export_with_categories(tmp_path / "export")
+    with Detector.load(export) as detector:
+        frame = self_test_frame(detector.image_size)
+        expected = detector.predict(frame)[0].score
+    ports = [str(port) for port in free_ports(3)]
+    result = CliRunner().invoke(app, ["serve", str(export), "--port", ports[0], "--grpc-port", ports[1],
+                                      "--metrics-port", ports[2], "--log-file", str(tmp_path / "triton.log")])
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1, result.output
+    score = re.search(rf"self-test through http://localhost:{ports[0]} failed: score is (\S+), expected (\S+);",
+                      lines[0])
+    assert score and float(score.group(1)) == pytest.approx(expected + 1.0, rel=1e-6)
+    assert float(score.group(2)) == pytest.approx(expected, rel=1e-6) and "nvidia-pytriton 0." in lines[0]
+    assert "ready" not in result.output and "serving mmad_edge" not in result.output
+    assert not [child for child in psutil.Process().children(recursive=True) if "tritonserver" in child.name()]
+    check_ports_free(ServeOptions(http_port=int(ports[0]), grpc_port=int(ports[1]), metrics_port=int(ports[2])))
+
+
+def test_max_batch_past_an_engines_profile_is_refused_and_widens_an_onnx_one(tmp_path):
+    info = load_contract(write_standin(tmp_path / "model.fp32.onnx", 32, metadata=standin_metadata(32, max_batch=1)))
+    assert batch_contract(tmp_path / "model.fp32.onnx", info, 8).batch_max == 8
+    assert batch_contract(tmp_path / "model.fp32.onnx", info, None) is info
+    with pytest.raises(ArtifactError, match=r"model.fp16.engine: max batch 8 is above the engine's batch profile 1..1; "
+                                            r"rebuild it from the ONNX with mmad-edge build-engine --batch 1:8:8"):
+        batch_contract(tmp_path / "model.fp16.engine", info, 8)
+    export = export_with_categories(tmp_path / "export")
+    with Detector.load(export, max_batch=8) as widened, Detector.load(export) as profile:
+        assert (widened.batch_max, profile.batch_max) == (8, 1)
+        frames = np.stack([frames_for(5)[0]] * 8)
+        np.testing.assert_allclose([r.score for r in widened.predict(frames)],
+                                   [r.score for r in profile.predict(frames)], rtol=1e-6)
 
 
 def test_libpython_directory_goes_first_once():

@@ -72,17 +72,31 @@ def test_fixed_batch_graph_has_explicit_batch_dims_and_no_batcher(tmp_path):
 
 def test_an_engine_becomes_a_tensorrt_plan_on_the_gpu_and_replaces_the_old_model(tmp_path):
     export = write_export_dir(tmp_path / "export", size=32)
-    (export / "model.fp16.engine").write_bytes(b"plan bytes")
+    engine = export / "model.fp16.engine"
+    engine.write_bytes(b"plan bytes")
     (export / "model.fp16.engine.json").write_text(json.dumps(standin_metadata(32, precision="fp16", max_batch=4)))
     repo = tmp_path / "repo"
     write_model_repository(export, repo, RepoOptions(backend="onnxruntime"))
-    write_model_repository(export, repo)
+    write_model_repository(engine, repo)  # an engine for another machine: named itself
     config = parsed(repo)
     assert (config.platform, config.max_batch_size) == ("tensorrt_plan", 4)
     assert model_config_pb2.ModelInstanceGroup.Kind.Name(config.instance_group[0].kind) == "KIND_GPU"
     assert sorted(path.name for path in (repo / "mmad_edge" / "1").iterdir()) == ["model.plan"]
     assert (repo / "mmad_edge" / "1" / "model.plan").read_bytes() == b"plan bytes"
     assert [path.name for path in repo.iterdir()] == ["mmad_edge"]
+
+
+def test_an_export_folder_is_picked_as_serve_picks_it_and_the_summary_names_the_precision(tmp_path):
+    from mmad_edge.runtime import Detector
+    from mmad_edge.runtime.serving.repo import repo_summary
+
+    export = write_export_dir(tmp_path / "export", size=32, precisions=("fp16", "fp32"))
+    written = write_model_repository(export, tmp_path / "repo")
+    with Detector.load(export) as served:
+        assert Path(written["artifact"]) == served.backend.path
+        expected = served.info.precision
+    assert written["precision"] == expected == parsed(tmp_path / "repo").parameters["precision"].string_value
+    assert f"(from model.{expected}.onnx: {expected}, onnxruntime_onnx," in repo_summary(written)
 
 
 def test_a_profile_that_cannot_take_one_frame_is_refused(tmp_path):
