@@ -68,3 +68,13 @@ def write_outputs(
     if plot_path is not None and report["results"]:
         written.append(write_plot(plot_path, report))
     return written
+
+
+def write_text_report(report: dict[str, Any], text: str, json_path: Path | None, markdown_path: Path | None) -> None:
+    """A standalone measurement's files: the report as JSON, its Markdown ``text``; the text printed."""
+    if json_path is not None:
+        write_json(json_path, report)
+    if markdown_path is not None:
+        markdown_path.parent.mkdir(parents=True, exist_ok=True)
+        markdown_path.write_text(text, encoding="utf-8")
+    print(text)

@@ -28,11 +28,11 @@ from typing import Any
 
 import numpy as np
 
-from mmad_edge.fileio import write_json
 from mmad_edge.runtime.backends import onnxruntime as ort_backend
 from mmad_edge.runtime.backends import openvino as ov_backend
 from mmad_edge.runtime.log import say
 
+from .console import write_text_report
 from .floor import count_graph_cost, graph_floor, measure_peak
 from .machine import cpu_model, library_versions
 
@@ -268,13 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report["floor"] = {label: graph_floor(path, peak) for label, path in zip(args.label, args.models)}
         report["conv_efficiency"] = {label: conv_efficiency(path, models[label], peak.gflops)
                                      for label, path in zip(args.label, args.models)}
-    text = markdown(report)
-    if args.json:
-        write_json(args.json, report)
-    if args.md:
-        args.md.parent.mkdir(parents=True, exist_ok=True)
-        args.md.write_text(text, encoding="utf-8")
-    print(text)
+    write_text_report(report, markdown(report), args.json, args.md)
     return 0
 
 

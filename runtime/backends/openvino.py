@@ -3,7 +3,9 @@
 The same ``.onnx`` the ONNX Runtime backend runs (uint8 NHWC BGR in, map and score out), read
 with ``Core.read_model``. FP32 by default, set explicitly: left alone, the CPU plugin computes in
 BF16 on AMX CPUs. ``inference_precision`` "bf16" / "f16" runs the float ops in that type where the
-CPU has the units (``OPTIMIZATION_CAPABILITIES``), and is refused in one line elsewhere.
+CPU has the units (``OPTIMIZATION_CAPABILITIES``), and is refused in one line elsewhere (the plugin
+would emulate bf16 on AVX-512 without the units: same numbers, slower than f32). Under bf16 the
+numerically sensitive nodes (norm statistics, the cosine head) are kept in f32 (``openvino_f32``).
 
 Performance hints: "latency" (the default; one infer request runs each batch whole, what ``run``
 at batch 1 wants) or "throughput" (the plugin's streams, one infer request each; a batch is split
@@ -38,6 +40,7 @@ from ..artifact.contract import INPUT_NAME, OUTPUT_NAMES, precision_of
 from ..artifact.metadata import ArtifactInfo
 from ..errors import ArtifactError, BackendUnavailableError
 from .base import Backend, BackendOptions, Feed, GraphRun, Variant, option
+from .openvino_f32 import keep_f32, sensitive_nodes
 
 DEVICE = "CPU"
 DEFAULT_PRECISION = "f32"
@@ -142,6 +145,11 @@ def read_onnx(core: Any, path: Path, precision: str | None = None) -> Any:
                             "pass a model.<precision>.onnx written by mmad-edge export") from None
 
 
+def for_precision(core: Any, model: Any, precision: str) -> Any:
+    """The model to compile: under bf16 with its sensitive nodes marked to stay f32."""
+    return keep_f32(core, model, sensitive_nodes(model)) if precision == "bf16" else model
+
+
 def request_count(compiled: Any, hint: str) -> int:
     """Infer requests for ``hint``: one under latency, the plugin's optimal number under throughput."""
     return 1 if hint == "latency" else max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
@@ -201,7 +209,7 @@ class OpenVinoBackend(Backend):
         self.cache_dir = Path(options.cache_dir) if options.cache_dir is not None else default_cache_dir()
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         config = compile_config(precision, self.hint, self.cache_dir, options.threads)
-        self._compiled = core.compile_model(model, device, config)
+        self._compiled = core.compile_model(for_precision(core, model, precision), device, config)
         self._requests = [self._compiled.create_infer_request() for _ in range(request_count(self._compiled, self.hint))]
         self._outputs = [self._compiled.output(name) for name in OUTPUT_NAMES]
         self._device_name = core.get_property(device, "FULL_DEVICE_NAME")
@@ -233,8 +241,8 @@ class OpenVinoBackend(Backend):
         precision, hint = settings.inference_precision or DEFAULT_PRECISION, settings.performance_hint or DEFAULT_HINT
         core = import_openvino().Core()
         check_inference_precision(precision, cpu_capabilities(core))
-        compiled = core.compile_model(read_onnx(core, Path(graph), precision_of(graph)), DEVICE,
-                                      compile_config(precision, hint, None, options.threads))
+        model = for_precision(core, read_onnx(core, Path(graph), precision_of(graph)), precision)
+        compiled = core.compile_model(model, DEVICE, compile_config(precision, hint, None, options.threads))
         shapes = [[d.get_length() if d.is_static else None for d in port.get_partial_shape()] for port in compiled.inputs]
         fixed = any(shape and shape[0] is not None for shape in shapes)
         parts = 1 if fixed else max(1, min(request_count(compiled, hint), batch))

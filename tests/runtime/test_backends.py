@@ -189,6 +189,34 @@ def test_openvino_low_precision_is_within_the_fp16_bounds_or_refused(tiny_export
 
 
 @needs_openvino
+def test_openvino_bf16_runs_the_cosine_head_in_f32_and_the_convolutions_in_bf16(tiny_export, tmp_path, monkeypatch):
+    """Checked per node in the compiled model; a plain bf16 compile of the same graph runs the head's
+    reductions in bf16, so the f32 comes from the marks. Where the plugin cannot even emulate bf16
+    (no AVX-512) there is nothing to check."""
+    import openvino
+
+    from mmad_edge.runtime.backends import openvino as ov_backend
+    from mmad_edge.runtime.backends.openvino_f32 import runtime_precisions
+
+    path = tiny_export / artifact_name("fp32")
+    core = openvino.Core()
+    plain = core.compile_model(core.read_model(str(path)), "CPU", {"INFERENCE_PRECISION_HINT": "bf16"})
+    if plain.get_property("INFERENCE_PRECISION_HINT").get_type_name() != "bf16":
+        pytest.skip("this CPU cannot compute bf16, not even emulated")
+    monkeypatch.setattr(ov_backend, "cpu_capabilities", lambda core, device="CPU": ["FP32", "BF16"])
+    with Detector.load(path, "openvino", cache_dir=tmp_path, inference_precision="bf16") as detector:
+        kept = runtime_precisions(detector.backend._compiled)
+    before = runtime_precisions(plain)
+    head = [name for name in kept if name.startswith("/head/") and name.split("/")[-1].split("_")[0] in
+            ("ReduceSum", "Sqrt", "Div", "Sub", "Clip")]
+    convs = [name for name in kept if name.endswith("pw1/Conv/WithoutBiases")]
+    assert len(head) >= 12 and convs, sorted(kept)
+    assert {kept[name] for name in head} == {"f32"}, {name: kept[name] for name in head}
+    assert "bf16" in {before[name] for name in head if name in before}
+    assert {kept[name] for name in convs} == {"bf16"}
+
+
+@needs_openvino
 def test_openvino_reuses_its_compiled_model_cache(tmp_path):
     artifact = _onnx(tmp_path)
     cache = tmp_path / "ov-cache"
