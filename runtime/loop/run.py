@@ -148,7 +148,7 @@ def _open_sinks(options: RunOptions, out: IO[str], detector: Detector, categorie
             title = Path(str(getattr(detector.backend, "path", "mmad-edge run"))).name
             sinks.page = LivePage.open(options.page, [detector], title, thresholds, options.drift_tolerance)
         sinks.viewer = Viewer() if options.show else None
-        sinks.shadow = _open_shadow(options, categories, sinks.metrics) if options.shadow is not None else None
+        sinks.shadow = _open_shadow(options, categories, sinks.metrics, sinks.page) if options.shadow is not None else None
         sinks.saver = AnomalySaver(Path(options.save_dir)) if options.save_dir is not None else None
     except BaseException:
         _close_sinks(sinks)
@@ -156,8 +156,10 @@ def _open_sinks(options: RunOptions, out: IO[str], detector: Detector, categorie
     return sinks
 
 
-def _open_shadow(options: RunOptions, categories: list[str | None], metrics: DetectorMetrics | None) -> Shadow:
-    """The --shadow candidate, loaded like the deployed detector but judged by its own thresholds."""
+def _open_shadow(options: RunOptions, categories: list[str | None], metrics: DetectorMetrics | None,
+                 page: LivePage | None) -> Shadow:
+    """The --shadow candidate, loaded like the deployed detector but judged by its own thresholds; its
+    disagreements to --shadow-log and the page's review queue, its agreement shown on the page."""
     candidate = _load(options.shadow, replace(options, threshold=None))
     try:
         check_candidate(candidate, categories)
@@ -165,7 +167,10 @@ def _open_shadow(options: RunOptions, categories: list[str | None], metrics: Det
     except BaseException:
         candidate.close()
         raise
-    return Shadow(candidate, log, metrics, batch=options.batch)
+    shadow = Shadow(candidate, log if page is None else page.disagreements(log), metrics, batch=options.batch)
+    if page is not None:
+        page.state.agreement = shadow.agreement
+    return shadow
 
 
 def _close_sinks(sinks: _Sinks | None) -> None:

@@ -18,6 +18,7 @@ import numpy as np
 from ..detector import Detector
 from ..errors import ArtifactError
 from ..log import notice
+from ..loop.shadow import DisagreementSink, ShadowFrame
 from ..result import Result
 from .options import MB, PageOptions
 from .review_store import ReviewStore, ReviewStoreError
@@ -92,6 +93,16 @@ class LivePage:
         """Hand one result to the page (a registered source's ``key``)."""
         self.state.offer(self._slots[key], frame, result, drift_statistic)
 
+    def review(self, name: str, frame: np.ndarray, result: Result, reason: str) -> None:
+        """Put a frame of the source called ``name`` into the review queue (why: ``reason``)."""
+        with self._lock:
+            index = next(slot for slot in self._slots.values() if self.state.sources[slot].name == name)
+        self.state.propose(index, frame, result, reason)
+
+    def disagreements(self, log: DisagreementSink | None = None) -> ReviewDisagreements:
+        """The shadow's sink: disagreements into the review queue (and on to ``log``, --shadow-log)."""
+        return ReviewDisagreements(self, log)
+
     def hold(self, stop_event: threading.Event | None = None) -> None:
         """The sources ended: keep the page up until Ctrl-C, SIGTERM or ``stop_event``."""
         from .server import hold_until_stopped
@@ -103,3 +114,22 @@ class LivePage:
     def close(self) -> None:
         self.server.close()
         self.store.close()
+
+
+class ReviewDisagreements:
+    """A shadow candidate's disagreements as review items: the deployed result kept, the reason
+    naming what the candidate said; passed on to ``log`` (``--shadow-log``) too when given."""
+
+    def __init__(self, page: LivePage, log: DisagreementSink | None = None) -> None:
+        self.page, self.log = page, log
+
+    def on_disagreement(self, frame: ShadowFrame, deployed: Result, candidate: Result) -> None:
+        verdict = "flags" if candidate.is_anomaly else "passes"
+        self.page.review(frame.source, frame.image, deployed,
+                         f"shadow: candidate {verdict} it (score {candidate.score:.4g})")
+        if self.log is not None:
+            self.log.on_disagreement(frame, deployed, candidate)
+
+    def close(self) -> None:
+        if self.log is not None:
+            self.log.close()

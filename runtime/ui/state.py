@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -71,6 +72,7 @@ class LiveState:
         self.sources: list[SourceState] = []
         self.version = 0
         self.ended = False
+        self.agreement: Callable[[], dict] | None = None  # a shadow candidate's agreement per source name
         self._reviews: deque[Candidate] = deque(maxlen=REVIEW_QUEUE)
         self._lock = threading.Lock()
         self._review_ready = threading.Condition(self._lock)
@@ -101,6 +103,15 @@ class LiveState:
                 self._reviews.append(Candidate(source, frame, kept, reason))
                 self._review_ready.notify()
             self.version += 1
+
+    def propose(self, source: int, frame: np.ndarray, result: Result, reason: str) -> None:
+        """A frame for the review queue from elsewhere (a shadow candidate's disagreement), not
+        rate-limited; ``reason`` says why."""
+        kept = Result(result.score, result.score_normalized, result.is_anomaly, result.threshold,
+                      result.anomaly_map.copy())
+        with self._lock:
+            self._reviews.append(Candidate(source, frame, kept, reason))
+            self._review_ready.notify()
 
     def _review_reason(self, result: Result) -> str | None:
         if result.is_anomaly:
@@ -133,7 +144,7 @@ class LiveState:
             copied = [(state, state.latest, list(state.scores), list(state.drift), list(state.times),
                        state.frames, state.anomalies) for state in self.sources]
             version, ended = self.version, self.ended
-        return {"version": version, "ended": ended,
+        return {"version": version, "ended": ended, "shadow": None if self.agreement is None else self.agreement(),
                 "sources": [_source_json(index, *entry) for index, entry in enumerate(copied)]}
 
 

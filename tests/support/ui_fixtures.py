@@ -98,10 +98,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def live_page(export: Path, review_dir: Path, levels: Sequence[int], token: str | None = None
-              ) -> Iterator[RunningPage]:
+def live_page(export: Path, review_dir: Path, levels: Sequence[int], token: str | None = None,
+              shadow: Path | None = None) -> Iterator[RunningPage]:
     """``run_stream`` (what `mmad-edge run --ui` calls) over ``LevelSource(levels)`` on a thread, its
-    page on a free port, Apply writing the export's metadata; stopped (the page too) at exit."""
+    page on a free port, Apply writing the export's metadata, ``shadow`` a candidate export in
+    shadow; stopped (the page too) at exit."""
     port, source, log, stop, failed = free_port(), LevelSource(levels), VerdictLog(), threading.Event(), []
     token_file = None
     if token is not None:
@@ -109,7 +110,7 @@ def live_page(export: Path, review_dir: Path, levels: Sequence[int], token: str 
         token_file.write_text(token)
     page = PageOptions(ui=f"127.0.0.1:{port}", token_file=None if token_file is None else str(token_file),
                        review_dir=str(review_dir), review_per_s=50.0)
-    options = RunOptions(backend="onnxruntime", jsonl=True, page=page)
+    options = RunOptions(backend="onnxruntime", jsonl=True, page=page, shadow=shadow)
 
     def run() -> None:
         try:
@@ -121,7 +122,7 @@ def live_page(export: Path, review_dir: Path, levels: Sequence[int], token: str 
     thread.start()
     url = f"http://127.0.0.1:{port}/"
     try:
-        wait_for(lambda: failed or _answers(url, token), what=f"the page at {url}")
+        wait_for(lambda: failed or page_state(url, token) is not None, what=f"the page at {url}")
         if failed:
             raise failed[0]
         with ReviewStore(review_dir) as store:
@@ -133,13 +134,14 @@ def live_page(export: Path, review_dir: Path, levels: Sequence[int], token: str 
         raise failed[0]
 
 
-def _answers(url: str, token: str | None) -> bool:
+def page_state(url: str, token: str | None = None) -> dict | None:
+    """The page's ``/api/state`` (None while it does not answer)."""
     headers = {} if token is None else {"Authorization": f"Bearer {token}"}
     try:
-        with urllib.request.urlopen(urllib.request.Request(f"{url}api/state", headers=headers), timeout=2):
-            return True
+        with urllib.request.urlopen(urllib.request.Request(f"{url}api/state", headers=headers), timeout=2) as answer:
+            return json.loads(answer.read())
     except OSError:
-        return False
+        return None
 
 
 def wait_for(check, timeout_s: float = 10.0, what: str = "the condition"):

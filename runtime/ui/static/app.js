@@ -88,14 +88,15 @@ function drawDrift(canvas, drift) {
 function sourceCard(source) {
   const image = el("img", {class: "frame", alt: `latest frame of ${source.name}`});
   const parts = {image, verdict: el("b"), score: el("b"), threshold: el("b"), counts: el("b"), fps: el("b"),
-    fill: el("span"), histogram: el("canvas"), drift: el("canvas"), seq: null, loading: false};
+    agreement: el("b"), fill: el("span"), histogram: el("canvas"), drift: el("canvas"), seq: null, loading: false};
+  parts.shadow = el("span", {class: "shadow", hidden: ""}, "shadow agreement ", parts.agreement);
   image.addEventListener("load", () => { parts.loading = false; });
   image.addEventListener("error", () => { parts.loading = false; });
   const title = source.category ? `${source.name} (${source.category})` : source.name;
   const card = el("div", {class: "card", "data-source": source.index}, el("h3", {}, title), image,
     el("div", {class: "stats"}, el("span", {}, "verdict ", parts.verdict), el("span", {}, "score ", parts.score),
       el("span", {}, "threshold ", parts.threshold), el("span", {}, "anomalous / normal ", parts.counts),
-      el("span", {}, "fps ", parts.fps)),
+      el("span", {}, "fps ", parts.fps), parts.shadow),
     el("div", {class: "bar", title: "score on the normalised scale: the mark is the threshold"}, parts.fill, el("i")),
     el("div", {class: "charts"}, el("figure", {}, parts.histogram, el("figcaption", {}, "score histogram (recent frames)")),
       el("figure", {}, parts.drift, el("figcaption", {}, "drift: median shift in normal std"))));
@@ -103,7 +104,7 @@ function sourceCard(source) {
   return parts;
 }
 
-function showSource(source) {
+function showSource(source, shadow) {
   const parts = cards.get(source.index) || sourceCard(source);
   cards.set(source.index, parts);
   if (source.seq !== null && source.seq !== parts.seq && !parts.loading) {
@@ -119,6 +120,12 @@ function showSource(source) {
   const level = source.score_normalized === null ? 0 : source.score_normalized;
   parts.fill.style.width = `${Math.round(level * 100)}%`;
   parts.fill.className = source.is_anomaly ? "bad" : "";
+  const compared = shadow && shadow[source.name];
+  parts.shadow.hidden = !compared;
+  if (compared && compared.agreement !== null) {
+    parts.agreement.textContent = `${(compared.agreement * 100).toFixed(1)} % of ${compared.compared} ` +
+      `(${compared.disagreed} to review)`;
+  }
   drawHistogram(parts.histogram, source.histogram, source.threshold);
   drawDrift(parts.drift, source.drift);
 }
@@ -130,7 +137,7 @@ function onSnapshot(snapshot) {
   const usage = snapshot.review;
   document.getElementById("usage").textContent = `review: ${usage.unmarked} to mark, ${usage.marked} marked, ` +
     `${(usage.bytes / 1048576).toFixed(1)} of ${(usage.max_bytes / 1048576).toFixed(0)} MB`;
-  snapshot.sources.forEach(showSource);
+  snapshot.sources.forEach((source) => showSource(source, snapshot.shadow));
   const items = `${usage.items}/${usage.marked}`;
   if (items !== itemsKey) { itemsKey = items; loadReview(); }
   if (String(usage.marked) !== marksKey) { marksKey = String(usage.marked); loadWhatIf(); }
