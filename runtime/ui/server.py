@@ -9,10 +9,12 @@ Ctrl-C or SIGTERM.
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 
 from ..log import notice
 from .app import Thresholds, UiApp, display_overlay
@@ -22,6 +24,7 @@ from .state import LiveState
 
 INSTALL = 'pip install "mmad-edge[ui]"'
 START_TIMEOUT_S = 10.0
+UI_NICE = 10  # the page's threads yield the CPU to the loop (Linux: a per-thread nice value)
 
 
 class UiServer:
@@ -55,9 +58,10 @@ class UiServer:
         config = uvicorn.Config(self._app.asgi, log_level="warning", access_log=False, lifespan="off",
                                 timeout_graceful_shutdown=1)
         self._server = uvicorn.Server(config)
-        self._threads = [threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
+        self._threads = [threading.Thread(target=_yielding, args=(self._server.run,), kwargs={"sockets": [sock]},
                                           name="mmad-edge-ui", daemon=True),
-                         threading.Thread(target=self._review_worker, name="mmad-edge-ui-review", daemon=True)]
+                         threading.Thread(target=_yielding, args=(self._review_worker,), name="mmad-edge-ui-review",
+                                          daemon=True)]
         for thread in self._threads:
             thread.start()
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -107,6 +111,16 @@ class UiServer:
         for thread in self._threads:
             thread.join(5.0)
         self._threads = []
+
+
+def _yielding(work: Callable[..., object], **kwargs: object) -> None:
+    """Run ``work`` on this thread at a lower CPU priority (``UI_NICE``; threads it starts, such as
+    the server's worker pool, inherit it), so under contention the loop's inference goes first."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), UI_NICE)
+    except (AttributeError, OSError):  # not Linux, or not allowed: run at the normal priority
+        pass
+    work(**kwargs)
 
 
 def hold_until_stopped(stop: threading.Event | None = None) -> None:
