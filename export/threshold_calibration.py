@@ -72,7 +72,7 @@ def calibrate_threshold(artifact: str | os.PathLike[str], options: CalibrateOpti
     previous = info.raw.get("statistics")
     statistics = merged_statistics(previous, computed, options.category)
     written = [str(p) for p in write_statistics(path, statistics)]
-    old = _section(previous, options.category)
+    old = statistics_section(previous, options.category)
     return {
         "artifact": str(path), "precision": info.precision, "category": options.category, "backend": backend,
         "rule": computed["threshold_rule"], "threshold": computed["threshold"],
@@ -119,7 +119,8 @@ def _scores(detector: Detector, frames: Iterable[np.ndarray], batch: int) -> Sco
     return score_frames(detector, np.stack([resize_frame(frame, (height, width)) for frame in frames]), batch, None, "")
 
 
-def _section(statistics: dict | None, category: str | None) -> dict | None:
+def statistics_section(statistics: dict | None, category: str | None) -> dict | None:
+    """The category's entry of a ``statistics`` section (None: the pooled numbers themselves)."""
     if statistics is None or category is None:
         return statistics
     return (statistics.get("categories") or {}).get(category)

@@ -18,11 +18,13 @@ from mmad_edge.app.exits import exit_if_interrupted, guarded, needs
 from mmad_edge.app.json_output import write_json
 from mmad_edge.app.options_cli import Arg, declared
 from mmad_edge.bench.options import BenchOptions
+from mmad_edge.data.review_dataset import DEFAULT_CATEGORY
 from mmad_edge.export.options import TEST_CATEGORY, CalibrateOptions, EngineOptions, ExportOptions, VerifyOptions
 from mmad_edge.flags import DATA, DEVICE, IMAGE_SIZE, JSON, LAYOUT, OUT, VARIANT
 from mmad_edge.runtime.flags import BATCH_SIZE, CATEGORY, SOURCE, Flag
 from mmad_edge.runtime.loop.options import RunOptions
 from mmad_edge.runtime.serving.options import RepoOptions, ServeOptions
+from mmad_edge.runtime.ui.options import DEFAULT_REVIEW_DIR, REVIEW_DIR
 from mmad_edge.train_options import TrainOptions
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Train MiniMaxAD and deploy it to TensorRT / ONNX Runtime.")
@@ -172,9 +174,10 @@ def run(
     json_path: Annotated[JsonPath, JSON.about("the run summary")] = None,
 ) -> None:
     """Score every frame of cameras, streams, videos or folders (no torch needed); one summary line at the end."""
+    from mmad_edge.app.live_page import page_thresholds
     from mmad_edge.runtime.loop.run import run_stream
 
-    summary = run_stream(str(artifact), source, options)
+    summary = run_stream(str(artifact), source, options, thresholds=page_thresholds(options.page))
     write_json(json_path, summary)
     exit_if_interrupted(summary)
 
@@ -222,9 +225,34 @@ def serve(
     json_path: Annotated[JsonPath, JSON.about("the summary at stop (and what was served)")] = None,
 ) -> None:
     """Serve the detector on Triton Inference Server (HTTP, gRPC, metrics) until Ctrl-C or SIGTERM."""
+    from mmad_edge.app.live_page import page_thresholds
     from mmad_edge.runtime.serving.server import serve as run_server
 
-    write_json(json_path, run_server(str(artifact), options, announce=lambda line: typer.echo(line)))
+    write_json(json_path, run_server(str(artifact), options, announce=lambda line: typer.echo(line),
+                                      thresholds=page_thresholds(options.page)))
+
+
+review_app = typer.Typer(no_args_is_help=True, help="The review queue of `run --ui` / `serve --ui`.")
+app.add_typer(review_app, name="review")
+
+
+@review_app.command("export")
+@guarded
+@declared
+def review_export(
+    out: Annotated[Path, Arg("Dataset folder to write (new or empty): <category>/train/good, test/good, "
+                             "test/defect.")],
+    review_dir: Annotated[Path, REVIEW_DIR.about()] = Path(DEFAULT_REVIEW_DIR),
+    category: Annotated[str, CATEGORY.about(help="Folder for frames scored without a category.")] = DEFAULT_CATEGORY,
+    json_path: Annotated[JsonPath, JSON.about("what was written")] = None,
+) -> None:
+    """Write the frames marked on the page as an MVTec-layout dataset that train, eval, verify and
+    calibrate-threshold read."""
+    from mmad_edge.data.review_dataset import export_review, export_summary
+
+    result = export_review(review_dir, out, category)
+    typer.echo(export_summary(result))
+    write_json(json_path, result)
 
 
 @app.command("triton-repo")

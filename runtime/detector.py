@@ -11,6 +11,7 @@ import math
 import os
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,29 @@ def _backend_options(options: BackendOptions | None, overrides: dict[str, Any]) 
         raise TypeError(f"Detector.load got unknown option(s) {', '.join(unknown)}; backend options are "
                         f"{', '.join(known)}")
     return (options or BackendOptions()).replace(**overrides)
+
+
+@dataclass(frozen=True)
+class _Judging:
+    """What a Detector judges frames by: the metadata and its own category's (threshold, normalisation)."""
+
+    info: ArtifactInfo
+    threshold: float | None
+    normalization: tuple[float, float] | None
+
+
+def _scoring(info: ArtifactInfo, category: str | None, override: float | None) -> Scoring:
+    """(threshold, normalisation) of ``category`` in ``info`` (None: the pooled ones), ``override``
+    replacing the threshold; ArtifactError for an unknown category."""
+    if category is None:
+        default, normalization = info.threshold, info.normalization
+    elif category in info.categories:
+        default, normalization = info.categories[category]
+    else:
+        known = ", ".join(sorted(info.categories)) or "none (exported from an older checkpoint)"
+        raise ArtifactError(f"the artifact has no statistics for category {category!r}; categories with "
+                            f"statistics: {known}. Pass one of them, or --threshold")
+    return (default if override is None else override), normalization
 
 
 def check_map_size(map_size: str) -> None:
@@ -82,10 +106,9 @@ class Detector:
         category: str | None = None,
     ) -> None:
         self.backend = backend
-        self.info = backend.info
         self.category = category
         self._override = check_threshold(threshold)
-        self.threshold, self._normalization = self.scoring(category)
+        self._judging = _Judging(backend.info, *_scoring(backend.info, category, self._override))
         self.closed = False
         spec = backend.input_spec
         self.batch_min = spec.batch_min
@@ -139,15 +162,30 @@ class Detector:
     def scoring(self, category: str | None = None) -> Scoring:
         """(threshold, normalisation) that score frames of ``category``: its training statistics (None:
         the pooled ones), the threshold given at load overriding; ArtifactError for an unknown category."""
-        if category is None:
-            default, normalization = self.info.threshold, self.info.normalization
-        elif category in self.info.categories:
-            default, normalization = self.info.categories[category]
-        else:
-            known = ", ".join(sorted(self.info.categories)) or "none (exported from an older checkpoint)"
-            raise ArtifactError(f"the artifact has no statistics for category {category!r}; categories with "
-                                f"statistics: {known}. Pass one of them, or --threshold")
-        return (default if self._override is None else self._override), normalization
+        return _scoring(self.info, category, self._override)
+
+    @property
+    def info(self) -> ArtifactInfo:
+        """The artifact's metadata, as loaded or as last given to ``update_statistics``."""
+        return self._judging.info
+
+    @property
+    def threshold(self) -> float | None:
+        """The threshold of the detector's own category (or the pooled one)."""
+        return self._judging.threshold
+
+    @property
+    def threshold_fixed(self) -> bool:
+        """True when a threshold given at load overrides the metadata's (``update_statistics`` then
+        changes normalisation only)."""
+        return self._override is not None
+
+    def update_statistics(self, info: ArtifactInfo) -> None:
+        """Judge frames from the next ``predict`` on by ``info``'s statistics (a threshold applied from
+        the review page, a recalibration), without a reload; safe while another thread predicts: the
+        rules are swapped whole, so each batch is judged by one set. ArtifactError when ``info`` lacks
+        the detector's category."""
+        self._judging = _Judging(info, *_scoring(info, self.category, self._override))
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -158,7 +196,7 @@ class Detector:
     def normalization(self) -> tuple[float, float] | None:
         """(low, high) for ``normalize_score`` (the category's, when one was chosen); None when the
         export had no statistics."""
-        return self._normalization
+        return self._judging.normalization
 
     def __call__(self, frame: np.ndarray, threshold: float | None = None, map_size: str = "model") -> Result:
         """Score one BGR (or grayscale / BGRA) frame of any size."""
@@ -187,9 +225,10 @@ class Detector:
             raise ValueError(f"{len(categories)} categories for {len(frames)} frames; pass one per frame (None: the "
                              "detector's own)")
         limit = check_threshold(threshold)
+        judging = self._judging  # one set of rules for the whole call, whatever update_statistics does meanwhile
         names = [self.category if name is None else name for name in (categories or [None] * len(frames))]
-        rules = {name: (self.threshold, self._normalization) if name == self.category else self.scoring(name)
-                 for name in set(names)}
+        rules = {name: (judging.threshold, judging.normalization) if name == self.category
+                 else _scoring(judging.info, name, self._override) for name in set(names)}
         judged = [rules[name] if limit is None else (limit, rules[name][1]) for name in names]
         results: list[Result] = []
         for start in range(0, len(frames), self.batch_max):

@@ -26,6 +26,7 @@ from ..flags import (
 )
 from ..monitor.drift import DEFAULT_TOLERANCE, DEFAULT_WINDOW
 from ..sinks.options import SinkOptions
+from ..ui.options import PageOptions
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -72,3 +73,4 @@ class RunOptions:
     performance_hint: str | None = PERFORMANCE_HINT.field(
         None, detail=" (default: latency at --batch-size 1, else throughput)")
     sinks: SinkOptions = nested(SinkOptions)  # verdicts out to MQTT, webhooks, OPC UA and Modbus PLCs
+    page: PageOptions = nested(PageOptions)

@@ -27,6 +27,7 @@ from .tally import SourceTally, drift_monitors
 if TYPE_CHECKING:
     from ..monitor.prometheus import DetectorMetrics
     from ..sinks.fanout import SinkSet
+    from ..ui.page import LivePage, ThresholdsFor
 
 SourceLike = int | PathLike | FrameSource | SourceSpec
 
@@ -38,6 +39,7 @@ def run_stream(
     *,
     stdout: IO[str] | None = None,
     stop_event: threading.Event | None = None,
+    thresholds: ThresholdsFor | None = None,
 ) -> dict:
     """Run the detector over one source or a list of them and return a summary dict.
 
@@ -58,15 +60,18 @@ def run_stream(
     sink (``sinks.fanout.SinkSet``; per-sink counts under ``"sinks"`` in the summary). ``shadow``: a
     candidate export scored on the same frames off the loop's path and compared (``shadow.Shadow``;
     summary ``"shadow"``), its disagreements written to ``shadow_log`` (at most ``shadow_log_max``).
-    Ctrl-C or ``stop_event`` end the run cleanly (summary ``"interrupted"`` /
-    ``"stopped"``).
+    ``page.ui``: serve the live page and review queue there (``runtime.ui``; the shadow's
+    disagreements go to its review queue too); after the sources end it stays up until Ctrl-C,
+    SIGTERM or ``stop_event``; ``thresholds`` makes what the page's Apply uses from the detector
+    (``mmad_edge.export.threshold_apply.MetadataThresholds`` writes the metadata; the default refuses
+    Apply). Ctrl-C or ``stop_event`` end the run cleanly (summary ``"interrupted"`` / ``"stopped"``).
     """
     options = _checked(options)
     specs = _specs(source)
     owns_detector = not isinstance(artifact, Detector)
     detector = _load(artifact, options) if owns_detector else artifact
     try:
-        return _run(detector, specs, options, stdout if stdout is not None else sys.stdout, stop_event)
+        return _run(detector, specs, options, stdout if stdout is not None else sys.stdout, stop_event, thresholds)
     finally:
         if owns_detector:
             detector.close()
@@ -106,7 +111,7 @@ def _load(artifact: PathLike, options: RunOptions) -> Detector:
 @dataclass
 class _Sinks:
     """Where each result goes: text or JSON lines on ``out``, the anomaly folder, the window, metrics,
-    the result sinks (MQTT, webhooks, PLCs), the shadow candidate."""
+    the result sinks (MQTT, webhooks, PLCs), the shadow candidate, the live page."""
 
     out: IO[str]
     writer: JsonlWriter | None
@@ -115,9 +120,11 @@ class _Sinks:
     metrics: DetectorMetrics | None = None
     line: SinkSet | None = None
     shadow: Shadow | None = None
+    page: LivePage | None = None
 
 
-def _open_sinks(options: RunOptions, out: IO[str], detector: Detector, categories: list[str | None]) -> _Sinks:
+def _open_sinks(options: RunOptions, out: IO[str], detector: Detector, categories: list[str | None],
+                thresholds: ThresholdsFor | None) -> _Sinks:
     """The outputs, the save folder last (a port, window or candidate that fails leaves no folder
     behind); those opened are closed again when a later one fails."""
     sinks = _Sinks(out, JsonlWriter(out) if options.jsonl else None)
@@ -135,8 +142,13 @@ def _open_sinks(options: RunOptions, out: IO[str], detector: Detector, categorie
             artifact = getattr(detector.backend, "path", None)
             sinks.line = SinkSet.open(list(options.sinks.urls), options.sinks.settings(),
                                       model_identity(detector.info.raw, None if artifact is None else Path(artifact)))
+        if options.page.ui is not None:
+            from ..ui.page import LivePage
+
+            title = Path(str(getattr(detector.backend, "path", "mmad-edge run"))).name
+            sinks.page = LivePage.open(options.page, [detector], title, thresholds, options.drift_tolerance)
         sinks.viewer = Viewer() if options.show else None
-        sinks.shadow = _open_shadow(options, categories, sinks.metrics) if options.shadow is not None else None
+        sinks.shadow = _open_shadow(options, categories, sinks.metrics, sinks.page) if options.shadow is not None else None
         sinks.saver = AnomalySaver(Path(options.save_dir)) if options.save_dir is not None else None
     except BaseException:
         _close_sinks(sinks)
@@ -144,8 +156,10 @@ def _open_sinks(options: RunOptions, out: IO[str], detector: Detector, categorie
     return sinks
 
 
-def _open_shadow(options: RunOptions, categories: list[str | None], metrics: DetectorMetrics | None) -> Shadow:
-    """The --shadow candidate, loaded like the deployed detector but judged by its own thresholds."""
+def _open_shadow(options: RunOptions, categories: list[str | None], metrics: DetectorMetrics | None,
+                 page: LivePage | None) -> Shadow:
+    """The --shadow candidate, loaded like the deployed detector but judged by its own thresholds; its
+    disagreements to --shadow-log and the page's review queue, its agreement shown on the page."""
     candidate = _load(options.shadow, replace(options, threshold=None))
     try:
         check_candidate(candidate, categories)
@@ -153,18 +167,22 @@ def _open_shadow(options: RunOptions, categories: list[str | None], metrics: Det
     except BaseException:
         candidate.close()
         raise
-    return Shadow(candidate, log, metrics, batch=options.batch)
+    shadow = Shadow(candidate, log if page is None else page.disagreements(log), metrics, batch=options.batch)
+    if page is not None:
+        page.state.agreement = shadow.agreement
+    return shadow
 
 
 def _close_sinks(sinks: _Sinks | None) -> None:
-    for sink in (sinks.line, sinks.shadow, sinks.saver, sinks.viewer, sinks.metrics) if sinks is not None else ():
+    for sink in (sinks.line, sinks.shadow, sinks.saver, sinks.viewer, sinks.metrics, sinks.page) if sinks is not None else ():
         if sink is not None:
             sink.close()
 
 
 def _run(detector: Detector, specs: list[SourceSpec], options: RunOptions, out: IO[str],
-         stop_event: threading.Event | None) -> dict:
-    """Open the sources and the outputs, loop, and summarise; the outputs are closed whatever happens."""
+         stop_event: threading.Event | None, thresholds: ThresholdsFor | None) -> dict:
+    """Open the sources and the outputs, loop, and summarise (the page, if any, then held until a
+    stop); the outputs are closed whatever happens."""
     sinks: _Sinks | None = None
     try:
         sources = open_sources(specs, retry_s=options.retry_s)
@@ -174,11 +192,13 @@ def _run(detector: Detector, specs: list[SourceSpec], options: RunOptions, out: 
             notice("--save keeps anomalous frames only, but no threshold is known (no export statistics); pass --threshold")
         stream = DetectionStream(detector, sources, batch=options.batch, threshold=options.threshold,
                                  map_size=options.map_size)
-        sinks = _open_sinks(options, out, detector, categories)
+        sinks = _open_sinks(options, out, detector, categories, thresholds)
         monitors = drift_monitors(detector.info.raw.get("statistics"), categories, options.drift_window,
                                   options.drift_tolerance)
         tallies = [SourceTally(source, category, scoring[1], monitor, sinks.metrics)
                    for source, category, scoring, monitor in zip(sources, categories, scorings, monitors)]
+        for tally in tallies if sinks.page is not None else ():
+            sinks.page.slot(id(tally.source), tally.name, tally.category)
         interrupted, quit_by_user = _loop(stream, tallies, sinks, options, stop_event)
         summary = _summary(detector, stream, tallies, options)
         if sinks.line is not None:
@@ -186,6 +206,8 @@ def _run(detector: Detector, specs: list[SourceSpec], options: RunOptions, out: 
         summary.update(interrupted=interrupted, stopped=quit_by_user or (stop_event is not None and stop_event.is_set()))
         if sinks.shadow is not None:  # after the summary: the deployed fps never includes the candidate's catching up
             summary["shadow"] = sinks.shadow.finish(drain=not interrupted)
+        if sinks.page is not None and options.page.hold and not (summary["interrupted"] or summary["stopped"]):
+            sinks.page.hold(stop_event)
         return summary
     finally:
         _close_sinks(sinks)
@@ -244,6 +266,8 @@ def _handle(item: Scored, tally: SourceTally, stream: DetectionStream, sinks: _S
         notice(event_line(tally.name, event, options.drift_window))
         if sinks.writer is not None:
             sinks.writer.write(event_record(event, source=tally.name, frame=index))
+    if sinks.page is not None:
+        sinks.page.offer(id(item.source), item.frame, result, tally.monitor.statistic if tally.monitor else None)
     return sinks.viewer is None or sinks.viewer.show(render_overlay(item.frame, result, normalization))
 
 

@@ -203,6 +203,11 @@ class Shadow:
         """Stop without comparing the frames still waiting (an error or an interrupt ended the run)."""
         self.finish(drain=False)
 
+    def agreement(self) -> dict[str, dict]:
+        """The comparison so far, per source name (for the live page; any thread)."""
+        with self._cond:
+            return {name: tally.to_json() for name, tally in self.by_source.items()}
+
     def _drop(self, frame: ShadowFrame) -> None:
         """Count a frame the candidate will not see (called under the lock)."""
         self.total.dropped += 1
@@ -255,8 +260,9 @@ class Shadow:
         summary = {"candidate": str(getattr(self.candidate.backend, "path", "")),
                    "backend": self.candidate.backend.name, **self.total.to_json(), "error": self.error,
                    "sources": {name: tally.to_json() for name, tally in self.by_source.items()}}
-        if isinstance(self.sink, DisagreementLog):
-            summary["log"] = self.sink.summary()
+        log = self.sink if isinstance(self.sink, DisagreementLog) else getattr(self.sink, "log", None)
+        if log is not None:  # the log itself, or the one the live page's review queue passes frames on to
+            summary["log"] = log.summary()
         notice(summary_line(summary))
         return summary
 

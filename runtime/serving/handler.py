@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,7 +24,10 @@ from ..detector import Detector
 from ..errors import ArtifactError
 from ..result import Result
 from .selftest import SELF_TEST
-from .watch import ServeWatch
+from .watch import ServeWatch, line_name
+
+if TYPE_CHECKING:
+    from ..ui.page import LivePage
 
 MAP_NAME, SCORE_NAME = OUTPUT_NAMES
 
@@ -121,11 +124,13 @@ def response(results: Sequence[Result], with_map: bool) -> dict[str, np.ndarray]
 
 class InferenceHandler:
     """PyTriton's inference callable for one instance: owns a Detector; ``watch`` (one for all
-    instances) gets each category's results with the execution's time."""
+    instances) gets each category's results with the execution's time, ``page`` (one for all, the
+    live page of ``serve --ui``) each frame, a category standing for a source."""
 
-    def __init__(self, detector: Detector, watch: ServeWatch | None = None) -> None:
+    def __init__(self, detector: Detector, watch: ServeWatch | None = None, page: LivePage | None = None) -> None:
         self.detector = detector
         self.watch = watch
+        self.page = page
         self.counters = Counters()
 
     def __call__(self, requests: Sequence[Any]) -> list[dict[str, np.ndarray]]:
@@ -146,9 +151,14 @@ class InferenceHandler:
         bounds = np.cumsum([0, *sizes])
         served = [index for index, request in enumerate(requests) if not is_self_test(request)]
         kept = [i for index in served for i in range(bounds[index], bounds[index + 1])]
-        if self.watch is not None:  # after the run succeeded: a failed execution returns no scores
-            for category in dict.fromkeys(categories[i] for i in kept):
-                self.watch.observe(category, [results[i] for i in kept if categories[i] == category], latency_s)
+        for category in dict.fromkeys(categories[i] for i in kept):  # after the run succeeded: a failed execution returns no scores
+            chosen = [i for i in kept if categories[i] == category]
+            statistic = None if self.watch is None else self.watch.observe(
+                category, [results[i] for i in chosen], latency_s)
+            if self.page is not None:
+                self.page.slot(category, line_name(category), category)
+                for index in chosen:
+                    self.page.offer(category, images[index], results[index], statistic)
         if served:
             self.counters.add(len(served), len(kept))
         return [response(results[bounds[i]:bounds[i + 1]], wants_map(request)) for i, request in enumerate(requests)]

@@ -20,8 +20,10 @@ from ..flags import (
     METRICS_PORT,
     PRECISION,
     Flag,
+    nested,
 )
 from ..monitor.drift import DEFAULT_TOLERANCE, DEFAULT_WINDOW, check_drift_options
+from ..ui.options import PageOptions
 
 PORTS = ("http_port", "grpc_port", "metrics_port", "app_metrics_port")
 
@@ -65,6 +67,7 @@ class ServeOptions:
                               "http://127.0.0.1:PORT/metrics, apart from Triton's --metrics-port.").field(None)
     events_path: str | None = Flag("--events", "Append each drift event to this file as a JSON line.").field(
         None, cli_type=Path, parse=str)
+    page: PageOptions = nested(PageOptions)
 
     def ports(self) -> dict:
         """Each port in use, by the flag that sets it (the app metrics' only when served)."""

@@ -23,7 +23,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -36,6 +36,9 @@ from .libpython import prefer_own_libpython
 from .options import ServeOptions
 from .selftest import run_self_test, self_test_frame
 from .watch import ServeWatch
+
+if TYPE_CHECKING:
+    from ..ui.page import ThresholdsFor
 
 INSTALL = 'pip install "mmad-edge[serve]" (from the mmad-edge checkout: pip install ".[serve]")'
 
@@ -179,9 +182,10 @@ def triton_server(triton_module: Any, handlers: list[InferenceHandler], options:
 
 
 def serve(artifact: str, options: ServeOptions = ServeOptions(), stop: threading.Event | None = None,
-          announce: Callable[[str], None] = print) -> dict[str, Any]:
+          announce: Callable[[str], None] = print, thresholds: ThresholdsFor | None = None) -> dict[str, Any]:
     """Serve ``artifact`` until SIGINT / SIGTERM (or ``stop`` is set); returns the summary with
-    what was served. ``announce`` gets the start and stop lines."""
+    what was served. ``announce`` gets the start and stop lines. ``options.page.ui``: the live page
+    too, one source per category, Apply through ``thresholds`` (as ``run_stream``'s)."""
     options.check()
     check_ports_free(options)
     triton_module = import_pytriton()
@@ -191,9 +195,16 @@ def serve(artifact: str, options: ServeOptions = ServeOptions(), stop: threading
     stop = stop or threading.Event()
     detectors = load_detectors(artifact, options)
     watch = ServeWatch(detectors[0].info.raw.get("statistics"), options)
+    page = None
     handlers = [InferenceHandler(detector, watch) for detector in detectors]
     try:
         watch.open(options.app_metrics_port, options.events_path)
+        if options.page.ui is not None:
+            from ..ui.page import LivePage
+
+            page = LivePage.open(options.page, detectors, SERVING_MODEL, thresholds, options.drift_tolerance)
+            for handler in handlers:
+                handler.page = page
         summary = describe(detectors[0], options, watch)
         frame = self_test_frame(detectors[0].image_size)
         expected = detectors[0].predict(frame)[0]  # before the server shares the detector with clients
@@ -208,6 +219,8 @@ def serve(artifact: str, options: ServeOptions = ServeOptions(), stop: threading
                 triton.stop()
     finally:
         watch.close()
+        if page is not None:
+            page.close()
         for handler in handlers:
             handler.close()
     totals = {key: sum(getattr(h.counters, key) for h in handlers) for key in ("requests", "images", "executions")}

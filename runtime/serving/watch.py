@@ -68,8 +68,9 @@ class ServeWatch:
         where = f"; events to {self._file.name}" if self._file is not None else ""
         return f"drift watch on (window {self.window}, tolerance {self.tolerance:g}, per category){where}"
 
-    def observe(self, category: str | None, results: Sequence[Result], latency_s: float) -> None:
-        """Scores of one category's frames in one execution, ``latency_s`` being that batch's time."""
+    def observe(self, category: str | None, results: Sequence[Result], latency_s: float) -> float | None:
+        """Scores of one category's frames in one execution, ``latency_s`` being that batch's time; the
+        category's drift statistic after them (None while unknown or unwatched)."""
         with self._lock:
             monitor = self._monitor(category)
             name = label(category)
@@ -81,6 +82,7 @@ class ServeWatch:
                     self.metrics.observe(name, result.is_anomaly, latency_s)
             if self.metrics is not None and monitor is not None:
                 self.metrics.drift_state(name, monitor.statistic, monitor.drifting)
+            return None if monitor is None else monitor.statistic
 
     def _monitor(self, category: str | None) -> DriftMonitor | None:
         """The category's monitor, made on its first frame (None, said once, without its normal scores)."""

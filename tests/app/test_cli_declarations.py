@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DECLARING = ["mmad_edge/cli.py", *sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "mmad_edge/app").glob("*.py")),
              "mmad_edge/flags.py", "mmad_edge/train_options.py", "export/options.py", "calib/options.py",
              "bench/options.py", "runtime/flags.py", "runtime/loop/options.py", "runtime/serving/options.py",
-             "runtime/sinks/options.py"]
+             "runtime/sinks/options.py", "runtime/ui/options.py"]
 FLAG = re.compile(r"--[a-z0-9]+(-[a-z0-9]+)*(/--[a-z0-9-]+)?")
 BASE_FLAGS = {  # each command's flags at 1f56e31 (before the commands were built from declarations) and since
     "bench": {"--backend", "--batch-size", "--cache-dir", "--case-budget", "--category", "--checkpoint", "--data",
@@ -60,6 +60,12 @@ BASE_FLAGS = {  # each command's flags at 1f56e31 (before the commands were buil
         "--max-images", "--precision"},
     "weights": {"--json"},
 }
+
+
+# Flags added since (issue 28: the live page of run / serve, the `review` group).
+PAGE_FLAGS = {"--ui", "--ui-token-file", "--review-dir", "--review-max-mb", "--review-max-items"}
+BASE_FLAGS = {**BASE_FLAGS, "run": BASE_FLAGS["run"] | PAGE_FLAGS, "serve": BASE_FLAGS["serve"] | PAGE_FLAGS,
+              "review": set()}
 
 
 def declarations() -> Counter:
