@@ -43,6 +43,7 @@ from mmad_edge.config import ModelConfig
 from mmad_edge.runtime.backends import AUTO, REGISTRY, backend_class, reference
 from mmad_edge.runtime.backends import choices as backend_choices
 from mmad_edge.runtime.backends.base import BackendOptions, OptionError
+from mmad_edge.runtime.errors import install_hint
 from mmad_edge.runtime.log import say
 
 from .artifacts import Artifact, BenchError, find_artifacts, fp32_graph
@@ -103,7 +104,7 @@ def default_folder(config: ModelConfig, cache_dir: str | os.PathLike[str] | None
     default = optional_import("mmad_edge.bench.default_export")
     if isinstance(default, Missing):
         raise BenchError(f"bench without an artifact exports the built-in default model, which needs {default.package}: "
-                         'pip install ".[export]" from the mmad-edge checkout, or pass an export folder, a .onnx or a .engine')
+                         f"{install_hint('export')}, or pass an export folder, a .onnx or a .engine")
     root = Path(cache_dir) if cache_dir is not None else default.default_cache_root()
     return default.default_artifacts(ModelConfig(variant=config.variant, image_size=config.image_size), root, progress)
 

@@ -29,6 +29,7 @@ from mmad_edge.fileio import write_json_atomic
 from mmad_edge.runtime import Detector
 from mmad_edge.runtime.artifact.contract import artifact_name
 from mmad_edge.runtime.artifact.selection import export_report
+from mmad_edge.runtime.errors import install_hint
 from mmad_edge.runtime.log import say
 from mmad_edge.runtime.monitor.compare import auroc, error_metrics
 
@@ -137,7 +138,7 @@ def _checkpoint_reference(path: Path, frames: np.ndarray, category: str | None) 
         from mmad_edge.export.parity import torch_outputs
     except ModuleNotFoundError as exc:
         raise ReferenceUnavailable(f"--against {path} runs the PyTorch model, which needs {exc.name}: "
-                                   'pip install ".[export]", or pass --against DIR/model.fp32.onnx') from None
+                                   f"{install_hint('export')}, or pass --against DIR/model.fp32.onnx") from None
     model, ckpt = load_checkpoint(path)
     maps, scores = torch_outputs(model, frames)
     stats = ckpt.get("statistics") or {}

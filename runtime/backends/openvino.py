@@ -1,4 +1,4 @@
-"""Run an exported ONNX artifact with OpenVINO's CPU plugin (``pip install 'mmad-edge[openvino]'``).
+"""Run an exported ONNX artifact with OpenVINO's CPU plugin (``pip install ".[openvino]"`` from the checkout).
 
 The same ``.onnx`` the ONNX Runtime backend runs (uint8 NHWC BGR in, map and score out), read
 with ``Core.read_model``. FP32 by default, set explicitly: left alone, the CPU plugin computes in
@@ -36,7 +36,7 @@ import numpy as np
 
 from ..artifact.contract import INPUT_NAME, OUTPUT_NAMES, precision_of
 from ..artifact.metadata import ArtifactInfo
-from ..errors import ArtifactError, BackendUnavailableError
+from ..errors import ArtifactError, BackendUnavailableError, install_hint
 from .base import Backend, BackendOptions, Feed, GraphRun, Variant, option
 
 DEVICE = "CPU"
@@ -90,7 +90,7 @@ def import_openvino() -> Any:
     try:
         import openvino
     except ImportError:
-        raise BackendUnavailableError("the OpenVINO backend needs openvino: pip install 'mmad-edge[openvino]'") from None
+        raise BackendUnavailableError(f"the OpenVINO backend needs openvino: {install_hint('openvino')}") from None
     return openvino
 
 

@@ -13,6 +13,7 @@ from typing import IO, TYPE_CHECKING
 from ..artifact.metadata import describe_encoder_weights
 from ..backends.base import BackendOptions
 from ..detector import Detector
+from ..errors import SourceError
 from ..log import notice
 from ..monitor.drift import check_drift_options, event_line, event_record
 from ..scoring import check_threshold
@@ -21,7 +22,7 @@ from .outputs import AnomalySaver, JsonlWriter, Viewer, frame_record
 from .overlay import render_overlay
 from .sources import FrameSource, SourceSpec, check_retry_s, open_sources, parse_source
 from .stream import DetectionStream, Scored
-from .tally import SourceTally, drift_monitors
+from .tally import SourceTally, drift_monitors, nothing_scored
 
 if TYPE_CHECKING:
     from ..monitor.prometheus import DetectorMetrics
@@ -148,8 +149,11 @@ def _run(detector: Detector, specs: list[SourceSpec], options: RunOptions, out: 
         tallies = [SourceTally(source, category, scoring[1], monitor, sinks.metrics)
                    for source, category, scoring, monitor in zip(sources, categories, scorings, monitors)]
         interrupted, quit_by_user = _loop(stream, tallies, sinks, options, stop_event)
+        stopped = quit_by_user or (stop_event is not None and stop_event.is_set())
+        if stream.frames == 0 and not (interrupted or stopped):
+            raise SourceError(nothing_scored(tallies))
         summary = _summary(detector, stream, tallies, options)
-        summary.update(interrupted=interrupted, stopped=quit_by_user or (stop_event is not None and stop_event.is_set()))
+        summary.update(interrupted=interrupted, stopped=stopped)
         return summary
     finally:
         _close_sinks(sinks)

@@ -219,7 +219,7 @@ def test_openvino_splits_a_batch_over_its_infer_requests_under_the_throughput_hi
 
 def test_openvino_missing_is_one_line_naming_the_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "openvino", None)  # import openvino -> ImportError
-    with pytest.raises(BackendUnavailableError, match=r"pip install 'mmad-edge\[openvino\]'") as missing:
+    with pytest.raises(BackendUnavailableError, match=r'pip install "\.\[openvino\]" from the mmad-edge checkout') as missing:
         Detector.load(_onnx(tmp_path), "openvino", cache_dir=tmp_path)
     assert "\n" not in str(missing.value)
 
