@@ -12,7 +12,7 @@ from typing import Any
 from mmad_edge.config import ModelConfig
 from mmad_edge.runtime.backends import reference
 
-from .tables import BASELINE, format_value
+from .tables import BASELINE, computes, format_value
 
 PAPER_IMAGES_PER_S = 906.0
 PAPER_BATCH = 16
@@ -50,7 +50,7 @@ def _paper_context(rows: Sequence[dict[str, Any]], machine: dict[str, Any], mode
     gpu = (machine.get("gpu") or {}).get("name")
     device = f"GPU {gpu}" if gpu else f"CPU {machine.get('cpu_model', '?')} ({machine.get('logical_cores', '?')} cores)"
     candidates = [r for r in rows if r.get("family") == "minimaxad" and r["protocol"] == "paper"
-                  and r["precision"] == "fp32" and r["batch"] == PAPER_BATCH and r["name"] != BASELINE]
+                  and computes(r) == "fp32" and r["batch"] == PAPER_BATCH and r["name"] != BASELINE]
     best = max(candidates, key=lambda r: r["images_per_s"], default=None)
     return {
         "reported_images_per_s": PAPER_IMAGES_PER_S,
@@ -79,7 +79,7 @@ def _e2e_claim(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 def _floor_claim(rows: Sequence[dict[str, Any]], floor: dict[str, Any] | None) -> dict[str, Any]:
     claim = f"batch-{FLOOR_CLAIM_BATCH} throughput within {FLOOR_RATIO_TARGET:g}x of the roofline floor"
     # The floor is FP32 work at the FP32 peak: only FP32 rows are judged against it.
-    candidates = [r for r in rows if r["batch"] == FLOOR_CLAIM_BATCH and r.get("floor_ms") and r["precision"] == "fp32"]
+    candidates = [r for r in rows if r["batch"] == FLOOR_CLAIM_BATCH and r.get("floor_ms") and computes(r) == "fp32"]
     if floor is None or not candidates:
         reason = "no floor was counted" if floor is None else f"no batch-{FLOOR_CLAIM_BATCH} MiniMaxAD row ran"
         return {"claim": claim, "passed": None, "reason": reason}
@@ -115,7 +115,7 @@ def _peer_claim(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     cpu = reference().name
     for peer in (r for r in rows if r.get("family") == "peer" and r["backend"] == cpu):
         ours = [r for r in rows if r.get("family") == "minimaxad" and r["backend"] == cpu
-                and r["protocol"] == "paper" and r["precision"] == "fp32" and r["batch"] == peer["batch"]]
+                and r["protocol"] == "paper" and computes(r) == "fp32" and r["batch"] == peer["batch"]]
         best = max(ours, key=lambda r: r["images_per_s"], default=None)
         if best is not None:
             pairs.append({"peer": peer["name"], "batch": peer["batch"], "row": best["name"],

@@ -37,7 +37,7 @@ import numpy as np
 from ..artifact.contract import INPUT_NAME, OUTPUT_NAMES, precision_of
 from ..artifact.metadata import ArtifactInfo
 from ..errors import ArtifactError, BackendUnavailableError, install_hint
-from .base import Backend, BackendOptions, Feed, GraphRun, Variant, option
+from .base import Backend, BackendOptions, Feed, GraphRun, Variant, compute_precision, option
 
 DEVICE = "CPU"
 DEFAULT_PRECISION = "f32"
@@ -287,9 +287,10 @@ class OpenVinoBackend(Backend):
 
     def describe(self) -> dict[str, Any]:
         """Backend, version, CPU, the artifact's precision, the compute precision used, hint and requests."""
-        used = self._compiled.get_property("INFERENCE_PRECISION_HINT")
+        used = self._compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
         return {"backend": self.name, "library_version": self._version, "device": self._device_name,
-                "precision": self.info.precision, "inference_precision": used.get_type_name(),
+                "precision": self.info.precision, "inference_precision": used,
+                "compute_precision": compute_precision(self.info.precision, used),
                 "performance_hint": self.hint, "infer_requests": len(self._requests),
                 "loaded_from_cache": bool(self._compiled.get_property("LOADED_FROM_CACHE"))}
 
