@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from ..artifact.metadata import describe_encoder_weights
-from ..backends.base import BackendOptions
+from ..backends.base import BackendOptions, precision_label
 from ..detector import Detector
 from ..errors import SourceError
 from ..log import notice
@@ -217,10 +217,14 @@ def _summary(detector: Detector, stream: DetectionStream, tallies: list[SourceTa
         for key, value in tally.source.counters.items():
             counters[key] = counters.get(key, 0) + value
     anomalies = sum(tally.anomalies for tally in tallies)
+    details = detector.backend.describe()
+    computed = details.get("compute_precision") or detector.info.precision
     summary = {
         "artifact": str(getattr(detector.backend, "path", "")),
         "backend": detector.backend.name,
-        "backend_details": detector.backend.describe(),
+        "precision": detector.info.precision,
+        "compute_precision": computed,
+        "backend_details": details,
         "source": ", ".join(tally.name for tally in tallies),
         "frames": stream.frames, "anomalies": anomalies, "dropped": stream.dropped, **counters,
         "elapsed_s": round(elapsed, 3),
@@ -232,7 +236,8 @@ def _summary(detector: Detector, stream: DetectionStream, tallies: list[SourceTa
         "sources": per_source,
     }
     notice(f"done: {stream.frames} processed, {anomalies} anomalous, {counters['skipped']} skipped, "
-           f"{_progress(stream)} ({detector.backend.name}); encoder weights: "
+           f"{_progress(stream)} ({detector.backend.name}, {precision_label(detector.info.precision, computed)}); "
+           "encoder weights: "
            f"{describe_encoder_weights(summary['encoder_weights'])}")
     for entry in per_source if len(per_source) > 1 else ():
         notice(f"  {entry['source']}: {entry['frames']} processed, {entry['anomalies']} anomalous, "

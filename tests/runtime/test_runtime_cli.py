@@ -138,6 +138,9 @@ def test_run_on_openvino_takes_the_hint_of_its_batch_and_reports_the_precision_u
     assert record["backend"] == "openvino" and (record["frames"], record["anomalies"]) == (2, 1)
     details = record["backend_details"]
     assert (details["performance_hint"], details["inference_precision"], details["precision"]) == (hint, "f32", "fp32")
+    assert (record["precision"], record["compute_precision"], details["compute_precision"]) == ("fp32", "fp32", "fp32")
+    done = next(line for line in result.output.splitlines() if " processed, " in line)
+    assert " (openvino, fp32); encoder weights: " in done, done
 
 
 @pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="openvino is not installed")
