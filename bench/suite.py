@@ -48,7 +48,7 @@ from mmad_edge.runtime.log import say
 
 from .artifacts import Artifact, BenchError, find_artifacts, fp32_graph
 from .claims import speed_claim
-from .machine import machine_info
+from .machine import LoadWatch, machine_info
 from .optional import Missing, optional_import
 from .options import BenchOptions
 from .peers import PEERS
@@ -296,6 +296,7 @@ def run_bench(
     if not plan.cases:
         raise _nothing_to_run(plan, options.backend, protocol_list)
     floor = floor_module(plan)
+    watch = LoadWatch()
     with torch_threads:
         peak = floor.measure_peak("cpu") if floor is not None else None
         if peak is not None:
@@ -306,7 +307,7 @@ def run_bench(
         if options.data is not None:
             rows = attach_accuracy(rows, options, config.image_size, _torch_scorer(torch_rows))
     threaded = backend_settings.replace(threads=threads)
-    machine = {**machine_info(), "torch_threads": threads if torch_rows.model is not None else None,
+    machine = {**machine_info(), "load": watch.finish(), "torch_threads": threads if torch_rows.model is not None else None,
                **_backend_sections("bench_machine", threaded)}
     settings = {"backend": options.backend, "batches": batch_list, "protocols": protocol_list,
                 "warmup": options.warmup, "iters": options.iters, "case_budget_s": options.case_budget_s,
