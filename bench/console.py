@@ -10,7 +10,7 @@ from typing import Any
 from mmad_edge.fileio import write_json
 
 from .claims import format_claims
-from .tables import ACCURACY_KEY, BASELINE, format_value, markdown, speedups, write_plot
+from .tables import ACCURACY_KEY, BASELINE, format_value, markdown, shown_precision, speedups, write_plot
 
 
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
@@ -20,7 +20,7 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
               f"vs {BASELINE}", *(["image AUROC"] if accuracy else [])]
     lines = [header]
     for row, speedup in zip(rows, speedups(list(rows))):
-        lines.append([row["name"], row["backend"], row["precision"], row["protocol"], str(row["batch"]),
+        lines.append([row["name"], row["backend"], shown_precision(row), row["protocol"], str(row["batch"]),
                       format_value(row["p50_ms"], 2), format_value(row["images_per_s"], 1),
                       format_value(row.get("floor_ms"), 2), format_value(row.get("roofline_pct"), 1),
                       "-" if speedup is None else f"{speedup:.2f}x",

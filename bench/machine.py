@@ -75,3 +75,41 @@ def machine_info() -> dict[str, Any]:
         "libraries": library_versions(),
         "gpu": gpu_info(),
     }
+
+
+BUSY_LOAD_PER_CORE = 0.5  # 1-minute load average per logical core before the bench started
+BUSY_STEAL_PCT = 5.0  # % of CPU time the hypervisor gave to other guests during the run
+
+
+def cpu_ticks(stat: str = "/proc/stat") -> tuple[int, int] | None:
+    """(all, steal) CPU ticks since boot from the aggregate ``cpu`` line; None where unreadable."""
+    try:
+        with open(stat, encoding="utf-8") as handle:
+            fields = [int(value) for value in handle.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return (sum(fields[:8]), fields[7]) if len(fields) >= 8 else None
+
+
+class LoadWatch:
+    """How busy the machine was around a bench: the load average before it started (its own work
+    raises the load after) and the CPU steal during it. A claim read from a busy machine says so."""
+
+    def __init__(self, cores: int | None = None) -> None:
+        self.cores = cores or os.cpu_count() or 1
+        self.load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+        self.ticks = cpu_ticks()
+
+    def finish(self) -> dict[str, Any]:
+        """The report's ``machine.load`` section: ``busy`` and the ``note`` a claim repeats."""
+        after = cpu_ticks()
+        steal = None
+        if self.ticks is not None and after is not None and after[0] > self.ticks[0]:
+            steal = 100.0 * (after[1] - self.ticks[1]) / (after[0] - self.ticks[0])
+        reasons = []
+        if self.load_before is not None and self.load_before > BUSY_LOAD_PER_CORE * self.cores:
+            reasons.append(f"load average {self.load_before:.1f} on {self.cores} cores before the run")
+        if steal is not None and steal > BUSY_STEAL_PCT:
+            reasons.append(f"{steal:.0f} % CPU steal during it")
+        return {"load_1min_before": self.load_before, "cores": self.cores, "steal_pct": steal,
+                "busy": bool(reasons), "note": "machine busy: " + ", ".join(reasons) if reasons else None}

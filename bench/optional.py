@@ -10,6 +10,8 @@ import importlib
 from dataclasses import dataclass
 from types import ModuleType
 
+from mmad_edge.runtime.errors import install_hint
+
 # The heavy packages and the smallest install extra that brings each.
 EXTRA_OF = {"torch": "train", "onnx": "export", "onnxsim": "export"}
 
@@ -23,7 +25,7 @@ class Missing:
 
     @property
     def reason(self) -> str:
-        return f'needs {self.package}: pip install ".[{self.extra}]"'
+        return f"needs {self.package}: {install_hint(self.extra)}"
 
 
 def optional_import(name: str) -> ModuleType | Missing:

@@ -9,7 +9,12 @@ input, the same input the MiniMaxAD paper-protocol graph takes. Needs torch and 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import ctypes
+import os
+import re
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -35,6 +40,31 @@ class _PatchEmbedding(nn.Module):
         return self.patchcore.embed(x)
 
 
+@contextmanager
+def native_stdout_discarded() -> Iterator[None]:
+    """File descriptor 1 to /dev/null for the block: TorchScript's exporter prints the whole IR graph
+    (hundreds of lines) from C++ when an operator fails, above the bench's table; the failure is
+    told in one line instead. C's buffers are flushed first and after, so nothing leaks later."""
+    libc = ctypes.CDLL(None)
+    sys.stdout.flush()
+    libc.fflush(None)
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "wb") as sink:
+            os.dup2(sink.fileno(), 1)
+            yield
+    finally:
+        libc.fflush(None)
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def failure_reason(exc: BaseException) -> str:
+    """An export error's first line without TorchScript's pointer into the IR and its plea for a pull request."""
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return re.split(r" \[Caused by | Please feel free to request support", first)[0].strip()
+
+
 def peer_graph_name(peer: str) -> str:
     return f"peer.{peer}.onnx"
 
@@ -50,9 +80,10 @@ def peer_graphs(peers: Sequence[str], image_size: int, cache_root: Path, progres
         with staged(folder) as staging:
             for peer in missing:
                 try:
-                    export_peer(peer, image_size, staging / peer_graph_name(peer))
+                    with native_stdout_discarded():
+                        export_peer(peer, image_size, staging / peer_graph_name(peer))
                 except (ValueError, RuntimeError) as exc:  # e.g. a size the peer does not take
-                    found[peer] = f"ONNX export failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+                    found[peer] = f"ONNX export failed: {failure_reason(exc)}"
             place(staging, folder)
     for peer in peers:
         found.setdefault(peer, folder / peer_graph_name(peer))

@@ -24,13 +24,13 @@ import numpy as np
 
 from mmad_edge.runtime.artifact.contract import PRECISIONS
 from mmad_edge.runtime.backends import AUTO, backend_class, runners
-from mmad_edge.runtime.backends.base import BackendOptions
+from mmad_edge.runtime.backends.base import BackendOptions, compute_precision
 from mmad_edge.runtime.log import say
 
 from .timing import measure
 
 StageTimes = Mapping[str, float]
-BACKEND_FACTS = ("inference_precision", "performance_hint", "infer_requests")  # from describe(), where given
+BACKEND_FACTS = ("inference_precision", "compute_precision", "performance_hint", "infer_requests")  # from describe()
 # Precision names -> torch dtype attribute names (torch is imported only by the torch cases).
 TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
@@ -80,6 +80,8 @@ def run_case(case: BenchCase, warmup: int, iters: int) -> dict[str, Any]:
         **case.extra,
         **(overrides or {}),
     }
+    row["compute_precision"] = row.get("compute_precision") or compute_precision(
+        row["precision"], row.get("inference_precision"))
     if case.protocol == "e2e":
         timed = stage_log[-iters:]
         names = list(dict.fromkeys(stage for stages in timed for stage in stages))

@@ -23,6 +23,7 @@ import numpy as np
 from mmad_edge.fileio import write_bytes_atomic, write_json
 from mmad_edge.runtime.artifact.contract import INPUT_NAME, IS_ANOMALY, OUTPUT_NAMES, SERVING_MODEL
 from mmad_edge.runtime.detector import Detector
+from mmad_edge.runtime.errors import install_hint
 from mmad_edge.runtime.log import say
 
 from .timing import Timing
@@ -57,7 +58,7 @@ def client_call(url: str) -> Callable[[np.ndarray], Any]:
     try:
         client_module = importlib.import_module(f"tritonclient.{scheme}")
     except ImportError:
-        raise ModuleNotFoundError('bench --serve needs tritonclient; pip install "mmad-edge[serve]"') from None
+        raise ModuleNotFoundError(f"bench --serve needs tritonclient; {install_hint('serve')}") from None
     client = client_module.InferenceServerClient(address)
     try:
         ready = client.is_model_ready(SERVING_MODEL)

@@ -43,11 +43,12 @@ from mmad_edge.config import ModelConfig
 from mmad_edge.runtime.backends import AUTO, REGISTRY, backend_class, reference
 from mmad_edge.runtime.backends import choices as backend_choices
 from mmad_edge.runtime.backends.base import BackendOptions, OptionError
+from mmad_edge.runtime.errors import install_hint
 from mmad_edge.runtime.log import say
 
 from .artifacts import Artifact, BenchError, find_artifacts, fp32_graph
 from .claims import speed_claim
-from .machine import machine_info
+from .machine import LoadWatch, machine_info
 from .optional import Missing, optional_import
 from .options import BenchOptions
 from .peers import PEERS
@@ -103,7 +104,7 @@ def default_folder(config: ModelConfig, cache_dir: str | os.PathLike[str] | None
     default = optional_import("mmad_edge.bench.default_export")
     if isinstance(default, Missing):
         raise BenchError(f"bench without an artifact exports the built-in default model, which needs {default.package}: "
-                         'pip install ".[export]" from the mmad-edge checkout, or pass an export folder, a .onnx or a .engine')
+                         f"{install_hint('export')}, or pass an export folder, a .onnx or a .engine")
     root = Path(cache_dir) if cache_dir is not None else default.default_cache_root()
     return default.default_artifacts(ModelConfig(variant=config.variant, image_size=config.image_size), root, progress)
 
@@ -295,6 +296,7 @@ def run_bench(
     if not plan.cases:
         raise _nothing_to_run(plan, options.backend, protocol_list)
     floor = floor_module(plan)
+    watch = LoadWatch()
     with torch_threads:
         peak = floor.measure_peak("cpu") if floor is not None else None
         if peak is not None:
@@ -305,7 +307,7 @@ def run_bench(
         if options.data is not None:
             rows = attach_accuracy(rows, options, config.image_size, _torch_scorer(torch_rows))
     threaded = backend_settings.replace(threads=threads)
-    machine = {**machine_info(), "torch_threads": threads if torch_rows.model is not None else None,
+    machine = {**machine_info(), "load": watch.finish(), "torch_threads": threads if torch_rows.model is not None else None,
                **_backend_sections("bench_machine", threaded)}
     settings = {"backend": options.backend, "batches": batch_list, "protocols": protocol_list,
                 "warmup": options.warmup, "iters": options.iters, "case_budget_s": options.case_budget_s,

@@ -16,6 +16,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from mmad_edge.runtime.backends.base import precision_label
+
 RESULT_KEYS = (
     "name", "backend", "precision", "protocol", "batch", "p50_ms", "p90_ms", "p99_ms",
     "images_per_s", "mean_ms", "min_ms", "std_ms",
@@ -32,6 +34,16 @@ ACCURACY_KEY = "image_auroc"  # bench --data: the row's image AUROC on the label
 
 class ReportError(ValueError):
     """A result row or report that does not follow the benchmark JSON layout."""
+
+
+def computes(row: dict[str, Any]) -> str:
+    """The precision a row's arithmetic ran in (rows recorded before ``compute_precision``: the graph's)."""
+    return row.get("compute_precision") or row["precision"]
+
+
+def shown_precision(row: dict[str, Any]) -> str:
+    """A row's precision cell: ``fp32``, or ``bf16 (fp32 graph)`` where the backend computed lower."""
+    return precision_label(row["precision"], computes(row))
 
 
 def add_roofline(row: dict[str, Any], floor_ms: float) -> dict[str, Any]:
@@ -98,7 +110,7 @@ def markdown(report: dict[str, Any], baseline: str = BASELINE) -> str:
     ]
     for row, speedup in zip(rows, speedups(rows, baseline)):
         cells = [
-            row["name"], row["backend"], row["precision"], row["protocol"], row["batch"],
+            row["name"], row["backend"], shown_precision(row), row["protocol"], row["batch"],
             format_value(row["p50_ms"], 3), format_value(row["p90_ms"], 3), format_value(row["p99_ms"], 3), format_value(row["images_per_s"], 1),
             format_value(row.get("floor_ms"), 3), format_value(row.get("roofline_pct"), 1),
             "-" if speedup is None else f"{speedup:.2f}x", *([format_value(row.get(ACCURACY_KEY), 4)] if accuracy else []),
@@ -157,7 +169,7 @@ def _accuracy_lines(rows: list[dict[str, Any]]) -> list[str]:
         accuracy = row["accuracy_vs_ort_fp32"]
         cells = [format_value(accuracy[key], 4) if key == "spearman" else _small(accuracy[key])
                  for key in ("map_relative", "score_relative", "spearman")]
-        lines.append(f"| {name} | {row['backend']} | {row['precision']} | " + " | ".join(cells) + " |")
+        lines.append(f"| {name} | {row['backend']} | {shown_precision(row)} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -185,7 +197,7 @@ def write_markdown(path: str | Path, report: dict[str, Any], baseline: str = BAS
 
 
 def row_label(row: dict[str, Any]) -> str:
-    return f"{row['name']} ({row['backend']} {row['precision']}, {row['protocol']}, b{row['batch']})"
+    return f"{row['name']} ({row['backend']} {shown_precision(row)}, {row['protocol']}, b{row['batch']})"
 
 
 def plot_figure(report: dict[str, Any]) -> Any:

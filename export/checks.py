@@ -14,8 +14,14 @@ from mmad_edge.calib.sensitivity import AccuracyTarget
 FP32_RELATIVE = 1e-4
 FP16_SPEARMAN = 0.999
 FP16_AUROC_DELTA = 0.002
+BF16_SPEARMAN = 0.99
+BF16_AUROC_DELTA = 0.01
 INT8_SPEARMAN = 0.99
 INT8_AUROC_DELTA = 0.01
+# Ranking bounds by the precision that computes: BF16 keeps 8 mantissa bits to FP16's 11, so it is
+# held to INT8's ranking bounds (enforced, unlike INT8's, which the calibrator's target judges).
+RANKING_BOUNDS = {"fp16": (FP16_SPEARMAN, FP16_AUROC_DELTA), "bf16": (BF16_SPEARMAN, BF16_AUROC_DELTA),
+                  "int8": (INT8_SPEARMAN, INT8_AUROC_DELTA)}
 
 
 @dataclass
@@ -39,14 +45,17 @@ class Check:
 
 
 def default_checks(precision: str, metrics: dict[str, float | None], strict: bool = True) -> list[Check]:
-    """FP32: map and score within 1e-4 relative. FP16: Spearman >= 0.999 and AUROC within 0.002 of
-    the PyTorch model, enforced only when ``strict`` (trained weights). INT8 (Spearman >= 0.99,
-    AUROC within 0.01) is reported here, never enforced: its accuracy target and the search that
-    meets it belong to the calibrator, whose verdict the export report carries."""
+    """The checks of the precision that computes. FP32: map and score within 1e-4 relative. FP16:
+    Spearman >= 0.999 and AUROC within 0.002 of the reference; BF16: 0.99 and 0.01; both enforced
+    only when ``strict`` (trained weights). INT8 (0.99, 0.01) is reported here, never enforced: its
+    accuracy target and the search that meets it belong to the calibrator, whose verdict the export
+    report carries."""
     if precision == "fp32":
         return [Check("map_relative", metrics["map_relative"], FP32_RELATIVE, True),
                 Check("score_relative", metrics["score_relative"], FP32_RELATIVE, True)]
-    rho, delta = (FP16_SPEARMAN, FP16_AUROC_DELTA) if precision == "fp16" else (INT8_SPEARMAN, INT8_AUROC_DELTA)
+    if precision not in RANKING_BOUNDS:
+        raise ValueError(f"no accuracy bounds for precision {precision!r}; one of fp32, {', '.join(RANKING_BOUNDS)}")
+    rho, delta = RANKING_BOUNDS[precision]
     auroc_gap = None if metrics["auroc_drop"] is None else abs(metrics["auroc_drop"])
     enforced = strict and precision != "int8"
     return [Check("spearman", metrics["spearman"], rho, False, enforced),

@@ -29,6 +29,8 @@ from mmad_edge.fileio import write_json_atomic
 from mmad_edge.runtime import Detector
 from mmad_edge.runtime.artifact.contract import artifact_name
 from mmad_edge.runtime.artifact.selection import export_report
+from mmad_edge.runtime.backends.base import BackendOptions, precision_label
+from mmad_edge.runtime.errors import install_hint
 from mmad_edge.runtime.log import say
 from mmad_edge.runtime.monitor.compare import auroc, error_metrics
 
@@ -60,7 +62,8 @@ def verify_path(artifact: str | os.PathLike[str]) -> Path:
 def verify_artifact(artifact: str | os.PathLike[str], options: VerifyOptions) -> dict[str, Any]:
     """Score the test split with the artifact and its reference; the result (also written to
     ``verify_path``) has ``passed`` (None without a reference) and the ``failed`` checks by name."""
-    with Detector.load(artifact, backend=options.backend, precision=options.precision) as detector:
+    settings = BackendOptions(inference_precision=options.inference_precision)
+    with Detector.load(artifact, options.backend, settings, precision=options.precision) as detector:
         path, info = detector.backend.path, detector.info
         split = labelled_split(options.data, options.layout, options.categories, info.image_size[0], options.max_images)
         say(f"verify: {path.name} on {detector.backend.name}, {len(split.labels)} test images", options.progress)
@@ -68,11 +71,13 @@ def verify_artifact(artifact: str | os.PathLike[str], options: VerifyOptions) ->
         threshold = info.threshold if category is None else info.categories[category][0]
         candidate = score_frames(detector, split.frames, options.batch_size, threshold, str(path))
         ran_on = _ran_on(detector.backend.describe())
+    computed = ran_on.get("compute_precision") or info.precision
     reference = _reference(path, options, split.frames, category)
-    result = {"artifact": str(path), "precision": info.precision, "data": f"{options.layout}:{options.data}",
+    result = {"artifact": str(path), "precision": info.precision, "compute_precision": computed,
+              "data": f"{options.layout}:{options.data}",
               "categories": list(options.categories or []), "images": int(split.labels.size),
               "accuracy": _accuracy(split, candidate), "ran_on": ran_on}
-    result.update(_comparison(path, info.precision, split.labels, candidate, reference))
+    result.update(_comparison(path, computed, split.labels, candidate, reference))
     write_json_atomic(verify_path(path), result)
     return result
 
@@ -137,7 +142,7 @@ def _checkpoint_reference(path: Path, frames: np.ndarray, category: str | None) 
         from mmad_edge.export.parity import torch_outputs
     except ModuleNotFoundError as exc:
         raise ReferenceUnavailable(f"--against {path} runs the PyTorch model, which needs {exc.name}: "
-                                   'pip install ".[export]", or pass --against DIR/model.fp32.onnx') from None
+                                   f"{install_hint('export')}, or pass --against DIR/model.fp32.onnx") from None
     model, ckpt = load_checkpoint(path)
     maps, scores = torch_outputs(model, frames)
     stats = ckpt.get("statistics") or {}
@@ -147,7 +152,8 @@ def _checkpoint_reference(path: Path, frames: np.ndarray, category: str | None) 
 
 def _comparison(path: Path, precision: str, labels: np.ndarray, candidate: Scored,
                 reference: Scored | None) -> dict[str, Any]:
-    """Errors, score shift, Spearman and verdict agreement against the reference, and the checks."""
+    """Errors, score shift, Spearman and verdict agreement against the reference, and the checks
+    of ``precision``: the one that computes (an FP32 graph run in BF16 gets BF16's bounds)."""
     if not _finite(candidate):
         return _verdict(reference, None, [Check("finite_outputs", int(np.sum(~np.isfinite(candidate.scores))) or 1,
                                                 0, True)])
@@ -185,7 +191,8 @@ def _checks(path: Path, precision: str, metrics: dict[str, Any], against_checkpo
 def summary_text(result: dict[str, Any]) -> str:
     """A few lines for the console: accuracy, agreement with the reference, the verdict."""
     acc = result["accuracy"]
-    lines = [f"{result['artifact']} ({result['precision']}) on {result['ran_on'].get('backend')} "
+    shown = precision_label(result["precision"], result.get("compute_precision"))
+    lines = [f"{result['artifact']} ({shown}) on {result['ran_on'].get('backend')} "
              f"({result['ran_on'].get('device')}): {result['images']} images, image AUROC {_show(acc['image_auroc'])}, "
              f"pixel AUROC {_show(acc['pixel_auroc'])}"]
     metrics = result["comparison"]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from mmad_edge.calib.options import Int8Options
 from mmad_edge.flags import DATA, IMAGE_SIZE, LAYOUT, VARIANT
-from mmad_edge.runtime.flags import BACKEND, BATCH_SIZE, CATEGORY, PRECISION, SOURCE, Flag, nested
+from mmad_edge.runtime.flags import BACKEND, BATCH_SIZE, CATEGORY, INFERENCE_PRECISION, PRECISION, SOURCE, Flag, nested
 
 DEFAULT_OPSET = 20  # native Gelu (one fused kernel in ONNX Runtime); TensorRT 10.3+ parses 9..20
 PROFILE = Flag("--batch", "Batch profile of the graph or engine: N (fixed) or MIN:OPT:MAX (dynamic).")
@@ -69,7 +69,8 @@ class EngineOptions:
 class VerifyOptions:
     """What ``verify_artifact`` checks: the labelled test split of ``data`` (``layout``, ``categories``,
     at most ``max_images``) through ``backend``; ``against`` the reference (None: the folder's
-    model.fp32.onnx when the artifact is another file); ``precision`` picks from an export folder."""
+    model.fp32.onnx when the artifact is another file); ``precision`` picks from an export folder;
+    ``inference_precision`` the compute type of a backend that has one (OpenVINO)."""
 
     data: str | os.PathLike[str] = DATA.field()
     layout: str = LAYOUT.field("mvtec")
@@ -79,6 +80,8 @@ class VerifyOptions:
                      "model.fp32.onnx.").field(None)
     backend: str = BACKEND.field("auto")
     precision: str | None = PRECISION.field(None)
+    inference_precision: str | None = INFERENCE_PRECISION.field(
+        None, detail=" (default f32); checked with the bounds of the precision that computes")
     max_images: int | None = Flag("--max-images", "Test images at most (evenly spread).").field(None)
     batch_size: int = BATCH_SIZE.field(8)
     progress: bool = True

@@ -23,6 +23,7 @@ from mmad_edge.export.options import EngineOptions
 from mmad_edge.fileio import write_bytes_atomic, write_json_atomic
 from mmad_edge.runtime.artifact.contract import ENGINE_SUFFIX, INPUT_NAME, tensorrt_version
 from mmad_edge.runtime.backends.cuda_memory import CudaCallError, query_gpu
+from mmad_edge.runtime.errors import install_hint
 
 MIN_TENSORRT = (10, 3)
 TIMING_CACHE_NAME = "tensorrt.timing.cache"
@@ -109,7 +110,7 @@ def load_tensorrt() -> ModuleType:
             raise TensorRTUnavailable("TensorRT's builder is not installed here "
                                       "(only tensorrt_lean, which runs engines but cannot build them)")
         raise TensorRTUnavailable("TensorRT is not installed here "
-                                  "(pip install 'mmad-edge[trt]'; JetPack ships it on Jetson)")
+                                  f"({install_hint('trt')}; JetPack ships it on Jetson)")
     found = tensorrt_version(trt.__version__, 2)
     if found < MIN_TENSORRT:
         raise TensorRTUnavailable(

@@ -75,6 +75,7 @@ def calibrate_threshold(artifact: str | os.PathLike[str], options: CalibrateOpti
     old = statistics_section(previous, options.category)
     return {
         "artifact": str(path), "precision": info.precision, "category": options.category, "backend": backend,
+        "moved": moved_threshold(previous, options.category),
         "rule": computed["threshold_rule"], "threshold": computed["threshold"],
         "previous_threshold": None if old is None else old.get("threshold"),
         "normalization": computed["normalization"], "normal_scores": computed["normal_scores"],
@@ -137,6 +138,18 @@ def merged_statistics(previous: dict | None, computed: dict, category: str | Non
     if len(categories) == 1:
         categories = {name: computed for name in categories}
     return {**computed, "categories": categories} if categories else dict(computed)
+
+
+def moved_threshold(previous: dict | None, category: str | None) -> dict[str, Any]:
+    """Which threshold these images set, and the per-category ones they leave alone: a model of
+    several categories given no --category moves only the pooled threshold (sources run without a
+    category), which is wrong if the images are one category's, so the summary says so."""
+    names = sorted((previous or {}).get("categories") or {})
+    if category is not None:
+        return {"threshold": f"category {category}", "kept": ["pooled", *(n for n in names if n != category)]}
+    if len(names) == 1:
+        return {"threshold": f"pooled (= category {names[0]}, the model's only one)", "kept": []}
+    return {"threshold": "pooled", "kept": names}
 
 
 def metadata_files(artifact: Path) -> list[Path]:
@@ -205,11 +218,15 @@ def _f1(precision: float, recall: float) -> float:
 
 def summary_text(result: dict[str, Any]) -> str:
     """Lines for the console: the new threshold against the old, what the good (and bad) images say."""
-    where = f" (category {result['category']})" if result["category"] else ""
+    moved = result["moved"]
     old = result["previous_threshold"]
-    lines = [f"{result['artifact']}{where}: threshold {result['threshold']:.6g} (was "
+    lines = [f"{result['artifact']}: {moved['threshold']} threshold {result['threshold']:.6g} (was "
              f"{'none' if old is None else f'{old:.6g}'}; {result['rule']} on {result['backend']['backend']}); "
              f"{result['good_above_threshold']:.1%} of the good images score above it"]
+    if result["category"] is None and moved["kept"]:
+        lines.append(f"only the pooled threshold moved (sources run without a category); the thresholds of "
+                     f"{', '.join(moved['kept'])} are unchanged: if these images are one category's, pass "
+                     "--category NAME instead")
     bad = result["bad"]
     if bad is not None:
         lines.append(f"{bad['images']} bad images: recall {bad['recall']:.3f}, F1 {bad['f1']:.3f}; best F1 "

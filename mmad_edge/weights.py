@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mmad_edge.fileio import file_sha256
+from mmad_edge.runtime.errors import install_hint
 
 REPO_ID = "DingXiaoH/UniRepLKNet"
 REVISION = "main"
@@ -105,7 +106,7 @@ def fetch(name: str, variant: str | None = None) -> Path:
     try:
         from huggingface_hub import hf_hub_download
     except ImportError:
-        raise WeightsError(name, "downloading needs huggingface_hub", f"pip install 'mmad-edge[train]', or {fix}") from None
+        raise WeightsError(name, "downloading needs huggingface_hub", f"{install_hint('train')}, or {fix}") from None
     offline = _offline()
     try:
         return Path(hf_hub_download(REPO_ID, weights.filename, revision=REVISION, cache_dir=_cache_dir(),

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 
+def install_hint(extra: str) -> str:
+    """How to add an optional extra: from the checkout, since mmad-edge is not on the public index."""
+    return f'pip install ".[{extra}]" from the mmad-edge checkout'
+
+
 class ArtifactError(ValueError):
     """An artifact (ONNX, engine, sidecar, metadata) that is missing, malformed or mismatched."""
 

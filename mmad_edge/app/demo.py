@@ -21,10 +21,12 @@ import numpy as np
 import torch
 
 from mmad_edge.app.demo_options import DemoOptions
+from mmad_edge.bench.tables import computes
 from mmad_edge.data.dataset import build_dataset
 from mmad_edge.data.demo import make_demo_dataset
 from mmad_edge.runtime import Detector
 from mmad_edge.runtime.artifact.contract import PRECISIONS, artifact_name
+from mmad_edge.runtime.backends import reference
 from mmad_edge.runtime.imageio import read_image
 from mmad_edge.runtime.loop.overlay import render_overlay
 from mmad_edge.runtime.monitor.compare import auroc
@@ -216,13 +218,43 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
     return summary
 
 
-def _latency_rows(bench: dict[str, Any]) -> dict[tuple[str, int], dict[str, Any]]:
-    rows = {}
-    for row in bench.get("results", []):
-        if row.get("protocol") == "e2e":
-            key = "int8-cpu" if row["precision"] == "int8" and "cpu" in row["name"] else row["precision"]
-            rows[(key, row["batch"])] = row
-    return rows
+def _artifact_key(row: dict[str, Any]) -> str:
+    """The runtime pass a bench row's artifact belongs to (``int8-cpu``: the CPU-form INT8 export)."""
+    return "int8-cpu" if row["precision"] == "int8" and "cpu" in row["name"] else row["precision"]
+
+
+def latency_lines(runtime: dict[str, Any], bench: dict[str, Any]) -> tuple[list[str], list[float]]:
+    """The report's accuracy/latency table: each artifact's accuracy (measured on the reference
+    backend) beside that backend's e2e latency, then every other backend's e2e rows, each naming
+    the backend and the precision that computes (an FP32 graph run in BF16 is BF16, not FP32).
+    Also the batch-1 p50s of the first table, for the plot."""
+    cpu = reference().name
+    e2e = [row for row in bench.get("results", []) if row.get("protocol") == "e2e"]
+    ours = {(_artifact_key(row), row["batch"]): row for row in e2e if row["backend"] == cpu}
+    lines = [f"## Accuracy and latency per precision ({cpu}, this CPU)", "",
+             "| precision | backend | computes in | image AUROC (runtime) | e2e batch-1 p50 ms | batch-16 images/s |",
+             "|---|---|---|---|---|---|"]
+    latencies = []
+    for name, result in runtime.items():
+        b1, b16 = ours.get((name, 1), {}), ours.get((name, 16), {})
+        computed = computes(b1) if b1 else name.split("-")[0]
+        latencies.append(b1.get("p50_ms", float("nan")))
+        lines.append(f"| {name} | {cpu} | {computed} | {result['mean']:.3f} | {b1.get('p50_ms', float('nan')):.1f} | "
+                     f"{b16.get('images_per_s', float('nan')):.1f} |")
+    others: dict[tuple[str, str], dict[int, dict[str, Any]]] = {}
+    for row in e2e:
+        if row["backend"] != cpu:
+            others.setdefault((row["name"], row["backend"]), {})[row["batch"]] = row
+    if others:
+        lines += ["", "Other backends on this CPU (latency only; accuracy above is the reference backend's):", "",
+                  "| row | backend | graph | computes in | e2e batch-1 p50 ms | batch-16 images/s |",
+                  "|---|---|---|---|---|---|"]
+        for (name, backend), by_batch in others.items():
+            first = next(iter(by_batch.values()))
+            b1, b16 = by_batch.get(1, {}), by_batch.get(16, {})
+            lines.append(f"| {name} | {backend} | {first['precision']} | {computes(first)} | "
+                         f"{b1.get('p50_ms', float('nan')):.1f} | {b16.get('images_per_s', float('nan')):.1f} |")
+    return lines, latencies
 
 
 def _verdict_lines(runtime: dict[str, Any]) -> list[str]:
@@ -255,22 +287,15 @@ def write_report(out: Path, summary: dict[str, Any]) -> Path:
     import matplotlib.pyplot as plt
 
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    rows = _latency_rows(summary["bench"])
     names = list(summary["runtime_auroc"])
+    table, latencies = latency_lines(summary["runtime_auroc"], summary["bench"])
+    aurocs = [summary["runtime_auroc"][name]["mean"] or 0.0 for name in names]
     lines = [
         "# mmad-edge demo report", "",
         f"Variant {summary['options']['variant']} at {summary['options']['image_size']} px, "
         f"{summary['options']['epochs']} epochs on the built-in textures ({', '.join(summary['options']['categories'])}).",
-        "", "## Accuracy and latency per precision (ONNX Runtime, this CPU)", "",
-        "| precision | image AUROC (runtime) | e2e batch-1 p50 ms | batch-16 images/s |", "|---|---|---|---|",
+        "", *table,
     ]
-    aurocs, latencies = [], []
-    for name in names:
-        acc = summary["runtime_auroc"][name]["mean"]
-        b1, b16 = rows.get((name, 1), {}), rows.get((name, 16), {})
-        aurocs.append(acc or 0.0)
-        latencies.append(b1.get("p50_ms", float("nan")))
-        lines.append(f"| {name} | {acc:.3f} | {b1.get('p50_ms', float('nan')):.1f} | {b16.get('images_per_s', float('nan')):.1f} |")
     lines += ["", "`int8` is the TensorRT form (symmetric Q/DQ on convolution inputs only): TensorRT fuses it, "
               "ONNX Runtime on a CPU only emulates it. `int8-cpu` is the form made for ONNX Runtime on CPUs.", ""]
     lines += _verdict_lines(summary["runtime_auroc"])
@@ -290,13 +315,13 @@ def write_report(out: Path, summary: dict[str, Any]) -> Path:
     ax1.set_ylim(0, 1)
     ax1.set_title("image AUROC (runtime)")
     ax2.bar(names, latencies, color="tab:orange")
-    ax2.set_title("e2e latency, batch 1 (ms)")
+    ax2.set_title(f"e2e latency, batch 1 (ms, {reference().name})")
     fig.tight_layout()
     fig.savefig(out / "accuracy_latency.png", dpi=100)
     plt.close(fig)
     lines.insert(4, "![accuracy and latency](accuracy_latency.png)\n")
     path = out / "report.md"
     path.write_text("\n".join(lines))
-    print("\n".join(lines[6:6 + len(names) + 2]), file=sys.stderr)
+    print("\n".join(table), file=sys.stderr)
     print(f"report: {path}", file=sys.stderr)
     return path

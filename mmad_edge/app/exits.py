@@ -9,7 +9,7 @@ from typing import NoReturn
 
 import typer
 
-from mmad_edge.runtime.errors import BackendUnavailableError, SourceError
+from mmad_edge.runtime.errors import BackendUnavailableError, SourceError, install_hint
 
 # What each install extra brings (top-level module names): a command that needs one of them says
 # which extra to install instead of a traceback on a runtime-only install.
@@ -61,7 +61,7 @@ def needs(extra: str) -> Callable:
                     raise
                 command = fn.__name__.removesuffix("_cmd").replace("_", "-")
                 fail(f"mmad-edge {command} needs {module}, which this install lacks; "
-                     f'pip install ".[{extra}]" from the mmad-edge checkout')
+                     f"{install_hint(extra)}")
         return wrapper
     return decorate
 

@@ -21,6 +21,21 @@ from ..artifact.metadata import ArtifactInfo
 
 CHECK = "check"  # field metadata key: the function that refuses a bad value of a backend option
 T = TypeVar("T")
+# A backend's lower float compute type (OpenVINO's INFERENCE_PRECISION_HINT) -> the name reports use.
+LOWER_FLOAT = {"bf16": "bf16", "f16": "fp16"}
+
+
+def compute_precision(graph_precision: str, inference_precision: str | None = None) -> str:
+    """The precision that actually computes: the graph's, unless the backend runs its float ops in
+    a lower type (OpenVINO's bf16 / f16 on an FP32 graph). Every report names this beside the
+    graph's precision, so BF16 timings and accuracy are never filed as FP32."""
+    return LOWER_FLOAT.get(inference_precision or "", graph_precision)
+
+
+def precision_label(graph_precision: str, computed: str | None = None) -> str:
+    """``fp32``, or ``bf16 (fp32 graph)`` when the computing precision differs from the graph's."""
+    computed = computed or graph_precision
+    return computed if computed == graph_precision else f"{computed} ({graph_precision} graph)"
 
 
 def option(default: Any, check: Callable[[Any], None]) -> Any:
@@ -151,7 +166,8 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def describe(self) -> dict[str, Any]:
-        """{"backend", "library_version", "device", "precision", ...} for summaries and reports."""
+        """{"backend", "library_version", "device", "precision" (the graph's), "compute_precision"
+        (``compute_precision``: what the arithmetic runs in), ...} for summaries and reports."""
 
     @abc.abstractmethod
     def close(self) -> None:

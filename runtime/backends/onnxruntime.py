@@ -233,7 +233,8 @@ class OnnxRuntimeBackend(Backend):
     def describe(self) -> dict[str, Any]:
         """Backend, library version, execution provider in use and the artifact's precision."""
         return {"backend": self.name, "library_version": self._version, "device": self.providers[0],
-                "precision": self.info.precision, "providers": list(self.providers), "micro_batch": self.micro_batch}
+                "precision": self.info.precision, "compute_precision": self.info.precision,
+                "providers": list(self.providers), "micro_batch": self.micro_batch}
 
     def _check_io(self) -> None:
         inputs = self._session.get_inputs()

@@ -1,4 +1,4 @@
-"""Run an exported ONNX artifact with OpenVINO's CPU plugin (``pip install 'mmad-edge[openvino]'``).
+"""Run an exported ONNX artifact with OpenVINO's CPU plugin (``pip install ".[openvino]"`` from the checkout).
 
 The same ``.onnx`` the ONNX Runtime backend runs (uint8 NHWC BGR in, map and score out), read
 with ``Core.read_model``. FP32 by default, set explicitly: left alone, the CPU plugin computes in
@@ -38,8 +38,8 @@ import numpy as np
 
 from ..artifact.contract import INPUT_NAME, OUTPUT_NAMES, precision_of
 from ..artifact.metadata import ArtifactInfo
-from ..errors import ArtifactError, BackendUnavailableError
-from .base import Backend, BackendOptions, Feed, GraphRun, Variant, option
+from ..errors import ArtifactError, BackendUnavailableError, install_hint
+from .base import Backend, BackendOptions, Feed, GraphRun, Variant, compute_precision, option
 from .openvino_f32 import keep_f32, sensitive_nodes
 
 DEVICE = "CPU"
@@ -93,7 +93,7 @@ def import_openvino() -> Any:
     try:
         import openvino
     except ImportError:
-        raise BackendUnavailableError("the OpenVINO backend needs openvino: pip install 'mmad-edge[openvino]'") from None
+        raise BackendUnavailableError(f"the OpenVINO backend needs openvino: {install_hint('openvino')}") from None
     return openvino
 
 
@@ -295,9 +295,10 @@ class OpenVinoBackend(Backend):
 
     def describe(self) -> dict[str, Any]:
         """Backend, version, CPU, the artifact's precision, the compute precision used, hint and requests."""
-        used = self._compiled.get_property("INFERENCE_PRECISION_HINT")
+        used = self._compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
         return {"backend": self.name, "library_version": self._version, "device": self._device_name,
-                "precision": self.info.precision, "inference_precision": used.get_type_name(),
+                "precision": self.info.precision, "inference_precision": used,
+                "compute_precision": compute_precision(self.info.precision, used),
                 "performance_hint": self.hint, "infer_requests": len(self._requests),
                 "loaded_from_cache": bool(self._compiled.get_property("LOADED_FROM_CACHE"))}
 

@@ -131,6 +131,7 @@ class TensorRTBackend(Backend):
         gpu = self._cuda.gpu if self._cuda is not None else None
         return {"backend": self.name, "library_version": str(self._trt.__version__),
                 "device": gpu.name if gpu else None, "precision": self.info.precision,
+                "compute_precision": self.info.precision,
                 "compute_capability": gpu.compute_capability if gpu else None, "cuda_graphs": self._use_graph}
 
     def _deserialize(self) -> Any:

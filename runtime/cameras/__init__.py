@@ -9,7 +9,7 @@ import importlib
 import importlib.util
 from typing import Any
 
-from ..errors import BackendUnavailableError
+from ..errors import BackendUnavailableError, install_hint
 from .part_ids import PartIdProvider, PartIdQueue, part_id_queue
 from .url import CameraUrl, camera_scheme, parse_camera_url
 
@@ -25,8 +25,8 @@ def open_camera(text: str, part_ids: PartIdProvider | None = None, **options: An
     url = parse_camera_url(text)
     module, package = DRIVERS[url.scheme]
     if importlib.util.find_spec(package) is None:
-        raise BackendUnavailableError(f"{url.scheme}:// cameras need the {package} package; "
-                                      "pip install 'mmad-edge[camera]'")
+        raise BackendUnavailableError(f"{url.scheme}:// cameras need the {package} package; " +
+                                      install_hint("camera"))
     driver = importlib.import_module(f"{__name__}.{module}")
     return CameraSource(url, driver.open_camera, part_ids=part_ids, **options)
 

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from ..artifact.metadata import describe_encoder_weights
-from ..backends.base import BackendOptions
+from ..backends.base import BackendOptions, precision_label
 from ..detector import Detector
+from ..errors import SourceError
 from ..log import notice
 from ..monitor.drift import check_drift_options, event_line, event_record
 from ..scoring import check_threshold
@@ -22,7 +23,7 @@ from .overlay import render_overlay
 from .shadow import DisagreementLog, Shadow, ShadowFrame, check_candidate
 from .sources import FrameSource, SourceSpec, check_retry_s, open_sources, parse_source
 from .stream import DetectionStream, Scored
-from .tally import SourceTally, drift_monitors
+from .tally import SourceTally, drift_monitors, nothing_scored
 
 if TYPE_CHECKING:
     from ..monitor.prometheus import DetectorMetrics
@@ -200,10 +201,13 @@ def _run(detector: Detector, specs: list[SourceSpec], options: RunOptions, out: 
         for tally in tallies if sinks.page is not None else ():
             sinks.page.slot(id(tally.source), tally.name, tally.category)
         interrupted, quit_by_user = _loop(stream, tallies, sinks, options, stop_event)
+        stopped = quit_by_user or (stop_event is not None and stop_event.is_set())
+        if stream.frames == 0 and not (interrupted or stopped):
+            raise SourceError(nothing_scored(tallies))
         summary = _summary(detector, stream, tallies, options)
         if sinks.line is not None:
             summary["sinks"] = _finish_line(sinks, options.sinks.drain_s)
-        summary.update(interrupted=interrupted, stopped=quit_by_user or (stop_event is not None and stop_event.is_set()))
+        summary.update(interrupted=interrupted, stopped=stopped)
         if sinks.shadow is not None:  # after the summary: the deployed fps never includes the candidate's catching up
             summary["shadow"] = sinks.shadow.finish(drain=not interrupted)
         if sinks.page is not None and options.page.hold and not (summary["interrupted"] or summary["stopped"]):
@@ -280,10 +284,14 @@ def _summary(detector: Detector, stream: DetectionStream, tallies: list[SourceTa
         for key, value in tally.source.counters.items():
             counters[key] = counters.get(key, 0) + value
     anomalies = sum(tally.anomalies for tally in tallies)
+    details = detector.backend.describe()
+    computed = details.get("compute_precision") or detector.info.precision
     summary = {
         "artifact": str(getattr(detector.backend, "path", "")),
         "backend": detector.backend.name,
-        "backend_details": detector.backend.describe(),
+        "precision": detector.info.precision,
+        "compute_precision": computed,
+        "backend_details": details,
         "source": ", ".join(tally.name for tally in tallies),
         "frames": stream.frames, "anomalies": anomalies, "dropped": stream.dropped, **counters,
         "elapsed_s": round(elapsed, 3),
@@ -295,7 +303,8 @@ def _summary(detector: Detector, stream: DetectionStream, tallies: list[SourceTa
         "sources": per_source,
     }
     notice(f"done: {stream.frames} processed, {anomalies} anomalous, {counters['skipped']} skipped, "
-           f"{_progress(stream)} ({detector.backend.name}); encoder weights: "
+           f"{_progress(stream)} ({detector.backend.name}, {precision_label(detector.info.precision, computed)}); "
+           "encoder weights: "
            f"{describe_encoder_weights(summary['encoder_weights'])}")
     for entry in per_source if len(per_source) > 1 else ():
         notice(f"  {entry['source']}: {entry['frames']} processed, {entry['anomalies']} anomalous, "

@@ -51,6 +51,17 @@ class SourceTally:
         }
 
 
+def nothing_scored(tallies: list[SourceTally]) -> str:
+    """The one line a run stops with when its sources ended without one scored frame (a folder where
+    nothing decodes must not pass for a clean run of zero images)."""
+    names = ", ".join(tally.name for tally in tallies)
+    skipped = sum(tally.source.counters.get("skipped", 0) for tally in tallies)
+    if skipped:
+        return (f"{names}: nothing was scored, all {skipped} image files failed to decode (named above); "
+                "replace or remove them")
+    return f"{names}: the source ended before giving a frame, nothing was scored; check it plays or holds images"
+
+
 def drift_monitors(statistics: Mapping[str, Any] | None, categories: list[str | None], window: int,
                    tolerance: float) -> list[DriftMonitor | None]:
     """One monitor per source (its category's normal scores); all None, said once, without statistics."""

@@ -29,7 +29,7 @@ import numpy as np
 
 from ..artifact.contract import CATEGORY_INPUT, INPUT_NAME, IS_ANOMALY, OUTPUT_NAMES, SCORE_NORMALIZED, SERVING_MODEL
 from ..detector import Detector
-from ..errors import BackendUnavailableError
+from ..errors import BackendUnavailableError, install_hint
 from .console import tritonserver_console_to
 from .handler import InferenceHandler
 from .libpython import prefer_own_libpython
@@ -40,7 +40,7 @@ from .watch import ServeWatch
 if TYPE_CHECKING:
     from ..ui.page import ThresholdsFor
 
-INSTALL = 'pip install "mmad-edge[serve]" (from the mmad-edge checkout: pip install ".[serve]")'
+INSTALL = install_hint("serve")
 
 
 def import_pytriton() -> Any:

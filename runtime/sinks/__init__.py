@@ -13,7 +13,7 @@ import importlib.util
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..errors import BackendUnavailableError, SinkError
+from ..errors import BackendUnavailableError, SinkError, install_hint
 from .target import SinkSettings, parse_target
 
 if TYPE_CHECKING:  # the worker machinery loads with the first sink opened
@@ -51,7 +51,7 @@ def open_sink(url: str, settings: SinkSettings) -> Sink:
         examples = dict.fromkeys(known.example for known in REGISTRY.values())
         raise SinkError(f"sink {url}: unknown scheme {target.scheme!r}; write one like " + ", ".join(examples))
     if entry.package is not None and importlib.util.find_spec(entry.package) is None:
-        raise BackendUnavailableError(f"sink {url} needs {entry.pip_name}; pip install 'mmad-edge[{EXTRA}]'")
+        raise BackendUnavailableError(f"sink {url} needs {entry.pip_name}; {install_hint(EXTRA)}")
     return importlib.import_module(entry.module).SINK(target, settings)
 
 

@@ -16,13 +16,14 @@ import threading
 import time
 from collections.abc import Callable
 
+from ..errors import install_hint
 from ..log import notice
 from .app import Thresholds, UiApp, display_overlay
 from .review_store import ReviewStore
 from .security import Guard, UiConfigError, check_bind
 from .state import LiveState
 
-INSTALL = 'pip install "mmad-edge[ui]"'
+INSTALL = install_hint("ui")
 START_TIMEOUT_S = 10.0
 UI_NICE = 10  # the page's threads yield the CPU to the loop (Linux: a per-thread nice value)
 

@@ -56,8 +56,8 @@ BASE_FLAGS = {  # each command's flags at 1f56e31 (before the commands were buil
         "--no-force", "--no-resume", "--out", "--pretrained", "--resume", "--score", "--seed", "--threshold-rule",
         "--variant", "--workers"},
     "triton-repo": {"--backend", "--instances", "--json", "--max-batch", "--max-queue-delay-us", "--precision"},
-    "verify": {"--against", "--backend", "--batch-size", "--category", "--data", "--json", "--layout",
-        "--max-images", "--precision"},
+    "verify": {"--against", "--backend", "--batch-size", "--category", "--data", "--inference-precision", "--json",
+        "--layout", "--max-images", "--precision"},
     "weights": {"--json"},
 }
 

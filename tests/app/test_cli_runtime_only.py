@@ -64,7 +64,7 @@ def test_bench_times_an_export_without_torch_or_onnx(small_export, tmp_path):
     assert runs == {(n, p) for n in ("onnx-fp32", "onnx-fp16", *openvino) for p in ("paper", "e2e")}
     assert all(r["backend"] in ("onnxruntime", "openvino") and r["p50_ms"] > 0 and r["images_per_s"] > 0
                for r in rows.values())
-    torch_reason = 'needs torch: pip install ".[train]"'
+    torch_reason = 'needs torch: pip install ".[train]" from the mmad-edge checkout'
     skipped = {s["name"]: s["reason"] for s in report["skipped"]}
     assert {name: skipped.get(name) for name in (BASELINE, REPARAM, *PEERS)} == dict.fromkeys(
         (BASELINE, REPARAM, *PEERS), torch_reason)

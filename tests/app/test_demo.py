@@ -17,7 +17,9 @@ def test_demo_writes_report_with_accuracy_and_latency_per_precision(tmp_path, ca
     report = (tmp_path / "demo" / "report.md").read_text()
     for name in ("fp32", "fp16", "int8", "int8-cpu"):
         row = next(line for line in report.splitlines() if line.startswith(f"| {name} |"))
-        auroc, latency, throughput = (float(cell) for cell in row.strip("|").split("|")[1:4])
+        backend, computed, *numbers = (cell.strip() for cell in row.strip("|").split("|")[1:6])
+        assert (backend, computed) == ("onnxruntime", name.split("-")[0])  # the backend and precision that compute
+        auroc, latency, throughput = (float(cell) for cell in numbers)
         # 3 normal x 3 defective images: chance is 0.5, 0.75 allows two of the nine pairs misordered
         # (the texture encoder reaches 1.0 here).
         assert auroc >= 0.75 and latency > 0 and throughput > 0, (name, auroc)

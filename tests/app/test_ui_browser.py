@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-pytest.importorskip("starlette", reason="the UI tests need the ui extra (pip install 'mmad-edge[ui]')")
+pytest.importorskip("starlette", reason="the UI tests need the ui extra (pip install '.[ui]' from the checkout)")
 from ui_fixtures import live_page, wait_for, write_deployed  # noqa: E402
 
 GOOD_LEVEL, DEFECT_LEVEL, QUIET_LEVEL = 150, 200, 100  # scores 0.588 and 0.784 (flagged at 0.5), 0.392 (not kept)

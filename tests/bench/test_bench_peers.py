@@ -135,3 +135,28 @@ def test_a_peer_that_cannot_export_is_a_reason_not_a_crash(tmp_path) -> None:
     graphs = peer_graphs(["efficientad-s"], 128, tmp_path, progress=False)  # EfficientAD needs >= 256 px
     assert isinstance(graphs["efficientad-s"], str) and graphs["efficientad-s"].startswith("ONNX export failed: ")
     assert "\n" not in graphs["efficientad-s"]
+
+
+def test_a_failed_export_prints_no_native_ir_dump_and_is_one_short_line(tmp_path, monkeypatch, capfd) -> None:
+    """TorchScript prints the IR graph from C++ (file descriptor 1) when an operator fails: the bench
+    shows one line instead; the dump stands in as a C-level write of many lines."""
+    import ctypes
+
+    from mmad_edge.bench import peer_export
+
+    def failing_export(peer, image_size, path):
+        libc = ctypes.CDLL(None)
+        for index in range(400):
+            libc.printf(b"  %%%d : Float(1, 32) = aten::reshape(...)\n", index)
+        raise RuntimeError("Unsupported: ONNX export of operator adaptive_avg_pool1d, input size not accessible. "
+                           "Please feel free to request support or submit a pull request on PyTorch GitHub: "
+                           "https://github.com/pytorch/pytorch/issues  [Caused by the value '459 defined in (%459 : "
+                           "Float(*, *, *)\n  graph(...)")
+
+    monkeypatch.setattr(peer_export, "export_peer", failing_export)
+    graphs = peer_export.peer_graphs(["patchcore-wrn50"], 256, tmp_path, progress=False)
+    print("after", flush=True)
+    assert graphs == {"patchcore-wrn50": "ONNX export failed: Unsupported: ONNX export of operator "
+                                         "adaptive_avg_pool1d, input size not accessible."}
+    out = capfd.readouterr().out
+    assert out == "after\n", out[:200]

@@ -7,6 +7,7 @@ depends on how fast anything ran.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +106,11 @@ def test_bench_cli_json_contract(tiny_default: Path, tmp_path: Path) -> None:
     assert machine["torch_threads"] == machine["ort_intra_op_threads"] >= 1
     claim = report["speed_claim"]
     assert claim["paper"]["reported_images_per_s"] == 906.0 and "differ" in claim["paper"]["note"]
-    assert isinstance(claim["e2e_onnx_fp32_vs_trainform"]["passed"], bool)
+    e2e = claim["e2e_onnx_fp32_vs_trainform"]  # 2 timed calls a row: no claim
+    assert e2e["passed"] is None and e2e["reason"].startswith("too few timed calls for a claim: "), e2e
+    load = machine["load"]
+    assert load["cores"] == os.cpu_count() and isinstance(load["busy"], bool)
+    assert (load["note"] is not None) == load["busy"] and (e2e.get("machine") == load["note"])
     assert claim["batch16_within_floor"]["passed"] is None  # only batch 1 ran
     assert claim["int8_faster_than_fp32"]["passed"] is None
     assert "random" in report["settings"]["weights"]["torch"]
@@ -316,6 +321,36 @@ def test_peer_graphs_are_planned_beside_ours_on_onnxruntime(cache_root: Path) ->
             "reason": "ONNX export failed: test"} in plan.skipped
     torch_only = planning.plan_cases(TINY, rows, artifacts, "torch", [1], ("paper",), threads=1)
     assert not [c for c in torch_only.cases if c.extra["family"] == "peer"]
+
+
+def test_a_claim_needs_ten_timed_calls_a_row_and_names_a_busy_machine() -> None:
+    rows = [_row(BASELINE, "torch", "fp32", "paper", 1, 100.0, 10.0, iters=3),
+            _row("onnx-fp32", "onnxruntime", "fp32", "e2e", 1, 0.9, 1100.0, iters=50)]
+    busy = {**MACHINE, "load": {"busy": True, "note": "machine busy: load average 11.4 on 2 cores before the run"}}
+    claim = speed_claim(rows, None, busy, TINY)["e2e_onnx_fp32_vs_trainform"]
+    assert claim["passed"] is None and "speedup" not in claim  # 111x from 3 calls is no claim
+    assert claim["reason"] == (f"too few timed calls for a claim: {BASELINE} b1 (3); a claim needs 10 per row, "
+                               "raise --case-budget")
+    assert claim["machine"] == busy["load"]["note"]
+    rows[0]["iters"] = 10
+    text = format_claims(speed_claim(rows, None, busy, TINY))
+    line = next(line for line in text.splitlines() if "e2e ONNX FP32" in line)
+    assert line.startswith("PASS: ") and line.endswith("[machine busy: load average 11.4 on 2 cores before the run]")
+    assert "machine" not in speed_claim(rows, None, MACHINE, TINY)["e2e_onnx_fp32_vs_trainform"]
+
+
+def test_load_watch_reads_load_and_steal(tmp_path, monkeypatch) -> None:
+    from mmad_edge.bench import machine
+
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  100 0 100 700 0 0 0 100 0 0\n")  # steal is the 8th field
+    assert machine.cpu_ticks(str(stat)) == (1000, 100)
+    monkeypatch.setattr(machine.os, "getloadavg", lambda: (3.0, 2.0, 1.0))
+    ticks = iter([(1000, 100), (2000, 300)])
+    monkeypatch.setattr(machine, "cpu_ticks", lambda: next(ticks))
+    load = machine.LoadWatch(cores=2).finish()
+    assert load["steal_pct"] == pytest.approx(20.0) and load["busy"] is True
+    assert load["note"] == "machine busy: load average 3.0 on 2 cores before the run, 20 % CPU steal during it"
 
 
 def test_speed_claims_fail_or_unknown() -> None:

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from mmad_edge.cli import app
 from mmad_edge.data.demo import make_demo_dataset
 from mmad_edge.data.records import list_images
+from mmad_edge.export.checks import default_checks
 from mmad_edge.export.threshold_calibration import detection_metrics
 from mmad_edge.runtime import Detector
 from mmad_edge.runtime.artifact.metadata import load_contract
@@ -106,6 +107,36 @@ def test_verify_against_the_checkpoint_holds_fp32_to_the_export_tolerance(line):
     assert [c["name"] for c in verified["checks"]] == ["map_relative", "score_relative"]
     assert verified["passed"] is True and verified["comparison"]["map_relative"] <= 1e-4
     assert verified["comparison"]["verdict_agreement"] == 1.0 and verified["comparison"]["spearman"] > 0.9999
+
+
+@pytest.mark.parametrize("precision", ["bf16", "f16"])
+def test_verify_judges_openvino_low_precision_with_its_own_bounds_or_it_is_refused(export_copy, line, precision):
+    """The FP32 graph computed in BF16 / FP16 by OpenVINO, on the briefly trained model against its
+    checkpoint: where the CPU has the units, verify passes with the checks of the precision that
+    computes, from ``default_checks``, the same call that judges the FP16 graph on every CPU (the
+    test above); where it lacks them, one error line naming what the CPU has."""
+    openvino = pytest.importorskip("openvino")
+    from mmad_edge.runtime.backends.openvino import PRECISION_UNITS, cpu_capabilities
+
+    report = export_copy / "verify.json"
+    result = invoke("verify", export_copy / "model.fp32.onnx", "--data", line["data"], "--category", "brick",
+                    "--backend", "openvino", "--inference-precision", precision, "--against", line["checkpoint"],
+                    "--json", report)
+    if PRECISION_UNITS[precision] not in cpu_capabilities(openvino.Core()):
+        lines = result.output.strip().splitlines()
+        assert result.exit_code == 2 and len(lines) == 1, result.output
+        assert lines[0].startswith("error: ") and f"no {PRECISION_UNITS[precision]} units" in lines[0]
+        assert not report.exists()
+        return
+    assert result.exit_code == 0, result.output
+    verified = json.loads(report.read_text())
+    computed = {"bf16": "bf16", "f16": "fp16"}[precision]
+    assert (verified["precision"], verified["compute_precision"]) == ("fp32", computed)
+    assert verified["ran_on"]["inference_precision"] == precision
+    assert f"({computed} (fp32 graph)) on openvino" in result.output
+    expected = default_checks(computed, verified["comparison"])
+    assert [(c["name"], c["limit"]) for c in verified["checks"]] == [(c.name, c.limit) for c in expected]
+    assert [c.name for c in expected] == ["spearman", "auroc_delta"] and verified["passed"] is True
 
 
 def test_verify_fails_naming_the_metric_on_perturbed_weights(export_copy, line):

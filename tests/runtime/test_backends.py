@@ -160,32 +160,21 @@ def test_openvino_fp32_equals_onnxruntime_within_the_export_tolerance(tiny_expor
 
 @needs_openvino
 @pytest.mark.parametrize("precision", ["bf16", "f16"])
-def test_openvino_low_precision_is_within_the_fp16_bounds_or_refused(tiny_export, tmp_path, precision):
-    """Where the CPU reports the units: FP16's export bounds (Spearman, AUROC of a median split of
-    the reference scores); elsewhere a one-line refusal naming what the CPU has."""
+def test_openvino_low_precision_without_the_units_is_refused_in_one_line(tiny_export, tmp_path, precision):
+    """A one-line refusal naming what the CPU has. Where it has the units, the precision's accuracy is
+    judged on a trained model (random weights rank nothing): tests/export/test_device_verification.py."""
     import openvino
 
-    from mmad_edge.export.checks import FP16_AUROC_DELTA, FP16_SPEARMAN
     from mmad_edge.runtime.backends.openvino import PRECISION_UNITS, cpu_capabilities
-    from mmad_edge.runtime.monitor.compare import error_metrics
 
     capabilities = cpu_capabilities(openvino.Core())
-    path = tiny_export / artifact_name("fp32")
-    frames = _graded_frames()
-    if PRECISION_UNITS[precision] not in capabilities:
-        with pytest.raises(BackendUnavailableError) as refused:
-            Detector.load(path, "openvino", cache_dir=tmp_path, inference_precision=precision)
-        message = str(refused.value)
-        assert "\n" not in message and f"no {PRECISION_UNITS[precision]} units" in message
-        assert all(capability in message for capability in capabilities) and "f32" in message
-        return
-    reference = _outputs(path, "onnxruntime", frames, providers=["CPUExecutionProvider"])
-    with Detector.load(path, "openvino", cache_dir=tmp_path, inference_precision=precision) as detector:
-        assert detector.backend.describe()["inference_precision"] == precision
-        candidate = detector.backend.run(frames)
-    labels = (reference[1] > np.median(reference[1])).astype(int)
-    metrics = error_metrics(reference, candidate, labels)
-    assert metrics["spearman"] >= FP16_SPEARMAN and abs(metrics["auroc_drop"]) <= FP16_AUROC_DELTA, metrics
+    if PRECISION_UNITS[precision] in capabilities:
+        pytest.skip(f"this CPU has {PRECISION_UNITS[precision]} units: judged by the verify test on a trained model")
+    with pytest.raises(BackendUnavailableError) as refused:
+        Detector.load(tiny_export / artifact_name("fp32"), "openvino", cache_dir=tmp_path, inference_precision=precision)
+    message = str(refused.value)
+    assert "\n" not in message and f"no {PRECISION_UNITS[precision]} units" in message
+    assert all(capability in message for capability in capabilities) and "f32" in message
 
 
 @needs_openvino
@@ -247,7 +236,7 @@ def test_openvino_splits_a_batch_over_its_infer_requests_under_the_throughput_hi
 
 def test_openvino_missing_is_one_line_naming_the_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "openvino", None)  # import openvino -> ImportError
-    with pytest.raises(BackendUnavailableError, match=r"pip install 'mmad-edge\[openvino\]'") as missing:
+    with pytest.raises(BackendUnavailableError, match=r'pip install "\.\[openvino\]" from the mmad-edge checkout') as missing:
         Detector.load(_onnx(tmp_path), "openvino", cache_dir=tmp_path)
     assert "\n" not in str(missing.value)
 

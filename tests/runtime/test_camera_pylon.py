@@ -21,7 +21,7 @@ IMAGES = 3
 @pytest.fixture(scope="module")
 def emulator():
     """Two emulated cameras (the variable must be set before pylon's transport layers load)."""
-    pytest.importorskip("pypylon", reason="pypylon is not installed (pip install 'mmad-edge[camera]')")
+    pytest.importorskip("pypylon", reason="pypylon is not installed (pip install '.[camera]' from the checkout)")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PYLON_CAMEMU", "2")
         from pypylon import pylon

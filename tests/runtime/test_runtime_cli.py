@@ -93,6 +93,20 @@ def test_run_prints_one_summary_line_and_names_a_corrupt_file(setup, tmp_path, b
     assert (record["frames"], record["anomalies"], record["skipped"]) == (2, 1, 1)
 
 
+def test_run_on_a_folder_where_nothing_decodes_exits_non_zero_with_one_line(setup, tmp_path):
+    folder = tmp_path / "corrupt"
+    folder.mkdir()
+    for name in ("a.png", "b.jpg"):
+        (folder / name).write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    result = CliRunner().invoke(app, ["run", str(setup["export"]), "--source", str(folder),
+                                      "--json", str(tmp_path / "run.json")])
+    assert result.exit_code == 2, result.output
+    lines = result.output.splitlines()
+    assert [line for line in lines if not line.startswith("mmad-edge: skipping ")] == [
+        f"error: {folder}: nothing was scored, all 2 image files failed to decode (named above); replace or remove them"]
+    assert not (tmp_path / "run.json").exists()
+
+
 def test_run_help_documents_save_map_size_and_retry_seconds():
     text = " ".join(CliRunner().invoke(app, ["run", "--help"], env={"COLUMNS": "240"}).output.replace("│", " ").split())
     for phrase in ("keeps the anomalous frames only", "--map-size frame", "--retry-seconds",
@@ -124,6 +138,9 @@ def test_run_on_openvino_takes_the_hint_of_its_batch_and_reports_the_precision_u
     assert record["backend"] == "openvino" and (record["frames"], record["anomalies"]) == (2, 1)
     details = record["backend_details"]
     assert (details["performance_hint"], details["inference_precision"], details["precision"]) == (hint, "f32", "fp32")
+    assert (record["precision"], record["compute_precision"], details["compute_precision"]) == ("fp32", "fp32", "fp32")
+    done = next(line for line in result.output.splitlines() if " processed, " in line)
+    assert " (openvino, fp32); encoder weights: " in done, done
 
 
 @pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="openvino is not installed")

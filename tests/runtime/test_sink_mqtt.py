@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-pytest.importorskip("paho.mqtt", reason="the MQTT sink needs paho-mqtt: pip install 'mmad-edge[line]'")
+pytest.importorskip("paho.mqtt", reason="the MQTT sink needs paho-mqtt: pip install '.[line]' from the checkout")
 
 from mmad_edge.bench.line_servers import Mosquitto, MqttSubscriber, mosquitto_missing, write_certificates  # noqa: E402
 from mmad_edge.runtime.sinks import open_sink  # noqa: E402

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-pytest.importorskip("pymodbus", reason="the Modbus sink needs pymodbus: pip install 'mmad-edge[line]'")
-pytest.importorskip("asyncua", reason="the OPC UA sink needs asyncua: pip install 'mmad-edge[line]'")
+pytest.importorskip("pymodbus", reason="the Modbus sink needs pymodbus: pip install '.[line]' from the checkout")
+pytest.importorskip("asyncua", reason="the OPC UA sink needs asyncua: pip install '.[line]' from the checkout")
 
 from mmad_edge.bench.line_servers import ModbusServer, OpcUaServer, free_port  # noqa: E402
 from mmad_edge.runtime.sinks import open_sink  # noqa: E402

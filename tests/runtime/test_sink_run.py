@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from runtime_fixtures import write_export_dir
 from typer.testing import CliRunner
 
-pytest.importorskip("paho.mqtt", reason="the MQTT sink needs paho-mqtt: pip install 'mmad-edge[line]'")
+pytest.importorskip("paho.mqtt", reason="the MQTT sink needs paho-mqtt: pip install '.[line]' from the checkout")
 
 from mmad_edge.bench.line_servers import (  # noqa: E402
     Mosquitto,

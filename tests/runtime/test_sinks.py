@@ -14,7 +14,7 @@ from mmad_edge.runtime.sinks.fanout import SinkSet
 from mmad_edge.runtime.sinks.message import model_identity, verdict_message
 from mmad_edge.runtime.sinks.target import SinkSettings, check_drain_s, load_credentials, parse_target
 
-pytest.importorskip("paho.mqtt", reason="the sink tests need mmad-edge[line]: pip install 'mmad-edge[line]'")
+pytest.importorskip("paho.mqtt", reason="the sink tests need the line extra: pip install '.[line]' from the checkout")
 
 RECORD = {"source": "cam0", "frame_index": 41, "captured_at": 1700000000.25, "index": 7, "score": 0.8125,
           "score_normalized": 0.6, "is_anomaly": True, "threshold": 0.7, "timings": {"infer_ms": 3.0},

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-pytest.importorskip("starlette", reason="the UI tests need the ui extra (pip install 'mmad-edge[ui]')")
+pytest.importorskip("starlette", reason="the UI tests need the ui extra (pip install '.[ui]' from the checkout)")
 from starlette.testclient import TestClient  # noqa: E402
 from ui_fixtures import write_deployed  # noqa: E402
 

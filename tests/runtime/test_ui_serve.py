@@ -4,7 +4,7 @@ source, with the category's drift statistic (no Triton needed: the handler is ca
 import numpy as np
 import pytest
 
-pytest.importorskip("starlette", reason="the UI tests need the ui extra (pip install 'mmad-edge[ui]')")
+pytest.importorskip("starlette", reason="the UI tests need the ui extra (pip install '.[ui]' from the checkout)")
 from ui_fixtures import write_deployed  # noqa: E402
 
 from mmad_edge.runtime import Detector  # noqa: E402

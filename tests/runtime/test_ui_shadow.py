@@ -3,7 +3,7 @@ the page shows the agreement per source."""
 
 import pytest
 
-pytest.importorskip("starlette", reason="the UI tests need the ui extra (pip install 'mmad-edge[ui]')")
+pytest.importorskip("starlette", reason="the UI tests need the ui extra (pip install '.[ui]' from the checkout)")
 from ui_fixtures import live_page, page_state, wait_for, write_deployed  # noqa: E402
 
 
