@@ -22,6 +22,9 @@ from typing import Any
 
 import numpy as np
 
+# The demo's preset (app/demo_options.py; bench may not import app): training and test images.
+RECIPE = {"variant": "a", "image_size": 128, "batch_size": 16, "loss": "global", "seed": 111}
+IMAGES = {"n_train": 200, "n_test_good": 60, "n_test_defect": 120}
 CORNERS = ("top_left", "top_right", "bottom_left", "bottom_right")
 COLUMNS = ("padding", "category", "top-left peaks", "turned: top-left", "other corners", "1/4 corner / median",
            "normal std", "normal std/mean", "image AUROC", "pixel AUROC")
@@ -77,9 +80,8 @@ def measure(model: Any, data: Path, categories: Sequence[str], block: int) -> di
 
 
 def train_demo(data: Path, out: Path, categories: Sequence[str], padding: str, epochs: int) -> Path:
-    """The demo's training recipe (``DemoOptions``) with the encoder padding given; a run already
+    """The demo's training recipe (``RECIPE``) with the encoder padding given; a run already
     completed in ``out`` with that padding and epoch count is reused (measuring again costs seconds, training minutes)."""
-    from mmad_edge.app.demo_options import DemoOptions
     from mmad_edge.checkpoint import read_checkpoint
     from mmad_edge.config import ModelConfig
     from mmad_edge.train import TrainOptions, train
@@ -93,11 +95,8 @@ def train_demo(data: Path, out: Path, categories: Sequence[str], padding: str, e
         if training.get("completed") and same:
             return done
 
-    demo = DemoOptions(out=out)
-    return train(TrainOptions(
-        data=data, out=out, categories=list(categories), variant=demo.variant, image_size=demo.image_size,
-        epochs=epochs, batch_size=demo.batch_size, loss=demo.loss, seed=demo.seed, encoder_init="texture",
-        force=True, model_options={"encoder_padding": padding}))
+    return train(TrainOptions(data=data, out=out, categories=list(categories), epochs=epochs, encoder_init="texture",
+                              force=True, model_options={"encoder_padding": padding}, **RECIPE))
 
 
 def table_rows(report: dict[str, Any]) -> list[list[str]]:
@@ -136,15 +135,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    from mmad_edge.app.demo_options import DemoOptions
     from mmad_edge.checkpoint import load_checkpoint
     from mmad_edge.data.demo import make_demo_dataset
     from mmad_edge.fileio import write_json
 
-    demo = DemoOptions(out=args.work)
     data = args.work / "data"
     if not all((data / c / "train" / "good").is_dir() for c in args.categories):
-        make_demo_dataset(data, args.categories, demo.n_train, demo.n_test_good, demo.n_test_defect, overwrite=True)
+        make_demo_dataset(data, args.categories, **IMAGES, overwrite=True)
     report: dict[str, Any] = {"command": "python -m mmad_edge.bench.map_corners " + " ".join(argv or sys.argv[1:]),
                               "block": args.block, "epochs": args.epochs, "runs": {}}
     for padding in args.paddings:
