@@ -49,6 +49,9 @@ VARIANTS: dict[str, VariantSpec] = {
 
 SCORE_MODES = ("top_percent", "max")
 MAP_COMBINES = ("mean", "sum")
+# How the encoder's stride-2 convs pad: "zeros" as UniRepLKNet (ImageNet weights, the reference);
+# "reflect" for an encoder fitted here (texture), where zeros make a hot top-left corner (docs/maps.md).
+ENCODER_PADDINGS = ("zeros", "reflect")
 
 
 class ConfigError(ValueError):
@@ -61,7 +64,8 @@ class ModelConfig:
 
     The map is the mean (or sum) of the three per-scale ``1 - cosine`` maps, bilinearly
     upsampled (align_corners) to ``image_size``, then Gaussian-smoothed. The image score is the
-    mean of the top ``top_percent`` % map pixels, or the map maximum.
+    mean of the top ``top_percent`` % map pixels, or the map maximum. ``encoder_padding``: how
+    the encoder's stride-2 convs pad (``ENCODER_PADDINGS``).
     """
 
     variant: str = "n"
@@ -72,6 +76,7 @@ class ModelConfig:
     smoothing_sigma: float = 4.0
     smoothing_kernel: int = 5
     bottleneck_depth: int = 2
+    encoder_padding: str = "zeros"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -91,6 +96,8 @@ class ModelConfig:
             raise ConfigError(f"top_percent must be in (0, 100], got {self.top_percent}")
         if self.map_combine not in MAP_COMBINES:
             raise ConfigError(f"map_combine {self.map_combine!r} not in {MAP_COMBINES}")
+        if self.encoder_padding not in ENCODER_PADDINGS:
+            raise ConfigError(f"encoder_padding {self.encoder_padding!r} not in {ENCODER_PADDINGS}")
         if self.smoothing_kernel < 0 or (self.smoothing_kernel and self.smoothing_kernel % 2 == 0):
             raise ConfigError("smoothing_kernel must be 0 (off) or an odd size")
 

@@ -146,7 +146,8 @@ def _train(
     opts: TrainOptions, info: DistInfo, device: str, ckpt_path: Path, resumed: dict | None, threads: int,
     on_epoch_end: Callable[[int, dict], None] | None,
 ) -> Path:
-    config = ModelConfig(variant=opts.variant, image_size=opts.image_size, **opts.model_options)
+    config = ModelConfig(variant=opts.variant, image_size=opts.image_size,
+                         **{"encoder_padding": encoder_padding(opts), **opts.model_options})
     full = build_dataset(opts.data, opts.layout, opts.categories, "train", opts.image_size, augment=opts.augment,
                          camera=opts.camera_augment)
     plain = AnomalyDataset(full.records, opts.image_size)  # the same images, never augmented: one folder scan
@@ -234,6 +235,13 @@ def _train(
         dist.barrier()
         dist.destroy_process_group()
     return ckpt_path
+
+
+def encoder_padding(opts: TrainOptions) -> str:
+    """"reflect" for the texture encoder (fitted here: zero padding would make its top-left corner
+    an edge against the mean colour, a hot corner in every map; docs/maps.md), "zeros" as the
+    reference for ImageNet weights and the random encoder."""
+    return "reflect" if opts.encoder_init == "texture" and not opts.pretrained else "zeros"
 
 
 def _init_encoder(

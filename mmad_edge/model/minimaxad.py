@@ -22,7 +22,7 @@ class MiniMaxAD(nn.Module):
         self.config = config
         spec = config.spec
         self.preprocess = Preprocess()
-        self.encoder = UniRepLKNetEncoder(spec)
+        self.encoder = UniRepLKNetEncoder(spec, config.encoder_padding)
         self.bottleneck = MultiScaleBottleneck(spec, config.bottleneck_depth)
         self.decoder = MirroredDecoder(spec)
         self.head = AnomalyHead(config)

@@ -35,7 +35,7 @@ def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     scale, shift = bn_scale_shift(bn)
     fused = nn.Conv2d(
         conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-        conv.dilation, conv.groups, bias=True,
+        conv.dilation, conv.groups, bias=True, padding_mode=conv.padding_mode,
     ).to(conv.weight)
     bias = conv.bias if conv.bias is not None else torch.zeros_like(shift)
     fused.weight.data = conv.weight.detach() * scale.detach().view(-1, 1, 1, 1)

@@ -43,7 +43,8 @@ def test_head_map_and_scores_follow_protocol():
 
 @pytest.mark.parametrize(
     "kwargs,message",
-    [({"variant": "z"}, "unknown variant"), ({"image_size": 250}, "multiple of 32"), ({"smoothing_kernel": 4}, "odd")],
+    [({"variant": "z"}, "unknown variant"), ({"image_size": 250}, "multiple of 32"), ({"smoothing_kernel": 4}, "odd"),
+     ({"encoder_padding": "replicate"}, "encoder_padding 'replicate' not in")],
 )
 def test_bad_config_is_rejected(kwargs, message):
     with pytest.raises(ConfigError, match=message):

@@ -118,3 +118,22 @@ def test_fitted_encoder_reparameterises_exactly(variant):
         enc2 = reparameterize(model).encoder(x)
     for a, b in zip(enc2, enc):
         assert ((a - b).norm() / b.norm()).item() < 1e-5
+
+
+def top_left_excess(padding: str) -> float:
+    """Squared Mahalanobis distance from normal of the 1/4-scale statistics at the top-left pixel,
+    over its mean at the three other corners (fitted and measured on the same normal crops)."""
+    frames = torch.from_numpy(np.concatenate([crops("brick", 12, 0), crops("gravel", 12, 1)]))
+    model = build_model(ModelConfig(variant="a", image_size=SIZE, encoder_padding=padding)).eval()
+    n = fit_texture_encoder(model, frames, ["brick"] * 12 + ["gravel"] * 12)[0]
+    distance = (stage_outputs(model, frames)[0][:, 1:n + 1] ** 2).sum(1).mean(0)
+    others = (distance[0, -1] + distance[-1, 0] + distance[-1, -1]) / 3
+    return float(distance[0, 0] / others)
+
+
+def test_reflect_padding_keeps_the_top_left_corner_normal():
+    # The stride-2 convs read their padding only at the top row and left column of an even-sized
+    # input: zeros there are an edge against the mean colour, abnormal in every image (the hot
+    # corner of docs/maps.md); reflected texture is normal texture.
+    assert top_left_excess("zeros") > 2.5
+    assert top_left_excess("reflect") < 1.6

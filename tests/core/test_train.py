@@ -252,3 +252,11 @@ def test_a_killed_runs_temp_files_are_removed_by_the_next_run(tiny_data, finishe
     (out / "notes.tmp").write_text("a user's file")
     train(options(tiny_data, out, epochs=1, max_steps=1, resume=True))
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "notes.tmp"]
+
+
+@pytest.mark.parametrize("init,pretrained,padding", [
+    ("texture", None, "reflect"), ("imagenet", None, "zeros"), ("random", None, "zeros"), ("texture", "w.pth", "zeros")])
+def test_only_the_fitted_texture_encoder_pads_by_reflection(init, pretrained, padding, tmp_path):
+    # ImageNet weights keep the reference's zero padding (published numbers); docs/maps.md
+    opts = TrainOptions(data=tmp_path, out=tmp_path / "run", encoder_init=init, pretrained=pretrained)
+    assert train_module.encoder_padding(opts) == padding

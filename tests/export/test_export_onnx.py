@@ -105,3 +105,17 @@ def test_generated_frames_are_seeded_smooth_textures():
     assert not np.array_equal(a, generated_frames(3, 64, seed=6))
     step = np.abs(np.diff(a.astype(int), axis=1)).mean()
     assert step < 0.25 * a.astype(int).std()  # neighbours differ ~10x less than random pixels
+
+
+def test_reflect_padded_encoder_exports_its_padding(model, frames_and_reference, tmp_path):
+    reflect = randomize(build_model(ModelConfig(variant="a", image_size=SIZE, encoder_padding="reflect")), seed=1).eval()
+    reflect.load_state_dict(model.state_dict())  # same weights: only the stride-2 convs' padding differs
+    frames, zero_padded = frames_and_reference
+    reference = torch_outputs(reflect, frames)
+    path = export_onnx(reflect, tmp_path / "r.onnx", batch=(1, 2, 4)).path
+    modes = [a.s for n in onnx.load(str(path)).graph.node if n.op_type == "Pad" for a in n.attribute if a.name == "mode"]
+    assert modes.count(b"reflect") == 4  # stem (2) and the two downsample convs, in the graph as in torch
+    result = verify_onnx(path, reflect, frames, reference=reference)
+    assert result.passed, result.to_dict()
+    assert result.metrics["map_relative"] <= 1e-4 and result.metrics["score_relative"] <= 1e-4
+    assert np.abs(reference[0] - zero_padded[0]).max() > 1e-3  # the padding is in effect
