@@ -18,6 +18,8 @@ from mmad_edge.runtime.flags import BACKEND, BATCH_SIZE, CATEGORY, PRECISION, Fl
 DEFAULT_OPSET = 20  # native Gelu (one fused kernel in ONNX Runtime); TensorRT 10.3+ parses 9..20
 PROFILE = Flag("--batch", "Batch profile of the graph or engine: N (fixed) or MIN:OPT:MAX (dynamic).")
 TEST_CATEGORY = "Test category of {}; repeat for several (default: all)."
+MAX_IMAGES = Flag("--max-images", "Test images at most (evenly spread).")
+GOOD = Flag("--good", "Folder of normal images of the line.")
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,7 @@ class VerifyOptions:
                      "model.fp32.onnx.").field(None)
     backend: str = BACKEND.field("auto")
     precision: str | None = PRECISION.field(None)
-    max_images: int | None = Flag("--max-images", "Test images at most (evenly spread).").field(None)
+    max_images: int | None = MAX_IMAGES.field(None)
     batch_size: int = BATCH_SIZE.field(8)
     progress: bool = True
 
@@ -89,7 +91,7 @@ class CalibrateOptions:
     """``good`` (and ``bad``) image folders; the threshold from ``fpr`` (target false-positive rate
     on good images) or ``rule`` (default mean+3std), for ``category`` (None: the pooled numbers)."""
 
-    good: str | os.PathLike[str] = Flag("--good", "Folder of normal images of the line.").field()
+    good: str | os.PathLike[str] = GOOD.field()
     bad: str | os.PathLike[str] | None = Flag(
         "--bad", "Folder of defective images: recall and F1 are reported.").field(None)
     category: str | None = CATEGORY.field(None, help="Set this training category's threshold (unified models).")
