@@ -32,6 +32,7 @@ from mmad_edge.bench.suite import run_budgeted
 from mmad_edge.bench.tables import format_value
 from mmad_edge.data.catalog import labelled_split
 from mmad_edge.export.device_verification import Scored, compare_to_reference, finite, score_frames, verdict_category
+from mmad_edge.export.options import GOOD
 from mmad_edge.export.threshold_calibration import folder_images
 from mmad_edge.fileio import write_json_atomic
 from mmad_edge.progress import progress_bar
@@ -59,7 +60,7 @@ def _images(options: TuneOptions, size: int) -> tuple[np.ndarray, np.ndarray, st
     if options.data is not None:
         split = labelled_split(options.data, options.layout, options.categories, size, options.max_images)
         return split.frames, split.labels, f"{options.layout}:{options.data}"
-    paths = folder_images(options.good, "--good")[:options.max_images]
+    paths = folder_images(options.good, GOOD.name)[:options.max_images]
     frames = np.stack([resize_frame(read_image(path), (size, size)) for path in paths])
     return frames, np.zeros(len(frames), dtype=np.int64), f"good:{options.good}"
 
@@ -127,7 +128,7 @@ def tune_folder(folder: str | os.PathLike[str], options: TuneOptions) -> dict[st
         trials.append(_trial(candidate, frames, labels, ref, category, options))
     evidence = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 "folder": str(folder), "batch": options.batch_size, "images": source, "image_count": len(frames),
-                "defective": int(labels.sum()), "category": category, "rule": asdict(rule),
+                "defective": int(labels.sum()), "verdict_category": category, "rule": asdict(rule),
                 "judged_by": "auroc_drop" if len(np.unique(labels)) == 2 else "score_shift and verdict_agreement",
                 "reference": {"artifact": fp32.name, "ran_on": ref_ran_on}, "machine": machine_info(),
                 "load_average": {"before": list(load_before), "after": list(os.getloadavg())}}
