@@ -115,6 +115,8 @@ def tune_folder(folder: str | os.PathLike[str], options: TuneOptions) -> dict[st
         raise ArtifactError(f"{folder}: no {fp32.name}; tune verifies every candidate against the FP32 graph: "
                             "pass an mmad-edge export folder that has one (export --precision fp32,...)")
     rule = options.rule  # refuses a bad rule before anything runs
+    if options.batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {options.batch_size}")
     found = candidates(folder, options.batch_size, tuple(options.threads or (None,)))
     load_before = os.getloadavg()
     info = load_contract(fp32)

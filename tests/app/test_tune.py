@@ -101,6 +101,7 @@ def test_no_candidate_passing_writes_nothing_and_exits_1(tmp_path, data, monkeyp
     (("--data", "DATA", "--good", "DATA"), "pass one of them"),
     (("--data", "DATA", "--max-auroc-drop", "-1"), "need --max-auroc-drop >= 0"),
     (("--data", "DATA", "--try-threads", "0"), "--try-threads takes positive thread counts"),
+    (("--data", "DATA", "--batch-size", "0"), "--batch-size must be at least 1, got 0"),
 ])
 def test_bad_requests_are_one_line_errors(tmp_path, data, args, message):
     folder = write_export_dir(tmp_path / "export", SIZE, precisions=("fp32",))
