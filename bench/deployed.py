@@ -44,6 +44,7 @@ def deployed_cases(artifacts: Sequence[Artifact], batches: Sequence[int], frames
         name = DEPLOYED if len(folders) == 1 else f"{DEPLOYED}@{folder.name}"
         for batch in batches:
             case = e2e_detector_case(folder, batch, frames, name=name, probe=probe)
+            case.backend, case.precision = choice.backend, choice.precision  # what the load will confirm
             case.extra.update(family="minimaxad", artifact=str(folder), tuned=choice.name, verified=verified(choice))
             cases.append(case)
     return cases

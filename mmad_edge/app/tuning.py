@@ -146,13 +146,13 @@ def summary_text(document: dict[str, Any]) -> str:
     """One table of every candidate (the chosen one marked), then the choice in one line."""
     evidence, choice = document["evidence"], document["choice"]
     judged = evidence["judged_by"] == "auroc_drop"
-    header = ["candidate", "p50 ms", "images/s", *(["image AUROC", "AUROC drop"] if judged else
-                                                   ["score shift", "agreement"]), "result"]
+    header = ["candidate", "p50 ms", "images/s", *(["image AUROC", "AUROC drop"] if judged else ["score shift"]),
+              "agreement", "result"]
     lines = [header]
     for trial in evidence["candidates"]:
         timing, metrics = trial["timing"] or {}, trial["comparison"] or {}
-        accuracy = ([metrics.get("auroc"), metrics.get("auroc_drop")] if judged
-                    else [metrics.get("score_shift"), metrics.get("verdict_agreement")])
+        accuracy = [*([metrics.get("auroc"), metrics.get("auroc_drop")] if judged else [metrics.get("score_shift")]),
+                    metrics.get("verdict_agreement")]  # verdicts at the threshold: shown, judged without labels
         verdict = {True: "pass", False: "FAIL", None: "skipped"}[trial["passed"]]
         mark = " <- deployed" if choice is not None and trial["name"] == choice["name"] else ""
         lines.append([trial["name"], format_value(timing.get("p50_ms"), 2), format_value(timing.get("images_per_s"), 1),
