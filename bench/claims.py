@@ -12,6 +12,7 @@ from typing import Any
 from mmad_edge.config import ModelConfig
 from mmad_edge.runtime.backends import reference
 
+from .deployed import deployed_claims
 from .tables import BASELINE, computes, format_value
 
 PAPER_IMAGES_PER_S = 906.0
@@ -55,6 +56,7 @@ def speed_claim(
         "batch16_within_floor": _floor_claim(rows, floor),
         "int8_faster_than_fp32": _int8_claim(rows),
         "onnx_faster_than_peers_onnx": _peer_claim(rows),
+        **deployed_claims(rows),
     }
     note = (machine.get("load") or {}).get("note")
     if note:

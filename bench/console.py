@@ -25,7 +25,12 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
                       format_value(row.get("floor_ms"), 2), format_value(row.get("roofline_pct"), 1),
                       "-" if speedup is None else f"{speedup:.2f}x",
                       *([format_value(row.get(ACCURACY_KEY), 4)] if accuracy else [])])
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return aligned(lines)
+
+
+def aligned(lines: Sequence[Sequence[str]]) -> str:
+    """Rows of cells (the header first) as plain text, each column padded to its widest cell."""
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in lines)
 
 

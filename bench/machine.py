@@ -9,22 +9,12 @@ import sys
 from importlib import metadata
 from typing import Any
 
+from mmad_edge.runtime.tuning.machine import cpu_model
+
 # Distribution families whose version changes the numbers; "tensorrt" also matches e.g.
 # tensorrt-lean-cu13, "onnxruntime" matches onnxruntime-gpu.
 LIBRARIES = ("numpy", "torch", "onnx", "onnxruntime", "openvino", "tensorrt", "cuda-python", "faiss", "mmad-edge")
 _PARTS = ("-libs", "-bindings")  # wheels split out of a package listed under its own name
-
-
-def cpu_model() -> str:
-    """The CPU's marketing name from /proc/cpuinfo, else what ``platform`` knows."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def library_versions() -> dict[str, str]:

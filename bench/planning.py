@@ -20,6 +20,7 @@ from mmad_edge.runtime.backends.base import BackendOptions
 
 from .artifacts import Artifact, fp32_graph
 from .backend_rows import BackendRows, Plan, row_tags
+from .deployed import deployed_cases
 from .fidelity import accuracy_probe
 from .peers import OUTSIDE_GRAPH, PEERS
 from .runner import BenchCase, graph_case
@@ -77,7 +78,9 @@ def plan_cases(
             if backend in (AUTO, reference().name):
                 _plan_peer_graphs(plan, torch_rows.peer_graphs, batch, config.image_size, settings)
     if "e2e" in protocols:
-        rows.e2e(batches, _frames(config.image_size), accuracy_probe(fp32_graph(artifacts), config.image_size))
+        frames, probe = _frames(config.image_size), accuracy_probe(fp32_graph(artifacts), config.image_size)
+        rows.e2e(batches, frames, probe)
+        plan.cases += deployed_cases(artifacts, batches, frames, probe) if backend == AUTO else []
     return plan
 
 

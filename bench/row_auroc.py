@@ -11,11 +11,13 @@ random weights and get none. One scoring per artifact and backend serves every b
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from mmad_edge.data.catalog import labelled_split
 from mmad_edge.export.device_verification import score_frames
 from mmad_edge.runtime import Detector
+from mmad_edge.runtime.backends import AUTO
 from mmad_edge.runtime.log import say
 from mmad_edge.runtime.monitor.compare import auroc
 
@@ -47,5 +49,6 @@ def _scored(key: tuple[str, str], row: dict[str, Any], split: Any, torch_scores:
         if torch_scores is None or row["backend"] != "torch":
             return {key: None}
         return {(name, "torch"): auroc(split.labels, scores) for name, scores in torch_scores(split.frames).items()}
-    with Detector.load(row["artifact"], backend=row["backend"]) as detector:
+    deployed = Path(row["artifact"]).is_dir()  # the deployed row: the folder as auto loads it (its tuned choice)
+    with Detector.load(row["artifact"], backend=AUTO if deployed else row["backend"]) as detector:
         return {key: auroc(split.labels, score_frames(detector, split.frames, 8, None, "").scores)}

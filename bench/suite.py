@@ -7,6 +7,8 @@ Rows (each named, all in one run, each tagged with its protocol):
 - ``torch-reparam``: the same network reparameterised, eager FP32.
 - ``onnx-<precision>`` / ``trt-<precision>``: each deployed artifact on ONNX Runtime (CPU) or
   TensorRT (engines; skipped with the reason where TensorRT or the GPU is missing).
+- ``deployed``: an export folder as ``auto`` loads it where ``mmad-edge tune`` chose for this machine
+  (``bench.deployed``), e2e, with the choice's verified accuracy.
 - the peers (``bench.peers.PEERS``), random weights: eager PyTorch, and ``onnx-<peer>``: exported
   to ONNX (``bench.peer_export``) and run on ONNX Runtime like ours, so the claims compare like
   with like (PatchCore's bank search stays outside its graph; its row's note says so).

@@ -67,7 +67,7 @@ def verify_artifact(artifact: str | os.PathLike[str], options: VerifyOptions) ->
         path, info = detector.backend.path, detector.info
         split = labelled_split(options.data, options.layout, options.categories, info.image_size[0], options.max_images)
         say(f"verify: {path.name} on {detector.backend.name}, {len(split.labels)} test images", options.progress)
-        category = _category(info.categories, options.categories)
+        category = verdict_category(info.categories, options.categories)
         threshold = info.threshold if category is None else info.categories[category][0]
         candidate = score_frames(detector, split.frames, options.batch_size, threshold, str(path))
         ran_on = _ran_on(detector.backend.describe())
@@ -92,7 +92,7 @@ def score_frames(detector: Detector, frames: np.ndarray, batch: int, threshold: 
     return Scored(np.stack(maps), np.asarray(scores, dtype=np.float64), threshold, source)
 
 
-def _category(known: dict, categories: Sequence[str] | None) -> str | None:
+def verdict_category(known: dict, categories: Sequence[str] | None) -> str | None:
     """The category whose threshold the verdicts use: the one asked for when the artifact has its
     statistics; otherwise (none or several asked) the pooled threshold."""
     names = list(categories or [])
@@ -109,7 +109,7 @@ def _ran_on(backend: dict[str, Any]) -> dict[str, Any]:
 def _accuracy(split: LabelledSplit, scored: Scored) -> dict[str, float | None]:
     """Image AUROC; pixel AUROC over the images whose masks are known, when a defect has one
     (None for a broken artifact whose outputs are not finite: the ``finite_outputs`` check fails)."""
-    if not _finite(scored):
+    if not finite(scored):
         return {"image_auroc": None, "pixel_auroc": None}
     pixel = None
     if bool((split.has_mask & (split.labels == 1)).any()):
@@ -154,19 +154,27 @@ def _comparison(path: Path, precision: str, labels: np.ndarray, candidate: Score
                 reference: Scored | None) -> dict[str, Any]:
     """Errors, score shift, Spearman and verdict agreement against the reference, and the checks
     of ``precision``: the one that computes (an FP32 graph run in BF16 gets BF16's bounds)."""
-    if not _finite(candidate):
+    if not finite(candidate):
         return _verdict(reference, None, [Check("finite_outputs", int(np.sum(~np.isfinite(candidate.scores))) or 1,
                                                 0, True)])
     if reference is None:
         return {"reference": None, "comparison": None, "checks": [], "passed": None, "failed": []}
-    metrics = error_metrics((reference.maps, reference.scores), (candidate.maps, candidate.scores), labels)
+    metrics = compare_to_reference(labels, candidate, reference)
+    return _verdict(reference, metrics, _checks(path, precision, metrics, reference.source.endswith(CHECKPOINT_SUFFIXES)))
+
+
+def compare_to_reference(labels: np.ndarray, candidate: Scored, reference: Scored) -> dict[str, Any]:
+    """``error_metrics`` of finite outputs against the reference's, the median relative score
+    shift and, where both have a threshold, the agreement of their verdicts (``verify``, ``tune``)."""
+    metrics: dict[str, Any] = error_metrics((reference.maps, reference.scores), (candidate.maps, candidate.scores),
+                                            labels)
     shift = (candidate.scores - reference.scores) / np.maximum(np.abs(reference.scores), np.finfo(np.float32).tiny)
     metrics["score_shift"] = float(np.median(shift))
     if candidate.threshold is not None and reference.threshold is not None:
         agree = (candidate.scores > candidate.threshold) == (reference.scores > reference.threshold)
         metrics["verdict_agreement"] = float(agree.mean())
         metrics["verdicts_differing"] = int((~agree).sum())
-    return _verdict(reference, metrics, _checks(path, precision, metrics, reference.source.endswith(CHECKPOINT_SUFFIXES)))
+    return metrics
 
 
 def _verdict(reference: Scored | None, metrics: dict[str, Any] | None, checks: list[Check]) -> dict[str, Any]:
@@ -174,7 +182,7 @@ def _verdict(reference: Scored | None, metrics: dict[str, Any] | None, checks: l
             "checks": [c.to_dict() for c in checks], "passed": not failed(checks), "failed": failed(checks)}
 
 
-def _finite(scored: Scored) -> bool:
+def finite(scored: Scored) -> bool:
     return bool(np.isfinite(scored.scores).all() and np.isfinite(scored.maps).all())
 
 

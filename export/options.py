@@ -18,6 +18,8 @@ from mmad_edge.runtime.flags import BACKEND, BATCH_SIZE, CATEGORY, INFERENCE_PRE
 DEFAULT_OPSET = 20  # native Gelu (one fused kernel in ONNX Runtime); TensorRT 10.3+ parses 9..20
 PROFILE = Flag("--batch", "Batch profile of the graph or engine: N (fixed) or MIN:OPT:MAX (dynamic).")
 TEST_CATEGORY = "Test category of {}; repeat for several (default: all)."
+MAX_IMAGES = Flag("--max-images", "Test images at most (evenly spread).")
+GOOD = Flag("--good", "Folder of normal images of the line.")
 
 
 @dataclass(frozen=True)
@@ -82,7 +84,7 @@ class VerifyOptions:
     precision: str | None = PRECISION.field(None)
     inference_precision: str | None = INFERENCE_PRECISION.field(
         None, detail=" (default f32); checked with the bounds of the precision that computes")
-    max_images: int | None = Flag("--max-images", "Test images at most (evenly spread).").field(None)
+    max_images: int | None = MAX_IMAGES.field(None)
     batch_size: int = BATCH_SIZE.field(8)
     progress: bool = True
 
@@ -93,7 +95,7 @@ class CalibrateOptions:
     folder); the threshold from ``fpr`` (target false-positive rate on good images) or ``rule``
     (default mean+3std), for ``category`` (None: the pooled numbers)."""
 
-    good: str | os.PathLike[str] | None = Flag("--good", "Folder of normal images of the line.").field(None)
+    good: str | os.PathLike[str] | None = GOOD.field(None)
     source: str | None = SOURCE.field(None, detail=": instead of --good, known-good parts straight from the line")
     frames: int = Flag("--frames", "How many frames of --source to score.").field(100)
     bad: str | os.PathLike[str] | None = Flag(

@@ -17,6 +17,7 @@ from mmad_edge.app.demo_options import DemoOptions
 from mmad_edge.app.exits import exit_if_interrupted, guarded, needs
 from mmad_edge.app.json_output import write_json
 from mmad_edge.app.options_cli import Arg, declared
+from mmad_edge.app.tune_options import TuneOptions
 from mmad_edge.bench.options import BenchOptions
 from mmad_edge.data.review_dataset import DEFAULT_CATEGORY
 from mmad_edge.export.options import TEST_CATEGORY, CalibrateOptions, EngineOptions, ExportOptions, VerifyOptions
@@ -145,6 +146,20 @@ def verify(
     from mmad_edge.app.verification import verify_and_report
 
     verify_and_report(artifact, options, json_path)
+
+
+@app.command()
+@guarded
+@declared
+def tune(
+    folder: Annotated[Path, Arg("Export folder (model.<precision>.onnx / .engine and model.fp32.onnx).")],
+    options: TuneOptions,
+    json_path: Annotated[JsonPath, JSON.about("the choice and its evidence")] = None,
+) -> None:
+    """Time and verify every backend, graph and setting of an export here; auto then loads the fastest faithful one."""
+    from mmad_edge.app.tuning import tune_and_report
+
+    tune_and_report(folder, options, json_path)
 
 
 @app.command("calibrate-threshold")

@@ -28,6 +28,7 @@ from .imageio import to_bgr_uint8
 from .preprocess import resize_frame
 from .result import Result
 from .scoring import check_threshold, normalize_score
+from .tuning.choice import load_tuned, read_choice
 
 MAP_SIZES = ("model", "frame")
 Frames = np.ndarray | Iterable[np.ndarray]
@@ -132,7 +133,9 @@ class Detector:
         """Load a ``.engine`` (TensorRT), a ``.onnx`` (ONNX Runtime or OpenVINO), an export folder or a
         deployment folder (the version its ``current`` link names, read once here: ``mmad-edge promote``).
 
-        ``backend``: "auto" or a registered backend (``runtime.backends.choices()``).
+        ``backend``: "auto" or a registered backend (``runtime.backends.choices()``). "auto" on a
+        folder that ``mmad-edge tune`` chose for on this machine loads its choice (backend, graph
+        and settings; options given here kept over the choice's); elsewhere the registry's ranking.
         ``options``: the backend settings as one ``BackendOptions`` (the common cache_dir, device,
         threads and each backend's own, e.g. providers, micro_batch, inference_precision,
         performance_hint, use_cuda_graph); they may also be passed as keywords (``threads=2``),
@@ -147,12 +150,16 @@ class Detector:
             raise ArtifactError(f"backend must be one of {', '.join(choices())}, got {backend!r}")
         settings = _backend_options(options, backend_options)
         path = Path(path)
-        if path.is_dir():
-            path = select_artifact(path, backend, precision, settings)
-        elif not path.exists():
-            raise ArtifactError(f"{path}: no such artifact; pass a .onnx, a .engine or an export folder")
-        name = backend_for(path, backend)
-        impl = backend_class(name)(path, batch_contract(path, load_contract(path), max_batch), settings)
+        tuned = read_choice(path, precision) if backend == AUTO and path.is_dir() else None
+        impl = None if tuned is None else load_tuned(
+            tuned, settings, lambda chosen: batch_contract(chosen, load_contract(chosen), max_batch))
+        if impl is None:
+            if path.is_dir():
+                path = select_artifact(path, backend, precision, settings)
+            elif not path.exists():
+                raise ArtifactError(f"{path}: no such artifact; pass a .onnx, a .engine or an export folder")
+            name = backend_for(path, backend)
+            impl = backend_class(name)(path, batch_contract(path, load_contract(path), max_batch), settings)
         try:
             return cls(impl, threshold=threshold, max_batch=max_batch, category=category)
         except BaseException:

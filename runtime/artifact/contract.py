@@ -31,6 +31,7 @@ METADATA_KEY = "mmad_edge.metadata"
 SCHEMA_VERSION = 1
 METADATA_FILE = "metadata.json"
 REPORT_FILE = "report.json"  # the export's verification report, beside its graphs
+TUNED_FILE = "tuned.json"  # `mmad-edge tune`'s choice for this machine and its evidence, beside the graphs
 ONNX_SUFFIX = ".onnx"
 ENGINE_SUFFIX = ".engine"
 ARTIFACT_PATTERN = "model.<precision>.onnx"

@@ -35,7 +35,7 @@ class BackendEntry:
     module: str
     suffixes: tuple[str, ...]
     available: Callable[[], bool]
-    rank: Callable[[Path], int | None]  # auto's preference for this artifact here (higher wins; None = never)
+    rank: Callable[[Path], int | None]  # auto's preference without a tuned choice (higher wins; None = never)
     label: str = ""  # bench row names: "<label>-<precision>" (default: the name)
     reference: bool = False  # the CPU reference other backends' accuracy and speed are judged against
     problem: Callable[[Path], str | None] = _runs_anywhere  # why this artifact cannot run here (None: it can)
@@ -127,15 +127,14 @@ def _rank_onnx(path: Path) -> int | None:
     return 10
 
 
-def _rank_openvino(path: Path) -> int | None:
-    from .openvino import auto_rank
-
-    return auto_rank(path)
+def _never_auto(path: Path) -> int | None:
+    """Auto picks this backend only through a tuned choice (``runtime.tuning``), never by rank."""
+    return None
 
 
 register(BackendEntry("tensorrt", f"{__name__}.tensorrt", (ENGINE_SUFFIX,), _installed("tensorrt", "tensorrt_lean"),
                       _rank_engine, label="trt", problem=_engine_problem))
 register(BackendEntry("onnxruntime", f"{__name__}.onnxruntime", (ONNX_SUFFIX,), _installed("onnxruntime"), _rank_onnx,
                       label="onnx", reference=True))
-register(BackendEntry("openvino", f"{__name__}.openvino", (ONNX_SUFFIX,), _installed("openvino"), _rank_openvino,
+register(BackendEntry("openvino", f"{__name__}.openvino", (ONNX_SUFFIX,), _installed("openvino"), _never_auto,
                       label="ov"))

@@ -89,6 +89,12 @@ class BackendOptions:
         current = {name: getattr(self, name) for name in self.COMMON}
         return BackendOptions(**{**current, **self.specific, **changes})
 
+    def given(self) -> dict[str, Any]:
+        """The options set (not None), common and backend-specific, by name: what a tuned choice
+        records and what a user's load keeps over it."""
+        common = {name: getattr(self, name) for name in self.COMMON}
+        return {name: value for name, value in {**common, **self.specific}.items() if value is not None}
+
     def settings(self, cls: type[T]) -> T:
         """A backend's own settings (its ``Options`` dataclass) from these options."""
         return cls(**{item.name: self.specific[item.name] for item in fields(cls) if item.name in self.specific})
@@ -197,6 +203,12 @@ class Backend(abc.ABC):
     def variants(cls, precision: str, options: BackendOptions, batch: int) -> list[Variant]:
         """The bench rows an artifact of ``precision`` gets at ``batch``: one with ``options``."""
         return [Variant("", options)]
+
+    @classmethod
+    def tuning_variants(cls, precision: str, options: BackendOptions, batch: int) -> list[Variant]:
+        """What ``mmad-edge tune`` tries of an artifact of ``precision`` at ``batch``: every setting
+        that may be faster here (default: the bench's ``variants``)."""
+        return cls.variants(precision, options, batch)
 
     @classmethod
     def time_graph(cls, graph: Path | bytes, batch: int, options: BackendOptions, feed: Feed,

@@ -13,13 +13,10 @@ over them and the parts run concurrently with ``start_async`` / ``wait``, not As
 whose callbacks deadlocked on repeated calls). Compiled models are cached in ``cache_dir``
 (default ``~/.cache/mmad-edge/openvino``), so a second load skips compilation.
 
-``auto`` picks OpenVINO only for an FP32 ``.onnx`` (never FP16, nor INT8: on a CPU without VNNI
-its INT8 convolutions were far less faithful to FP32 than ONNX Runtime's emulation of the same
-Q/DQ graph, see the README), only where ONNX Runtime has no GPU provider, and
-only on a CPU kind listed in ``MEASURED_FASTER``: (vendor, best vector ISA) pairs where a
-recorded bench timed OpenVINO FP32 faster than ONNX Runtime FP32 at batch 1 and 16. Other CPUs
-keep ONNX Runtime unless ``--backend openvino`` is asked for. The table is filled by hand from
-``bench/results`` (``python -m mmad_edge.bench.record cpu``) and issue #18's Xeon figures.
+``auto`` never picks OpenVINO from a table: which backend is fastest depends on the CPU, so only
+``mmad-edge tune`` (which times and verifies every candidate on the machine, OpenVINO's compute
+precisions and hints among them) routes a folder to it; without a tuned choice ``auto`` keeps the
+registry's plain ranking, and ``--backend openvino`` asks for it by name.
 
 INT8: the TensorRT-form Q/DQ graph (``--target tensorrt``) runs; the CPU-form QOperator graph
 cannot be read by OpenVINO (its per-channel QLinearConv nodes fail to convert) and is refused
@@ -50,37 +47,6 @@ HINTS = ("latency", "throughput")
 DEFAULT_HINT = "latency"
 INT8_FIX = ("OpenVINO cannot read the CPU-form INT8 graph (its per-channel QLinearConv nodes); export the "
             "TensorRT-form Q/DQ graph for it: mmad-edge export ... --precision int8 --target tensorrt")
-
-
-AUTO_RANK = 15  # above ONNX Runtime (10), below a usable TensorRT engine (20)
-# CPU kinds where the bench measured OpenVINO FP32 faster than ONNX Runtime FP32, with the source.
-MEASURED_FASTER: dict[tuple[str, str], str] = {
-    ("GenuineIntel", "avx512"): "issue #18: Intel Xeon (AVX-512, no AMX), variant n 256 px: 1.16x at batch 1, 1.29x at 8",
-}
-ISA_LEVELS = (("amx", "amx_tile"), ("avx512", "avx512f"), ("avx2", "avx2"))
-
-
-def cpu_kind(cpuinfo: str = "/proc/cpuinfo") -> tuple[str, str] | None:
-    """(vendor_id, best vector ISA of ``ISA_LEVELS``) from ``cpuinfo``; None where it cannot be read."""
-    try:
-        text = Path(cpuinfo).read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None
-    first = text.split("\n\n", 1)[0]  # the first processor's block
-    fields = {key.strip(): value.strip() for key, _, value in (line.partition(":") for line in first.splitlines())}
-    flags = set(fields.get("flags", "").split())
-    isa = next((name for name, flag in ISA_LEVELS if flag in flags), "other")
-    return fields.get("vendor_id", "unknown"), isa
-
-
-def auto_rank(path: Path) -> int | None:
-    """``AUTO_RANK`` for an FP32 ONNX on a CPU kind in ``MEASURED_FASTER`` without a GPU provider
-    in ONNX Runtime; None (never auto) elsewhere."""
-    if precision_of(path) != "fp32" or cpu_kind() not in MEASURED_FASTER:
-        return None
-    from .onnxruntime import runs_on_gpu
-
-    return None if runs_on_gpu() else AUTO_RANK
 
 
 def default_cache_dir() -> Path:
@@ -231,6 +197,13 @@ class OpenVinoBackend(Backend):
         return [Variant("" if name == DEFAULT_PRECISION else f"-{name}",
                         options.replace(inference_precision=name, performance_hint=hint), _precision_problem(name))
                 for name in (asked if precision == "fp32" else (DEFAULT_PRECISION,))]
+
+    @classmethod
+    def tuning_variants(cls, precision: str, options: BackendOptions, batch: int) -> list[Variant]:
+        """Each of ``variants``' compute precisions under each performance hint (tune tries both:
+        which is faster at a batch depends on the CPU)."""
+        return [Variant(f"{variant.suffix}-{hint}", variant.options.replace(performance_hint=hint), variant.problem)
+                for hint in HINTS for variant in cls.variants(precision, options.replace(performance_hint=hint), batch)]
 
     @classmethod
     def time_graph(cls, graph: Path | bytes, batch: int, options: BackendOptions, feed: Feed,

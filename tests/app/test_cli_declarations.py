@@ -55,6 +55,8 @@ BASE_FLAGS = {  # each command's flags at 1f56e31 (before the commands were buil
         "--force", "--holdout", "--image-size", "--json", "--layout", "--loss", "--lr", "--max-steps", "--no-augment",
         "--no-force", "--no-resume", "--out", "--pretrained", "--resume", "--score", "--seed", "--threshold-rule",
         "--variant", "--workers"},
+    "tune": {"--batch-size", "--category", "--data", "--good", "--json", "--layout", "--max-auroc-drop",
+        "--max-images", "--max-score-shift", "--min-agreement", "--try-threads"},
     "triton-repo": {"--backend", "--instances", "--json", "--max-batch", "--max-queue-delay-us", "--precision"},
     "verify": {"--against", "--backend", "--batch-size", "--category", "--data", "--inference-precision", "--json",
         "--layout", "--max-images", "--precision"},

@@ -280,35 +280,16 @@ def test_openvino_refuses_the_cpu_form_int8_graph_naming_the_tensorrt_form(tmp_p
     assert "\n" not in str(refused.value)
 
 
-def test_auto_picks_openvino_only_for_fp32_on_a_cpu_kind_where_the_bench_measured_it_faster(tmp_path, monkeypatch):
+def test_auto_without_a_tuned_choice_keeps_the_plain_ranking_and_never_picks_openvino(tmp_path, monkeypatch):
     from mmad_edge.runtime.backends import backend_for as _backend_for
     from mmad_edge.runtime.backends import onnxruntime as ort_backend
-    from mmad_edge.runtime.backends import openvino as ov_backend
 
-    fp32, int8 = tmp_path / artifact_name("fp32"), tmp_path / artifact_name("int8")
-    monkeypatch.setattr(ort_backend, "runs_on_gpu", lambda providers=None: False)
-    monkeypatch.setattr(ov_backend, "cpu_kind", lambda cpuinfo="": ("GenuineIntel", "avx512"))
     monkeypatch.setitem(REGISTRY, "openvino", replace(REGISTRY["openvino"], available=lambda: True))
-    assert ("GenuineIntel", "avx512") in ov_backend.MEASURED_FASTER
-    assert _backend_for(fp32, "auto") == "openvino"
-    assert _backend_for(int8, "auto") == "onnxruntime"  # INT8 on OpenVINO: accuracy not understood
-    monkeypatch.setattr(ort_backend, "runs_on_gpu", lambda providers=None: True)
-    assert _backend_for(fp32, "auto") == "onnxruntime"  # ONNX Runtime with a GPU provider
-    monkeypatch.setattr(ort_backend, "runs_on_gpu", lambda providers=None: False)
-    monkeypatch.setattr(ov_backend, "cpu_kind", lambda cpuinfo="": ("SomeVendor", "other"))
-    assert _backend_for(fp32, "auto") == "onnxruntime"
-
-
-def test_cpu_kind_reads_vendor_and_best_isa(tmp_path):
-    from mmad_edge.runtime.backends.openvino import cpu_kind
-
-    info = tmp_path / "cpuinfo"
-    info.write_text("processor\t: 0\nvendor_id\t: GenuineIntel\nflags\t\t: fpu avx2 avx512f amx_tile\n\n"
-                    "processor\t: 1\nvendor_id\t: Other\n")
-    assert cpu_kind(str(info)) == ("GenuineIntel", "amx")
-    info.write_text("vendor_id\t: AuthenticAMD\nflags\t\t: fpu avx avx2\n")
-    assert cpu_kind(str(info)) == ("AuthenticAMD", "avx2")
-    assert cpu_kind(str(tmp_path / "missing")) is None
+    for gpu in (False, True):
+        monkeypatch.setattr(ort_backend, "runs_on_gpu", lambda providers=None, gpu=gpu: gpu)
+        for precision in ("fp32", "fp16", "int8"):
+            assert _backend_for(tmp_path / artifact_name(precision), "auto") == "onnxruntime"
+    assert REGISTRY["openvino"].rank(tmp_path / artifact_name("fp32")) is None  # only `mmad-edge tune` routes to it
 
 
 def test_detector_load_takes_backend_options_whole_or_as_keywords(tmp_path):

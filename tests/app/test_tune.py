@@ -1,0 +1,116 @@
+"""`mmad-edge tune` for real over a small export: every candidate timed and verified against FP32 on
+images, the fastest faithful one written to tuned.json, and `auto` loading it afterwards."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from runtime_fixtures import build_standin, standin_metadata, write_export_dir
+from typer.testing import CliRunner
+
+from mmad_edge.app import tuning
+from mmad_edge.cli import app
+from mmad_edge.data.demo import make_demo_dataset
+from mmad_edge.runtime import Detector
+from mmad_edge.runtime.artifact.contract import TUNED_FILE
+
+SIZE = 64
+
+
+@pytest.fixture(autouse=True)
+def few_timed_calls(monkeypatch):
+    monkeypatch.setattr(tuning, "WARMUP", 1)
+    monkeypatch.setattr(tuning, "ITERS", 3)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_demo_dataset(tmp_path_factory.mktemp("tune") / "data", ("brick",), n_train=4, n_test_good=6,
+                             n_test_defect=6, size=SIZE, seed=0)
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def _scaled_int8(folder, factor):
+    """An "int8" graph whose scores are ``factor`` times FP32's: as fast, but unfaithful."""
+    model = build_standin(SIZE, "dynamic", standin_metadata(SIZE, precision="int8"))
+    scale = next(init for init in model.graph.initializer if init.name == "scale")
+    scale.CopyFrom(onnx.numpy_helper.from_array(np.array(factor / 255.0, np.float32), "scale"))
+    onnx.save(model, str(folder / "model.int8.onnx"))
+
+
+def test_tune_writes_the_fastest_passing_candidate_and_auto_then_loads_it(tmp_path, data):
+    folder = write_export_dir(tmp_path / "export", SIZE, precisions=("fp32", "fp16"))
+    result = invoke("tune", folder, "--data", data, "--json", tmp_path / "tune.json")
+    assert result.exit_code == 0, result.output
+    document = json.loads((folder / TUNED_FILE).read_text())
+    assert json.loads((tmp_path / "tune.json").read_text()) == document
+    trials = document["evidence"]["candidates"]
+    timed = [t for t in trials if t["passed"]]
+    assert {"onnx-fp32", "onnx-fp16"} <= {t["name"] for t in timed}
+    fastest = min(timed, key=lambda t: t["timing"]["p50_ms"])
+    assert document["choice"]["name"] == fastest["name"]
+    for trial in timed:  # the same graph everywhere: each agrees with FP32 on the demo images
+        assert trial["comparison"]["auroc_drop"] == pytest.approx(0.0, abs=1e-6)
+        assert trial["timing"]["batch"] == 1 and trial["timing"]["iters"] == 3
+    for trial in (t for t in trials if t["passed"] is None):
+        assert trial["reason"] and trial["timing"] is None  # cannot run here: listed with the reason
+    evidence = document["evidence"]
+    assert evidence["image_count"] == 12 and evidence["defective"] == 6 and evidence["judged_by"] == "auroc_drop"
+    assert evidence["machine"]["cpu_model"] == document["machine"]["cpu"]
+    assert "onnxruntime" in evidence["machine"]["libraries"] and len(evidence["load_average"]["before"]) == 3
+    assert f"{fastest['name']} " in result.stdout and "<- deployed" in result.stdout
+    assert f"wrote {folder / TUNED_FILE}" in result.stderr
+    chosen = document["choice"]
+    with Detector.load(folder) as detector:
+        described = detector.backend.describe()
+        assert (described["backend"], detector.backend.path.name) == (chosen["backend"], chosen["artifact"])
+        assert described["library_version"] == document["machine"]["library_version"]
+
+
+def test_with_normal_images_only_an_unfaithful_candidate_fails_and_is_never_chosen(tmp_path, data):
+    folder = write_export_dir(tmp_path / "export", SIZE, precisions=("fp32",))
+    _scaled_int8(folder, 1.5)
+    result = invoke("tune", folder, "--good", data / "brick" / "test" / "good", "--json", tmp_path / "tune.json")
+    assert result.exit_code == 0, result.output
+    document = json.loads((folder / TUNED_FILE).read_text())
+    assert document["evidence"]["judged_by"] == "score_shift and verdict_agreement"
+    trials = {t["name"]: t for t in document["evidence"]["candidates"]}
+    scaled = trials["onnx-int8"]
+    assert scaled["passed"] is False and scaled["comparison"]["score_shift"] == pytest.approx(0.5, abs=1e-5)
+    assert "score_shift 0.5 beyond 0.01" in scaled["reason"] and scaled["timing"]["p50_ms"] > 0
+    assert document["choice"]["artifact"] == "model.fp32.onnx"
+    assert "FAIL (score_shift" in result.stdout
+
+
+def test_no_candidate_passing_writes_nothing_and_exits_1(tmp_path, data, monkeypatch):
+    folder = write_export_dir(tmp_path / "export", SIZE, precisions=("fp32",))
+    monkeypatch.setattr(tuning, "judge", lambda metrics, rule: ["forced failure"])
+    result = invoke("tune", folder, "--data", data)
+    assert result.exit_code == 1
+    assert "no candidate passed" in result.output and not (folder / TUNED_FILE).exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    ((), "tune verifies on --data ROOT (a labelled test split) or --good DIR"),
+    (("--data", "DATA", "--good", "DATA"), "pass one of them"),
+    (("--data", "DATA", "--max-auroc-drop", "-1"), "need --max-auroc-drop >= 0"),
+    (("--data", "DATA", "--try-threads", "0"), "--try-threads takes positive thread counts"),
+    (("--data", "DATA", "--batch-size", "0"), "--batch-size must be at least 1, got 0"),
+])
+def test_bad_requests_are_one_line_errors(tmp_path, data, args, message):
+    folder = write_export_dir(tmp_path / "export", SIZE, precisions=("fp32",))
+    result = invoke("tune", folder, *[data if a == "DATA" else a for a in args])
+    assert result.exit_code == 2 and message in result.output
+    assert result.output.count("\n") == 1
+
+
+def test_a_folder_without_its_fp32_graph_is_refused_naming_the_fix(tmp_path, data):
+    folder = write_export_dir(tmp_path / "export", SIZE, precisions=("fp16",))
+    result = invoke("tune", folder, "--data", data)
+    assert result.exit_code == 2 and "no model.fp32.onnx; tune verifies every candidate against the FP32" in result.output
