@@ -21,6 +21,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..artifact.contract import OUTPUT_NAMES
+
+SCORE = OUTPUT_NAMES[1]
+
 LABELS = ("good", "defect")
 INDEX_FILE = "index.sqlite"
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
@@ -54,7 +58,7 @@ class ReviewItem:
 
     def to_json(self) -> dict:
         return {"id": self.id, "created": self.created, "source": self.source, "category": self.category,
-                "score": self.score, "threshold": self.threshold, "reason": self.reason, "label": self.label,
+                SCORE: self.score, "threshold": self.threshold, "reason": self.reason, "label": self.label,
                 "marked": self.marked}
 
 

@@ -18,7 +18,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..artifact.contract import IS_ANOMALY, OUTPUT_NAMES, SCORE_NORMALIZED
 from ..result import Result
+
+SCORE = OUTPUT_NAMES[1]
 
 SCORE_HISTORY = 1000  # scores per source in the histogram
 DRIFT_HISTORY = 300  # drift points per source in the chart
@@ -157,10 +160,10 @@ def _source_json(index: int, state: SourceState, latest: Latest | None, scores: 
         "anomalies": anomalies, "normal": frames - anomalies,
         "fps": round((len(times) - 1) / span, 2) if span > 0 else 0.0,
         "seq": None if latest is None else latest.seq,
-        "score": None if result is None else result.score,
-        "score_normalized": None if result is None else result.score_normalized,
+        SCORE: None if result is None else result.score,
+        SCORE_NORMALIZED: None if result is None else result.score_normalized,
         "threshold": None if result is None else result.threshold,
-        "is_anomaly": None if result is None else result.is_anomaly,
+        IS_ANOMALY: None if result is None else result.is_anomaly,
         "histogram": histogram(scores, None if result is None else result.threshold),
         "drift": {"points": drift, "tolerance": state.drift_tolerance},
     }

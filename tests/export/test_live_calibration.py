@@ -83,4 +83,4 @@ def test_the_command_calibrates_from_a_source(video, tmp_path):
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "out.json").read_text())
     assert summary["threshold"] != 0.5 and summary["previous_threshold"] == 0.5
-    assert f"{artifact}: threshold {summary['threshold']:.6g} (was 0.5;" in result.output
+    assert f"{artifact}: {summary['moved']['threshold']} threshold {summary['threshold']:.6g} (was 0.5;" in result.output
