@@ -5,7 +5,9 @@ another number of threads (1 against 2 threads: the bottleneck weights differ af
 PyTorch's own count never changes by itself, but MKL by default (MKL_DYNAMIC=TRUE) may run a call
 on fewer threads than asked for (the likely cause of resumes differing on a busy Intel Xeon);
 Intel's reproducibility conditions require a fixed count with that adjustment off. A resumed run
-also needs the count the run started with.
+also needs the count the run started with. And MKL's conditional numerical reproducibility must be
+on (``MKL_CBWR``, set by ``mmad_edge/__init__.py`` before torch's first MKL call): without it, a
+resumed run on an Intel Xeon (AVX-512 VNNI) differed from an uninterrupted one in most runs.
 """
 
 from __future__ import annotations

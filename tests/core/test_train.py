@@ -4,7 +4,6 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -75,20 +74,6 @@ def busy_cores():
         burner.wait()
 
 
-def _cpu_vendor() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return ""
-    return next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("vendor_id")), "")
-
-
-# Open bug (issue 25 round): on an Intel Xeon with AVX-512 VNNI the resumed weights differed from an
-# uninterrupted run in some runs (bottleneck.conv1.weight), alone and in the full suite, under load;
-# the thread count, MKL's dynamic threads, OpenMP's and denormal state were ruled out. Still strict
-# (bitwise) wherever it passes: an XPASS is reported, and AMD CPUs keep it as a hard failure.
-@pytest.mark.xfail(_cpu_vendor() == "GenuineIntel", strict=False,
-                   reason="bitwise resume intermittently differs on Intel AVX-512 CPUs (cause not found yet)")
 def test_interrupted_training_resumes_to_identical_weights(tiny_data, tmp_path, busy_cores):
     """Bitwise, with the cores busy and the resuming process on another thread count (a new process,
     or MKL's load-dependent thread cut on Intel CPUs): the run keeps the count it started with."""
