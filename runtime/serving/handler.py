@@ -6,8 +6,8 @@ normalisation: a category changes those, not the graph) and the results go back 
 ``ServeWatch`` (optional) sees every score: drift per category and the app metrics; `serve`'s
 self-test request (parameter ``SELF_TEST``) is neither counted nor watched.
 
-PyTriton has no per-request error: a bad request fails its whole execution, so requests the
-dynamic batcher put in the same batch fail with it (with the same one-line message).
+A bad request (wrong input, unknown category) is answered alone, with one line and HTTP 400
+(``rejection``); the other requests of its batch are served as if it had not been there.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from ..artifact.contract import CATEGORY_INPUT, INPUT_DTYPE, INPUT_NAME, IS_ANOM
 from ..detector import Detector
 from ..errors import ArtifactError
 from ..result import Result
+from .rejection import rejected
 from .selftest import SELF_TEST
 from .watch import ServeWatch, line_name
 
@@ -33,19 +34,7 @@ MAP_NAME, SCORE_NAME = OUTPUT_NAMES
 
 
 class RequestError(ValueError):
-    """A bad request, told to the client in one line. PyTriton answers a failed execution with the
-    formatted traceback of its exception (server paths, about 25 lines); this one reports no
-    traceback, so the client reads ``RequestError: <message>``."""
-
-    __module__ = "builtins"  # the bare class name in that line, not this module's path
-
-    @property
-    def __traceback__(self) -> None:
-        return None
-
-    @__traceback__.setter
-    def __traceback__(self, _value: Any) -> None:
-        pass
+    """A client's mistake in one request, told to that client in one line."""
 
 
 @dataclass
@@ -56,6 +45,7 @@ class Counters:
     images: int = 0
     executions: int = 0
     largest_batch: int = 0
+    rejected: int = 0
 
     def add(self, requests: int, images: int) -> None:
         self.requests += requests
@@ -134,23 +124,28 @@ class InferenceHandler:
         self.counters = Counters()
 
     def __call__(self, requests: Sequence[Any]) -> list[dict[str, np.ndarray]]:
-        """One backend run over the frames of every request (``Detector.predict`` judges each frame by
-        its category; an unknown one fails the execution before any work), results back per request."""
+        """One backend run over the frames of every good request (``Detector.predict`` judges each
+        frame by its category), results back per request; a bad request gets its one line instead."""
         images: list[np.ndarray] = []
         categories: list[str | None] = []
-        sizes: list[int] = []
-        for request in requests:
-            batch = request_images(request)
+        spans: list[slice] = []
+        problems: dict[int, str] = {}
+        for index, request in enumerate(requests):
+            try:
+                batch = request_images(request)
+                names = request_categories(request, len(batch))
+                check_categories(self.detector, names)
+            except RequestError as exc:
+                problems[index] = str(exc)
+                batch, names = [], []
+            spans.append(slice(len(images), len(images) + len(batch)))
             images.extend(batch)
-            categories.extend(request_categories(request, len(batch)))
-            sizes.append(len(batch))
-        check_categories(self.detector, categories)
+            categories.extend(names)
         start = time.perf_counter()
-        results = self.detector.predict(images, categories=categories)
+        results = self.detector.predict(images, categories=categories) if images else []
         latency_s = time.perf_counter() - start
-        bounds = np.cumsum([0, *sizes])
-        served = [index for index, request in enumerate(requests) if not is_self_test(request)]
-        kept = [i for index in served for i in range(bounds[index], bounds[index + 1])]
+        served = [index for index, request in enumerate(requests) if index not in problems and not is_self_test(request)]
+        kept = [i for index in served for i in range(len(images))[spans[index]]]
         for category in dict.fromkeys(categories[i] for i in kept):  # after the run succeeded: a failed execution returns no scores
             chosen = [i for i in kept if categories[i] == category]
             statistic = None if self.watch is None else self.watch.observe(
@@ -161,7 +156,9 @@ class InferenceHandler:
                     self.page.offer(category, images[index], results[index], statistic)
         if served:
             self.counters.add(len(served), len(kept))
-        return [response(results[bounds[i]:bounds[i + 1]], wants_map(request)) for i, request in enumerate(requests)]
+        self.counters.rejected += sum(not is_self_test(requests[index]) for index in problems)
+        return [rejected(problems[index]) if index in problems else response(results[spans[index]], wants_map(request))
+                for index, request in enumerate(requests)]
 
     def close(self) -> None:
         """Close the detector."""

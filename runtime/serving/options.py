@@ -24,6 +24,14 @@ from ..flags import (
 )
 from ..monitor.drift import DEFAULT_TOLERANCE, DEFAULT_WINDOW, check_drift_options
 from ..ui.options import PageOptions
+from ..ui.security import DEFAULT_HOST, TokenSource
+
+HOST = Flag("--host", "Address HTTP and gRPC listen on (default 127.0.0.1: this machine only; any other needs a "
+                     "token; docs/serving.md).")
+TOKEN_FILE = Flag("--token-file", "File holding the token clients send as the triton-access-token header (default: "
+                                  "the MMAD_EDGE_SERVE_TOKEN environment variable); needed for any --host but "
+                                  "loopback.")
+TOKEN = TokenSource(address_flag=HOST.name, file_flag=TOKEN_FILE.name, env="MMAD_EDGE_SERVE_TOKEN")
 
 PORTS = ("http_port", "grpc_port", "metrics_port", "app_metrics_port")
 
@@ -33,19 +41,24 @@ class ServeOptions:
     """Options of ``serve``.
 
     Ports are Triton's (HTTP/REST and gRPC speak the KServe v2 protocol; metrics are Prometheus
-    text). ``max_batch`` is the dynamic batcher's limit (above an ONNX graph's batch profile it
+    text). ``host``: where HTTP and gRPC listen (this machine only by default; any other address
+    needs the token of ``token_file`` or ``MMAD_EDGE_SERVE_TOKEN``, which clients then send as the
+    ``triton-access-token`` header; health stays open for probes). Metrics stay on 127.0.0.1. ``max_batch`` is the dynamic batcher's limit (above an ONNX graph's batch profile it
     widens it, the graph's batch axis being dynamic; above an engine's fixed profile it is refused);
     ``max_queue_delay_us`` is how long a request may wait for others to fill a batch;
     ``instances`` model instances each run their own Detector (own session), so that many batches
     run at once. ``backend`` / ``precision`` / ``threads`` pick and set up the artifact as
     ``Detector.load`` does. ``exit_timeout_s``: how long a stop waits for requests in flight. ``log_file``:
-    tritonserver's log (its start-up tables, and its console lines such as NVML notes, stay out of ours).
+    tritonserver's log (its start-up tables); its console lines (NVML notes, the stop signal) go to
+    ``triton_console()`` beside it; neither reaches our output.
     ``drift_window`` / ``drift_tolerance``: the drift watch per category, as for ``run``.
     ``app_metrics_port``: our own metrics (frames, anomalies, latency, drift per category), apart
     from Triton's on ``metrics_port`` (None: not served). ``events_path``: drift events appended
     there as JSON lines.
     """
 
+    host: str = HOST.field(DEFAULT_HOST)
+    token_file: str | None = TOKEN_FILE.field(None, cli_type=Path, parse=str)
     http_port: int = Flag("--port", "HTTP/REST port (KServe v2).").field(8000)
     grpc_port: int = Flag("--grpc-port", "gRPC port (KServe v2).").field(8001)
     metrics_port: int = METRICS_PORT.field(8002)
@@ -77,6 +90,12 @@ class ServeOptions:
     def triton_log(self) -> Path:
         """Where tritonserver's own log goes (default: a file per HTTP port in the temp folder)."""
         return Path(self.log_file or Path(tempfile.gettempdir()) / f"mmad-edge-triton-{self.http_port}.log")
+
+    def triton_console(self) -> Path:
+        """Where tritonserver's console lines go: beside its log, not into it (tritonserver writes
+        its log at its own offset, over anything appended by another writer)."""
+        log = self.triton_log()
+        return log.with_name(f"{log.stem}.console{log.suffix or '.log'}")
 
     def check(self) -> None:
         """Refuse values Triton would reject later with a less clear message."""

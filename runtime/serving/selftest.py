@@ -15,12 +15,14 @@ from typing import Any
 
 import numpy as np
 
-from ..artifact.contract import INPUT_NAME, IS_ANOMALY, OUTPUT_NAMES, SCORE_NORMALIZED, SERVING_MODEL
+from ..artifact.contract import CATEGORY_INPUT, INPUT_NAME, IS_ANOMALY, OUTPUT_NAMES, SCORE_NORMALIZED, SERVING_MODEL
 from ..errors import BackendUnavailableError
 from ..result import Result
 
 SELF_TEST = "mmad_edge_self_test"
+ACCESS_HEADER = "triton-access-token"  # the header Triton's restricted APIs check (PyTriton's name)
 MAP_NAME, SCORE_NAME = OUTPUT_NAMES
+REINSTALL = 'reinstall with pip install -c constraints-cpu.txt -e ".[serve]"'  # the versions serve supports
 TOLERANCE = {"rtol": 1e-5, "atol": 1e-6}  # the same Detector on the same frame: equal up to float32 noise
 
 
@@ -59,24 +61,50 @@ def mismatch(answer: Any, expected: Result) -> str | None:
     return None
 
 
-def run_self_test(http_port: int, frame: np.ndarray, expected: Result) -> None:
-    """Send ``frame`` to the model through ``localhost:http_port``; BackendUnavailableError in one
-    line when the request fails or the answer differs from ``expected``."""
+def rejection_problem(client: Any, image: Any, headers: dict[str, str]) -> str | None:
+    """What is wrong with how the server answers a bad request (None: a one-line 400, as meant)."""
+    from tritonclient.utils import InferenceServerException
+
+    name = http_category(SELF_TEST)
+    try:
+        client.infer(SERVING_MODEL, [image, name], parameters={SELF_TEST: True}, headers=headers)
+    except InferenceServerException as exc:
+        message = str(exc.message() or "")
+        if str(exc.status()) != "400" or "\n" in message.strip() or "unknown category" not in message:
+            return (f"a request with an unknown category got HTTP {exc.status()} "
+                    f"({(message.strip().splitlines() or ['no message'])[0][:120]}), not one line with 400")
+        return None
+    return "a request with an unknown category was served"
+
+
+def http_category(name: str) -> Any:
+    """The optional category input of one request, for the HTTP client."""
+    import tritonclient.http as http
+
+    category = http.InferInput(CATEGORY_INPUT, [1, 1], "BYTES")
+    category.set_data_from_numpy(np.array([[name.encode()]], dtype=np.object_))
+    return category
+
+
+def run_self_test(address: str, frame: np.ndarray, expected: Result, token: str | None = None) -> None:
+    """Send ``frame`` to the model at ``address`` (HOST:PORT, HTTP), then the same frame with an
+    unknown category; BackendUnavailableError in one line when the first answer differs from
+    ``expected`` or the second is not a one-line 400."""
     import tritonclient.http as http
     from tritonclient.utils import InferenceServerException
 
-    url = f"localhost:{http_port}"
+    headers = {} if token is None else {ACCESS_HEADER: token}
     image = http.InferInput(INPUT_NAME, list(frame.shape), "UINT8")
     image.set_data_from_numpy(frame)
-    client = http.InferenceServerClient(url)
+    client = http.InferenceServerClient(address)
     try:
-        answer = client.infer(SERVING_MODEL, [image], parameters={SELF_TEST: True})
-        problem = mismatch(answer, expected)
+        answer = client.infer(SERVING_MODEL, [image], parameters={SELF_TEST: True}, headers=headers)
+        problem = mismatch(answer, expected) or rejection_problem(client, image, headers)
     except (InferenceServerException, ValueError, OSError) as exc:
         problem = f"the request failed ({(str(exc).strip().splitlines() or [type(exc).__name__])[0]})"
     finally:
         client.close()
     if problem is not None:
         raise BackendUnavailableError(
-            f"serve's self-test through http://{url} failed: {problem}; the serving stack does not pass "
-            f"answers through ({versions()}): reinstall with pip install -c constraints-cpu.txt -e \".[serve]\"")
+            f"serve's self-test through http://{address} failed: {problem}; the serving stack does not pass "
+            f"answers through ({versions()}): {REINSTALL}")

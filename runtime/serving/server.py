@@ -30,10 +30,12 @@ import numpy as np
 from ..artifact.contract import CATEGORY_INPUT, INPUT_NAME, IS_ANOMALY, OUTPUT_NAMES, SCORE_NORMALIZED, SERVING_MODEL
 from ..detector import Detector
 from ..errors import BackendUnavailableError, install_hint
+from ..ui.security import is_loopback, resolve_token
 from .console import tritonserver_console_to
 from .handler import InferenceHandler
 from .libpython import prefer_own_libpython
-from .options import ServeOptions
+from .options import TOKEN, ServeOptions
+from .rejection import teach_proxy_model
 from .selftest import run_self_test, self_test_frame
 from .watch import ServeWatch
 
@@ -91,17 +93,25 @@ def check_ports_free(options: ServeOptions) -> None:
                               f"another {flag}") from None
 
 
+def reachable_host(host: str) -> str:
+    """The name a client on this machine uses for ``host`` (any-address binds answer on localhost)."""
+    if host in ("0.0.0.0", "::", "") or is_loopback(host):
+        return "localhost"
+    return f"[{host}]" if ":" in host else host
+
+
 def urls(options: ServeOptions) -> dict[str, str]:
-    """Where clients reach the server on this machine."""
-    found = {"http": f"http://localhost:{options.http_port}", "grpc": f"localhost:{options.grpc_port}",
+    """Where clients reach the server (the metrics on this machine only)."""
+    host = reachable_host(options.host)
+    found = {"http": f"http://{host}:{options.http_port}", "grpc": f"{host}:{options.grpc_port}",
              "metrics": f"http://localhost:{options.metrics_port}/metrics",
-             "ready": f"http://localhost:{options.http_port}/v2/health/ready"}
+             "ready": f"http://{host}:{options.http_port}/v2/health/ready"}
     if options.app_metrics_port is not None:
         found["app_metrics"] = f"http://localhost:{options.app_metrics_port}/metrics"
     return found
 
 
-def describe(detector: Detector, options: ServeOptions, watch: ServeWatch) -> dict[str, Any]:
+def describe(detector: Detector, options: ServeOptions, watch: ServeWatch, token: str | None) -> dict[str, Any]:
     """The summary printed at start and returned at stop."""
     described = detector.backend.describe()
     return {"model": SERVING_MODEL, "artifact": str(detector.backend.path), "backend": described.get("backend"),
@@ -109,8 +119,9 @@ def describe(detector: Detector, options: ServeOptions, watch: ServeWatch) -> di
             "image_size": list(detector.image_size), "max_batch": detector.batch_max,
             "max_queue_delay_us": options.max_queue_delay_us, "instances": options.instances,
             "threshold": detector.threshold, "categories": sorted(detector.info.categories), "urls": urls(options),
-            "triton_log": str(options.triton_log()), "drift_watch": watch.describe(),
-            "events": options.events_path}
+            "triton_log": str(options.triton_log()), "triton_console": str(options.triton_console()), "drift_watch": watch.describe(),
+            "events": options.events_path, "host": options.host,
+            "token": None if token is None else "required: triton-access-token header"}
 
 
 def start_line(summary: dict[str, Any]) -> str:
@@ -123,14 +134,18 @@ def start_line(summary: dict[str, Any]) -> str:
     return (f"serving {summary['model']}: {summary['artifact']} on {summary['backend']} ({summary['device']}), "
             f"{summary['precision']}, {size}, batch up to {summary['max_batch']}, {summary['instances']} "
             f"instance(s)\n  HTTP {links['http']}  gRPC {links['grpc']}  metrics {links['metrics']}{ours}\n"
+            f"  listening on {summary['host']}"
+            + (f", token {summary['token']} (health open)" if summary["token"] else " (this machine only)") + "\n"
             f"  {summary['drift_watch']}\n"
             f"  ready: the self-test frame came back as served in process; {links['ready']} answers 200; "
-            f"Triton's log: {summary['triton_log']}; Ctrl-C or SIGTERM stops it")
+            f"Triton's log: {summary['triton_log']} (its console: {summary['triton_console']}); Ctrl-C or SIGTERM "
+            "stops it")
 
 
 def stop_line(totals: dict[str, int]) -> str:
     return (f"stopped: {totals['requests']} requests, {totals['images']} images in {totals['executions']} "
-            f"batches (largest {totals['largest_batch']}), {totals['drift_events']} drift events")
+            f"batches (largest {totals['largest_batch']}), {totals['rejected']} rejected (400), "
+            f"{totals['drift_events']} drift events")
 
 
 @contextmanager
@@ -148,28 +163,43 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
             signal.signal(sig, old)
 
 
-def triton_server(triton_module: Any, handlers: list[InferenceHandler], options: ServeOptions) -> Any:
-    """A started Triton with the model bound (PyTriton's own threads and processes)."""
+# Triton's API groups a token guards (everything but health, which probes read without one).
+GUARDED = ["metadata", "inference", "shared-memory", "model-config", "model-repository", "statistics", "trace",
+           "logging"]
+
+
+def triton_server(triton_module: Any, handlers: list[InferenceHandler], options: ServeOptions,
+                  token: str | None) -> Any:
+    """A started Triton with the model bound (PyTriton's own threads and processes), listening on
+    ``options.host``; with ``token``, every API but health needs it."""
     from pytriton.client.exceptions import PyTritonClientError
     from pytriton.exceptions import PyTritonError
     from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
+    from pytriton.utils.workspace import Workspace
 
     # The model store is written before tritonserver starts (local_model_store), so the model is
     # loaded before the ports open. A model that fails to load leaves tritonserver up without it
     # (exit_on_error off) and non-strict readiness lets PyTriton go on to attach the callable, which
     # fails within seconds; with either on, PyTriton would wait 120 s for a server that never comes.
-    config = triton_module.TritonConfig(http_port=options.http_port, grpc_port=options.grpc_port,
-                                        metrics_port=options.metrics_port, exit_timeout_secs=options.exit_timeout_s,
-                                        log_verbose=0, log_file=options.triton_log(), exit_on_error=False,
-                                        strict_readiness=False)
+    config = triton_module.TritonConfig(http_address=options.host, http_port=options.http_port,
+                                        grpc_address=options.host, grpc_port=options.grpc_port,
+                                        metrics_address="127.0.0.1", metrics_port=options.metrics_port,
+                                        exit_timeout_secs=options.exit_timeout_s, log_verbose=0,
+                                        log_file=options.triton_log(), exit_on_error=False, strict_readiness=False)
     policy = triton_module.TritonLifecyclePolicy(launch_triton_on_startup=True, local_model_store=True)
-    triton = triton_module.Triton(config=config, triton_lifecycle_policy=policy)
+    # Without a token of ours, PyTriton's default: a random one guards the management APIs.
+    security = None if token is None else triton_module.TritonSecurityConfig(access_token=token,
+                                                                             restricted_endpoints=GUARDED)
+    workspace = Workspace()
+    triton = triton_module.Triton(config=config, workspace=workspace, triton_lifecycle_policy=policy,
+                                  security_config=security)
     try:
         detector = handlers[0].detector
         batcher = DynamicBatcher(max_queue_delay_microseconds=options.max_queue_delay_us)
         triton.bind(model_name=SERVING_MODEL, infer_func=list(handlers),
                     config=ModelConfig(max_batch_size=detector.batch_max, batcher=batcher),
                     strict=False, **tensors(Tensor, detector.image_size[0]))
+        teach_proxy_model(workspace.model_store_path, SERVING_MODEL)
         triton.run()
     except (PyTritonError, PyTritonClientError, TimeoutError, RuntimeError) as exc:  # tritonserver died / not ready
         triton.stop()
@@ -187,6 +217,7 @@ def serve(artifact: str, options: ServeOptions = ServeOptions(), stop: threading
     what was served. ``announce`` gets the start and stop lines. ``options.page.ui``: the live page
     too, one source per category, Apply through ``thresholds`` (as ``run_stream``'s)."""
     options.check()
+    token = resolve_token(options.host, options.token_file, source=TOKEN)
     check_ports_free(options)
     triton_module = import_pytriton()
     # PyTriton logs a traceback per failed request; the client gets the error, the console stays short.
@@ -205,13 +236,13 @@ def serve(artifact: str, options: ServeOptions = ServeOptions(), stop: threading
             page = LivePage.open(options.page, detectors, SERVING_MODEL, thresholds, options.drift_tolerance)
             for handler in handlers:
                 handler.page = page
-        summary = describe(detectors[0], options, watch)
+        summary = describe(detectors[0], options, watch, token)
         frame = self_test_frame(detectors[0].image_size)
         expected = detectors[0].predict(frame)[0]  # before the server shares the detector with clients
-        with stop_on_signals(stop), tritonserver_console_to(options.triton_log()):
-            triton = triton_server(triton_module, handlers, options)
+        with stop_on_signals(stop), tritonserver_console_to(options.triton_console()):
+            triton = triton_server(triton_module, handlers, options, token)
             try:
-                run_self_test(options.http_port, frame, expected)
+                run_self_test(f"{reachable_host(options.host)}:{options.http_port}", frame, expected, token)
                 announce(start_line(summary))
                 while not stop.wait(0.5) and triton.is_alive():
                     pass
@@ -223,7 +254,8 @@ def serve(artifact: str, options: ServeOptions = ServeOptions(), stop: threading
             page.close()
         for handler in handlers:
             handler.close()
-    totals = {key: sum(getattr(h.counters, key) for h in handlers) for key in ("requests", "images", "executions")}
+    totals = {key: sum(getattr(h.counters, key) for h in handlers)
+              for key in ("requests", "images", "executions", "rejected")}
     totals["largest_batch"] = max(h.counters.largest_batch for h in handlers)
     totals.update(watch.summary())
     announce(stop_line(totals))

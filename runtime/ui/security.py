@@ -35,6 +35,19 @@ class UiConfigError(ValueError):
     """A --ui address or token that cannot be used; the message is one line naming the fix."""
 
 
+@dataclass(frozen=True)
+class TokenSource:
+    """Where a server's address and token come from, for the messages: its address flag, its token
+    file flag and its environment variable (the page's by default; `serve` has its own)."""
+
+    address_flag: str = "--ui"
+    file_flag: str = "--ui-token-file"
+    env: str = TOKEN_ENV
+
+
+UI_TOKEN = TokenSource()
+
+
 def parse_bind(text: str) -> tuple[str, int]:
     """``"PORT"``, ``"HOST:PORT"`` or ``"[IPv6]:PORT"`` as (host, port); host 127.0.0.1 when left out,
     port 0 for any free one (the page's address is said at start)."""
@@ -57,7 +70,7 @@ def is_loopback(host: str) -> bool:
 
 
 def resolve_token(host: str, token_file: str | os.PathLike[str] | None = None,
-                  environ: dict[str, str] | None = None) -> str | None:
+                  environ: dict[str, str] | None = None, source: TokenSource = UI_TOKEN) -> str | None:
     """The token from ``token_file`` or the environment (None when neither gives one); an address
     beyond this machine without one is refused in one line."""
     token = None
@@ -65,25 +78,25 @@ def resolve_token(host: str, token_file: str | os.PathLike[str] | None = None,
         try:
             token = Path(token_file).read_text(encoding="utf-8").strip()
         except OSError as exc:
-            raise UiConfigError(f"--ui-token-file {token_file}: cannot read it ({exc.strerror}); pass a readable "
+            raise UiConfigError(f"{source.file_flag} {token_file}: cannot read it ({exc.strerror}); pass a readable "
                                 "file holding the token") from None
         if not token:
-            raise UiConfigError(f"--ui-token-file {token_file} is empty; write a token into it (e.g. the output of "
+            raise UiConfigError(f"{source.file_flag} {token_file} is empty; write a token into it (e.g. the output of "
                                 "`python -c 'import secrets; print(secrets.token_urlsafe())'`)")
     else:
-        token = (os.environ if environ is None else environ).get(TOKEN_ENV, "").strip() or None
-    check_bind(host, token)
+        token = (os.environ if environ is None else environ).get(source.env, "").strip() or None
+    check_bind(host, token, source)
     return token
 
 
-def check_bind(host: str, token: str | None) -> None:
+def check_bind(host: str, token: str | None, source: TokenSource = UI_TOKEN) -> None:
     """Refuse, in one line, an address beyond this machine without a token, and a short token."""
     if token is None and not is_loopback(host):
-        raise UiConfigError(f"--ui on {host} listens beyond this machine and needs a token: set {TOKEN_ENV} or "
-                            "pass --ui-token-file FILE (or listen on 127.0.0.1)")
+        raise UiConfigError(f"{source.address_flag} on {host} listens beyond this machine and needs a token: set "
+                            f"{source.env} or pass {source.file_flag} FILE (or listen on 127.0.0.1)")
     if token is not None and len(token) < MIN_TOKEN:
-        raise UiConfigError(f"the UI token is {len(token)} characters long; use at least {MIN_TOKEN} (e.g. "
-                            "`python -c 'import secrets; print(secrets.token_urlsafe())'`)")
+        raise UiConfigError(f"the token ({source.file_flag} or {source.env}) is {len(token)} characters long; use "
+                            f"at least {MIN_TOKEN} (e.g. `python -c 'import secrets; print(secrets.token_urlsafe())'`)")
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ process starts, and one inference sent the moment it answers 200.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -37,6 +38,7 @@ from mmad_edge.runtime.errors import ArtifactError
 from mmad_edge.runtime.serving.handler import InferenceHandler
 from mmad_edge.runtime.serving.libpython import own_libdir, prefer_own_libpython
 from mmad_edge.runtime.serving.options import ServeOptions
+from mmad_edge.runtime.serving.rejection import REJECTED
 from mmad_edge.runtime.serving.selftest import SELF_TEST, self_test_frame
 from mmad_edge.runtime.serving.server import check_ports_free
 from mmad_edge.runtime.serving.watch import ServeWatch
@@ -248,6 +250,73 @@ def test_max_batch_above_the_onnx_profile_batches_under_concurrent_load(server):
     assert executions < 32, f"{images:g} images in {executions:g} executions: no request was batched with another"
 
 
+def test_a_bad_request_under_load_is_answered_400_alone_and_its_batch_mates_are_served(server, detector):
+    before = metric(server, "nv_inference_exec_count"), metric(server, "nv_inference_count")
+    answers, errors, rejected = {}, [], []
+    start = threading.Barrier(8)
+
+    def send(seed: int) -> None:
+        client = grpc.InferenceServerClient(f"localhost:{server.grpc}")
+        start.wait()
+        try:
+            answers[seed] = infer(grpc, client, same_shape(seed), category="nope" if seed == 2003 else None)
+        except InferenceServerException as exc:
+            rejected.append((seed, exc.status(), exc.message()))
+        except Exception as exc:  # reported by the test thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=send, args=(2000 + index,)) for index in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and sorted(answers) == [2000, 2001, 2002, 2004, 2005, 2006, 2007]
+    assert rejected == [(2003, "StatusCode.INVALID_ARGUMENT", "unknown category 'nope'; this model knows gravel, "
+                                                              "lamp (send none or an empty name for the pooled threshold)")]
+    for seed, answer in answers.items():
+        assert_matches(answer, detector.predict(same_shape(seed)))
+    executions = metric(server, "nv_inference_exec_count") - before[0]
+    assert executions < 8, f"8 requests in {executions:g} executions: none was batched with another"
+
+
+def test_every_port_of_the_server_listens_on_this_machine_only(server):
+    triton = [child for child in psutil.Process(server.process.pid).children(recursive=True)
+              if "tritonserver" in child.name()]
+    listening = {(conn.laddr.ip, conn.laddr.port) for process in triton for conn in process.net_connections("inet")
+                 if conn.status == psutil.CONN_LISTEN}
+    assert {port for _, port in listening} >= {server.http, server.grpc, server.metrics}
+    addresses = {ipaddress.ip_address(ip) for ip, _ in listening}
+    assert {getattr(ip, "ipv4_mapped", None) or ip for ip in addresses} == {ipaddress.ip_address("127.0.0.1")}, listening
+
+
+def test_with_a_token_every_api_but_health_needs_it(tmp_path, detector):
+    token = "s3cret-token-of-the-line-0123"
+    (tmp_path / "token").write_text(token + "\n")
+    started = start_serve(export_with_categories(tmp_path / "export"), "--max-batch", "4", "--token-file",
+                          str(tmp_path / "token"))
+    try:
+        started.infer_when_ready()  # health: open; the first inference (no header) is refused
+        pytest.fail("an inference without the token was served")
+    except InferenceServerException as exc:
+        assert exc.status() == "403" and "triton-access-token" in exc.message(), exc
+    try:
+        client = http.InferenceServerClient(f"localhost:{started.http}")
+        frames = frames_for(7)
+        image = http.InferInput("image", list(frames.shape), "UINT8")
+        image.set_data_from_numpy(frames)
+        assert_matches(client.infer("mmad_edge", [image], headers={"triton-access-token": token}),
+                       detector.predict(frames))
+        with pytest.raises(InferenceServerException, match="403|triton-access-token"):
+            client.get_model_metadata("mmad_edge")
+        assert health(started.http) == 200
+        deadline = time.monotonic() + 30
+        while "ready: the self-test" not in started.output() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "listening on 127.0.0.1, token required: triton-access-token header (health open)" in started.output()
+    finally:
+        started.stop()
+
+
 def test_category_input_and_requested_outputs(server):
     client = grpc.InferenceServerClient(f"localhost:{server.grpc}")
     frames = frames_for(7)
@@ -278,12 +347,9 @@ def test_an_unknown_category_is_one_line_naming_the_known_ones(server, detector,
     client = module.InferenceServerClient(f"localhost:{server.http if module is http else server.grpc}")
     with pytest.raises(InferenceServerException) as raised:
         infer(module, client, frames_for(4), category="nope")
-    text = str(raised.value)
-    ours = [line for line in text.splitlines() if "nope" in line]
-    assert len(ours) == 1 and ours[0].endswith(
-        "RequestError: unknown category 'nope'; this model knows gravel, lamp (send none or an empty name for the "
-        "pooled threshold)"), text
-    assert "mmad_edge" + os.sep + "runtime" not in text and "--threshold" not in text
+    assert raised.value.status() == ("400" if module is http else "StatusCode.INVALID_ARGUMENT"), raised.value
+    assert raised.value.message() == ("unknown category 'nope'; this model knows gravel, lamp (send none or an empty "
+                                      "name for the pooled threshold)")
     assert_matches(infer(module, client, frames_for(4)), detector.predict(frames_for(4)))
 
 
@@ -365,10 +431,13 @@ def test_sigterm_stops_the_server_and_everything_it_started(server):
     output = server.output()
     assert server.process.returncode == 0, output
     assert "NVML" not in output and "Signal (" not in output  # tritonserver's console: in its log
-    assert "Signal (2) received." in (server.export.parent / "triton.log").read_text()
+    console = (server.export.parent / "triton.console.log").read_text()  # beside Triton's log
+    assert "Signal (2) received." in console
+    if not Path("/proc/driver/nvidia").exists():  # printed where no NVIDIA driver answers
+        assert "Error: Failed to initialize NVML" in console
     assert "serving mmad_edge" in output and "batch up to 8" in output and f"drift watch on (window {DRIFT_WINDOW}, tolerance 3" in output
     summary = json.loads((server.export.parent / "summary.json").read_text())
-    assert summary["served"]["largest_batch"] > 1
+    assert summary["served"]["largest_batch"] > 1 and summary["served"]["rejected"] >= 2  # the unknown categories
     events = summary["served"]["drift_events"]
     assert events == len(server.events.read_text().splitlines()) and f", {events} drift events" in output
     assert summary["served"]["drift"]["lamp"] == {"events": 2, "drifting": False, "frames": len(LAMP),
@@ -388,13 +457,21 @@ def test_the_handler_keeps_each_frames_place_across_categories(tmp_path):
             np.testing.assert_array_equal(answers[1][name].reshape(-1), [getattr(r, name) for r in expected])
         np.testing.assert_array_equal(answers[1]["anomaly_map"], np.stack([r.anomaly_map for r in expected]))
         assert answers[0]["score"].reshape(-1).tolist() == [expected[0].score]
-        with pytest.raises(ValueError, match="unknown category 'nope'; this model knows gravel, lamp"):
-            handler([{"image": frames, "category": np.array([[b"nope"]], dtype=object)}])
-        assert handler.counters.requests == 2  # the failed execution counts nothing
+        mixed = handler([{"image": frames[:2]}, {"image": frames[:3], "category": np.array([[b"nope"]], dtype=object)},
+                         {"image": frames[:1]}])
+        assert set(mixed[1]) == {REJECTED} and mixed[1][REJECTED].tolist() == [
+            b"unknown category 'nope'; this model knows gravel, lamp (send none or an empty name for the pooled "
+            b"threshold)"]
+        assert mixed[0]["score"].reshape(-1).tolist() == [r.score for r in pooled.predict(frames[:2])]  # served
+        assert mixed[2]["score"].reshape(-1).tolist() == [expected[0].score]
+        served_images = 1 + len(frames) + len(frames[:2]) + 1
+        assert (handler.counters.requests, handler.counters.images, handler.counters.rejected) == (4, served_images, 1)
         handler([Request({"image": frames[:1]}, parameters={SELF_TEST: True})])
-        assert (handler.counters.requests, handler.counters.executions) == (2, 1)  # the self-test is not served
-        with pytest.raises(ValueError, match=r"must be \(N, H, W, 3\)"):
-            handler([{"image": frames[0]}])
+        assert (handler.counters.requests, handler.counters.executions) == (4, 2)  # the self-test is not served
+        assert handler([{"image": frames[0]}])[0][REJECTED][0].decode() == (
+            f"input 'image' must be (N, H, W, 3) BGR frames, got shape {frames[0].shape}")
+        assert handler.counters.rejected == 2
+
 
 
 def test_a_wrong_answer_through_a_real_server_stops_serve_at_its_self_test_in_one_line(tmp_path, monkeypatch):
@@ -491,8 +568,15 @@ def test_without_normal_scores_the_watch_is_off_and_says_why(tmp_path):
     (["--drift-tolerance", "-1"], "error: drift tolerance must be a finite number > 0, got -1.0"),
     (["--app-metrics-port", "8002"], "error: --port, --grpc-port, --metrics-port, --app-metrics-port must differ"),
     (["--app-metrics-port", "BUSY"], "(--app-metrics-port) is not free"),
+    (["--host", "0.0.0.0"], "error: --host on 0.0.0.0 listens beyond this machine and needs a token: set "
+                            "MMAD_EDGE_SERVE_TOKEN or pass --token-file FILE (or listen on 127.0.0.1)"),
+    (["--host", "0.0.0.0", "--token-file", "SHORT"], "error: the token (--token-file or MMAD_EDGE_SERVE_TOKEN) is 5 "
+                                                     "characters long; use at least 16"),
 ])
-def test_bad_drift_and_app_metrics_options_are_one_line_errors(tmp_path, extra, message):
+def test_bad_drift_app_metrics_and_listening_options_are_one_line_errors(tmp_path, monkeypatch, extra, message):
+    monkeypatch.delenv("MMAD_EDGE_SERVE_TOKEN", raising=False)
+    (tmp_path / "short").write_text("abcde\n")
+    extra = [str(tmp_path / "short") if arg == "SHORT" else arg for arg in extra]
     export = export_with_categories(tmp_path / "export")
     with socket.socket() as busy:
         busy.bind(("0.0.0.0", 0))
