@@ -7,7 +7,6 @@ MVTec layout (``<category>/train/good``, ``test/good``, ``test/defect``), so ``t
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 from mmad_edge.data.layouts import GOOD
@@ -50,7 +49,7 @@ def _write(store: ReviewStore, out: Path, category: str) -> dict:
             goods_seen[name] += 1
         target = out / name / split / f"review_{item.id}.png"
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(store.image_path(item.id, "frame"), target)
+        target.write_bytes(store.image(item.id, "frame"))
         per = counts.setdefault(name, {})
         per[split] = per.get(split, 0) + 1
     return {"out": str(out), "frames": len(marked), "categories": counts}

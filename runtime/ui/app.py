@@ -1,9 +1,9 @@
 """The page's HTTP routes (Starlette): the page, live events, frames, the review queue, the
 what-if and Apply. Every route passes ``security.Guard`` first (``GuardMiddleware``).
 
-Routes name sources and review items by number only; image files are found through the review
-index (``ReviewStore.image_path``) and the page's own files are read once at start from the
-package, so no request path reaches the file system.
+Routes name sources and review items by number only; review images are read through the review
+index (``ReviewStore.image``: an evicted item answers 404 in one line) and the page's own files are
+read once at start from the package, so no request path reaches the file system.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import numpy as np
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import (
-    FileResponse,
     JSONResponse,
     PlainTextResponse,
     RedirectResponse,
@@ -30,7 +29,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..loop.overlay import render_overlay
-from .review_store import ReviewStore, ReviewStoreError
+from .review_store import IMAGE_KINDS, ReviewStore, ReviewStoreError
 from .security import COOKIE, CSRF_HEADER, Guard
 from .state import LiveState
 from .whatif import what_if
@@ -169,11 +168,13 @@ class UiApp:
                              "usage": self.store.usage()})
 
     def review_image(self, request: Request) -> Response:
+        """An item's image, or 404 naming it when it is gone (evicted by the cap since the page listed it)."""
+        kind = request.path_params["kind"]
         try:
-            path = self.store.image_path(request.path_params["item"], request.path_params["kind"])
+            data = self.store.image(request.path_params["item"], kind)
         except ReviewStoreError as exc:
             return PlainTextResponse(str(exc), status_code=404)
-        return FileResponse(path, headers={"Cache-Control": "private, max-age=3600"})
+        return Response(data, media_type=IMAGE_KINDS[kind][1], headers={"Cache-Control": "private, max-age=3600"})
 
     async def mark(self, request: Request) -> Response:
         body = await _json_body(request)

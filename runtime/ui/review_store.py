@@ -6,7 +6,11 @@ from the row id only, so no request can name a file. The folder is capped in byt
 add that would pass a cap first evicts the oldest unmarked items (marked ones only when no
 unmarked are left), and an item larger than the byte cap by itself is refused. Files are written
 before their row and deleted after it, and files without a row are cleared at open, so a killed
-process leaves nothing the cap does not count. Thread-safe (one lock around the connection).
+process leaves nothing the cap does not count. An add holds SQLite's write lock from before its
+files are written until its row commits, and the clearing at open waits for that lock, so a second
+process opening the folder (``review export``, a test) never takes the files of an add in flight.
+Thread-safe (one lock around the connection); images are read under that lock (``image``), so an
+item is served whole or answered as gone, never half-evicted.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ LABELS = ("good", "defect")
 INDEX_FILE = "index.sqlite"
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 DEFAULT_MAX_ITEMS = 2000
+IMAGE_KINDS = {"frame": ("png", "image/png"), "overlay": ("jpg", "image/jpeg")}  # kind: (suffix, media type)
 _SCHEMA = """CREATE TABLE IF NOT EXISTS items (
     id INTEGER PRIMARY KEY AUTOINCREMENT, created REAL NOT NULL, source TEXT NOT NULL, category TEXT,
     score REAL NOT NULL, threshold REAL, reason TEXT NOT NULL, label TEXT, marked REAL, bytes INTEGER NOT NULL)"""
@@ -95,7 +100,7 @@ class ReviewStore:
             return None
         with self._lock:
             self._evict(size)
-            self._db.execute("BEGIN")
+            self._db.execute("BEGIN IMMEDIATE")  # the write lock first: another opener's sweep waits for the row
             try:  # the row commits after its files exist; a kill before leaves files _clear_orphans removes
                 item_id = self._db.execute(
                     f"INSERT INTO items ({_COLUMNS}) VALUES (NULL, ?, ?, ?, ?, ?, ?, NULL, NULL, ?)",
@@ -118,13 +123,13 @@ class ReviewStore:
             updated = self._db.execute("UPDATE items SET label = ?, marked = ? WHERE id = ?",
                                        (label, None if label is None else time.time(), item_id)).rowcount
         if not updated:
-            raise ReviewStoreError(f"no review item {item_id}; it may have been evicted to keep the store's cap")
+            raise _gone(item_id)
         return self.get(item_id)
 
     def get(self, item_id: int) -> ReviewItem:
         rows = self._select("WHERE id = ?", (item_id,))
         if not rows:
-            raise ReviewStoreError(f"no review item {item_id}; it may have been evicted to keep the store's cap")
+            raise _gone(item_id)
         return rows[0]
 
     def items(self, marked: bool | None = None, limit: int | None = None) -> list[ReviewItem]:
@@ -132,12 +137,19 @@ class ReviewStore:
         where = "" if marked is None else f"WHERE label IS {'NOT ' if marked else ''}NULL"
         return self._select(f"{where} ORDER BY id DESC" + ("" if limit is None else f" LIMIT {int(limit)}"), ())
 
-    def image_path(self, item_id: int, kind: str) -> Path:
-        """The file of an item that exists in the index: "frame" (PNG) or "overlay" (JPEG)."""
-        suffix = {"frame": "png", "overlay": "jpg"}.get(kind)
-        if suffix is None:
+    def image(self, item_id: int, kind: str) -> bytes:
+        """The encoded image of an item in the index: "frame" (PNG) or "overlay" (JPEG). Read under
+        the lock eviction takes, so an item listed a moment ago and evicted since (the cap) raises
+        ReviewStoreError like any unknown id; so does one another process evicted (file gone)."""
+        if kind not in IMAGE_KINDS:
             raise ReviewStoreError(f"image kind must be 'frame' or 'overlay', got {kind!r}")
-        return self.folder / f"{self.get(item_id).id}.{suffix}"
+        with self._lock:
+            if self._db.execute("SELECT 1 FROM items WHERE id = ?", (item_id,)).fetchone() is None:
+                raise _gone(item_id)
+            try:
+                return (self.folder / f"{item_id}.{IMAGE_KINDS[kind][0]}").read_bytes()
+            except FileNotFoundError:
+                raise _gone(item_id) from None
 
     def usage(self) -> dict:
         """Items, marked items and bytes held, with the caps."""
@@ -173,16 +185,26 @@ class ReviewStore:
             if count + extra <= self.max_items and size + incoming <= self.max_bytes:
                 break
             self._db.execute("DELETE FROM items WHERE id = ?", (item_id,))
-            for kind in ("png", "jpg"):
-                (self.folder / f"{item_id}.{kind}").unlink(missing_ok=True)
+            for suffix, _ in IMAGE_KINDS.values():
+                (self.folder / f"{item_id}.{suffix}").unlink(missing_ok=True)
             count, size = count - 1, size - item_bytes
 
     def _clear_orphans(self) -> None:
-        """Remove image files without a row (a process killed between writing files and the row)."""
-        known = {str(row[0]) for row in self._db.execute("SELECT id FROM items")}
-        for path in self.folder.iterdir():
-            if path.suffix in (".png", ".jpg") and path.stem not in known:
-                path.unlink(missing_ok=True)
+        """Remove image files without a row (a process killed between writing files and the row).
+        Under SQLite's write lock, which an add in another process holds until its row commits."""
+        suffixes = {suffix for suffix, _ in IMAGE_KINDS.values()}
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            known = {str(row[0]) for row in self._db.execute("SELECT id FROM items")}
+            for path in self.folder.iterdir():
+                if path.suffix[1:] in suffixes and path.stem not in known:
+                    path.unlink(missing_ok=True)
+        finally:
+            self._db.execute("COMMIT")
+
+
+def _gone(item_id: int) -> ReviewStoreError:
+    return ReviewStoreError(f"no review item {item_id}; it may have been evicted to keep the store's cap")
 
 
 def _encode(suffix: str, image: np.ndarray) -> bytes:

@@ -44,6 +44,13 @@ def test_page_loads_without_console_errors_and_the_live_frame_updates(chromium, 
         assert severe_console_entries(chromium) == []
 
 
+def wait_until_settled(store) -> None:
+    """Until the review queue took the last flagged frames (its count unchanged over 20 looks)."""
+    counts = []
+    wait_for(lambda: counts.append(store.usage()["items"]) or counts[-20:].count(counts[-1]) == 20,
+             what="the review queue to take the last flagged frames")
+
+
 def mark_waiting_items(driver, store, label_of) -> int:
     """Mark, from the keyboard, each item the page shows until the store holds no unmarked one
     (``label_of(score)`` -> "g" or "d"); how many keys were pressed."""
@@ -65,9 +72,7 @@ def test_marking_changes_the_what_if_and_apply_changes_the_running_loops_verdict
     with live_page(export, tmp_path / "review", [GOOD_LEVEL, DEFECT_LEVEL]) as page:
         wait_for(lambda: page.store.usage()["items"] >= 4, what="four frames in the review queue")
         page.source.levels = [QUIET_LEVEL]  # nothing more to review while the person marks
-        settled = []
-        wait_for(lambda: settled.append(page.store.usage()["items"]) or settled[-20:].count(settled[-1]) == 20,
-                 what="the review queue to take the last flagged frames")
+        wait_until_settled(page.store)
         chromium.get(page.url)
         wait_for(lambda: by_css(chromium, "#queue li"), what="the review queue on the page")
         assert "Mark frames" in text_of(chromium, "#whatif")
@@ -105,3 +110,31 @@ def test_with_a_token_the_page_opens_from_the_address_with_it(chromium, tmp_path
         wait_for(lambda: chromium.execute_script(
             "const i = document.querySelector('img.frame'); return i && i.complete && i.naturalWidth > 0;"),
             what="a live frame fetched with the cookie")
+
+
+
+def test_an_item_evicted_while_listed_shows_as_evicted_and_leaves_the_list(chromium, tmp_path):
+    """At the store's cap the camera loop evicts the oldest unmarked items, so the list the page holds
+    may name an item that is gone (here: put in the page's list by hand, so no timing decides): its
+    image answers 404, the page shows "evicted", fetches the list again and never asks for that image
+    again; a mark of it is refused without an uncaught error. Chrome logs each refused load whatever
+    the page does, so those two 404s are the only console errors allowed, in this test only."""
+    with live_page(write_deployed(tmp_path / "export"), tmp_path / "review", [GOOD_LEVEL]) as page:
+        wait_for(lambda: page.store.usage()["items"] >= 2, what="two frames in the review queue")
+        page.source.levels = [QUIET_LEVEL]
+        wait_until_settled(page.store)
+        chromium.get(page.url)
+        wait_for(lambda: by_css(chromium, "#queue li"), what="the review queue on the page")
+        gone = 10 ** 6  # an id the store does not hold, as an evicted item's
+        show_gone = ("reviewItems.unshift({...reviewItems[0], id: arguments[0], label: null}); selected = arguments[0];"
+                     "renderQueue(); const drawn = document.querySelectorAll('#current .evicted').length;")
+        assert chromium.execute_script(show_gone + "return drawn;", gone) == 0  # its image asked for: not known gone
+        wait_for(lambda: chromium.execute_script("return evicted.has(arguments[0])", gone), what="the 404 handled")
+        wait_for(lambda: not by_css(chromium, f'#queue li[data-id="{gone}"]'), what="the list fetched again")
+        assert chromium.execute_script(show_gone + "mark('good'); return drawn;", gone) == 1  # evicted, not asked
+        wait_for(lambda: not by_css(chromium, f'#queue li[data-id="{gone}"]'), what="the list after the refused mark")
+        assert page.store.usage()["marked"] == 0
+        errors = severe_console_entries(chromium)  # nothing but the two refused loads: no uncaught error
+        assert sorted(entry["message"].split(" - ")[0].split("/api/")[1] for entry in errors
+                      if entry["source"] == "network" and "status of 404" in entry["message"]) == sorted(
+            f"review/{gone}{path}" for path in ("", "/overlay.img")) and len(errors) == 2

@@ -4,6 +4,7 @@ system, the bind rules; and a real server refusing an open bind without a token.
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 import pytest
 
@@ -97,6 +98,28 @@ def test_no_request_path_reaches_the_file_system(parts, path):
     answer = http.get(path)
     assert answer.status_code == 404, path
     assert b"SQLite" not in answer.content and b"root:" not in answer.content
+
+
+def test_an_item_evicted_after_the_page_listed_it_answers_404_in_one_line_never_500(parts, tmp_path):
+    state, _, thresholds = parts
+    store = ReviewStore(tmp_path / "capped", max_items=1)
+    frames = [np.random.default_rng(seed).integers(0, 256, (48, 64, 3), dtype=np.uint8) for seed in range(2)]
+    first = store.add(frames[0], frames[0], source="cam", category=None, score=0.7, threshold=0.5, reason="flagged")
+    http, _ = client((state, store, thresholds))
+    assert [item["id"] for item in http.get("/api/review").json()["items"]] == [first]  # the page lists it
+    second = store.add(frames[1], frames[1], source="cam", category=None, score=0.7, threshold=0.5, reason="flagged")
+    gone = "no review item {}; it may have been evicted to keep the store's cap"
+    for kind in ("overlay", "frame"):  # the camera loop's next add evicted it: the page's request comes late
+        answer = http.get(f"/api/review/{first}/{kind}.img")
+        assert (answer.status_code, answer.text) == (404, gone.format(first))
+    frame = http.get(f"/api/review/{second}/frame.img")
+    assert frame.headers["content-type"] == "image/png"
+    assert np.array_equal(cv2.imdecode(np.frombuffer(frame.content, np.uint8), cv2.IMREAD_COLOR), frames[1])
+    assert http.get(f"/api/review/{second}/overlay.img").headers["content-type"] == "image/jpeg"
+    (store.folder / f"{second}.jpg").unlink()  # what another process's eviction or sweep did: 500 before the fix
+    answer = http.get(f"/api/review/{second}/overlay.img")
+    assert (answer.status_code, answer.text) == (404, gone.format(second))
+    store.close()
 
 
 def test_state_and_whatif_answer_with_numbers(parts):

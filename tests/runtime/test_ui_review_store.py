@@ -1,6 +1,8 @@
 """The review store's cap, order of eviction and restart; the what-if's counts; the live state's bounds."""
 
 import sqlite3
+import threading
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -78,11 +80,54 @@ def test_marks_are_checked_and_unknown_ids_named(tmp_path):
     with pytest.raises(ReviewStoreError, match="no review item 12345"):
         store.mark(12345, "good")
     with pytest.raises(ReviewStoreError, match="image kind must be 'frame' or 'overlay'"):
-        store.image_path(item, "../index.sqlite")
+        store.image(item, "../index.sqlite")
     assert store.mark(item, None).label is None
-    assert store.image_path(item, "frame") == tmp_path / f"{item}.png"
+    assert store.image(item, "frame") == (tmp_path / f"{item}.png").read_bytes()
     rows = sqlite3.connect(tmp_path / INDEX_FILE).execute("SELECT reason FROM items").fetchall()
     assert rows == [("flagged",)]
+
+
+def test_opening_the_folder_again_never_takes_the_files_of_an_add_in_flight(tmp_path, monkeypatch):
+    """A second opener (`review export`, a test's reader) clears files without a row; an add between
+    writing its files and committing its row keeps them (it lost them before: the page answered 500)."""
+    store, write_bytes, opener, failed = ReviewStore(tmp_path), Path.write_bytes, [], []
+
+    def open_again() -> None:
+        try:
+            ReviewStore(tmp_path).close()
+        except BaseException as exc:  # handed to the test
+            failed.append(exc)
+
+    def writing(path: Path, data: bytes) -> int:
+        written = write_bytes(path, data)
+        if path.suffix == ".jpg" and not opener:  # both files written, the row not committed yet
+            opener.append(threading.Thread(target=open_again))
+            opener[0].start()
+            opener[0].join(timeout=1.0)  # it waits for this add's row (before the fix it swept at once)
+        return written
+
+    monkeypatch.setattr(Path, "write_bytes", writing)
+    item = add(store, 0)
+    opener[0].join(10)
+    assert not opener[0].is_alive() and failed == []
+    assert sorted(path.name for path in tmp_path.iterdir() if path.suffix in (".png", ".jpg")) == [
+        f"{item}.jpg", f"{item}.png"]
+    assert store.image(item, "overlay")[:2] == b"\xff\xd8"  # a JPEG
+
+
+def test_an_image_asked_after_its_item_was_evicted_is_refused_naming_it(tmp_path):
+    store = ReviewStore(tmp_path, max_items=1)
+    first = add(store, 0)
+    assert [item.id for item in store.items()] == [first]  # listed, as the page saw it
+    second = add(store, 1)  # evicts the first (cap of one item)
+    for kind in ("frame", "overlay"):
+        with pytest.raises(ReviewStoreError, match=f"^no review item {first}; it may have been evicted"):
+            store.image(first, kind)
+    (tmp_path / f"{second}.png").unlink()  # another process evicted it: its row went first, this one lags
+    with pytest.raises(ReviewStoreError, match=f"^no review item {second}; it may have been evicted"):
+        store.image(second, "frame")
+    overlay = cv2.imdecode(np.frombuffer(store.image(second, "overlay"), np.uint8), cv2.IMREAD_COLOR)
+    assert overlay.shape == (32, 32, 3)
 
 
 def marked(category, scores_and_labels):

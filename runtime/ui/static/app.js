@@ -8,6 +8,8 @@ let reviewItems = [];
 let selected = null;
 let waitingForNext = false;  // marked the last unmarked item: select the next one that arrives
 let marksDone = 0;  // marks answered so far: a list fetched before the latest one is stale
+let listsAsked = 0;  // review lists asked for so far: only the newest answer is drawn
+const evicted = new Set();  // items whose image or mark was refused: gone (the store's cap), never asked again
 let itemsKey = "";
 let marksKey = "";
 const chosenThresholds = new Map();  // per category: the person's pick survives redraws
@@ -145,9 +147,10 @@ function onSnapshot(snapshot) {
 
 // ---- review queue -------------------------------------------------------------------------------
 async function loadReview() {
-  const asked = marksDone;
+  const asked = marksDone, ticket = ++listsAsked;
   const response = await fetch("/api/review");
   const data = await response.json();
+  if (ticket !== listsAsked) return;  // a newer list is on its way: this one may name evicted items
   if (asked !== marksDone) { loadReview(); return; }  // a mark landed meanwhile: this list may predate it
   reviewItems = data.items.sort((a, b) => (a.label !== null) - (b.label !== null) || b.id - a.id);
   const firstUnmarked = reviewItems.find((item) => item.label === null);
@@ -163,7 +166,7 @@ function renderQueue() {
   queue.replaceChildren(...reviewItems.map((item) => {
     const tag = el("span", {class: `tag ${item.label || ""}`}, item.label || item.reason);
     const row = el("li", {class: item.id === selected ? "selected" : "", "data-id": item.id},
-      el("img", {src: `/api/review/${item.id}/overlay.img`, alt: ""}),
+      reviewImage(item, ""),
       el("div", {}, el("span", {}, `#${item.id} `, tag), el("small", {}, `${item.source} · ${fmt(item.score)}`)));
     row.addEventListener("click", () => { selected = item.id; renderQueue(); });
     return row;
@@ -185,16 +188,36 @@ function renderCurrent() {
   const defect = el("button", {class: "defect", id: "mark-defect"}, "Defect (d)");
   good.addEventListener("click", () => mark("good"));
   defect.addEventListener("click", () => mark("defect"));
-  current.replaceChildren(el("img", {src: `/api/review/${item.id}/overlay.img`, alt: `review item ${item.id}`}),
+  current.replaceChildren(reviewImage(item, `review item ${item.id}`),
     el("p", {}, `#${item.id} · ${item.source}${item.category ? ` (${item.category})` : ""} · ${item.reason} · score ` +
       `${fmt(item.score)} against ${fmt(item.threshold)} · ${when} · `, el("b", {id: "label"}, item.label || "unmarked")),
     el("div", {class: "buttons"}, good, defect));
 }
 
+function reviewImage(item, alt) {
+  // The camera loop evicts the oldest unmarked items at the store's cap, so an item listed a moment
+  // ago may be gone: its image answers 404, shown as "evicted", and the list is fetched again.
+  const gone = () => el("span", {class: "evicted", title: `review item ${item.id} was evicted (store cap)`}, "evicted");
+  if (evicted.has(item.id)) return gone();
+  const image = el("img", {src: `/api/review/${item.id}/overlay.img`, alt});
+  image.addEventListener("error", () => {
+    image.replaceWith(gone());
+    if (!evicted.has(item.id)) { evicted.add(item.id); loadReview(); }
+  });
+  return image;
+}
+
 async function mark(label) {
   const item = reviewItems.find((entry) => entry.id === selected);
   if (!item) return;
-  const updated = await post(`/api/review/${item.id}`, {label});
+  let updated;
+  try {
+    updated = await post(`/api/review/${item.id}`, {label});
+  } catch (error) {  // evicted while shown: the fresh list drops it and selects the next
+    if (error.message.startsWith("no review item")) evicted.add(item.id);
+    loadReview();
+    return;
+  }
   marksDone += 1;
   const shown = reviewItems.find((entry) => entry.id === updated.id);  // the list may have been reloaded
   if (shown) Object.assign(shown, updated);
