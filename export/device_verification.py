@@ -165,7 +165,8 @@ def _comparison(path: Path, precision: str, labels: np.ndarray, candidate: Score
 
 def compare_to_reference(labels: np.ndarray, candidate: Scored, reference: Scored) -> dict[str, Any]:
     """``error_metrics`` of finite outputs against the reference's, the median relative score
-    shift and, where both have a threshold, the agreement of their verdicts (``verify``, ``tune``)."""
+    shift and, where both have a threshold, the agreement of their verdicts, each at its own threshold,
+    with how many of how many differ (``verify``, ``tune``)."""
     metrics: dict[str, Any] = error_metrics((reference.maps, reference.scores), (candidate.maps, candidate.scores),
                                             labels)
     shift = (candidate.scores - reference.scores) / np.maximum(np.abs(reference.scores), np.finfo(np.float32).tiny)
@@ -174,6 +175,7 @@ def compare_to_reference(labels: np.ndarray, candidate: Scored, reference: Score
         agree = (candidate.scores > candidate.threshold) == (reference.scores > reference.threshold)
         metrics["verdict_agreement"] = float(agree.mean())
         metrics["verdicts_differing"] = int((~agree).sum())
+        metrics["verdicts_compared"] = int(agree.size)
     return metrics
 
 

@@ -34,7 +34,8 @@ class TuneOptions:
     thread counts to try (None: the library's choice)."""
 
     data: str | os.PathLike[str] | None = DATA.field(
-        None, help="Labelled dataset root: each candidate's image AUROC on its test split against FP32's.")
+        None, help="Labelled dataset root: judge each candidate's image AUROC on its test split and its verdicts "
+                   "at the threshold against FP32's.")
     layout: str = LAYOUT.field("mvtec")
     categories: Sequence[str] | None = CATEGORY.field(None, help=TEST_CATEGORY.format(DATA.name))
     good: str | os.PathLike[str] | None = GOOD.field(
@@ -44,8 +45,10 @@ class TuneOptions:
                                                      "have (--data).").field(DEFAULT_MAX_AUROC_DROP)
     max_score_shift: float = Flag("--max-score-shift", "Largest median relative score shift against FP32 "
                                                        "(--good).").field(DEFAULT_MAX_SCORE_SHIFT)
-    min_agreement: float = Flag("--min-agreement", "Smallest share of verdicts at the threshold agreeing with "
-                                                   "FP32's (--good).").field(DEFAULT_MIN_AGREEMENT)
+    min_agreement: float = Flag("--min-agreement", "Smallest share of images whose verdict (the candidate at its "
+                                                   "own threshold) matches FP32's (--data and --good; with --data "
+                                                   "not judged when the metadata has no threshold)."
+                                ).field(DEFAULT_MIN_AGREEMENT)
     batch_size: int = BATCH_SIZE.field(1, detail=": the deployment batch each candidate is timed at")
     threads: Sequence[int] | None = Flag("--try-threads", "CPU thread count to try; repeat for several (default: "
                                                           "the library's choice).").field(None, parse=_thread_counts)

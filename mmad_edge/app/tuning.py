@@ -3,7 +3,8 @@ fastest faithful one.
 
 Each candidate (``runtime.tuning.candidates``: backend x graph x the backend's settings x threads) is
 loaded once, scores the images (``verify``'s ``score_frames``), is compared with the folder's FP32
-graph on the reference backend (``verify``'s ``compare_to_reference``), judged by the rule
+graph on the reference backend (``verify``'s ``compare_to_reference``: scores, AUROC and the
+verdicts each graph gives at its own threshold, as the line would), judged by the rule
 (``runtime.tuning.selection``) and timed end to end at the deployment batch (the bench's budgeted
 loop). The fastest that passes is written to ``tuned.json`` atomically with the evidence: every
 candidate's timing and metrics, the machine, its library versions and its load while tuning
@@ -50,6 +51,8 @@ from mmad_edge.runtime.tuning.selection import Trial, choose, judge
 
 SCORING_BATCH = 8  # images per run while verifying (timing uses the deployment batch)
 WARMUP, ITERS = 5, 50  # timing calls per candidate, cut to the case budget
+NOT_JUDGED = ("auroc_drop only: verdicts not judged, FP32 has no threshold in its metadata "
+              "(run mmad-edge calibrate-threshold to judge them)")
 
 
 def _images(options: TuneOptions, size: int) -> tuple[np.ndarray, np.ndarray, str]:
@@ -102,6 +105,13 @@ def _trial(candidate: Candidate, frames: np.ndarray, labels: np.ndarray, ref: Sc
     return Trial(candidate, timing, metrics, not failures, "; ".join(failures) or None, ran_on)
 
 
+def _judged_by(labelled: bool, threshold: bool) -> str:
+    """What the rule held the candidates to, saying so when verdicts could not be judged."""
+    if not labelled:
+        return "score_shift and verdict_agreement"
+    return "auroc_drop and verdict_agreement" if threshold else NOT_JUDGED
+
+
 def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
@@ -131,7 +141,7 @@ def tune_folder(folder: str | os.PathLike[str], options: TuneOptions) -> dict[st
     evidence = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 "folder": str(folder), "batch": options.batch_size, "images": source, "image_count": len(frames),
                 "defective": int(labels.sum()), "verdict_category": category, "rule": asdict(rule),
-                "judged_by": "auroc_drop" if len(np.unique(labels)) == 2 else "score_shift and verdict_agreement",
+                "judged_by": _judged_by(len(np.unique(labels)) == 2, ref.threshold is not None),
                 "reference": {"artifact": fp32.name, "ran_on": ref_ran_on}, "machine": machine_info(),
                 "load_average": {"before": list(load_before), "after": list(os.getloadavg())}}
     chosen = choose(trials)
@@ -145,23 +155,26 @@ def tune_folder(folder: str | os.PathLike[str], options: TuneOptions) -> dict[st
 def summary_text(document: dict[str, Any]) -> str:
     """One table of every candidate (the chosen one marked), then the choice in one line."""
     evidence, choice = document["evidence"], document["choice"]
-    judged = evidence["judged_by"] == "auroc_drop"
-    header = ["candidate", "p50 ms", "images/s", *(["image AUROC", "AUROC drop"] if judged else ["score shift"]),
+    labelled = 0 < evidence["defective"] < evidence["image_count"]  # both classes: AUROC columns
+    header = ["candidate", "p50 ms", "images/s", *(["image AUROC", "AUROC drop"] if labelled else ["score shift"]),
               "agreement", "result"]
     lines = [header]
     for trial in evidence["candidates"]:
         timing, metrics = trial["timing"] or {}, trial["comparison"] or {}
-        accuracy = [*([metrics.get("auroc"), metrics.get("auroc_drop")] if judged else [metrics.get("score_shift")]),
-                    metrics.get("verdict_agreement")]  # verdicts at the threshold: shown, judged without labels
+        accuracy = [format_value(value, 4) for value in ([metrics.get("auroc"), metrics.get("auroc_drop")] if labelled
+                                                         else [metrics.get("score_shift")])]
+        unjudged = trial["judged"] is not None and "verdict_agreement" not in trial["judged"]
+        agreement = "not judged" if unjudged else format_value(metrics.get("verdict_agreement"), 4)
         verdict = {True: "pass", False: "FAIL", None: "skipped"}[trial["passed"]]
         mark = " <- deployed" if choice is not None and trial["name"] == choice["name"] else ""
         lines.append([trial["name"], format_value(timing.get("p50_ms"), 2), format_value(timing.get("images_per_s"), 1),
-                      *(format_value(value, 4) for value in accuracy),
+                      *accuracy, agreement,
                       verdict + (f" ({trial['reason']})" if trial["reason"] else "") + mark])
     load = evidence["load_average"]
     tail = (f"{len(evidence['candidates'])} candidates at batch {evidence['batch']} on {evidence['machine']['cpu_model']} "
             f"(load average {load['before'][0]:.1f} -> {load['after'][0]:.1f}), verified on {evidence['image_count']} "
-            f"images of {evidence['images']} against {evidence['reference']['artifact']}")
+            f"images of {evidence['images']} against {evidence['reference']['artifact']}, judged by "
+            f"{evidence['judged_by']}")
     if choice is None:
         return "\n".join([aligned(lines), tail, "no candidate passed: nothing written"])
     return "\n".join([aligned(lines), tail, f"deployed: {choice['name']} ({choice['timing']['p50_ms']:.2f} ms p50); "
@@ -176,4 +189,5 @@ def tune_and_report(folder: Path, options: TuneOptions, json_path: Path | None) 
         typer.echo(f"wrote {tuned_path(folder)}", err=True)
     write_json(json_path, document)
     if document["choice"] is None:
-        fail("no candidate passed the rule against FP32; see the table (loosen --max-auroc-drop, or re-export)", 1)
+        fail("no candidate passed the rule against FP32; see the table (calibrate-threshold, loosen the rule, "
+             "or re-export)", 1)

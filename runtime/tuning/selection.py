@@ -1,9 +1,16 @@
 """Which measured candidate is deployed: the fastest whose outputs stay faithful to FP32.
 
 ``judge`` holds one candidate's comparison with the FP32 reference to the rule: with labelled images
-(both classes) the image-AUROC drop; with normal images only, the median score shift and the
-agreement of the verdicts at the threshold. ``choose`` takes the fastest p50 among the passing
-ones; a candidate that failed, was skipped or was not timed is never chosen.
+(both classes) the image-AUROC drop and the agreement of the verdicts at the threshold (a candidate
+that ranks images like FP32 can still decide differently on the line); with normal images only, the
+median score shift and the verdict agreement. The verdicts compared are the ones the line would give:
+the candidate's scores at the candidate's own threshold (its calibrated entry when
+``calibrate-threshold`` gave it one, else the folder's) against FP32's scores at FP32's threshold.
+So an INT8 graph whose scores shift is judged by the threshold it would be deployed with, and one
+recalibrated for its own scale passes. Without a threshold on either side there are no verdicts:
+labelled images then judge the AUROC alone and say so (``criteria``); normal images only fail.
+``choose`` takes the fastest p50 among the passing ones; a candidate that failed, was skipped or was
+not timed is never chosen.
 """
 
 from __future__ import annotations
@@ -21,8 +28,8 @@ DEFAULT_MIN_AGREEMENT = 0.99
 
 @dataclass(frozen=True)
 class Rule:
-    """How far a candidate may move from FP32: AUROC drop (labelled images), else median relative
-    score shift and verdict agreement at the threshold (normal images only)."""
+    """How far a candidate may move from FP32: AUROC drop (labelled images) or median relative score
+    shift (normal images only), and verdict agreement at the threshold (both)."""
 
     max_auroc_drop: float = DEFAULT_MAX_AUROC_DROP
     max_score_shift: float = DEFAULT_MAX_SCORE_SHIFT
@@ -34,24 +41,38 @@ class Rule:
                              f"{self.max_auroc_drop}, {self.max_score_shift}, {self.min_agreement}")
 
 
+def criteria(metrics: Mapping[str, Any]) -> tuple[str, ...]:
+    """The metrics ``judge`` holds a comparison to: labelled images (an AUROC drop) the drop, plus the
+    verdict agreement when both sides had a threshold; normal images only, the score shift and the
+    agreement, which a missing threshold then fails."""
+    if metrics.get("auroc_drop") is None:
+        return ("score_shift", "verdict_agreement")
+    return ("auroc_drop", "verdict_agreement") if metrics.get("verdict_agreement") is not None else ("auroc_drop",)
+
+
 def judge(metrics: Mapping[str, Any] | None, rule: Rule) -> list[str]:
-    """The rule's failures for one comparison with FP32 (empty: it passes); None metrics: the
-    outputs were not finite."""
+    """The rule's failures for one comparison with FP32 (empty: it passes), each naming its numbers;
+    None metrics: the outputs were not finite."""
     if metrics is None:
         return ["outputs not finite"]
-    if metrics.get("auroc_drop") is not None:
-        drop = metrics["auroc_drop"]
-        return [] if drop <= rule.max_auroc_drop else [f"auroc_drop {drop:.4g} > {rule.max_auroc_drop:g}"]
-    failures = []
-    shift = metrics.get("score_shift")
-    if shift is None or abs(shift) > rule.max_score_shift:
+    judged, failures = criteria(metrics), []
+    drop, shift = metrics.get("auroc_drop"), metrics.get("score_shift")
+    if "auroc_drop" in judged and drop > rule.max_auroc_drop:
+        failures.append(f"auroc_drop {drop:.4g} > {rule.max_auroc_drop:g}")
+    if "score_shift" in judged and (shift is None or abs(shift) > rule.max_score_shift):
         failures.append(f"score_shift {shift if shift is None else f'{shift:.4g}'} beyond {rule.max_score_shift:g}")
     agreement = metrics.get("verdict_agreement")
-    if agreement is None:
+    if agreement is None and "verdict_agreement" in judged:
         failures.append("no threshold in the metadata to compare verdicts at; run mmad-edge calibrate-threshold first")
-    elif agreement < rule.min_agreement:
-        failures.append(f"verdict_agreement {agreement:.4g} < {rule.min_agreement:g}")
+    elif agreement is not None and agreement < rule.min_agreement:
+        failures.append(f"verdict_agreement {agreement:.4g} < {rule.min_agreement:g}{_flipped(metrics)}")
     return failures
+
+
+def _flipped(metrics: Mapping[str, Any]) -> str:
+    """" (N of M flipped)" where the comparison counted them."""
+    differing, compared = metrics.get("verdicts_differing"), metrics.get("verdicts_compared")
+    return "" if differing is None or compared is None else f" ({differing} of {compared} flipped)"
 
 
 @dataclass(frozen=True)
@@ -75,7 +96,8 @@ class Trial:
         c = self.candidate
         return {"name": c.name, "backend": c.backend, "artifact": c.artifact.name, "precision": c.precision,
                 "options": c.options.given(), "timing": None if self.timing is None else dict(self.timing),
-                "comparison": None if self.metrics is None else dict(self.metrics), "passed": self.passed,
+                "comparison": None if self.metrics is None else dict(self.metrics),
+                "judged": None if self.metrics is None else list(criteria(self.metrics)), "passed": self.passed,
                 "reason": self.reason, "ran_on": None if self.ran_on is None else dict(self.ran_on)}
 
 

@@ -8,14 +8,16 @@ import json
 import numpy as np
 import onnx
 import pytest
-from runtime_fixtures import build_standin, standin_metadata, write_export_dir
+from runtime_fixtures import build_standin, reference, standin_metadata, write_export_dir
 from typer.testing import CliRunner
 
 from mmad_edge.app import tuning
 from mmad_edge.cli import app
+from mmad_edge.data.catalog import labelled_split
 from mmad_edge.data.demo import make_demo_dataset
 from mmad_edge.runtime import Detector
 from mmad_edge.runtime.artifact.contract import TUNED_FILE
+from mmad_edge.runtime.artifact.metadata import ARTIFACT_STATISTICS
 
 SIZE = 64
 
@@ -61,7 +63,8 @@ def test_tune_writes_the_fastest_passing_candidate_and_auto_then_loads_it(tmp_pa
     for trial in (t for t in trials if t["passed"] is None):
         assert trial["reason"] and trial["timing"] is None  # cannot run here: listed with the reason
     evidence = document["evidence"]
-    assert evidence["image_count"] == 12 and evidence["defective"] == 6 and evidence["judged_by"] == "auroc_drop"
+    assert evidence["image_count"] == 12 and evidence["defective"] == 6
+    assert evidence["judged_by"] == "auroc_drop and verdict_agreement"
     assert evidence["machine"]["cpu_model"] == document["machine"]["cpu"]
     assert "onnxruntime" in evidence["machine"]["libraries"] and len(evidence["load_average"]["before"]) == 3
     assert f"{fastest['name']} " in result.stdout and "<- deployed" in result.stdout
@@ -86,6 +89,57 @@ def test_with_normal_images_only_an_unfaithful_candidate_fails_and_is_never_chos
     assert "score_shift 0.5 beyond 0.01" in scaled["reason"] and scaled["timing"]["p50_ms"] > 0
     assert document["choice"]["artifact"] == "model.fp32.onnx"
     assert "FAIL (score_shift" in result.stdout
+
+
+def _set_thresholds(folder, shared, **by_artifact):
+    """metadata.json with the folder's threshold ``shared`` and graphs' own calibrated thresholds."""
+    def statistics(threshold):
+        return standin_metadata(SIZE, threshold=threshold)["statistics"]
+    metadata = {**standin_metadata(SIZE, threshold=shared),
+                ARTIFACT_STATISTICS: {name: statistics(t) for name, t in by_artifact.items()}}
+    (folder / "metadata.json").write_text(json.dumps(metadata))
+
+
+def test_with_labels_a_candidate_that_keeps_auroc_but_flips_verdicts_fails_and_recalibrated_passes(tmp_path, data):
+    factor = 1.05  # scores 5 % higher: the same ranking (AUROC), other verdicts near the threshold
+    folder = write_export_dir(tmp_path / "export", SIZE, precisions=("fp32",))
+    _scaled_int8(folder, factor)
+    scores = np.array([reference(frame)[1] for frame in labelled_split(data, "mvtec", None, SIZE, None).frames])
+    threshold = float(np.median(scores)) * 1.01  # among the scores, as a threshold on a real line sits
+    flipped = int(((scores > threshold) != (scores * factor > threshold)).sum())
+    assert flipped >= 1
+    _set_thresholds(folder, threshold)
+    result = invoke("tune", folder, "--data", data, "--json", tmp_path / "tune.json")
+    assert result.exit_code == 0, result.output
+    document = json.loads((tmp_path / "tune.json").read_text())
+    assert document["evidence"]["judged_by"] == "auroc_drop and verdict_agreement"
+    scaled = {t["name"]: t for t in document["evidence"]["candidates"]}["onnx-int8"]
+    assert scaled["comparison"]["auroc_drop"] == pytest.approx(0.0, abs=1e-9)  # within --max-auroc-drop
+    assert scaled["comparison"]["verdicts_differing"] == flipped
+    assert scaled["passed"] is False and scaled["judged"] == ["auroc_drop", "verdict_agreement"]
+    assert scaled["reason"] == f"verdict_agreement {1 - flipped / 12:.4g} < 0.99 ({flipped} of 12 flipped)"
+    assert document["choice"]["artifact"] == "model.fp32.onnx" and "FAIL (verdict_agreement" in result.stdout
+
+    _set_thresholds(folder, threshold, **{"model.int8.onnx": threshold * factor})  # its own calibrated threshold
+    result = invoke("tune", folder, "--data", data, "--json", tmp_path / "tune.json")
+    assert result.exit_code == 0, result.output
+    scaled = {t["name"]: t for t in json.loads((tmp_path / "tune.json").read_text())["evidence"]["candidates"]}[
+        "onnx-int8"]
+    assert scaled["comparison"]["verdict_agreement"] == 1.0 and scaled["passed"] is True and scaled["reason"] is None
+
+
+def test_with_labels_and_no_threshold_verdicts_are_said_not_judged(tmp_path, data):
+    folder = write_export_dir(tmp_path / "export", SIZE, precisions=("fp32",), statistics=False)
+    _scaled_int8(folder, 1.05)
+    result = invoke("tune", folder, "--data", data, "--json", tmp_path / "tune.json")
+    assert result.exit_code == 0, result.output
+    evidence = json.loads((tmp_path / "tune.json").read_text())["evidence"]
+    assert evidence["judged_by"] == tuning.NOT_JUDGED and "verdicts not judged" in evidence["judged_by"]
+    scaled = {t["name"]: t for t in evidence["candidates"]}["onnx-int8"]
+    assert scaled["passed"] is True and scaled["judged"] == ["auroc_drop"]
+    assert "verdict_agreement" not in scaled["comparison"]
+    row = next(line for line in result.stdout.splitlines() if line.startswith("onnx-int8 "))
+    assert "not judged" in row and f"judged by {tuning.NOT_JUDGED}" in result.stdout
 
 
 def test_no_candidate_passing_writes_nothing_and_exits_1(tmp_path, data, monkeypatch):

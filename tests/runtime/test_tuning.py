@@ -17,7 +17,7 @@ from mmad_edge.runtime.tuning import choice as choice_module
 from mmad_edge.runtime.tuning.candidates import Candidate, candidates
 from mmad_edge.runtime.tuning.choice import choice_document, read_choice
 from mmad_edge.runtime.tuning.machine import cpu_model
-from mmad_edge.runtime.tuning.selection import Rule, Trial, choose, judge
+from mmad_edge.runtime.tuning.selection import Rule, Trial, choose, criteria, judge
 
 SIZE = 32
 OPENVINO = REGISTRY["openvino"].available()
@@ -40,7 +40,7 @@ def test_the_fastest_passing_candidate_wins_and_a_failing_one_never_does():
     assert choose([trials[1], trials[3]]) is None  # nothing passed: nothing is deployed
 
 
-def test_judge_holds_auroc_with_labels_and_shift_and_agreement_without():
+def test_judge_holds_auroc_and_agreement_with_labels_and_shift_and_agreement_without():
     rule = Rule(max_auroc_drop=0.005, max_score_shift=0.01, min_agreement=0.99)
     assert judge({"auroc_drop": 0.004}, rule) == []
     assert judge({"auroc_drop": -0.02}, rule) == []  # better than FP32 passes
@@ -50,9 +50,28 @@ def test_judge_holds_auroc_with_labels_and_shift_and_agreement_without():
     assert judge({**normal_only, "score_shift": 0.02, "verdict_agreement": 0.95}, rule) == [
         "score_shift 0.02 beyond 0.01", "verdict_agreement 0.95 < 0.99"]
     assert "calibrate-threshold" in judge({**normal_only, "verdict_agreement": None}, rule)[0]
+    assert criteria(normal_only) == ("score_shift", "verdict_agreement")
     assert judge(None, rule) == ["outputs not finite"]
     with pytest.raises(ValueError, match="--max-auroc-drop >= 0"):
         Rule(max_auroc_drop=-0.1)
+
+
+def test_with_labels_a_candidate_that_holds_auroc_but_flips_verdicts_fails_naming_the_flips():
+    rule = Rule(max_auroc_drop=0.005, min_agreement=0.99)
+    flipping = {"auroc_drop": 0.0, "verdict_agreement": 47 / 60, "verdicts_differing": 13, "verdicts_compared": 60}
+    assert judge(flipping, rule) == ["verdict_agreement 0.7833 < 0.99 (13 of 60 flipped)"]
+    assert judge({**flipping, "auroc_drop": 0.01}, rule) == [
+        "auroc_drop 0.01 > 0.005", "verdict_agreement 0.7833 < 0.99 (13 of 60 flipped)"]
+    agreeing = {"auroc_drop": 0.0, "verdict_agreement": 0.99, "verdicts_differing": 1, "verdicts_compared": 100}
+    assert judge(agreeing, rule) == []  # exactly at --min-agreement passes
+    assert judge(agreeing, Rule(min_agreement=0.995)) == ["verdict_agreement 0.99 < 0.995 (1 of 100 flipped)"]
+    assert criteria(flipping) == ("auroc_drop", "verdict_agreement")
+    no_threshold = {"auroc_drop": 0.0}  # neither side had a threshold: AUROC alone, and the evidence says so
+    assert judge(no_threshold, rule) == [] and criteria(no_threshold) == ("auroc_drop",)
+    assert Trial(_candidate("onnx-int8"), metrics=no_threshold).to_dict()["judged"] == ["auroc_drop"]
+    trials = [Trial(_candidate("fast-flipping"), {"p50_ms": 5.0}, flipping, not judge(flipping, rule)),
+              Trial(_candidate("slow-agreeing"), {"p50_ms": 9.0}, agreeing, not judge(agreeing, rule))]
+    assert choose(trials).candidate.name == "slow-agreeing"
 
 
 def test_candidates_cover_every_backend_graph_and_variant_with_the_reason_for_each_that_cannot_run(tmp_path):
