@@ -6,7 +6,6 @@ runtime costs nothing on a machine that has just one of them.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import time
@@ -18,7 +17,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .artifact.contract import ENGINE_SUFFIX
+from .artifact.batching import batch_contract
 from .artifact.metadata import ArtifactInfo, load_contract
 from .artifact.selection import select_artifact
 from .backends import AUTO, backend_class, backend_for, choices
@@ -82,19 +81,6 @@ def _check_frame(frame: Any) -> np.ndarray:
     return to_bgr_uint8(frame, "frame")
 
 
-def batch_contract(path: Path, info: ArtifactInfo, max_batch: int | None) -> ArtifactInfo:
-    """The contract the backend loads with. An ONNX graph's batch axis takes any size (its profile is
-    the export's hint for engine builds), so a ``max_batch`` above it widens it; an engine's profile
-    is built in, so asking past it is an error naming the rebuild (not a silent cap)."""
-    if max_batch is None or max_batch <= info.batch_max:
-        return info
-    if path.suffix == ENGINE_SUFFIX:
-        raise ArtifactError(f"{path.name}: max batch {max_batch} is above the engine's batch profile "
-                            f"{info.batch_min}..{info.batch_max}; rebuild it from the ONNX with mmad-edge build-engine "
-                            f"--batch {info.batch_min}:{max_batch}:{max_batch}, or ask for at most {info.batch_max}")
-    return dataclasses.replace(info, batch_max=int(max_batch))
-
-
 class Detector:
     """Runs an exported artifact; use ``Detector.load`` and close it (or use ``with``).
 
@@ -141,8 +127,9 @@ class Detector:
         performance_hint, use_cuda_graph); they may also be passed as keywords (``threads=2``),
         which override ``options``.
         ``precision`` picks ``model.<precision>.*`` from a folder. ``threshold`` overrides the
-        metadata's. ``max_batch`` caps the frames per backend run (above an ONNX graph's profile it
-        widens it; above an engine's it is an error). ``category``: take the
+        metadata's. ``max_batch`` caps the frames per backend run (above the profile of an ONNX graph with a
+        dynamic batch axis it widens it; above a fixed-batch graph's or an engine's it is an error:
+        ``artifact.batching``). ``category``: take the
         threshold and normalisation of this training category (a unified model's score scale
         differs by category) instead of the pooled ones.
         """

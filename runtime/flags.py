@@ -55,6 +55,8 @@ DRIFT_TOLERANCE = Flag("--drift-tolerance", "Warn when the rolling median is thi
 METRICS_PORT = Flag("--metrics-port", "Prometheus metrics port.")
 SOURCE = Flag("--source", "Camera index (0), rtsp://..., pylon://SERIAL?trigger=line1 or genicam://... (GenICam "
                           "cameras: docs/cameras.md), video file or image folder{}.")
-MAX_BATCH = Flag("--max-batch", "Largest dynamic batch (default: the artifact's profile maximum).")
+MAX_BATCH = Flag("--max-batch", "Largest dynamic batch (default: the artifact's profile maximum; above the profile "
+                                 "of an ONNX graph with a dynamic batch axis it widens it, above a fixed-batch graph "
+                                 "or an engine's profile it is refused).")
 MAX_QUEUE_DELAY_US = Flag("--max-queue-delay-us", "Microseconds a request may wait for others to fill a batch.")
 INSTANCES = Flag("--instances", "Model instances{}.")

@@ -43,8 +43,10 @@ class ServeOptions:
     Ports are Triton's (HTTP/REST and gRPC speak the KServe v2 protocol; metrics are Prometheus
     text). ``host``: where HTTP and gRPC listen (this machine only by default; any other address
     needs the token of ``token_file`` or ``MMAD_EDGE_SERVE_TOKEN``, which clients then send as the
-    ``triton-access-token`` header; health stays open for probes). Metrics stay on 127.0.0.1. ``max_batch`` is the dynamic batcher's limit (above an ONNX graph's batch profile it
-    widens it, the graph's batch axis being dynamic; above an engine's fixed profile it is refused);
+    ``triton-access-token`` header; health stays open for probes). Metrics stay on 127.0.0.1.
+    ``max_batch`` is the dynamic batcher's limit (``artifact.batching``: above the profile of an
+    ONNX graph with a dynamic batch axis it widens it; past a fixed batch or an engine's profile it
+    is refused);
     ``max_queue_delay_us`` is how long a request may wait for others to fill a batch;
     ``instances`` model instances each run their own Detector (own session), so that many batches
     run at once. ``backend`` / ``precision`` / ``threads`` pick and set up the artifact as
@@ -62,9 +64,7 @@ class ServeOptions:
     http_port: int = Flag("--port", "HTTP/REST port (KServe v2).").field(8000)
     grpc_port: int = Flag("--grpc-port", "gRPC port (KServe v2).").field(8001)
     metrics_port: int = METRICS_PORT.field(8002)
-    max_batch: int | None = MAX_BATCH.field(
-        None, help="Largest dynamic batch (default: the artifact's profile maximum; above an ONNX graph's profile it "
-                   "widens it, above an engine's it is refused).")
+    max_batch: int | None = MAX_BATCH.field(None)
     max_queue_delay_us: int = MAX_QUEUE_DELAY_US.field(500)
     instances: int = INSTANCES.field(1, detail=", each its own Detector (batches run side by side)")
     backend: str = BACKEND.field("auto")

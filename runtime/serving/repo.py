@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ..artifact.batching import batch_contract
 from ..artifact.contract import CHANNEL_ORDER, ENGINE_SUFFIX, INPUT_NAME, OUTPUT_NAMES, SERVING_MODEL
 from ..artifact.metadata import ArtifactInfo, Statistics, load_contract
 from ..artifact.selection import select_artifact
@@ -35,17 +36,20 @@ def pick_artifact(path: Path, options: RepoOptions) -> Path:
     return path
 
 
-def batch_limit(info: ArtifactInfo, options: RepoOptions) -> int:
-    """``max_batch_size``: 0 for a fixed-batch graph (its batch dim is written out), else the profile's
-    maximum (lowered by ``max_batch``). A profile that cannot take one frame cannot batch dynamically."""
-    if info.batch_min == info.batch_max:
+def batch_limit(path: Path, info: ArtifactInfo, options: RepoOptions) -> int:
+    """``max_batch_size``: ``--max-batch`` (default: the profile's maximum) as `serve` honours it
+    (``batch_contract``: widened on an ONNX graph's dynamic batch axis, refused past an engine's
+    profile or a fixed batch), or 0 for a fixed-batch graph (its batch dim is written out, no
+    batcher). A profile that cannot take one frame cannot batch dynamically."""
+    if options.max_batch is not None and options.max_batch < 1:
+        raise ValueError(f"--max-batch must be >= 1, got {options.max_batch}")
+    contract = batch_contract(path, info, options.max_batch)
+    if contract.batch_min == contract.batch_max:
         return 0
     if info.batch_min > 1:
         raise ArtifactError(f"the artifact's batch profile starts at {info.batch_min}, so Triton cannot send it a "
                             "single request; export or build it with --batch 1:OPT:MAX")
-    if options.max_batch is not None and options.max_batch < 1:
-        raise ValueError(f"--max-batch must be >= 1, got {options.max_batch}")
-    return info.batch_max if options.max_batch is None else min(options.max_batch, info.batch_max)
+    return contract.batch_max if options.max_batch is None else options.max_batch
 
 
 def quoted(text: Any) -> str:
@@ -79,9 +83,8 @@ def tensor_block(name: str, dtype: str, dims: list[int], batched: bool) -> str:
     return f"  {{ name: {quoted(name)} data_type: {dtype} dims: [ {', '.join(map(str, dims))} ]{reshape} }}"
 
 
-def config_text(info: ArtifactInfo, platform: str, kind: str, options: RepoOptions) -> str:
-    """config.pbtxt for the graph described by ``info``."""
-    max_batch = batch_limit(info, options)
+def config_text(info: ArtifactInfo, platform: str, kind: str, options: RepoOptions, max_batch: int) -> str:
+    """config.pbtxt for the graph described by ``info``, batching up to ``max_batch`` (0: fixed batch)."""
     prefix = [] if max_batch else [info.batch_max]
     height, width = info.image_size
     map_name, score_name = OUTPUT_NAMES
@@ -117,7 +120,8 @@ def write_model_repository(artifact: str | os.PathLike[str], out: str | os.PathL
     source = pick_artifact(Path(artifact), options)
     info = load_contract(source)
     platform, file_name, kind = PLATFORMS.get(source.suffix, ONNX_PLATFORM)
-    text = config_text(info, platform, kind, options)
+    max_batch = batch_limit(source, info, options)
+    text = config_text(info, platform, kind, options, max_batch)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     staged = Path(tempfile.mkdtemp(dir=out, prefix=f".{SERVING_MODEL}.", suffix=".tmp"))
@@ -134,7 +138,8 @@ def write_model_repository(artifact: str | os.PathLike[str], out: str | os.PathL
     return {"repository": str(out), "artifact": str(source), "precision": info.precision, "platform": platform,
             "instance_kind": kind,
             "model_file": str(model_dir / "1" / file_name), "config": str(model_dir / "config.pbtxt"),
-            "max_batch_size": batch_limit(info, options), "image_size": list(info.image_size)}
+            "max_batch_size": max_batch, "batch_profile": [info.batch_min, info.batch_max],
+            "image_size": list(info.image_size)}
 
 
 def _umask() -> int:
@@ -146,8 +151,11 @@ def _umask() -> int:
 def repo_summary(written: dict[str, Any]) -> str:
     """What `triton-repo` prints."""
     size = "x".join(str(side) for side in written["image_size"])
-    batching = (f"dynamic batching up to {written['max_batch_size']}" if written["max_batch_size"]
-                else "fixed batch (no dynamic batching)")
+    low, high = written["batch_profile"]
+    batching = f"fixed batch of {low} (no dynamic batching)"
+    if written["max_batch_size"]:
+        widened = f", above the export's profile {low}..{high}" if written["max_batch_size"] > high else ""
+        batching = f"dynamic batching up to {written['max_batch_size']}{widened}"
     return (f"wrote {written['config']} and {written['model_file']} (from {Path(written['artifact']).name}: "
             f"{written['precision']}, {written['platform']}, uint8 {size} BGR "
             f"frames resized by the client, {batching}, {written['instance_kind']})\n"

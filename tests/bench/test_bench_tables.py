@@ -100,6 +100,33 @@ def test_markdown_has_every_row(tmp_path: Path) -> None:
     assert "peak 460 GFLOP/s" in text and "Machine: EPYC, 2 cores; torch 2.13." in text
 
 
+def test_bench_markdown_file_has_each_section_once_and_every_row(tmp_path: Path) -> None:
+    """What `mmad-edge bench --markdown` and `bench.record` write: the table, the floor, the machine
+    line and the claims section once each (the table renders the machine, the console adds the claims)."""
+    from mmad_edge.bench.claims import format_claims, speed_claim
+    from mmad_edge.bench.console import write_outputs
+    from mmad_edge.config import ModelConfig
+
+    rows = sample_rows()
+    machine = {"cpu_model": "EPYC", "logical_cores": 2, "libraries": {"torch": "2.13"}}
+    claims = speed_claim(rows, FLOOR, machine, ModelConfig())
+    report = build_report(rows, FLOOR, machine, skipped=[], speed_claim=claims)
+    (path,) = write_outputs(report, markdown_path=tmp_path / "bench.md")
+    lines = path.read_text().splitlines()
+    assert lines.count("Machine: EPYC, 2 cores; torch 2.13.") == 1
+    assert sum(line.startswith("Machine:") for line in lines) == 1
+    assert lines.count("Speed claims:") == 1 and sum("Speed claims" in line for line in lines) == 1
+    assert sum(line.startswith("Floor: 14.00 GFLOP and 1.0 MB per image") for line in lines) == 1
+    claim_lines = [f"- {line}" for line in format_claims(claims).splitlines()]
+    assert len(claim_lines) == len(claims) and all(lines.count(line) == 1 for line in claim_lines)
+    assert lines[-len(claim_lines):] == claim_lines  # the claims close the file
+    assert lines.count("| torch-eager-trainform | torch | fp32 | paper | 16 | 40.000 | 44.000 | 48.000 | 400.0 | - | "
+                       "- | 1.00x |") == 1
+    table = [line for line in lines if line.startswith("| ") and "---" not in line]
+    assert len(table) == 1 + len(rows) + 2  # header, rows, e2e stage header + row: nothing repeated
+    assert [line.split(" | ")[0][2:] for line in table[1:1 + len(rows)]] == [r["name"] for r in rows]
+
+
 def test_markdown_without_floor_or_machine() -> None:
     text = markdown(build_report([row("solo", 1, 10.0)]))
     assert "| solo |" in text and "Floor" not in text and "Machine" not in text

@@ -2,7 +2,7 @@
 
 One server per module (start-up takes seconds); it is started WITHOUT ``LD_LIBRARY_PATH`` so the
 libpython fix is exercised, and stopped by SIGTERM in the last test. Its export's batch profile is
-1:1:1 and it is asked for ``--max-batch 8``. It watches drift with a window of 4 and serves our
+1:1:2 (a dynamic batch axis) and it is asked for ``--max-batch 8``. It watches drift with a window of 4 and serves our
 metrics; category ``lamp`` is sent only by the drift test, so its monitor sees nothing else. Its
 start is watched as a readiness probe would: ``/v2/health/ready`` polled from the moment the
 process starts, and one inference sent the moment it answers 200.
@@ -32,8 +32,8 @@ from typer.testing import CliRunner
 
 from mmad_edge.cli import app
 from mmad_edge.runtime import Detector
+from mmad_edge.runtime.artifact.batching import batch_contract
 from mmad_edge.runtime.artifact.metadata import load_contract
-from mmad_edge.runtime.detector import batch_contract
 from mmad_edge.runtime.errors import ArtifactError
 from mmad_edge.runtime.serving.handler import InferenceHandler
 from mmad_edge.runtime.serving.libpython import own_libdir, prefer_own_libpython
@@ -59,7 +59,7 @@ DRIFT_WINDOW = 4
 STATISTIC_TOL = 1e-4  # float32 scores (eps ~6e-8 at 0.5) over a std of 0.01
 
 
-def export_with_categories(folder: Path, size: int = 32, max_batch: int = 1) -> Path:
+def export_with_categories(folder: Path, size: int = 32, max_batch: int = 2) -> Path:
     """A stand-in export whose statistics carry one category besides the pooled numbers."""
     folder.mkdir(parents=True, exist_ok=True)
     metadata = standin_metadata(size, max_batch=max_batch)
@@ -501,16 +501,22 @@ def test_a_wrong_answer_through_a_real_server_stops_serve_at_its_self_test_in_on
     check_ports_free(ServeOptions(http_port=int(ports[0]), grpc_port=int(ports[1]), metrics_port=int(ports[2])))
 
 
-def test_max_batch_past_an_engines_profile_is_refused_and_widens_an_onnx_one(tmp_path):
-    info = load_contract(write_standin(tmp_path / "model.fp32.onnx", 32, metadata=standin_metadata(32, max_batch=1)))
+def test_max_batch_past_an_engines_profile_or_a_fixed_batch_is_refused_and_widens_a_dynamic_onnx_one(tmp_path):
+    info = load_contract(write_standin(tmp_path / "model.fp32.onnx", 32, metadata=standin_metadata(32, max_batch=2)))
     assert batch_contract(tmp_path / "model.fp32.onnx", info, 8).batch_max == 8
     assert batch_contract(tmp_path / "model.fp32.onnx", info, None) is info
-    with pytest.raises(ArtifactError, match=r"model.fp16.engine: max batch 8 is above the engine's batch profile 1..1; "
+    with pytest.raises(ArtifactError, match=r"model.fp16.engine: max batch 8 is above the engine's batch profile 1..2; "
                                             r"rebuild it from the ONNX with mmad-edge build-engine --batch 1:8:8"):
         batch_contract(tmp_path / "model.fp16.engine", info, 8)
+    (tmp_path / "fixed").mkdir()
+    fixed = write_standin(tmp_path / "fixed" / "model.fp32.onnx", 32, batch=1)  # as `export --batch 1` writes it
+    with pytest.raises(ArtifactError, match=r"^model.fp32.onnx: max batch 8 is above the graph's fixed batch of 1 "
+                                            r"\(profile 1:1:1, no dynamic batch axis\); re-export it with mmad-edge "
+                                            r"export CHECKPOINT --batch 1:8:8, or ask for at most 1$"):
+        Detector.load(fixed, max_batch=8)
     export = export_with_categories(tmp_path / "export")
     with Detector.load(export, max_batch=8) as widened, Detector.load(export) as profile:
-        assert (widened.batch_max, profile.batch_max) == (8, 1)
+        assert (widened.batch_max, profile.batch_max) == (8, 2)
         frames = np.stack([frames_for(5)[0]] * 8)
         np.testing.assert_allclose([r.score for r in widened.predict(frames)],
                                    [r.score for r in profile.predict(frames)], rtol=1e-6)

@@ -118,3 +118,40 @@ def test_the_command_prints_the_docker_line(tmp_path):
     missing = subprocess.run([sys.executable, "-m", "mmad_edge.cli", "triton-repo", str(tmp_path / "nothing"),
                               str(tmp_path / "repo")], capture_output=True, text=True, timeout=120)
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "no such artifact" in missing.stderr
+
+
+def test_max_batch_above_a_dynamic_onnx_profile_is_written_as_asked_and_the_summary_names_it(tmp_path):
+    from mmad_edge.runtime.serving.repo import repo_summary
+
+    export = write_export_dir(tmp_path / "export", size=32, max_batch=2)  # dynamic batch axis, profile 1:1:2
+    written = write_model_repository(export, tmp_path / "repo", RepoOptions(max_batch=8))
+    config = parsed(tmp_path / "repo")
+    assert config.max_batch_size == written["max_batch_size"] == 8 and config.HasField("dynamic_batching")
+    assert [tensor(entry) for entry in config.input] == [("image", "TYPE_UINT8", [32, 32, 3])]
+    assert "onnxruntime_onnx, uint8 32x32 BGR frames resized by the client, dynamic batching up to 8, above the " \
+           "export's profile 1..2, KIND_AUTO)" in repo_summary(written)
+    fixed = write_model_repository(write_export_dir(tmp_path / "fixed", size=32, batch=2), tmp_path / "repo2")
+    assert ", fixed batch of 2 (no dynamic batching), KIND_AUTO)" in repo_summary(fixed)
+
+
+def refused(tmp_path: Path, artifact: Path) -> str:
+    """`triton-repo ARTIFACT --max-batch 8`'s one stderr line; nothing may be written."""
+    out = subprocess.run([sys.executable, "-m", "mmad_edge.cli", "triton-repo", str(artifact), str(tmp_path / "repo"),
+                          "--max-batch", "8"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and out.stdout == "", (out.stdout, out.stderr)
+    assert not (tmp_path / "repo" / "mmad_edge").exists()
+    return out.stderr
+
+
+def test_max_batch_past_an_engines_profile_or_a_fixed_onnx_batch_is_refused_in_one_line(tmp_path):
+    engine = tmp_path / "model.fp16.engine"
+    engine.write_bytes(b"plan bytes")
+    (tmp_path / "model.fp16.engine.json").write_text(json.dumps(standin_metadata(32, precision="fp16", max_batch=4)))
+    assert ("model.fp16.engine: max batch 8 is above the engine's batch profile 1..4; rebuild it from the ONNX with "
+            "mmad-edge build-engine --batch 1:8:8, or ask for at most 4") in refused(tmp_path, engine)
+    # `export --batch 1` writes a batch dim of 1 into the graph: Triton's ONNX Runtime backend batches only a
+    # dynamic first dim, so max_batch_size 8 there would not load.
+    fixed = write_export_dir(tmp_path / "export", size=32, batch=1)
+    assert ("model.fp32.onnx: max batch 8 is above the graph's fixed batch of 1 (profile 1:1:1, no dynamic batch "
+            "axis); re-export it with mmad-edge export CHECKPOINT --batch 1:8:8, or ask for at most 1") \
+        in refused(tmp_path, fixed)
