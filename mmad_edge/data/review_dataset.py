@@ -29,7 +29,7 @@ def export_review(review_dir: str | os.PathLike[str], out: str | os.PathLike[str
         raise DatasetError(f"{review_dir}: no review queue there; pass the --review-dir that `run --ui` kept it in")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DatasetError(f"{out}: exists and is not an empty folder; pass a new folder for the dataset")
-    store = ReviewStore(review_dir)
+    store = ReviewStore.reader(review_dir)  # never evicts: a live run's caps may be larger than the defaults
     try:
         return _write(store, out, category)
     finally:

@@ -9,6 +9,9 @@ before their row and deleted after it, and files without a row are cleared at op
 process leaves nothing the cap does not count. An add holds SQLite's write lock from before its
 files are written until its row commits, and the clearing at open waits for that lock, so a second
 process opening the folder (``review export``, a test) never takes the files of an add in flight.
+Only the writer (the page of ``run --ui``) applies caps, at open too (caps lowered since the last
+run); a reader (``ReviewStore.reader``: ``review export``) has none, so its default caps never
+evict a live run's items, and it cannot add.
 Thread-safe (one lock around the connection); images are read under that lock (``image``), so an
 item is served whole or answered as gone, never half-evicted.
 """
@@ -68,15 +71,20 @@ class ReviewItem:
 
 
 class ReviewStore:
-    """A capped folder of review items (see the module docstring); ``close`` when done."""
+    """A capped folder of review items (see the module docstring); ``close`` when done. Caps of
+    None (``reader``) open it to read and mark only: no adds, no eviction."""
 
-    def __init__(self, folder: str | os.PathLike[str], max_bytes: int = DEFAULT_MAX_BYTES,
-                 max_items: int = DEFAULT_MAX_ITEMS) -> None:
-        if max_bytes < 1 or max_items < 1:
+    def __init__(self, folder: str | os.PathLike[str], max_bytes: int | None = DEFAULT_MAX_BYTES,
+                 max_items: int | None = DEFAULT_MAX_ITEMS) -> None:
+        if (max_bytes is None) != (max_items is None):
+            raise ReviewStoreError(f"review store caps must both be set (a writer) or both None (a reader), got "
+                                   f"{max_bytes} bytes and {max_items} items; pass both or use ReviewStore.reader")
+        if max_bytes is not None and (max_bytes < 1 or max_items < 1):
             raise ReviewStoreError(f"review store caps must be at least 1, got {max_bytes} bytes and {max_items} "
                                    "items; pass positive caps")
         self.folder = Path(folder)
-        self.max_bytes, self.max_items = int(max_bytes), int(max_items)
+        self.max_bytes = None if max_bytes is None else int(max_bytes)
+        self.max_items = None if max_items is None else int(max_items)
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.folder / INDEX_FILE, check_same_thread=False, isolation_level=None)
@@ -87,12 +95,22 @@ class ReviewStore:
                                    "write to") from None
         self._lock = threading.Lock()
         self._clear_orphans()
-        self._evict(0)  # caps lowered since the last run
+        if self.max_bytes is not None:
+            self._evict(0)  # caps lowered since the last run
+
+    @classmethod
+    def reader(cls, folder: str | os.PathLike[str]) -> ReviewStore:
+        """Open a folder another process may be writing to, to read it: never evicts (its caps are
+        the writer's business) and cannot add."""
+        return cls(folder, None, None)
 
     def add(self, frame: np.ndarray, overlay: np.ndarray, *, source: str, category: str | None, score: float,
             threshold: float | None, reason: str) -> int | None:
         """Store a frame and its overlay (BGR uint8); the new id, or None when the item alone is
-        larger than the byte cap."""
+        larger than the byte cap. ReviewStoreError on a reader."""
+        if self.max_bytes is None:
+            raise ReviewStoreError(f"review store {self.folder} was opened to read (ReviewStore.reader); open it "
+                                   "with caps to add items")
         frame_png = _encode(".png", frame)
         overlay_jpg = _encode(".jpg", overlay)
         size = len(frame_png) + len(overlay_jpg)
@@ -152,7 +170,7 @@ class ReviewStore:
                 raise _gone(item_id) from None
 
     def usage(self) -> dict:
-        """Items, marked items and bytes held, with the caps."""
+        """Items, marked items and bytes held, with the caps (None for a reader: it enforces none)."""
         with self._lock:
             count, marked, size = self._db.execute(
                 "SELECT COUNT(*), COUNT(label), COALESCE(SUM(bytes), 0) FROM items").fetchone()

@@ -9,6 +9,10 @@ from mmad_edge.data.review_dataset import export_review
 from mmad_edge.runtime.ui.review_store import ReviewStore
 
 
+def noisy(seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+
+
 def test_export_review_writes_an_mvtec_dataset_the_readers_take(tmp_path):
     store = ReviewStore(tmp_path / "review")
     ids = []
@@ -38,3 +42,23 @@ def test_export_review_needs_a_review_queue_with_marked_frames(tmp_path):
     ReviewStore(tmp_path / "review").close()
     with pytest.raises(DatasetError, match="has no marked frames; mark some on the page first"):
         export_review(tmp_path / "review", tmp_path / "dataset")
+
+
+def test_export_review_of_a_live_run_with_larger_caps_keeps_every_item(tmp_path, monkeypatch):
+    """The export used to open the store with the default caps and evict down to them: with defaults
+    below the run's caps (lowered to five items here) it deleted unmarked items, then marked ones."""
+    writer = ReviewStore(tmp_path / "review", max_items=50)  # the live run's page, still open
+    ids = [writer.add(noisy(seed), noisy(seed), source="cam", category=None, score=0.6, threshold=0.5,
+                      reason="flagged") for seed in range(30)]
+    marked = {item_id: "defect" if index % 2 else "good" for index, item_id in enumerate(ids[::3])}
+    for item_id, label in marked.items():
+        writer.mark(item_id, label)
+    monkeypatch.setattr(ReviewStore.__init__, "__defaults__", (ReviewStore.__init__.__defaults__[0], 5))
+    summary = export_review(tmp_path / "review", tmp_path / "dataset")
+    assert summary["frames"] == 10
+    assert summary["categories"] == {"line": {"train/good": 4, "test/good": 1, "test/defect": 5}}
+    exported = sorted(int(path.stem.removeprefix("review_")) for path in (tmp_path / "dataset").rglob("*.png"))
+    assert exported == sorted(marked)
+    assert sorted(item.id for item in writer.items()) == ids
+    assert len([path for path in (tmp_path / "review").iterdir() if path.suffix in (".png", ".jpg")]) == 60
+    writer.close()

@@ -72,6 +72,27 @@ def test_lowering_the_cap_evicts_at_open(tmp_path):
     assert [item.id for item in ReviewStore(tmp_path, max_items=2).items()] == ids[:1:-1]
 
 
+def test_a_reader_never_evicts_a_writer_with_larger_caps_nor_adds(tmp_path, monkeypatch):
+    """`review export` opens a live run's folder; with default caps below the run's it used to evict
+    the run's items (marked ones too) at open. The defaults are lowered to five items to show it."""
+    writer = ReviewStore(tmp_path, max_items=50)
+    ids = [add(writer, seed) for seed in range(30)]
+    for item_id in ids[::3]:
+        writer.mark(item_id, "good")
+    monkeypatch.setattr(ReviewStore.__init__, "__defaults__", (ReviewStore.__init__.__defaults__[0], 5))
+    reader = ReviewStore.reader(tmp_path)
+    assert sorted(item.id for item in reader.items()) == ids
+    assert reader.usage() == {"items": 30, "marked": 10, "unmarked": 20, "bytes": writer.usage()["bytes"],
+                              "max_items": None, "max_bytes": None}
+    assert len([path for path in tmp_path.iterdir() if path.suffix in (".png", ".jpg")]) == 60
+    with pytest.raises(ReviewStoreError, match="was opened to read .* open it with caps to add items"):
+        add(reader, 99)
+    reader.close()
+    assert writer.usage()["items"] == 30 and add(writer, 30) > ids[-1]
+    with pytest.raises(ReviewStoreError, match="caps must both be set .* or both None"):
+        ReviewStore(tmp_path, None, 5)
+
+
 def test_marks_are_checked_and_unknown_ids_named(tmp_path):
     store = ReviewStore(tmp_path)
     item = add(store, 0)
@@ -94,7 +115,7 @@ def test_opening_the_folder_again_never_takes_the_files_of_an_add_in_flight(tmp_
 
     def open_again() -> None:
         try:
-            ReviewStore(tmp_path).close()
+            ReviewStore.reader(tmp_path).close()
         except BaseException as exc:  # handed to the test
             failed.append(exc)
 
