@@ -22,6 +22,7 @@ from mmad_edge.bench.options import BenchOptions
 from mmad_edge.data.review_dataset import DEFAULT_CATEGORY
 from mmad_edge.export.options import TEST_CATEGORY, CalibrateOptions, EngineOptions, ExportOptions, VerifyOptions
 from mmad_edge.flags import DATA, DEVICE, IMAGE_SIZE, JSON, LAYOUT, OUT, VARIANT
+from mmad_edge.runtime.artifact.deployment import KEEP
 from mmad_edge.runtime.flags import BATCH_SIZE, CATEGORY, SOURCE, Flag
 from mmad_edge.runtime.loop.options import RunOptions
 from mmad_edge.runtime.serving.options import RepoOptions, ServeOptions
@@ -204,13 +205,15 @@ def promote(
     export: Annotated[Path, Arg("Export folder to deploy (or a deployment folder: its current version).")],
     to: Annotated[Path, Flag("--to", "Deployment folder (created when missing): the export is copied into "
                                      "versions/NNNN-NAME/, then the current link points at it.")],
-    json_path: Annotated[JsonPath, JSON.about("what moved")] = None,
+    keep: Annotated[int, Flag("--keep", "Versions kept on disk (at least 2: the current one and the one rollback "
+                                        "returns to); older ones are deleted after the switch.")] = KEEP,
+    json_path: Annotated[JsonPath, JSON.about("what moved and what was pruned")] = None,
 ) -> None:
     """Deploy an export atomically: a new version of the deployment folder, made current in one step."""
     from mmad_edge.runtime.artifact.deployment import promote as promote_export
     from mmad_edge.runtime.artifact.deployment import summary_line
 
-    moved = promote_export(export, to)
+    moved = promote_export(export, to, keep)
     typer.echo(summary_line(moved))
     write_json(json_path, moved)
 

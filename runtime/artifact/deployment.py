@@ -16,6 +16,13 @@ order they became current) is written after the pointer and reconciled with it a
 pointer being the truth: a kill between the two leaves a history one step behind, which the next
 read repairs. Leftovers of a killed promote are removed by the next one. ``.lock`` (flock, released
 by the kernel when its holder dies) lets one promote or rollback run at a time.
+
+Once the new version is current, promote keeps the ``keep`` newest versions (history from the top,
+then versions outside it, newest number first) and prunes the rest: each is renamed to
+``versions/.removing-*`` before it is deleted, so a version folder is whole or gone, and what a kill
+mid-prune leaves is removed by the next promote. ``keep`` >= 2 spares the current version and the
+one rollback returns to. The history is trimmed to the kept entries plus the newest pruned one,
+which lets rollback say why it cannot go further.
 """
 
 from __future__ import annotations
@@ -39,6 +46,8 @@ CURRENT = "current"
 HISTORY = "history"
 LOCK = ".lock"
 INCOMING = ".incoming-"
+REMOVING = ".removing-"
+KEEP = 5
 _TEMP_LINK = ".current.tmp-"
 _VERSION = re.compile(r"^(\d{4,})-")
 
@@ -61,9 +70,13 @@ def deployed_folder(path: str | os.PathLike[str]) -> Path:
     return path / VERSIONS / current
 
 
-def promote(export: str | os.PathLike[str], deploy_dir: str | os.PathLike[str]) -> dict:
+def promote(export: str | os.PathLike[str], deploy_dir: str | os.PathLike[str], keep: int = KEEP) -> dict:
     """Copy ``export`` (an export folder, or a deployment folder's current version) into a new
-    version of ``deploy_dir`` (created when missing) and make it current; returns what moved."""
+    version of ``deploy_dir`` (created when missing), make it current and prune all but the ``keep``
+    newest versions; returns what moved and what was removed."""
+    if keep < 2:
+        raise ArtifactError(f"--keep {keep}: keep at least 2 versions (the current one and the one rollback "
+                            "returns to)")
     source = deployed_folder(export)
     files = _export_files(source)
     deploy_dir = Path(deploy_dir)
@@ -81,10 +94,12 @@ def promote(export: str | os.PathLike[str], deploy_dir: str | os.PathLike[str]) 
         history = _history(deploy_dir)
         _point(deploy_dir, name)
         _write_history(deploy_dir, [*history, name])
+        removed, freed, history = _prune(deploy_dir, [*history, name], keep)
     size = sum(path.stat().st_size for path in files)
     return {"action": "promote", "deploy_dir": str(deploy_dir), "source": str(source),
-            "from": history[-1] if history else None, "to": name, "version": str(versions / name),
-            "files": len(files), "bytes": size, "history": [*history, name]}
+            "from": history[-2] if len(history) > 1 else None, "to": name, "version": str(versions / name),
+            "files": len(files), "bytes": size, "history": history, "keep": keep, "removed": removed,
+            "freed_bytes": freed}
 
 
 def rollback(deploy_dir: str | os.PathLike[str]) -> dict:
@@ -102,6 +117,9 @@ def rollback(deploy_dir: str | os.PathLike[str]) -> dict:
         if len(history) < 2:
             raise ArtifactError(f"{deploy_dir}: nothing to roll back to; {history[-1]} is the only version deployed "
                                 "so far")
+        if not (deploy_dir / VERSIONS / history[-2]).is_dir():
+            raise ArtifactError(f"{deploy_dir}: nothing to roll back to; {history[-2]}, deployed before {history[-1]}, "
+                                "was pruned (promote keeps the --keep newest versions)")
         _point(deploy_dir, history[-2])
         _write_history(deploy_dir, history[:-1])
     return {"action": "rollback", "deploy_dir": str(deploy_dir), "from": history[-1], "to": history[-2],
@@ -112,8 +130,10 @@ def summary_line(moved: dict) -> str:
     """One line saying what ``promote`` or ``rollback`` moved."""
     was = moved["from"] or "nothing"
     if moved["action"] == "promote":
+        pruned = (f"; pruned {', '.join(moved['removed'])} ({moved['freed_bytes'] / 1e6:.1f} MB freed, "
+                  f"--keep {moved['keep']})" if moved["removed"] else "")
         return (f"promoted {moved['source']} to {moved['version']} ({moved['files']} files, "
-                f"{moved['bytes'] / 1e6:.1f} MB); {moved['deploy_dir']}/{CURRENT}: {was} -> {moved['to']}")
+                f"{moved['bytes'] / 1e6:.1f} MB); {moved['deploy_dir']}/{CURRENT}: {was} -> {moved['to']}{pruned}")
     return f"rolled back {moved['deploy_dir']}/{CURRENT}: {was} -> {moved['to']}"
 
 
@@ -150,11 +170,35 @@ def _locked(deploy_dir: Path) -> Iterator[None]:
 
 
 def _clear_leftovers(deploy_dir: Path) -> None:
-    """Remove what a killed promote or rollback left (under the lock, so nobody is writing them)."""
-    for path in (deploy_dir / VERSIONS).glob(f"{INCOMING}*"):
-        shutil.rmtree(path, ignore_errors=True)
+    """Remove what a killed promote, prune or rollback left (under the lock, so nobody is writing them)."""
+    for prefix in (INCOMING, REMOVING):
+        for path in (deploy_dir / VERSIONS).glob(f"{prefix}*"):
+            shutil.rmtree(path, ignore_errors=True)
     for path in deploy_dir.glob(f"{_TEMP_LINK}*"):
         path.unlink(missing_ok=True)
+
+
+def _prune(deploy_dir: Path, history: list[str], keep: int) -> tuple[list[str], int, list[str]]:
+    """Delete all but the ``keep`` newest versions (see the module docstring); returns the removed
+    names, the bytes they held and the history as written."""
+    versions = deploy_dir / VERSIONS
+    on_disk = {path.name for path in versions.iterdir() if path.is_dir() and _VERSION.match(path.name)}
+    ranked = [name for name in reversed(history) if name in on_disk]
+    ranked += sorted(on_disk - set(history), key=_number, reverse=True)
+    removed = sorted(ranked[keep:], key=_number)
+    if not removed:
+        return [], 0, history
+    freed = sum(path.stat().st_size for name in removed for path in (versions / name).rglob("*") if path.is_file())
+    for name in removed:
+        os.rename(versions / name, versions / f"{REMOVING}{name}")
+    _fsync(versions)
+    kept = set(ranked[:keep])
+    gone = [index for index, name in enumerate(history) if name not in kept]
+    history = history[gone[-1]:] if gone else history
+    _write_history(deploy_dir, history)
+    for name in removed:
+        shutil.rmtree(versions / f"{REMOVING}{name}")
+    return removed, freed, history
 
 
 def _current(deploy_dir: Path) -> str | None:
@@ -199,8 +243,12 @@ def _write_history(deploy_dir: Path, stack: list[str]) -> None:
 
 
 def _next_number(versions: Path) -> int:
-    numbers = [int(match.group(1)) for path in versions.iterdir() if (match := _VERSION.match(path.name))]
-    return max(numbers, default=0) + 1
+    return max((_number(path.name) for path in versions.iterdir() if _VERSION.match(path.name)), default=0) + 1
+
+
+def _number(name: str) -> int:
+    """The number of a version folder's name (``0012-export`` -> 12)."""
+    return int(_VERSION.match(name).group(1))
 
 
 def _export_name(given: str | os.PathLike[str], source: Path) -> str:

@@ -46,7 +46,7 @@ BASE_FLAGS = {  # each command's flags at 1f56e31 (before the commands were buil
         "--no-show", "--performance-hint", "--precision", "--retry-seconds", "--save", "--shadow", "--shadow-log",
         "--shadow-log-max", "--show", "--source", "--threshold", "--sink", "--sink-drain-s", "--sink-credentials",
         "--sink-ca-file", "--sink-spool", "--sink-queue"},  # the --sink* flags since: issue 27
-    "promote": {"--json", "--to"},
+    "promote": {"--json", "--keep", "--to"},
     "rollback": {"--json"},
     "serve": {"--app-metrics-port", "--backend", "--drift-tolerance", "--drift-window", "--events", "--grpc-port",
         "--host", "--instances", "--json", "--log-file", "--max-batch", "--max-queue-delay-us", "--metrics-port", "--port",

@@ -19,7 +19,15 @@ from typer.testing import CliRunner
 
 from mmad_edge.cli import app
 from mmad_edge.runtime import Detector
-from mmad_edge.runtime.artifact.deployment import CURRENT, HISTORY, INCOMING, VERSIONS, promote, rollback
+from mmad_edge.runtime.artifact.deployment import (
+    CURRENT,
+    HISTORY,
+    INCOMING,
+    REMOVING,
+    VERSIONS,
+    promote,
+    rollback,
+)
 from mmad_edge.runtime.errors import ArtifactError
 
 SIZE = 32
@@ -101,6 +109,8 @@ def test_the_history_is_repaired_from_the_pointer_after_a_kill_between_them(expo
                                                               "or empty folder, or a deployment folder"),
     (["promote", "{first}", "--to", "{tmp}/empty"], "{tmp}/empty: holds other files and no versions/; pass --to a new "
                                                     "or empty folder, or a deployment folder"),
+    (["promote", "{first}", "--to", "{tmp}/d", "--keep", "1"], "--keep 1: keep at least 2 versions (the current one "
+                                                                "and the one rollback returns to)"),
     (["rollback", "{tmp}/empty"], "{tmp}/empty: not a deployment folder (no versions/); run mmad-edge promote EXPORT "
                                   "--to {tmp}/empty first"),
     (["rollback", "{tmp}/fresh"], "{tmp}/fresh: nothing deployed, so nothing to roll back; run mmad-edge promote "
@@ -122,6 +132,70 @@ def test_errors_are_one_line(exports, tmp_path, args, message):
     assert result.exit_code == 2
     assert result.output.startswith(f"error: {message.format(**values)}") and result.output.count("\n") == 1
     assert not (tmp_path / "d").exists()
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
+
+
+def test_promote_keeps_the_newest_versions_and_rollback_walks_back_through_them(tmp_path):
+    """7 promotes with --keep 3 (each export a different size): the 3 newest versions remain, the bytes
+    freed are those of the folders removed, and rollback goes back 2 steps, then stops with one line."""
+    deploy, sizes, removed, freed = tmp_path / "deploy", {}, [], 0
+    for index in range(1, 8):
+        export = write_export_dir(tmp_path / f"v{index}", SIZE, threshold=(40 + index) / 100, low=0.3)
+        (export / "notes.bin").write_bytes(bytes(100_000 * index))
+        moved = promote(export, deploy, keep=3) if index < 7 else None
+        if moved is None:
+            result = cli("promote", str(export), "--to", str(deploy), "--keep", "3", "--json", str(tmp_path / "p.json"))
+            assert result.exit_code == 0, result.output
+            moved = json.loads((tmp_path / "p.json").read_text())
+            assert result.stdout.endswith(f"0006-v6 -> 0007-v7; pruned 0004-v4 ({sizes['0004-v4'] / 1e6:.1f} MB freed, "
+                                          "--keep 3)\n")
+        sizes[moved["to"]] = folder_bytes(deploy / VERSIONS / moved["to"])
+        assert moved["removed"] == ([] if index <= 3 else [f"{index - 3:04d}-v{index - 3}"]), index
+        removed += moved["removed"]
+        freed += moved["freed_bytes"]
+    assert len(set(sizes.values())) == 7 and freed == sum(sizes[name] for name in removed) > 0
+    assert removed == ["0001-v1", "0002-v2", "0003-v3", "0004-v4"]
+    assert sorted(p.name for p in (deploy / VERSIONS).iterdir()) == ["0005-v5", "0006-v6", "0007-v7"]
+    assert os.readlink(deploy / CURRENT) == "versions/0007-v7" and moved["from"] == "0006-v6"
+    assert moved["history"] == ["0004-v4", "0005-v5", "0006-v6", "0007-v7"]  # the newest pruned entry stays, to name
+    assert [rollback(deploy)["to"] for _ in range(2)] == ["0006-v6", "0005-v5"]
+    with Detector.load(deploy) as detector:
+        assert detector.threshold == 0.45
+    result = cli("rollback", str(deploy))
+    assert result.exit_code == 2 and result.output == (
+        f"error: {deploy}: nothing to roll back to; 0004-v4, deployed before 0005-v5, was pruned (promote keeps the "
+        "--keep newest versions)\n")
+    assert os.readlink(deploy / CURRENT) == "versions/0005-v5"
+
+
+def test_versions_outside_the_history_are_pruned_first(exports, tmp_path):
+    deploy = tmp_path / "deploy"
+    for name in ("first", "second", "third"):
+        promote(exports[name], deploy)
+    rollback(deploy)
+    rollback(deploy)  # 0002 and 0003 are on disk but no rollback reaches them
+    moved = promote(exports["second"], deploy, keep=3)
+    assert (moved["removed"], moved["history"]) == (["0002-second"], ["0001-first", "0004-second"])
+    assert sorted(p.name for p in (deploy / VERSIONS).iterdir()) == ["0001-first", "0003-third", "0004-second"]
+    assert rollback(deploy)["to"] == "0001-first"
+
+
+def test_a_prune_killed_midway_is_finished_by_the_next_promote(exports, tmp_path):
+    deploy = tmp_path / "deploy"
+    for name in ("first", "second", "third"):
+        promote(exports[name], deploy)
+    half = deploy / VERSIONS / f"{REMOVING}0001-first"  # killed after its rename, during the rmtree
+    os.rename(deploy / VERSIONS / "0001-first", half)
+    (half / "metadata.json").unlink()
+    moved = promote(exports["first"], deploy, keep=3)
+    assert not half.exists() and (moved["removed"], moved["freed_bytes"]) == ([], 0)
+    assert sorted(p.name for p in (deploy / VERSIONS).iterdir()) == ["0002-second", "0003-third", "0004-first"]
+    assert [rollback(deploy)["to"] for _ in range(2)] == ["0003-third", "0002-second"]
+    with pytest.raises(ArtifactError, match="0001-first, deployed before 0002-second, was pruned"):
+        rollback(deploy)
 
 
 PROMOTE = "import sys; from mmad_edge.runtime.artifact.deployment import promote; promote(sys.argv[1], sys.argv[2])"
