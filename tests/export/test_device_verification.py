@@ -139,6 +139,35 @@ def test_verify_judges_openvino_low_precision_with_its_own_bounds_or_it_is_refus
     assert [c.name for c in expected] == ["spearman", "auroc_delta"] and verified["passed"] is True
 
 
+def test_verify_judges_bf16_through_openvinos_emulation_where_the_cpu_lacks_the_units(export_copy, line,
+                                                                                       monkeypatch):
+    """The BF16 branch above runs only on a CPU with BF16 units. On an AVX-512 CPU without them,
+    OpenVINO's CPU plugin still computes bf16 by emulation (bf16 rounding of every tensor it keeps in
+    bf16), so the same verify, with the same bounds, runs here with the units' check bypassed."""
+    openvino = pytest.importorskip("openvino")
+    from mmad_edge.runtime.backends import openvino as ov_backend
+
+    core = openvino.Core()
+    if "BF16" in ov_backend.cpu_capabilities(core):
+        pytest.skip("this CPU has BF16 units: the test above runs the real thing")
+    plain = core.compile_model(core.read_model(str(export_copy / "model.fp32.onnx")), "CPU",
+                               {"INFERENCE_PRECISION_HINT": "bf16"})
+    if plain.get_property("INFERENCE_PRECISION_HINT").get_type_name() != "bf16":
+        pytest.skip("this CPU's OpenVINO cannot even emulate bf16 (no AVX-512)")
+    monkeypatch.setattr(ov_backend, "cpu_capabilities", lambda core, device="CPU": ["FP32", "BF16"])
+    report = export_copy / "verify.json"
+    result = invoke("verify", export_copy / "model.fp32.onnx", "--data", line["data"], "--category", "brick",
+                    "--backend", "openvino", "--inference-precision", "bf16", "--against", line["checkpoint"],
+                    "--json", report)
+    assert result.exit_code == 0, result.output
+    verified = json.loads(report.read_text())
+    assert (verified["compute_precision"], verified["ran_on"]["inference_precision"]) == ("bf16", "bf16")
+    expected = default_checks("bf16", verified["comparison"])
+    assert [(c["name"], c["limit"]) for c in verified["checks"]] == [(c.name, c.limit) for c in expected]
+    assert verified["passed"] is True, verified["comparison"]
+    assert verified["comparison"]["map_relative"] > 1e-3  # bf16 computed (8 significant bits), not f32 (1e-6)
+
+
 def test_verify_fails_naming_the_metric_on_perturbed_weights(export_copy, line):
     path = export_copy / "model.fp16.onnx"
     model = onnx.load(str(path))
