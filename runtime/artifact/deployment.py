@@ -3,7 +3,8 @@
 ``promote`` copies an export into ``DEPLOY_DIR/versions/NNNN-<name>/`` and then points
 ``DEPLOY_DIR/current`` at it; ``rollback`` points it back at the version deployed before. Every
 reader of export folders (``Detector.load``, ``run``, ``serve``, ``triton-repo``) follows the
-pointer, so the deployment folder stands for the export in use.
+pointer, so the deployment folder stands for the export in use; a running ``run`` also watches it
+and swaps in the version it comes to name between two frames (``loop.follow``).
 
 The pointer is a relative symlink, replaced by ``os.replace`` of a fresh temporary link: rename(2)
 swaps the link itself in one step on Linux, so a reader (or a kill -9 at any instant) sees the old
@@ -63,7 +64,7 @@ def deployed_folder(path: str | os.PathLike[str]) -> Path:
     path = Path(path)
     if not is_deployment(path):
         return path
-    current = _current(path)
+    current = current_version(path)
     if current is None:
         raise ArtifactError(f"{path}: a deployment folder with nothing deployed; run mmad-edge promote EXPORT "
                             f"--to {path}")
@@ -184,8 +185,8 @@ def _prune(deploy_dir: Path, history: list[str], keep: int) -> tuple[list[str], 
     versions = deploy_dir / VERSIONS
     on_disk = {path.name for path in versions.iterdir() if path.is_dir() and _VERSION.match(path.name)}
     ranked = [name for name in reversed(history) if name in on_disk]
-    ranked += sorted(on_disk - set(history), key=_number, reverse=True)
-    removed = sorted(ranked[keep:], key=_number)
+    ranked += sorted(on_disk - set(history), key=version_number, reverse=True)
+    removed = sorted(ranked[keep:], key=version_number)
     if not removed:
         return [], 0, history
     freed = sum(path.stat().st_size for name in removed for path in (versions / name).rglob("*") if path.is_file())
@@ -201,10 +202,11 @@ def _prune(deploy_dir: Path, history: list[str], keep: int) -> tuple[list[str], 
     return removed, freed, history
 
 
-def _current(deploy_dir: Path) -> str | None:
-    """The version name ``current`` points at (None: no pointer yet)."""
+def current_version(deploy_dir: str | os.PathLike[str]) -> str | None:
+    """The version name ``current`` points at (None: no pointer yet); one readlink, cheap enough to
+    poll (``run`` follows the pointer this way)."""
     try:
-        return Path(os.readlink(deploy_dir / CURRENT)).name
+        return Path(os.readlink(Path(deploy_dir) / CURRENT)).name
     except FileNotFoundError:
         return None
 
@@ -215,7 +217,7 @@ def _history(deploy_dir: Path) -> list[str]:
         stack = json.loads((deploy_dir / HISTORY).read_text(encoding="utf-8"))
     except FileNotFoundError:
         stack = []
-    current = _current(deploy_dir)
+    current = current_version(deploy_dir)
     if current is None:
         return []
     return stack[: stack.index(current) + 1] if current in stack else [*stack, current]
@@ -243,12 +245,13 @@ def _write_history(deploy_dir: Path, stack: list[str]) -> None:
 
 
 def _next_number(versions: Path) -> int:
-    return max((_number(path.name) for path in versions.iterdir() if _VERSION.match(path.name)), default=0) + 1
+    return max((version_number(path.name) for path in versions.iterdir() if _VERSION.match(path.name)), default=0) + 1
 
 
-def _number(name: str) -> int:
-    """The number of a version folder's name (``0012-export`` -> 12)."""
-    return int(_VERSION.match(name).group(1))
+def version_number(name: str) -> int:
+    """The number of a version folder's name (``0012-export`` -> 12; -1 for a name promote did not give)."""
+    match = _VERSION.match(name)
+    return int(match.group(1)) if match else -1
 
 
 def _export_name(given: str | os.PathLike[str], source: Path) -> str:

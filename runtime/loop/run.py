@@ -7,9 +7,11 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
+from ..artifact.deployment import deployed_folder, is_deployment
 from ..artifact.metadata import describe_encoder_weights
 from ..backends.base import BackendOptions, precision_label
 from ..detector import Detector
@@ -17,6 +19,7 @@ from ..errors import SourceError
 from ..log import notice
 from ..monitor.drift import check_drift_options, event_line, event_record
 from ..scoring import check_threshold
+from .follow import CHECK_EVERY_S, DeploymentFollower, check_compatible
 from .options import PathLike, RunOptions
 from .outputs import AnomalySaver, JsonlWriter, Viewer, frame_record
 from .overlay import render_overlay
@@ -66,16 +69,26 @@ def run_stream(
     SIGTERM or ``stop_event``; ``thresholds`` makes what the page's Apply uses from the detector
     (``mmad_edge.export.threshold_apply.MetadataThresholds`` writes the metadata; the default refuses
     Apply). Ctrl-C or ``stop_event`` end the run cleanly (summary ``"interrupted"`` / ``"stopped"``).
+
+    ``artifact`` a deployment folder (``mmad-edge promote``): each record names the ``version`` that
+    scored it, and with ``options.follow`` a change of its ``current`` is swapped in between two
+    batches (``follow``; summary ``"swaps"``). The new version is loaded with the same options: a
+    ``threshold`` given keeps applying, otherwise its own calibrated (per-category) thresholds judge;
+    an Apply from the page went into the old version's metadata and stays there; the drift watch
+    restarts on its normal scores; the shadow candidate is compared with whichever version scores.
     """
     options = _checked(options)
     specs = _specs(source)
-    owns_detector = not isinstance(artifact, Detector)
-    detector = _load(artifact, options) if owns_detector else artifact
+    out = stdout if stdout is not None else sys.stdout
+    if isinstance(artifact, Detector):
+        return _run(artifact, specs, options, out, stop_event, thresholds)
+    folder = deployed_folder(artifact)  # the version current names now (any other path as it is)
+    detector = _load(folder, options)
     try:
-        return _run(detector, specs, options, stdout if stdout is not None else sys.stdout, stop_event, thresholds)
+        deployment = (Path(artifact), folder.name) if is_deployment(artifact) else None
+        return _run(detector, specs, options, out, stop_event, thresholds, deployment)
     finally:
-        if owns_detector:
-            detector.close()
+        detector.close()
 
 
 def _specs(source: SourceLike | Sequence[SourceLike]) -> list[SourceSpec]:
@@ -138,11 +151,8 @@ def _open_sinks(options: RunOptions, out: IO[str], detector: Detector, categorie
             notice(f"metrics at http://127.0.0.1:{sinks.metrics.port}/metrics")
         if options.sinks.urls:
             from ..sinks.fanout import SinkSet
-            from ..sinks.message import model_identity
 
-            artifact = getattr(detector.backend, "path", None)
-            sinks.line = SinkSet.open(list(options.sinks.urls), options.sinks.settings(),
-                                      model_identity(detector.info.raw, None if artifact is None else Path(artifact)))
+            sinks.line = SinkSet.open(list(options.sinks.urls), options.sinks.settings(), _identity(detector))
         if options.page.ui is not None:
             from ..ui.page import LivePage
 
@@ -155,6 +165,14 @@ def _open_sinks(options: RunOptions, out: IO[str], detector: Detector, categorie
         _close_sinks(sinks)
         raise
     return sinks
+
+
+def _identity(detector: Detector) -> dict:
+    """Which model judges, as the result sinks' messages name it."""
+    from ..sinks.message import model_identity
+
+    artifact = getattr(detector.backend, "path", None)
+    return model_identity(detector.info.raw, None if artifact is None else Path(artifact))
 
 
 def _open_shadow(options: RunOptions, categories: list[str | None], metrics: DetectorMetrics | None,
@@ -181,10 +199,12 @@ def _close_sinks(sinks: _Sinks | None) -> None:
 
 
 def _run(detector: Detector, specs: list[SourceSpec], options: RunOptions, out: IO[str],
-         stop_event: threading.Event | None, thresholds: ThresholdsFor | None) -> dict:
+         stop_event: threading.Event | None, thresholds: ThresholdsFor | None,
+         deployment: tuple[Path, str] | None = None) -> dict:
     """Open the sources and the outputs, loop, and summarise (the page, if any, then held until a
-    stop); the outputs are closed whatever happens."""
+    stop); the outputs are closed whatever happens. ``deployment``: (folder, version) it came from."""
     sinks: _Sinks | None = None
+    follower: DeploymentFollower | None = None
     try:
         sources = open_sources(specs, retry_s=options.retry_s)
         categories = [source.category or detector.category for source in sources]
@@ -194,17 +214,24 @@ def _run(detector: Detector, specs: list[SourceSpec], options: RunOptions, out: 
         stream = DetectionStream(detector, sources, batch=options.batch, threshold=options.threshold,
                                  map_size=options.map_size)
         sinks = _open_sinks(options, out, detector, categories, thresholds)
+        if deployment is not None:
+            judged = all(threshold is not None for threshold, _ in scorings)
+            follower = DeploymentFollower(*deployment, partial(_load, options=options),
+                                          partial(check_compatible, categories=categories, judged=judged),
+                                          CHECK_EVERY_S if options.follow else None)
         monitors = drift_monitors(detector.info.raw.get("statistics"), categories, options.drift_window,
                                   options.drift_tolerance)
         tallies = [SourceTally(source, category, scoring[1], monitor, sinks.metrics)
                    for source, category, scoring, monitor in zip(sources, categories, scorings, monitors)]
         for tally in tallies if sinks.page is not None else ():
             sinks.page.slot(id(tally.source), tally.name, tally.category)
-        interrupted, quit_by_user = _loop(stream, tallies, sinks, options, stop_event)
+        interrupted, quit_by_user = _loop(stream, tallies, sinks, options, stop_event, follower)
         stopped = quit_by_user or (stop_event is not None and stop_event.is_set())
         if stream.frames == 0 and not (interrupted or stopped):
             raise SourceError(nothing_scored(tallies))
-        summary = _summary(detector, stream, tallies, options)
+        summary = _summary(stream.detector, stream, tallies, options)
+        if follower is not None:
+            summary.update(follower.report())
         if sinks.line is not None:
             summary["sinks"] = _finish_line(sinks, options.sinks.drain_s)
         summary.update(interrupted=interrupted, stopped=stopped)
@@ -215,11 +242,14 @@ def _run(detector: Detector, specs: list[SourceSpec], options: RunOptions, out: 
         return summary
     finally:
         _close_sinks(sinks)
+        if follower is not None:
+            follower.close()
 
 
 def _loop(stream: DetectionStream, tallies: list[SourceTally], sinks: _Sinks, options: RunOptions,
-          stop_event: threading.Event | None) -> tuple[bool, bool]:
-    """Score frames until the sources end or a stop; returns (interrupted, quit by the user)."""
+          stop_event: threading.Event | None, follower: DeploymentFollower | None) -> tuple[bool, bool]:
+    """Score frames until the sources end or a stop, swapping in a newly deployed version between two
+    batches; returns (interrupted, quit by the user)."""
     interrupted, quit_by_user = False, False
     next_progress = time.perf_counter() + options.progress_every_s
     by_source = {id(tally.source): tally for tally in tallies}
@@ -227,9 +257,12 @@ def _loop(stream: DetectionStream, tallies: list[SourceTally], sinks: _Sinks, op
     try:
         for item in results:
             tally = by_source[id(item.source)]
-            if not _handle(item, tally, stream, sinks, options):
+            if not _handle(item, tally, stream, sinks, options, None if follower is None else follower.version):
                 quit_by_user = True
                 break
+            ready = follower.ready() if follower is not None and stream.frames == stream.scored else None
+            if ready is not None:
+                _swap(*ready, follower, stream, tallies, sinks, options)
             if time.perf_counter() >= next_progress:
                 next_progress += options.progress_every_s
                 notice(f"{stream.frames} processed, {_progress(stream)}")
@@ -243,12 +276,16 @@ def _loop(stream: DetectionStream, tallies: list[SourceTally], sinks: _Sinks, op
     return interrupted, quit_by_user
 
 
-def _handle(item: Scored, tally: SourceTally, stream: DetectionStream, sinks: _Sinks, options: RunOptions) -> bool:
-    """Send one result to every sink and the drift watch; False once the user quit the window."""
+def _handle(item: Scored, tally: SourceTally, stream: DetectionStream, sinks: _Sinks, options: RunOptions,
+            version: str | None) -> bool:
+    """Send one result to every sink and the drift watch; False once the user quit the window.
+    ``version``: the deployed version that scored it (None: not from a deployment folder)."""
     index, result = stream.frames - 1, item.result
     record = {**frame_record(tally.name, item.source_id, index, result), "stream": tally.name}
     if tally.category is not None:
         record["category"] = tally.category
+    if version is not None:
+        record["version"] = version
     if sinks.writer is not None:
         sinks.writer.write(record)
     if sinks.line is not None:
@@ -273,6 +310,25 @@ def _handle(item: Scored, tally: SourceTally, stream: DetectionStream, sinks: _S
     if sinks.page is not None:
         sinks.page.offer(id(item.source), item.frame, result, tally.monitor.statistic if tally.monitor else None)
     return sinks.viewer is None or sinks.viewer.show(render_overlay(item.frame, result, normalization))
+
+
+def _swap(version: str, detector: Detector, follower: DeploymentFollower, stream: DetectionStream,
+          tallies: list[SourceTally], sinks: _Sinks, options: RunOptions) -> None:
+    """Score with ``detector`` (deployed ``version``) from the next batch on: the sources' normalisation
+    and drift watch, the page's thresholds and the sinks' model follow; the old detector is closed."""
+    old = stream.detector
+    categories = [tally.category for tally in tallies]
+    monitors = drift_monitors(detector.info.raw.get("statistics"), categories, options.drift_window,
+                              options.drift_tolerance)
+    for tally, monitor in zip(tallies, monitors):
+        tally.rejudge(detector.scoring(tally.category)[1], monitor)
+    stream.detector = detector
+    if sinks.line is not None:
+        sinks.line.model = _identity(detector)
+    if sinks.page is not None:
+        sinks.page.use(detector)
+    follower.swapped(version, detector, stream.frames, old.threshold)
+    old.close()
 
 
 def _summary(detector: Detector, stream: DetectionStream, tallies: list[SourceTally], options: RunOptions) -> dict:

@@ -137,7 +137,9 @@ class Scored:
 
 class DetectionStream:
     """Iterate ``Scored`` items over one source or several (one batch may hold frames of several,
-    each judged by its source's category); ``stop()`` ends it cleanly."""
+    each judged by its source's category); ``stop()`` ends it cleanly. ``detector`` is read once per
+    batch: the caller may replace it when ``frames == scored`` (every scored frame handed out), and
+    the next batch is the new one's."""
 
     def __init__(
         self,
@@ -161,7 +163,8 @@ class DetectionStream:
         live = any(source.live for source in self.sources)
         self._readers = ReaderGroup(self.sources, capacity or (batch if live else 4 * batch))
         self._stop = threading.Event()
-        self.frames = 0
+        self.frames = 0  # handed out
+        self.scored = 0  # scored by the detector (ahead of ``frames`` within a batch)
         self.started_at = 0.0
 
     @property
@@ -189,6 +192,7 @@ class DetectionStream:
                 results = self.detector.predict([frame for _, (_, frame) in items], self.threshold, self.map_size,
                                                 [source.category for source in sources])
                 latency_s = time.perf_counter() - started
+                self.scored += len(results)
                 for source, (_, (source_id, frame)), result in zip(sources, items, results):
                     self.frames += 1
                     yield Scored(source, source_id, frame, result, latency_s)

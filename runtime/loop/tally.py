@@ -40,6 +40,13 @@ class SourceTally:
                 self.metrics.drift_state(self.name, self.monitor.statistic, self.monitor.drifting)
         return events
 
+    def rejudge(self, normalization: tuple[float, float] | None, monitor: DriftMonitor | None) -> None:
+        """Judge from now on by another model version's normalisation and normal scores (a swap: the
+        drift watch starts again on the new score scale, its events counted on)."""
+        if monitor is not None and self.monitor is not None:
+            monitor.events = self.monitor.events
+        self.normalization, self.monitor = normalization, monitor
+
     def summary(self, elapsed_s: float, dropped: int) -> dict:
         monitor = self.monitor
         drift = None if monitor is None else {

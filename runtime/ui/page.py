@@ -42,6 +42,10 @@ class DetectorThresholds:
         except ArtifactError:
             return None, None
 
+    def use(self, detectors: Sequence[Detector]) -> None:
+        """Read (and apply to) ``detectors`` from now on: the run swapped in a newly deployed version."""
+        self.detectors = list(detectors)
+
     def apply(self, category: str | None, threshold: float) -> dict:
         raise ValueError("this page cannot write thresholds: pass thresholds=MetadataThresholds "
                          "(mmad_edge.export.threshold_apply) to run_stream / serve, as `mmad-edge run` does")
@@ -92,6 +96,11 @@ class LivePage:
     def offer(self, key: object, frame: np.ndarray, result: Result, drift_statistic: float | None = None) -> None:
         """Hand one result to the page (a registered source's ``key``)."""
         self.state.offer(self._slots[key], frame, result, drift_statistic)
+
+    def use(self, detector: Detector) -> None:
+        """Thresholds shown and applied are ``detector``'s from now on (``run`` swapped in a new
+        deployed version; an Apply made before stays in the old version's metadata)."""
+        self.server.thresholds.use([detector])
 
     def review(self, name: str, frame: np.ndarray, result: Result, reason: str) -> None:
         """Put a frame of the source called ``name`` into the review queue (why: ``reason``)."""

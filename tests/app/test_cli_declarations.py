@@ -41,8 +41,8 @@ BASE_FLAGS = {  # each command's flags at 1f56e31 (before the commands were buil
         "--engine", "--image-size", "--input-format", "--int8-auroc-drop", "--int8-score-error", "--int8-spearman",
         "--json", "--layout", "--no-engine", "--opset", "--out", "--precision", "--target", "--variant"},
     "import-checkpoint": {"--encoder", "--image-size", "--json", "--minimaxad", "--out", "--variant"},
-    "run": {"--backend", "--batch-size", "--category", "--drift-tolerance", "--drift-window",
-        "--inference-precision", "--json", "--jsonl", "--map-size", "--max-frames", "--metrics-port", "--no-jsonl",
+    "run": {"--backend", "--batch-size", "--category", "--drift-tolerance", "--drift-window", "--follow",
+        "--no-follow", "--inference-precision", "--json", "--jsonl", "--map-size", "--max-frames", "--metrics-port", "--no-jsonl",
         "--no-show", "--performance-hint", "--precision", "--retry-seconds", "--save", "--shadow", "--shadow-log",
         "--shadow-log-max", "--show", "--source", "--threshold", "--sink", "--sink-drain-s", "--sink-credentials",
         "--sink-ca-file", "--sink-spool", "--sink-queue"},  # the --sink* flags since: issue 27
