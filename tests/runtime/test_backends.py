@@ -206,6 +206,26 @@ def test_openvino_bf16_runs_the_cosine_head_in_f32_and_the_convolutions_in_bf16(
 
 
 @needs_openvino
+def test_openvinos_cache_keeps_the_f32_marked_bf16_model_apart_from_a_plain_bf16_one(tiny_export, tmp_path):
+    """The marks live in the model's rt_info; a cache keyed without them would hand a bf16 compile
+    without the f32 head (another tool's, or an older mmad-edge's) to our load, or the reverse."""
+    import openvino
+
+    from mmad_edge.runtime.backends.openvino import for_precision
+
+    core = openvino.Core()
+    path = str(tiny_export / artifact_name("fp32"))
+    config = {"INFERENCE_PRECISION_HINT": "bf16", "PERFORMANCE_HINT": "LATENCY", "CACHE_DIR": str(tmp_path)}
+    plain = core.compile_model(core.read_model(path), "CPU", config)
+    if plain.get_property("INFERENCE_PRECISION_HINT").get_type_name() != "bf16":
+        pytest.skip("this CPU cannot compute bf16, not even emulated")
+    marked = core.compile_model(for_precision(core, core.read_model(path), "bf16"), "CPU", config)
+    again = core.compile_model(for_precision(core, core.read_model(path), "bf16"), "CPU", config)
+    assert [plain.get_property("LOADED_FROM_CACHE"), marked.get_property("LOADED_FROM_CACHE"),
+            again.get_property("LOADED_FROM_CACHE")] == [False, False, True]
+
+
+@needs_openvino
 def test_openvino_reuses_its_compiled_model_cache(tmp_path):
     artifact = _onnx(tmp_path)
     cache = tmp_path / "ov-cache"
