@@ -60,3 +60,6 @@ MAX_BATCH = Flag("--max-batch", "Largest dynamic batch (default: the artifact's 
                                  "or an engine's profile it is refused).")
 MAX_QUEUE_DELAY_US = Flag("--max-queue-delay-us", "Microseconds a request may wait for others to fill a batch.")
 INSTANCES = Flag("--instances", "Model instances{}.")
+FOLLOW = Flag("--follow/--no-follow", "With a deployment folder: follow its current version (a promote or rollback is "
+                                     "loaded in the background and swapped in between two {}, said in one line); "
+                                     "--no-follow keeps the version loaded at the start.")

@@ -1,12 +1,14 @@
-"""Follow a deployment folder while `run` scores: a promote or rollback reaches the line without a restart.
+"""Follow a deployment folder while it is in use: a promote or rollback reaches `run` and `serve`
+without a restart.
 
-The loop calls ``DeploymentFollower.ready`` between two batches; at most once per ``CHECK_EVERY_S``
-that reads the ``current`` link (one readlink, never per frame). A new target is loaded on a
-background thread with the run's options and checked against what the loop needs
-(``check_compatible``); once it is ready the loop swaps it in before its next batch, so each frame
-is scored once, by one version, and the old detector stays open until then. A version that fails
-to load or to fit is said in one line and the old one keeps scoring; it is not tried again until
-``current`` moves on.
+The user calls ``DeploymentFollower.ready`` when a swap would be safe (`run`: between two batches;
+`serve`: from its main thread, ``serving.follow``); at most once per ``CHECK_EVERY_S`` that reads
+the ``current`` link (one readlink, never per frame). A new target is loaded on a background
+thread with the user's options and checked against what it needs (`run`: ``check_compatible``);
+once it is ready the user swaps it in and calls ``swapped``, so each frame is scored once, by one
+version, and the old one stays open until then. What is loaded is a ``Loaded``: a Detector for
+`run`, one Detector per model instance for `serve`. A version that fails to load or to fit is said
+in one line and the old one keeps scoring; it is not tried again until ``current`` moves on.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Generic, Protocol, TypeVar
 
 from ..artifact.deployment import CURRENT, VERSIONS, current_version, version_number
 from ..detector import Detector
@@ -25,6 +28,18 @@ from ..errors import ArtifactError
 from ..log import notice
 
 CHECK_EVERY_S = 1.0  # how often `current` is read, at most (it is read between batches only)
+
+
+class Loaded(Protocol):
+    """What a version is loaded as: its pooled threshold (said at a swap when it changes) and close."""
+
+    @property
+    def threshold(self) -> float | None: ...
+
+    def close(self) -> None: ...
+
+
+L = TypeVar("L", bound=Loaded)
 
 
 def check_compatible(detector: Detector, categories: Sequence[str | None], judged: bool) -> None:
@@ -56,12 +71,12 @@ class Swap:
                 "changed_at": round(self.at, 3)}
 
 
-class _Load:
+class _Load(Generic[L]):
     """One version loaded and checked on a daemon thread; ``detector`` or ``error`` once it ends."""
 
-    def __init__(self, version: str, work: Callable[[], Detector]) -> None:
+    def __init__(self, version: str, work: Callable[[], L]) -> None:
         self.version = version
-        self.detector: Detector | None = None
+        self.detector: L | None = None
         self.error: str | None = None
         self._work = work
         self.thread = threading.Thread(target=self._run, name=f"mmad-edge-follow {version}", daemon=True)
@@ -79,15 +94,15 @@ class _Load:
             self.detector.close()
 
 
-class DeploymentFollower:
+class DeploymentFollower(Generic[L]):
     """Watches ``deploy_dir``'s ``current`` while ``version`` scores. ``load(folder)`` loads a version
-    folder with the run's options, ``check(detector)`` raises when the loop cannot use it; ``every_s``
-    None: never look (``run --no-follow``: the version is still named in the records). ``swaps`` and
-    ``failures`` (version, reason) are what happened, for the summary; the detectors it hands over
-    are the run's, but the last one is closed by ``close``."""
+    folder with the user's options, ``check(loaded)`` raises when the user cannot use it; ``every_s``
+    None: never look (``--no-follow``: the version is still named). ``swaps`` and ``failures``
+    (version, reason) are what happened, for the summary; what it hands over is the user's, but the
+    last one is closed by ``close`` too (closing is idempotent)."""
 
-    def __init__(self, deploy_dir: Path, version: str, load: Callable[[Path], Detector],
-                 check: Callable[[Detector], None], every_s: float | None = CHECK_EVERY_S) -> None:
+    def __init__(self, deploy_dir: Path, version: str, load: Callable[[Path], L],
+                 check: Callable[[L], None], every_s: float | None = CHECK_EVERY_S) -> None:
         self.deploy_dir = Path(deploy_dir)
         self.version = version
         self.swaps: list[Swap] = []
@@ -95,13 +110,13 @@ class DeploymentFollower:
         self._load, self._check, self._every_s = load, check, every_s
         self._target, self._changed_at = version, 0.0
         self._next_look = math.inf if every_s is None else time.monotonic() + every_s
-        self._handed: Detector | None = None
-        self._loading: _Load | None = None
+        self._handed: L | None = None
+        self._loading: _Load[L] | None = None
         self._unreadable: str | None = None
 
-    def ready(self) -> tuple[str, Detector] | None:
-        """(version, detector) to swap in before the next batch, loaded and checked; None on most calls
-        (nothing changed, or still loading)."""
+    def ready(self) -> tuple[str, L] | None:
+        """(version, what was loaded) to swap in now, loaded and checked; None on most calls (nothing
+        changed, or still loading)."""
         now = time.monotonic()
         if now >= self._next_look:
             self._next_look = now + self._every_s
@@ -121,9 +136,9 @@ class DeploymentFollower:
             return None
         return loading.version, loading.detector
 
-    def swapped(self, to: str, detector: Detector, frame: int, before: float | None) -> Swap:
-        """Record that ``to`` (``detector``) scores from run frame ``frame`` on and say so in one line;
-        ``before``: the pooled threshold of the version it replaced."""
+    def swapped(self, to: str, detector: L, frame: int, before: float | None) -> Swap:
+        """Record that ``to`` (``detector``) scores from frame ``frame`` on (the count scored before it)
+        and say so in one line; ``before``: the pooled threshold of the version it replaced."""
         how = "promoted" if version_number(to) > version_number(self.version) else "rolled back"
         swap = Swap(self.version, to, frame, how, self._changed_at)
         self.swaps.append(swap)
@@ -177,7 +192,7 @@ class DeploymentFollower:
             folder = self.deploy_dir / VERSIONS / self._target
             self._loading = _Load(self._target, lambda: self._checked(folder))
 
-    def _checked(self, folder: Path) -> Detector:
+    def _checked(self, folder: Path) -> L:
         detector = self._load(folder)
         try:
             self._check(detector)

@@ -17,6 +17,7 @@ from ..flags import (
     CATEGORY,
     DRIFT_TOLERANCE,
     DRIFT_WINDOW,
+    FOLLOW,
     INFERENCE_PRECISION,
     METRICS_PORT,
     PERFORMANCE_HINT,
@@ -59,10 +60,7 @@ class RunOptions:
     drift_tolerance: float = DRIFT_TOLERANCE.field(DEFAULT_TOLERANCE)
     metrics_port: int | None = METRICS_PORT.field(
         None, help="Serve Prometheus metrics at http://127.0.0.1:PORT/metrics during the run.")
-    follow: bool = Flag(
-        "--follow/--no-follow", "With a deployment folder: follow its current version while running (a promote or "
-                                "rollback is loaded in the background and swapped in between two frames, said in one "
-                                "line); --no-follow keeps the version loaded at the start.").field(True)
+    follow: bool = FOLLOW.field(True, detail="frames")
     shadow: PathLike | None = Flag(
         "--shadow", "Candidate export (or deployment folder) run in shadow on the same frames, on its own thread: its "
                     "verdicts and normalized scores are compared with the deployed detector's (agreement in the "

@@ -326,7 +326,7 @@ def _swap(version: str, detector: Detector, follower: DeploymentFollower, stream
     if sinks.line is not None:
         sinks.line.model = _identity(detector)
     if sinks.page is not None:
-        sinks.page.use(detector)
+        sinks.page.use([detector])
     follower.swapped(version, detector, stream.frames, old.threshold)
     old.close()
 

@@ -12,6 +12,7 @@ A bad request (wrong input, unknown category) is answered alone, with one line a
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -115,17 +116,23 @@ def response(results: Sequence[Result], with_map: bool) -> dict[str, np.ndarray]
 class InferenceHandler:
     """PyTriton's inference callable for one instance: owns a Detector; ``watch`` (one for all
     instances) gets each category's results with the execution's time, ``page`` (one for all, the
-    live page of ``serve --ui``) each frame, a category standing for a source."""
+    live page of ``serve --ui``) each frame, a category standing for a source. ``lock`` is held
+    through each execution: a swap of ``detector`` (``serving.follow``) waits for the one in flight."""
 
     def __init__(self, detector: Detector, watch: ServeWatch | None = None, page: LivePage | None = None) -> None:
         self.detector = detector
         self.watch = watch
         self.page = page
         self.counters = Counters()
+        self.lock = threading.Lock()
 
     def __call__(self, requests: Sequence[Any]) -> list[dict[str, np.ndarray]]:
         """One backend run over the frames of every good request (``Detector.predict`` judges each
         frame by its category), results back per request; a bad request gets its one line instead."""
+        with self.lock:
+            return self._execute(requests)
+
+    def _execute(self, requests: Sequence[Any]) -> list[dict[str, np.ndarray]]:
         images: list[np.ndarray] = []
         categories: list[str | None] = []
         spans: list[slice] = []

@@ -14,6 +14,7 @@ from ..flags import (
     BACKEND,
     DRIFT_TOLERANCE,
     DRIFT_WINDOW,
+    FOLLOW,
     INSTANCES,
     MAX_BATCH,
     MAX_QUEUE_DELAY_US,
@@ -56,7 +57,8 @@ class ServeOptions:
     ``drift_window`` / ``drift_tolerance``: the drift watch per category, as for ``run``.
     ``app_metrics_port``: our own metrics (frames, anomalies, latency, drift per category), apart
     from Triton's on ``metrics_port`` (None: not served). ``events_path``: drift events appended
-    there as JSON lines.
+    there as JSON lines. ``follow``: with a deployment folder, swap in the version its ``current``
+    comes to name between two executions (``follow``).
     """
 
     host: str = HOST.field(DEFAULT_HOST)
@@ -80,6 +82,7 @@ class ServeOptions:
                               "http://127.0.0.1:PORT/metrics, apart from Triton's --metrics-port.").field(None)
     events_path: str | None = Flag("--events", "Append each drift event to this file as a JSON line.").field(
         None, cli_type=Path, parse=str)
+    follow: bool = FOLLOW.field(True, detail="executions")
     page: PageOptions = nested(PageOptions)
 
     def ports(self) -> dict:

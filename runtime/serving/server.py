@@ -23,15 +23,19 @@ import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..artifact.contract import CATEGORY_INPUT, INPUT_NAME, IS_ANOMALY, OUTPUT_NAMES, SCORE_NORMALIZED, SERVING_MODEL
+from ..artifact.deployment import deployed_folder, is_deployment
 from ..detector import Detector
 from ..errors import BackendUnavailableError, install_hint
+from ..loop.follow import CHECK_EVERY_S
 from ..ui.security import is_loopback, resolve_token
 from .console import tritonserver_console_to
+from .follow import ServeFollower
 from .handler import InferenceHandler
 from .libpython import prefer_own_libpython
 from .options import TOKEN, ServeOptions
@@ -55,7 +59,7 @@ def import_pytriton() -> Any:
     return triton_module
 
 
-def load_detectors(artifact: str, options: ServeOptions) -> list[Detector]:
+def load_detectors(artifact: str | Path, options: ServeOptions) -> list[Detector]:
     """One Detector per instance (each its own session or engine context)."""
     detectors: list[Detector] = []
     try:
@@ -136,10 +140,20 @@ def start_line(summary: dict[str, Any]) -> str:
             f"instance(s)\n  HTTP {links['http']}  gRPC {links['grpc']}  metrics {links['metrics']}{ours}\n"
             f"  listening on {summary['host']}"
             + (f", token {summary['token']} (health open)" if summary["token"] else " (this machine only)") + "\n"
-            f"  {summary['drift_watch']}\n"
+            + deployment_line(summary)
+            + f"  {summary['drift_watch']}\n"
             f"  ready: the self-test frame came back as served in process; {links['ready']} answers 200; "
             f"Triton's log: {summary['triton_log']} (its console: {summary['triton_console']}); Ctrl-C or SIGTERM "
             "stops it")
+
+
+def deployment_line(summary: dict[str, Any]) -> str:
+    """The start line's word on the deployment folder served from, if any (empty otherwise)."""
+    if "deployment" not in summary:
+        return ""
+    how = ("following current (a promote or rollback is swapped in between two executions)" if summary["follow"]
+           else "not following current (--no-follow)")
+    return f"  deployment {summary['deployment']}: serving {summary['version']}, {how}\n"
 
 
 def stop_line(totals: dict[str, int]) -> str:
@@ -215,7 +229,9 @@ def serve(artifact: str, options: ServeOptions = ServeOptions(), stop: threading
           announce: Callable[[str], None] = print, thresholds: ThresholdsFor | None = None) -> dict[str, Any]:
     """Serve ``artifact`` until SIGINT / SIGTERM (or ``stop`` is set); returns the summary with
     what was served. ``announce`` gets the start and stop lines. ``options.page.ui``: the live page
-    too, one source per category, Apply through ``thresholds`` (as ``run_stream``'s)."""
+    too, one source per category, Apply through ``thresholds`` (as ``run_stream``'s). ``artifact`` a
+    deployment folder: with ``options.follow`` a change of its ``current`` is swapped in between two
+    executions (``follow``; summary ``"version"`` and ``"swaps"``)."""
     options.check()
     token = resolve_token(options.host, options.token_file, source=TOKEN)
     check_ports_free(options)
@@ -224,10 +240,13 @@ def serve(artifact: str, options: ServeOptions = ServeOptions(), stop: threading
     logging.getLogger("pytriton").setLevel(logging.ERROR)
     prefer_own_libpython()
     stop = stop or threading.Event()
-    detectors = load_detectors(artifact, options)
+    folder = deployed_folder(artifact)  # the version current names now (any other path as it is)
+    detectors = load_detectors(folder, options)
     watch = ServeWatch(detectors[0].info.raw.get("statistics"), options)
     page = None
     handlers = [InferenceHandler(detector, watch) for detector in detectors]
+    following = ServeFollower(Path(artifact), folder.name, handlers, lambda path: load_detectors(path, options),
+                              CHECK_EVERY_S if options.follow else None) if is_deployment(artifact) else None
     try:
         watch.open(options.app_metrics_port, options.events_path)
         if options.page.ui is not None:
@@ -237,6 +256,8 @@ def serve(artifact: str, options: ServeOptions = ServeOptions(), stop: threading
             for handler in handlers:
                 handler.page = page
         summary = describe(detectors[0], options, watch, token)
+        if following is not None:
+            summary.update(following.report())  # the version at start; at stop, the version then and the swaps
         frame = self_test_frame(detectors[0].image_size)
         expected = detectors[0].predict(frame)[0]  # before the server shares the detector with clients
         with stop_on_signals(stop), tritonserver_console_to(options.triton_console()):
@@ -245,11 +266,14 @@ def serve(artifact: str, options: ServeOptions = ServeOptions(), stop: threading
                 run_self_test(f"{reachable_host(options.host)}:{options.http_port}", frame, expected, token)
                 announce(start_line(summary))
                 while not stop.wait(0.5) and triton.is_alive():
-                    pass
+                    if following is not None:
+                        following.poll()
             finally:
                 triton.stop()
     finally:
         watch.close()
+        if following is not None:
+            following.close()
         if page is not None:
             page.close()
         for handler in handlers:
@@ -259,4 +283,4 @@ def serve(artifact: str, options: ServeOptions = ServeOptions(), stop: threading
     totals["largest_batch"] = max(h.counters.largest_batch for h in handlers)
     totals.update(watch.summary())
     announce(stop_line(totals))
-    return {**summary, "served": totals}
+    return {**summary, "served": totals, **(following.report() if following is not None else {})}

@@ -37,12 +37,12 @@ class ServeWatch:
         """``statistics``: the artifact's (``info.raw["statistics"]``); drift is off without normal scores."""
         self.statistics = statistics
         self.window, self.tolerance = options.drift_window, options.drift_tolerance
-        names = [None, *((statistics or {}).get("categories") or {})]
-        self.enabled = any(NormalScores.from_statistics(statistics, name) is not None for name in names)
+        self.enabled = _watchable(statistics)
         self.metrics: DetectorMetrics | None = None
         self._file: IO[str] | None = None
         self._writer: JsonlWriter | None = None
         self._monitors: dict[str | None, DriftMonitor | None] = {}
+        self._earlier_events = 0  # of monitors a swap left without normal scores
         self._lock = threading.Lock()
 
     def open(self, app_metrics_port: int | None, events_path: str | None) -> None:
@@ -84,6 +84,21 @@ class ServeWatch:
                 self.metrics.drift_state(name, monitor.statistic, monitor.drifting)
             return None if monitor is None else monitor.statistic
 
+    def restart(self, statistics: Mapping[str, Any] | None) -> None:
+        """Watch against another version's normal scores from now on (`serve` swapped it in: the score
+        scale may have moved): each category's monitor starts again, its events counted on."""
+        with self._lock:
+            was_enabled, earlier = self.enabled, self._monitors
+            self.statistics, self.enabled, self._monitors = statistics, _watchable(statistics), {}
+            if was_enabled and not self.enabled:
+                notice(f"drift watch off: {NO_STATISTICS}")
+            for category, monitor in earlier.items():
+                fresh = self._monitor(category)
+                if monitor is not None and fresh is not None:
+                    fresh.events = monitor.events
+                elif monitor is not None:
+                    self._earlier_events += monitor.events
+
     def _monitor(self, category: str | None) -> DriftMonitor | None:
         """The category's monitor, made on its first frame (None, said once, without its normal scores)."""
         if category not in self._monitors:
@@ -103,7 +118,7 @@ class ServeWatch:
         """Drift events in all, and each watched category's state (by label)."""
         with self._lock:
             watched = {label(name): monitor for name, monitor in self._monitors.items() if monitor is not None}
-            return {"drift_events": sum(monitor.events for monitor in watched.values()),
+            return {"drift_events": self._earlier_events + sum(monitor.events for monitor in watched.values()),
                     "drift": {name: {"events": monitor.events, "drifting": monitor.drifting,
                                      "statistic": monitor.statistic, "frames": monitor.count}
                               for name, monitor in watched.items()}}
@@ -116,6 +131,12 @@ class ServeWatch:
         if self._file is not None:
             self._file.close()
             self._file = self._writer = None
+
+
+def _watchable(statistics: Mapping[str, Any] | None) -> bool:
+    """Whether ``statistics`` hold normal scores for the pooled numbers or any category."""
+    names = [None, *((statistics or {}).get("categories") or {})]
+    return any(NormalScores.from_statistics(statistics, name) is not None for name in names)
 
 
 def line_name(category: str | None) -> str:

@@ -97,10 +97,10 @@ class LivePage:
         """Hand one result to the page (a registered source's ``key``)."""
         self.state.offer(self._slots[key], frame, result, drift_statistic)
 
-    def use(self, detector: Detector) -> None:
-        """Thresholds shown and applied are ``detector``'s from now on (``run`` swapped in a new
-        deployed version; an Apply made before stays in the old version's metadata)."""
-        self.server.thresholds.use([detector])
+    def use(self, detectors: Sequence[Detector]) -> None:
+        """Thresholds shown and applied are ``detectors``' from now on (``run`` or ``serve`` swapped in
+        a new deployed version; an Apply made before stays in the old version's metadata)."""
+        self.server.thresholds.use(detectors)
 
     def review(self, name: str, frame: np.ndarray, result: Result, reason: str) -> None:
         """Put a frame of the source called ``name`` into the review queue (why: ``reason``)."""

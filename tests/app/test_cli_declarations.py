@@ -50,7 +50,7 @@ BASE_FLAGS = {  # each command's flags at 1f56e31 (before the commands were buil
     "rollback": {"--json"},
     "serve": {"--app-metrics-port", "--backend", "--drift-tolerance", "--drift-window", "--events", "--grpc-port",
         "--host", "--instances", "--json", "--log-file", "--max-batch", "--max-queue-delay-us", "--metrics-port", "--port",
-        "--precision", "--threads", "--token-file"},
+        "--precision", "--threads", "--token-file", "--follow", "--no-follow"},  # --follow since: serve follows too
     "train": {"--augment", "--batch-size", "--camera-augment", "--no-camera-augment", "--category", "--data", "--device", "--encoder-init", "--epochs",
         "--force", "--holdout", "--image-size", "--json", "--layout", "--loss", "--lr", "--max-steps", "--no-augment",
         "--no-force", "--no-resume", "--out", "--pretrained", "--resume", "--score", "--seed", "--threshold-rule",

@@ -27,12 +27,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from runtime_fixtures import standin_metadata, write_standin
+from runtime_fixtures import rescale_standin, standin_metadata, write_standin
 from typer.testing import CliRunner
 
 from mmad_edge.cli import app
 from mmad_edge.runtime import Detector
 from mmad_edge.runtime.artifact.batching import batch_contract
+from mmad_edge.runtime.artifact.deployment import promote
 from mmad_edge.runtime.artifact.metadata import load_contract
 from mmad_edge.runtime.errors import ArtifactError
 from mmad_edge.runtime.serving.handler import InferenceHandler
@@ -443,6 +444,41 @@ def test_sigterm_stops_the_server_and_everything_it_started(server):
     assert summary["served"]["drift"]["lamp"] == {"events": 2, "drifting": False, "frames": len(LAMP),
                                                   "statistic": pytest.approx(lamp_statistics()[-1], abs=STATISTIC_TOL)}
     assert "pooled" in summary["served"]["drift"]
+
+
+def test_serve_on_a_deployment_folder_swaps_in_a_promoted_version_between_two_executions(tmp_path):
+    deploy = tmp_path / "deploy"
+    promote(export_with_categories(tmp_path / "first"), deploy)
+    second = export_with_categories(tmp_path / "second")
+    rescale_standin(second / "model.fp32.onnx", 2.0)  # the same frame scores twice as high
+    started = start_serve(deploy, "--max-batch", "4", "--json", str(tmp_path / "summary.json"))
+    try:
+        started.infer_when_ready()
+        client = http.InferenceServerClient(f"localhost:{started.http}")
+        frame = np.full((1, 32, 32, 3), 100, np.uint8)
+        before = infer(http, client, frame).as_numpy("score").item()
+        promote(second, deploy)
+        old, deadline = 1, time.monotonic() + 30
+        while (score := infer(http, client, frame).as_numpy("score").item()) == before:
+            old += 1
+            assert time.monotonic() < deadline, started.output()
+            time.sleep(0.05)
+        assert score == pytest.approx(2 * before, rel=1e-6)
+        started.process.send_signal(signal.SIGTERM)
+        started.process.wait(timeout=30)
+    finally:
+        started.stop()
+    output = started.output()
+    assert started.process.returncode == 0, output
+    frame_index = len(frames_for(99)) + old  # images served before the swap (the self-test is not counted)
+    assert "deployment " + str(deploy) + ": serving 0001-first, following current" in output
+    assert re.search(re.escape(f"mmad-edge: deployment {deploy}: now scoring with 0002-second from frame {frame_index} "
+                               "(was 0001-first, promoted at ") + r"\d\d:\d\d:\d\d\)\n", output), output
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert (summary["deployment"], summary["version"], summary["follow"]) == (str(deploy), "0002-second", True)
+    assert [(swap["from"], swap["to"], swap["frame"], swap["how"]) for swap in summary["swaps"]] == [
+        ("0001-first", "0002-second", frame_index, "promoted")]
+    assert summary["served"]["images"] == frame_index + 1
 
 
 def test_the_handler_keeps_each_frames_place_across_categories(tmp_path):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 from mmad_edge.runtime.artifact.contract import METADATA_KEY
 
@@ -105,6 +105,15 @@ def write_export_dir(folder: Path, size: int = 64, precisions=("fp32",), batch: 
         write_standin(folder / f"model.{precision}.onnx", size, batch, metadata)
     (folder / "metadata.json").write_text(json.dumps(standin_metadata(size, batch, **meta)))
     return folder
+
+
+def rescale_standin(path: Path, factor: float) -> Path:
+    """Multiply the stand-in's map and score by ``factor`` (its ``scale``), metadata kept; returns ``path``."""
+    model = onnx.load(str(path))
+    scale = next(tensor for tensor in model.graph.initializer if tensor.name == "scale")
+    scale.CopyFrom(numpy_helper.from_array(np.array(factor / 255.0, np.float32), "scale"))
+    onnx.save(model, str(path))
+    return path
 
 
 def reference(image: np.ndarray) -> tuple:
