@@ -39,10 +39,19 @@ class Instances:
             detector.close()
 
 
-def check_fits(instances: Instances, image_size: tuple[int, int], max_batch: int) -> None:
-    """ArtifactError when Triton's model config, fixed at start, cannot serve ``instances``: another
-    image size changes the anomaly map's shape; a smaller batch limit fails batches Triton may send."""
+def check_fits(instances: Instances, served: Detector) -> None:
+    """ArtifactError when ``instances`` cannot take over from ``served``: Triton's model config, fixed
+    at start, declares the anomaly map's shape and the largest batch; clients rely on ``is_anomaly``
+    (a threshold) and on the categories they send."""
     detector = instances.detectors[0]
+    image_size, max_batch = served.image_size, served.batch_max
+    if served.threshold is not None and detector.threshold is None:
+        raise ArtifactError("it has no threshold (exported without statistics), so every is_anomaly would be false; "
+                            "run mmad-edge calibrate-threshold on it and promote it again")
+    lost = sorted(set(served.info.categories) - set(detector.info.categories))
+    if lost:
+        raise ArtifactError(f"it has no statistics for {', '.join(lost)}, which clients may send as category; "
+                            "promote a version trained on them")
     if tuple(detector.image_size) != tuple(image_size):
         raise ArtifactError(f"its anomaly map is {_size(detector.image_size)}, Triton's model config declares "
                             f"{_size(image_size)}; restart serve to serve it")
@@ -60,9 +69,8 @@ class ServeFollower:
     def __init__(self, deploy_dir: Path, version: str, handlers: Sequence[InferenceHandler],
                  load: Callable[[Path], list[Detector]], every_s: float | None) -> None:
         self.handlers = list(handlers)
-        served = self.handlers[0].detector
         self.follower = DeploymentFollower(deploy_dir, version, lambda folder: Instances(load(folder)),
-                                           lambda loaded: check_fits(loaded, served.image_size, served.batch_max),
+                                           lambda loaded: check_fits(loaded, self.handlers[0].detector),
                                            every_s)
 
     @property

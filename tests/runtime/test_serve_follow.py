@@ -3,6 +3,7 @@ version folders (no Triton: PyTriton would call the handlers just as these tests
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -30,13 +31,15 @@ FRAMES = np.stack([np.full((SIZE, SIZE, 3), value, np.uint8) for value in (77, 1
 @pytest.fixture(scope="module")
 def exports(tmp_path_factory) -> dict:
     """first: the stand-in; second: its scores doubled (scale 2/255), calibrated to them; broken: does
-    not load; wide: another map size; narrow: batches up to 2 where the served one takes 4."""
+    not load; wide: another map size; narrow: batches up to 2 where the served one takes 4; blind: no
+    statistics, so no threshold."""
     root = tmp_path_factory.mktemp("serve-follow")
     made = {"first": write_export_dir(root / "first", SIZE, threshold=0.6, low=0.3),
             "second": write_export_dir(root / "second", SIZE, threshold=0.9, low=0.6),
             "broken": write_export_dir(root / "broken", SIZE),
             "wide": write_export_dir(root / "wide", 2 * SIZE),
-            "narrow": write_export_dir(root / "narrow", SIZE, max_batch=2)}
+            "narrow": write_export_dir(root / "narrow", SIZE, max_batch=2),
+            "blind": write_export_dir(root / "blind", SIZE, statistics=False)}
     rescale_standin(made["second"] / "model.fp32.onnx", 2.0)
     broken = onnx.load(str(made["broken"] / "model.fp32.onnx"))
     broken.graph.node[1].op_type = "NoSuchReduce"  # the metadata reads (promote takes it), the graph does not load
@@ -183,9 +186,10 @@ def test_an_execution_in_flight_finishes_on_the_old_version_and_the_swap_waits_f
     ("wide", "its anomaly map is 32x32, Triton's model config declares 16x16; restart serve to serve it"),
     ("narrow", "it takes batches up to 2, Triton's model config declares 4; restart serve to serve it, or re-export "
                "it with a batch profile up to 4"),
+    ("blind", "it has no threshold (exported without statistics), so every is_anomaly would be false; run mmad-edge "
+              "calibrate-threshold on it and promote it again"),
 ])
-def test_a_version_triton_s_model_config_cannot_serve_is_refused_in_one_line(exports, tmp_path, capsys, export,
-                                                                              reason):
+def test_a_version_that_cannot_take_over_is_refused_in_one_line(exports, tmp_path, capsys, export, reason):
     deploy = tmp_path / "deploy"
     promote(exports["first"], deploy)
     served = Served(deploy)
@@ -198,6 +202,29 @@ def test_a_version_triton_s_model_config_cannot_serve_is_refused_in_one_line(exp
     assert scores(answer[0]) == pytest.approx(expected(1.0)[:1], rel=1e-6)
     assert capsys.readouterr().err == (f"mmad-edge: deployment {deploy}: 0002-{export} not loaded, still scoring with "
                                        f"0001-first: {reason}; it is tried again when current changes\n")
+
+
+def test_a_version_without_a_category_clients_send_is_refused_in_one_line(exports, tmp_path, capsys):
+    categorized = write_export_dir(tmp_path / "categorized", SIZE, threshold=0.6, low=0.3)
+    for name in ("metadata.json",):
+        metadata = json.loads((categorized / name).read_text())
+        metadata["statistics"]["categories"] = {"gravel": {"threshold": 0.5, "normalization": {"low": 0.2, "high": 0.5}}}
+        (categorized / name).write_text(json.dumps(metadata))
+    deploy = tmp_path / "deploy"
+    promote(categorized, deploy)
+    served = Served(deploy)
+    try:
+        promote(exports["first"], deploy)
+        served.poll_until(lambda: served.following.report()["swap_failures"])
+        answer = served.handlers[0]([{"image": FRAMES[:1], "category": np.array([[b"gravel"]], dtype=object)}])
+    finally:
+        served.close()
+    assert "mmad_edge_rejected" not in answer[0]  # still served by the version that knows gravel
+    said = [line for line in capsys.readouterr().err.splitlines() if "deployment" in line]  # not the override notes
+    assert said == [
+        f"mmad-edge: deployment {deploy}: 0002-first not loaded, still scoring with 0001-categorized: it has no "
+        "statistics for gravel, which clients may send as category; promote a version trained on them; it is tried "
+        "again when current changes"]
 
 
 def test_the_drift_watch_restarts_on_the_new_version_s_normal_scores_and_keeps_its_events(exports, tmp_path,
