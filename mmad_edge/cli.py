@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from mmad_edge.app.demo_options import DemoOptions
-from mmad_edge.app.exits import exit_if_interrupted, guarded, needs
+from mmad_edge.app.exits import exit_of_run, guarded, needs
 from mmad_edge.app.json_output import write_json
 from mmad_edge.app.options_cli import Arg, declared
 from mmad_edge.app.tune_options import TuneOptions
@@ -193,9 +193,9 @@ def run(
     from mmad_edge.app.live_page import page_thresholds
     from mmad_edge.runtime.loop.run import run_stream
 
-    summary = run_stream(str(artifact), source, options, thresholds=page_thresholds(options.page))
-    write_json(json_path, summary)
-    exit_if_interrupted(summary)
+    summary = run_stream(str(artifact), source, options, thresholds=page_thresholds(options.page),
+                         on_summary=lambda summary: write_json(json_path, summary))
+    exit_of_run(summary)
 
 
 @app.command()

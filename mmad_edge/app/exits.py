@@ -1,5 +1,6 @@
-"""How the CLI ends: one-line errors and the exit codes (2 bad input, 1 a failed check or build,
-3 no TensorRT / GPU, 130 interrupted), never a traceback for a user's mistake."""
+"""How the CLI ends: one-line errors and the exit codes (2 bad input, 1 a failed check or build or a
+run whose verdicts were lost, 3 no TensorRT / GPU, 130 interrupted), never a traceback for a user's
+mistake."""
 
 from __future__ import annotations
 
@@ -75,7 +76,10 @@ def build_exit_code(exc: BaseException | None) -> int:
     return 1 if isinstance(exc, EngineBuildError) else 2
 
 
-def exit_if_interrupted(summary: dict) -> None:
-    """A run stopped by Ctrl-C ends with 130, after its summary was written."""
+def exit_of_run(summary: dict) -> None:
+    """After the summary was written: a run stopped by Ctrl-C ends with 130; one that finished but
+    failed (``summary["error"]``: verdicts that reached neither their sink nor a spool) with 1."""
     if summary.get("interrupted"):
         raise typer.Exit(130)
+    if summary.get("error"):
+        fail(summary["error"], 1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -24,7 +24,7 @@ from .options import PathLike, RunOptions
 from .outputs import AnomalySaver, JsonlWriter, Viewer, frame_record
 from .overlay import render_overlay
 from .shadow import DisagreementLog, Shadow, ShadowFrame, check_candidate
-from .sources import FrameSource, SourceSpec, check_retry_s, open_sources, parse_source
+from .sources import SourceLike, SourceSpec, check_retry_s, open_sources, source_specs
 from .stream import DetectionStream, Scored
 from .tally import SourceTally, drift_monitors, nothing_scored
 
@@ -32,9 +32,6 @@ if TYPE_CHECKING:
     from ..monitor.prometheus import DetectorMetrics
     from ..sinks.fanout import SinkSet
     from ..ui.page import LivePage, ThresholdsFor
-
-SourceLike = int | PathLike | FrameSource | SourceSpec
-
 
 def run_stream(
     artifact: PathLike | Detector,
@@ -44,6 +41,7 @@ def run_stream(
     stdout: IO[str] | None = None,
     stop_event: threading.Event | None = None,
     thresholds: ThresholdsFor | None = None,
+    on_summary: Callable[[dict], None] | None = None,
 ) -> dict:
     """Run the detector over one source or a list of them and return a summary dict.
 
@@ -65,10 +63,14 @@ def run_stream(
     candidate export scored on the same frames off the loop's path and compared (``shadow.Shadow``;
     summary ``"shadow"``), its disagreements written to ``shadow_log`` (at most ``shadow_log_max``).
     ``page.ui``: serve the live page and review queue there (``runtime.ui``; the shadow's
-    disagreements go to its review queue too); after the sources end it stays up until Ctrl-C,
-    SIGTERM or ``stop_event``; ``thresholds`` makes what the page's Apply uses from the detector
-    (``mmad_edge.export.threshold_apply.MetadataThresholds`` writes the metadata; the default refuses
-    Apply). Ctrl-C or ``stop_event`` end the run cleanly (summary ``"interrupted"`` / ``"stopped"``).
+    disagreements go to its review queue too; summary ``"review"``); after the sources end it stays up
+    until Ctrl-C, SIGTERM or ``stop_event``; ``thresholds`` makes what the page's Apply uses from the
+    detector (``mmad_edge.export.threshold_apply.MetadataThresholds`` writes the metadata; the default
+    refuses Apply). Ctrl-C or ``stop_event`` end the run cleanly (summary ``"interrupted"`` /
+    ``"stopped"``). ``on_summary``: called with the summary once the sources end (before the page is
+    held), and again at the stop when marks or an Apply changed it meanwhile (`run --json` writes it).
+    Summary ``"error"``: why a finished run still failed (verdicts that reached no sink and no
+    spool), else None.
 
     ``artifact`` a deployment folder (``mmad-edge promote``): each record names the ``version`` that
     scored it, and with ``options.follow`` a change of its ``current`` is swapped in between two
@@ -78,26 +80,17 @@ def run_stream(
     restarts on its normal scores; the shadow candidate is compared with whichever version scores.
     """
     options = _checked(options)
-    specs = _specs(source)
+    specs = source_specs(source)
     out = stdout if stdout is not None else sys.stdout
     if isinstance(artifact, Detector):
-        return _run(artifact, specs, options, out, stop_event, thresholds)
+        return _run(artifact, specs, options, out, stop_event, thresholds, on_summary)
     folder = deployed_folder(artifact)  # the version current names now (any other path as it is)
     detector = _load(folder, options)
     try:
         deployment = (Path(artifact), folder.name) if is_deployment(artifact) else None
-        return _run(detector, specs, options, out, stop_event, thresholds, deployment)
+        return _run(detector, specs, options, out, stop_event, thresholds, on_summary, deployment)
     finally:
         detector.close()
-
-
-def _specs(source: SourceLike | Sequence[SourceLike]) -> list[SourceSpec]:
-    """Each source as a SourceSpec (text parsed for ``NAME=``)."""
-    items = list(source) if isinstance(source, (list, tuple)) else [source]
-    if not items:
-        raise ValueError("no source given; pass --source (a camera index, URL, video file or folder)")
-    return [item if isinstance(item, SourceSpec) else parse_source(item) if isinstance(item, str)
-            else SourceSpec(item) for item in items]
 
 
 def _checked(options: RunOptions) -> RunOptions:
@@ -200,7 +193,7 @@ def _close_sinks(sinks: _Sinks | None) -> None:
 
 def _run(detector: Detector, specs: list[SourceSpec], options: RunOptions, out: IO[str],
          stop_event: threading.Event | None, thresholds: ThresholdsFor | None,
-         deployment: tuple[Path, str] | None = None) -> dict:
+         on_summary: Callable[[dict], None] | None, deployment: tuple[Path, str] | None = None) -> dict:
     """Open the sources and the outputs, loop, and summarise (the page, if any, then held until a
     stop); the outputs are closed whatever happens. ``deployment``: (folder, version) it came from."""
     sinks: _Sinks | None = None
@@ -234,11 +227,20 @@ def _run(detector: Detector, specs: list[SourceSpec], options: RunOptions, out: 
             summary.update(follower.report())
         if sinks.line is not None:
             summary["sinks"] = _finish_line(sinks, options.sinks.drain_s)
+            summary["error"] = sinks.line.undelivered()
         summary.update(interrupted=interrupted, stopped=stopped)
         if sinks.shadow is not None:  # after the summary: the deployed fps never includes the candidate's catching up
             summary["shadow"] = sinks.shadow.finish(drain=not interrupted)
+        if sinks.page is not None:
+            summary.update(_page_report(stream.detector, sinks.page, options))
+        if on_summary is not None:
+            on_summary(summary)
         if sinks.page is not None and options.page.hold and not (summary["interrupted"] or summary["stopped"]):
             sinks.page.hold(stop_event)
+            held = {**summary, **_page_report(stream.detector, sinks.page, options)}
+            if held != summary and on_summary is not None:
+                on_summary(held)
+            summary = held
         return summary
     finally:
         _close_sinks(sinks)
@@ -352,11 +354,12 @@ def _summary(detector: Detector, stream: DetectionStream, tallies: list[SourceTa
         "frames": stream.frames, "anomalies": anomalies, "dropped": stream.dropped, **counters,
         "elapsed_s": round(elapsed, 3),
         "fps": round(stream.frames / elapsed, 2) if elapsed > 0 else 0.0,
-        "threshold": options.threshold if options.threshold is not None else detector.threshold,
+        "threshold": _threshold(detector, options),
         "category": detector.category,
         "encoder_weights": detector.info.raw.get("encoder_weights"),
         "drift_events": sum(tally.monitor.events for tally in tallies if tally.monitor is not None),
         "sources": per_source,
+        "error": None,
     }
     notice(f"done: {stream.frames} processed, {anomalies} anomalous, {counters['skipped']} skipped, "
            f"{_progress(stream)} ({detector.backend.name}, {precision_label(detector.info.precision, computed)}); "
@@ -369,14 +372,23 @@ def _summary(detector: Detector, stream: DetectionStream, tallies: list[SourceTa
     return summary
 
 
+def _threshold(detector: Detector, options: RunOptions) -> float | None:
+    return options.threshold if options.threshold is not None else detector.threshold
+
+
+def _page_report(detector: Detector, page: LivePage, options: RunOptions) -> dict:
+    """What the page may change while it is held: the review queue's counts, the threshold (Apply)."""
+    return {"threshold": _threshold(detector, options), "review": page.store.usage()}
+
+
 def _finish_line(sinks: _Sinks, drain_s: float) -> list[dict]:
     """Drain the result sinks (up to ``drain_s``), say one line per sink and return their reports."""
     reports = sinks.line.finish(drain_s)
     if sinks.metrics is not None:
         sinks.line.observe(sinks.metrics)
     for report in reports:
-        notice(f"  sink {report['sink']}: {report['sent']} sent, {report['queued']} queued, "
-               f"{report['dropped']} dropped")
+        kept = f"{report['queued']} spooled to {report['spool']}" if report["durable"] else f"{report['lost']} lost"
+        notice(f"  sink {report['sink']}: {report['sent']} sent, {kept}, {report['dropped']} dropped")
     return reports
 
 

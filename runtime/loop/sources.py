@@ -12,10 +12,10 @@ import math
 import os
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 import cv2
 import numpy as np
@@ -249,6 +249,26 @@ def parse_source(text: str) -> SourceSpec:
         raise ValueError(f"source {text!r} names category {name!r} but no source after '='; pass --source "
                          f"{name}=SOURCE (a camera index, URL, video file or folder)")
     return SourceSpec(target, name)
+
+
+SourceLike = Union[int, str, "os.PathLike[str]", FrameSource, SourceSpec]
+
+
+def source_specs(source: SourceLike | Sequence[SourceLike]) -> list[SourceSpec]:
+    """One source or a list of them as SourceSpecs (text parsed for ``NAME=``), as ``run_stream`` and
+    ``DetectionStream`` take them; anything else is refused in one line."""
+    items = list(source) if isinstance(source, (list, tuple)) else [source]
+    if not items:
+        raise ValueError("no source given; pass --source (a camera index, URL, video file or folder)")
+    specs = []
+    for item in items:
+        if isinstance(item, str):
+            item = parse_source(item)
+        elif isinstance(item, bool) or not isinstance(item, (SourceSpec, int, os.PathLike, FrameSource)):
+            raise TypeError(f"a source is a camera index, URL, video file, folder, SourceSpec or FrameSource, "
+                            f"got {type(item).__name__} {item!r}")
+        specs.append(item if isinstance(item, SourceSpec) else SourceSpec(item))
+    return specs
 
 
 def open_sources(specs: list[SourceSpec], **capture_options: Any) -> list[FrameSource]:

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..detector import Detector, check_map_size
 from ..result import Result
-from .sources import Frame, FrameSource, SourceId
+from .sources import Frame, FrameSource, SourceId, SourceLike, open_sources, source_specs
 
 _POLL_S = 0.1
 
@@ -144,19 +144,20 @@ class DetectionStream:
     def __init__(
         self,
         detector: Detector,
-        sources: FrameSource | Sequence[FrameSource],
+        sources: SourceLike | Sequence[SourceLike],
         batch: int = 1,
         threshold: float | None = None,
         map_size: str = "model",
         capacity: int | None = None,
+        retry_s: float | None = None,
     ) -> None:
+        """``sources``: what ``run_stream`` takes (camera indexes, URLs, paths, ``"NAME=SOURCE"``,
+        SourceSpecs, FrameSources), opened here; ``retry_s`` as in ``RunOptions``."""
         if batch < 1:
             raise ValueError(f"batch must be at least 1, got {batch}")
         check_map_size(map_size)
         self.detector = detector
-        self.sources = [sources] if isinstance(sources, FrameSource) else list(sources)
-        if not self.sources:
-            raise ValueError("no source to read; pass at least one --source")
+        self.sources = open_sources(source_specs(sources), retry_s=retry_s)
         self.batch = batch
         self.threshold = threshold
         self.map_size = map_size

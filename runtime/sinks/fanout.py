@@ -51,7 +51,8 @@ class SinkSet:
             sink.submit(message)
 
     def reports(self) -> list[dict]:
-        return [sink.report() for sink in self.sinks]
+        """Each sink's counts now (``finish``'s once finished)."""
+        return self._reports if self._reports is not None else [sink.report() for sink in self.sinks]
 
     def observe(self, metrics: DetectorMetrics) -> None:
         """Bring the metrics' per-sink counters up to date."""
@@ -60,24 +61,43 @@ class SinkSet:
 
     def finish(self, drain_s: float = DEFAULT_DRAIN_S) -> list[dict]:
         """Wait up to ``drain_s`` seconds for every sink to deliver, stop them and return their
-        reports; one line per sink that still holds messages (kept on disk or lost). Once only:
-        later calls return the same reports."""
+        reports, where what is undelivered is ``queued`` when a spool keeps it for the next run and
+        ``lost`` otherwise; one line per sink that still holds messages. Once only: later calls
+        return the same reports."""
         if self._reports is not None:
             return self._reports
         drain_s = check_drain_s(drain_s)
         deadline = time.monotonic() + drain_s
         for sink in self.sinks:
             sink.wait(deadline)
-        reports = [sink.stop() for sink in self.sinks]
+        reports = [_settled(sink.stop()) for sink in self.sinks]
         for report in reports:
-            if report["queued"]:
+            if report["queued"] or report["lost"]:
                 fate = (f"they stay in {report['spool']} and go out on the next run with this sink" if report["durable"]
                         else "they are lost")
-                notice(f"sink {report['sink']}: {report['queued']} messages undelivered after {drain_s:g} s "
-                       f"({report['last_error'] or 'still sending'}); {fate}")
+                notice(f"sink {report['sink']}: {report['queued'] or report['lost']} messages undelivered after "
+                       f"{drain_s:g} s ({report['last_error'] or 'still sending'}); {fate}")
         self._reports = reports
         return reports
+
+    def undelivered(self) -> str | None:
+        """After ``finish``: one line naming the verdicts that reached neither their sink nor a spool
+        (lost at the end, or dropped: a full queue, a refusal), which fails the run; None when none."""
+        parts = []
+        for report in self.finish():
+            if report["lost"] or report["dropped"]:
+                why = f"; last error {report['last_error']}" if report["last_error"] else ""
+                parts.append(f"{report['lost'] + report['dropped']} verdicts reached neither sink {report['sink']} "
+                             f"nor a spool ({report['lost']} lost at the end, {report['dropped']} dropped{why})")
+        return "; ".join(parts) + "; check that the sink is up and accepts them" if parts else None
 
     def close(self) -> None:
         """Stop the sinks without waiting (a run that failed); what MQTT holds stays on disk."""
         self.finish(0)
+
+
+def _settled(report: dict) -> dict:
+    """A stopped sink's report: what it still holds stays ``queued`` in a spool, or is ``lost``."""
+    if report["durable"]:
+        return {**report, "lost": 0}
+    return {**report, "queued": 0, "lost": report["queued"]}

@@ -47,6 +47,7 @@ def test_an_open_bind_without_a_token_is_refused_in_one_line_before_any_frame(tm
 
 
 def test_with_a_finite_source_the_page_stays_up_until_sigterm(tmp_path, folder):
+    """--json is written when the sources end, and again at the stop once a mark changed it."""
     port, export = free_port(), write_deployed(tmp_path / "export")
     command = [sys.executable, "-m", "mmad_edge.cli", "run", str(export), "--source", str(folder), "--backend",
                "onnxruntime", "--ui", f"127.0.0.1:{port}", "--review-dir", str(tmp_path / "review"),
@@ -56,6 +57,10 @@ def test_with_a_finite_source_the_page_stays_up_until_sigterm(tmp_path, folder):
     try:
         state = wait_for(lambda: _state(port, process), 60, "the page to say the source ended")
         assert (state["sources"][0]["frames"], state["sources"][0]["anomalies"]) == (6, 3)
+        early = json.loads((tmp_path / "summary.json").read_text())  # written before the page is held
+        assert (early["frames"], early["anomalies"], early["review"]["marked"]) == (6, 3, 0)
+        with ReviewStore(tmp_path / "review") as store:
+            store.mark(store.items()[0].id, "good")
         time.sleep(1.0)
         assert process.poll() is None  # still serving
         process.send_signal(signal.SIGTERM)
@@ -65,7 +70,9 @@ def test_with_a_finite_source_the_page_stays_up_until_sigterm(tmp_path, folder):
             process.kill()
     assert process.returncode == 0, err
     assert f"live page at http://127.0.0.1:{port}/" in err and "the page stays at" in err
-    assert json.loads((tmp_path / "summary.json").read_text())["frames"] == 6
+    final = json.loads((tmp_path / "summary.json").read_text())
+    assert (final["frames"], final["review"]["marked"]) == (6, 1)
+    assert err.count(f"wrote {tmp_path / 'summary.json'}") == 2
     with ReviewStore(tmp_path / "review") as store:
         assert {item.reason for item in store.items()} == {"flagged"}
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from runtime_fixtures import write_export_dir
 
-from mmad_edge.runtime import Detector, RunOptions, SourceError, run_stream
+from mmad_edge.runtime import DetectionStream, Detector, RunOptions, SourceError, SourceSpec, run_stream
 from mmad_edge.runtime.loop.sources import CaptureSource, FrameSource, open_source
 from mmad_edge.runtime.loop.stream import ReaderGroup
 
@@ -271,6 +271,28 @@ def test_ctrl_c_and_stop_end_the_run_cleanly(detector):
     event.set()
     summary = run_stream(detector, CountingSource(50, live=False), stop_event=event, stdout=io.StringIO())
     assert summary["stopped"] is True and summary["frames"] >= 1
+
+
+def test_detection_stream_takes_what_run_stream_takes(detector, video, tmp_path):
+    """Paths as text or Path, SourceSpecs and FrameSources are opened by the stream itself, each
+    frame scored as the detector scores it; anything else is refused in one line."""
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    images = [np.full((40, 40, 3), level, np.uint8) for level in (20, 140, 250)]
+    for index, image in enumerate(images):
+        cv2.imwrite(str(folder / f"{index}.png"), image)
+    expected = [result.score for result in detector.predict(images)]
+    for sources in ([str(folder)], folder, [SourceSpec(str(folder))], [open_source(str(folder))]):
+        items = list(DetectionStream(detector, sources, batch=2))
+        assert [item.source_id for item in items] == [str(folder / f"{index}.png") for index in range(3)]
+        assert [item.result.score for item in items] == pytest.approx(expected)
+    both = list(DetectionStream(detector, [str(folder), str(video)], batch=4))
+    assert len(both) == 3 + FRAMES and {item.source.name for item in both} == {str(folder), str(video)}
+    with pytest.raises(TypeError, match="a source is a camera index, URL, video file, folder, SourceSpec or "
+                                        "FrameSource, got float 3.5"):
+        DetectionStream(detector, [3.5])
+    with pytest.raises(ValueError, match="is given twice; pass each --source once"):
+        DetectionStream(detector, [str(folder), folder])
 
 
 def test_source_spec_errors():

@@ -71,10 +71,11 @@ def test_each_frame_reaches_mqtt_and_the_webhook_with_its_jsonl_score(setup, tmp
             assert message["model"] == {"variant": "standin", "precision": "fp32", "artifact": "model.fp32.onnx",
                                         "checkpoint_sha256": None, "mmad_edge_version": "0.1.0"}
         assert len({message["message_id"] for message in received}) == FRAMES
-    assert [(entry["kind"], entry["sent"], entry["queued"], entry["dropped"]) for entry in summary["sinks"]] == [
-        ("mqtt", FRAMES, 0, 0), ("webhook", FRAMES, 0, 0)]
+    assert [(entry["kind"], entry["sent"], entry["queued"], entry["lost"], entry["dropped"])
+            for entry in summary["sinks"]] == [("mqtt", FRAMES, 0, 0, 0), ("webhook", FRAMES, 0, 0, 0)]
+    assert summary["error"] is None
     err = capsys.readouterr().err
-    assert f"sink {webhook.url}: {FRAMES} sent, 0 queued, 0 dropped" in err
+    assert f"sink {webhook.url}: {FRAMES} sent, 0 lost, 0 dropped" in err
 
 
 def sink_samples(port: int, url: str) -> dict:
@@ -86,8 +87,8 @@ def sink_samples(port: int, url: str) -> dict:
 
 
 def test_a_dead_sink_never_stops_the_run_and_its_messages_are_counted(setup, capsys):
-    """Nothing listens: every frame is still scored, the run waits --sink-drain-s, and the summary
-    and the served metrics say all are queued."""
+    """Nothing listens: every frame is still scored, the run waits --sink-drain-s, the served
+    metrics say all are queued meanwhile, and the summary that all were lost."""
     url, port, done = f"http://127.0.0.1:{free_port()}/hook", free_port(), {}
     options = RunOptions(metrics_port=port, sinks=SinkOptions(urls=(url,), drain_s=3))
     worker = threading.Thread(target=lambda: done.update(
@@ -108,10 +109,35 @@ def test_a_dead_sink_never_stops_the_run_and_its_messages_are_counted(setup, cap
     summary = done["summary"]
     assert summary["frames"] == FRAMES
     (entry,) = summary["sinks"]
-    assert (entry["sent"], entry["queued"], entry["dropped"]) == (0, FRAMES, 0)
+    assert (entry["sent"], entry["queued"], entry["lost"], entry["dropped"]) == (0, 0, FRAMES, 0)
+    assert summary["error"].startswith(f"{FRAMES} verdicts reached neither sink {url} nor a spool")
     err = capsys.readouterr().err
     assert err.count("cannot deliver") == 1
     assert f"{FRAMES} messages undelivered after 3 s" in err and "they are lost" in err
+
+
+def test_verdicts_no_sink_got_fail_the_run_unless_a_spool_keeps_them(setup, tmp_path):
+    """A webhook where nothing listens: exit 1, the counts say lost and the error says why; an MQTT
+    broker that is down: the spool keeps them, exit 0, the line says where."""
+    url = f"http://127.0.0.1:{free_port()}/hook"
+    lost = CliRunner().invoke(app, ["run", str(setup["export"]), "--source", str(setup["frames"]), "--max-frames",
+                                    "3", "--sink", url, "--sink-drain-s", "0.5", "--json", str(tmp_path / "lost.json")])
+    assert lost.exit_code == 1, lost.output
+    assert f"sink {url}: 0 sent, 3 lost, 0 dropped" in lost.output and "queued" not in lost.output
+    assert lost.output.strip().splitlines()[-1].startswith(
+        f"error: 3 verdicts reached neither sink {url} nor a spool (3 lost at the end, 0 dropped; last error "
+        "ConnectionRefusedError")
+    assert lost.output.strip().endswith("; check that the sink is up and accepts them")
+    assert json.loads((tmp_path / "lost.json").read_text())["error"].startswith("3 verdicts reached neither")
+    mqtt = f"mqtt://127.0.0.1:{free_port()}/{TOPIC}"
+    kept = CliRunner().invoke(app, ["run", str(setup["export"]), "--source", str(setup["frames"]), "--max-frames",
+                                    "3", "--sink", mqtt, "--sink-spool", str(tmp_path / "spool"), "--sink-drain-s",
+                                    "0.5", "--json", str(tmp_path / "kept.json")])
+    assert kept.exit_code == 0, kept.output
+    (spool,) = (tmp_path / "spool").iterdir()
+    assert f"sink {mqtt}: 0 sent, 3 spooled to {spool}, 0 dropped" in kept.output and "error" not in kept.output
+    summary = json.loads((tmp_path / "kept.json").read_text())
+    assert (summary["error"], summary["sinks"][0]["queued"], summary["sinks"][0]["lost"]) == (None, 3, 0)
 
 
 @pytest.mark.parametrize("args, message", [

@@ -121,15 +121,18 @@ def test_sink_counts_reach_the_prometheus_counters(tmp_path):
 
 
 def test_a_stopped_sink_reports_what_it_still_holds(tmp_path, capsys):
-    """Nothing listens on port 9: the messages stay queued, the end says so, and none is lost silently."""
+    """Nothing listens on port 9: what was still queued at the stop counts as lost (no spool keeps
+    it), the end says so, and none is lost silently."""
     sinks = SinkSet.open(["http://127.0.0.1:9/hook"], SinkSettings(timeout_s=0.5), {"variant": "n"})
     for index in range(3):
         sinks.send({**RECORD, "index": index})
     started = time.monotonic()
     (report,) = sinks.finish(drain_s=0.5)
     assert time.monotonic() - started < 5
-    assert (report["sent"], report["dropped"], report["queued"], report["durable"]) == (0, 0, 3, False)
+    assert (report["sent"], report["dropped"], report["queued"], report["lost"], report["durable"]) == (0, 0, 0, 3, False)
     assert report["failures"] >= 1 and "ConnectionRefusedError" in report["last_error"]
     err = capsys.readouterr().err
     assert err.count("cannot deliver") == 1
     assert "3 messages undelivered after 0.5 s" in err and "they are lost" in err
+    assert sinks.undelivered().startswith("3 verdicts reached neither sink http://127.0.0.1:9/hook nor a spool "
+                                          "(3 lost at the end, 0 dropped; last error ConnectionRefusedError")
