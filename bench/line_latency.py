@@ -114,7 +114,7 @@ def measure(sources: int, frames: int, fps: float, artifact: Path | None, work: 
         rows = [latency_row("mqtt (QoS 1, at the subscriber)", sources, list(arrived.values()), total),
                 latency_row("modbus coil (written)", sources, coil, total)]
         for row, report in zip(rows, reports):
-            row.update(sent=report["sent"], dropped=report["dropped"], queued=report["queued"])
+            row.update(sent=report["sent"], dropped=report["dropped"], queued=report["queued"], lost=report["lost"])
         return rows
     finally:
         subscriber.close()
@@ -128,10 +128,11 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [f"Line latency on {report['machine']['cpu_model']} ({report['machine']['logical_cores']} logical cores): "
              f"{report['frames']} frames per source at {report['fps']:g} fps, {report['scoring']}.", "",
              *([report["note"], ""] if report["note"] else []),
-             "| sink | sources | messages | p50 ms | p99 ms | max ms | dropped |", "|---|---:|---:|---:|---:|---:|---:|"]
+             "| sink | sources | messages | p50 ms | p99 ms | max ms | dropped | lost |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for row in report["rows"]:
         lines.append(f"| {row['sink']} | {row['sources']} | {row['messages']}/{row['expected']} | {row['p50_ms']:.2f} | "
-                     f"{row['p99_ms']:.2f} | {row['max_ms']:.2f} | {row['dropped']} |")
+                     f"{row['p99_ms']:.2f} | {row['max_ms']:.2f} | {row['dropped']} | {row['lost']} |")
     lines += ["", f"Command: `{report['command']}`"]
     return "\n".join(lines) + "\n"
 
