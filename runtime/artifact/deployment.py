@@ -58,6 +58,18 @@ def is_deployment(path: str | os.PathLike[str]) -> bool:
     return (Path(path) / VERSIONS).is_dir()
 
 
+def deployment_holding(path: str | os.PathLike[str]) -> Path | None:
+    """The deployment folder ``path`` is or lies in (its ``current``, a version or a file of one);
+    None for any other path. Versions are immutable: what would change one in place asks this."""
+    path = Path(path)
+    if is_deployment(path):
+        return path
+    for parent in path.resolve().parents:
+        if parent.name == VERSIONS and is_deployment(parent.parent):
+            return parent.parent
+    return None
+
+
 def deployed_folder(path: str | os.PathLike[str]) -> Path:
     """The version folder a deployment folder points at; any other path unchanged. ArtifactError
     for a deployment folder with nothing deployed."""
