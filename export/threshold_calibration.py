@@ -94,9 +94,9 @@ def refuse_deployment(artifact: str | os.PathLike[str]) -> None:
     calibrated and promoted as a new version."""
     deployment = deployment_holding(artifact)
     if deployment is not None:
-        raise ArtifactError(f"{artifact}: in deployment folder {deployment}, whose versions are not changed in place "
-                            f"(rollback could not undo it); calibrate the export folder, then mmad-edge promote "
-                            f"EXPORT --to {deployment}")
+        where = "a deployment folder" if deployment == Path(artifact) else f"in deployment folder {deployment}"
+        raise ArtifactError(f"{artifact}: {where}, whose versions are not changed in place (rollback could not undo "
+                            f"it); calibrate the export folder, then mmad-edge promote EXPORT --to {deployment}")
 
 
 def good_images(options: CalibrateOptions) -> tuple[Iterable[np.ndarray], str]:

@@ -77,9 +77,10 @@ def test_a_deployment_folder_is_refused_and_the_export_is_promoted_instead(tmp_p
     for target in (line, line / "current", version, version / "model.fp32.onnx"):
         result = calibrate_cli(str(target), "--good", str(good))
         assert result.exit_code == 2, result.output
+        where = "a deployment folder" if target == line else f"in deployment folder {line}"
         assert result.output.splitlines() == [
-            f"error: {target}: in deployment folder {line}, whose versions are not changed in place (rollback could "
-            f"not undo it); calibrate the export folder, then mmad-edge promote EXPORT --to {line}"]
+            f"error: {target}: {where}, whose versions are not changed in place (rollback could not undo it); "
+            f"calibrate the export folder, then mmad-edge promote EXPORT --to {line}"]
     assert {path.name: path.read_bytes() for path in version.iterdir()} == before
 
     result = calibrate_cli(str(export), "--good", str(good), "--json", str(tmp_path / "cal.json"))
