@@ -34,7 +34,7 @@ class BenchOptions:
     hint (None: latency at batch 1, throughput for larger batches).
     """
 
-    backend: str = BACKEND.field("auto", detail=" or torch")
+    backend: str = BACKEND.field("auto", detail=" or torch", parse=None)  # bench checks its own (torch too)
     batches: str | Sequence[int] = BATCH_SIZE.field("1,16", detail="; a comma list times each")
     protocols: str | Sequence[str] = Flag("--protocol", "Comma list of paper and/or e2e.").field("paper,e2e")
     warmup: int = Flag("--warmup", "Untimed calls per row (cut to the case budget).").field(10)

@@ -27,12 +27,14 @@ RESULTS = Path("bench/results")
 
 def batch_sizes(text: str) -> list[int]:
     """``--batch-size`` as argparse reads it: the bench's rule (``runner.parse_batches``)."""
+    from mmad_edge.runtime.flags import BATCH_SIZE
+
     from .runner import parse_batches
 
     try:
         return parse_batches(text)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc).removeprefix("--batch ")) from None
+        raise argparse.ArgumentTypeError(str(exc).removeprefix(f"{BATCH_SIZE.name} ")) from None
 
 
 def peer_names(text: str) -> list[str]:

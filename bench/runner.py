@@ -25,6 +25,7 @@ import numpy as np
 from mmad_edge.runtime.artifact.contract import PRECISIONS
 from mmad_edge.runtime.backends import AUTO, backend_class, runners
 from mmad_edge.runtime.backends.base import BackendOptions, compute_precision
+from mmad_edge.runtime.flags import BATCH_SIZE
 from mmad_edge.runtime.log import say
 
 from .timing import measure
@@ -248,9 +249,9 @@ def parse_batches(batches: str | Sequence[int]) -> list[int]:
     try:
         values = [int(part) for part in parts if str(part).strip()]
     except ValueError:
-        raise ValueError(f"--batch must be comma-separated integers like 1,16, got {batches!r}") from None
+        raise ValueError(f"{BATCH_SIZE.name} must be comma-separated integers like 1,16, got {batches!r}") from None
     if not values or min(values) < 1:
-        raise ValueError(f"--batch needs positive batch sizes like 1,16, got {batches!r}")
+        raise ValueError(f"{BATCH_SIZE.name} needs positive batch sizes like 1,16, got {batches!r}")
     return list(dict.fromkeys(values))
 
 

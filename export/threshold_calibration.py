@@ -10,7 +10,9 @@ equal to the threshold pass, so at most F + (1 - F) / n of the good images score
 than 20 good images take ``score_statistics``' small-sample threshold (max + 10 % of max - median)
 for either. The metadata the runtime reads is updated in place (``metadata_files``), each file's
 previous metadata kept beside it as ``<file>.previous.json``; statistics equal to those already
-there are not written again, so a second run with the same images changes nothing.
+there are not written again, so a second run with the same images changes nothing. A deployment
+folder's versions are refused (rollback could not undo an edit in place): the export is calibrated
+and promoted as a new version.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from mmad_edge.export.options import CalibrateOptions
 from mmad_edge.fileio import write_bytes_atomic, write_json_atomic
 from mmad_edge.runtime import Detector
 from mmad_edge.runtime.artifact.contract import ENGINE_SUFFIX, METADATA_FILE, METADATA_KEY, sidecar_path
+from mmad_edge.runtime.artifact.deployment import deployment_holding
 from mmad_edge.runtime.artifact.metadata import ARTIFACT_STATISTICS, statistics_beside, validate_metadata
 from mmad_edge.runtime.artifact.onnx_props import read_metadata_props, with_metadata_prop
 from mmad_edge.runtime.errors import ArtifactError
@@ -57,6 +60,7 @@ def threshold_rule(options: CalibrateOptions) -> str:
 def calibrate_threshold(artifact: str | os.PathLike[str], options: CalibrateOptions) -> dict[str, Any]:
     """Score the good images (a folder, or frames of a live source: ``live_frames``), recompute the
     statistics, update the metadata files; returns the summary."""
+    refuse_deployment(artifact)
     rule = threshold_rule(options)
     good_frames, good_name = good_images(options)
     bad_images = folder_images(options.bad, "--bad") if options.bad is not None else []
@@ -83,6 +87,16 @@ def calibrate_threshold(artifact: str | os.PathLike[str], options: CalibrateOpti
         "bad": None if bad is None else detection_metrics(good.scores, bad, computed["threshold"]),
         "written": written, "backups": [str(_backup_path(Path(p))) for p in written], "unchanged": not written,
     }
+
+
+def refuse_deployment(artifact: str | os.PathLike[str]) -> None:
+    """A deployed version is never rewritten in place (rollback could not undo it): the export is
+    calibrated and promoted as a new version."""
+    deployment = deployment_holding(artifact)
+    if deployment is not None:
+        where = "a deployment folder" if deployment == Path(artifact) else f"in deployment folder {deployment}"
+        raise ArtifactError(f"{artifact}: {where}, whose versions are not changed in place (rollback could not undo "
+                            f"it); calibrate the export folder, then mmad-edge promote EXPORT --to {deployment}")
 
 
 def good_images(options: CalibrateOptions) -> tuple[Iterable[np.ndarray], str]:

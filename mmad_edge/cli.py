@@ -33,6 +33,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Train MiniMa
 
 ARTIFACT = Arg("model.<precision>.onnx, model.<precision>.engine, an export folder, or a deployment folder (its "
                "current version: see promote).")
+CALIBRATED = Arg("model.<precision>.onnx, model.<precision>.engine or an export folder (not a deployment folder: "
+                 "its versions are immutable; calibrate the export, then promote it).")
 VERIFY = Flag("--verify", "Dataset root: verify the engine on its labelled test split right after the build (as "
                           "`mmad-edge verify`).")
 JsonPath = Path | None
@@ -167,7 +169,7 @@ def tune(
 @guarded
 @declared
 def calibrate_threshold_cmd(
-    artifact: Annotated[Path, ARTIFACT],
+    artifact: Annotated[Path, CALIBRATED],
     options: CalibrateOptions,
     json_path: Annotated[JsonPath, JSON.about("the result")] = None,
 ) -> None:

@@ -20,7 +20,7 @@ import numpy as np
 from .artifact.batching import batch_contract
 from .artifact.metadata import ArtifactInfo, load_contract
 from .artifact.selection import select_artifact
-from .backends import AUTO, backend_class, backend_for, choices
+from .backends import AUTO, backend_class, backend_for, check_backend
 from .backends.base import Backend, BackendOptions
 from .errors import ArtifactError, DetectorClosedError
 from .imageio import to_bgr_uint8
@@ -63,7 +63,7 @@ def _scoring(info: ArtifactInfo, category: str | None, override: float | None) -
     else:
         known = ", ".join(sorted(info.categories)) or "none (exported from an older checkpoint)"
         raise ArtifactError(f"the artifact has no statistics for category {category!r}; categories with "
-                            f"statistics: {known}. Pass one of them, or --threshold")
+                            f"statistics: {known}. Pass one of them, or a threshold: threshold=T (--threshold T)")
     return (default if override is None else override), normalization
 
 
@@ -133,8 +133,7 @@ class Detector:
         threshold and normalisation of this training category (a unified model's score scale
         differs by category) instead of the pooled ones.
         """
-        if backend not in choices():
-            raise ArtifactError(f"backend must be one of {', '.join(choices())}, got {backend!r}")
+        check_backend(backend)
         settings = _backend_options(options, backend_options)
         path = Path(path)
         tuned = read_choice(path, precision) if backend == AUTO and path.is_dir() else None

@@ -8,23 +8,29 @@ metadata into typer parameters). The flags several commands share are declared h
 from __future__ import annotations
 
 import dataclasses
+import functools
+from collections.abc import Callable
 from dataclasses import MISSING
 from typing import Any
 
+from .backends import check_backend
 from .backends import choices as backend_choices
 
 
 @dataclasses.dataclass(frozen=True)
 class Flag:
     """A flag's spelling (``--x``, or ``--x/--no-x`` for a switch) and help; ``{}`` in the help is
-    where a use adds its detail (e.g. what the scores are counted per)."""
+    where a use adds its detail (e.g. what the scores are counted per). ``check(value, label=...)``
+    refuses a bad value at every use with ``label`` this flag, the same check that names the
+    keyword in Python, so the command line's error names the flag that was typed."""
 
     name: str
     help: str
+    check: Callable[..., Any] | None = None
 
     def about(self, detail: str = "", help: str | None = None) -> Flag:
         """This flag with ``detail`` put into its help, or with another ``help`` for one command."""
-        return Flag(self.name, help if help is not None else self.help.replace("{}", detail))
+        return Flag(self.name, help if help is not None else self.help.replace("{}", detail), self.check)
 
     def field(self, default: Any = MISSING, *, default_factory: Any = MISSING, detail: str = "",
               help: str | None = None, **cli: Any) -> Any:
@@ -32,8 +38,9 @@ class Flag:
         field: ``cli_default`` (the flag's own default), ``cli_type`` and ``parse`` (flag value ->
         field value)."""
         flag = self.about(detail, help)
+        parse = {"parse": functools.partial(self.check, label=self.name)} if self.check else {}
         return dataclasses.field(default=default, default_factory=default_factory,
-                                 metadata={"flag": flag.name, "help": flag.help, **cli})
+                                 metadata={"flag": flag.name, "help": flag.help, **parse, **cli})
 
 
 def nested(default_factory: Any, **flags: Flag) -> Any:
@@ -42,7 +49,7 @@ def nested(default_factory: Any, **flags: Flag) -> Any:
     return dataclasses.field(default_factory=default_factory, metadata={"nested": flags})
 
 
-BACKEND = Flag("--backend", f"{', '.join(backend_choices())}{{}}.")
+BACKEND = Flag("--backend", f"{', '.join(backend_choices())}{{}}.", check_backend)
 PRECISION = Flag("--precision", "Pick fp32/fp16/int8 from an export folder.")
 BATCH_SIZE = Flag("--batch-size", "Images per forward pass{}.")
 CATEGORY = Flag("--category", "Dataset category; repeat for several (default: all).")

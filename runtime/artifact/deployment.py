@@ -58,6 +58,18 @@ def is_deployment(path: str | os.PathLike[str]) -> bool:
     return (Path(path) / VERSIONS).is_dir()
 
 
+def deployment_holding(path: str | os.PathLike[str]) -> Path | None:
+    """The deployment folder ``path`` is or lies in (its ``current``, a version or a file of one);
+    None for any other path. Versions are immutable: what would change one in place asks this."""
+    path = Path(path)
+    if is_deployment(path):
+        return path
+    for parent in path.resolve().parents:
+        if parent.name == VERSIONS and is_deployment(parent.parent):
+            return parent.parent
+    return None
+
+
 def deployed_folder(path: str | os.PathLike[str]) -> Path:
     """The version folder a deployment folder points at; any other path unchanged. ArtifactError
     for a deployment folder with nothing deployed."""
@@ -116,8 +128,7 @@ def rollback(deploy_dir: str | os.PathLike[str]) -> dict:
             raise ArtifactError(f"{deploy_dir}: nothing deployed, so nothing to roll back; run mmad-edge promote "
                                 f"EXPORT --to {deploy_dir}")
         if len(history) < 2:
-            raise ArtifactError(f"{deploy_dir}: nothing to roll back to; {history[-1]} is the only version deployed "
-                                "so far")
+            raise ArtifactError(f"{deploy_dir}: nothing to roll back to: {_first_deployed(deploy_dir, history[-1])}")
         if not (deploy_dir / VERSIONS / history[-2]).is_dir():
             raise ArtifactError(f"{deploy_dir}: nothing to roll back to; {history[-2]}, deployed before {history[-1]}, "
                                 "was pruned (promote keeps the --keep newest versions)")
@@ -183,7 +194,7 @@ def _prune(deploy_dir: Path, history: list[str], keep: int) -> tuple[list[str], 
     """Delete all but the ``keep`` newest versions (see the module docstring); returns the removed
     names, the bytes they held and the history as written."""
     versions = deploy_dir / VERSIONS
-    on_disk = {path.name for path in versions.iterdir() if path.is_dir() and _VERSION.match(path.name)}
+    on_disk = _on_disk(versions)
     ranked = [name for name in reversed(history) if name in on_disk]
     ranked += sorted(on_disk - set(history), key=version_number, reverse=True)
     removed = sorted(ranked[keep:], key=version_number)
@@ -200,6 +211,22 @@ def _prune(deploy_dir: Path, history: list[str], keep: int) -> tuple[list[str], 
     for name in removed:
         shutil.rmtree(versions / f"{REMOVING}{name}")
     return removed, freed, history
+
+
+def _on_disk(versions: Path) -> set[str]:
+    """The names of the whole version folders in ``versions/``."""
+    return {path.name for path in versions.iterdir() if path.is_dir() and _VERSION.match(path.name)}
+
+
+def _first_deployed(deploy_dir: Path, current: str) -> str:
+    """Why rollback stops at ``current``, alone on the history stack: it was the first version made
+    current; the newer versions still on disk were promoted after it and rolled back from."""
+    later = sorted((name for name in _on_disk(deploy_dir / VERSIONS) if version_number(name) > version_number(current)),
+                   key=version_number)
+    if not later:
+        return f"{current} is the only version deployed so far"
+    return (f"{current} was the first version deployed ({', '.join(later)} {'was' if len(later) == 1 else 'were'} "
+            "rolled back from)")
 
 
 def current_version(deploy_dir: str | os.PathLike[str]) -> str | None:

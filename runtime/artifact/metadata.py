@@ -169,8 +169,8 @@ def load_contract(path: str | os.PathLike[str]) -> ArtifactInfo:
     """The parsed metadata of an artifact, read once for every backend.
 
     Engines: their sidecar ``<engine>.json`` only. ONNX: the copy embedded in the graph,
-    reconciled with a ``metadata.json`` beside it (``reconcile``); the JSON file alone when the
-    graph carries none.
+    reconciled with a ``metadata.json`` beside it (``reconcile``); the JSON file alone (with the
+    graph's calibrated statistics, ``statistics_beside``) when the graph carries none.
     """
     path = Path(path)
     if path.suffix == ENGINE_SUFFIX:
@@ -183,7 +183,9 @@ def load_contract(path: str | os.PathLike[str]) -> ArtifactInfo:
             raise ArtifactError(
                 f"{path}: no '{METADATA_KEY}' metadata and no {METADATA_FILE} beside it; export with mmad-edge export"
             )
-        return beside
+        statistics = statistics_beside(beside.raw, path.name)  # this graph's calibration, when it has one
+        return beside if statistics is beside.raw.get("statistics") else parse_metadata(
+            {**beside.raw, "statistics": statistics}, str(sibling))
     embedded = parse_metadata(text, f"{path} ({METADATA_KEY})")
     return embedded if beside is None else reconcile(embedded, beside, str(path), path.name)
 

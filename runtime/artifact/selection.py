@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..backends import AUTO, REGISTRY, BackendEntry, backend_class, choices
+from ..backends import AUTO, REGISTRY, BackendEntry, backend_class, check_backend
 from ..backends.base import BackendOptions
 from ..errors import ArtifactError
 from ..log import notice
@@ -60,8 +60,7 @@ def select_artifact(
     """The file to load from ``folder`` (see the module docstring; a deployment folder: from the version
     it points at)."""
     folder = deployed_folder(folder)
-    if backend not in choices():
-        raise ArtifactError(f"backend must be one of {', '.join(choices())}, got {backend!r}")
+    check_backend(backend)
     options = options or BackendOptions()
     entries = list(REGISTRY.values()) if backend == AUTO else [REGISTRY[backend]]
     found: list[tuple[int, int, Path]] = []  # (auto's rank, -registry position, file)

@@ -56,13 +56,21 @@ def register(entry: BackendEntry) -> None:
 def backend_class(name: str) -> type[Backend]:
     """The Backend subclass of a registered backend (imports its module)."""
     if name not in REGISTRY:
-        raise ArtifactError(f"backend must be one of {', '.join(choices())}, got {name!r}")
+        raise ArtifactError(f"no registered backend {name!r}; registered: {', '.join(REGISTRY)}")
     return importlib.import_module(REGISTRY[name].module).BACKEND
 
 
 def choices() -> tuple[str, ...]:
     """``auto`` followed by every registered backend: what ``--backend`` accepts."""
     return (AUTO, *REGISTRY)
+
+
+def check_backend(name: str, label: str = "backend") -> str:
+    """``name`` if it is one of ``choices()``; else an ArtifactError naming what set it: ``label`` is
+    the keyword (Python) or the flag the user typed (the CLI passes ``--backend``)."""
+    if name not in choices():
+        raise ArtifactError(f"{label} must be one of {', '.join(choices())}, got {name!r}")
+    return name
 
 
 def option_classes() -> list[type]:

@@ -21,6 +21,9 @@ from ..artifact.selection import select_artifact
 from ..errors import ArtifactError
 from .options import RepoOptions
 
+# The NGC container of the tritonserver that PyTriton 0.7 (the serve extra) bundles, server 2.51.0:
+# the printed command is pasteable, and runs the server `serve` was tested with (docs/serving.md).
+TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:24.10-py3"
 PLATFORMS = {ENGINE_SUFFIX: ("tensorrt_plan", "model.plan", "KIND_GPU")}
 ONNX_PLATFORM = ("onnxruntime_onnx", "model.onnx", "KIND_AUTO")
 
@@ -160,5 +163,5 @@ def repo_summary(written: dict[str, Any]) -> str:
             f"{written['precision']}, {written['platform']}, uint8 {size} BGR "
             f"frames resized by the client, {batching}, {written['instance_kind']})\n"
             f"  serve it: docker run --rm --gpus all -p 8000:8000 -p 8001:8001 -p 8002:8002 "
-            f"-v {Path(written['repository']).resolve()}:/models nvcr.io/nvidia/tritonserver:<yy.mm>-py3 "
+            f"-v {Path(written['repository']).resolve()}:/models {TRITON_IMAGE} "
             f"tritonserver --model-repository=/models")

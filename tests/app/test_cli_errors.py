@@ -1,10 +1,14 @@
-"""One line, never a traceback: `eval` given an export, `bench` given a .onnx that is not ONNX."""
+"""One line, never a traceback: `eval` given an export, `bench` given a .onnx that is not ONNX, a bad
+value naming the flag that was typed."""
 
 from __future__ import annotations
 
+import pytest
+from runtime_fixtures import write_export_dir
 from typer.testing import CliRunner
 
 from mmad_edge.cli import app
+from mmad_edge.runtime.backends import choices
 
 
 def one_line_error(args: list[str]) -> str:
@@ -22,7 +26,9 @@ def test_eval_given_an_export_says_what_it_takes(tmp_path):
     (export / "model.fp32.onnx").write_bytes(b"graph")
     for target in (export, export / "model.fp32.onnx"):
         line = one_line_error(["eval", str(target), "--data", str(tmp_path)])
-        assert "training checkpoint" in line and f"mmad-edge run {target}" in line
+        assert line == (f"error: {target}: eval takes a training checkpoint (RUN_DIR/checkpoint.pt), not an "
+                        f"export; score an export with 'mmad-edge verify {target} --data {tmp_path}' (its "
+                        "report.json holds the export's accuracy at export time)")
     assert (export / "model.fp32.onnx").read_bytes() == b"graph"
 
 
@@ -32,6 +38,20 @@ def test_bench_given_a_file_that_is_not_onnx(tmp_path):
     line = one_line_error(["bench", str(fake), "--no-peers", "--quiet"])
     assert line == (f"error: {fake}: not a loadable ONNX model (Protobuf parsing failed.); pass a "
                     "model.<precision>.onnx written by mmad-edge export")
+
+
+@pytest.mark.parametrize("command", [["run", "--source", "frames"], ["verify", "--data", "data"],
+                                     ["calibrate-threshold", "--good", "good"], ["triton-repo", "repo"]])
+def test_a_bad_backend_names_the_flag(tmp_path, command):
+    export = write_export_dir(tmp_path / "export")
+    line = one_line_error([command[0], str(export), *command[1:], "--backend", "onnx"])
+    assert line == f"error: --backend must be one of {', '.join(choices())}, got 'onnx'"
+
+
+def test_bench_batch_sizes_name_the_flag(tmp_path):
+    export = write_export_dir(tmp_path / "export")
+    line = one_line_error(["bench", str(export), "--batch-size", "x", "--no-peers", "--quiet"])
+    assert line == "error: --batch-size must be comma-separated integers like 1,16, got 'x'"
 
 
 def test_show_without_a_gui_opencv_names_the_package(tmp_path, monkeypatch):

@@ -194,7 +194,7 @@ def test_nothing_to_run_is_an_error(tiny_default: Path) -> None:
     ("kwargs", "message"),
     [
         ({"backend": "cuda"}, "--backend must be one of auto, tensorrt, onnxruntime, openvino, torch"),
-        ({"batches": "1,x"}, "--batch must be comma-separated integers"),
+        ({"batches": "1,x"}, "--batch-size must be comma-separated integers like 1,16, got '1,x'"),
         ({"batches": "0"}, "positive batch sizes"),
         ({"protocols": "fast"}, "--protocol takes paper and/or e2e"),
         ({"iters": 0}, "--iters >= 1"),

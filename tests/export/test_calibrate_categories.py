@@ -1,4 +1,5 @@
-"""`calibrate-threshold` on a model of several categories says which threshold the images moved."""
+"""`calibrate-threshold` on a model of several categories says which threshold the images moved; it
+never rewrites a deployed version (the export is calibrated and promoted)."""
 
 import json
 
@@ -8,6 +9,8 @@ from runtime_fixtures import standin_metadata, write_standin
 from typer.testing import CliRunner
 
 from mmad_edge.cli import app
+from mmad_edge.runtime import Detector
+from mmad_edge.runtime.artifact.deployment import promote, rollback
 
 SIZE = 32
 CATEGORIES = {"brick": 0.55, "gravel": 0.6, "tile": 0.7}
@@ -58,3 +61,35 @@ def test_with_category_that_threshold_moves_alone(tmp_path):
     stats = json.loads((artifact.parent / "metadata.json").read_text())["statistics_by_artifact"][artifact.name]
     assert stats["threshold"] == 0.6 and stats["categories"]["tile"]["threshold"] == 0.7
     assert stats["categories"]["gravel"]["threshold"] == summary["threshold"] != 0.6
+
+
+def calibrate_cli(*args: str):
+    return CliRunner().invoke(app, ["calibrate-threshold", *args, "--backend", "onnxruntime"])
+
+
+def test_a_deployment_folder_is_refused_and_the_export_is_promoted_instead(tmp_path):
+    artifact, good = three_category_export(tmp_path)
+    export = artifact.parent
+    line = tmp_path / "line"
+    promote(export, line)
+    version = line / "versions" / "0001-export"
+    before = {path.name: path.read_bytes() for path in version.iterdir()}
+    for target in (line, line / "current", version, version / "model.fp32.onnx"):
+        result = calibrate_cli(str(target), "--good", str(good))
+        assert result.exit_code == 2, result.output
+        where = "a deployment folder" if target == line else f"in deployment folder {line}"
+        assert result.output.splitlines() == [
+            f"error: {target}: {where}, whose versions are not changed in place (rollback could not undo it); "
+            f"calibrate the export folder, then mmad-edge promote EXPORT --to {line}"]
+    assert {path.name: path.read_bytes() for path in version.iterdir()} == before
+
+    result = calibrate_cli(str(export), "--good", str(good), "--json", str(tmp_path / "cal.json"))
+    assert result.exit_code == 0, result.output
+    calibrated = json.loads((tmp_path / "cal.json").read_text())["threshold"]
+    assert calibrated != 0.6
+    promote(export, line)
+    with Detector.load(line) as detector:
+        assert detector.threshold == calibrated
+    rollback(line)
+    with Detector.load(line) as detector:
+        assert detector.threshold == 0.6

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -76,7 +77,13 @@ def test_promote_and_rollback_move_the_pointer_and_readers_follow(exports, tmp_p
     (exports["third"] / "metadata.json").write_text("{}")  # the source changing later leaves the version alone
     write_export_dir(exports["third"], SIZE, threshold=0.5, low=0.3)
     assert rollback(deploy)["to"] == "0001-first"
-    with pytest.raises(ArtifactError, match="nothing to roll back to; 0001-first is the only version deployed so far"):
+    with pytest.raises(ArtifactError) as first:
+        rollback(deploy)
+    assert str(first.value) == (f"{deploy}: nothing to roll back to: 0001-first was the first version deployed "
+                                "(0002-second, 0003-third were rolled back from)")
+    shutil.rmtree(deploy / VERSIONS / "0003-third")
+    with pytest.raises(ArtifactError, match=r"^\S+: nothing to roll back to: 0001-first was the first version "
+                                            r"deployed \(0002-second was rolled back from\)$"):
         rollback(deploy)
 
 
@@ -115,7 +122,7 @@ def test_the_history_is_repaired_from_the_pointer_after_a_kill_between_them(expo
                                   "--to {tmp}/empty first"),
     (["rollback", "{tmp}/fresh"], "{tmp}/fresh: nothing deployed, so nothing to roll back; run mmad-edge promote "
                                   "EXPORT --to {tmp}/fresh"),
-    (["rollback", "{tmp}/single"], "{tmp}/single: nothing to roll back to; 0001-first is the only version deployed "
+    (["rollback", "{tmp}/single"], "{tmp}/single: nothing to roll back to: 0001-first is the only version deployed "
                                    "so far"),
     (["run", "{tmp}/fresh", "--source", "{tmp}/empty"], "{tmp}/fresh: a deployment folder with nothing deployed; run "
                                                          "mmad-edge promote EXPORT --to {tmp}/fresh"),

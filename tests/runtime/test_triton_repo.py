@@ -12,7 +12,7 @@ from runtime_fixtures import standin_metadata, write_export_dir, write_standin
 
 from mmad_edge.runtime.errors import ArtifactError
 from mmad_edge.runtime.serving.options import RepoOptions
-from mmad_edge.runtime.serving.repo import write_model_repository
+from mmad_edge.runtime.serving.repo import TRITON_IMAGE, write_model_repository
 
 model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2")
 text_format = pytest.importorskip("google.protobuf.text_format")
@@ -113,7 +113,12 @@ def test_the_command_prints_the_docker_line(tmp_path):
     out = subprocess.run([sys.executable, "-m", "mmad_edge.cli", "triton-repo", str(export), str(tmp_path / "repo"),
                           "--json", str(tmp_path / "repo.json")], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert "nvcr.io/nvidia/tritonserver:<yy.mm>-py3 tritonserver --model-repository=/models" in out.stdout
+    assert out.stdout.splitlines()[-1] == (
+        "  serve it: docker run --rm --gpus all -p 8000:8000 -p 8001:8001 -p 8002:8002 -v "
+        f"{(tmp_path / 'repo').resolve()}:/models nvcr.io/nvidia/tritonserver:24.10-py3 tritonserver "
+        "--model-repository=/models")
+    serving_md = (Path(__file__).parents[2] / "docs" / "serving.md").read_text()
+    assert f"{TRITON_IMAGE} tritonserver --model-repository=/models" in serving_md  # the docs name the same release
     assert json.loads((tmp_path / "repo.json").read_text())["platform"] == "onnxruntime_onnx"
     missing = subprocess.run([sys.executable, "-m", "mmad_edge.cli", "triton-repo", str(tmp_path / "nothing"),
                               str(tmp_path / "repo")], capture_output=True, text=True, timeout=120)
