@@ -4,10 +4,17 @@
 artifact's metadata the way ``calibrate-threshold`` does (atomically, each file's previous
 metadata kept as ``<file>.previous.json``) and then swaps every detector's statistics, so the
 loop judges the next batch by the new threshold without a restart or a dropped frame.
+
+A version of a deployment folder is never changed in place (``rollback`` must find it as it was):
+there, Apply promotes a copy of the running version with the new threshold (``NNNN-NAME-applied``),
+so ``rollback`` undoes it; a loop that follows the folder then swaps to that copy, which scores
+the same.
 """
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import threading
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -20,6 +27,7 @@ from mmad_edge.export.threshold_calibration import (
     write_statistics,
 )
 from mmad_edge.runtime import Detector
+from mmad_edge.runtime.artifact.deployment import deployment_holding, promote
 from mmad_edge.runtime.artifact.metadata import load_contract
 from mmad_edge.runtime.ui.page import DetectorThresholds
 
@@ -54,12 +62,37 @@ class MetadataThresholds(DetectorThresholds):
                        "review": {"previous_threshold": section.get("threshold"),
                                   "applied_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}}
             path = Path(detector.backend.path)
-            written = write_statistics(path, merged_statistics(previous, applied, category))
-            info = load_contract(path)
+            statistics = merged_statistics(previous, applied, category)
+            deploy = deployment_holding(path)
+            if deploy is None:
+                written, promoted = write_statistics(path, statistics), None
+                info = load_contract(path)
+            else:
+                promoted = promote_with(path, statistics, deploy)
+                written = []
+                info = load_contract(Path(promoted["version"]) / path.name)
             for each in self.detectors:
                 each.update_statistics(info)
-        files = ", ".join(str(item) for item in written) or "nothing (the metadata already held it)"
+        change = f"{name}: threshold {section.get('threshold'):.6g} -> {threshold:.6g}, judging frames from the next batch"
+        if promoted is not None:
+            where = (f"promoted as {promoted['to']} in {deploy} (its versions are never changed in place; "
+                     "mmad-edge rollback undoes it)")
+        else:
+            files = ", ".join(str(item) for item in written) or "nothing (the metadata already held it)"
+            where = f"wrote {files} (previous metadata kept as <file>{BACKUP_SUFFIX})"
         return {"category": category, "threshold": float(threshold), "previous_threshold": section.get("threshold"),
                 "written": [str(item) for item in written],
-                "message": f"{name}: threshold {section.get('threshold'):.6g} -> {threshold:.6g}, judging frames from "
-                           f"the next batch; wrote {files} (previous metadata kept as <file>{BACKUP_SUFFIX})"}
+                "promoted": None if promoted is None else promoted["to"], "message": f"{change}; {where}"}
+
+
+def promote_with(artifact: Path, statistics: dict, deploy: Path) -> dict:
+    """Promote a copy of ``artifact``'s version folder with ``statistics`` written into it as a new
+    version of ``deploy``; ``promote``'s summary."""
+    base = artifact.parent.name.split("-", 1)[-1]
+    with tempfile.TemporaryDirectory(prefix="mmad-edge-apply-") as scratch:
+        staged = Path(scratch) / f"{base}-applied"
+        shutil.copytree(artifact.parent, staged, symlinks=False)
+        write_statistics(staged / artifact.name, statistics)
+        for backup in staged.glob(f"*{BACKUP_SUFFIX}"):  # the version it replaces is the backup
+            backup.unlink()
+        return promote(staged, deploy)

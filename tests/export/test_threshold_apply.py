@@ -10,6 +10,7 @@ from ui_fixtures import wait_for, write_deployed
 
 from mmad_edge.export.threshold_apply import MetadataThresholds
 from mmad_edge.runtime import Detector
+from mmad_edge.runtime.artifact.deployment import deployed_folder, promote, rollback
 from mmad_edge.runtime.artifact.metadata import load_contract
 
 BRIGHT = np.full((40, 40, 3), 150, np.uint8)  # the stand-in scores it 150 / 255 = 0.588
@@ -76,3 +77,25 @@ def test_the_applied_metadata_is_valid_for_every_reader(export):
         MetadataThresholds([detector]).apply(None, 0.6)
     info = load_contract(export / "model.fp32.onnx")
     assert info.threshold == 0.6 and info.raw["statistics"]["threshold_rule"] == "set on the review page"
+
+
+def test_apply_on_a_deployment_promotes_a_copy_and_rollback_undoes_it(export, tmp_path):
+    deploy = tmp_path / "deploy"
+    promote(export, deploy)
+    running = deployed_folder(deploy)
+    before = {path.name: path.read_bytes() for path in running.iterdir()}
+    with Detector.load(deploy, "onnxruntime") as detector:
+        summary = MetadataThresholds([detector]).apply(None, 0.62)
+        assert (detector(BRIGHT).is_anomaly, detector.threshold) == (False, 0.62)  # at once, in process
+    assert summary["promoted"] == "0002-export-applied" and summary["written"] == []
+    assert summary["message"] == (f"the pooled threshold: threshold 0.5 -> 0.62, judging frames from the next batch; "
+                                  f"promoted as 0002-export-applied in {deploy} (its versions are never changed in "
+                                  "place; mmad-edge rollback undoes it)")
+    assert {path.name: path.read_bytes() for path in running.iterdir()} == before  # the running version: untouched
+    applied = deployed_folder(deploy)
+    assert applied.name == "0002-export-applied" and not list(applied.glob("*.previous.json"))
+    with Detector.load(deploy, "onnxruntime") as reloaded:
+        assert reloaded.threshold == 0.62
+    rollback(deploy)
+    with Detector.load(deploy, "onnxruntime") as restored:
+        assert restored.threshold == 0.5
