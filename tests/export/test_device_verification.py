@@ -96,7 +96,10 @@ def test_verify_reproduces_eval_auroc_for_every_precision(line):
             assert beside["passed"] is None and beside["reference"] is None
         else:
             assert beside["passed"] is True and beside["reference"].endswith("model.fp32.onnx")
-            assert 0.0 <= beside["comparison"]["verdict_agreement"] <= 1.0
+            agreement = beside["comparison"]["verdict_agreement"]
+            assert {"name": "verdict_agreement", "value": agreement, "limit": 0.99, "at_most": False, "enforced": True,
+                    "passed": True} in beside["checks"]
+            assert f"verdict agreement {agreement:.4g} (0 of 12 flipped; min 0.99)" in result.stdout
             assert abs(beside["comparison"]["score_shift"]) < 0.05
 
 
@@ -104,7 +107,9 @@ def test_verify_against_the_checkpoint_holds_fp32_to_the_export_tolerance(line):
     result = invoke("verify", line["out"] / "model.fp32.onnx", "--data", line["data"], "--against", line["checkpoint"])
     assert result.exit_code == 0, result.output
     verified = json.loads((line["out"] / "model.fp32.onnx.verify.json").read_text())
-    assert [c["name"] for c in verified["checks"]] == ["map_relative", "score_relative"]
+    assert [c["name"] for c in verified["checks"]] == ["map_relative", "score_relative", "verdict_agreement"]
+    assert verified["checks"][-1] == {"name": "verdict_agreement", "value": 1.0, "limit": 0.99, "at_most": False,
+                                      "enforced": True, "passed": True}  # tune's rule, at its default
     assert verified["passed"] is True and verified["comparison"]["map_relative"] <= 1e-4
     assert verified["comparison"]["verdict_agreement"] == 1.0 and verified["comparison"]["spearman"] > 0.9999
 
