@@ -17,11 +17,12 @@ from typer.testing import CliRunner
 from mmad_edge.cli import app
 from mmad_edge.data.demo import make_demo_dataset
 from mmad_edge.data.records import list_images
-from mmad_edge.export.checks import default_checks
+from mmad_edge.export.checks import agreement_check, default_checks
 from mmad_edge.export.threshold_calibration import detection_metrics
 from mmad_edge.runtime import Detector
 from mmad_edge.runtime.artifact.metadata import load_contract
 from mmad_edge.runtime.imageio import read_image
+from mmad_edge.runtime.tuning.selection import Rule
 from mmad_edge.stats import score_statistics
 
 SIZE = 64
@@ -139,9 +140,9 @@ def test_verify_judges_openvino_low_precision_with_its_own_bounds_or_it_is_refus
     assert (verified["precision"], verified["compute_precision"]) == ("fp32", computed)
     assert verified["ran_on"]["inference_precision"] == precision
     assert f"({computed} (fp32 graph)) on openvino" in result.output
-    expected = default_checks(computed, verified["comparison"])
+    expected = [*default_checks(computed, verified["comparison"]), agreement_check(verified["comparison"], Rule())]
     assert [(c["name"], c["limit"]) for c in verified["checks"]] == [(c.name, c.limit) for c in expected]
-    assert [c.name for c in expected] == ["spearman", "auroc_delta"] and verified["passed"] is True
+    assert [c.name for c in expected] == ["spearman", "auroc_delta", "verdict_agreement"] and verified["passed"] is True
 
 
 def test_verify_judges_bf16_through_openvinos_emulation_where_the_cpu_lacks_the_units(export_copy, line,
@@ -167,7 +168,7 @@ def test_verify_judges_bf16_through_openvinos_emulation_where_the_cpu_lacks_the_
     assert result.exit_code == 0, result.output
     verified = json.loads(report.read_text())
     assert (verified["compute_precision"], verified["ran_on"]["inference_precision"]) == ("bf16", "bf16")
-    expected = default_checks("bf16", verified["comparison"])
+    expected = [*default_checks("bf16", verified["comparison"]), agreement_check(verified["comparison"], Rule())]
     assert [(c["name"], c["limit"]) for c in verified["checks"]] == [(c.name, c.limit) for c in expected]
     assert verified["passed"] is True, verified["comparison"]
     assert verified["comparison"]["map_relative"] > 1e-3  # bf16 computed (8 significant bits), not f32 (1e-6)
