@@ -129,8 +129,21 @@ def _int8_claim(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
                           "int8_images_per_s": int8["images_per_s"], "fp32_images_per_s": fp32["images_per_s"],
                           "speedup": int8["images_per_s"] / fp32["images_per_s"]})
     if not pairs:
-        return {"claim": claim, "passed": None, "reason": "no int8 artifact (with a matching fp32 row) was timed"}
+        return {"claim": claim, "passed": None, "reason": _no_int8_pair(rows)}
     return {"claim": claim, "passed": all(p["speedup"] > 1.0 for p in pairs), "comparisons": pairs}
+
+
+def _no_int8_pair(rows: Sequence[dict[str, Any]]) -> str:
+    """Why the INT8 claim has no pair: which row is missing, and what gives it."""
+    cpu = reference().name
+    int8 = [r for r in rows if r["backend"] == cpu and r["precision"] == "int8"]
+    if not int8:
+        return f"no int8 artifact was timed on {cpu}; bench an export folder with a model.int8.onnx"
+    if all(r.get("int8_target") == TRT_FORM for r in int8):
+        return (f"only the TensorRT-form INT8 graph was timed, which {cpu} only emulates (left out of this claim); "
+                "bench a folder exported with --precision int8 --target cpu for it")
+    return (f"no {cpu} fp32 row at the protocol and batch of the CPU-form int8 rows was timed; bench the folder's "
+            "model.fp32.onnx beside it")
 
 
 def _peer_claim(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from mmad_edge.calib.sensitivity import AccuracyTarget
+from mmad_edge.runtime.tuning.selection import Rule
 
 FP32_RELATIVE = 1e-4
 FP16_SPEARMAN = 0.999
@@ -68,6 +69,14 @@ def int8_target_checks(target: AccuracyTarget, metrics: dict[str, float | None])
     return [Check("spearman", metrics.get("spearman"), target.spearman_min, False),
             Check("auroc_drop", metrics.get("auroc_drop"), target.auroc_drop_max, True),
             Check("score_error", metrics.get("score_error"), target.score_error_max, True)]
+
+
+def agreement_check(metrics: dict[str, float | None], rule: Rule) -> Check | None:
+    """The verdicts at the threshold against the reference's, held to ``rule.min_agreement`` as
+    ``tune`` holds a candidate (enforced whatever the precision); None, not judged, where either side
+    had no threshold and so no verdicts."""
+    agreement = metrics.get("verdict_agreement")
+    return None if agreement is None else Check("verdict_agreement", agreement, rule.min_agreement, False)
 
 
 def failed(checks: list[Check]) -> list[str]:

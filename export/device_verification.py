@@ -3,7 +3,8 @@
 Torch-free unless the reference is a checkpoint, so it runs on a runtime-only device: the artifact
 runs through the runtime's ``Detector`` (TensorRT, ONNX Runtime, ...), the images come from
 ``data.catalog`` (numpy and OpenCV), the metrics from ``runtime.compare`` and the tolerances from
-``export.checks`` (the export's own numbers). The result is written atomically to
+``export.checks`` (the export's own numbers, and the verdict agreement at the threshold that ``tune``
+holds a candidate to, judged where both sides have a threshold). The result is written atomically to
 ``<artifact>.verify.json`` beside the artifact (the latest verification replaces an earlier one;
 report.json stays the build machine's record), with what it ran on.
 """
@@ -23,7 +24,7 @@ import numpy as np
 import mmad_edge
 from mmad_edge.calib.sensitivity import AccuracyTarget
 from mmad_edge.data.catalog import LabelledSplit, labelled_split
-from mmad_edge.export.checks import Check, default_checks, failed, int8_target_checks
+from mmad_edge.export.checks import Check, agreement_check, default_checks, failed, int8_target_checks
 from mmad_edge.export.options import VerifyOptions
 from mmad_edge.fileio import write_json_atomic
 from mmad_edge.runtime import Detector
@@ -33,6 +34,7 @@ from mmad_edge.runtime.backends.base import BackendOptions, precision_label
 from mmad_edge.runtime.errors import install_hint
 from mmad_edge.runtime.log import say
 from mmad_edge.runtime.monitor.compare import auroc, error_metrics
+from mmad_edge.runtime.tuning.selection import Rule
 
 VERIFY_SUFFIX = ".verify.json"
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
@@ -62,6 +64,7 @@ def verify_path(artifact: str | os.PathLike[str]) -> Path:
 def verify_artifact(artifact: str | os.PathLike[str], options: VerifyOptions) -> dict[str, Any]:
     """Score the test split with the artifact and its reference; the result (also written to
     ``verify_path``) has ``passed`` (None without a reference) and the ``failed`` checks by name."""
+    rule = Rule(min_agreement=options.min_agreement)  # refuses a bad --min-agreement before loading
     settings = BackendOptions(inference_precision=options.inference_precision)
     with Detector.load(artifact, options.backend, settings, precision=options.precision) as detector:
         path, info = detector.backend.path, detector.info
@@ -77,7 +80,7 @@ def verify_artifact(artifact: str | os.PathLike[str], options: VerifyOptions) ->
               "data": f"{options.layout}:{options.data}",
               "categories": list(options.categories or []), "images": int(split.labels.size),
               "accuracy": _accuracy(split, candidate), "ran_on": ran_on}
-    result.update(_comparison(path, computed, split.labels, candidate, reference))
+    result.update(_comparison(path, computed, split.labels, candidate, reference, rule))
     write_json_atomic(verify_path(path), result)
     return result
 
@@ -151,16 +154,19 @@ def _checkpoint_reference(path: Path, frames: np.ndarray, category: str | None) 
 
 
 def _comparison(path: Path, precision: str, labels: np.ndarray, candidate: Scored,
-                reference: Scored | None) -> dict[str, Any]:
+                reference: Scored | None, rule: Rule) -> dict[str, Any]:
     """Errors, score shift, Spearman and verdict agreement against the reference, and the checks
-    of ``precision``: the one that computes (an FP32 graph run in BF16 gets BF16's bounds)."""
+    of ``precision``: the one that computes (an FP32 graph run in BF16 gets BF16's bounds), plus
+    the verdict agreement held to ``rule`` where both had a threshold."""
     if not finite(candidate):
         return _verdict(reference, None, [Check("finite_outputs", int(np.sum(~np.isfinite(candidate.scores))) or 1,
                                                 0, True)])
     if reference is None:
         return {"reference": None, "comparison": None, "checks": [], "passed": None, "failed": []}
     metrics = compare_to_reference(labels, candidate, reference)
-    return _verdict(reference, metrics, _checks(path, precision, metrics, reference.source.endswith(CHECKPOINT_SUFFIXES)))
+    checks = _checks(path, precision, metrics, reference.source.endswith(CHECKPOINT_SUFFIXES))
+    agreement = agreement_check(metrics, rule)
+    return _verdict(reference, metrics, checks if agreement is None else [*checks, agreement])
 
 
 def compare_to_reference(labels: np.ndarray, candidate: Scored, reference: Scored) -> dict[str, Any]:
@@ -212,10 +218,19 @@ def summary_text(result: dict[str, Any]) -> str:
     if metrics is not None:
         lines.append(f"against {result['reference']}: AUROC {_show(metrics['auroc_reference'])}, median score shift "
                      f"{_show(metrics['score_shift'])}, Spearman {_show(metrics['spearman'])}, verdict agreement "
-                     f"{_show(metrics.get('verdict_agreement'))}, max map error {_show(metrics['map_relative'])} "
+                     f"{_agreement(metrics, result['checks'])}, max map error {_show(metrics['map_relative'])} "
                      "(relative)")
     lines.append("verification: " + ("pass" if result["passed"] else "FAIL (" + "; ".join(result["failed"]) + ")"))
     return "\n".join(lines)
+
+
+def _agreement(metrics: dict[str, Any], checks: list[dict[str, Any]]) -> str:
+    """"0.9778 (2 of 90 flipped; min 0.99)", or why it was not judged."""
+    judged = next((c for c in checks if c["name"] == "verdict_agreement"), None)
+    if judged is None:
+        return "not judged (no threshold)"
+    return (f"{_show(judged['value'])} ({metrics['verdicts_differing']} of {metrics['verdicts_compared']} flipped; "
+            f"min {judged['limit']:g})")
 
 
 def _show(value: float | None) -> str:

@@ -13,7 +13,18 @@ from dataclasses import dataclass
 
 from mmad_edge.calib.options import Int8Options
 from mmad_edge.flags import DATA, IMAGE_SIZE, LAYOUT, VARIANT
-from mmad_edge.runtime.flags import BACKEND, BATCH_SIZE, CATEGORY, INFERENCE_PRECISION, PRECISION, SOURCE, Flag, nested
+from mmad_edge.runtime.flags import (
+    BACKEND,
+    BATCH_SIZE,
+    CATEGORY,
+    INFERENCE_PRECISION,
+    MIN_AGREEMENT,
+    PRECISION,
+    SOURCE,
+    Flag,
+    nested,
+)
+from mmad_edge.runtime.tuning.selection import DEFAULT_MIN_AGREEMENT
 
 DEFAULT_OPSET = 20  # native Gelu (one fused kernel in ONNX Runtime); TensorRT 10.3+ parses 9..20
 PROFILE = Flag("--batch", "Batch profile of the graph or engine: N (fixed) or MIN:OPT:MAX (dynamic).")
@@ -72,7 +83,8 @@ class VerifyOptions:
     """What ``verify_artifact`` checks: the labelled test split of ``data`` (``layout``, ``categories``,
     at most ``max_images``) through ``backend``; ``against`` the reference (None: the folder's
     model.fp32.onnx when the artifact is another file); ``precision`` picks from an export folder;
-    ``inference_precision`` the compute type of a backend that has one (OpenVINO)."""
+    ``inference_precision`` the compute type of a backend that has one (OpenVINO); ``min_agreement``
+    the verdict agreement with the reference held, as ``tune`` holds it (``runtime.tuning.selection``)."""
 
     data: str | os.PathLike[str] = DATA.field()
     layout: str = LAYOUT.field("mvtec")
@@ -86,6 +98,8 @@ class VerifyOptions:
         None, detail=" (default f32); checked with the bounds of the precision that computes")
     max_images: int | None = MAX_IMAGES.field(None)
     batch_size: int = BATCH_SIZE.field(8)
+    min_agreement: float = MIN_AGREEMENT.field(DEFAULT_MIN_AGREEMENT, detail=", as tune judges it; not judged (and "
+                                                                          "said so) when either has no threshold")
     progress: bool = True
 
 

@@ -70,3 +70,5 @@ INSTANCES = Flag("--instances", "Model instances{}.")
 FOLLOW = Flag("--follow/--no-follow", "With a deployment folder: follow its current version (a promote or rollback is "
                                      "loaded in the background and swapped in between two {}, said in one line); "
                                      "--no-follow keeps the version loaded at the start.")
+MIN_AGREEMENT = Flag("--min-agreement", "Smallest share of images whose verdict (each graph at its own threshold) "
+                                        "matches the reference's{}.")

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from mmad_edge.export.options import GOOD, MAX_IMAGES, TEST_CATEGORY
 from mmad_edge.flags import DATA, LAYOUT
-from mmad_edge.runtime.flags import BATCH_SIZE, CATEGORY, Flag
+from mmad_edge.runtime.flags import BATCH_SIZE, CATEGORY, MIN_AGREEMENT, Flag
 from mmad_edge.runtime.tuning.selection import (
     DEFAULT_MAX_AUROC_DROP,
     DEFAULT_MAX_SCORE_SHIFT,
@@ -45,13 +45,13 @@ class TuneOptions:
                                                      "have (--data).").field(DEFAULT_MAX_AUROC_DROP)
     max_score_shift: float = Flag("--max-score-shift", "Largest median relative score shift against FP32 "
                                                        "(--good).").field(DEFAULT_MAX_SCORE_SHIFT)
-    min_agreement: float = Flag("--min-agreement", "Smallest share of images whose verdict (the candidate at its "
-                                                   "own threshold) matches FP32's (--data and --good; with --data "
-                                                   "not judged when the metadata has no threshold)."
-                                ).field(DEFAULT_MIN_AGREEMENT)
+    min_agreement: float = MIN_AGREEMENT.field(DEFAULT_MIN_AGREEMENT, detail=" (FP32's); without a threshold in the "
+                                               "metadata --data does not judge it and --good fails every candidate")
     batch_size: int = BATCH_SIZE.field(1, detail=": the deployment batch each candidate is timed at")
     threads: Sequence[int] | None = Flag("--try-threads", "CPU thread count to try; repeat for several (default: "
-                                                          "the library's choice).").field(None, parse=_thread_counts)
+                                                          "the library's choice). ONNX Runtime FP32 at the library's "
+                                                          "choice is timed as the reference whatever is asked.").field(
+        None, parse=_thread_counts)
     max_images: int | None = MAX_IMAGES.field(None)
     case_budget_s: float = DEFAULT_CASE_BUDGET_S
     progress: bool = True

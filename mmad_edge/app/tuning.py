@@ -6,7 +6,8 @@ loaded once, scores the images (``verify``'s ``score_frames``), is compared with
 graph on the reference backend (``verify``'s ``compare_to_reference``: scores, AUROC and the
 verdicts each graph gives at its own threshold, as the line would), judged by the rule
 (``runtime.tuning.selection``) and timed end to end at the deployment batch (the bench's budgeted
-loop). The fastest that passes is written to ``tuned.json`` atomically with the evidence: every
+loop). The fastest that passes (the reference, ONNX Runtime FP32 at its default threads, is always
+timed, so nothing slower than it) is written to ``tuned.json`` atomically with the evidence: every
 candidate's timing and metrics, the machine, its library versions and its load while tuning
 (timings on a busy machine are slower, not reordered, unless the load changed during the run).
 Torch-free: it runs on the device it tunes.
@@ -136,7 +137,7 @@ def tune_folder(folder: str | os.PathLike[str], options: TuneOptions) -> dict[st
     trials = []
     bar = progress_bar(found, "tune", options.progress)
     for candidate in bar:
-        bar.set_postfix_str(candidate.name)
+        bar.set_postfix_str(candidate.name, refresh=False)  # drawn with the count, at the bar's interval
         trials.append(_trial(candidate, frames, labels, ref, category, options))
     evidence = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 "folder": str(folder), "batch": options.batch_size, "images": source, "image_count": len(frames),
@@ -167,7 +168,7 @@ def summary_text(document: dict[str, Any]) -> str:
         agreement = "not judged" if unjudged else format_value(metrics.get("verdict_agreement"), 4)
         verdict = {True: "pass", False: "FAIL", None: "skipped"}[trial["passed"]]
         mark = " <- deployed" if choice is not None and trial["name"] == choice["name"] else ""
-        lines.append([trial["name"], format_value(timing.get("p50_ms"), 2), format_value(timing.get("images_per_s"), 1),
+        lines.append([trial["name"] + (" (reference)" if trial.get("reference") else ""), format_value(timing.get("p50_ms"), 2), format_value(timing.get("images_per_s"), 1),
                       *accuracy, agreement,
                       verdict + (f" ({trial['reason']})" if trial["reason"] else "") + mark])
     load = evidence["load_average"]
@@ -177,8 +178,15 @@ def summary_text(document: dict[str, Any]) -> str:
             f"{evidence['judged_by']}")
     if choice is None:
         return "\n".join([aligned(lines), tail, "no candidate passed: nothing written"])
-    return "\n".join([aligned(lines), tail, f"deployed: {choice['name']} ({choice['timing']['p50_ms']:.2f} ms p50); "
-                                            f"auto loads it from {evidence['folder']} on this machine"])
+    return "\n".join([aligned(lines), tail, f"deployed: {choice['name']} ({choice['timing']['p50_ms']:.2f} ms p50"
+                                            f"{_against_reference(evidence['candidates'])}); auto loads it from "
+                                            f"{evidence['folder']} on this machine"])
+
+
+def _against_reference(trials: list[dict[str, Any]]) -> str:
+    """", reference NAME X ms": the baseline the choice is never slower than, where it was timed."""
+    timed = next((t for t in trials if t.get("reference") and t["timing"]), None)
+    return "" if timed is None else f", reference {timed['name']} {timed['timing']['p50_ms']:.2f} ms"
 
 
 def tune_and_report(folder: Path, options: TuneOptions, json_path: Path | None) -> None:

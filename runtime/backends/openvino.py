@@ -71,11 +71,17 @@ def cpu_capabilities(core: Any, device: str = DEVICE) -> list[str]:
 def check_inference_precision(precision: str, capabilities: list[str], device: str = DEVICE) -> None:
     """Refuse an unknown precision, or one the device lacks the units for (naming what it has)."""
     _check_precision_name(precision)
+    missing = _missing_units(precision, capabilities, device)
+    if missing is not None:
+        raise BackendUnavailableError(f"{missing}; use --inference-precision f32")
+
+
+def _missing_units(precision: str, capabilities: list[str], device: str = DEVICE) -> str | None:
+    """"inference_precision P: this DEVICE has no U units (it offers ...)", or None where it has them."""
     unit = PRECISION_UNITS[precision]
-    if unit is not None and unit not in capabilities:
-        raise BackendUnavailableError(
-            f"inference_precision {precision}: this {device} has no {unit} units (it offers "
-            f"{', '.join(capabilities)}); use --inference-precision f32")
+    if unit is None or unit in capabilities:
+        return None
+    return f"inference_precision {precision}: this {device} has no {unit} units (it offers {', '.join(capabilities)})"
 
 
 def check_hint(hint: str) -> None:
@@ -122,13 +128,14 @@ def request_count(compiled: Any, hint: str) -> int:
 
 
 def _precision_problem(precision: str) -> str | None:
-    """Why this CPU cannot compute in ``precision`` (the one-line refusal), or None."""
+    """Why this CPU cannot compute in ``precision``, or None: the reason a variant the bench or tune
+    enumerated is skipped (no remedy to name: the variant was not asked for)."""
     core = import_openvino().Core()
     try:
-        check_inference_precision(precision, cpu_capabilities(core))
+        _check_precision_name(precision)
+        return _missing_units(precision, cpu_capabilities(core))
     except (ValueError, RuntimeError) as exc:
         return str(exc)
-    return None
 
 
 def _onnx_type(port: Any) -> str:

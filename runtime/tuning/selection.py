@@ -10,7 +10,8 @@ So an INT8 graph whose scores shift is judged by the threshold it would be deplo
 recalibrated for its own scale passes. Without a threshold on either side there are no verdicts:
 labelled images then judge the AUROC alone and say so (``criteria``); normal images only fail.
 ``choose`` takes the fastest p50 among the passing ones; a candidate that failed, was skipped or was
-not timed is never chosen.
+not timed is never chosen. The reference candidate (ONNX Runtime FP32 at its default threads,
+compared with itself) is among them, so nothing slower than it is ever chosen.
 """
 
 from __future__ import annotations
@@ -29,16 +30,20 @@ DEFAULT_MIN_AGREEMENT = 0.99
 @dataclass(frozen=True)
 class Rule:
     """How far a candidate may move from FP32: AUROC drop (labelled images) or median relative score
-    shift (normal images only), and verdict agreement at the threshold (both)."""
+    shift (normal images only), and verdict agreement at the threshold (both; ``verify`` holds an
+    artifact's agreement with its reference to the same ``min_agreement``)."""
 
     max_auroc_drop: float = DEFAULT_MAX_AUROC_DROP
     max_score_shift: float = DEFAULT_MAX_SCORE_SHIFT
     min_agreement: float = DEFAULT_MIN_AGREEMENT
 
     def __post_init__(self) -> None:
-        if self.max_auroc_drop < 0 or self.max_score_shift < 0 or not 0 <= self.min_agreement <= 1:
-            raise ValueError(f"need --max-auroc-drop >= 0, --max-score-shift >= 0 and --min-agreement in [0, 1]; got "
-                             f"{self.max_auroc_drop}, {self.max_score_shift}, {self.min_agreement}")
+        wrong = [f"{flag} {bound}, got {value}" for flag, bound, value, holds in (
+            ("--max-auroc-drop", ">= 0", self.max_auroc_drop, self.max_auroc_drop >= 0),
+            ("--max-score-shift", ">= 0", self.max_score_shift, self.max_score_shift >= 0),
+            ("--min-agreement", "in [0, 1]", self.min_agreement, 0 <= self.min_agreement <= 1)) if not holds]
+        if wrong:
+            raise ValueError(f"need {'; '.join(wrong)}")
 
 
 def criteria(metrics: Mapping[str, Any]) -> tuple[str, ...]:
@@ -94,7 +99,7 @@ class Trial:
     def to_dict(self) -> dict[str, Any]:
         """The evidence ``tuned.json`` keeps of this candidate."""
         c = self.candidate
-        return {"name": c.name, "backend": c.backend, "artifact": c.artifact.name, "precision": c.precision,
+        return {"name": c.name, "reference": c.reference, "backend": c.backend, "artifact": c.artifact.name, "precision": c.precision,
                 "options": c.options.given(), "timing": None if self.timing is None else dict(self.timing),
                 "comparison": None if self.metrics is None else dict(self.metrics),
                 "judged": None if self.metrics is None else list(criteria(self.metrics)), "passed": self.passed,
@@ -102,5 +107,6 @@ class Trial:
 
 
 def choose(trials: Sequence[Trial]) -> Trial | None:
-    """The fastest (p50) trial that passed and was timed; None when none did."""
+    """The fastest (p50) trial that passed and was timed (the reference when every other is slower);
+    None when none did."""
     return min((t for t in trials if t.passed is True and t.p50_ms is not None), key=lambda t: t.p50_ms, default=None)

@@ -59,7 +59,7 @@ BASE_FLAGS = {  # each command's flags at 1f56e31 (before the commands were buil
         "--max-images", "--max-score-shift", "--min-agreement", "--try-threads"},
     "triton-repo": {"--backend", "--instances", "--json", "--max-batch", "--max-queue-delay-us", "--precision"},
     "verify": {"--against", "--backend", "--batch-size", "--category", "--data", "--inference-precision", "--json",
-        "--layout", "--max-images", "--precision"},
+        "--layout", "--max-images", "--min-agreement", "--precision"},  # --min-agreement since: tune's rule
     "weights": {"--json"},
 }
 

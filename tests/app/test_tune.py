@@ -38,12 +38,12 @@ def invoke(*args):
     return CliRunner().invoke(app, [str(a) for a in args])
 
 
-def _scaled_int8(folder, factor):
+def _scaled_int8(folder, factor, precision="int8"):
     """An "int8" graph whose scores are ``factor`` times FP32's: as fast, but unfaithful."""
-    model = build_standin(SIZE, "dynamic", standin_metadata(SIZE, precision="int8"))
+    model = build_standin(SIZE, "dynamic", standin_metadata(SIZE, precision=precision))
     scale = next(init for init in model.graph.initializer if init.name == "scale")
     scale.CopyFrom(onnx.numpy_helper.from_array(np.array(factor / 255.0, np.float32), "scale"))
-    onnx.save(model, str(folder / "model.int8.onnx"))
+    onnx.save(model, str(folder / f"model.{precision}.onnx"))
 
 
 def test_tune_writes_the_fastest_passing_candidate_and_auto_then_loads_it(tmp_path, data):
@@ -168,3 +168,83 @@ def test_a_folder_without_its_fp32_graph_is_refused_naming_the_fix(tmp_path, dat
     folder = write_export_dir(tmp_path / "export", SIZE, precisions=("fp16",))
     result = invoke("tune", folder, "--data", data)
     assert result.exit_code == 2 and "no model.fp32.onnx; tune verifies every candidate against the FP32" in result.output
+
+
+def test_the_reference_is_timed_whatever_try_threads_says_and_the_choice_is_never_slower(tmp_path, data):
+    folder = write_export_dir(tmp_path / "export", SIZE, precisions=("fp32", "fp16"))
+    result = invoke("tune", folder, "--data", data, "--try-threads", "1", "--json", tmp_path / "tune.json")
+    assert result.exit_code == 0, result.output
+    document = json.loads((tmp_path / "tune.json").read_text())
+    trials = {t["name"]: t for t in document["evidence"]["candidates"]}
+    reference_trial = trials["onnx-fp32"]  # ONNX Runtime FP32 at the library's threads, though only 1 was asked
+    assert reference_trial["reference"] is True and reference_trial["options"] == {}
+    assert reference_trial["passed"] is True and reference_trial["timing"]["p50_ms"] > 0
+    assert trials["onnx-fp32-t1"]["options"] == {"threads": 1} and trials["onnx-fp32-t1"]["reference"] is False
+    assert [t["name"] for t in trials.values() if t["reference"]] == ["onnx-fp32"]
+    assert document["choice"]["timing"]["p50_ms"] <= reference_trial["timing"]["p50_ms"]
+    assert "onnx-fp32 (reference)" in result.stdout
+    assert f", reference onnx-fp32 {reference_trial['timing']['p50_ms']:.2f} ms" in result.stdout
+
+
+def test_in_a_log_the_progress_bar_is_drawn_at_the_start_not_once_per_candidate(tmp_path, data):
+    folder = write_export_dir(tmp_path / "export", SIZE, precisions=("fp32", "fp16"))
+    result = invoke("tune", folder, "--data", data, "--try-threads", "1", "--try-threads", "2")
+    assert result.exit_code == 0, result.output
+    count = len(json.loads((folder / TUNED_FILE).read_text())["evidence"]["candidates"])
+    assert count >= 5  # onnx-fp32, and fp32 and fp16 at 1 and 2 threads
+    drawn = [part for part in result.stderr.replace("\r", "\n").splitlines() if part.startswith("tune:")]
+    assert drawn and drawn[0].startswith("tune:   0%|") and f" 0/{count} " in drawn[0]
+    assert len(drawn) <= 2  # opened, maybe closed: the 30 s log interval, not one redraw per candidate
+
+
+def _threshold_among_scores(data):
+    scores = np.array([reference(frame)[1] for frame in labelled_split(data, "mvtec", None, SIZE, None).frames])
+    return scores, float(np.median(scores)) * 1.01
+
+
+def test_verify_and_tune_judge_verdict_agreement_by_one_rule(tmp_path, data):
+    factor = 1.05  # an "fp16" graph ranking like FP32 (Spearman 1, AUROC equal) but flipping verdicts
+    folder = write_export_dir(tmp_path / "export", SIZE, precisions=("fp32",))
+    _scaled_int8(folder, factor, "fp16")
+    scores, threshold = _threshold_among_scores(data)
+    flipped = int(((scores > threshold) != (scores * factor > threshold)).sum())
+    assert flipped >= 1
+    _set_thresholds(folder, threshold)
+    agreement = 1 - flipped / 12
+    message = f"verdict_agreement {agreement:.4g} < 0.99"
+    tuned = invoke("tune", folder, "--data", data, "--json", tmp_path / "tune.json")
+    assert tuned.exit_code == 0 and "FAIL (verdict_agreement" in tuned.stdout, tuned.output  # FP32 is deployed
+    scaled = {t["name"]: t for t in json.loads((tmp_path / "tune.json").read_text())["evidence"]["candidates"]}[
+        "onnx-fp16"]
+    assert scaled["passed"] is False and scaled["reason"].startswith(message)
+
+    fp16 = folder / "model.fp16.onnx"
+    verified = invoke("verify", fp16, "--data", data, "--json", tmp_path / "verify.json")
+    assert verified.exit_code == 1 and f"error: verification failed: {message}" in verified.output
+    assert f"verdict agreement {agreement:.4g} ({flipped} of 12 flipped; min 0.99)" in verified.stdout
+    checks = {c["name"]: c for c in json.loads((tmp_path / "verify.json").read_text())["checks"]}
+    assert set(checks) == {"spearman", "auroc_delta", "verdict_agreement"}  # only the agreement fails
+    assert checks["verdict_agreement"] == {"name": "verdict_agreement", "value": pytest.approx(agreement),
+                                           "limit": 0.99, "at_most": False, "enforced": True, "passed": False}
+    assert checks["spearman"]["passed"] and checks["auroc_delta"]["passed"]
+
+    looser = f"{agreement - 0.01:.4f}"  # the same --min-agreement passes it in both
+    assert invoke("verify", fp16, "--data", data, "--min-agreement", looser).exit_code == 0
+    assert invoke("tune", folder, "--data", data, "--min-agreement", looser, "--json", tmp_path / "tune.json"
+                  ).exit_code == 0
+    scaled = {t["name"]: t for t in json.loads((tmp_path / "tune.json").read_text())["evidence"]["candidates"]}[
+        "onnx-fp16"]
+    assert scaled["passed"] is True
+    refused = invoke("verify", fp16, "--data", data, "--min-agreement", "1.5")
+    assert refused.exit_code == 2 and "need --min-agreement in [0, 1], got 1.5" in refused.output
+    assert refused.output.count("\n") == 1
+
+
+def test_verify_says_verdict_agreement_is_not_judged_without_a_threshold(tmp_path, data):
+    folder = write_export_dir(tmp_path / "export", SIZE, precisions=("fp32",), statistics=False)
+    _scaled_int8(folder, 1.05, "fp16")
+    result = invoke("verify", folder / "model.fp16.onnx", "--data", data, "--json", tmp_path / "verify.json")
+    assert result.exit_code == 0, result.output
+    assert "verdict agreement not judged (no threshold)" in result.stdout
+    verified = json.loads((tmp_path / "verify.json").read_text())
+    assert [c["name"] for c in verified["checks"]] == ["spearman", "auroc_delta"] and verified["passed"] is True

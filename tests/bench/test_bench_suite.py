@@ -481,3 +481,21 @@ def test_a_registered_backend_gets_bench_rows_by_its_entry_alone(cache_root: Pat
                                                                      ("oth-fp32", "other", "e2e")]
     rows = [run_case(case, 0, 1) for case in plan.cases]
     assert rows[1]["backend"] == "other" and rows[1]["accuracy_vs_ort_fp32"]["map_relative"] == 0.0
+
+
+def test_int8_claim_says_which_row_it_lacks() -> None:
+    fp32 = _row("onnx-fp32", "onnxruntime", "fp32", "e2e", 1, 9.0, 111.0)
+    trt_form = {**_row("onnx-int8", "onnxruntime", "int8", "e2e", 1, 30.0, 33.0), "int8_target": "tensorrt"}
+    cpu_form = {**_row("onnx-int8", "onnxruntime", "int8", "e2e", 16, 5.0, 200.0), "int8_target": "cpu"}
+
+    def reason(rows: list) -> str:
+        claim = speed_claim(rows, FLOOR, MACHINE, TINY)["int8_faster_than_fp32"]
+        assert claim["passed"] is None
+        return claim["reason"]
+
+    assert "only the TensorRT-form INT8 graph was timed" in reason([fp32, trt_form])
+    assert "--target cpu" in reason([fp32, trt_form])
+    assert "no onnxruntime fp32 row at the protocol and batch" in reason([fp32, cpu_form])  # fp32 at b1, int8 at b16
+    assert reason([fp32]).startswith("no int8 artifact was timed on onnxruntime")
+    assert speed_claim([fp32, trt_form, {**cpu_form, "batch": 1}], FLOOR, MACHINE, TINY)[
+        "int8_faster_than_fp32"]["comparisons"][0]["speedup"] == pytest.approx(200.0 / 111.0)

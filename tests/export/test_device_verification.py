@@ -17,11 +17,12 @@ from typer.testing import CliRunner
 from mmad_edge.cli import app
 from mmad_edge.data.demo import make_demo_dataset
 from mmad_edge.data.records import list_images
-from mmad_edge.export.checks import default_checks
+from mmad_edge.export.checks import agreement_check, default_checks
 from mmad_edge.export.threshold_calibration import detection_metrics
 from mmad_edge.runtime import Detector
 from mmad_edge.runtime.artifact.metadata import load_contract
 from mmad_edge.runtime.imageio import read_image
+from mmad_edge.runtime.tuning.selection import Rule
 from mmad_edge.stats import score_statistics
 
 SIZE = 64
@@ -96,7 +97,10 @@ def test_verify_reproduces_eval_auroc_for_every_precision(line):
             assert beside["passed"] is None and beside["reference"] is None
         else:
             assert beside["passed"] is True and beside["reference"].endswith("model.fp32.onnx")
-            assert 0.0 <= beside["comparison"]["verdict_agreement"] <= 1.0
+            agreement = beside["comparison"]["verdict_agreement"]
+            assert {"name": "verdict_agreement", "value": agreement, "limit": 0.99, "at_most": False, "enforced": True,
+                    "passed": True} in beside["checks"]
+            assert f"verdict agreement {agreement:.4g} (0 of 12 flipped; min 0.99)" in result.stdout
             assert abs(beside["comparison"]["score_shift"]) < 0.05
 
 
@@ -104,7 +108,9 @@ def test_verify_against_the_checkpoint_holds_fp32_to_the_export_tolerance(line):
     result = invoke("verify", line["out"] / "model.fp32.onnx", "--data", line["data"], "--against", line["checkpoint"])
     assert result.exit_code == 0, result.output
     verified = json.loads((line["out"] / "model.fp32.onnx.verify.json").read_text())
-    assert [c["name"] for c in verified["checks"]] == ["map_relative", "score_relative"]
+    assert [c["name"] for c in verified["checks"]] == ["map_relative", "score_relative", "verdict_agreement"]
+    assert verified["checks"][-1] == {"name": "verdict_agreement", "value": 1.0, "limit": 0.99, "at_most": False,
+                                      "enforced": True, "passed": True}  # tune's rule, at its default
     assert verified["passed"] is True and verified["comparison"]["map_relative"] <= 1e-4
     assert verified["comparison"]["verdict_agreement"] == 1.0 and verified["comparison"]["spearman"] > 0.9999
 
@@ -134,9 +140,9 @@ def test_verify_judges_openvino_low_precision_with_its_own_bounds_or_it_is_refus
     assert (verified["precision"], verified["compute_precision"]) == ("fp32", computed)
     assert verified["ran_on"]["inference_precision"] == precision
     assert f"({computed} (fp32 graph)) on openvino" in result.output
-    expected = default_checks(computed, verified["comparison"])
+    expected = [*default_checks(computed, verified["comparison"]), agreement_check(verified["comparison"], Rule())]
     assert [(c["name"], c["limit"]) for c in verified["checks"]] == [(c.name, c.limit) for c in expected]
-    assert [c.name for c in expected] == ["spearman", "auroc_delta"] and verified["passed"] is True
+    assert [c.name for c in expected] == ["spearman", "auroc_delta", "verdict_agreement"] and verified["passed"] is True
 
 
 def test_verify_judges_bf16_through_openvinos_emulation_where_the_cpu_lacks_the_units(export_copy, line,
@@ -162,7 +168,7 @@ def test_verify_judges_bf16_through_openvinos_emulation_where_the_cpu_lacks_the_
     assert result.exit_code == 0, result.output
     verified = json.loads(report.read_text())
     assert (verified["compute_precision"], verified["ran_on"]["inference_precision"]) == ("bf16", "bf16")
-    expected = default_checks("bf16", verified["comparison"])
+    expected = [*default_checks("bf16", verified["comparison"]), agreement_check(verified["comparison"], Rule())]
     assert [(c["name"], c["limit"]) for c in verified["checks"]] == [(c.name, c.limit) for c in expected]
     assert verified["passed"] is True, verified["comparison"]
     assert verified["comparison"]["map_relative"] > 1e-3  # bf16 computed (8 significant bits), not f32 (1e-6)

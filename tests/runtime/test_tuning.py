@@ -88,9 +88,46 @@ def test_candidates_cover_every_backend_graph_and_variant_with_the_reason_for_ea
         assert runnable and all(c.options.given()["inference_precision"] == "f32" or "units" not in str(c.problem)
                                 for c in runnable)
     threaded = [c.name for c in candidates(folder, 1, threads=(1, 2)) if c.backend == "onnxruntime"]
-    assert threaded == ["onnx-fp32-t1", "onnx-fp32-t2", "onnx-int8-t1", "onnx-int8-t2"]
+    assert threaded == ["onnx-fp32", "onnx-fp32-t1", "onnx-fp32-t2", "onnx-int8-t1", "onnx-int8-t2"]
     with pytest.raises(ValueError, match="no model.<precision>.onnx or .engine here"):
         candidates(tmp_path, 1)
+
+
+def test_the_reference_is_a_candidate_whatever_threads_are_asked_and_only_it(tmp_path):
+    folder = write_export_dir(tmp_path / "export", SIZE, precisions=("fp32", "int8"))
+    for threads in ((None,), (1,), (1, 2), (None, 4)):
+        found = candidates(folder, 1, threads=threads)
+        references = [c for c in found if c.reference]
+        assert [(c.name, c.backend, c.precision, c.options.given()) for c in references] == [
+            ("onnx-fp32", "onnxruntime", "fp32", {})], threads
+        assert sum(c.options.threads is None for c in found if c.backend == "onnxruntime") == (
+            1 if None not in threads else 2), threads  # only the reference graph gains the library's threads
+    single = [c.name for c in candidates(folder, 1, threads=(1,)) if c.backend == "onnxruntime"]
+    assert single == ["onnx-fp32", "onnx-fp32-t1", "onnx-int8-t1"]  # the thread count named, even alone
+
+
+@pytest.mark.skipif(not OPENVINO, reason="needs openvino")
+def test_a_variant_the_cpu_lacks_units_for_is_skipped_naming_them_not_a_flag_tune_lacks(tmp_path):
+    from mmad_edge.runtime.backends.openvino import PRECISION_UNITS
+
+    folder = write_export_dir(tmp_path / "export", SIZE, precisions=("fp32",))
+    skipped = [c for c in candidates(folder, 1) if c.backend == "openvino" and c.problem is not None]
+    if not skipped:
+        pytest.skip("this CPU has the units of every OpenVINO compute precision")
+    for candidate in skipped:
+        precision = candidate.options.given()["inference_precision"]
+        assert candidate.problem.startswith(f"inference_precision {precision}: this CPU has no "
+                                            f"{PRECISION_UNITS[precision]} units (it offers ")
+        assert "--" not in candidate.problem and candidate.problem.endswith(")")
+
+
+def test_nothing_slower_than_the_reference_is_chosen():
+    reference_trial = Trial(Candidate("onnx-fp32", "onnxruntime", Path("model.fp32.onnx"), "fp32", BackendOptions(),
+                                      reference=True), {"p50_ms": 9.08}, {"auroc_drop": 0.0}, True)
+    slower = [_trial("ov-fp32-latency-t1", 13.4, True), _trial("onnx-fp32-t1", 12.7, True)]
+    assert choose([*slower, reference_trial]) is reference_trial
+    assert choose([*slower, reference_trial, _trial("ov-int8-latency", 6.0, True)]).candidate.name == "ov-int8-latency"
+    assert reference_trial.to_dict()["reference"] is True and slower[0].to_dict()["reference"] is False
 
 
 def _tune_by_hand(folder: Path, chosen: Trial, ran_on: dict) -> Path:
