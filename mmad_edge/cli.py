@@ -15,7 +15,7 @@ import typer
 
 from mmad_edge.app.demo_options import DemoOptions
 from mmad_edge.app.exits import exit_of_run, guarded, needs
-from mmad_edge.app.json_output import write_json
+from mmad_edge.app.json_output import report, write_json
 from mmad_edge.app.options_cli import Arg, declared
 from mmad_edge.app.tune_options import TuneOptions
 from mmad_edge.bench.options import BenchOptions
@@ -177,8 +177,7 @@ def calibrate_threshold_cmd(
     from mmad_edge.export.threshold_calibration import calibrate_threshold, summary_text
 
     result = calibrate_threshold(artifact, options)
-    typer.echo(summary_text(result))
-    write_json(json_path, result)
+    report(result, summary_text(result), json_path)
 
 
 @app.command()
@@ -216,8 +215,7 @@ def promote(
     from mmad_edge.runtime.artifact.deployment import summary_line
 
     moved = promote_export(export, to, keep)
-    typer.echo(summary_line(moved))
-    write_json(json_path, moved)
+    report(moved, summary_line(moved), json_path)
 
 
 @app.command()
@@ -232,8 +230,7 @@ def rollback(
     from mmad_edge.runtime.artifact.deployment import summary_line
 
     moved = roll_back(deploy_dir)
-    typer.echo(summary_line(moved))
-    write_json(json_path, moved)
+    report(moved, summary_line(moved), json_path)
 
 
 @app.command()
@@ -271,8 +268,7 @@ def review_export(
     from mmad_edge.data.review_dataset import export_review, export_summary
 
     result = export_review(review_dir, out, category)
-    typer.echo(export_summary(result))
-    write_json(json_path, result)
+    report(result, export_summary(result), json_path)
 
 
 @app.command("triton-repo")
@@ -288,8 +284,7 @@ def triton_repo(
     from mmad_edge.runtime.serving.repo import repo_summary, write_model_repository
 
     written = write_model_repository(artifact, out, options)
-    typer.echo(repo_summary(written))
-    write_json(json_path, written)
+    report(written, repo_summary(written), json_path)
 
 
 @app.command()

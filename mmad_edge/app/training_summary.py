@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from mmad_edge.app.json_output import write_json
+from mmad_edge.app.json_output import report, write_json
 
 
 def summary_line(path: Path, ckpt: dict) -> str:
@@ -26,9 +26,9 @@ def report_training(path: Path, json_path: Path | None) -> None:
     from mmad_edge.checkpoint import read_checkpoint
 
     ckpt = read_checkpoint(path)
-    typer.echo(summary_line(path, ckpt))
-    write_json(json_path, {"checkpoint": str(path), "config": ckpt["config"], "training": ckpt["training"],
-                           "statistics": ckpt["statistics"], "encoder_weights": ckpt.get("encoder_weights")})
+    report({"checkpoint": str(path), "config": ckpt["config"], "training": ckpt["training"],
+            "statistics": ckpt["statistics"], "encoder_weights": ckpt.get("encoder_weights")},
+           summary_line(path, ckpt), json_path)
 
 
 def import_and_report(config, out: Path, encoder: str | None, minimaxad: Path | None, json_path: Path | None) -> None:
@@ -37,8 +37,8 @@ def import_and_report(config, out: Path, encoder: str | None, minimaxad: Path | 
     from mmad_edge.runtime.artifact.metadata import describe_encoder_weights as describe
 
     path, reports, record = import_checkpoint(config, out, encoder, minimaxad)
-    for report in reports:
-        typer.echo(report.summary())
+    for imported in reports:
+        typer.echo(imported.summary())
     typer.echo(f"encoder weights: {describe(record)}")
     typer.echo(f"wrote {path}")
     write_json(json_path, {"checkpoint": str(path), "imports": [vars(r) for r in reports], "encoder_weights": record})
