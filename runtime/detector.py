@@ -11,13 +11,13 @@ import os
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
 from .artifact.batching import batch_contract
+from .artifact.deployment import deployed_folder
 from .artifact.metadata import ArtifactInfo, load_contract
 from .artifact.selection import select_artifact
 from .backends import AUTO, backend_class, backend_for, check_backend
@@ -135,7 +135,7 @@ class Detector:
         """
         check_backend(backend)
         settings = _backend_options(options, backend_options)
-        path = Path(path)
+        path = deployed_folder(path)  # a deployment folder: its current version, with that version's tuned choice
         tuned = read_choice(path, precision) if backend == AUTO and path.is_dir() else None
         impl = None if tuned is None else load_tuned(
             tuned, settings, lambda chosen: batch_contract(chosen, load_contract(chosen), max_batch))

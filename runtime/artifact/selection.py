@@ -23,7 +23,6 @@ from ..backends.base import BackendOptions
 from ..errors import ArtifactError
 from ..log import notice
 from .contract import CPU_ORDER, GPU_ORDER, PRECISIONS, REPORT_FILE, artifact_name
-from .deployment import deployed_folder
 
 
 def _order(precision: str | None, default: Sequence[str]) -> Sequence[str]:
@@ -57,9 +56,8 @@ def _first_runnable(files: list[Path], entry: BackendEntry, skipped: list[str], 
 def select_artifact(
     folder: Path, backend: str, precision: str | None, options: BackendOptions | None = None,
 ) -> Path:
-    """The file to load from ``folder`` (see the module docstring; a deployment folder: from the version
-    it points at)."""
-    folder = deployed_folder(folder)
+    """The file to load from the export folder ``folder`` (see the module docstring; callers resolve a
+    deployment folder to its version first, with ``deployed_folder``)."""
     check_backend(backend)
     options = options or BackendOptions()
     entries = list(REGISTRY.values()) if backend == AUTO else [REGISTRY[backend]]

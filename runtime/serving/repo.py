@@ -16,6 +16,7 @@ from typing import Any
 
 from ..artifact.batching import batch_contract
 from ..artifact.contract import CHANNEL_ORDER, ENGINE_SUFFIX, INPUT_NAME, OUTPUT_NAMES, SERVING_MODEL
+from ..artifact.deployment import deployed_folder
 from ..artifact.metadata import ArtifactInfo, Statistics, load_contract
 from ..artifact.selection import select_artifact
 from ..errors import ArtifactError
@@ -32,6 +33,7 @@ def pick_artifact(path: Path, options: RepoOptions) -> Path:
     """The file to serve: ``path`` itself, or from an export folder the one `serve` and `run` would
     load on this machine (same selection: on a CPU the fp32 graph, not the emulated fp16 one; an
     engine only where it runs). For another machine's engine, pass the ``.engine`` itself."""
+    path = deployed_folder(path)
     if path.is_dir():
         return select_artifact(path, options.backend, options.precision)
     if not path.is_file():

@@ -11,6 +11,7 @@ from runtime_fixtures import write_export_dir
 
 from mmad_edge.runtime import Detector
 from mmad_edge.runtime.artifact.contract import TUNED_FILE, artifact_name
+from mmad_edge.runtime.artifact.deployment import promote
 from mmad_edge.runtime.backends import REGISTRY
 from mmad_edge.runtime.backends.base import BackendOptions
 from mmad_edge.runtime.tuning import choice as choice_module
@@ -161,6 +162,10 @@ def test_load_follows_the_tuned_choice_and_keeps_options_given_over_it(tmp_path)
         assert asked.backend.path.name == "model.fp32.onnx"
     with Detector.load(folder, backend="onnxruntime") as named:  # so does a backend asked for by name
         assert named.backend.path.name == "model.fp32.onnx"
+    deploy = tmp_path / "deploy"
+    promote(folder, deploy)
+    with Detector.load(deploy) as deployed:  # a deployment folder: the choice its current version carries
+        assert deployed.backend.path == deploy / "versions" / "0001-export" / "model.int8.onnx"
 
 
 def test_a_choice_from_another_machine_is_ignored_with_one_line(tmp_path, capsys, monkeypatch):
