@@ -80,7 +80,7 @@ def verify_artifact(artifact: str | os.PathLike[str], options: VerifyOptions) ->
               "data": f"{options.layout}:{options.data}",
               "categories": list(options.categories or []), "images": int(split.labels.size),
               "accuracy": _accuracy(split, candidate), "ran_on": ran_on}
-    result.update(_comparison(path, computed, split.labels, candidate, reference, rule))
+    result.update(_comparison(path, (info.precision, computed), split.labels, candidate, reference, rule))
     write_json_atomic(verify_path(path), result)
     return result
 
@@ -153,18 +153,18 @@ def _checkpoint_reference(path: Path, frames: np.ndarray, category: str | None) 
     return Scored(maps, scores.astype(np.float64), stats.get("threshold"), str(path))
 
 
-def _comparison(path: Path, precision: str, labels: np.ndarray, candidate: Scored,
+def _comparison(path: Path, precisions: tuple[str, str], labels: np.ndarray, candidate: Scored,
                 reference: Scored | None, rule: Rule) -> dict[str, Any]:
     """Errors, score shift, Spearman and verdict agreement against the reference, and the checks
-    of ``precision``: the one that computes (an FP32 graph run in BF16 gets BF16's bounds), plus
-    the verdict agreement held to ``rule`` where both had a threshold."""
+    of ``precisions`` (the graph's, the one that computes: ``_checks``), plus the verdict agreement
+    held to ``rule`` where both had a threshold."""
     if not finite(candidate):
         return _verdict(reference, None, [Check("finite_outputs", int(np.sum(~np.isfinite(candidate.scores))) or 1,
                                                 0, True)])
     if reference is None:
         return {"reference": None, "comparison": None, "checks": [], "passed": None, "failed": []}
     metrics = compare_to_reference(labels, candidate, reference)
-    checks = _checks(path, precision, metrics, reference.source.endswith(CHECKPOINT_SUFFIXES))
+    checks = _checks(path, *precisions, metrics, reference.source.endswith(CHECKPOINT_SUFFIXES))
     agreement = agreement_check(metrics, rule)
     return _verdict(reference, metrics, checks if agreement is None else [*checks, agreement])
 
@@ -194,14 +194,16 @@ def finite(scored: Scored) -> bool:
     return bool(np.isfinite(scored.scores).all() and np.isfinite(scored.maps).all())
 
 
-def _checks(path: Path, precision: str, metrics: dict[str, Any], against_checkpoint: bool) -> list[Check]:
-    """The export's tolerances (``export.checks``); INT8 against its FP32 graph is held to the
-    calibrator's target recorded in the folder's report.json (its defaults without one)."""
+def _checks(path: Path, graph: str, computed: str, metrics: dict[str, Any], against_checkpoint: bool) -> list[Check]:
+    """The export's tolerances (``export.checks``) for the precision that computes (an FP32 graph
+    run in BF16 gets BF16's bounds). An INT8 graph against its FP32 graph, whatever its float ops
+    compute in, is held to the calibrator's target recorded in the folder's report.json (its
+    defaults without one)."""
     report = export_report(path)
-    if precision == "int8" and not against_checkpoint:
+    if graph == "int8" and not against_checkpoint:
         target = (report.get("int8") or {}).get("accuracy_target")
         return int8_target_checks(AccuracyTarget(**target) if target else AccuracyTarget(), metrics)
-    return default_checks(precision, metrics, strict=bool(report.get("trained_weights", True)))
+    return default_checks(computed, metrics, strict=bool(report.get("trained_weights", True)))
 
 
 def summary_text(result: dict[str, Any]) -> str:

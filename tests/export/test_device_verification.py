@@ -174,6 +174,17 @@ def test_verify_judges_bf16_through_openvinos_emulation_where_the_cpu_lacks_the_
     assert verified["comparison"]["map_relative"] > 1e-3  # bf16 computed (8 significant bits), not f32 (1e-6)
 
 
+def test_an_int8_graph_keeps_its_calibrator_targets_whatever_its_float_ops_compute_in(export_copy):
+    """OpenVINO's bf16 hint lowers an INT8 graph's float ops too (compute precision bf16), but the
+    graph is still judged by the INT8 targets its export met, not by BF16's FP32-graph bounds."""
+    from mmad_edge.export.device_verification import _checks
+
+    metrics = {"spearman": 0.99, "auroc_drop": 0.001, "score_error": 0.05, "auroc_reference": 1.0}
+    path = export_copy / "model.int8.onnx"
+    assert [c.name for c in _checks(path, "int8", "bf16", metrics, False)] == ["spearman", "auroc_drop", "score_error"]
+    assert [c.name for c in _checks(path, "fp32", "bf16", metrics, False)] == ["spearman", "auroc_delta"]
+
+
 def test_verify_fails_naming_the_metric_on_perturbed_weights(export_copy, line):
     path = export_copy / "model.fp16.onnx"
     model = onnx.load(str(path))
