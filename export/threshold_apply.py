@@ -31,6 +31,8 @@ from mmad_edge.runtime.artifact.deployment import deployment_holding, promote
 from mmad_edge.runtime.artifact.metadata import load_contract
 from mmad_edge.runtime.ui.page import DetectorThresholds
 
+APPLIED = "-applied"  # the name's tail of a version Apply promoted (NNNN-NAME-applied)
+
 
 class MetadataThresholds(DetectorThresholds):
     """Thresholds of running detectors (one per serve instance, or the run's one), read and applied."""
@@ -73,7 +75,8 @@ class MetadataThresholds(DetectorThresholds):
                 info = load_contract(Path(promoted["version"]) / path.name)
             for each in self.detectors:
                 each.update_statistics(info)
-        change = f"{name}: threshold {section.get('threshold'):.6g} -> {threshold:.6g}, judging frames from the next batch"
+        before = "none" if section.get("threshold") is None else f"{section['threshold']:.6g}"
+        change = f"{name}: threshold {before} -> {threshold:.6g}, judging frames from the next batch"
         if promoted is not None:
             where = (f"promoted as {promoted['to']} in {deploy} (its versions are never changed in place; "
                      "mmad-edge rollback undoes it)")
@@ -88,9 +91,9 @@ class MetadataThresholds(DetectorThresholds):
 def promote_with(artifact: Path, statistics: dict, deploy: Path) -> dict:
     """Promote a copy of ``artifact``'s version folder with ``statistics`` written into it as a new
     version of ``deploy``; ``promote``'s summary."""
-    base = artifact.parent.name.split("-", 1)[-1]
+    base = artifact.parent.name.split("-", 1)[-1].removesuffix(APPLIED)
     with tempfile.TemporaryDirectory(prefix="mmad-edge-apply-") as scratch:
-        staged = Path(scratch) / f"{base}-applied"
+        staged = Path(scratch) / f"{base}{APPLIED}"
         shutil.copytree(artifact.parent, staged, symlinks=False)
         write_statistics(staged / artifact.name, statistics)
         for backup in staged.glob(f"*{BACKUP_SUFFIX}"):  # the version it replaces is the backup

@@ -96,6 +96,11 @@ def test_apply_on_a_deployment_promotes_a_copy_and_rollback_undoes_it(export, tm
     assert applied.name == "0002-export-applied" and not list(applied.glob("*.previous.json"))
     with Detector.load(deploy, "onnxruntime") as reloaded:
         assert reloaded.threshold == 0.62
+        again = MetadataThresholds([reloaded]).apply(None, 0.64)  # an Apply on an applied version
+    assert again["promoted"] == "0003-export-applied" and deployed_folder(deploy).name == "0003-export-applied"
+    rollback(deploy)
+    with Detector.load(deploy, "onnxruntime") as previous:
+        assert previous.threshold == 0.62
     rollback(deploy)
     with Detector.load(deploy, "onnxruntime") as restored:
         assert restored.threshold == 0.5
