@@ -68,7 +68,10 @@ class DisagreementLog:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / LOG_FILE
-        self.held = sum(1 for _ in path.open(encoding="utf-8")) if path.is_file() else 0
+        self.held = 0
+        if path.is_file():
+            with path.open(encoding="utf-8") as lines:
+                self.held = sum(1 for _ in lines)
         self.max_items = max_items
         self.written = self.skipped = 0
         self._lines = path.open("a", encoding="utf-8")
