@@ -23,6 +23,7 @@ from torch import nn
 import mmad_edge
 from mmad_edge.export.options import DEFAULT_OPSET
 from mmad_edge.export.staging import place, staged
+from mmad_edge.runtime.errors import one_line
 from mmad_edge.runtime.log import say
 
 from .patchcore import PatchCore
@@ -61,7 +62,7 @@ def native_stdout_discarded() -> Iterator[None]:
 
 def failure_reason(exc: BaseException) -> str:
     """An export error's first line without TorchScript's pointer into the IR and its plea for a pull request."""
-    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    first = one_line(exc)
     return re.split(r" \[Caused by | Please feel free to request support", first)[0].strip()
 
 

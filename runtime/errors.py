@@ -8,6 +8,14 @@ def install_hint(extra: str) -> str:
     return f'pip install ".[{extra}]" from the mmad-edge checkout'
 
 
+def one_line(exc: BaseException) -> str:
+    """The first line of an error, for a one-line message (libraries raise many-line texts); OS
+    errors name their file (``[Errno 20] ...`` tells a user nothing)."""
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.filename}: {exc.strerror}; check the path and its permissions"
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 class ArtifactError(ValueError):
     """An artifact (ONNX, engine, sidecar, metadata) that is missing, malformed or mismatched."""
 

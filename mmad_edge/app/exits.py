@@ -10,7 +10,7 @@ from typing import NoReturn
 
 import typer
 
-from mmad_edge.runtime.errors import BackendUnavailableError, SourceError, install_hint
+from mmad_edge.runtime.errors import BackendUnavailableError, SourceError, install_hint, one_line
 
 # What each install extra brings (top-level module names): a command that needs one of them says
 # which extra to install instead of a traceback on a runtime-only install.
@@ -23,14 +23,6 @@ EXTRA_MODULES = {
 def fail(message: str, code: int = 2) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
-
-
-def one_line(exc: BaseException) -> str:
-    """The first line of an error; OS errors name their file (``[Errno 20] ...`` tells a user nothing)."""
-    if isinstance(exc, OSError) and exc.filename is not None:
-        return f"{exc.filename}: {exc.strerror}; check the path and its permissions"
-    text = str(exc)
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def guarded(fn: Callable) -> Callable:

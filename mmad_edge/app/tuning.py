@@ -43,7 +43,7 @@ from mmad_edge.runtime.artifact.contract import artifact_name
 from mmad_edge.runtime.artifact.metadata import load_contract
 from mmad_edge.runtime.backends import backend_class, reference
 from mmad_edge.runtime.backends.base import BackendOptions
-from mmad_edge.runtime.errors import ArtifactError
+from mmad_edge.runtime.errors import ArtifactError, one_line
 from mmad_edge.runtime.imageio import read_image
 from mmad_edge.runtime.preprocess import resize_frame
 from mmad_edge.runtime.tuning.candidates import Candidate, candidates
@@ -93,7 +93,7 @@ def _trial(candidate: Candidate, frames: np.ndarray, labels: np.ndarray, ref: Sc
     try:
         detector = Detector.load(candidate.artifact, candidate.backend, candidate.options)
     except Exception as exc:  # noqa: BLE001 -- one candidate that cannot load must not lose the others
-        return Trial(candidate, passed=False, reason=f"load failed: {_first_line(exc)}")
+        return Trial(candidate, passed=False, reason=f"load failed: {one_line(exc)}")
     try:
         ran_on = detector.backend.describe()
         scored = score_frames(detector, frames, SCORING_BATCH, detector.scoring(category)[0], candidate.name)
@@ -102,7 +102,7 @@ def _trial(candidate: Candidate, frames: np.ndarray, labels: np.ndarray, ref: Sc
         timing = _timed(detector, candidate, frames, options)
     except Exception as exc:  # noqa: BLE001 -- a backend error mid-run fails this candidate only
         detector.close()
-        return Trial(candidate, passed=False, reason=f"run failed: {_first_line(exc)}")
+        return Trial(candidate, passed=False, reason=f"run failed: {one_line(exc)}")
     return Trial(candidate, timing, metrics, not failures, "; ".join(failures) or None, ran_on)
 
 
@@ -111,10 +111,6 @@ def _judged_by(labelled: bool, threshold: bool) -> str:
     if not labelled:
         return "score_shift and verdict_agreement"
     return "auroc_drop and verdict_agreement" if threshold else NOT_JUDGED
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def tune_folder(folder: str | os.PathLike[str], options: TuneOptions) -> dict[str, Any]:

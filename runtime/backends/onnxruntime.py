@@ -12,7 +12,7 @@ import numpy as np
 
 from ..artifact.contract import INPUT_NAME, OUTPUT_NAMES, output_shapes
 from ..artifact.metadata import ArtifactInfo
-from ..errors import ArtifactError, BackendUnavailableError
+from ..errors import ArtifactError, BackendUnavailableError, one_line
 from .base import Backend, BackendOptions, Feed, GraphRun, option
 
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
@@ -46,7 +46,7 @@ def open_session(path: str | os.PathLike[str], options: Any = None, providers: S
     try:
         return ort.InferenceSession(os.fspath(path), options, providers=list(providers or ["CPUExecutionProvider"]))
     except Exception as exc:  # noqa: BLE001 -- onnxruntime's exception types are private
-        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+        reason = one_line(exc)
         reason = reason.split(" failed:", 1)[-1].strip() or reason
         raise ArtifactError(
             f"{path}: not a loadable ONNX model ({reason}); pass a model.<precision>.onnx written by mmad-edge export"

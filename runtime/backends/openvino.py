@@ -35,7 +35,7 @@ import numpy as np
 
 from ..artifact.contract import INPUT_NAME, OUTPUT_NAMES, precision_of
 from ..artifact.metadata import ArtifactInfo
-from ..errors import ArtifactError, BackendUnavailableError, install_hint
+from ..errors import ArtifactError, BackendUnavailableError, install_hint, one_line
 from .base import Backend, BackendOptions, Feed, GraphRun, Variant, compute_precision, option
 from .openvino_f32 import keep_f32, sensitive_nodes
 
@@ -112,7 +112,7 @@ def read_onnx(core: Any, path: Path, precision: str | None = None) -> Any:
     except Exception as exc:  # noqa: BLE001 -- OpenVINO raises RuntimeError with multi-line texts
         if precision == "int8" or "QLinear" in str(exc):
             raise ArtifactError(f"{path}: {INT8_FIX}") from None
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        reason = one_line(exc)
         raise ArtifactError(f"{path}: OpenVINO cannot read this ONNX ({reason}); "
                             "pass a model.<precision>.onnx written by mmad-edge export") from None
 

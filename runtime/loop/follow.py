@@ -24,7 +24,7 @@ from typing import Generic, Protocol, TypeVar
 
 from ..artifact.deployment import CURRENT, VERSIONS, current_version, version_number
 from ..detector import Detector
-from ..errors import ArtifactError
+from ..errors import ArtifactError, one_line
 from ..log import notice
 
 CHECK_EVERY_S = 1.0  # how often `current` is read, at most (it is read between batches only)
@@ -86,7 +86,7 @@ class _Load(Generic[L]):
         try:
             self.detector = self._work()
         except Exception as exc:  # any failure is the version's, said in one line; the line keeps running
-            self.error = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            self.error = one_line(exc)
 
     def discard(self) -> None:
         self.thread.join()

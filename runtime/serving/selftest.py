@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..artifact.contract import CATEGORY_INPUT, INPUT_NAME, IS_ANOMALY, OUTPUT_NAMES, SCORE_NORMALIZED, SERVING_MODEL
-from ..errors import BackendUnavailableError
+from ..errors import BackendUnavailableError, one_line
 from ..result import Result
 
 SELF_TEST = "mmad_edge_self_test"
@@ -101,7 +101,7 @@ def run_self_test(address: str, frame: np.ndarray, expected: Result, token: str 
         answer = client.infer(SERVING_MODEL, [image], parameters={SELF_TEST: True}, headers=headers)
         problem = mismatch(answer, expected) or rejection_problem(client, image, headers)
     except (InferenceServerException, ValueError, OSError) as exc:
-        problem = f"the request failed ({(str(exc).strip().splitlines() or [type(exc).__name__])[0]})"
+        problem = f"the request failed ({one_line(exc)})"
     finally:
         client.close()
     if problem is not None:

@@ -18,6 +18,7 @@ from ..artifact.contract import TUNED_FILE
 from ..artifact.metadata import ArtifactInfo, load_contract
 from ..backends import REGISTRY, backend_class, why_not
 from ..backends.base import Backend, BackendOptions
+from ..errors import BackendUnavailableError, one_line
 from ..log import notice
 from .machine import cpu_model, differences, fingerprint
 from .selection import Trial
@@ -101,7 +102,12 @@ def load_tuned(choice: TunedChoice, given: BackendOptions,
     if problem is not None:
         notice(f"ignoring {tuned_path(choice.folder)}: {problem}")
         return None
-    impl = backend_class(choice.backend)(choice.artifact, contract_for(choice.artifact), choice.load_options(given))
+    try:
+        impl = backend_class(choice.backend)(choice.artifact, contract_for(choice.artifact),
+                                             choice.load_options(given))
+    except (ValueError, BackendUnavailableError) as exc:  # ArtifactError is a ValueError
+        notice(f"ignoring {tuned_path(choice.folder)}: its {choice.name} does not load here ({one_line(exc)})")
+        return None
     mismatch = choice.elsewhere(impl.describe())
     if mismatch is None:
         return impl

@@ -168,6 +168,19 @@ def test_load_follows_the_tuned_choice_and_keeps_options_given_over_it(tmp_path)
         assert deployed.backend.path == deploy / "versions" / "0001-export" / "model.int8.onnx"
 
 
+def test_a_choice_that_does_not_load_here_is_ignored_with_one_line(tmp_path, capsys):
+    folder = write_export_dir(tmp_path / "export", SIZE, precisions=("fp32", "int8"))
+    candidate = Candidate("onnx-int8", "onnxruntime", folder / "model.int8.onnx", "int8", BackendOptions())
+    _tune_by_hand(folder, Trial(candidate, {"p50_ms": 1.0}, {"auroc_drop": 0.0}, True), _ort_here(folder))
+    capsys.readouterr()
+    (folder / "model.int8.onnx").write_bytes(b"not an onnx graph")
+    with Detector.load(folder) as detector:  # auto goes on as without the choice
+        assert detector.backend.path.name == "model.fp32.onnx"
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"mmad-edge: ignoring {folder / TUNED_FILE}: its onnx-int8 does "
+                                                   "not load here (")
+
+
 def test_a_choice_from_another_machine_is_ignored_with_one_line(tmp_path, capsys, monkeypatch):
     folder = write_export_dir(tmp_path / "export", SIZE, precisions=("fp32", "int8"))
     candidate = Candidate("onnx-int8", "onnxruntime", folder / "model.int8.onnx", "int8", BackendOptions())
