@@ -57,7 +57,14 @@ def encode(frames: list[np.ndarray], encoding: str, folder: Path) -> list[np.nda
         writer.write(frame)
     writer.release()
     capture = cv2.VideoCapture(str(path))
-    decoded = [capture.read()[1] for _ in frames]
+    decoded = []
+    for number in range(len(frames)):
+        ok, frame = capture.read()
+        if not ok:
+            capture.release()
+            raise RuntimeError(f"OpenCV wrote {len(frames)} {VIDEO_CODECS[encoding]} frames but cannot read frame "
+                               f"{number} back from {path}; check this OpenCV build's video decoders")
+        decoded.append(frame)
     capture.release()
     return decoded
 

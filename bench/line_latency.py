@@ -92,6 +92,16 @@ def latency_row(sink: str, sources: int, latencies_s: Sequence[float], expected:
             "p50_ms": round(timing.p50_ms, 3), "p99_ms": round(timing.p99_ms, 3), "max_ms": round(max(latencies_s) * 1000, 3)}
 
 
+def coil_latencies(writes: Sequence[tuple], acquired: Sequence[float], report: dict[str, Any]) -> list[float]:
+    """Coil writes carry no message id: they pair with the acquisitions by position, which holds only
+    when every verdict was written exactly once."""
+    if len(writes) != len(acquired) or report["dropped"] or report["lost"]:
+        raise RuntimeError(f"modbus coil: {len(writes)} writes for {len(acquired)} frames (dropped {report['dropped']}, "
+                           f"lost {report['lost']}), so writes cannot be paired with frames; rerun with fewer "
+                           "--sources or a lower --fps")
+    return [at - stamp for (at, *_), stamp in zip(writes, acquired)]
+
+
 def measure(sources: int, frames: int, fps: float, artifact: Path | None, work: Path) -> list[dict[str, Any]]:
     """The MQTT and the coil row at ``sources`` sources."""
     detector = Detector.load(artifact) if artifact is not None else None
@@ -110,7 +120,7 @@ def measure(sources: int, frames: int, fps: float, artifact: Path | None, work: 
         arrived = {}
         for at, body in subscriber.received:
             arrived.setdefault(body["message_id"], at - body["timestamp"])
-        coil = [at - acquired for (at, *_), acquired in zip(modbus.writes, line.acquired)]
+        coil = coil_latencies(modbus.writes, line.acquired, reports[1])
         rows = [latency_row("mqtt (QoS 1, at the subscriber)", sources, list(arrived.values()), total),
                 latency_row("modbus coil (written)", sources, coil, total)]
         for row, report in zip(rows, reports):

@@ -23,6 +23,7 @@ START_TIMEOUT_S = 10.0
 
 
 def free_port() -> int:
+    """A localhost port free at the moment of asking (the one place tests and benches take ports from)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import io
-import socket
 import statistics
 import tempfile
 import threading
@@ -26,6 +25,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from mmad_edge.bench.line_servers import free_port
 from mmad_edge.bench.machine import machine_info
 from mmad_edge.bench.models import random_model
 from mmad_edge.checkpoint import save_checkpoint
@@ -89,12 +89,6 @@ class Viewer:
         for connection in self._connections:
             connection.close()
         self._thread.join(5)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def timed_pass(detector: Detector, folder: Path, work: Path | None) -> dict[str, Any]:

@@ -24,3 +24,13 @@ def test_every_frame_is_measured_at_each_sink_and_source_count(tmp_path, capsys)
     markdown = (tmp_path / "line_latency.md").read_text()
     assert report["machine"]["cpu_model"] in markdown and "test run" in markdown
     assert "--sources 1,3 --frames 4" in markdown
+
+
+def test_coil_writes_pair_with_frames_only_when_each_verdict_was_written_once():
+    writes = [(10.5, 5, 0, [True]), (11.25, 5, 0, [False])]
+    assert line_latency.coil_latencies(writes, [10.0, 11.0], {"dropped": 0, "lost": 0}) == [0.5, 0.25]
+    with pytest.raises(RuntimeError, match=r"^modbus coil: 2 writes for 3 frames \(dropped 0, lost 0\), so writes "
+                                           r"cannot be paired with frames; rerun with fewer --sources or a lower --fps$"):
+        line_latency.coil_latencies(writes, [10.0, 11.0, 12.0], {"dropped": 0, "lost": 0})
+    with pytest.raises(RuntimeError, match=r"^modbus coil: 2 writes for 2 frames \(dropped 1, lost 0\)"):
+        line_latency.coil_latencies(writes, [10.0, 11.0], {"dropped": 1, "lost": 0})

@@ -210,9 +210,9 @@ PROMOTE = "import sys; from mmad_edge.runtime.artifact.deployment import promote
 
 def test_kill_9_at_random_points_of_a_promote_leaves_a_complete_version_current(exports, tmp_path):
     """A promote of a 200-file export (the copy takes most of a second) killed with SIGKILL 10 times:
-    at a random time from its start, or at a random time once its copy has begun. After each kill the
-    pointer names a complete version (the old one, or the new one in full), and a rollback and a
-    later promote work."""
+    at a random time from its start, or at a random time in the first half of its copy. After each
+    kill the pointer names a complete version (the old one, or the new one in full; the old one while
+    a half-copied incoming folder is left), and a rollback and a later promote work."""
     rng = random.Random(28)
     big = write_export_dir(tmp_path / "big", SIZE, threshold=0.45, low=0.3)
     (big / "blobs").mkdir()
@@ -222,15 +222,17 @@ def test_kill_9_at_random_points_of_a_promote_leaves_a_complete_version_current(
     deploy = tmp_path / "deploy"
     promote(exports["first"], deploy)
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-c", PROMOTE, str(big), str(deploy)], check=True)
-    duration = time.perf_counter() - started
+    process = subprocess.Popen([sys.executable, "-c", PROMOTE, str(big), str(deploy)])
+    assert _wait_for_copy(process)
+    copying = time.perf_counter()
+    assert process.wait() == 0
+    duration, copy_s = time.perf_counter() - started, time.perf_counter() - copying
     outcomes = {"old": 0, "new": 0, "mid-copy": 0}
     for attempt in range(10):
         before = os.readlink(deploy / CURRENT)
         process = subprocess.Popen([sys.executable, "-c", PROMOTE, str(big), str(deploy)])
         if attempt % 2 and _wait_for_copy(process):
-            outcomes["mid-copy"] += 1
-            time.sleep(rng.uniform(0, duration / 2))
+            time.sleep(rng.uniform(0, copy_s / 2))
         else:
             time.sleep(rng.uniform(0, duration))
         process.send_signal(signal.SIGKILL)
@@ -239,6 +241,9 @@ def test_kill_9_at_random_points_of_a_promote_leaves_a_complete_version_current(
         assert current.startswith(f"{VERSIONS}/0") and (deploy / current).is_dir()
         assert contents(deploy / current) in expected.values(), f"attempt {attempt}: {current} is incomplete"
         outcomes["old" if current == before else "new"] += 1
+        if list((deploy / VERSIONS).glob(f"{INCOMING}*")):  # killed before the rename: the copy was cut short
+            assert current == before, f"attempt {attempt}: {current} made current before its copy was complete"
+            outcomes["mid-copy"] += 1
         if len(json.loads((deploy / HISTORY).read_text())) > 1 and attempt % 3 == 0:
             assert contents(deploy / VERSIONS / rollback(deploy)["to"]) in expected.values()
     assert outcomes["old"] and outcomes["mid-copy"], outcomes  # kills did land before the switch, some in the copy

@@ -23,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from runtime_fixtures import write_export_dir
 from typer.testing import CliRunner
 
+from mmad_edge.bench.line_servers import free_port
 from mmad_edge.cli import app
 from mmad_edge.runtime import ArtifactError, Detector, RunOptions, run_stream
 from mmad_edge.runtime.loop.sources import FrameSource, SourceSpec, parse_source
@@ -244,12 +245,6 @@ class GatedSource(FrameSource):
         for index, value in enumerate(self.values):
             yield str(index), np.full((24, 24, 3), value, np.uint8)
         self.gate.wait(30)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def scrape(port: int) -> dict:

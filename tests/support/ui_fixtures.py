@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 import threading
 import time
 import urllib.request
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from runtime_fixtures import standin_metadata, write_standin
 
+from mmad_edge.bench.line_servers import free_port
 from mmad_edge.export.threshold_apply import MetadataThresholds
 from mmad_edge.runtime.loop.options import RunOptions
 from mmad_edge.runtime.loop.run import run_stream
@@ -89,12 +89,6 @@ class RunningPage:
     store: ReviewStore
     source: LevelSource
     log: VerdictLog
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @contextmanager
