@@ -19,14 +19,13 @@ from mmad_edge.app.json_output import report, write_json
 from mmad_edge.app.options_cli import Arg, declared
 from mmad_edge.app.tune_options import TuneOptions
 from mmad_edge.bench.options import BenchOptions
-from mmad_edge.data.review_dataset import DEFAULT_CATEGORY
 from mmad_edge.export.options import TEST_CATEGORY, CalibrateOptions, EngineOptions, ExportOptions, VerifyOptions
 from mmad_edge.flags import DATA, DEVICE, IMAGE_SIZE, JSON, LAYOUT, OUT, VARIANT
 from mmad_edge.runtime.artifact.deployment import KEEP
 from mmad_edge.runtime.flags import BATCH_SIZE, CATEGORY, SOURCE, Flag
 from mmad_edge.runtime.loop.options import RunOptions
 from mmad_edge.runtime.serving.options import RepoOptions, ServeOptions
-from mmad_edge.runtime.ui.options import DEFAULT_REVIEW_DIR, REVIEW_DIR
+from mmad_edge.runtime.ui.options import DEFAULT_REVIEW_CATEGORY, DEFAULT_REVIEW_DIR, REVIEW_DIR
 from mmad_edge.train_options import TrainOptions
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Train MiniMaxAD and deploy it to TensorRT / ONNX Runtime.")
@@ -260,7 +259,7 @@ def review_export(
     out: Annotated[Path, Arg("Dataset folder to write (new or empty): <category>/train/good, test/good, "
                              "test/defect.")],
     review_dir: Annotated[Path, REVIEW_DIR.about()] = Path(DEFAULT_REVIEW_DIR),
-    category: Annotated[str, CATEGORY.about(help="Folder for frames scored without a category.")] = DEFAULT_CATEGORY,
+    category: Annotated[str, CATEGORY.about(help="Folder for frames scored without a category.")] = DEFAULT_REVIEW_CATEGORY,
     json_path: Annotated[JsonPath, JSON.about("what was written")] = None,
 ) -> None:
     """Write the frames marked on the page as an MVTec-layout dataset that train, eval, verify and

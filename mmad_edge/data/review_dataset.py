@@ -11,15 +11,15 @@ from pathlib import Path
 
 from mmad_edge.data.layouts import GOOD
 from mmad_edge.data.records import DatasetError
+from mmad_edge.runtime.ui.options import DEFAULT_REVIEW_CATEGORY
 from mmad_edge.runtime.ui.review_store import INDEX_FILE, ReviewItem, ReviewStore
 
 DEFECT = "defect"
 TEST_SHARE = 5  # one good frame in five (the 2nd, 7th, ... by id) goes to test/good, the rest to train/good
-DEFAULT_CATEGORY = "line"  # the folder of frames scored without a category
 
 
 def export_review(review_dir: str | os.PathLike[str], out: str | os.PathLike[str],
-                  category: str = DEFAULT_CATEGORY) -> dict:
+                  category: str = DEFAULT_REVIEW_CATEGORY) -> dict:
     """Write the marked frames of the review queue in ``review_dir`` under ``out/<category>/`` as
     ``train/good``, ``test/good`` (one good frame in ``TEST_SHARE``, from the second on, so two
     goods already give a test split) and ``test/defect``; frames of no category go under

@@ -14,6 +14,7 @@ from .state import REVIEW_PER_S
 
 MB = 1024 * 1024
 DEFAULT_REVIEW_DIR = "mmad-edge-review"
+DEFAULT_REVIEW_CATEGORY = "line"  # review export's folder for frames scored without a category
 REVIEW_DIR = Flag("--review-dir", "Folder of the page's review queue (frames + SQLite index), kept across runs.")
 
 

@@ -25,7 +25,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from ..artifact.contract import OUTPUT_NAMES
@@ -226,6 +225,8 @@ def _gone(item_id: int) -> ReviewStoreError:
 
 
 def _encode(suffix: str, image: np.ndarray) -> bytes:
+    import cv2  # here, not at import: the CLI reads this module's caps at start
+
     ok, data = cv2.imencode(suffix, image, [cv2.IMWRITE_JPEG_QUALITY, 85] if suffix == ".jpg" else [])
     if not ok:
         raise ReviewStoreError(f"could not encode a {image.shape} image as {suffix[1:]}; pass a BGR uint8 frame")

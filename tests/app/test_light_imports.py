@@ -26,6 +26,13 @@ def test_package_and_runtime_import_without_torch_or_onnx(tmp_path):
     assert out.stdout.startswith("ok")
 
 
+def test_the_cli_starts_without_torch_onnx_or_opencv():
+    """Every command's --help and argument errors come before any heavy library is loaded."""
+    code = "import sys, mmad_edge.cli; print(sorted({'torch', 'onnx', 'cv2', 'onnxruntime'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
 ROOT = Path(__file__).resolve().parents[2]
 # Each room and the rooms of the package it must not import (imports point one way). The
 # application room (mmad_edge/app) and the CLI sit on top of every room; only the CLI imports app.
