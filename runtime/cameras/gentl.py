@@ -152,11 +152,10 @@ def open_camera(url: CameraUrl) -> GenTLCamera:
             harvester.add_file(path)
         harvester.update()
         serials = [str(info.serial_number) for info in harvester.device_info_list]
-        acquirer = harvester.create(select_device(url, serials))
+        return GenTLCamera(harvester, harvester.create(select_device(url, serials)))  # reads the node map
     except GenericException as exc:
-        harvester.reset()
+        harvester.reset()  # destroys the acquirer it created too
         raise CameraFault(f"GenTL: {exc}") from None
     except BaseException:
         harvester.reset()
         raise
-    return GenTLCamera(harvester, acquirer)

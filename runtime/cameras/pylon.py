@@ -101,12 +101,28 @@ class PylonCamera:
 
 
 def open_camera(url: CameraUrl) -> PylonCamera:
+    """The camera of ``url``, opened. Any pylon error on the way is a CameraFault (so the source
+    reopens it with backoff), and a camera created but not opened is destroyed, freeing it."""
     factory = pylon.TlFactory.GetInstance()
-    devices = factory.EnumerateDevices()
-    device = devices[select_device(url, [info.GetSerialNumber() for info in devices])]
+    doing, camera = "list the cameras", None
     try:
+        devices = factory.EnumerateDevices()
+        device = devices[select_device(url, [info.GetSerialNumber() for info in devices])]
+        doing = f"open {device.GetFriendlyName()}"
         camera = pylon.InstantCamera(factory.CreateDevice(device))
         camera.Open()
-    except genicam.GenericException as exc:
-        raise CameraFault(f"cannot open {device.GetFriendlyName()}: {_why(exc)} (in use by another program?)") from None
-    return PylonCamera(camera)
+        return PylonCamera(camera)
+    except BaseException as exc:
+        if camera is not None:
+            _destroy(camera)
+        if isinstance(exc, genicam.GenericException):
+            hint = " (in use by another program?)" if camera is not None else ""
+            raise CameraFault(f"cannot {doing}: {_why(exc)}{hint}") from None
+        raise
+
+
+def _destroy(camera: pylon.InstantCamera) -> None:
+    try:
+        camera.DestroyDevice()  # closes it first when open
+    except genicam.GenericException:
+        pass  # a removed camera: pylon releases it with the object

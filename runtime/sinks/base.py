@@ -56,6 +56,7 @@ class Sink:
         self.dropped = 0
         self.failures = 0
         self.refused = 0
+        self.overflowed = 0  # the part of ``dropped`` a full queue pushed out (said at the first)
         self.last_error: str | None = None
         self._queue: deque[dict] = deque()
         self._held = 0  # messages the worker has taken and not yet settled
@@ -76,9 +77,10 @@ class Sink:
             if overflow:
                 self._queue.popleft()
                 self.dropped += 1
+                self.overflowed += 1
             self._queue.append(message)
             self._cond.notify_all()
-        if overflow and self.dropped == 1:
+        if overflow and self.overflowed == 1:
             notice(f"sink {self.name}: queue full ({self.settings.queue_size} messages); dropping the oldest, "
                    "each one counted")
 

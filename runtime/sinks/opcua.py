@@ -2,7 +2,7 @@
 
 NODEID names an object (e.g. ``ns=2;s=Inspection``) on the PLC or its OPC UA server; the sink
 writes those of its child variables it finds by browse name: ``Verdict`` (Boolean: true rejects;
-String: reject / pass / unknown; an integer type: ``message.VERDICT_CODES``), ``Score``,
+String: reject / pass / unknown; an integer or float type: ``message.VERDICT_CODES``), ``Score``,
 ``ScoreNormalized``, ``PartId`` and ``MessageId``, each in the variable's own data type, all in
 one write. Credentials: MMAD_EDGE_OPCUA_USERNAME / _PASSWORD.
 """
@@ -37,6 +37,11 @@ class OpcUaSink(Sink):
         super().__init__(target, settings)
         if not target.path:
             raise SinkError(f"sink {target}: name the object node to write, e.g. opcua://HOST:4840/ns=2;s=Inspection")
+        try:
+            ua.NodeId.from_string(target.path)
+        except ua.UaStringParsingError:
+            raise SinkError(f"sink {target}: {target.path!r} is not an OPC UA node id; pass one such as "
+                            "ns=2;s=Inspection or ns=2;i=1001") from None
         self.endpoint = f"opc.tcp://{target.host}:{target.port or 4840}"
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: Client | None = None
@@ -57,19 +62,29 @@ class OpcUaSink(Sink):
         self._variables = self._run(self._find_variables(client))
 
     async def _find_variables(self, client: Client) -> list[tuple[Any, str, ua.VariantType]]:
+        """The object's variables by browse name; a server without the node or the variables is a
+        setup error that no retry mends (PermanentDeliveryError: said once, each message dropped)."""
         found = []
-        for child in await client.get_node(self.target.path).get_children():
+        for child in await client.get_node(self.target.path).get_children():  # none for a node the server lacks
             name = (await child.read_browse_name()).Name.lower()
             if name in FIELDS:
                 found.append((child, FIELDS[name], await child.read_data_type_as_variant_type()))
         if not found:
-            raise ConnectionError(f"node {self.target.path} has no Verdict, Score, ScoreNormalized, PartId or "
-                                  "MessageId variable; add them on the server or name the object that holds them")
+            raise PermanentDeliveryError(f"node {self.target.path} has no Verdict, Score, ScoreNormalized, PartId or "
+                                         "MessageId variable; add them on the server or name the object that holds "
+                                         "them")
         return found
 
     def _deliver(self, message: dict) -> None:
-        writes = [(node, _value(field, message, vtype)) for node, field, vtype in self._variables]
-        writes = [(node, value) for node, value in writes if value is not None]
+        writes = []
+        for node, field, vtype in self._variables:
+            try:
+                value = _value(field, message, vtype)
+            except (KeyError, ValueError, TypeError) as exc:  # the message cannot take this type: no retry mends it
+                raise PermanentDeliveryError(f"{field} {message.get(field)!r} cannot be written to a {vtype.name} "
+                                             f"variable ({type(exc).__name__}: {exc})") from None
+            if value is not None:
+                writes.append((node, value))
         if not writes:
             raise PermanentDeliveryError("nothing to write: no verdict without a threshold; pass --threshold")
         self._run(self._client.write_values([node for node, _ in writes], [value for _, value in writes]))
@@ -99,7 +114,7 @@ def _value(field: str, message: dict, vtype: ua.VariantType) -> ua.DataValue | N
     value = message.get(field)
     if field == "verdict":
         value = {ua.VariantType.Boolean: message.get(IS_ANOMALY), ua.VariantType.String: value}.get(
-            vtype, VERDICT_CODES[value] if vtype in INTEGER_TYPES else value)
+            vtype, VERDICT_CODES[value] if vtype in INTEGER_TYPES | FLOAT_TYPES else value)
     if value is None:
         return None
     if vtype in FLOAT_TYPES:

@@ -61,6 +61,8 @@ class LivePage:
         self.server, self.state, self.store = server, state, store
         self.drift_tolerance = drift_tolerance
         self._slots: dict[object, int] = {}
+        self._by_name: dict[str, int] = {}  # the shadow names a source by name (names are unique in a run)
+        self._unknown: set[str] = set()
         self._lock = threading.Lock()
 
     @classmethod
@@ -90,7 +92,7 @@ class LivePage:
         """The state's index of the source ``key`` (registered on first use)."""
         with self._lock:
             if key not in self._slots:
-                self._slots[key] = self.state.add_source(name, category, self.drift_tolerance)
+                self._slots[key] = self._by_name[name] = self.state.add_source(name, category, self.drift_tolerance)
             return self._slots[key]
 
     def offer(self, key: object, frame: np.ndarray, result: Result, drift_statistic: float | None = None) -> None:
@@ -103,10 +105,17 @@ class LivePage:
         self.server.thresholds.use(detectors)
 
     def review(self, name: str, frame: np.ndarray, result: Result, reason: str) -> None:
-        """Put a frame of the source called ``name`` into the review queue (why: ``reason``)."""
+        """Put a frame of the source called ``name`` into the review queue (why: ``reason``); a name
+        no source was registered under is said once and its frames are not queued."""
         with self._lock:
-            index = next(slot for slot in self._slots.values() if self.state.sources[slot].name == name)
-        self.state.propose(index, frame, result, reason)
+            index = self._by_name.get(name)
+            first = index is None and name not in self._unknown
+            if index is None:
+                self._unknown.add(name)
+        if first:
+            notice(f"live page: no source called {name!r} is on the page; its review candidates are not queued")
+        if index is not None:
+            self.state.propose(index, frame, result, reason)
 
     def disagreements(self, log: DisagreementSink | None = None) -> ReviewDisagreements:
         """The shadow's sink: disagreements into the review queue (and on to ``log``, --shadow-log)."""

@@ -22,6 +22,8 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,9 +95,14 @@ class ReviewStore:
             raise ReviewStoreError(f"review store {self.folder}: cannot open it ({exc}); pass a folder you can "
                                    "write to") from None
         self._lock = threading.Lock()
-        self._clear_orphans()
-        if self.max_bytes is not None:
-            self._evict(0)  # caps lowered since the last run
+        try:
+            with self._sqlite("open it"):
+                self._clear_orphans()
+                if self.max_bytes is not None:
+                    self._evict(0)  # caps lowered since the last run
+        except ReviewStoreError:
+            self._db.close()
+            raise
 
     @classmethod
     def reader(cls, folder: str | os.PathLike[str]) -> ReviewStore:
@@ -115,7 +122,7 @@ class ReviewStore:
         size = len(frame_png) + len(overlay_jpg)
         if size > self.max_bytes:
             return None
-        with self._lock:
+        with self._lock, self._sqlite("add an item"):
             self._evict(size)
             self._db.execute("BEGIN IMMEDIATE")  # the write lock first: another opener's sweep waits for the row
             try:  # the row commits after its files exist; a kill before leaves files _clear_orphans removes
@@ -126,7 +133,8 @@ class ReviewStore:
                     (self.folder / f"{item_id}.{suffix}").write_bytes(data)
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:  # SQLite may have rolled back already (a full disk)
+                    self._db.execute("ROLLBACK")
                 self._clear_orphans()
                 raise
         return item_id
@@ -185,6 +193,16 @@ class ReviewStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @contextmanager
+    def _sqlite(self, doing: str) -> Iterator[None]:
+        """SQLite's errors as one ReviewStoreError: another process holding the write lock past the
+        busy timeout, or a store closed while a thread was still adding, must not kill that thread."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise ReviewStoreError(f"review store {self.folder}: could not {doing} ({type(exc).__name__}: {exc}); "
+                                   "close other programs writing to it, or pass another folder") from None
 
     def _select(self, tail: str, args: tuple) -> list[ReviewItem]:
         with self._lock:

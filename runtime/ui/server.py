@@ -26,6 +26,7 @@ from .state import LiveState
 INSTALL = install_hint("ui")
 START_TIMEOUT_S = 10.0
 UI_NICE = 10  # the page's threads yield the CPU to the loop (Linux: a per-thread nice value)
+REVIEW_THREAD = "mmad-edge-ui-review"
 
 
 class UiServer:
@@ -61,7 +62,7 @@ class UiServer:
         self._server = uvicorn.Server(config)
         self._threads = [threading.Thread(target=_yielding, args=(self._server.run,), kwargs={"sockets": [sock]},
                                           name="mmad-edge-ui", daemon=True),
-                         threading.Thread(target=_yielding, args=(self._review_worker,), name="mmad-edge-ui-review",
+                         threading.Thread(target=_yielding, args=(self._review_worker,), name=REVIEW_THREAD,
                                           daemon=True)]
         for thread in self._threads:
             thread.start()
@@ -104,13 +105,15 @@ class UiServer:
                 notice(f"review store: could not keep a frame of {source.name} ({exc})")
 
     def close(self) -> None:
-        """Stop serving and the worker (idempotent); the store stays open for its owner to close."""
+        """Stop serving and the worker (idempotent); the store stays open for its owner to close, which
+        is safe once this returns: the review worker is joined to the end (a wait for a candidate is
+        0.2 s, an add at most SQLite's busy timeout), so it never adds to a closed store."""
         self._stop.set()
         if self._server is not None:
             self._app.stopping.set()
             self._server.should_exit = True
         for thread in self._threads:
-            thread.join(5.0)
+            thread.join(None if thread.name == REVIEW_THREAD else 5.0)
         self._threads = []
 
 

@@ -118,3 +118,19 @@ def test_a_reader_stopped_while_waiting_for_a_hardware_trigger_releases_the_came
     reader.stop()
     assert reader.done and reader.error is None and time.perf_counter() - started < 1.0
     assert len(take(open_camera(url("0", folder), retry_s=0), 1)) == 1  # released: it opens again
+
+
+def test_a_pylon_error_while_listing_cameras_is_a_camera_fault_reopened_with_backoff(emulator, monkeypatch):
+    from pypylon import genicam, pylon
+
+    from mmad_edge.runtime.cameras import pylon as pylon_camera
+    from mmad_edge.runtime.cameras.source import CameraFault
+    from mmad_edge.runtime.cameras.url import parse_camera_url
+
+    class Failing:
+        def EnumerateDevices(self):  # noqa: N802 (pylon's name)
+            raise genicam.RuntimeException("transport layer gone")
+
+    monkeypatch.setattr(pylon.TlFactory, "GetInstance", staticmethod(lambda: Failing()))
+    with pytest.raises(CameraFault, match=r"^cannot list the cameras: transport layer gone$"):
+        pylon_camera.open_camera(parse_camera_url("pylon://0"))

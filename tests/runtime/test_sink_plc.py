@@ -10,6 +10,7 @@ pytest.importorskip("pymodbus", reason="the Modbus sink needs pymodbus: pip inst
 pytest.importorskip("asyncua", reason="the OPC UA sink needs asyncua: pip install '.[line]' from the checkout")
 
 from mmad_edge.bench.line_servers import ModbusServer, OpcUaServer, free_port  # noqa: E402
+from mmad_edge.runtime.errors import SinkError  # noqa: E402
 from mmad_edge.runtime.sinks import open_sink  # noqa: E402
 from mmad_edge.runtime.sinks.target import SinkSettings  # noqa: E402
 
@@ -99,11 +100,42 @@ def test_opcua_writes_verdict_score_and_part_in_each_variables_type():
     assert (coded_report["sent"], coded_values) == (2, {"Verdict": 2, "ScoreNormalized": 0.75})
 
 
-def test_opcua_names_the_missing_variables():
+def test_opcua_names_the_missing_variables_or_node_once_and_drops_instead_of_retrying(capsys):
     server = OpcUaServer({"Other": "Double"})
     try:
-        report = deliver(f"opcua://127.0.0.1:{server.port}/{server.node}", verdicts("reject"), timeout_s=2)
+        report = deliver(f"opcua://127.0.0.1:{server.port}/{server.node}", verdicts("reject", "pass"), timeout_s=10)
+        nowhere = deliver(f"opcua://127.0.0.1:{server.port}/ns=2;s=Nowhere", verdicts("reject"), timeout_s=10)
     finally:
         server.close()
-    assert (report["sent"], report["queued"]) == (0, 1)
+    assert (report["sent"], report["queued"], report["refused"], report["failures"]) == (0, 0, 2, 0)
     assert "has no Verdict, Score, ScoreNormalized, PartId or MessageId variable" in report["last_error"]
+    assert (nowhere["sent"], nowhere["queued"], nowhere["refused"]) == (0, 0, 1)
+    assert nowhere["last_error"].startswith("node ns=2;s=Nowhere has no Verdict, Score")
+    assert capsys.readouterr().err.count("refused") == 2  # one line per sink, not one per message
+
+
+def test_opcua_writes_the_verdict_code_to_a_float_verdict():
+    server = OpcUaServer({"Verdict": "Double", "Score": "Float"})
+    try:
+        report = deliver(f"opcua://127.0.0.1:{server.port}/{server.node}", verdicts("unknown", "reject"), timeout_s=20)
+        values = server.values()
+    finally:
+        server.close()
+    assert (report["sent"], report["refused"], report["queued"]) == (2, 0, 0)
+    assert values == {"Verdict": 1.0, "Score": 1.25}
+
+
+def test_opcua_refuses_a_node_id_it_cannot_parse_at_open():
+    with pytest.raises(SinkError, match=r"'ns=2;x=1' is not an OPC UA node id; pass one such as ns=2;s=Inspection"):
+        open_sink("opcua://127.0.0.1:4840/ns=2;x=1", SinkSettings())
+
+
+def test_opcua_refuses_a_value_its_variable_cannot_hold_instead_of_retrying():
+    server = OpcUaServer({"PartId": "Double"})
+    try:
+        report = deliver(f"opcua://127.0.0.1:{server.port}/{server.node}", verdicts("reject"), timeout_s=10)
+    finally:
+        server.close()
+    assert (report["sent"], report["queued"], report["refused"], report["failures"]) == (0, 0, 1, 0)
+    assert report["last_error"] == ("part_id 'P0' cannot be written to a Double variable (ValueError: could not "
+                                    "convert string to float: 'P0')")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from mmad_edge.runtime.errors import SinkError
 from mmad_edge.runtime.monitor.prometheus import DetectorMetrics
 from mmad_edge.runtime.sinks import open_sink
+from mmad_edge.runtime.sinks.base import PermanentDeliveryError, Sink
 from mmad_edge.runtime.sinks.fanout import SinkSet
 from mmad_edge.runtime.sinks.message import model_identity, verdict_message
 from mmad_edge.runtime.sinks.target import SinkSettings, check_drain_s, load_credentials, parse_target
@@ -136,3 +138,37 @@ def test_a_stopped_sink_reports_what_it_still_holds(tmp_path, capsys):
     assert "3 messages undelivered after 0.5 s" in err and "they are lost" in err
     assert sinks.undelivered().startswith("3 verdicts reached neither sink http://127.0.0.1:9/hook nor a spool "
                                           "(3 lost at the end, 0 dropped; last error ConnectionRefusedError")
+
+
+def test_a_full_queue_is_said_even_after_a_refusal_was_counted_as_dropped(capsys):
+    """``dropped`` counts refusals too; the queue-full line used to wait for dropped == 1 and so
+    was never said once a refusal came first."""
+    release, stuck = threading.Event(), threading.Event()
+
+    class RefusingThenStuck(Sink):
+        kind = "test"
+
+        def _connect(self) -> None:
+            pass
+
+        def _deliver(self, message: dict) -> None:
+            if message["index"] == 0:
+                raise PermanentDeliveryError("bad message")
+            stuck.set()
+            release.wait(10)
+
+        def _disconnect(self) -> None:
+            pass
+
+    sink = RefusingThenStuck(parse_target("http://127.0.0.1:9/hook"), SinkSettings(queue_size=2)).start()
+    sink.submit({"index": 0})
+    sink.submit({"index": 1})
+    assert stuck.wait(5)  # 0 refused, 1 held by the stuck worker
+    for index in range(2, 6):  # 2 and 3 fill the queue, 4 and 5 overflow it
+        sink.submit({"index": index})
+    release.set()
+    report = sink.stop()
+    assert (report["refused"], report["dropped"], sink.overflowed) == (1, 3, 2)
+    err = capsys.readouterr().err
+    assert err.count("refused (bad message)") == 1
+    assert err.count("queue full (2 messages); dropping the oldest") == 1

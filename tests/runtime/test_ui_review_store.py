@@ -195,3 +195,20 @@ def test_review_candidates_are_rate_limited_per_source():
     for _ in range(50):
         state.offer(index, np.zeros((4, 4, 3), np.uint8), result(0.9, 1.0))
     assert state.take_review(0) is not None and state.take_review(0) is None
+
+
+def test_sqlite_errors_in_an_add_are_one_review_store_error_not_a_dead_worker(tmp_path):
+    store = ReviewStore(tmp_path, max_items=5)
+    store._db.execute("PRAGMA busy_timeout = 50")  # the default 5 s wait, shortened for the test
+    other = sqlite3.connect(tmp_path / INDEX_FILE, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # a reader holding the write lock
+    with pytest.raises(ReviewStoreError, match=r"could not add an item \(OperationalError: database is locked\); "
+                                                r"close other programs writing to it"):
+        add(store, 0)
+    other.execute("COMMIT")
+    other.close()
+    assert add(store, 1) == 1 and store.usage()["items"] == 1  # the lock gone, adds go on
+    store.close()
+    with pytest.raises(ReviewStoreError, match=r"could not add an item \(ProgrammingError: Cannot operate on a "
+                                                r"closed database"):
+        add(store, 2)

@@ -19,3 +19,22 @@ def test_shadow_disagreements_go_to_the_review_queue_and_the_page_shows_agreemen
     assert 0 < agreement["agreed"] < agreement["compared"]  # the 100 frames agree, the 150 ones do not
     assert agreement["disagreed"] == agreement["compared"] - agreement["agreed"]
     assert set(reasons) == {"shadow: candidate passes it (score 0.5882)"}
+
+
+def test_a_review_goes_to_the_source_of_that_name_and_an_unknown_name_is_said_once(capsys):
+    import numpy as np
+
+    from mmad_edge.runtime.result import Result
+    from mmad_edge.runtime.ui.page import LivePage
+    from mmad_edge.runtime.ui.state import LiveState
+
+    page = LivePage(None, LiveState(), None, None)
+    slots = {name: page.slot(object(), name, None) for name in ("a", "b", "c")}
+    frame, result = np.zeros((4, 4, 3), np.uint8), Result(0.6, 0.55, True, 0.5, np.zeros((4, 4), np.float32))
+    page.review("b", frame, result, "shadow: candidate passes it")
+    taken = page.state.take_review(0.0)
+    assert (taken.source, taken.reason) == (slots["b"], "shadow: candidate passes it")
+    for _ in range(2):
+        page.review("ghost", frame, result, "shadow")
+    assert page.state.take_review(0.0) is None
+    assert capsys.readouterr().err.count("no source called 'ghost' is on the page") == 1
