@@ -71,7 +71,7 @@ def verify_artifact(artifact: str | os.PathLike[str], options: VerifyOptions) ->
         split = labelled_split(options.data, options.layout, options.categories, info.image_size[0], options.max_images)
         say(f"verify: {path.name} on {detector.backend.name}, {len(split.labels)} test images", options.progress)
         category = verdict_category(info.categories, options.categories)
-        threshold = info.threshold if category is None else info.categories[category][0]
+        threshold = detector.scoring(category)[0]
         candidate = score_frames(detector, split.frames, options.batch_size, threshold, str(path))
         ran_on = _ran_on(detector.backend.describe())
     computed = ran_on.get("compute_precision") or info.precision
