@@ -146,6 +146,8 @@ def _open_sinks(options: RunOptions, out: IO[str], detector: Detector, categorie
             from ..sinks.fanout import SinkSet
 
             sinks.line = SinkSet.open(list(options.sinks.urls), options.sinks.settings(), _identity(detector))
+            if sinks.metrics is not None:
+                sinks.metrics.watch_sinks(sinks.line.reports)
         if options.page.ui is not None:
             from ..ui.page import LivePage
 
@@ -292,8 +294,6 @@ def _handle(item: Scored, tally: SourceTally, stream: DetectionStream, sinks: _S
         sinks.writer.write(record)
     if sinks.line is not None:
         sinks.line.send(record)
-        if sinks.metrics is not None:
-            sinks.line.observe(sinks.metrics)
     normalization = tally.normalization
     if result.is_anomaly:
         if sinks.writer is None:
@@ -384,8 +384,6 @@ def _page_report(detector: Detector, page: LivePage, options: RunOptions) -> dic
 def _finish_line(sinks: _Sinks, drain_s: float) -> list[dict]:
     """Drain the result sinks (up to ``drain_s``), say one line per sink and return their reports."""
     reports = sinks.line.finish(drain_s)
-    if sinks.metrics is not None:
-        sinks.line.observe(sinks.metrics)
     for report in reports:
         kept = f"{report['queued']} spooled to {report['spool']}" if report["durable"] else f"{report['lost']} lost"
         notice(f"  sink {report['sink']}: {report['sent']} sent, {kept}, {report['dropped']} dropped")

@@ -4,7 +4,11 @@ one process (tests, a reload) never clash over names in the global one."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from ..errors import MetricsPortError
 
@@ -31,12 +35,6 @@ class DetectorMetrics:
                            "standard deviations.", labels, registry=self.registry)
         self.drifting = Gauge("mmad_edge_drifting", "1 while the source's scores have drifted, else 0.", labels,
                               registry=self.registry)
-        self.sink_sent = Counter("mmad_edge_sink_sent", "Verdict messages a result sink delivered.", ["sink"],
-                                 registry=self.registry)
-        self.sink_dropped = Counter("mmad_edge_sink_dropped", "Verdict messages a result sink dropped (queue full "
-                                    "or refused).", ["sink"], registry=self.registry)
-        self.sink_queued = Gauge("mmad_edge_sink_queued", "Verdict messages waiting in a result sink.", ["sink"],
-                                 registry=self.registry)
         self._totals_seen: dict[tuple[str, str], int] = {}
         self.shadow_frames = Counter("mmad_edge_shadow_frames", "Frames a shadow candidate scored, by whether its "
                                      "verdict agreed with the deployed detector's.", [label, "verdict"],
@@ -58,11 +56,10 @@ class DetectorMetrics:
         """The source's drop count so far (readers count totals; the counter takes the increase)."""
         self._advance(self.dropped, source, total)
 
-    def sink_totals(self, sink: str, sent: int, dropped: int, queued: int) -> None:
-        """A result sink's counts so far (``sinks.base.Sink.report``)."""
-        self._advance(self.sink_sent, sink, sent)
-        self._advance(self.sink_dropped, sink, dropped)
-        self.sink_queued.labels(sink).set(queued)
+    def watch_sinks(self, reports: Callable[[], Sequence[dict[str, Any]]]) -> None:
+        """Serve the result sinks' counts (``sinks.base.Sink.report``) as ``reports`` gives them at
+        each scrape: fresh whether frames arrive or not, and nothing to do per frame."""
+        self.registry.register(_SinkCollector(reports))
 
     def _advance(self, counter: Counter, label: str, total: int) -> None:
         """Raise ``counter`` for ``label`` to ``total`` (created at 0 on first sight)."""
@@ -111,3 +108,22 @@ class DetectorMetrics:
             self._server.server_close()
             self._thread.join(5)
             self._server = self._thread = None
+
+
+class _SinkCollector:
+    """Prometheus families of the sinks' reports, read when scraped."""
+
+    def __init__(self, reports: Callable[[], Sequence[dict[str, Any]]]) -> None:
+        self.reports = reports
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        sent = CounterMetricFamily("mmad_edge_sink_sent", "Verdict messages a result sink delivered.", labels=["sink"])
+        dropped = CounterMetricFamily("mmad_edge_sink_dropped", "Verdict messages a result sink dropped (queue full "
+                                      "or refused).", labels=["sink"])
+        queued = GaugeMetricFamily("mmad_edge_sink_queued", "Verdict messages waiting in a result sink.",
+                                   labels=["sink"])
+        for report in self.reports():
+            sent.add_metric([report["sink"]], report["sent"])
+            dropped.add_metric([report["sink"]], report["dropped"])
+            queued.add_metric([report["sink"]], report["queued"])
+        yield from (sent, dropped, queued)

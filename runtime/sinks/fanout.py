@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import SinkError
 from ..log import notice
@@ -15,8 +15,6 @@ from .base import Sink
 from .message import verdict_message
 from .target import DEFAULT_DRAIN_S, SinkSettings, check_drain_s
 
-if TYPE_CHECKING:
-    from ..monitor.prometheus import DetectorMetrics
 
 class SinkSet:
     """The sinks of one run; ``send`` per frame, ``finish`` once."""
@@ -53,11 +51,6 @@ class SinkSet:
     def reports(self) -> list[dict]:
         """Each sink's counts now (``finish``'s once finished)."""
         return self._reports if self._reports is not None else [sink.report() for sink in self.sinks]
-
-    def observe(self, metrics: DetectorMetrics) -> None:
-        """Bring the metrics' per-sink counters up to date."""
-        for report in self.reports():
-            metrics.sink_totals(report["sink"], report["sent"], report["dropped"], report["queued"])
 
     def finish(self, drain_s: float = DEFAULT_DRAIN_S) -> list[dict]:
         """Wait up to ``drain_s`` seconds for every sink to deliver, stop them and return their

@@ -110,11 +110,14 @@ def test_the_fanout_names_each_frame_once_and_refuses_a_repeated_sink(tmp_path):
         check_drain_s(-1)
 
 
-def test_sink_counts_reach_the_prometheus_counters(tmp_path):
+def test_sink_counts_reach_the_prometheus_counters_as_they_are_at_each_scrape(tmp_path):
     metrics = DetectorMetrics()
-    metrics.sink_totals("mqtt://b/t", sent=3, dropped=1, queued=5)
-    metrics.sink_totals("mqtt://b/t", sent=10, dropped=1, queued=0)
+    now = [{"sink": "mqtt://b/t", "sent": 3, "dropped": 1, "queued": 5}]
+    metrics.watch_sinks(lambda: now)
     value = lambda name: metrics.registry.get_sample_value(name, {"sink": "mqtt://b/t"})  # noqa: E731
+    assert (value("mmad_edge_sink_sent_total"), value("mmad_edge_sink_dropped_total"),
+            value("mmad_edge_sink_queued")) == (3.0, 1.0, 5.0)
+    now[0] = {"sink": "mqtt://b/t", "sent": 10, "dropped": 1, "queued": 0}  # no call in between: read when scraped
     assert (value("mmad_edge_sink_sent_total"), value("mmad_edge_sink_dropped_total"),
             value("mmad_edge_sink_queued")) == (10.0, 1.0, 0.0)
     metrics.dropped_total("cam0", 4)
