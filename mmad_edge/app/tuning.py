@@ -33,6 +33,7 @@ from mmad_edge.bench.runner import e2e_detector_case
 from mmad_edge.bench.suite import run_budgeted
 from mmad_edge.bench.tables import format_value
 from mmad_edge.data.catalog import labelled_split
+from mmad_edge.data.split import evenly_spaced
 from mmad_edge.export.device_verification import Scored, compare_to_reference, finite, score_frames, verdict_category
 from mmad_edge.export.options import GOOD
 from mmad_edge.export.threshold_calibration import folder_images
@@ -64,7 +65,9 @@ def _images(options: TuneOptions, size: int) -> tuple[np.ndarray, np.ndarray, st
     if options.data is not None:
         split = labelled_split(options.data, options.layout, options.categories, size, options.max_images)
         return split.frames, split.labels, f"{options.layout}:{options.data}"
-    paths = folder_images(options.good, GOOD.name)[:options.max_images]
+    paths = folder_images(options.good, GOOD.name)
+    if options.max_images is not None:  # evenly spread, as --data's split is (--max-images says so)
+        paths = [paths[i] for i in evenly_spaced(np.arange(len(paths)), options.max_images)]
     frames = np.stack([resize_frame(read_image(path), (size, size)) for path in paths])
     return frames, np.zeros(len(frames), dtype=np.int64), f"good:{options.good}"
 

@@ -248,3 +248,16 @@ def test_verify_says_verdict_agreement_is_not_judged_without_a_threshold(tmp_pat
     assert "verdict agreement not judged (no threshold)" in result.stdout
     verified = json.loads((tmp_path / "verify.json").read_text())
     assert [c["name"] for c in verified["checks"]] == ["spearman", "auroc_delta"] and verified["passed"] is True
+
+
+def test_max_images_thins_good_images_evenly_as_it_does_a_labelled_split(tmp_path):
+    import cv2
+
+    from mmad_edge.app.tune_options import TuneOptions
+
+    good = tmp_path / "good"
+    good.mkdir()
+    for index in range(7):  # each image one grey level: which ones were taken shows in the frames
+        cv2.imwrite(str(good / f"{index:02d}.png"), np.full((8, 8, 3), 10 * index, np.uint8))
+    frames, labels, _ = tuning._images(TuneOptions(good=str(good), max_images=3), 8)
+    assert [int(frame[0, 0, 0]) for frame in frames] == [0, 30, 60] and labels.tolist() == [0, 0, 0]
