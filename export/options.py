@@ -103,6 +103,9 @@ class VerifyOptions:
     progress: bool = True
 
 
+DEFAULT_FRAMES = 100  # calibrate-threshold --source: frames scored unless --frames says
+
+
 @dataclass(frozen=True)
 class CalibrateOptions:
     """Good images from the ``good`` folder or ``frames`` frames of a live ``source``, (and a ``bad``
@@ -111,7 +114,8 @@ class CalibrateOptions:
 
     good: str | os.PathLike[str] | None = GOOD.field(None)
     source: str | None = SOURCE.field(None, detail=": instead of --good, known-good parts straight from the line")
-    frames: int = Flag("--frames", "How many frames of --source to score.").field(100)
+    frames: int | None = Flag("--frames", f"How many frames of --source to score (default {DEFAULT_FRAMES}; "
+                                          "with --good every image is).").field(None)
     bad: str | os.PathLike[str] | None = Flag(
         "--bad", "Folder of defective images: recall and F1 are reported.").field(None)
     category: str | None = CATEGORY.field(None, help="Set this training category's threshold (unified models).")

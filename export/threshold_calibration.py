@@ -29,7 +29,7 @@ from mmad_edge.data.records import DatasetError, list_images
 from mmad_edge.export.device_verification import Scored, score_frames
 from mmad_edge.export.live_frames import take_frames
 from mmad_edge.export.metadata import read_metadata_json, read_onnx_metadata
-from mmad_edge.export.options import CalibrateOptions
+from mmad_edge.export.options import DEFAULT_FRAMES, CalibrateOptions
 from mmad_edge.fileio import write_bytes_atomic, write_json_atomic
 from mmad_edge.runtime import Detector
 from mmad_edge.runtime.artifact.contract import ENGINE_SUFFIX, METADATA_FILE, METADATA_KEY, sidecar_path
@@ -105,7 +105,10 @@ def good_images(options: CalibrateOptions) -> tuple[Iterable[np.ndarray], str]:
         raise ValueError("pass either --good FOLDER or --source URL (with --frames N) for the good images, not "
                          f"{'both' if options.source is not None else 'neither'}")
     if options.source is not None:
-        return take_frames(options.source, options.frames), options.source
+        return take_frames(options.source, DEFAULT_FRAMES if options.frames is None else options.frames), options.source
+    if options.frames is not None:
+        raise ValueError(f"--frames {options.frames} counts frames of --source; with --good every image of the folder "
+                         "is scored: drop --frames, or thin the folder")
     return (read_image(p) for p in folder_images(options.good, "--good")), str(options.good)
 
 

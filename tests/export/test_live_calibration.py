@@ -62,6 +62,9 @@ def test_good_images_from_exactly_one_of_folder_and_source(video, tmp_path):
     for options, which in ((CalibrateOptions(), "neither"), (CalibrateOptions(good=tmp_path, source=str(video)), "both")):
         with pytest.raises(ValueError, match=f"pass either --good FOLDER or --source URL .* not {which}"):
             calibrate_threshold(export(tmp_path / which), options)
+    with pytest.raises(ValueError, match="^--frames 9 counts frames of --source; with --good every image of the folder "
+                                         "is scored: drop --frames, or thin the folder$"):
+        calibrate_threshold(export(tmp_path / "frames"), CalibrateOptions(good=tmp_path, frames=9))
 
 
 def test_a_source_shorter_than_frames_fails_saying_how_many(video):
