@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -28,6 +28,11 @@ class Result:
     threshold: float | None
     anomaly_map: np.ndarray = field(repr=False)
     timings: dict[str, float] = field(default_factory=dict)
+
+    def detached(self) -> Result:
+        """This result with its own copy of the map, to keep past the next batch (a backend may
+        reuse its output buffer)."""
+        return replace(self, anomaly_map=self.anomaly_map.copy())
 
     def to_json(self) -> dict:
         """A JSON-ready dict of everything but the map; timings in milliseconds, named ``<stage>_ms``."""

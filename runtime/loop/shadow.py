@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -170,14 +170,13 @@ class Shadow:
     def offer(self, frame: ShadowFrame, deployed: Result) -> None:
         """Queue a scored frame for the candidate (never waits: when the queue is full, or the
         candidate has failed, a frame is dropped and counted)."""
-        kept = replace(deployed, anomaly_map=deployed.anomaly_map.copy())  # a backend may reuse its buffer
         with self._cond:
             if self._stopping or self.error is not None:
                 self._drop(frame)
                 return
             if len(self._queue) >= self.capacity:
                 self._drop(self._queue.popleft()[0])
-            self._queue.append((frame, kept))
+            self._queue.append((frame, deployed.detached()))
             self._cond.notify()
 
     def finish(self, drain: bool = True) -> dict:

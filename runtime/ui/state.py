@@ -89,8 +89,7 @@ class LiveState:
     def offer(self, source: int, frame: np.ndarray, result: Result, drift_statistic: float | None = None) -> None:
         """The loop's hand-over of one result (never blocks on the page)."""
         now = time.monotonic()
-        kept = Result(result.score, result.score_normalized, result.is_anomaly, result.threshold,
-                      result.anomaly_map.copy())
+        kept = result.detached()
         reason = self._review_reason(result)
         with self._lock:
             state = self.sources[source]
@@ -110,8 +109,7 @@ class LiveState:
     def propose(self, source: int, frame: np.ndarray, result: Result, reason: str) -> None:
         """A frame for the review queue from elsewhere (a shadow candidate's disagreement), not
         rate-limited; ``reason`` says why."""
-        kept = Result(result.score, result.score_normalized, result.is_anomaly, result.threshold,
-                      result.anomaly_map.copy())
+        kept = result.detached()
         with self._lock:
             self._reviews.append(Candidate(source, frame, kept, reason))
             self._review_ready.notify()
