@@ -318,6 +318,28 @@ def test_with_a_token_every_api_but_health_needs_it(tmp_path, detector):
         started.stop()
 
 
+def test_serve_ui_shows_what_a_real_client_sent_per_category(tmp_path, detector):
+    pytest.importorskip("starlette", reason="the live page needs the ui extra")
+    page = free_ports(1)[0]
+    started = start_serve(export_with_categories(tmp_path / "export"), "--max-batch", "4", "--ui", f"127.0.0.1:{page}",
+                          "--review-dir", str(tmp_path / "review"))
+    try:
+        started.infer_when_ready()  # one pooled request (frames_for(99)), then three of category gravel
+        client = http.InferenceServerClient(f"localhost:{started.http}")
+        sent = [frames_for(seed) for seed in (1, 2, 3)]
+        for frames in sent:
+            infer(http, client, frames, category="gravel")
+        with urllib.request.urlopen(f"http://127.0.0.1:{page}/api/state", timeout=10) as answer:
+            state = json.loads(answer.read())
+    finally:
+        started.stop()
+    by_category = {source["category"]: source for source in state["sources"]}
+    gravel = detector.predict(list(sent[-1]), categories=["gravel"] * len(sent[-1]))[-1]
+    assert by_category["gravel"]["frames"] == sum(len(frames) for frames in sent)
+    assert by_category["gravel"]["score"] == pytest.approx(gravel.score, rel=1e-6)
+    assert by_category["gravel"]["threshold"] == 0.3 and by_category[None]["frames"] == len(frames_for(99))
+
+
 def test_category_input_and_requested_outputs(server):
     client = grpc.InferenceServerClient(f"localhost:{server.grpc}")
     frames = frames_for(7)
