@@ -101,6 +101,13 @@ class Server:
         """What the command printed so far (stdout and stderr)."""
         return self.log.read_text()
 
+    def wait_for_output(self, text: str, timeout_s: float = 30.0) -> str:
+        """What the command printed, once it holds ``text`` (or the timeout passed)."""
+        deadline = time.monotonic() + timeout_s
+        while text not in self.output() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return self.output()
+
     def infer_when_ready(self, timeout_s: float = 120.0) -> None:
         """Poll /v2/health/ready as a probe does; the moment it says 200, infer (and keep the answer)."""
         deadline = time.monotonic() + timeout_s
@@ -205,10 +212,7 @@ def test_a_client_that_infers_the_moment_health_says_ready_gets_its_result(serve
         try:
             again.infer_when_ready()
             assert_matches(again.first_answer, detector.predict(frames_for(99)))
-            deadline = time.monotonic() + 30
-            while "ready: the self-test frame came back" not in again.output() and time.monotonic() < deadline:
-                time.sleep(0.1)
-            assert "ready: the self-test frame came back as served in process" in again.output()
+            assert "ready: the self-test frame came back as served in process" in again.wait_for_output("ready: ")
         finally:
             again.stop()
 
@@ -310,10 +314,8 @@ def test_with_a_token_every_api_but_health_needs_it(tmp_path, detector):
         with pytest.raises(InferenceServerException, match="403|triton-access-token"):
             client.get_model_metadata("mmad_edge")
         assert health(started.http) == 200
-        deadline = time.monotonic() + 30
-        while "ready: the self-test" not in started.output() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert "listening on 127.0.0.1, token required: triton-access-token header (health open)" in started.output()
+        assert "listening on 127.0.0.1, token required: triton-access-token header (health open)" in (
+            started.wait_for_output("ready: "))
     finally:
         started.stop()
 
